@@ -1,0 +1,33 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Kiln",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "kiln", targets: ["kiln"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        /// Source locations, diagnostics, dtypes, symbolic dimensions and shapes.
+        .target(name: "KilnBasics"),
+        /// The typed tensor IR: graph, op table (type rules), verifier, printer and parser.
+        .target(name: "KilnIR", dependencies: ["KilnBasics"]),
+        /// The `.kiln` model language: lexer, parser, AST, semantic checks and IR generation.
+        .target(name: "KilnFrontend", dependencies: ["KilnBasics", "KilnIR"]),
+        /// The pass manager and the graph-to-graph passes, one per file.
+        .target(name: "KilnTransforms", dependencies: ["KilnBasics", "KilnIR"]),
+        /// Lowering of the IR to OpenMP C: memory plan, kernels, model descriptor.
+        .target(name: "KilnCodegenC", dependencies: ["KilnBasics", "KilnIR"]),
+        /// The compilation pipeline and the system C toolchain.
+        .target(name: "KilnDriver", dependencies: ["KilnBasics", "KilnIR", "KilnFrontend", "KilnTransforms", "KilnCodegenC"]),
+        /// The `kiln` command-line tool (the only target that imports ArgumentParser).
+        .executableTarget(name: "kiln", dependencies: [
+            "KilnDriver",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "KilnTests", dependencies: ["KilnBasics", "KilnIR", "KilnFrontend", "KilnTransforms", "KilnCodegenC", "KilnDriver"]),
+    ]
+)

@@ -1,0 +1,78 @@
+import KilnBasics
+
+/// The syntax tree of a `.kiln` file, as written (no names resolved yet).
+public indirect enum Expr: Sendable {
+    case int(Int, SourceRange)
+    case float(Double, SourceRange)
+    case name(String, SourceRange)
+    case unary(String, Expr, SourceRange)
+    case binary(String, Expr, Expr, SourceRange)
+    case call(String, SourceRange, [Argument], SourceRange)
+
+    public var range: SourceRange {
+        switch self {
+        case .int(_, let r), .float(_, let r), .name(_, let r), .unary(_, _, let r), .binary(_, _, _, let r), .call(_, _, _, let r): r
+        }
+    }
+}
+
+/// A call argument: positional (`x`) or named (`heads: 6`).
+public struct Argument: Sendable {
+    public var label: String?
+    public var labelRange: SourceRange
+    public var value: Expr
+}
+
+/// `f32[B, T, dim]`: a dtype and dimension expressions.
+public struct TypeExpr: Sendable {
+    public var dtype: String
+    public var dtypeRange: SourceRange
+    public var dims: [Expr]
+    public var range: SourceRange
+}
+
+public enum Statement: Sendable {
+    /// `x = expr`
+    case assign(String, SourceRange, Expr)
+    /// `return expr` (blocks only)
+    case ret(Expr, SourceRange)
+    /// `output logits = expr` (top level only)
+    case output(String, SourceRange, Expr)
+}
+
+public struct ConfigEntry: Sendable {
+    public var name: String
+    public var range: SourceRange
+    public var value: Expr
+}
+
+public struct InputDecl: Sendable {
+    public var name: String
+    public var range: SourceRange
+    public var type: TypeExpr
+    /// `where T <= context`: dim name, bound expression, range.
+    public var bounds: [(String, Expr, SourceRange)]
+}
+
+public struct BlockParam: Sendable {
+    public var name: String
+    public var range: SourceRange
+    public var type: TypeExpr
+}
+
+public struct BlockDecl: Sendable {
+    public var name: String
+    public var range: SourceRange
+    public var params: [BlockParam]
+    public var result: TypeExpr
+    public var body: [Statement]
+}
+
+public struct Program: Sendable {
+    public var modelName: String = "Model"
+    public var modelRange = SourceRange.none
+    public var config: [ConfigEntry] = []
+    public var inputs: [InputDecl] = []
+    public var blocks: [BlockDecl] = []
+    public var statements: [Statement] = []
+}

@@ -1,0 +1,299 @@
+import KilnBasics
+import KilnIR
+
+/// The built-in functions of the model language. Each one checks its
+/// arguments, creates its parameters (named under the current scope), and
+/// emits IR. docs/language.md documents every one.
+enum Builtins {
+    /// Parameters of each built-in, in positional order; `true` = required.
+    static let signatures: [String: [(String, Bool)]] = [
+        "embed": [("ids", true), ("vocab", true), ("dim", true), ("name", false)],
+        "positions": [("kind", true), ("length", true), ("dim", true), ("name", false)],
+        "linear": [("x", true), ("out", false), ("bias", false), ("tied", false), ("name", false)],
+        "layernorm": [("x", true), ("eps", false), ("name", false)],
+        "attention": [("x", true), ("heads", true), ("mask", false), ("bias", false), ("name", false)],
+        "ffn": [("x", true), ("hidden", true), ("activation", false), ("bias", false), ("name", false)],
+        "relu": [("x", true)],
+        "gelu": [("x", true)],
+        "gelu_tanh": [("x", true)],
+        "softmax": [("x", true)],
+        "repeat": [("count", true), ("block", true), ("x", true), ("name", false)],
+    ]
+    static let names = Set(signatures.keys)
+}
+
+/// Arguments of one call after matching positional and named arguments.
+struct BoundArgs {
+    var values: [String: (Value, SourceRange)] = [:]
+    /// Explicit `name:` argument, if any.
+    var explicitName: (String, SourceRange)?
+    subscript(_ k: String) -> (Value, SourceRange)? { values[k] }
+}
+
+extension Lowering {
+    /// Matches a call's arguments against a parameter list and evaluates them.
+    func bind(_ callee: String, _ params: [(String, Bool)], _ args: [Argument], _ r: SourceRange) throws -> BoundArgs {
+        var out = BoundArgs()
+        var positional = 0
+        var failed = false
+        for a in args {
+            let key: String
+            if let l = a.label {
+                guard params.contains(where: { $0.0 == l }) else {
+                    diags.error("'\(callee)' has no argument named '\(l)' (it takes \(params.map(\.0).joined(separator: ", ")))", at: a.labelRange)
+                    failed = true; continue
+                }
+                key = l
+            } else {
+                guard positional < params.count, params[positional].0 != "name" else {
+                    diags.error("too many arguments to '\(callee)' (it takes \(params.count(where: { $0.1 })) positional)", at: a.value.range)
+                    failed = true; continue
+                }
+                key = params[positional].0
+                positional += 1
+            }
+            guard out.values[key] == nil else { diags.error("argument '\(key)' of '\(callee)' is given twice", at: a.value.range); failed = true; continue }
+            if key == "name" {
+                guard case .name(let n, let nr) = a.value else { diags.error("'name' must be an identifier", at: a.value.range); failed = true; continue }
+                out.explicitName = (n, nr)
+                continue
+            }
+            do { out.values[key] = (try eval(a.value), a.value.range) } catch { failed = true }
+        }
+        for (p, required) in params where required && out.values[p] == nil && !failed {
+            diags.error("missing argument '\(p)' in call to '\(callee)'", at: r)
+            failed = true
+        }
+        if failed { throw Reported() }
+        return out
+    }
+
+    func call(_ name: String, _ nr: SourceRange, _ args: [Argument], _ r: SourceRange) throws -> Value {
+        if let block = blocks[name] { return try callBlock(block, args, r, prefixName: nil) }
+        guard let sig = Builtins.signatures[name] else {
+            var msg = "unknown function '\(name)'"
+            if let near = (Array(Builtins.names) + Array(blocks.keys)).first(where: { editDistance($0, name) <= 2 }) { msg += "; did you mean '\(near)'?" }
+            throw report(msg, nr)
+        }
+        let a = try bind(name, sig, args, r)
+        switch name {
+        case "embed": return try embed(a, r)
+        case "positions": return try positions(a, r)
+        case "linear": return try linear(a, r)
+        case "layernorm": return try layernorm(a, r)
+        case "attention": return try attention(a, r)
+        case "ffn": return try ffn(a, r)
+        case "relu", "gelu", "gelu_tanh", "softmax":
+            let x = try tensor(a["x"]!.0, a["x"]!.1, "the argument of \(name)")
+            return try emit(OpKind(rawValue: name)!, [x], [:], r)
+        case "repeat": return try repeatBlock(a, r)
+        default: throw report("unknown function '\(name)'", nr)
+        }
+    }
+
+    private func lastDim(_ t: Int, _ r: SourceRange, _ what: String) throws -> Int {
+        guard let c = graph.nodes[t].type.shape.last?.constValue else {
+            throw report("\(what) needs a tensor whose last dimension is a constant, got \(graph.nodes[t].type)", r)
+        }
+        return c
+    }
+
+    /// `embed(ids, vocab, dim)`: token embedding table `NAME.weight` [vocab, dim].
+    func embed(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
+        let ids = try tensor(a["ids"]!.0, a["ids"]!.1, "embed's ids")
+        guard !graph.nodes[ids].type.dtype.isFloat else { throw report("embed's ids must be an integer tensor, got \(graph.nodes[ids].type)", a["ids"]!.1) }
+        let vocab = try positiveInt(a["vocab"]!.0, a["vocab"]!.1, "vocab")
+        let dim = try positiveInt(a["dim"]!.0, a["dim"]!.1, "dim")
+        let o = try owner("embed", explicit: a.explicitName)
+        let w = try param(o + ".weight", [.const(vocab), .const(dim)], .normal(0.02), r)
+        registerWeight(owner: o, w)
+        return try emit(.embedding, [w, ids], [:], r)
+    }
+
+    /// `positions(learned|sinusoidal, T, dim)`: a [T, dim] position table.
+    func positions(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
+        let kind = try word(a["kind"]!.0, a["kind"]!.1, "the position kind", ["learned", "sinusoidal"])
+        let len = try dimension(a["length"]!.0, a["length"]!.1, "the sequence length")
+        guard let maxLen = graph.bound(of: len) else {
+            throw report("the sequence length \(len) needs an upper bound (declare 'where \(len) <= context' on the input)", a["length"]!.1)
+        }
+        let dim = try positiveInt(a["dim"]!.0, a["dim"]!.1, "dim")
+        let rows: AttrValue = len.constValue.map { .int($0) } ?? .word(len.description)
+        if kind == "sinusoidal" { return try emit(.sinusoidal, [], ["rows": rows, "dim": .int(dim)], r, order: ["rows", "dim"]) }
+        let o = try owner("positions", explicit: a.explicitName)
+        let w = try param(o + ".weight", [.const(maxLen), .const(dim)], .normal(0.02), r)
+        registerWeight(owner: o, w)
+        return try emit(.sliceRows, [w], ["rows": rows], r)
+    }
+
+    /// `linear(x, out, bias: true, tied: OWNER)`: x·Wᵀ + b with `NAME.weight` [out, in].
+    func linear(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
+        let x = try tensor(a["x"]!.0, a["x"]!.1, "linear's input")
+        let inDim = try lastDim(x, a["x"]!.1, "linear")
+        let hasBias = try a["bias"].map { try bool($0.0, $0.1, "bias") } ?? true
+        var out: Int? = try a["out"].map { try positiveInt($0.0, $0.1, "out") }
+        var w: Int
+        if let (tv, tr) = a["tied"] {
+            guard case .word(let target) = tv, let tiedNode = scopes.reversed().lazy.compactMap({ $0.ownerWeights[target] }).first else {
+                throw report("tied: must name an earlier embed, positions or linear call in scope, got \(describe(tv))", tr)
+            }
+            w = tiedNode
+            let ws = graph.nodes[w].type.shape
+            guard ws.dims.count == 2, ws.dims[1] == .const(inDim) else {
+                throw report("cannot tie to '\(graph.nodes[w].name!)' of shape \(ws): its second dim must equal the input's last dim \(inDim)", tr)
+            }
+            if let o = out, ws.dims[0] != .const(o) {
+                throw report("out \(o) does not match the tied weight '\(graph.nodes[w].name!)' of shape \(ws)", a["out"]!.1)
+            }
+            out = ws.dims[0].constValue
+        } else {
+            guard out != nil else { throw report("missing argument 'out' in call to 'linear'", r) }
+            w = -1
+        }
+        let o = try owner("linear", explicit: a.explicitName)
+        if w < 0 {
+            w = try param(o + ".weight", [.const(out!), .const(inDim)], .normal(0.02), r)
+            registerWeight(owner: o, w)
+        }
+        var ops = [x, w]
+        if hasBias { ops.append(try param(o + ".bias", [.const(out!)], .zeros, r)) }
+        return try emit(.linear, ops, [:], r)
+    }
+
+    /// `layernorm(x, eps: 1e-5)`: `NAME.weight` (ones) and `NAME.bias` (zeros) of [C].
+    func layernorm(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
+        let x = try tensor(a["x"]!.0, a["x"]!.1, "layernorm's input")
+        let c = try lastDim(x, a["x"]!.1, "layernorm")
+        let eps = try a["eps"].map { try float($0.0, $0.1, "eps") } ?? 1e-5
+        guard eps > 0 else { throw report("eps must be positive, got \(eps)", a["eps"]!.1) }
+        let o = try owner("layernorm", explicit: a.explicitName)
+        let w = try param(o + ".weight", [.const(c)], .ones, r)
+        let b = try param(o + ".bias", [.const(c)], .zeros, r)
+        return try emit(.layernorm, [x, w, b], ["eps": .float(eps)], r)
+    }
+
+    /// Emits `NAME.SUB.weight` [out, in] and optional bias, and the linear op.
+    private func projection(_ x: Int, _ prefix: String, _ out: Int, _ inDim: Int, bias: Bool, std: Double, _ r: SourceRange) throws -> Int {
+        var ops = [x, try param(prefix + ".weight", [.const(out), .const(inDim)], .normal(std), r)]
+        if bias { ops.append(try param(prefix + ".bias", [.const(out)], .zeros, r)) }
+        guard case .tensor(let t) = try emit(.linear, ops, [:], r) else { throw Reported() }
+        return t
+    }
+
+    /// Standard deviation of residual output projections (GPT-2: 0.02/√(2·layers)).
+    private var residualStd: Double { 0.02 / (2.0 * Double(residualDepth)).squareRoot() }
+
+    /// `attention(x, heads: H, mask: none|causal, bias: true)`: multi-head self-attention
+    /// with `NAME.query`, `NAME.key`, `NAME.value` and `NAME.output` projections.
+    func attention(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
+        let x = try tensor(a["x"]!.0, a["x"]!.1, "attention's input")
+        guard graph.nodes[x].type.shape.rank == 3 else { throw report("attention expects a [B, T, C] tensor, got \(graph.nodes[x].type)", a["x"]!.1) }
+        let c = try lastDim(x, a["x"]!.1, "attention")
+        let heads = try positiveInt(a["heads"]!.0, a["heads"]!.1, "heads")
+        guard c % heads == 0 else { throw report("model dim \(c) is not divisible by \(heads) heads", a["heads"]!.1) }
+        let mask = try a["mask"].map { try word($0.0, $0.1, "mask", ["none", "causal"]) } ?? "none"
+        let bias = try a["bias"].map { try bool($0.0, $0.1, "bias") } ?? true
+        let o = try owner("attention", explicit: a.explicitName)
+        let q = try projection(x, o + ".query", c, c, bias: bias, std: 0.02, r)
+        let k = try projection(x, o + ".key", c, c, bias: bias, std: 0.02, r)
+        let v = try projection(x, o + ".value", c, c, bias: bias, std: 0.02, r)
+        guard case .tensor(let att) = try emit(.attention, [q, k, v], ["heads": .int(heads), "causal": .bool(mask == "causal")], r, order: ["heads", "causal"]) else { throw Reported() }
+        return .tensor(try projection(att, o + ".output", c, c, bias: bias, std: residualStd, r))
+    }
+
+    /// `ffn(x, hidden: N, activation: gelu|gelu_tanh|relu, bias: true)`:
+    /// `NAME.up` [N, C], the activation, `NAME.down` [C, N].
+    func ffn(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
+        let x = try tensor(a["x"]!.0, a["x"]!.1, "ffn's input")
+        let c = try lastDim(x, a["x"]!.1, "ffn")
+        let hidden = try positiveInt(a["hidden"]!.0, a["hidden"]!.1, "hidden")
+        let act = try a["activation"].map { try word($0.0, $0.1, "activation", ["relu", "gelu", "gelu_tanh"]) } ?? "gelu"
+        let bias = try a["bias"].map { try bool($0.0, $0.1, "bias") } ?? true
+        let o = try owner("ffn", explicit: a.explicitName)
+        let up = try projection(x, o + ".up", hidden, c, bias: bias, std: 0.02, r)
+        guard case .tensor(let h) = try emit(OpKind(rawValue: act)!, [up], [:], r) else { throw Reported() }
+        return .tensor(try projection(h, o + ".down", c, hidden, bias: bias, std: residualStd, r))
+    }
+
+    /// `repeat(N, Block, x)`: N calls of Block, each with its own weights `NAME.i.…`.
+    func repeatBlock(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
+        let n = try positiveInt(a["count"]!.0, a["count"]!.1, "the repeat count")
+        guard n <= Self.maxRepeat else { throw report("repeat count \(n) is too large (limit \(Self.maxRepeat))", a["count"]!.1) }
+        let (bv, br) = a["block"]!
+        guard case .word(let bn) = bv, let block = blocks[bn] else { throw report("repeat's second argument must be a block, got \(describe(bv))", br) }
+        guard block.params.count == 1 else { throw report("repeat needs a block with one parameter; '\(bn)' has \(block.params.count)", br) }
+        var x = a["x"]!.0
+        let o = try owner("layers", explicit: a.explicitName)
+        let outerPrefix = scopes[scopes.count - 1].prefix
+        residualDepth *= n
+        defer { residualDepth /= n }
+        for i in 0..<n {
+            x = try callBlock(block, [], r, prefixName: String(o.dropFirst(outerPrefix.count)) + ".\(i)", values: [(x, a["x"]!.1)])
+        }
+        return x
+    }
+
+    /// Inlines a block: binds arguments, checks their types against the
+    /// declared ones, runs the body in a new scope, checks the result type.
+    func callBlock(_ b: BlockDecl, _ args: [Argument], _ r: SourceRange, prefixName: String?, values: [(Value, SourceRange)]? = nil) throws -> Value {
+        guard !callStack.contains(b.name) else { throw report("block '\(b.name)' calls itself (recursion is not allowed)", r) }
+        var bound: [(Value, SourceRange)]
+        var ownerName: String
+        if let values {
+            bound = values
+            ownerName = scopes[scopes.count - 1].prefix + prefixName!
+        } else {
+            let a = try bind(b.name, b.params.map { ($0.name, true) } + [("name", false)], args, r)
+            bound = b.params.map { a[$0.name]! }
+            ownerName = try owner(b.name.lowercased(), explicit: a.explicitName)
+        }
+        var scope = Scope(prefix: ownerName + ".")
+        for (p, (v, vr)) in zip(b.params, bound) {
+            let t = try tensor(v, vr, "argument '\(p.name)' of block '\(b.name)'")
+            let want = try evalTypeInScope(p.type)
+            let got = graph.nodes[t].type
+            guard want == got else {
+                throw report("argument '\(p.name)' of block '\(b.name)' expects \(want), got \(got)", vr)
+            }
+            scope.vars[p.name] = .tensor(t)
+        }
+        callStack.append(b.name)
+        scopes.append(scope)
+        defer { scopes.removeLast(); callStack.removeLast() }
+        var result: Value?
+        for s in b.body {
+            if result != nil { throw report("code after 'return' in block '\(b.name)'", b.range) }
+            result = run(s, inBlock: true)
+        }
+        guard let result else { throw report("block '\(b.name)' has no 'return'", b.range) }
+        if case .poison = result { throw Reported() }
+        let t = try tensor(result, b.result.range, "the result of block '\(b.name)'")
+        let want = try evalType(b.result)
+        guard graph.nodes[t].type == want else {
+            throw report("block '\(b.name)' returns \(graph.nodes[t].type) but declares \(want)", b.result.range)
+        }
+        return .tensor(t)
+    }
+
+    /// Types of block parameters see config and dims only.
+    private func evalTypeInScope(_ t: TypeExpr) throws -> TensorType {
+        callStack.append("")
+        scopes.append(Scope(prefix: ""))
+        defer { scopes.removeLast(); callStack.removeLast() }
+        return try evalType(t)
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints (short strings only).
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a.prefix(64)), b = Array(b.prefix(64))
+    var prev = Array(0...b.count)
+    for i in 1...max(a.count, 1) where !a.isEmpty {
+        var cur = [i] + Array(repeating: 0, count: b.count)
+        for j in 1...max(b.count, 1) where !b.isEmpty {
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        prev = cur
+    }
+    return a.isEmpty ? b.count : prev[b.count]
+}

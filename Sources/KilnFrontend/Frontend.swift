@@ -1,0 +1,26 @@
+import KilnBasics
+import KilnIR
+
+/// The frontend's entry point: source text in, a verified IR graph out
+/// (or diagnostics).
+public enum Frontend {
+    public struct Result {
+        public var graph: Graph?
+        public var diagnostics: DiagnosticEngine
+    }
+
+    /// Parses and lowers a model file. Throws only for bad options
+    /// (`--set` of an unknown key); problems in the file become diagnostics.
+    public static func compile(_ file: SourceFile, options: FrontendOptions = FrontendOptions()) throws -> Result {
+        let diags = DiagnosticEngine(file: file)
+        let prog = Parser.parse(file, diags)
+        let graph = try Lowering.lower(prog, diags: diags, options: options)
+        if let g = graph {
+            do { try Verifier.verify(g) } catch {
+                diags.error("internal error: the generated IR is invalid: \(error)", at: .none)
+                return Result(graph: nil, diagnostics: diags)
+            }
+        }
+        return Result(graph: graph, diagnostics: diags)
+    }
+}

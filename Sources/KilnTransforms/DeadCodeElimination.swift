@@ -1,0 +1,24 @@
+import KilnBasics
+import KilnIR
+
+/// Dead-code elimination: removes every node that no output depends on,
+/// parameters included (an unused weight is not asked for in the weights file).
+/// Inputs are kept: they are the binary's interface.
+public struct DeadCodeElimination: Pass {
+    public let name = "dce"
+    public init() {}
+
+    public func run(_ g: inout Graph) throws -> Bool {
+        var live = [Bool](repeating: false, count: g.nodes.count)
+        var stack = g.outputs.map(\.value)
+        for i in g.inputs { live[i] = true }
+        while let i = stack.popLast() {
+            if live[i] { continue }
+            live[i] = true
+            stack.append(contentsOf: g.nodes[i].operands.filter { !live[$0] })
+        }
+        guard live.contains(false) else { return false }
+        g = g.compacted(keep: live)
+        return true
+    }
+}
