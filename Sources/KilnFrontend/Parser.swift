@@ -11,6 +11,8 @@ public struct Parser {
     private let diags: DiagnosticEngine
     private var depth = 0
     static let maxDepth = 200
+    /// Words that start declarations and statements; they are not names.
+    static let keywords: Set<String> = ["model", "config", "input", "block", "return", "output", "where"]
 
     private struct Bail: Error {}
 
@@ -237,6 +239,7 @@ public struct Parser {
         case .int(let v): bump(); return .int(v, t.range)
         case .float(let v): bump(); return .float(v, t.range)
         case .ident(let name):
+            if Self.keywords.contains(name) { throw fail("expected an expression, found the keyword '\(name)'") }
             bump()
             guard isPunct("(") else { return .name(name, t.range) }
             bump()

@@ -1,9 +1,136 @@
-import KilnBasics
-import KilnFrontend
-import KilnIR
+import ArgumentParser
 import Foundation
-let path = CommandLine.arguments[1]
-let data = FileManager.default.contents(atPath: path)!
-let r = try Frontend.compile(SourceFile(path: path, bytes: Array(data)))
-print(r.diagnostics.render(), terminator: "")
-if let g = r.graph { print(IRPrinter.print(g)); let g2 = try IRParser.parse(IRPrinter.print(g)); print(IRPrinter.print(g2) == IRPrinter.print(g)) }
+import KilnDriver
+
+/// `kiln`: compile `.kiln` model files to standalone C binaries.
+@main
+struct Kiln: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kiln",
+        abstract: "Compile transformer model files (.kiln) to standalone OpenMP C binaries.",
+        discussion: """
+        kiln check FILE              check a model file (parse, types, shapes)
+        kiln ir FILE                 print the typed IR (after optimisation)
+        kiln build FILE -o DIR       write C sources + Makefile to DIR and build DIR/infer
+        The language is documented in docs/language.md, the IR in docs/ir.md.
+        """,
+        subcommands: [Check.self, IR.self, Build.self]
+    )
+}
+
+/// Options every command that reads a model file takes.
+struct ModelOptions: ParsableArguments {
+    @Argument(help: "The model file (.kiln).")
+    var file: String
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config entry, e.g. --set layers=12 (repeatable).", valueName: "name=value"))
+    var overrides: [String] = []
+
+    func validate() throws {
+        for o in overrides where !o.contains("=") || o.hasPrefix("=") {
+            throw ValidationError("--set expects name=value, got '\(o)'")
+        }
+    }
+
+    var pipeline: Pipeline {
+        Pipeline(overrides: overrides.map { o in
+            let parts = o.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return (String(parts[0]), String(parts.count > 1 ? parts[1] : ""))
+        })
+    }
+}
+
+/// Prints a driver error the way compilers do and exits non-zero.
+func fail(_ e: Error) -> ExitCode {
+    switch e {
+    case DriverError.diagnostics(let text, let n):
+        FileHandle.standardError.write(Data(text.utf8))
+        FileHandle.standardError.write(Data("\(n) error\(n == 1 ? "" : "s") generated.\n".utf8))
+    case DriverError.message(let m):
+        FileHandle.standardError.write(Data("kiln: error: \(m)\n".utf8))
+    default:
+        FileHandle.standardError.write(Data("kiln: error: \(e)\n".utf8))
+    }
+    return ExitCode.failure
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check a model file: syntax, names, types and shapes.")
+    @OptionGroup var model: ModelOptions
+
+    func run() throws {
+        do {
+            let p = model.pipeline
+            let g = try p.frontend(try Pipeline.load(model.file))
+            let params = g.parameters.reduce(0) { $0 + g.nodes[$1].type.shape.elementCount.evaluate([:]) }
+            print("\(model.file): ok: model \(g.name), \(g.parameters.count) parameter tensors, \(params) parameters, \(g.nodes.count) IR nodes")
+        } catch { throw fail(error) }
+    }
+}
+
+struct IR: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ir",
+        abstract: "Print the typed IR of a model file.",
+        discussion: "Passes, in order: \(Pipeline.passNames.joined(separator: ", ")). The printed IR parses back (docs/ir.md).")
+
+    @OptionGroup var model: ModelOptions
+
+    @Option(help: ArgumentHelp("Which IR: 'frontend' (as generated) or 'optimized' (after all passes).", valueName: "stage"))
+    var stage: String = "optimized"
+
+    @Option(name: .customLong("print-after"), help: ArgumentHelp("Print the IR after each pass ('all') or after the named pass.", valueName: "all|PASS"))
+    var printAfter: String?
+
+    func validate() throws {
+        guard ["frontend", "optimized"].contains(stage) else { throw ValidationError("--stage must be 'frontend' or 'optimized', got '\(stage)'") }
+        if let p = printAfter, p != "all", !Pipeline.passNames.contains(p) {
+            throw ValidationError("--print-after: unknown pass '\(p)' (passes: all, \(Pipeline.passNames.joined(separator: ", ")))")
+        }
+    }
+
+    func run() throws {
+        do {
+            let p = model.pipeline
+            let g = try p.frontend(try Pipeline.load(model.file))
+            if stage == "frontend" && printAfter == nil { print(IRText.print(g), terminator: ""); return }
+            if printAfter != nil { print("// IR after frontend\n" + IRText.print(g)) }
+            let opt = try p.optimize(g) { i, name, changed, g in
+                guard printAfter == "all" || printAfter == name else { return }
+                print("// IR after pass \(i + 1): \(name)\(changed ? "" : " (no change)")\n" + IRText.print(g))
+            }
+            if printAfter == nil { print(IRText.print(opt), terminator: "") }
+        } catch { throw fail(error) }
+    }
+}
+
+struct Build: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compile a model file to DIR: generated C, the runtime, a Makefile, and DIR/infer.",
+        discussion: "The C compiler is $CC if set, else the first of clang (with libomp) and gcc that builds OpenMP code.")
+
+    @OptionGroup var model: ModelOptions
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("The output directory.", valueName: "DIR"))
+    var output: String
+
+    @Flag(name: .customLong("no-make"), help: "Write the sources only; do not run make.")
+    var noMake = false
+
+    @Flag(name: .shortAndLong, help: "Show the C compiler's output.")
+    var verbose = false
+
+    func run() throws {
+        do {
+            let (g, gen) = try model.pipeline.generate(try Pipeline.load(model.file))
+            try BuildDirectory.write(gen, modelName: g.name, to: output)
+            if noMake { print("wrote \(output) (run make there to build infer)"); return }
+            guard let cc = Toolchain.find() else { throw DriverError.message("no C compiler found (install clang and libomp-dev, or gcc, or set CC)") }
+            if !cc.openmp {
+                FileHandle.standardError.write(Data("kiln: warning: \(cc.path) cannot build OpenMP code; \(output)/infer will use one thread (install libomp-dev for clang, or use gcc)\n".utf8))
+            }
+            try BuildDirectory.make(output, compiler: cc, verbose: verbose)
+            print("built \(output)/infer (model \(g.name), \(cc.path)\(cc.openmp ? " with OpenMP" : ", single-threaded"))")
+        } catch { throw fail(error) }
+    }
+}
