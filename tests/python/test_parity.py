@@ -1,0 +1,69 @@
+"""Logits of the compiled inference binary against an independent PyTorch
+model (float64) with the same safetensors weights."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import run
+import reference
+
+CHAR = dict(file="examples/char-gpt.kiln", overrides=(), cfg=dict(
+    vocab=256, context=256, dim=384, heads=6, layers=6, hidden=1536, norm="pre",
+    activation="gelu", positions="learned", final_norm=True, head="tied", eps=1e-5))
+
+ODD = dict(file="examples/odd-postnorm.kiln", overrides=(), cfg=dict(
+    vocab=97, context=24, dim=60, heads=3, layers=2, hidden=100, norm="post",
+    activation="relu", positions="sinusoidal", final_norm=False, head="head", eps=1e-5,
+    embed_scale=2.0, norm_names=("norm1", "norm2")))
+
+# GPT-2's layout (tanh GELU) at a size a test can afford.
+GPT2_SMALLER = dict(file="examples/gpt2-small.kiln",
+                    overrides=("layers=2", "vocab=1000", "context=64", "dim=96", "heads=4"),
+                    cfg=dict(vocab=1000, context=64, dim=96, heads=4, layers=2, hidden=384, norm="pre",
+                             activation="gelu_tanh", positions="learned", final_norm=True, head="tied", eps=1e-5))
+
+MODELS = {"char": CHAR, "odd": ODD, "gpt2-smaller": GPT2_SMALLER}
+
+
+def compare(builds, tmp_path, spec, B, T, seed):
+    out = builds.build(spec["file"], *spec["overrides"])
+    w = tmp_path / "w.safetensors"
+    r = run([out / "infer", "init", "--seed", seed, "--out", w])
+    assert r.returncode == 0, r.stderr
+    # Random init has zero biases and unit norms; perturb every tensor so each one matters.
+    from safetensors.torch import load_file, save_file
+    state = load_file(str(w))
+    g = torch.Generator().manual_seed(seed)
+    state = {k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in state.items()}
+    save_file(state, str(w))
+
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, spec["cfg"]["vocab"], size=(B, T), dtype=np.int32)
+    np.save(tmp_path / "tokens.npy", tokens)
+    r = run([out / "infer", "forward", "--weights", w, "--tokens", tmp_path / "tokens.npy",
+             "--out", tmp_path / "logits.npy"])
+    assert r.returncode == 0, r.stderr
+    got = np.load(tmp_path / "logits.npy")
+    assert got.shape == (B, T, spec["cfg"]["vocab"]) and got.dtype == np.float32
+
+    model = reference.load(spec["cfg"], w)
+    with torch.no_grad():
+        want = model(torch.from_numpy(tokens).long()).numpy()
+    diff = np.abs(got.astype(np.float64) - want).max()
+    scale = np.abs(want).max()
+    assert diff <= 1e-4, f"max abs diff {diff}"
+    assert diff <= 1e-5 * scale, f"max abs diff {diff} vs logits scale {scale}"
+    return diff, scale
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("T", ["one", "context"])
+def test_logits_match_pytorch(builds, tmp_path, name, T):
+    spec = MODELS[name]
+    t = 1 if T == "one" else spec["cfg"]["context"]
+    B = 2 if t > 1 else 3
+    compare(builds, tmp_path, spec, B, t, seed=7)
+
+
+def test_mid_length_batch(builds, tmp_path):
+    compare(builds, tmp_path, ODD, 4, 13, seed=3)
