@@ -35,7 +35,7 @@ extension Lowering {
     func bind(_ callee: String, _ params: [(String, Bool)], _ args: [Argument], _ r: SourceRange) throws -> BoundArgs {
         var out = BoundArgs()
         var positional = 0
-        var failed = false
+        var failed = false, tooMany = false
         for a in args {
             let key: String
             if let l = a.label {
@@ -46,8 +46,10 @@ extension Lowering {
                 key = l
             } else {
                 guard positional < params.count, params[positional].0 != "name" else {
-                    diags.error("too many arguments to '\(callee)' (it takes \(params.count(where: { $0.1 })) positional)", at: a.value.range)
-                    failed = true; continue
+                    if !tooMany {  // once per call
+                        diags.error("too many arguments to '\(callee)' (it takes \(params.count(where: { $0.0 != "name" })))", at: a.value.range)
+                    }
+                    tooMany = true; failed = true; continue
                 }
                 key = params[positional].0
                 positional += 1

@@ -43,11 +43,12 @@ final class Lowering {
     var blocks: [String: BlockDecl] = [:]
     var scopes: [Scope] = []
     var callStack: [String] = []
+    var paramNames = Set<String>()
     /// Product of enclosing `repeat` counts: GPT-2 scales residual projections by 1/√(2·layers).
     var residualDepth = 1
 
-    static let maxNodes = 2_000_000
-    static let maxRepeat = 10_000
+    static let maxNodes = 1_000_000
+    static let maxRepeat = 1_000
     static let maxDimension = 1 << 31
 
     /// A naming scope: a block body (or the top level) with its variables and
@@ -120,7 +121,10 @@ final class Lowering {
     }
 
     func declareInput(_ d: InputDecl) {
-        guard let dtype = DType(rawValue: d.type.dtype), !dtype.isFloat || true else { return }
+        guard let dtype = DType(rawValue: d.type.dtype) else {
+            diags.error("unknown dtype '\(d.type.dtype)' (expected one of \(DType.allCases.map(\.rawValue).joined(separator: ", ")))", at: d.type.dtypeRange)
+            return
+        }
         var dims: [Dim] = []
         for e in d.type.dims {
             if case .name(let n, _) = e, config[n] == nil, scopes[0].vars[n] == nil {
@@ -379,7 +383,7 @@ final class Lowering {
             guard !o, p <= (1 << 34) else { throw report("parameter '\(fullName)' of shape \(Shape(dims)) is too large", r) }
             count = p
         }
-        if graph.nodes.contains(where: { $0.name == fullName }) { throw report("parameter name '\(fullName)' is used twice", r) }
+        guard paramNames.insert(fullName).inserted else { throw report("parameter name '\(fullName)' is used twice", r) }
         var attrs = Attributes()
         switch initKind {
         case .zeros: attrs["init"] = .word("zeros")

@@ -98,11 +98,13 @@ public struct Parser {
         while !isPunct("}") {
             if tok.kind == .eof { throw fail("unterminated config: expected '}'") }
             if isPunct(",") || isPunct(";") { bump(); continue }
+            let before = p
             do {
                 let (name, r) = try ident("a config name")
                 try expect("=", "after config name '\(name)'")
                 entries.append(ConfigEntry(name: name, range: r, value: try parseExpr()))
             } catch {
+                if p == before { bump() }  // always make progress
                 while !isPunct("}") && tok.kind != .eof && !tok.startsLine { bump() }
                 if diags.isFull { throw error }
             }

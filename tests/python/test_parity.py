@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run
+from kilntest import run
 import reference
 
 CHAR = dict(file="examples/char-gpt.kiln", overrides=(), cfg=dict(

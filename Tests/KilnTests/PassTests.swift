@@ -1,0 +1,108 @@
+import Testing
+import KilnIR
+import KilnTransforms
+
+/// Pass tests are IR text in, IR text out, plus a no-change case each.
+@Suite struct PassTests {
+    func run(_ pass: any Pass, _ input: String) throws -> (Bool, String) {
+        var g = try parseIR(input)
+        let changed = try pass.run(&g)
+        try Verifier.verify(g)
+        return (changed, IRPrinter.print(g))
+    }
+
+    // dce: values no output uses are removed, parameters included; inputs stay.
+    @Test func dceRemovesUnusedNodesAndParams() throws {
+        let (changed, out) = try run(DeadCodeElimination(), """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %w = param {init: zeros} : f32[3, 4]
+          %0 = linear(%x, %w) : f32[B, 3]
+          %1 = relu(%x) : f32[B, 4]
+          output y = %1
+        }
+        """)
+        #expect(changed)
+        #expect(out == """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %0 = relu(%x) : f32[B, 4]
+          output y = %0
+        }
+
+        """)
+    }
+
+    @Test func dceLeavesALiveGraphAlone() throws {
+        let input = "graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %0 = relu(%x) : f32[B, 4]\n  output y = %0\n}\n"
+        let (changed, out) = try run(DeadCodeElimination(), input)
+        #expect(!changed)
+        #expect(out == input)
+    }
+
+    // cse: add(a, b) and add(b, a) are one value; identical relus are one value.
+    @Test func cseMergesIdenticalAndCommutedNodes() throws {
+        let (changed, out) = try run(CommonSubexpressionElimination(), """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %y = input : f32[B, 4]
+          %0 = add(%x, %y) : f32[B, 4]
+          %1 = add(%y, %x) : f32[B, 4]
+          %2 = relu(%0) : f32[B, 4]
+          %3 = relu(%1) : f32[B, 4]
+          %4 = mul(%2, %3) : f32[B, 4]
+          output z = %4
+        }
+        """)
+        #expect(changed)
+        #expect(out == """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %y = input : f32[B, 4]
+          %0 = add(%x, %y) : f32[B, 4]
+          %1 = relu(%0) : f32[B, 4]
+          %2 = mul(%1, %1) : f32[B, 4]
+          output z = %2
+        }
+
+        """)
+    }
+
+    @Test func cseKeepsDistinctValuesAndParams() throws {
+        let input = """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %a = param {init: zeros} : f32[4]
+          %b = param {init: zeros} : f32[4]
+          %0 = sub(%x, %a) : f32[B, 4]
+          %1 = sub(%a, %x) : f32[B, 4]
+          %2 = scale(%0) {factor: 2.0} : f32[B, 4]
+          %3 = scale(%0) {factor: 3.0} : f32[B, 4]
+          %4 = add(%2, %3) : f32[B, 4]
+          %5 = add(%4, %1) : f32[B, 4]
+          %6 = add(%5, %b) : f32[B, 4]
+          output z = %6
+        }
+
+        """
+        let (changed, out) = try run(CommonSubexpressionElimination(), input)
+        #expect(!changed)
+        #expect(out == input)
+    }
+
+    @Test func standardPipelineReachesAFixedPoint() throws {
+        let (g0, d, _) = compile(readRepoFile("examples/char-gpt.kiln"))
+        var g = try #require(g0, "\(d)")
+        try PassManager.standard().run(&g)
+        var again = g
+        var changedAny = false
+        try PassManager.standard().run(&again) { _, _, changed, _ in changedAny = changedAny || changed }
+        #expect(!changedAny)
+        #expect(IRPrinter.print(again) == IRPrinter.print(g))
+    }
+}

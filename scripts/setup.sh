@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine for Kiln: a C compiler with OpenMP (clang + libomp,
+# gcc as fallback), the Python packages the tests use, and the `kiln` binary.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
+
+# 1. clang with libomp (Debian: clang, libomp-dev). The Swift toolchain's own clang has no omp.h.
+if ! echo '#include <omp.h>
+int main(void){return 0;}' | /usr/bin/clang -fopenmp -x c -o /dev/null - >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null; then
+    echo "setup: installing clang and libomp-dev"
+    $SUDO apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq clang libomp-dev make >/dev/null
+  else
+    echo "setup: no apt-get; install clang with libomp (or gcc) yourself" >&2
+  fi
+fi
+
+# 2. Python packages for tests and benchmarks (never needed to compile or run a model).
+PY=${PYTHON:-python3}
+if ! $PY -c "import numpy, pytest, safetensors" >/dev/null 2>&1; then
+  echo "setup: installing numpy, pytest, safetensors"
+  $PY -m pip install -q numpy pytest safetensors
+fi
+if ! $PY -c "import torch" >/dev/null 2>&1; then
+  # Prefer a local CPU-only wheel (PIP_FIND_LINKS); PyPI's default torch is the CUDA build.
+  wheel=$(ls ${PIP_FIND_LINKS:-/opt/wheels}/torch-*+cpu-*.whl 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -n "$wheel" ]; then
+    echo "setup: installing $(basename "$wheel")"
+    $PY -m pip install -q "$wheel"
+  else
+    echo "setup: installing torch from PyPI"
+    $PY -m pip install -q torch
+  fi
+fi
+
+# 3. The compiler itself.
+swift build 2>&1 | tail -n 1

@@ -1,0 +1,46 @@
+"""Helpers shared by the Python tests: the kiln binary, running commands,
+model builds cached per session."""
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def kiln_binary() -> pathlib.Path:
+    if os.environ.get("KILN_BIN"):
+        return pathlib.Path(os.environ["KILN_BIN"])
+    for conf in ("debug", "release"):
+        p = ROOT / ".build" / conf / "kiln"
+        if p.exists():
+            return p
+    pytest.skip("kiln is not built (run `swift build` first)")
+
+
+def run(args, **kw):
+    """Runs a command, returning CompletedProcess with text output."""
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
+
+
+class Builds:
+    """Builds each (model file, overrides) once per test session."""
+
+    def __init__(self, tmp: pathlib.Path):
+        self.tmp = tmp
+        self.cache = {}
+
+    def build(self, model: str, *overrides: str) -> pathlib.Path:
+        key = (model, overrides)
+        if key not in self.cache:
+            out = self.tmp / f"build{len(self.cache)}"
+            args = [kiln_binary(), "build", ROOT / model, "-o", out]
+            for o in overrides:
+                args += ["--set", o]
+            r = run(args)
+            assert r.returncode == 0, r.stderr
+            self.cache[key] = out
+        return self.cache[key]
+
+

@@ -1,0 +1,157 @@
+/*
+ * rt_tool.c - a small driver that exposes kiln_rt functions to test_runtime.py
+ * (things the `infer` binary cannot reach directly: parsing files that do not
+ * match a model, the generic writers, the RNG and the sampler).
+ *
+ *   rt_tool st-dump FILE          print metadata and tensors of a safetensors file
+ *   rt_tool st-write OUT          write a file with assorted dtypes, ranks and metadata
+ *   rt_tool npy-dump FILE         print shape and values of an int .npy file
+ *   rt_tool npy-write PREFIX      write PREFIX{0d,1d,3d,i32}.npy
+ *   rt_tool rng SEED N            print N u64 values, N doubles and N normals
+ *   rt_tool sample T K P N L...   sample N times from logits L, print counts per id
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln_rt.h"
+
+/* Prints s as hex so tests can compare exact bytes. */
+static void print_hex(const char *s) {
+    for (; *s; s++) printf("%02x", (unsigned char)*s);
+}
+
+static int st_dump(const char *path) {
+    kiln_safetensors st;
+    kiln_error err;
+    if (kiln_st_open(path, &st, &err)) kiln_die("%s", err.msg);
+    for (size_t i = 0; i < st.num_meta; i++) {
+        printf("meta ");
+        print_hex(st.meta[i].key);
+        printf(" ");
+        print_hex(st.meta[i].value);
+        printf("\n");
+    }
+    for (size_t i = 0; i < st.num_tensors; i++) {
+        const kiln_st_tensor *t = &st.tensors[i];
+        if (kiln_st_find(&st, t->name) != t) kiln_die("kiln_st_find is broken");
+        printf("tensor ");
+        print_hex(t->name);
+        printf(" %s [", kiln_dtype_name(t->dtype));
+        for (int d = 0; d < t->ndim; d++) printf("%s%" PRId64, d ? ", " : "", t->shape[d]);
+        printf("] %zu %zu\n", t->offset, t->nbytes);
+    }
+    kiln_st_close(&st);
+    return 0;
+}
+
+static int st_write(const char *out) {
+    static const float f32[6] = {1.5f, -2.0f, 3.25f, 0.0f, 1e-3f, 7.0f};
+    static const int32_t i32[4] = {-1, 2, 2147483647, -2147483647 - 1};
+    static const int64_t i64[3] = {INT64_MIN, 0, INT64_MAX};
+    static const uint8_t u8[5] = {0, 1, 127, 128, 255};
+    static const float scalar = 42.0f;
+    kiln_st_entry e[6] = {
+        {"f32 \"quoted\"\\", KILN_DT_F32, 2, {2, 3}, f32},
+        {"i32", KILN_DT_I32, 1, {4}, i32},
+        {"i64", KILN_DT_I64, 1, {3}, i64},
+        {"u8.\xc3\xa9", KILN_DT_U8, 1, {5}, u8},
+        {"empty", KILN_DT_F32, 2, {0, 7}, NULL},
+        {"scalar", KILN_DT_F32, 0, {0}, &scalar},
+    };
+    const char *keys[] = {"format", "note"};
+    const char *values[] = {"pt", "tab\there, newline\nand \xf0\x9f\x98\x80"};
+    kiln_error err;
+    if (kiln_st_write(out, e, 6, keys, values, 2, &err)) kiln_die("%s", err.msg);
+    return 0;
+}
+
+static int npy_dump(const char *path) {
+    kiln_npy_ints a;
+    kiln_error err;
+    if (kiln_npy_read_ints(path, (size_t)1 << 30, &a, &err)) kiln_die("%s", err.msg);
+    printf("shape [");
+    for (int d = 0; d < a.ndim; d++) printf("%s%" PRId64, d ? ", " : "", a.shape[d]);
+    printf("]\nvalues");
+    for (size_t i = 0; i < a.numel; i++) printf(" %" PRId64, a.data[i]);
+    printf("\n");
+    kiln_npy_free_ints(&a);
+    return 0;
+}
+
+static int npy_write(const char *prefix) {
+    char path[4096];
+    kiln_error err;
+    float f[24];
+    int32_t ints[5] = {1, -2, 3, -4, 2147483647};
+    for (int i = 0; i < 24; i++) f[i] = (float)i * 0.5f - 3.0f;
+    int64_t s0[1] = {0}, s1[1] = {5}, s3[3] = {2, 3, 4};
+    snprintf(path, sizeof path, "%s0d.npy", prefix);
+    if (kiln_npy_write_f32(path, f, 0, s0, &err)) kiln_die("%s", err.msg);
+    snprintf(path, sizeof path, "%s1d.npy", prefix);
+    if (kiln_npy_write_f32(path, f, 1, s1, &err)) kiln_die("%s", err.msg);
+    snprintf(path, sizeof path, "%s3d.npy", prefix);
+    if (kiln_npy_write_f32(path, f, 3, s3, &err)) kiln_die("%s", err.msg);
+    snprintf(path, sizeof path, "%si32.npy", prefix);
+    if (kiln_npy_write_i32(path, ints, 1, s1, &err)) kiln_die("%s", err.msg);
+    return 0;
+}
+
+static int rng(const char *seed_s, const char *n_s) {
+    uint64_t seed;
+    int64_t n;
+    kiln_error err;
+    if (kiln_flag_u64("SEED", seed_s, &seed, &err) || kiln_flag_i64("N", n_s, 0, 10000000, &n, &err))
+        kiln_die_code(2, "%s", err.msg);
+    kiln_rng r;
+    kiln_rng_seed(&r, seed);
+    for (int64_t i = 0; i < n; i++) printf("%" PRIu64 "\n", kiln_rng_u64(&r));
+    for (int64_t i = 0; i < n; i++) printf("%.17g\n", kiln_rng_double(&r));
+    for (int64_t i = 0; i < n; i++) printf("%.17g\n", kiln_rng_normal(&r));
+    return 0;
+}
+
+static int sample(int argc, char **argv) {
+    if (argc < 5) kiln_die_code(2, "usage: sample T K P N LOGITS...");
+    double temp, top_p;
+    int64_t k, n;
+    kiln_error err;
+    if (kiln_flag_f64("T", argv[0], 0, 1e6, &temp, &err) ||
+        kiln_flag_i64("K", argv[1], 0, 1000000, &k, &err) ||
+        kiln_flag_f64("P", argv[2], 0, 1, &top_p, &err) ||
+        kiln_flag_i64("N", argv[3], 1, 100000000, &n, &err))
+        kiln_die_code(2, "%s", err.msg);
+    int nl = argc - 4;
+    float *logits = kiln_xcalloc((size_t)nl, sizeof *logits, "logits");
+    long *counts = kiln_xcalloc((size_t)nl, sizeof *counts, "counts");
+    for (int i = 0; i < nl; i++) {
+        double v;
+        if (kiln_flag_f64("LOGIT", argv[4 + i], -1e30, 1e30, &v, &err)) kiln_die_code(2, "%s", err.msg);
+        logits[i] = (float)v;
+    }
+    kiln_sampler s;
+    if (kiln_sampler_init(&s, nl)) kiln_die("out of memory");
+    kiln_rng r;
+    kiln_rng_seed(&r, 99);
+    for (int64_t i = 0; i < n; i++) counts[kiln_sample(&s, logits, temp, (int)k, top_p, &r)]++;
+    for (int i = 0; i < nl; i++) printf("%s%ld", i ? " " : "", counts[i]);
+    printf("\n");
+    kiln_sampler_free(&s);
+    free(logits);
+    free(counts);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    kiln_set_progname(argv[0]);
+    if (argc >= 3 && strcmp(argv[1], "st-dump") == 0) return st_dump(argv[2]);
+    if (argc >= 3 && strcmp(argv[1], "st-write") == 0) return st_write(argv[2]);
+    if (argc >= 3 && strcmp(argv[1], "npy-dump") == 0) return npy_dump(argv[2]);
+    if (argc >= 3 && strcmp(argv[1], "npy-write") == 0) return npy_write(argv[2]);
+    if (argc >= 4 && strcmp(argv[1], "rng") == 0) return rng(argv[2], argv[3]);
+    if (argc >= 2 && strcmp(argv[1], "sample") == 0) return sample(argc - 2, argv + 2);
+    kiln_die_code(2, "usage: rt_tool st-dump|st-write|npy-dump|npy-write|rng|sample ...");
+}
