@@ -15,7 +15,7 @@ for p in files:
         sys.exit(f"{p}: contains a raw-string terminator")
     if not text.endswith("\n"):
         text += "\n"
-    out.append(f'        ("{p.name}", #"""\n{text}"""#),')
+    out.append(f'        ("{p.name}", #"""\n{text}\n"""#),')
 out += ["    ]", "}", ""]
 (root / "Sources/KilnDriver/RuntimeSources.swift").write_text("\n".join(out))
 print(f"embedded {len(files)} files")

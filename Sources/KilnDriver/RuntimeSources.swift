@@ -671,6 +671,7 @@ int main(int argc, char **argv) {
     if (fflush(stdout) != 0 || ferror(stdout)) kiln_die("cannot write to stdout");
     return 0;
 }
+
 """#),
         ("kiln_rt.c", #"""
 /*
@@ -2672,6 +2673,7 @@ int kiln_flag_f64(const char *flag, const char *s, double lo, double hi, double 
     snprintf(range, sizeof range, "[%g, %g]", lo, hi);
     return flag_fail(flag, s, rc, "a number", range, err);
 }
+
 """#),
         ("kiln_rt.h", #"""
 /*
@@ -3019,6 +3021,7 @@ int kiln_flag_f64(const char *flag, const char *s, double lo, double hi, double 
                   kiln_error *err);
 
 #endif /* KILN_RT_H */
+
 """#),
     ]
 }

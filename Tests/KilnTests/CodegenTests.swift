@@ -1,0 +1,65 @@
+import Foundation
+import Testing
+import KilnBasics
+import KilnIR
+import KilnCodegenC
+import KilnDriver
+
+@Suite struct CodegenTests {
+    func graph(_ path: String) throws -> Graph {
+        let (g, d, _) = compile(readRepoFile(path))
+        return try Pipeline().optimize(try #require(g, "\(d)"))
+    }
+
+    @Test func runtimeSourcesEmbeddedInKilnMatchRuntimeDirectory() throws {
+        let dir = repoRoot + "/runtime"
+        let onDisk = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".c") || $0.hasSuffix(".h") }.sorted()
+        #expect(RuntimeSources.files.map(\.0) == onDisk, "run scripts/embed-runtime.py")
+        for (name, text) in RuntimeSources.files {
+            let disk = try String(contentsOfFile: dir + "/" + name, encoding: .utf8)
+            #expect(text == disk, "\(name) is stale: run scripts/embed-runtime.py")
+        }
+    }
+
+    @Test func memoryPlanReusesSlotsOfTheSameSize() throws {
+        let g = try graph("examples/char-gpt.kiln")
+        let plan = MemoryPlan(g)
+        let activations = plan.storage.filter { if case .slot = $0 { true } else { false } }.count
+        // 170-odd activations fit in a handful of slots; none is T×T (attention keeps no score matrix).
+        #expect(activations > 70)
+        #expect(plan.slotSizes.count <= 8, "\(plan.slotSizes)")
+        #expect(!plan.slotSizes.contains { $0.symbols.filter { $0 == "T" }.count > 1 })
+        #expect(plan.paramFloats == 10_844_160)
+    }
+
+    @Test func noValueSharesASlotWithALiveValue() throws {
+        let g = try graph("examples/odd-postnorm.kiln")
+        let plan = MemoryPlan(g)
+        var lastUse = Array(g.nodes.indices)
+        for (i, n) in g.nodes.enumerated() { for o in n.operands { lastUse[o] = max(lastUse[o], i) } }
+        for i in g.nodes.indices {
+            guard case .slot(let s) = plan.storage[i] else { continue }
+            for j in (i + 1)..<g.nodes.count where plan.storage[j] == .slot(s) {
+                #expect(j > lastUse[i], "node \(j) overwrites node \(i) in slot \(s) before its last use \(lastUse[i])")
+                break
+            }
+        }
+    }
+
+    @Test func emitsOneKernelPerOpKindAndOneCallPerNode() throws {
+        let g = try graph("examples/char-gpt.kiln")
+        let m = try CEmitter.emit(g, sourceName: "char-gpt.kiln")
+        for k in ["embedding_forward", "linear_forward", "layernorm_forward", "attention_forward", "gelu_forward", "add_forward"] {
+            #expect(m.source.components(separatedBy: "static void \(k)(").count == 2, "\(k)")
+        }
+        #expect(m.source.components(separatedBy: "    linear_forward(").count - 1 == 6 * 6 + 1)
+        #expect(m.source.contains("#pragma omp parallel for"))
+        #expect(m.header.contains("#define KILN_CONTEXT 256"))
+        #expect(m.header.contains("#define KILN_NUM_PARAMS 100"))
+    }
+
+    @Test func rejectsGraphsWithoutALanguageModelInterface() throws {
+        let (g, _, _) = compile("model M\ninput x: i32[B, T] where T <= 4\ninput y: i32[B, T]\noutput o = embed(x, 5, 3)\n")
+        #expect(throws: CodegenError.self) { try CEmitter.emit(try #require(g), sourceName: "m") }
+    }
+}

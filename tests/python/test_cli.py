@@ -1,0 +1,190 @@
+"""The kiln CLI and the inference binary as a user runs them."""
+import hashlib
+import shutil
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from kilntest import ROOT, run
+
+EXAMPLES = ["examples/char-gpt.kiln", "examples/gpt2-small.kiln", "examples/odd-postnorm.kiln"]
+ODD = "examples/odd-postnorm.kiln"
+
+
+@pytest.mark.parametrize("path", EXAMPLES)
+def test_check_accepts_examples(kiln, path):
+    r = run([kiln, "check", ROOT / path])
+    assert r.returncode == 0, r.stderr
+    assert ": ok: model " in r.stdout
+
+
+def test_gpt2_small_has_gpt2s_parameter_count(kiln):
+    r = run([kiln, "check", ROOT / "examples/gpt2-small.kiln"])
+    assert "196 parameter tensors, 124439808 parameters" in r.stdout
+
+
+def test_check_reports_errors_with_caret(kiln, tmp_path):
+    f = tmp_path / "bad.kiln"
+    f.write_text("model M\ninput t: i32[B, T] where T <= 8\n"
+                 "h = embed(t, 10, 16) + embed(t, 10, 32)\noutput y = frob(h)\n")
+    r = run([kiln, "check", f])
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert lines[0] == f"{f}:3:5: error: shapes [B, T, 16] and [B, T, 32] do not match: dim 16 vs 32"
+    assert lines[1] == "h = embed(t, 10, 16) + embed(t, 10, 32)"
+    assert lines[2].startswith("    ^~~~")
+    assert f"{f}:4:12: error: unknown function 'frob'" in r.stderr
+    assert lines[-1] == "2 errors generated."
+
+
+@pytest.mark.parametrize("content,expected", [
+    (None, "no such file"),
+    (b"\xff\xfe\x00garbage", "error: "),
+    (b"", "a model file starts with 'model NAME'"),
+])
+def test_check_bad_files(kiln, tmp_path, content, expected):
+    f = tmp_path / "m.kiln"
+    if content is not None:
+        f.write_bytes(content)
+    r = run([kiln, "check", f])
+    assert r.returncode != 0
+    assert expected in r.stderr
+
+
+def test_check_directory_is_an_error(kiln, tmp_path):
+    r = run([kiln, "check", tmp_path])
+    assert r.returncode != 0 and "is a directory" in r.stderr
+
+
+def test_set_overrides(kiln):
+    r = run([kiln, "check", ROOT / ODD, "--set", "layers=1"])
+    assert r.returncode == 0 and "model OddPostNorm" in r.stdout
+    r = run([kiln, "check", ROOT / ODD, "--set", "nope=1"])
+    assert r.returncode != 0
+    assert r.stderr.strip().startswith("kiln: error: --set nope: no config entry named 'nope'")
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = run([kiln, "check", ROOT / ODD, "--set", "layers"])
+    assert r.returncode != 0 and "name=value" in r.stderr
+
+
+def test_ir_print_after_all(kiln):
+    r = run([kiln, "ir", ROOT / ODD, "--print-after", "all"])
+    assert r.returncode == 0, r.stderr
+    assert "// IR after frontend" in r.stdout
+    assert "// IR after pass 1: cse" in r.stdout
+    assert "// IR after pass 2: dce" in r.stdout
+    r = run([kiln, "ir", ROOT / ODD, "--print-after", "bogus"])
+    assert r.returncode != 0 and "unknown pass 'bogus'" in r.stderr
+
+
+def test_ir_stages(kiln):
+    r = run([kiln, "ir", ROOT / ODD, "--stage", "frontend"])
+    assert r.returncode == 0 and r.stdout.startswith("graph OddPostNorm {")
+    assert "%layers.1.norm2.weight = param {init: ones} : f32[60]" in r.stdout
+
+
+@pytest.mark.parametrize("cc", ["gcc", "/usr/bin/clang"])
+@pytest.mark.parametrize("openmp", [True, False])
+def test_generated_c_has_no_warnings(kiln, tmp_path, cc, openmp):
+    if not shutil.which(cc):
+        pytest.skip(f"{cc} not installed")
+    for model in EXAMPLES:
+        out = tmp_path / model.split("/")[-1]
+        r = run([kiln, "build", ROOT / model, "-o", out, "--no-make"])
+        assert r.returncode == 0, r.stderr
+        if openmp and run([cc, "-fopenmp", "-x", "c", "-fsyntax-only", "/dev/null"]).returncode != 0:
+            pytest.skip(f"{cc} has no OpenMP")
+        args = [cc, "-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-I", out, "-I", out / "runtime", "-c",
+                out / "model.c", "-o", out / "model.o"] + (["-fopenmp"] if openmp else ["-fopenmp-simd"])
+        r = run(args)
+        assert r.returncode == 0, r.stderr
+
+
+def test_build_directory_rebuilds_with_make_elsewhere(builds, tmp_path):
+    out = builds.build(ODD)
+    copy = tmp_path / "copied"
+    shutil.copytree(out, copy)
+    (copy / "infer").unlink()
+    r = run(["make", "-C", copy, "CC=gcc"])
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert (copy / "infer").exists()
+    r = run([copy / "infer", "--help"])
+    assert r.returncode == 0 and "OddPostNorm" in r.stdout
+
+
+@pytest.fixture
+def odd(builds, tmp_path):
+    out = builds.build(ODD)
+    w = tmp_path / "w.safetensors"
+    r = run([out / "infer", "init", "--seed", 5, "--out", w])
+    assert r.returncode == 0, r.stderr
+    return out / "infer", w
+
+
+def test_same_bits_at_any_thread_count(odd, tmp_path):
+    infer, w = odd
+    tokens = np.random.default_rng(0).integers(0, 97, size=(3, 24), dtype=np.int32)
+    np.save(tmp_path / "t.npy", tokens)
+    hashes = set()
+    for n in (1, 2, 3, 4):
+        r = run([infer, "--threads", n, "forward", "--weights", w, "--tokens", tmp_path / "t.npy",
+                 "--out", tmp_path / f"l{n}.npy"])
+        assert r.returncode == 0, r.stderr
+        hashes.add(hashlib.sha256((tmp_path / f"l{n}.npy").read_bytes()).hexdigest())
+    assert len(hashes) == 1
+
+
+def test_generate_and_score(odd, tmp_path):
+    infer, w = odd
+    r = run([infer, "generate", "--weights", w, "--prompt", "AB", "--tokens", 30, "--temperature", 0, "--seed", 1])
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.encode("latin-1", "replace")) >= 2
+    again = run([infer, "generate", "--weights", w, "--prompt", "AB", "--tokens", 30, "--temperature", 0])
+    assert again.stdout == r.stdout  # greedy is deterministic
+    r = run([infer, "generate", "--weights", w, "--prompt", "x" * 25, "--tokens", 3])
+    assert r.returncode != 0 and "longer than the model context 24" in r.stderr
+    r = run([infer, "generate", "--weights", w, "--prompt", "zzz", "--tokens", 3])  # 'z' = 122 >= vocab 97
+    assert r.returncode != 0 and "outside the vocabulary [0, 97)" in r.stderr
+    text = tmp_path / "t.txt"
+    text.write_bytes(bytes(range(32, 96)) * 3)
+    r = run([infer, "score", "--weights", w, text])
+    assert r.returncode == 0, r.stderr
+    assert "perplexity" in r.stdout and "bits/char" in r.stdout
+
+
+def test_forward_rejects_bad_tokens(odd, tmp_path):
+    infer, w = odd
+    np.save(tmp_path / "t.npy", np.array([[1, 2, 97]], dtype=np.int32))
+    r = run([infer, "forward", "--weights", w, "--tokens", tmp_path / "t.npy", "--out", tmp_path / "o.npy"])
+    assert r.returncode != 0
+    assert "token id 97 at [0, 2] is outside the vocabulary [0, 97)" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    np.save(tmp_path / "t.npy", np.zeros((1, 25), dtype=np.int32))
+    r = run([infer, "forward", "--weights", w, "--tokens", tmp_path / "t.npy", "--out", tmp_path / "o.npy"])
+    assert r.returncode != 0 and "sequence length 25 exceeds the model context 24" in r.stderr
+
+
+def _mutated(w, tmp_path, fn):
+    state = load_file(str(w))
+    fn(state)
+    bad = tmp_path / "bad.safetensors"
+    save_file(state, str(bad))
+    return bad
+
+
+@pytest.mark.parametrize("mutate,expected", [
+    (lambda s: s.pop("layers.1.ffn.up.bias"), "missing tensor 'layers.1.ffn.up.bias'"),
+    (lambda s: s.update({"extra.weight": np.zeros(3, np.float32)}), "unexpected tensor 'extra.weight'"),
+    (lambda s: s.update({"head.weight": np.zeros((97, 61), np.float32)}), "tensor 'head.weight' has shape [97, 61], expected [97, 60]"),
+    (lambda s: s.update({"embed.weight": s["embed.weight"].astype(np.float16)}), "tensor 'embed.weight' has dtype F16, expected F32"),
+])
+def test_weights_that_do_not_fit_the_model(odd, tmp_path, mutate, expected):
+    infer, w = odd
+    bad = _mutated(w, tmp_path, mutate)
+    text = tmp_path / "t.txt"
+    text.write_text("ABCDEFG")
+    r = run([infer, "score", "--weights", bad, text])
+    assert r.returncode != 0
+    assert expected in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
