@@ -19,15 +19,17 @@ let package = Package(
         .target(name: "KilnFrontend", dependencies: ["KilnBasics", "KilnIR"]),
         /// The pass manager and the graph-to-graph passes, one per file.
         .target(name: "KilnTransforms", dependencies: ["KilnBasics", "KilnIR"]),
+        /// Reverse-mode automatic differentiation as an IR-to-IR transformation (one VJP rule per op).
+        .target(name: "KilnAutodiff", dependencies: ["KilnBasics", "KilnIR"]),
         /// Lowering of the IR to OpenMP C: memory plan, kernels, model descriptor.
         .target(name: "KilnCodegenC", dependencies: ["KilnBasics", "KilnIR"]),
         /// The compilation pipeline and the system C toolchain.
-        .target(name: "KilnDriver", dependencies: ["KilnBasics", "KilnIR", "KilnFrontend", "KilnTransforms", "KilnCodegenC"]),
+        .target(name: "KilnDriver", dependencies: ["KilnBasics", "KilnIR", "KilnFrontend", "KilnTransforms", "KilnAutodiff", "KilnCodegenC"]),
         /// The `kiln` command-line tool (the only target that imports ArgumentParser).
         .executableTarget(name: "kiln", dependencies: [
             "KilnDriver",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "KilnTests", dependencies: ["KilnBasics", "KilnIR", "KilnFrontend", "KilnTransforms", "KilnCodegenC", "KilnDriver"]),
+        .testTarget(name: "KilnTests", dependencies: ["KilnBasics", "KilnIR", "KilnFrontend", "KilnTransforms", "KilnAutodiff", "KilnCodegenC", "KilnDriver"]),
     ]
 )

@@ -6,51 +6,72 @@ public struct CodegenError: Error, CustomStringConvertible, Sendable {
     public var description: String
 }
 
+/// Settings of the C backend.
+public struct CodegenOptions: Sendable {
+    /// Element type of weights and activations: f32 (the binaries) or f64 (gradient checks).
+    public var dtype: DType = .f32
+    /// `#define KILN_TRAIN_*` defaults written into model.h when there is a training graph.
+    public var trainDefines: [(String, String)] = []
+    public init(dtype: DType = .f32, trainDefines: [(String, String)] = []) { self.dtype = dtype; self.trainDefines = trainDefines }
+}
+
 /// The generated sources of one model.
 public struct GeneratedModel: Sendable {
     public var header: String
     public var source: String
-    public var plan: MemoryPlan
+    public var forwardPlan: MemoryPlan
+    public var trainPlan: MemoryPlan?
 }
 
-/// Lowers a graph to C: `model.h` (the interface the runtime's `infer`
-/// main uses: sizes, the parameter table) and `model.c` (kernels, the
-/// parameter table and `kiln_forward`, one kernel call per op with a shape
-/// comment, buffers from one arena).
+/// Lowers graphs to C: `model.h` (the interface the runtime's programs use:
+/// sizes, the parameter table, the training defaults) and `model.c`
+/// (kernels, the parameter table, `kiln_forward` and, for a training graph,
+/// `kiln_train_step`: one kernel call per IR node with a comment giving the
+/// node, buffers from one arena).
 public struct CEmitter {
-    let g: Graph
-    let plan: MemoryPlan
+    let inference: Graph
+    let training: Graph?
+    let options: CodegenOptions
     let sourceName: String
-    var names: [String]
 
-    /// The model's interface, as the inference binary needs it.
+    /// The model's interface, as the programs need it.
     struct Interface {
         var input: Int, output: Int
         var batch: String, seq: String
         var context: Int, vocab: Int, outDim: Int
     }
 
-    public static func emit(_ g: Graph, sourceName: String) throws -> GeneratedModel {
-        let e = CEmitter(g: g, sourceName: sourceName)
+    public static func emit(_ g: Graph, training: Graph? = nil, options: CodegenOptions = CodegenOptions(), sourceName: String) throws -> GeneratedModel {
+        let e = CEmitter(inference: g, training: training, options: options, sourceName: sourceName)
         let iface = try e.interface()
-        return GeneratedModel(header: e.header(iface), source: try e.source(iface), plan: e.plan)
+        if let t = training {
+            let a = g.parameters.map { g.nodes[$0].name! }, b = t.parameters.map { t.nodes[$0].name! }
+            guard a == b else { throw CodegenError(description: "the training graph's parameters differ from the inference graph's") }
+        }
+        let forward = FunctionEmitter(g: g, plan: MemoryPlan(g, external: [iface.output: "logits"]), real: e.real)
+        var trainFn: FunctionEmitter?
+        if let t = training {
+            var ext: [Int: String] = [:]
+            var offset = 0
+            for p in t.parameters {
+                if let out = t.outputs.first(where: { $0.name == "grad." + t.nodes[p].name! }), ext[out.value] == nil {
+                    ext[out.value] = "(grads + \(offset))"
+                }
+                offset += t.nodes[p].type.shape.elementCount.evaluate([:])
+            }
+            trainFn = FunctionEmitter(g: t, plan: MemoryPlan(t, external: ext), real: e.real)
+        }
+        return GeneratedModel(header: e.header(iface, forward.plan),
+                              source: try e.source(iface, forward, trainFn),
+                              forwardPlan: forward.plan, trainPlan: trainFn?.plan)
     }
 
-    init(g: Graph, sourceName: String) {
-        self.g = g
-        self.plan = MemoryPlan(g)
-        self.sourceName = sourceName
-        var counter = 0
-        names = g.nodes.map { n in
-            if let name = n.name { return name }
-            defer { counter += 1 }
-            return "%\(counter)"
-        }
-    }
+    var real: String { options.dtype == .f64 ? "double" : "float" }
 
     /// Checks the graph has the shape of a language model: one `i32[B, T]`
     /// input with `T` bounded, one float output `[B, T, N]`.
     func interface() throws -> Interface {
+        let g = inference
         let inputs = g.inputs
         guard inputs.count == 1 else { throw CodegenError(description: "the C backend needs exactly one input (token ids i32[B, T]); the model has \(inputs.count)") }
         let inp = g.nodes[inputs[0]]
@@ -59,229 +80,391 @@ public struct CEmitter {
         }
         guard let context = g.bound(of: .sym(t)) else { throw CodegenError(description: "the sequence dim \(t) needs a bound: declare 'where \(t) <= context'") }
         guard g.outputs.count == 1 else { throw CodegenError(description: "the C backend needs exactly one output (logits); the model has \(g.outputs.count)") }
-        let out = g.nodes[g.outputs[0].value]
+        let outIndex = g.outputs[0].value
+        let out = g.nodes[outIndex]
         guard out.type.dtype == .f32, out.type.shape.rank == 3, out.type.shape.dims[0] == .sym(b), out.type.shape.dims[1] == .sym(t),
               let outDim = out.type.shape.dims[2].constValue else {
             throw CodegenError(description: "output '\(g.outputs[0].name)' must be f32[\(b), \(t), N], got \(out.type)")
         }
-        guard case .output = plan.storage[g.outputs[0].value] else {
+        guard out.kind.isPure, out.kind != .sliceRows else {
             throw CodegenError(description: "output '\(g.outputs[0].name)' must be computed by an operation")
         }
-        // The vocabulary is the row count of the table the ids index.
         guard let emb = g.nodes.first(where: { $0.kind == .embedding && $0.operands[1] == inputs[0] }),
               let vocab = g.nodes[emb.operands[0]].type.shape.dims[0].constValue else {
             throw CodegenError(description: "input '\(inp.name ?? "")' must feed an embedding (the vocabulary is its row count)")
         }
-        return Interface(input: inputs[0], output: g.outputs[0].value, batch: b, seq: t, context: context, vocab: vocab, outDim: outDim)
+        return Interface(input: inputs[0], output: outIndex, batch: b, seq: t, context: context, vocab: vocab, outDim: outDim)
+    }
+
+    /// How the optimiser treats a parameter: embedding tables, norm gains, biases, other weights.
+    func role(_ p: Int) -> String {
+        let g = inference
+        if g.nodes.contains(where: { ($0.kind == .embedding || $0.kind == .sliceRows) && $0.operands.first == p }) { return "KILN_ROLE_EMBEDDING" }
+        if g.nodes.contains(where: { $0.kind == .layernorm && $0.operands.count > 1 && $0.operands[1] == p }) { return "KILN_ROLE_NORM" }
+        if g.nodes[p].type.shape.rank == 1 { return "KILN_ROLE_BIAS" }
+        return "KILN_ROLE_WEIGHT"
     }
 
     // MARK: model.h
 
-    func header(_ i: Interface) -> String {
-        let params = g.parameters
-        return """
-        /* Generated by kiln from \(sourceName): model \(g.name). Do not edit; rebuild with kiln. */
+    func header(_ i: Interface, _ plan: MemoryPlan) -> String {
+        let params = inference.parameters
+        var h = """
+        /* Generated by kiln from \(sourceName): model \(inference.name). Do not edit; rebuild with kiln. */
         #ifndef KILN_MODEL_H
         #define KILN_MODEL_H
         #include <stddef.h>
         #include <stdint.h>
 
-        #define KILN_MODEL_NAME "\(g.name)"
+        #define KILN_MODEL_NAME "\(inference.name)"
         #define KILN_VOCAB \(i.vocab)        /* input token ids must be in [0, KILN_VOCAB) */
         #define KILN_OUT_DIM \(i.outDim)      /* logits last dimension */
         #define KILN_CONTEXT \(i.context)      /* maximum sequence length \(i.seq) */
         #define KILN_NUM_PARAMS \(params.count)    /* number of parameter tensors */
-        #define KILN_PARAM_FLOATS \(plan.paramFloats) /* total floats of all parameters */
+        #define KILN_PARAM_FLOATS \(plan.paramCount) /* total elements of all parameters */
+
+        /* element type of weights and activations */
+        typedef \(real) kiln_real;
+        #define KILN_REAL_IS_DOUBLE \(options.dtype == .f64 ? 1 : 0)
 
         typedef enum { KILN_INIT_ZEROS = 0, KILN_INIT_ONES = 1, KILN_INIT_NORMAL = 2 } kiln_init_kind;
+        /* how the optimiser treats a parameter (weight decay skips biases and norm gains) */
+        typedef enum { KILN_ROLE_WEIGHT = 0, KILN_ROLE_BIAS = 1, KILN_ROLE_NORM = 2, KILN_ROLE_EMBEDDING = 3 } kiln_param_role;
 
         /* One parameter tensor: its safetensors name, shape, place in the parameter block, initialisation. */
         typedef struct {
             const char *name;      /* safetensors tensor name, e.g. "layers.0.attention.query.weight" */
             int ndim;              /* 1..4 */
             int64_t shape[4];
-            size_t offset;         /* offset in floats into the parameter block */
+            size_t offset;         /* offset in elements into the parameter block */
             size_t numel;
             kiln_init_kind init;
             float init_std;        /* for KILN_INIT_NORMAL: N(0, init_std^2) */
+            kiln_param_role role;
         } kiln_param_info;
 
         extern const kiln_param_info kiln_params[KILN_NUM_PARAMS];
 
-        /* floats of scratch memory kiln_forward needs for a batch of shape [B, T] */
+        /* elements of scratch memory kiln_forward needs for a batch of shape [B, T] */
         size_t kiln_forward_arena_floats(int B, int T);
 
         /* tokens: [B, T] int32 in [0, KILN_VOCAB); logits out: [B, T, KILN_OUT_DIM];
-         * params: KILN_PARAM_FLOATS floats; arena: kiln_forward_arena_floats(B, T) floats, 64-byte aligned */
-        void kiln_forward(const float *params, float *arena, const int32_t *tokens, int B, int T, float *logits);
-
-        #endif
+         * params: KILN_PARAM_FLOATS elements; arena: kiln_forward_arena_floats(B, T) elements */
+        void kiln_forward(const kiln_real *params, kiln_real *arena, const int32_t *tokens, int B, int T, kiln_real *logits);
 
         """
+        if training != nil {
+            h += """
+
+            /* ---- training ---- */
+            #define KILN_HAS_TRAIN 1
+            /* Training defaults from the model file's train section; every one is overridable on train's command line. */
+
+            """
+            for (k, v) in options.trainDefines { h += "#define KILN_TRAIN_\(k) \(v)\n" }
+            h += """
+
+            /* elements of scratch memory kiln_train_step needs for [B, T] */
+            size_t kiln_train_arena_floats(int B, int T);
+
+            /* forward + backward for one micro-batch: tokens and targets are [B, T] int32 in [0, KILN_VOCAB);
+             * OVERWRITES grads (KILN_PARAM_FLOATS elements) with d(loss)/d(params), where loss is the mean
+             * cross-entropy of logits[b, t] against targets[b, t]; returns the loss. seed drives dropout masks. */
+            kiln_real kiln_train_step(const kiln_real *params, kiln_real *grads, kiln_real *arena, const int32_t *tokens,
+                                      const int32_t *targets, int B, int T, uint64_t seed);
+
+            """
+        }
+        return h + "\n#endif\n"
     }
 
     // MARK: model.c
 
-    func source(_ i: Interface) throws -> String {
+    func source(_ i: Interface, _ forward: FunctionEmitter, _ train: FunctionEmitter?) throws -> String {
         var out = """
-        /* Generated by kiln from \(sourceName): model \(g.name). Do not edit; rebuild with kiln.
-         * Kernels first, then the parameter table, then kiln_forward: one call per IR op. */
+        /* Generated by kiln from \(sourceName): model \(inference.name). Do not edit; rebuild with kiln.
+         * Helpers and kernels first, then the parameter table, then kiln_forward\(train != nil ? " and kiln_train_step" : ""):
+         * one kernel call per IR op. */
         #include "model.h"
-        #include <math.h>
         #include <string.h>
+        #include <tgmath.h>
+        #ifdef _OPENMP
+        #include <omp.h>
+        #endif
 
-        /* size in floats rounded up to a 64-byte boundary */
-        #define KILN_ALIGN16(n) (((n) + (size_t)15) & ~(size_t)15)
+        typedef kiln_real real;
+
+        /* size in elements rounded up to a 64-byte boundary */
+        #define KILN_ALIGN(n) (((n) + (size_t)(64 / sizeof(real)) - 1) & ~((size_t)(64 / sizeof(real)) - 1))
 
 
         """
+        let fns = [forward] + (train.map { [$0] } ?? [])
+        var helpers: [String] = []
+        var kernels: [String] = []
         var seen = Set<String>()
-        for n in g.nodes {
-            let broadcast = n.kind.isElementwiseBinary && needsGeneralBroadcast(n)
-            guard seen.insert(n.kind.rawValue + (broadcast ? "_broadcast" : "")).inserted else { continue }
-            if let k = Kernels.source(n.kind, broadcast: broadcast) { out += k + "\n\n" }
+        for f in fns {
+            for n in f.g.nodes {
+                let broadcast = f.needsGeneralBroadcast(n)
+                guard seen.insert(n.kind.rawValue + (broadcast ? "_broadcast" : "")).inserted else { continue }
+                for h in Kernels.helpersUsed(n.kind) where !helpers.contains(h) { helpers.append(h) }
+                if let k = Kernels.source(n.kind, broadcast: broadcast) { kernels.append(k) }
+            }
         }
+        for h in helpers { out += Kernels.helpers[h]! + "\n\n" }
+        for k in kernels { out += k + "\n\n" }
 
         out += "/* The parameter tensors, in the weights file's order. */\n"
         out += "const kiln_param_info kiln_params[KILN_NUM_PARAMS] = {\n"
-        for p in g.parameters {
-            let n = g.nodes[p]
-            guard case .param(let off) = plan.storage[p] else { continue }
+        for p in inference.parameters {
+            let n = inference.nodes[p]
+            guard case .param(let off) = forward.plan.storage[p] else { continue }
             let dims = n.type.shape.dims.map { $0.constValue ?? 0 }
             guard dims.count >= 1, dims.count <= 4 else { throw CodegenError(description: "parameter '\(n.name!)' has rank \(dims.count); the C backend supports 1 to 4") }
             let shape = (dims + Array(repeating: 0, count: 4 - dims.count)).map(String.init).joined(separator: ", ")
             let initKind = ["zeros": "KILN_INIT_ZEROS", "ones": "KILN_INIT_ONES", "normal": "KILN_INIT_NORMAL"][n.attrs.word("init") ?? ""] ?? "KILN_INIT_ZEROS"
-            out += "    {\"\(n.name!)\", \(dims.count), {\(shape)}, \(off), \(dims.reduce(1, *)), \(initKind), \(cFloat(n.attrs.float("std") ?? 0))},\n"
+            out += "    {\"\(n.name!)\", \(dims.count), {\(shape)}, \(off), \(dims.reduce(1, *)), \(initKind), \(cFloat(n.attrs.float("std") ?? 0, "float")), \(role(p))},\n"
         }
         out += "};\n\n"
 
-        // Arena layout: slot k starts at off[k]; sizes depend on B and T.
-        out += "/* Activation arena: slot k starts at off[k] floats; returns the total. */\n"
-        out += "static size_t arena_layout(int \(i.batch), int \(i.seq), size_t off[\(max(plan.slotSizes.count, 1))]) {\n"
-        out += "    size_t total = 0;\n"
-        for (k, s) in plan.slotSizes.enumerated() {
-            out += "    off[\(k)] = total; total += KILN_ALIGN16(\(s.cExpression));\n"
-        }
-        if plan.slotSizes.isEmpty { out += "    off[0] = 0;\n" }
-        out += "    return total;\n}\n\n"
+        out += forward.layout(name: "forward_layout", b: i.batch, t: i.seq)
         out += """
         size_t kiln_forward_arena_floats(int B, int T) {
-            size_t off[\(max(plan.slotSizes.count, 1))];
-            return arena_layout(B, T, off);
+            size_t off[\(max(forward.plan.slotSizes.count, 1))];
+            return forward_layout(B, T, off);
         }
 
+        void kiln_forward(const real *params, real *arena, const int32_t *tokens, int \(i.batch), int \(i.seq), real *logits) {
+            size_t off[\(max(forward.plan.slotSizes.count, 1))];
+            forward_layout(\(i.batch), \(i.seq), off);
 
         """
+        out += try forward.body(indent: "    ")
+        out += "}\n"
+        if let t = train {
+            let loss = t.g.outputs.first { $0.name == "loss" }!.value
+            out += "\n" + t.layout(name: "train_layout", b: i.batch, t: i.seq)
+            out += """
+            size_t kiln_train_arena_floats(int B, int T) {
+                size_t off[\(max(t.plan.slotSizes.count, 1))];
+                return train_layout(B, T, off);
+            }
 
-        out += "void kiln_forward(const float *params, float *arena, const int32_t *tokens, int \(i.batch), int \(i.seq), float *logits) {\n"
-        out += "    size_t off[\(max(plan.slotSizes.count, 1))];\n"
-        out += "    arena_layout(\(i.batch), \(i.seq), off);\n"
-        for (idx, n) in g.nodes.enumerated() where n.kind != .param && n.kind != .input {
-            out += "\n    /* \(names[idx]) = \(n.kind.rawValue)(\(n.operands.map { names[$0] }.joined(separator: ", "))) : \(n.type) */\n"
-            out += try call(idx, i).split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n") + "\n"
+            real kiln_train_step(const real *params, real *grads, real *arena, const int32_t *tokens,
+                                 const int32_t *targets, int \(i.batch), int \(i.seq), uint64_t seed) {
+                size_t off[\(max(t.plan.slotSizes.count, 1))];
+                train_layout(\(i.batch), \(i.seq), off);
+
+            """
+            out += try t.body(indent: "    ")
+            out += "    (void)seed;\n    return \(t.ptr(loss))[0];\n}\n"
         }
-        out += "    (void)tokens;\n}\n"
+        return out
+    }
+}
+
+/// Emits the body of one generated function: the arena layout and one
+/// kernel call per node.
+struct FunctionEmitter {
+    let g: Graph
+    let plan: MemoryPlan
+    let real: String
+    let names: [String]
+
+    init(g: Graph, plan: MemoryPlan, real: String) {
+        self.g = g; self.plan = plan; self.real = real
+        var counter = 0
+        names = g.nodes.map { n in
+            if let name = n.name { return "%" + name }
+            defer { counter += 1 }
+            return "%\(counter)"
+        }
+    }
+
+    /// `static size_t NAME(int B, int T, size_t off[])`: slot k starts at off[k].
+    func layout(name: String, b: String, t: String) -> String {
+        var out = "/* Activation arena of \(name == "forward_layout" ? "kiln_forward" : "kiln_train_step"): slot k starts at off[k] elements; returns the total. */\n"
+        out += "static size_t \(name)(int \(b), int \(t), size_t off[\(max(plan.slotSizes.count, 1))]) {\n"
+        out += "    size_t total = 0;\n"
+        for (k, s) in plan.slotSizes.enumerated() {
+            out += "    off[\(k)] = total; total += KILN_ALIGN(\(s.cExpression));\n"
+        }
+        if plan.slotSizes.isEmpty { out += "    off[0] = 0;\n" }
+        out += "    (void)\(b); (void)\(t);\n    return total;\n}\n\n"
+        return out
+    }
+
+    func body(indent: String) throws -> String {
+        var out = ""
+        var written = Set<Int>()
+        for (idx, n) in g.nodes.enumerated() where n.kind != .param && n.kind != .input {
+            var attrs = ""
+            if !n.attrs.isEmpty { attrs = " {" + n.attrs.entries.map { "\($0.0): \($0.1)" }.joined(separator: ", ") + "}" }
+            out += "\n\(indent)/* \(names[idx]) = \(n.kind.rawValue)(\(n.operands.map { names[$0] }.joined(separator: ", ")))\(attrs) : \(n.type) */\n"
+            out += try call(idx).split(separator: "\n", omittingEmptySubsequences: false).map { indent + $0 }.joined(separator: "\n") + "\n"
+            written.insert(idx)
+        }
+        // A value that is several outputs (two parameters with the same gradient) is copied.
+        var placed = Set<Int>()
+        for o in g.outputs where o.name.hasPrefix("grad.") {
+            if placed.insert(o.value).inserted { continue }
+            let p = g.parameters.first { "grad." + g.nodes[$0].name! == o.name }!
+            var off = 0
+            for q in g.parameters where q < p { off += g.nodes[q].type.shape.elementCount.evaluate([:]) }
+            out += "\(indent)memcpy(grads + \(off), \(ptr(o.value)), \(count(o.value)) * sizeof(real));\n"
+        }
         return out
     }
 
     /// A C expression for the memory of a value.
-    func ptr(_ i: Int, _ iface: Interface) -> String {
+    func ptr(_ i: Int) -> String {
         switch plan.storage[i] {
-        case .input: return "tokens"
-        case .param(let off): return "(params + \(off)) /* \(names[i]) */"
+        case .input(let name): return name == "targets" ? "targets" : "tokens"
+        case .param(let off): return "(params + \(off))"
         case .slot(let s): return "(arena + off[\(s)])"
-        case .output: return "logits"
-        case .view(let src): return ptr(src, iface)
+        case .external(let e): return e
+        case .view(let src): return ptr(src)
         }
     }
+
+    func workspace(_ i: Int) -> String { "(arena + off[\(plan.workspace[i]!)])" }
 
     /// Element count of a value as a C expression.
     func count(_ i: Int) -> String { g.nodes[i].type.shape.elementCount.cExpression }
-
-    /// Product of all but the last dim (rows), as a C expression.
     func rows(_ t: TensorType) -> String { Shape(Array(t.shape.dims.dropLast())).elementCount.cExpression }
-
     func lastDim(_ t: TensorType) -> String { t.shape.dims.last.map(\.description) ?? "1" }
+    func type(_ i: Int) -> TensorType { g.nodes[i].type }
 
-    /// The kernel call for one node.
-    func call(_ idx: Int, _ iface: Interface) throws -> String {
-        let n = g.nodes[idx]
-        let o = n.operands
-        let dst = ptr(idx, iface)
-        let t = n.type
-        switch n.kind {
-        case .input, .param: return ""
-        case .sliceRows:
-            if case .view = plan.storage[idx] { return "/* a view: the first \(n.attrs.dim("rows")!) rows of \(names[o[0]]) */" }
-            return "memcpy(\(dst), \(ptr(o[0], iface)), \(count(idx)) * sizeof(float));"
-        case .embedding:
-            return "embedding_forward(\(dst), \(ptr(o[0], iface)), \(ptr(o[1], iface)), \(count(o[1])), \(lastDim(t)));"
-        case .sinusoidal:
-            return "sinusoidal_forward(\(dst), \(t.shape.dims[0]), \(lastDim(t)));"
-        case .linear:
-            let bias = o.count == 3 ? ptr(o[2], iface) : "NULL"
-            return "linear_forward(\(dst), \(ptr(o[0], iface)), \(ptr(o[1], iface)), \(bias), \(rows(t)), \(lastDim(g.nodes[o[0]].type)), \(lastDim(t)));"
-        case .layernorm:
-            return "layernorm_forward(\(dst), \(ptr(o[0], iface)), \(ptr(o[1], iface)), \(ptr(o[2], iface)), \(rows(t)), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!)));"
-        case .attention:
-            let q = t.shape.dims, k = g.nodes[o[1]].type.shape.dims
-            return "attention_forward(\(dst), \(ptr(o[0], iface)), \(ptr(o[1], iface)), \(ptr(o[2], iface)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(n.attrs.int("heads")!), \(n.attrs.bool("causal")! ? 1 : 0));"
-        case .add, .sub, .mul, .div:
-            return binaryCall(n, idx, iface)
-        case .scale:
-            return "scale_forward(\(dst), \(ptr(o[0], iface)), \(count(idx)), \(cFloat(n.attrs.float("factor")!)));"
-        case .relu, .gelu, .geluTanh:
-            return "\(n.kind.rawValue)_forward(\(dst), \(ptr(o[0], iface)), \(count(idx)));"
-        case .softmax:
-            return "softmax_forward(\(dst), \(ptr(o[0], iface)), \(rows(t)), \(lastDim(t)));"
-        }
-    }
-
-    /// Whether a binary op's operands need the general strided kernel
-    /// (neither is a suffix of the result's shape with the other equal to it).
+    /// Whether an elementwise or reducing op needs its general strided kernel
+    /// (the smaller operand's shape is not a suffix of the larger one's).
     func needsGeneralBroadcast(_ n: Node) -> Bool {
+        if n.kind == .sumTo {
+            let full = g.nodes[n.operands[0]].type.shape.dims, small = n.type.shape.dims
+            return Array(full.suffix(small.count)) != small
+        }
+        guard n.kind.isElementwiseBinary else { return false }
         let out = n.type.shape.dims
-        let a = g.nodes[n.operands[0]].type.shape.dims, b = g.nodes[n.operands[1]].type.shape.dims
+        let a = type(n.operands[0]).shape.dims, b = type(n.operands[1]).shape.dims
         guard a == out || b == out else { return true }
         let small = a == out ? b : a
         return Array(out.suffix(small.count)) != small
     }
 
-    /// Binary ops: rows × cols with an operand repeated along rows when its shape
-    /// is a suffix of the result's, else the general strided kernel.
-    func binaryCall(_ n: Node, _ idx: Int, _ iface: Interface) -> String {
-        let out = n.type.shape.dims
-        let a = g.nodes[n.operands[0]].type.shape.dims, b = g.nodes[n.operands[1]].type.shape.dims
-        let pa = ptr(n.operands[0], iface), pb = ptr(n.operands[1], iface), dst = ptr(idx, iface)
-        let name = n.kind.rawValue
-        if !needsGeneralBroadcast(n) {
-            let small = a == out ? b : a
-            let r = Shape(Array(out.dropLast(small.count))).elementCount.cExpression, c = Shape(small).elementCount.cExpression
-            return "\(name)_forward(\(dst), \(pa), \(pb), \(r), \(c), \(a == out ? 1 : 0), \(b == out ? 1 : 0));"
+    /// Per-dim strides of `s` (right-aligned) within `out`, 0 where broadcast.
+    func strides(_ s: [Dim], in out: [Dim]) -> String {
+        let padded = Array(repeating: Dim.const(1), count: out.count - s.count) + s
+        var res: [String] = []
+        for k in 0..<out.count {
+            if padded[k] == .const(1) && out[k] != .const(1) { res.append("0"); continue }
+            res.append(Shape(Array(padded[(k + 1)...])).elementCount.cExpression)
         }
-        func strides(_ s: [Dim]) -> String {
-            let padded = Array(repeating: Dim.const(1), count: out.count - s.count) + s
-            var res: [String] = []
-            for k in 0..<out.count {
-                if padded[k] == .const(1) && out[k] != .const(1) { res.append("0"); continue }
-                res.append(Shape(Array(padded[(k + 1)...])).elementCount.cExpression)
+        return res.joined(separator: ", ")
+    }
+
+    func dimsArray(_ out: [Dim]) -> String { out.map { "(size_t)\($0)" }.joined(separator: ", ") }
+
+    /// The kernel call for one node.
+    func call(_ idx: Int) throws -> String {
+        let n = g.nodes[idx]
+        let o = n.operands
+        let p = o.map(ptr)
+        let dst = ptr(idx)
+        let t = n.type
+        switch n.kind {
+        case .input, .param: return ""
+        case .sliceRows:
+            if case .view = plan.storage[idx] { return "/* a view: the first \(n.attrs.dim("rows")!) rows of \(names[o[0]]) */" }
+            return "memcpy(\(dst), \(p[0]), \(count(idx)) * sizeof(real));"
+        case .embedding:
+            return "embedding_forward(\(dst), \(p[0]), \(p[1]), \(count(o[1])), \(lastDim(t)));"
+        case .sinusoidal:
+            return "sinusoidal_forward(\(dst), \(t.shape.dims[0]), \(lastDim(t)));"
+        case .linear:
+            return "linear_forward(\(dst), \(p[0]), \(p[1]), \(o.count == 3 ? p[2] : "NULL"), \(rows(t)), \(lastDim(type(o[0]))), \(lastDim(t)));"
+        case .layernorm:
+            return "layernorm_forward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(rows(t)), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!, real)));"
+        case .attention:
+            let q = t.shape.dims, k = type(o[1]).shape.dims
+            return "attention_forward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(n.attrs.int("heads")!), \(n.attrs.bool("causal")! ? 1 : 0));"
+        case .add, .sub, .mul, .div:
+            let out = t.shape.dims, a = type(o[0]).shape.dims, b = type(o[1]).shape.dims
+            let name = n.kind.rawValue
+            if !needsGeneralBroadcast(n) {
+                let small = a == out ? b : a
+                let r = Shape(Array(out.dropLast(small.count))).elementCount.cExpression, c = Shape(small).elementCount.cExpression
+                return "\(name)_forward(\(dst), \(p[0]), \(p[1]), \(r), \(c), \(a == out ? 1 : 0), \(b == out ? 1 : 0));"
             }
-            return res.joined(separator: ", ")
+            return """
+            {
+                const size_t dims[\(out.count)] = {\(dimsArray(out))};
+                const size_t a_stride[\(out.count)] = {\(strides(a, in: out))};
+                const size_t b_stride[\(out.count)] = {\(strides(b, in: out))};
+                \(name)_broadcast_forward(\(dst), \(p[0]), \(p[1]), \(out.count), dims, a_stride, b_stride);
+            }
+            """
+        case .scale:
+            return "scale_forward(\(dst), \(p[0]), \(count(idx)), \(cFloat(n.attrs.float("factor")!, real)));"
+        case .relu, .gelu, .geluTanh:
+            return "\(n.kind.rawValue)_forward(\(dst), \(p[0]), \(count(idx)));"
+        case .softmax:
+            return "softmax_forward(\(dst), \(p[0]), \(rows(t)), \(lastDim(t)));"
+        case .dropout:
+            return "dropout_forward(\(dst), \(p[0]), \(count(idx)), \(cFloat(n.attrs.float("p")!, real)), seed, \(n.attrs.int("id")!));"
+        case .scalar:
+            return "\(dst)[0] = \(cFloat(n.attrs.float("value")!, real));"
+        case .crossEntropy:
+            return "\(dst)[0] = cross_entropy_forward(\(p[0]), \(p[1]), \(workspace(idx)), \(count(o[1])), \(lastDim(type(o[0]))));"
+        case .crossEntropyGrad:
+            return "cross_entropy_backward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(count(o[1])), \(lastDim(t)));"
+        case .embeddingGrad:
+            return "embedding_backward(\(dst), \(p[0]), \(p[1]), \(count(o[1])), \(t.shape.dims[0]), \(lastDim(t)));"
+        case .padRows:
+            let rest = Shape(Array(t.shape.dims.dropFirst())).elementCount.cExpression
+            return "pad_rows_forward(\(dst), \(p[0]), \(type(o[0]).shape.dims[0]), \(t.shape.dims[0]), \(rest));"
+        case .linearGradInput:
+            return "linear_backward_input(\(dst), \(p[0]), \(p[1]), \(rows(t)), \(lastDim(t)), \(lastDim(type(o[0]))));"
+        case .linearGradWeight:
+            return "linear_backward_weight(\(dst), \(p[0]), \(p[1]), \(rows(type(o[0]))), \(lastDim(t)), \(t.shape.dims[0]));"
+        case .sumTo:
+            let full = type(o[0]).shape.dims, small = t.shape.dims
+            if !needsGeneralBroadcast(n) {
+                let r = Shape(Array(full.dropLast(small.count))).elementCount.cExpression
+                return "sum_to_forward(\(dst), \(p[0]), \(r), \(count(idx)));"
+            }
+            return """
+            {
+                const size_t dims[\(full.count)] = {\(dimsArray(full))};
+                const size_t stride[\(full.count)] = {\(strides(small, in: full))};
+                sum_to_broadcast_forward(\(dst), \(p[0]), \(count(idx)), \(full.count), dims, stride);
+            }
+            """
+        case .layernormGradInput:
+            return "layernorm_backward_input(\(dst), \(p[0]), \(p[1]), \(p[2]), \(rows(t)), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!, real)));"
+        case .layernormGradWeight:
+            return "layernorm_backward_weight(\(dst), \(p[0]), \(p[1]), \(rows(type(o[1]))), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!, real)));"
+        case .attentionGrad:
+            let q = type(o[1]).shape.dims, k = type(o[2]).shape.dims
+            let wrt = ["q": 0, "k": 1, "v": 2][n.attrs.word("wrt")!]!
+            return "attention_backward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(workspace(idx)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(n.attrs.int("heads")!), \(n.attrs.bool("causal")! ? 1 : 0), \(wrt));"
+        case .reluGrad, .geluGrad, .geluTanhGrad:
+            let base = n.kind.rawValue.replacingSuffix("_grad", with: "")
+            return "\(base)_backward(\(dst), \(p[0]), \(p[1]), \(count(idx)));"
+        case .softmaxGrad:
+            return "softmax_backward(\(dst), \(p[0]), \(p[1]), \(rows(t)), \(lastDim(t)));"
         }
-        return """
-        {
-            const size_t dims[\(out.count)] = {\(out.map { "(size_t)\($0)" }.joined(separator: ", "))};
-            const size_t a_stride[\(out.count)] = {\(strides(a))};
-            const size_t b_stride[\(out.count)] = {\(strides(b))};
-            \(name)_broadcast_forward(\(dst), \(pa), \(pb), \(out.count), dims, a_stride, b_stride);
-        }
-        """
     }
 }
 
-/// A float literal for C (shortest round-trip text, with an `f` suffix).
-func cFloat(_ v: Double) -> String {
-    var s = "\(Float(v))"
-    if !s.contains(".") && !s.contains("e") { s += ".0" }
-    return s + "f"
+extension String {
+    func replacingSuffix(_ suffix: String, with r: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) + r : self
+    }
+}
+
+/// A floating-point literal for C: shortest round-trip text of the value
+/// in the target type (`1e-05f` for float, `1e-05` for double).
+func cFloat(_ v: Double, _ real: String) -> String {
+    var s = real == "double" ? "\(v)" : "\(Float(v))"
+    if !s.contains(".") && !s.contains("e") && !s.contains("n") && !s.contains("i") { s += ".0" }
+    return real == "double" ? s : s + "f"
 }

@@ -6,31 +6,73 @@ import KilnIR
 /// in one thread with a fixed summation order, so results are the same
 /// bits at any thread count.
 enum Kernels {
+    /// Shared helper functions, emitted once before the kernels that use them.
+    static let helpers: [String: String] = [
+        "row_moments": """
+            /* mean and 1/sqrt(variance + eps) of one row x of length C (biased variance, two passes) */
+            static void row_moments(const real *restrict x, int C, real eps, real *mean_out, real *rstd_out) {
+                real mean = 0;
+                #pragma omp simd reduction(+:mean)
+                for (int c = 0; c < C; c++) mean += x[c];
+                mean /= (real)C;
+                real var = 0;
+                #pragma omp simd reduction(+:var)
+                for (int c = 0; c < C; c++) { real d = x[c] - mean; var += d * d; }
+                var /= (real)C;
+                *mean_out = mean;
+                *rstd_out = 1 / sqrt(var + eps);
+            }
+            """,
+        "dropout_keep": """
+            /* whether dropout keeps element i of the dropout op `id` in the step with this seed:
+             * a counter-based hash (SplitMix64 finaliser), so forward and backward agree without a stored mask */
+            static inline int dropout_keep(uint64_t seed, uint64_t id, uint64_t i, real p) {
+                uint64_t z = seed ^ (id * 0x9E3779B97F4A7C15ULL) ^ (i * 0xD1B54A32D192ED03ULL);
+                z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+                z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+                z ^= z >> 31;
+                return (double)(z >> 11) * 0x1.0p-53 >= (double)p;
+            }
+            """,
+    ]
+
+    /// The helpers an op's kernel calls.
+    static func helpersUsed(_ kind: OpKind) -> [String] {
+        switch kind {
+        case .layernorm, .layernormGradInput, .layernormGradWeight: ["row_moments"]
+        case .dropout: ["dropout_keep"]
+        default: []
+        }
+    }
+
     /// The C source of the kernel(s) an op kind needs, or nil for ops with no kernel.
     static func source(_ kind: OpKind, broadcast: Bool = false) -> String? {
         switch kind {
         case .input, .param, .sliceRows: return nil
+        case .dropout, .scalar, .crossEntropy, .crossEntropyGrad, .embeddingGrad, .padRows, .linearGradInput, .linearGradWeight,
+             .sumTo, .layernormGradInput, .layernormGradWeight, .attentionGrad, .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad:
+            return trainingSource(kind, broadcast: broadcast)
         case .embedding: return """
             /* embedding: out[n, :] = table[ids[n], :]
              * out is (N, C), table is (V, C), ids is (N) with ids already checked to be in [0, V) */
-            static void embedding_forward(float *restrict out, const float *restrict table,
+            static void embedding_forward(real *restrict out, const real *restrict table,
                                           const int32_t *restrict ids, size_t N, int C) {
                 #pragma omp parallel for schedule(static)
                 for (size_t n = 0; n < N; n++) {
-                    memcpy(out + n * C, table + (size_t)ids[n] * C, (size_t)C * sizeof(float));
+                    memcpy(out + n * C, table + (size_t)ids[n] * C, (size_t)C * sizeof(real));
                 }
             }
             """
         case .sinusoidal: return """
             /* sinusoidal positions (Vaswani et al. 2017): out is (T, C);
              * column 2i holds sin(t / 10000^(2i/C)), column 2i+1 holds cos of the same angle */
-            static void sinusoidal_forward(float *restrict out, int T, int C) {
+            static void sinusoidal_forward(real *restrict out, int T, int C) {
                 #pragma omp parallel for schedule(static)
                 for (int t = 0; t < T; t++) {
                     for (int c = 0; c < C; c++) {
                         double freq = exp(-log(10000.0) * (double)(2 * (c / 2)) / (double)C);
                         double angle = (double)t * freq;
-                        out[(size_t)t * C + c] = (float)((c % 2 == 0) ? sin(angle) : cos(angle));
+                        out[(size_t)t * C + c] = (real)((c % 2 == 0) ? sin(angle) : cos(angle));
                     }
                 }
             }
@@ -38,18 +80,18 @@ enum Kernels {
         case .linear: return """
             /* linear: out = inp · weightᵀ + bias
              * out is (M, N), inp is (M, K), weight is (N, K), bias is (N) or NULL */
-            static void linear_forward(float *restrict out, const float *restrict inp,
-                                       const float *restrict weight, const float *restrict bias,
+            static void linear_forward(real *restrict out, const real *restrict inp,
+                                       const real *restrict weight, const real *restrict bias,
                                        size_t M, int K, int N) {
                 #pragma omp parallel for collapse(2) schedule(static)
                 for (size_t m = 0; m < M; m++) {
                     for (int n = 0; n < N; n++) {
-                        const float *x = inp + m * K;
-                        const float *w = weight + (size_t)n * K;
-                        float acc = 0.0f;
+                        const real *x = inp + m * K;
+                        const real *w = weight + (size_t)n * K;
+                        real acc = 0;
                         #pragma omp simd reduction(+:acc)
                         for (int k = 0; k < K; k++) acc += x[k] * w[k];
-                        out[m * N + n] = acc + (bias ? bias[n] : 0.0f);
+                        out[m * N + n] = acc + (bias ? bias[n] : 0);
                     }
                 }
             }
@@ -57,22 +99,15 @@ enum Kernels {
         case .layernorm: return """
             /* layernorm over the last axis (Ba et al. 2016), biased variance:
              * out, inp are (M, C); weight, bias are (C) */
-            static void layernorm_forward(float *restrict out, const float *restrict inp,
-                                          const float *restrict weight, const float *restrict bias,
-                                          size_t M, int C, float eps) {
+            static void layernorm_forward(real *restrict out, const real *restrict inp,
+                                          const real *restrict weight, const real *restrict bias,
+                                          size_t M, int C, real eps) {
                 #pragma omp parallel for schedule(static)
                 for (size_t m = 0; m < M; m++) {
-                    const float *x = inp + m * C;
-                    float *y = out + m * C;
-                    float mean = 0.0f;
-                    #pragma omp simd reduction(+:mean)
-                    for (int c = 0; c < C; c++) mean += x[c];
-                    mean /= (float)C;
-                    float var = 0.0f;
-                    #pragma omp simd reduction(+:var)
-                    for (int c = 0; c < C; c++) { float d = x[c] - mean; var += d * d; }
-                    var /= (float)C;
-                    float rstd = 1.0f / sqrtf(var + eps);
+                    const real *x = inp + m * C;
+                    real *y = out + m * C;
+                    real mean, rstd;
+                    row_moments(x, C, eps, &mean, &rstd);
                     #pragma omp simd
                     for (int c = 0; c < C; c++) y[c] = (x[c] - mean) * rstd * weight[c] + bias[c];
                 }
@@ -83,41 +118,41 @@ enum Kernels {
              * with an online softmax (Milakov & Gimelshein 2018): no (T, T) buffer.
              * out, q are (B, T, C); k, v are (B, S, C); NH heads of size C/NH;
              * causal: query t sees keys 0..t */
-            static void attention_forward(float *restrict out, const float *restrict q,
-                                          const float *restrict k, const float *restrict v,
+            static void attention_forward(real *restrict out, const real *restrict q,
+                                          const real *restrict k, const real *restrict v,
                                           int B, int T, int S, int C, int NH, int causal) {
                 const int hs = C / NH;
-                const float scale = 1.0f / sqrtf((float)hs);
+                const real scale = 1 / sqrt((real)hs);
                 #pragma omp parallel for collapse(3) schedule(static)
                 for (int b = 0; b < B; b++) {
                     for (int h = 0; h < NH; h++) {
                         for (int t = 0; t < T; t++) {
-                            const float *qt = q + ((size_t)b * T + t) * C + h * hs;
-                            float *ot = out + ((size_t)b * T + t) * C + h * hs;
-                            for (int d = 0; d < hs; d++) ot[d] = 0.0f;
-                            float maxv = -INFINITY, sum = 0.0f;
+                            const real *qt = q + ((size_t)b * T + t) * C + h * hs;
+                            real *ot = out + ((size_t)b * T + t) * C + h * hs;
+                            for (int d = 0; d < hs; d++) ot[d] = 0;
+                            real maxv = -INFINITY, sum = 0;
                             int len = causal ? t + 1 : S;
                             for (int s = 0; s < len; s++) {
-                                const float *ks = k + ((size_t)b * S + s) * C + h * hs;
-                                const float *vs = v + ((size_t)b * S + s) * C + h * hs;
-                                float score = 0.0f;
+                                const real *ks = k + ((size_t)b * S + s) * C + h * hs;
+                                const real *vs = v + ((size_t)b * S + s) * C + h * hs;
+                                real score = 0;
                                 #pragma omp simd reduction(+:score)
                                 for (int d = 0; d < hs; d++) score += qt[d] * ks[d];
                                 score *= scale;
                                 if (score > maxv) {
                                     /* a new maximum: rescale what has been accumulated */
-                                    float correction = expf(maxv - score);
+                                    real correction = exp(maxv - score);
                                     sum *= correction;
                                     #pragma omp simd
                                     for (int d = 0; d < hs; d++) ot[d] *= correction;
                                     maxv = score;
                                 }
-                                float p = expf(score - maxv);
+                                real p = exp(score - maxv);
                                 sum += p;
                                 #pragma omp simd
                                 for (int d = 0; d < hs; d++) ot[d] += p * vs[d];
                             }
-                            float inv = 1.0f / sum;
+                            real inv = 1 / sum;
                             #pragma omp simd
                             for (int d = 0; d < hs; d++) ot[d] *= inv;
                         }
@@ -130,7 +165,7 @@ enum Kernels {
             if broadcast { return """
             /* \(name) with general broadcasting: out has `rank` dims; a_stride and
              * b_stride give each operand's stride per output dim (0 where it is broadcast) */
-            static void \(name)_broadcast_forward(float *restrict out, const float *restrict a, const float *restrict b,
+            static void \(name)_broadcast_forward(real *restrict out, const real *restrict a, const real *restrict b,
                                              int rank, const size_t *dims, const size_t *a_stride, const size_t *b_stride) {
                 size_t total = 1;
                 for (int d = 0; d < rank; d++) total *= dims[d];
@@ -150,12 +185,12 @@ enum Kernels {
             return """
             /* \(name): out = a \(op) b, where a or b may repeat along rows (a suffix broadcast):
              * out is (R, N); a is (R, N), or (N) when a_row is 0; likewise b */
-            static void \(name)_forward(float *restrict out, const float *restrict a, const float *restrict b,
+            static void \(name)_forward(real *restrict out, const real *restrict a, const real *restrict b,
                                    size_t R, size_t N, int a_row, int b_row) {
                 #pragma omp parallel for schedule(static)
                 for (size_t r = 0; r < R; r++) {
-                    const float *ar = a + (a_row ? r * N : 0);
-                    const float *br = b + (b_row ? r * N : 0);
+                    const real *ar = a + (a_row ? r * N : 0);
+                    const real *br = b + (b_row ? r * N : 0);
                     #pragma omp simd
                     for (size_t i = 0; i < N; i++) out[r * N + i] = ar[i] \(op) br[i];
                 }
@@ -163,52 +198,52 @@ enum Kernels {
             """
         case .scale: return """
             /* scale: out = inp * factor; out, inp are (N) */
-            static void scale_forward(float *restrict out, const float *restrict inp, size_t N, float factor) {
+            static void scale_forward(real *restrict out, const real *restrict inp, size_t N, real factor) {
                 #pragma omp parallel for simd schedule(static)
                 for (size_t i = 0; i < N; i++) out[i] = inp[i] * factor;
             }
             """
         case .relu: return """
             /* relu: out = max(inp, 0); out, inp are (N) */
-            static void relu_forward(float *restrict out, const float *restrict inp, size_t N) {
+            static void relu_forward(real *restrict out, const real *restrict inp, size_t N) {
                 #pragma omp parallel for simd schedule(static)
-                for (size_t i = 0; i < N; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+                for (size_t i = 0; i < N; i++) out[i] = inp[i] > 0 ? inp[i] : 0;
             }
             """
         case .gelu: return """
             /* gelu (Hendrycks & Gimpel 2016), exact: out = x · Φ(x) = x/2 · (1 + erf(x/√2)); out, inp are (N) */
-            static void gelu_forward(float *restrict out, const float *restrict inp, size_t N) {
+            static void gelu_forward(real *restrict out, const real *restrict inp, size_t N) {
                 #pragma omp parallel for schedule(static)
                 for (size_t i = 0; i < N; i++) {
-                    float x = inp[i];
-                    out[i] = 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+                    real x = inp[i];
+                    out[i] = (real)0.5 * x * (1 + erf(x * (real)0.70710678118654752));
                 }
             }
             """
         case .geluTanh: return """
             /* gelu, tanh approximation (as in GPT-2):
              * out = x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³))); out, inp are (N) */
-            static void gelu_tanh_forward(float *restrict out, const float *restrict inp, size_t N) {
+            static void gelu_tanh_forward(real *restrict out, const real *restrict inp, size_t N) {
                 #pragma omp parallel for schedule(static)
                 for (size_t i = 0; i < N; i++) {
-                    float x = inp[i];
-                    float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
-                    out[i] = 0.5f * x * (1.0f + tanhf(u));
+                    real x = inp[i];
+                    real u = (real)0.79788456080286536 * (x + (real)0.044715 * x * x * x);
+                    out[i] = (real)0.5 * x * (1 + tanh(u));
                 }
             }
             """
         case .softmax: return """
             /* softmax over the last axis: out, inp are (M, N) */
-            static void softmax_forward(float *restrict out, const float *restrict inp, size_t M, int N) {
+            static void softmax_forward(real *restrict out, const real *restrict inp, size_t M, int N) {
                 #pragma omp parallel for schedule(static)
                 for (size_t m = 0; m < M; m++) {
-                    const float *x = inp + m * N;
-                    float *y = out + m * N;
-                    float maxv = -INFINITY;
+                    const real *x = inp + m * N;
+                    real *y = out + m * N;
+                    real maxv = -INFINITY;
                     for (int i = 0; i < N; i++) maxv = x[i] > maxv ? x[i] : maxv;
-                    float sum = 0.0f;
-                    for (int i = 0; i < N; i++) { y[i] = expf(x[i] - maxv); sum += y[i]; }
-                    float inv = 1.0f / sum;
+                    real sum = 0;
+                    for (int i = 0; i < N; i++) { y[i] = exp(x[i] - maxv); sum += y[i]; }
+                    real inv = 1 / sum;
                     #pragma omp simd
                     for (int i = 0; i < N; i++) y[i] *= inv;
                 }

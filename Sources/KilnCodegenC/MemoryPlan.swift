@@ -3,14 +3,14 @@ import KilnIR
 
 /// Where each value of the graph lives when the generated code runs.
 public enum Storage: Equatable, Sendable {
-    /// A runtime input (the token ids).
-    case input
-    /// A trained weight at this float offset in the parameter block.
+    /// A runtime input (token ids, targets): the C parameter of that name.
+    case input(String)
+    /// A trained weight at this element offset in the parameter block.
     case param(offset: Int)
     /// A slot of the activation arena.
     case slot(Int)
-    /// The caller's output buffer.
-    case output
+    /// Memory the caller passes in, as a C expression (`logits`, `grads + 120`).
+    case external(String)
     /// A view of another value's memory (e.g. `slice_rows` of a table: the first rows).
     case view(of: Int)
 }
@@ -19,53 +19,72 @@ public enum Storage: Equatable, Sendable {
 ///
 /// Nodes run in graph order. A slot is released after the last use of the
 /// value in it (views keep their source alive), and a later value whose size
-/// is the same expression (e.g. `B*T*384`) reuses a released slot. Slot sizes
-/// are symbolic, so the arena is laid out for the actual `[B, T]` of a call;
-/// each slot starts on a 64-byte boundary.
+/// is the same expression (e.g. `B*T*384`) reuses a released slot. Kernels
+/// that need scratch memory get a workspace slot that is released right
+/// after them. Slot sizes are symbolic, so the arena is laid out for the
+/// actual `[B, T]` of a call; each slot starts on a 64-byte boundary.
 public struct MemoryPlan: Sendable {
     public var storage: [Storage]
+    /// Workspace slot of nodes whose kernel needs scratch memory.
+    public var workspace: [Int: Int] = [:]
     /// Size of each slot, in elements.
     public var slotSizes: [SizeExpr]
-    /// Total parameter floats.
-    public var paramFloats: Int
+    /// Total parameter elements.
+    public var paramCount: Int
 
-    public init(_ g: Graph) {
-        var storage = [Storage](repeating: .input, count: g.nodes.count)
+    /// Scratch elements a node's kernel needs, if any.
+    public static func workspaceSize(_ g: Graph, _ i: Int) -> SizeExpr? {
+        let n = g.nodes[i]
+        switch n.kind {
+        case .attentionGrad:  // two rows of S per (batch, head)
+            let k = g.nodes[n.operands[2]].type.shape.dims
+            return SizeExpr(constant: 2 * (n.attrs.int("heads") ?? 1)) * k[0] * k[1]
+        case .crossEntropy:  // one loss per row
+            return g.nodes[n.operands[1]].type.shape.elementCount
+        default: return nil
+        }
+    }
+
+    public init(_ g: Graph, external: [Int: String]) {
+        var storage = [Storage](repeating: .slot(-1), count: g.nodes.count)
         var paramOffset = 0
-        let outputs = Set(g.outputs.map(\.value))
-        // Resolve views to the value that owns the memory.
         func root(_ i: Int) -> Int { if case .view(let s) = storage[i] { return root(s) }; return i }
         var lastUse = Array(g.nodes.indices)
         for (i, n) in g.nodes.enumerated() {
             switch n.kind {
-            case .input: storage[i] = .input
+            case .input: storage[i] = .input(n.name ?? "input")
             case .param:
                 storage[i] = .param(offset: paramOffset)
                 paramOffset += n.type.shape.elementCount.evaluate([:])
-            case .sliceRows where !outputs.contains(i): storage[i] = .view(of: n.operands[0])
-            default: storage[i] = outputs.contains(i) ? .output : .slot(-1)
+            case .sliceRows where external[i] == nil: storage[i] = .view(of: n.operands[0])
+            default: storage[i] = external[i].map { .external($0) } ?? .slot(-1)
             }
             for o in n.operands { lastUse[root(o)] = max(lastUse[root(o)], i) }
         }
+        // Outputs the caller reads from the arena (the loss) live to the end.
+        for o in g.outputs { lastUse[root(o.value)] = g.nodes.count }
         var slotSizes: [SizeExpr] = []
         var free: [Int] = []
         var releaseAt: [Int: [Int]] = [:]
+        var workspace: [Int: Int] = [:]
+        func allocate(_ size: SizeExpr) -> Int {
+            if let k = free.firstIndex(where: { slotSizes[$0] == size }) { return free.remove(at: k) }
+            slotSizes.append(size)
+            return slotSizes.count - 1
+        }
         for (i, n) in g.nodes.enumerated() {
             if case .slot = storage[i] {
-                let size = n.type.shape.elementCount
-                if let k = free.firstIndex(where: { slotSizes[$0] == size }) {
-                    storage[i] = .slot(free.remove(at: k))
-                } else {
-                    slotSizes.append(size)
-                    storage[i] = .slot(slotSizes.count - 1)
-                }
+                storage[i] = .slot(allocate(n.type.shape.elementCount))
                 releaseAt[lastUse[i], default: []].append(i)
             }
-            // Release after this node has been allocated, so no node writes into its own operand.
+            if let w = Self.workspaceSize(g, i) { workspace[i] = allocate(w) }
+            // Release after this node's allocations, so no node writes into its own operand.
             for v in releaseAt[i] ?? [] { if case .slot(let s) = storage[v] { free.append(s) } }
+            if let w = workspace[i] { free.append(w) }
         }
         self.storage = storage
+        self.workspace = workspace
         self.slotSizes = slotSizes
-        self.paramFloats = paramOffset
+        self.paramCount = paramOffset
     }
 }

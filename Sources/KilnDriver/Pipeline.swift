@@ -3,6 +3,7 @@ import KilnBasics
 import KilnIR
 import KilnFrontend
 import KilnTransforms
+import KilnAutodiff
 import KilnCodegenC
 
 /// A failure the CLI reports as one line (`kiln: error: …`) or, for
@@ -40,7 +41,10 @@ public struct Pipeline {
     }
 
     /// Parses and lowers; throws rendered diagnostics on errors.
-    public func frontend(_ file: SourceFile) throws -> Graph {
+    public func frontend(_ file: SourceFile) throws -> Graph { try frontendWithTrain(file).0 }
+
+    /// The graph and the `train` section (nil when the file has none).
+    public func frontendWithTrain(_ file: SourceFile) throws -> (Graph, TrainConfig?) {
         let r: Frontend.Result
         do { r = try Frontend.compile(file, options: FrontendOptions(overrides: overrides)) } catch let e as OptionError {
             throw DriverError.message(e.description)
@@ -48,25 +52,61 @@ public struct Pipeline {
         guard let g = r.graph, !r.diagnostics.hasErrors else {
             throw DriverError.diagnostics(r.diagnostics.render(), count: r.diagnostics.errorCount)
         }
-        return g
+        return (g, r.train)
     }
 
     /// Runs the optimisation pipeline; `after` sees the graph after each pass.
-    public func optimize(_ g: Graph, after: (Int, String, Bool, Graph) -> Void = { _, _, _, _ in }) throws -> Graph {
+    public func optimize(_ g: Graph, training: Bool = false, after: (Int, String, Bool, Graph) -> Void = { _, _, _, _ in }) throws -> Graph {
         var g = g
-        try PassManager.standard().run(&g) { i, p, changed, g in after(i, p.name, changed, g) }
+        try (training ? PassManager.training() : PassManager.standard()).run(&g) { i, p, changed, g in after(i, p.name, changed, g) }
         return g
     }
 
     public static var passNames: [String] { PassManager.standard().passNames }
 
-    /// Everything up to generated C.
-    public func generate(_ file: SourceFile) throws -> (Graph, GeneratedModel) {
-        let g = try optimize(try frontend(file))
+    /// The training graph: forward, loss and backward, optimised.
+    public func backward(_ g: Graph, logits: String = "logits") throws -> Graph {
+        do { return try optimize(try Autodiff.training(from: g, logits: logits), training: true) } catch let e as Autodiff.Failure {
+            throw DriverError.message(e.description)
+        }
+    }
+
+    /// The result of compiling a model file.
+    public struct Compiled {
+        public var inference: Graph
+        public var training: Graph?
+        public var train: TrainConfig?
+        public var generated: GeneratedModel
+    }
+
+    /// Everything up to generated C. The training graph is built when the
+    /// file has a `train` section, or always for f64 (gradient-check) builds.
+    public func generate(_ file: SourceFile, dtype: DType = .f32) throws -> Compiled {
+        let (g, trainConfig) = try frontendWithTrain(file)
+        let inference = try optimize(g)
+        var training: Graph?
+        if trainConfig != nil || dtype == .f64 { training = try backward(g, logits: trainConfig?.logits ?? "logits") }
+        let options = CodegenOptions(dtype: dtype, trainDefines: Self.defines(trainConfig ?? TrainConfig()))
         do {
-            return (g, try CEmitter.emit(g, sourceName: (file.path as NSString).lastPathComponent))
+            let gen = try CEmitter.emit(inference, training: training, options: options, sourceName: (file.path as NSString).lastPathComponent)
+            return Compiled(inference: inference, training: training, train: trainConfig, generated: gen)
         } catch let e as CodegenError {
             throw DriverError.message("\(file.path): \(e.description)")
         }
+    }
+
+    /// The `KILN_TRAIN_*` defaults of model.h.
+    static func defines(_ c: TrainConfig) -> [(String, String)] {
+        func f(_ v: Double) -> String { let s = "\(v)"; return s.contains(".") || s.contains("e") ? s : s + ".0" }
+        return [
+            ("OPTIMIZER", c.optimizer == .adamw ? "0" : "1"),
+            ("LR", f(c.lr)), ("MIN_LR", f(c.minLR)), ("WARMUP", "\(c.warmup)"),
+            ("SCHEDULE", c.schedule == .cosine ? "1" : "0"), ("STEPS", "\(c.steps)"),
+            ("BETA1", f(c.beta1)), ("BETA2", f(c.beta2)), ("EPS", f(c.eps)),
+            ("WEIGHT_DECAY", f(c.weightDecay)), ("DECAY_EMBEDDINGS", c.decayEmbeddings ? "1" : "0"),
+            ("MOMENTUM", f(c.momentum)), ("CLIP", f(c.clip)),
+            ("BATCH", "\(c.batch)"), ("SEQ", "\(c.seq)"), ("ACCUMULATE", "\(c.accumulate)"),
+            ("EVAL_INTERVAL", "\(c.evalInterval)"), ("EVAL_ITERS", "\(c.evalIters)"),
+        ]
     }
 }

@@ -75,4 +75,7 @@ public struct Program: Sendable {
     public var inputs: [InputDecl] = []
     public var blocks: [BlockDecl] = []
     public var statements: [Statement] = []
+    /// The `train { … }` section, if any.
+    public var train: [ConfigEntry]? = nil
+    public var trainRange = SourceRange.none
 }

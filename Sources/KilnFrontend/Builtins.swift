@@ -17,6 +17,7 @@ enum Builtins {
         "gelu": [("x", true)],
         "gelu_tanh": [("x", true)],
         "softmax": [("x", true)],
+        "dropout": [("x", true), ("p", true)],
         "repeat": [("count", true), ("block", true), ("x", true), ("name", false)],
     ]
     static let names = Set(signatures.keys)
@@ -89,6 +90,13 @@ extension Lowering {
             let x = try tensor(a["x"]!.0, a["x"]!.1, "the argument of \(name)")
             return try emit(OpKind(rawValue: name)!, [x], [:], r)
         case "repeat": return try repeatBlock(a, r)
+        case "dropout":
+            let x = try tensor(a["x"]!.0, a["x"]!.1, "dropout's input")
+            let p = try float(a["p"]!.0, a["p"]!.1, "the dropout probability")
+            guard p >= 0, p < 1 else { throw report("the dropout probability must be in [0, 1), got \(p)", a["p"]!.1) }
+            if p == 0 { return .tensor(x) }
+            dropoutCount += 1
+            return try emit(.dropout, [x], ["p": .float(p), "id": .int(dropoutCount)], r, order: ["p", "id"])
         default: throw report("unknown function '\(name)'", nr)
         }
     }

@@ -6,6 +6,8 @@ import KilnIR
 public enum Frontend {
     public struct Result {
         public var graph: Graph?
+        /// The `train` section, when the file has one.
+        public var train: TrainConfig?
         public var diagnostics: DiagnosticEngine
     }
 
@@ -14,13 +16,14 @@ public enum Frontend {
     public static func compile(_ file: SourceFile, options: FrontendOptions = FrontendOptions()) throws -> Result {
         let diags = DiagnosticEngine(file: file)
         let prog = Parser.parse(file, diags)
-        let graph = try Lowering.lower(prog, diags: diags, options: options)
+        let lowered = try Lowering.lower(prog, diags: diags, options: options)
+        let graph = lowered?.0
         if let g = graph {
             do { try Verifier.verify(g) } catch {
                 diags.error("internal error: the generated IR is invalid: \(error)", at: .none)
-                return Result(graph: nil, diagnostics: diags)
+                return Result(graph: nil, train: nil, diagnostics: diags)
             }
         }
-        return Result(graph: graph, diagnostics: diags)
+        return Result(graph: graph, train: lowered?.1, diagnostics: diags)
     }
 }

@@ -44,6 +44,7 @@ final class Lowering {
     var scopes: [Scope] = []
     var callStack: [String] = []
     var paramNames = Set<String>()
+    var dropoutCount = 0
     /// Product of enclosing `repeat` counts: GPT-2 scales residual projections by 1/√(2·layers).
     var residualDepth = 1
 
@@ -70,7 +71,7 @@ final class Lowering {
 
     // MARK: entry point
 
-    static func lower(_ prog: Program, diags: DiagnosticEngine, options: FrontendOptions) throws -> Graph? {
+    static func lower(_ prog: Program, diags: DiagnosticEngine, options: FrontendOptions) throws -> (Graph, TrainConfig?)? {
         let l = Lowering(diags: diags, modelName: prog.modelName)
         try l.evaluateConfig(prog.config, overrides: options.overrides)
         for b in prog.blocks {
@@ -84,8 +85,16 @@ final class Lowering {
         if l.graph.outputs.isEmpty && !diags.hasErrors {
             diags.error("the model has no 'output' statement", at: prog.modelRange)
         }
+        var train: TrainConfig? = nil
+        if let entries = prog.train {
+            let ctx = l.graph.dims.compactMap(\.bound).max()
+            train = l.evaluateTrain(entries, context: ctx)
+            if !entries.contains(where: { $0.name == "objective" }) {
+                diags.error("the train section needs an objective, e.g. 'objective = next_token(logits)'", at: prog.trainRange)
+            }
+        }
         if diags.hasErrors { return nil }
-        return l.graph
+        return (l.graph, train)
     }
 
     // MARK: config and inputs

@@ -12,7 +12,7 @@ public struct Parser {
     private var depth = 0
     static let maxDepth = 200
     /// Words that start declarations and statements; they are not names.
-    static let keywords: Set<String> = ["model", "config", "input", "block", "return", "output", "where"]
+    static let keywords: Set<String> = ["model", "config", "input", "block", "return", "output", "where", "train"]
 
     private struct Bail: Error {}
 
@@ -78,6 +78,10 @@ public struct Parser {
             do {
                 switch tok.kind {
                 case .ident("config"): prog.config += try parseConfig()
+                case .ident("train"):
+                    if prog.train != nil { throw fail("only one 'train' section is allowed") }
+                    prog.trainRange = tok.range
+                    prog.train = try parseConfig()
                 case .ident("input"): prog.inputs.append(try parseInput())
                 case .ident("block"): prog.blocks.append(try parseBlock())
                 case .ident("model"): throw fail("only one 'model' line is allowed")
@@ -92,8 +96,9 @@ public struct Parser {
     }
 
     private mutating func parseConfig() throws -> [ConfigEntry] {
+        let what = describe(tok)
         bump()
-        try expect("{", "after 'config'")
+        try expect("{", "after \(what)")
         var entries: [ConfigEntry] = []
         while !isPunct("}") {
             if tok.kind == .eof { throw fail("unterminated config: expected '}'") }
@@ -162,7 +167,7 @@ public struct Parser {
         var body: [Statement] = []
         while !isPunct("}") {
             if tok.kind == .eof { throw fail("unterminated block '\(name)': expected '}'") }
-            if isWord("block") || isWord("config") || isWord("input") { throw fail("missing '}' at the end of block '\(name)'") }
+            if isWord("block") || isWord("config") || isWord("input") || isWord("train") { throw fail("missing '}' at the end of block '\(name)'") }
             if isPunct(";") { bump(); continue }
             let before = p
             do { body.append(try parseStatement(inBlock: true)) } catch {

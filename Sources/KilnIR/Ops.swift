@@ -32,10 +32,52 @@ public enum OpKind: String, Sendable, CaseIterable {
     case geluTanh = "gelu_tanh"
     /// `softmax(%x)` over the last axis.
     case softmax
+    /// `dropout(%x) {p, id}` — zeroes each element with probability p and scales
+    /// the rest by 1/(1-p) (Srivastava et al. 2014). The mask is a hash of the
+    /// step's seed, `id` and the element index, so the backward pass recomputes it.
+    /// Inference graphs drop it (pass `strip-dropout`).
+    case dropout
+
+    // MARK: training ops (the loss and the backward graph)
+
+    /// `scalar() {value} -> f32[]` — a constant (the seed of the backward pass).
+    case scalar
+
+    /// `cross_entropy(%logits: [..., V], %targets: i32[...]) -> f32[]` — mean over positions.
+    case crossEntropy = "cross_entropy"
+    /// `cross_entropy_grad(%logits, %targets, %dloss: f32[])` — (softmax − onehot) · dloss / N.
+    case crossEntropyGrad = "cross_entropy_grad"
+    /// `embedding_grad(%dy: [..., C], %ids, %table: [V, C]) -> [V, C]` — scatter-add of rows.
+    case embeddingGrad = "embedding_grad"
+    /// `pad_rows(%dy: [T, C], %table: [N, C]) -> [N, C]` — dy in the first T rows, zeros after.
+    case padRows = "pad_rows"
+    /// `linear_grad_input(%dy: [..., N], %w: [N, K]) -> [..., K]` — dy·w.
+    case linearGradInput = "linear_grad_input"
+    /// `linear_grad_weight(%dy: [..., N], %x: [..., K]) -> [N, K]` — dyᵀ·x over all rows.
+    case linearGradWeight = "linear_grad_weight"
+    /// `sum_to(%dy, %like)` — sums dy over the dims broadcast to reach it from like's shape.
+    case sumTo = "sum_to"
+    /// `layernorm_grad_input(%dy, %x, %w) {eps}` — dx of layernorm.
+    case layernormGradInput = "layernorm_grad_input"
+    /// `layernorm_grad_weight(%dy, %x) {eps}` — Σ rows dy · x̂, shape [C].
+    case layernormGradWeight = "layernorm_grad_weight"
+    /// `attention_grad(%dy, %q, %k, %v) {heads, causal, wrt}` — the gradient with respect to q, k or v.
+    case attentionGrad = "attention_grad"
+    /// `relu_grad(%dy, %x)`, `gelu_grad(%dy, %x)`, `gelu_tanh_grad(%dy, %x)` — dy · f'(x).
+    case reluGrad = "relu_grad"
+    case geluGrad = "gelu_grad"
+    case geluTanhGrad = "gelu_tanh_grad"
+    /// `softmax_grad(%dy, %y)` — y ⊙ (dy − Σ dy⊙y) with y the softmax output.
+    case softmaxGrad = "softmax_grad"
 
     /// Ops whose value depends only on operands and attributes (CSE may merge them).
     public var isPure: Bool { self != .input && self != .param }
-    public var isElementwiseUnary: Bool { [.relu, .gelu, .geluTanh, .scale].contains(self) }
+    /// Ops of the backward graph (they have no VJP of their own).
+    public var isGradientOp: Bool {
+        [.crossEntropyGrad, .embeddingGrad, .padRows, .linearGradInput, .linearGradWeight, .sumTo, .layernormGradInput,
+         .layernormGradWeight, .attentionGrad, .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad].contains(self)
+    }
+    public var isElementwiseUnary: Bool { [.relu, .gelu, .geluTanh, .scale, .dropout].contains(self) }
     public var isElementwiseBinary: Bool { [.add, .sub, .mul, .div].contains(self) }
     public var isCommutative: Bool { self == .add || self == .mul }
     /// Ops whose result type is written, not inferred (leaves of the graph).
@@ -44,11 +86,13 @@ public enum OpKind: String, Sendable, CaseIterable {
     /// Allowed operand counts.
     public var arity: ClosedRange<Int> {
         switch self {
-        case .input, .param, .sinusoidal: 0...0
-        case .sliceRows, .scale, .relu, .gelu, .geluTanh, .softmax: 1...1
-        case .embedding, .add, .sub, .mul, .div: 2...2
+        case .input, .param, .sinusoidal, .scalar: 0...0
+        case .sliceRows, .scale, .relu, .gelu, .geluTanh, .softmax, .dropout: 1...1
+        case .embedding, .add, .sub, .mul, .div, .crossEntropy, .padRows, .linearGradInput, .linearGradWeight, .sumTo,
+             .layernormGradWeight, .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad: 2...2
         case .linear: 2...3
-        case .layernorm, .attention: 3...3
+        case .layernorm, .attention, .crossEntropyGrad, .embeddingGrad, .layernormGradInput: 3...3
+        case .attentionGrad: 4...4
         }
     }
 
@@ -57,8 +101,11 @@ public enum OpKind: String, Sendable, CaseIterable {
         switch self {
         case .sliceRows: ["rows"]
         case .sinusoidal: ["rows", "dim"]
-        case .layernorm: ["eps"]
+        case .layernorm, .layernormGradInput, .layernormGradWeight: ["eps"]
         case .attention: ["heads", "causal"]
+        case .attentionGrad: ["heads", "causal", "wrt"]
+        case .scalar: ["value"]
+        case .dropout: ["p", "id"]
         case .scale: ["factor"]
         case .param: ["init"]
         default: []
@@ -141,9 +188,66 @@ extension OpKind {
             return q
         case .add, .sub, .mul, .div:
             return try broadcast(ops[0], ops[1])
-        case .scale, .relu, .gelu, .geluTanh, .softmax:
+        case .scale, .relu, .gelu, .geluTanh, .softmax, .dropout:
             try requireFloat(ops[0], "\(rawValue) input")
             if self == .scale, attrs.float("factor") == nil { throw TypeError("scale needs a factor") }
+            if self == .dropout, let p = attrs.float("p"), !(p >= 0 && p < 1) { throw TypeError("dropout probability must be in [0, 1), got \(p)") }
+            return ops[0]
+        case .scalar:
+            guard attrs.float("value") != nil else { throw TypeError("scalar needs a value") }
+            return TensorType(.f32, [])
+        case .crossEntropy, .crossEntropyGrad:
+            let (logits, targets) = (ops[0], ops[1])
+            try requireFloat(logits, "cross_entropy logits")
+            guard targets.dtype == .i32 || targets.dtype == .i64 else { throw TypeError("cross_entropy targets must be integers, got \(targets)") }
+            guard logits.shape.rank >= 1, Array(logits.shape.dims.dropLast()) == targets.shape.dims else {
+                throw TypeError("cross_entropy: logits \(logits.shape) do not match targets \(targets.shape)")
+            }
+            if self == .crossEntropyGrad {
+                guard ops[2].shape.rank == 0 else { throw TypeError("cross_entropy_grad needs a scalar dloss, got \(ops[2])") }
+                return logits
+            }
+            return TensorType(logits.dtype, [])
+        case .embeddingGrad:
+            let (dy, ids, table) = (ops[0], ops[1], ops[2])
+            guard table.shape.rank == 2, dy.shape.dims == ids.shape.dims + [table.shape.dims[1]] else {
+                throw TypeError("embedding_grad: dy \(dy.shape) does not match ids \(ids.shape) and table \(table.shape)")
+            }
+            return table
+        case .padRows:
+            let (dy, table) = (ops[0], ops[1])
+            guard dy.shape.rank == table.shape.rank, dy.shape.rank >= 1, Array(dy.shape.dims.dropFirst()) == Array(table.shape.dims.dropFirst()) else {
+                throw TypeError("pad_rows: \(dy.shape) does not fit in \(table.shape)")
+            }
+            return table
+        case .linearGradInput:
+            let (dy, w) = (ops[0], ops[1])
+            guard w.shape.rank == 2, dy.shape.last == w.shape.dims[0] else { throw TypeError("linear_grad_input: dy \(dy.shape) does not match weight \(w.shape)") }
+            return TensorType(dy.dtype, dy.shape.dims.dropLast() + [w.shape.dims[1]])
+        case .linearGradWeight:
+            let (dy, x) = (ops[0], ops[1])
+            guard dy.shape.rank == x.shape.rank, Array(dy.shape.dims.dropLast()) == Array(x.shape.dims.dropLast()),
+                  let n = dy.shape.last, let k = x.shape.last else {
+                throw TypeError("linear_grad_weight: dy \(dy.shape) does not match x \(x.shape)")
+            }
+            return TensorType(dy.dtype, [n, k])
+        case .sumTo:
+            let (dy, like) = (ops[0], ops[1])
+            guard let b = try? broadcast(dy, like), b == dy else { throw TypeError("sum_to: \(like.shape) does not broadcast to \(dy.shape)") }
+            return TensorType(dy.dtype, like.shape)
+        case .layernormGradInput:
+            guard ops[0] == ops[1], ops[2].shape.dims == [ops[1].shape.last!] else { throw TypeError("layernorm_grad_input: shapes \(ops[0].shape), \(ops[1].shape), \(ops[2].shape) do not match") }
+            return ops[1]
+        case .layernormGradWeight:
+            guard ops[0] == ops[1], let c = ops[1].shape.last else { throw TypeError("layernorm_grad_weight: shapes \(ops[0].shape) and \(ops[1].shape) do not match") }
+            return TensorType(ops[1].dtype, [c])
+        case .attentionGrad:
+            let fwd = try OpKind.attention.inferType(Array(ops[1...3]), attrs, bound: bound)
+            guard ops[0] == fwd else { throw TypeError("attention_grad: dy \(ops[0]) does not match the attention output \(fwd)") }
+            guard let wrt = attrs.word("wrt"), let i = ["q", "k", "v"].firstIndex(of: wrt) else { throw TypeError("attention_grad: wrt must be q, k or v") }
+            return ops[1 + i]
+        case .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad:
+            guard ops[0] == ops[1] else { throw TypeError("\(rawValue): \(ops[0]) and \(ops[1]) differ") }
             return ops[0]
         }
     }
@@ -153,7 +257,7 @@ extension OpKind {
     }
 
     /// NumPy broadcasting on trailing dims; equal dims or a constant 1 match.
-    private func broadcast(_ a: TensorType, _ b: TensorType) throws -> TensorType {
+    func broadcast(_ a: TensorType, _ b: TensorType) throws -> TensorType {
         guard a.dtype == b.dtype else { throw TypeError("\(rawValue): dtypes differ: \(a) and \(b)") }
         let n = max(a.shape.rank, b.shape.rank)
         var out: [Dim] = []

@@ -16,7 +16,7 @@ public struct PassManager {
 
     /// The default inference pipeline.
     public static func standard() -> PassManager {
-        PassManager([CommonSubexpressionElimination(), DeadCodeElimination()])
+        PassManager([StripDropout(), CommonSubexpressionElimination(), DeadCodeElimination()])
     }
 
     public var passNames: [String] { passes.map(\.name) }
@@ -28,5 +28,12 @@ public struct PassManager {
             try Verifier.verify(graph)
             after(i, p, changed, graph)
         }
+    }
+}
+
+extension PassManager {
+    /// The training pipeline: keeps dropout (the forward pass of training uses it).
+    public static func training() -> PassManager {
+        PassManager([CommonSubexpressionElimination(), DeadCodeElimination()])
     }
 }

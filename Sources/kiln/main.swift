@@ -76,14 +76,14 @@ struct IR: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
 
-    @Option(help: ArgumentHelp("Which IR: 'frontend' (as generated) or 'optimized' (after all passes).", valueName: "stage"))
+    @Option(help: ArgumentHelp("Which IR: 'frontend' (as generated), 'optimized' (after all passes) or 'backward' (the training graph: forward, loss and gradients).", valueName: "stage"))
     var stage: String = "optimized"
 
     @Option(name: .customLong("print-after"), help: ArgumentHelp("Print the IR after each pass ('all') or after the named pass.", valueName: "all|PASS"))
     var printAfter: String?
 
     func validate() throws {
-        guard ["frontend", "optimized"].contains(stage) else { throw ValidationError("--stage must be 'frontend' or 'optimized', got '\(stage)'") }
+        guard ["frontend", "optimized", "backward"].contains(stage) else { throw ValidationError("--stage must be 'frontend', 'optimized' or 'backward', got '\(stage)'") }
         if let p = printAfter, p != "all", !Pipeline.passNames.contains(p) {
             throw ValidationError("--print-after: unknown pass '\(p)' (passes: all, \(Pipeline.passNames.joined(separator: ", ")))")
         }
@@ -92,8 +92,9 @@ struct IR: ParsableCommand {
     func run() throws {
         do {
             let p = model.pipeline
-            let g = try p.frontend(try Pipeline.load(model.file))
+            let (g, train) = try p.frontendWithTrain(try Pipeline.load(model.file))
             if stage == "frontend" && printAfter == nil { print(IRText.print(g), terminator: ""); return }
+            if stage == "backward" { print(IRText.print(try p.backward(g, logits: train?.logits ?? "logits")), terminator: ""); return }
             if printAfter != nil { print("// IR after frontend\n" + IRText.print(g)) }
             let opt = try p.optimize(g) { i, name, changed, g in
                 guard printAfter == "all" || printAfter == name else { return }
@@ -114,6 +115,13 @@ struct Build: ParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("The output directory.", valueName: "DIR"))
     var output: String
 
+    @Option(help: ArgumentHelp("Element type: f32 (infer and train binaries) or f64 (a gradcheck binary that checks every gradient against finite differences).", valueName: "f32|f64"))
+    var dtype: String = "f32"
+
+    func validate() throws {
+        guard dtype == "f32" || dtype == "f64" else { throw ValidationError("--dtype must be f32 or f64, got '\(dtype)'") }
+    }
+
     @Flag(name: .customLong("no-make"), help: "Write the sources only; do not run make.")
     var noMake = false
 
@@ -122,15 +130,17 @@ struct Build: ParsableCommand {
 
     func run() throws {
         do {
-            let (g, gen) = try model.pipeline.generate(try Pipeline.load(model.file))
-            try BuildDirectory.write(gen, modelName: g.name, to: output)
+            let c = try model.pipeline.generate(try Pipeline.load(model.file), dtype: DTypeName.parse(dtype))
+            let g = c.inference
+            let programs = BuildDirectory.programs(training: c.training != nil, dtype: DTypeName.parse(dtype))
+            try BuildDirectory.write(c.generated, modelName: g.name, programs: programs, to: output)
             if noMake { print("wrote \(output) (run make there to build infer)"); return }
             guard let cc = Toolchain.find() else { throw DriverError.message("no C compiler found (install clang and libomp-dev, or gcc, or set CC)") }
             if !cc.openmp {
                 FileHandle.standardError.write(Data("kiln: warning: \(cc.path) cannot build OpenMP code; \(output)/infer will use one thread (install libomp-dev for clang, or use gcc)\n".utf8))
             }
             try BuildDirectory.make(output, compiler: cc, verbose: verbose)
-            print("built \(output)/infer (model \(g.name), \(cc.path)\(cc.openmp ? " with OpenMP" : ", single-threaded"))")
+            print("built \(programs.map { output + "/" + $0 }.joined(separator: ", ")) (model \(g.name), \(cc.path)\(cc.openmp ? " with OpenMP" : ", single-threaded"))")
         } catch { throw fail(error) }
     }
 }

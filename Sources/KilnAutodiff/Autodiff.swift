@@ -1,0 +1,65 @@
+import KilnBasics
+import KilnIR
+
+/// Reverse-mode automatic differentiation on the IR.
+///
+/// `training(from:)` turns an inference graph with a `logits` output into a
+/// training graph: it adds a `targets` input and the loss
+/// `cross_entropy(logits, targets)` (next-token prediction: targets are the
+/// inputs shifted by one, supplied by the data loader), then walks the nodes
+/// in reverse order, applying each op's VJP rule. A value used several times
+/// receives one gradient contribution per use; they are summed in one place,
+/// in use order, when the walk reaches the value. Outputs: `loss`, then
+/// `grad.NAME` for every parameter in weights-file order.
+public enum Autodiff {
+    public struct Failure: Error, CustomStringConvertible, Sendable { public var description: String }
+
+    public static func training(from forward: Graph, logits: String = "logits") throws -> Graph {
+        guard let out = forward.outputs.first(where: { $0.name == logits }) else {
+            throw Failure(description: "training needs an output named '\(logits)'")
+        }
+        let tokens = forward.inputs.filter { forward.nodes[$0].type.dtype == .i32 }
+        guard tokens.count == 1 else { throw Failure(description: "training needs exactly one integer input (the token ids)") }
+        var b = GraphBuilder(graph: forward)
+        b.graph.outputs = []
+        let targets = b.graph.add(Node(.input, type: forward.nodes[tokens[0]].type, name: "targets"))
+        let loss = b.emit(.crossEntropy, [out.value, targets])
+        let params = forward.parameters
+        let grads = try backward(&b, loss: loss, wrt: params)
+        b.graph.outputs = [GraphOutput(name: "loss", value: loss)]
+        for (p, g) in zip(params, grads) {
+            b.graph.outputs.append(GraphOutput(name: "grad." + b.graph.nodes[p].name!, value: g))
+        }
+        try Verifier.verify(b.graph)
+        return b.graph
+    }
+
+    /// Appends the backward pass of scalar `loss` and returns the gradient
+    /// node of each node in `wrt`.
+    static func backward(_ b: inout GraphBuilder, loss: Int, wrt: [Int]) throws -> [Int] {
+        let n = b.graph.nodes.count
+        // Which values lie on a path from a parameter to the loss.
+        var needs = [Bool](repeating: false, count: n)
+        for p in wrt { needs[p] = true }
+        for i in 0..<n where !needs[i] {
+            let k = b.graph.nodes[i]
+            needs[i] = k.type.dtype.isFloat && k.operands.contains { needs[$0] }
+        }
+        var contributions: [Int: [Int]] = [loss: [b.emit(.scalar, [], [("value", .float(1))])]]
+        var gradient: [Int: Int] = [:]
+        for i in stride(from: loss, through: 0, by: -1) where needs[i] {
+            guard let parts = contributions.removeValue(forKey: i) else { continue }
+            // The one place where the contributions of several uses are summed.
+            var g = parts[0]
+            for p in parts.dropFirst() { g = b.emit(.add, [g, p]) }
+            gradient[i] = g
+            for (k, dg) in VJP.rule(&b, node: i, g: g, wanted: { needs[$0] }) {
+                contributions[b.graph.nodes[i].operands[k], default: []].append(dg)
+            }
+        }
+        return try wrt.map { p in
+            guard let g = gradient[p] else { throw Failure(description: "parameter '\(b.graph.nodes[p].name ?? "")' does not affect the loss") }
+            return g
+        }
+    }
+}

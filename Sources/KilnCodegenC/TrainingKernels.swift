@@ -1,0 +1,312 @@
+import KilnIR
+
+/// Kernels of the training graph: dropout, the loss and the backward ops.
+/// Every kernel gives the same bits at any thread count: reductions run in a
+/// fixed order inside one thread (rows or columns are split across threads,
+/// never a sum).
+extension Kernels {
+    static func trainingSource(_ kind: OpKind, broadcast: Bool) -> String? {
+        switch kind {
+        case .scalar: return nil
+        case .dropout: return """
+            /* dropout (Srivastava et al. 2014): out = inp * keep / (1 - p); out, inp are (N).
+             * The same (seed, id) gives the same mask, so the backward pass is the same call on the gradient. */
+            static void dropout_forward(real *restrict out, const real *restrict inp, size_t N, real p, uint64_t seed, uint64_t id) {
+                const real scale = 1 / (1 - p);
+                #pragma omp parallel for schedule(static)
+                for (size_t i = 0; i < N; i++) out[i] = dropout_keep(seed, id, i, p) ? inp[i] * scale : 0;
+            }
+            """
+        case .crossEntropy: return """
+            /* mean cross-entropy: loss = mean over rows m of (logsumexp(logits[m]) - logits[m, targets[m]]);
+             * logits is (M, V), targets is (M); row_loss (M) is scratch; the sum runs in row order in double */
+            static real cross_entropy_forward(const real *restrict logits, const int32_t *restrict targets,
+                                              real *restrict row_loss, size_t M, int V) {
+                #pragma omp parallel for schedule(static)
+                for (size_t m = 0; m < M; m++) {
+                    const real *x = logits + m * V;
+                    real maxv = -INFINITY;
+                    for (int v = 0; v < V; v++) maxv = x[v] > maxv ? x[v] : maxv;
+                    double sum = 0;
+                    for (int v = 0; v < V; v++) sum += exp((double)(x[v] - maxv));
+                    row_loss[m] = (real)(log(sum) + (double)maxv - (double)x[targets[m]]);
+                }
+                double total = 0;
+                for (size_t m = 0; m < M; m++) total += (double)row_loss[m];
+                return (real)(total / (double)M);
+            }
+            """
+        case .crossEntropyGrad: return """
+            /* d loss / d logits = (softmax(logits) - onehot(targets)) * dloss / M; out, logits are (M, V) */
+            static void cross_entropy_backward(real *restrict out, const real *restrict logits, const int32_t *restrict targets,
+                                               const real *restrict dloss, size_t M, int V) {
+                const real scale = dloss[0] / (real)M;
+                #pragma omp parallel for schedule(static)
+                for (size_t m = 0; m < M; m++) {
+                    const real *x = logits + m * V;
+                    real *d = out + m * V;
+                    real maxv = -INFINITY;
+                    for (int v = 0; v < V; v++) maxv = x[v] > maxv ? x[v] : maxv;
+                    real sum = 0;
+                    for (int v = 0; v < V; v++) { d[v] = exp(x[v] - maxv); sum += d[v]; }
+                    real inv = scale / sum;
+                    for (int v = 0; v < V; v++) d[v] *= inv;
+                    d[targets[m]] -= scale;
+                }
+            }
+            """
+        case .embeddingGrad: return """
+            /* embedding backward: dtable[ids[n], :] += dout[n, :]; dtable is (V, C), dout is (N, C).
+             * Columns are split across threads; each column sums over n in order. */
+            static void embedding_backward(real *restrict dtable, const real *restrict dout, const int32_t *restrict ids,
+                                           size_t N, int V, int C) {
+                memset(dtable, 0, (size_t)V * C * sizeof(real));
+                #pragma omp parallel
+                {
+                #ifdef _OPENMP
+                    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+                #else
+                    int nt = 1, id = 0;
+                #endif
+                    int c0 = (int)((long long)C * id / nt), c1 = (int)((long long)C * (id + 1) / nt);
+                    for (size_t n = 0; n < N; n++) {
+                        real *row = dtable + (size_t)ids[n] * C;
+                        const real *d = dout + n * C;
+                        for (int c = c0; c < c1; c++) row[c] += d[c];
+                    }
+                }
+            }
+            """
+        case .padRows: return """
+            /* pad_rows: out (N, C) holds inp (T, C) in its first T rows and zeros after */
+            static void pad_rows_forward(real *restrict out, const real *restrict inp, size_t T, size_t N, size_t C) {
+                memcpy(out, inp, T * C * sizeof(real));
+                memset(out + T * C, 0, (N - T) * C * sizeof(real));
+            }
+            """
+        case .linearGradInput: return """
+            /* linear backward, input: dinp = dout · weight; dinp is (M, K), dout is (M, N), weight is (N, K) */
+            static void linear_backward_input(real *restrict dinp, const real *restrict dout, const real *restrict weight,
+                                              size_t M, int K, int N) {
+                #pragma omp parallel for schedule(static)
+                for (size_t m = 0; m < M; m++) {
+                    real *dx = dinp + m * K;
+                    for (int k = 0; k < K; k++) dx[k] = 0;
+                    for (int n = 0; n < N; n++) {
+                        const real d = dout[m * N + n];
+                        const real *w = weight + (size_t)n * K;
+                        #pragma omp simd
+                        for (int k = 0; k < K; k++) dx[k] += d * w[k];
+                    }
+                }
+            }
+            """
+        case .linearGradWeight: return """
+            /* linear backward, weight: dweight = doutᵀ · inp summed over all M rows;
+             * dweight is (N, K), dout is (M, N), inp is (M, K); rows of dweight are split across threads */
+            static void linear_backward_weight(real *restrict dweight, const real *restrict dout, const real *restrict inp,
+                                               size_t M, int K, int N) {
+                #pragma omp parallel for schedule(static)
+                for (int n = 0; n < N; n++) {
+                    real *dw = dweight + (size_t)n * K;
+                    for (int k = 0; k < K; k++) dw[k] = 0;
+                    for (size_t m = 0; m < M; m++) {
+                        const real d = dout[m * N + n];
+                        const real *x = inp + m * K;
+                        #pragma omp simd
+                        for (int k = 0; k < K; k++) dw[k] += d * x[k];
+                    }
+                }
+            }
+            """
+        case .sumTo:
+            if broadcast { return """
+                /* sum_to, general: out[j] = sum of inp over the broadcast dims; `stride` maps each input
+                 * index (by dim) to out; single-threaded, in input order */
+                static void sum_to_broadcast_forward(real *restrict out, const real *restrict inp, size_t out_n,
+                                                     int rank, const size_t *dims, const size_t *stride) {
+                    size_t total = 1;
+                    for (int d = 0; d < rank; d++) total *= dims[d];
+                    memset(out, 0, out_n * sizeof(real));
+                    for (size_t i = 0; i < total; i++) {
+                        size_t rem = i, oi = 0;
+                        for (int d = rank - 1; d >= 0; d--) { oi += (rem % dims[d]) * stride[d]; rem /= dims[d]; }
+                        out[oi] += inp[i];
+                    }
+                }
+                """ }
+            return """
+            /* sum_to: out[j] = sum over r of inp[r, j]; inp is (R, N), out is (N) (a bias or broadcast gradient) */
+            static void sum_to_forward(real *restrict out, const real *restrict inp, size_t R, size_t N) {
+                #pragma omp parallel for schedule(static)
+                for (size_t j = 0; j < N; j++) {
+                    real acc = 0;
+                    for (size_t r = 0; r < R; r++) acc += inp[r * N + j];
+                    out[j] = acc;
+                }
+            }
+            """
+        case .layernormGradInput: return """
+            /* layernorm backward, input: with x̂ = (x - mean) * rstd and g = dout * weight,
+             * dinp = rstd * (g - mean(g) - x̂ * mean(g * x̂)); dinp, dout, inp are (M, C) */
+            static void layernorm_backward_input(real *restrict dinp, const real *restrict dout, const real *restrict inp,
+                                                 const real *restrict weight, size_t M, int C, real eps) {
+                #pragma omp parallel for schedule(static)
+                for (size_t m = 0; m < M; m++) {
+                    const real *x = inp + m * C, *dy = dout + m * C;
+                    real *dx = dinp + m * C;
+                    real mean, rstd;
+                    row_moments(x, C, eps, &mean, &rstd);
+                    real gsum = 0, gxsum = 0;
+                    for (int c = 0; c < C; c++) {
+                        real g = dy[c] * weight[c];
+                        gsum += g;
+                        gxsum += g * (x[c] - mean) * rstd;
+                    }
+                    gsum /= (real)C;
+                    gxsum /= (real)C;
+                    for (int c = 0; c < C; c++) {
+                        real xhat = (x[c] - mean) * rstd;
+                        dx[c] = rstd * (dy[c] * weight[c] - gsum - xhat * gxsum);
+                    }
+                }
+            }
+            """
+        case .layernormGradWeight: return """
+            /* layernorm backward, weight: dweight[c] = sum over rows of dout * x̂; dout, inp are (M, C).
+             * Columns are split across threads; each thread walks all rows in order. */
+            static void layernorm_backward_weight(real *restrict dweight, const real *restrict dout, const real *restrict inp,
+                                                  size_t M, int C, real eps) {
+                #pragma omp parallel
+                {
+                #ifdef _OPENMP
+                    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+                #else
+                    int nt = 1, id = 0;
+                #endif
+                    int c0 = (int)((long long)C * id / nt), c1 = (int)((long long)C * (id + 1) / nt);
+                    for (int c = c0; c < c1; c++) dweight[c] = 0;
+                    for (size_t m = 0; m < M; m++) {
+                        const real *x = inp + m * C, *dy = dout + m * C;
+                        real mean, rstd;
+                        row_moments(x, C, eps, &mean, &rstd);
+                        for (int c = c0; c < c1; c++) dweight[c] += dy[c] * (x[c] - mean) * rstd;
+                    }
+                }
+            }
+            """
+        case .attentionGrad: return """
+            /* attention backward for one of q, k, v (wrt 0, 1, 2). q, dout are (B, T, C); k, v are (B, S, C);
+             * out has the shape of the input it differentiates. Per (batch, head), in query order:
+             *   P = softmax(q·kᵀ·scale) (masked), dP = dout·vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P))
+             *   dq = dS·k·scale, dk = dSᵀ·q·scale, dv = Pᵀ·dout.
+             * scratch holds two rows of S per (batch, head). */
+            static void attention_backward(real *restrict out, const real *restrict dout, const real *restrict q,
+                                           const real *restrict k, const real *restrict v, real *restrict scratch,
+                                           int B, int T, int S, int C, int NH, int causal, int wrt) {
+                const int hs = C / NH;
+                const real scale = 1 / sqrt((real)hs);
+                #pragma omp parallel for collapse(2) schedule(static)
+                for (int b = 0; b < B; b++) {
+                    for (int h = 0; h < NH; h++) {
+                        real *p = scratch + ((size_t)b * NH + h) * 2 * S;
+                        real *dp = p + S;
+                        int rows = wrt == 0 ? T : S;
+                        for (int r = 0; r < rows; r++) {
+                            real *o = out + ((size_t)b * rows + r) * C + h * hs;
+                            for (int d = 0; d < hs; d++) o[d] = 0;
+                        }
+                        for (int t = 0; t < T; t++) {
+                            const real *qt = q + ((size_t)b * T + t) * C + h * hs;
+                            const real *dyt = dout + ((size_t)b * T + t) * C + h * hs;
+                            int len = causal ? t + 1 : S;
+                            real maxv = -INFINITY;
+                            for (int s = 0; s < len; s++) {
+                                const real *ks = k + ((size_t)b * S + s) * C + h * hs;
+                                real score = 0;
+                                for (int d = 0; d < hs; d++) score += qt[d] * ks[d];
+                                p[s] = score * scale;
+                                maxv = p[s] > maxv ? p[s] : maxv;
+                            }
+                            real sum = 0;
+                            for (int s = 0; s < len; s++) { p[s] = exp(p[s] - maxv); sum += p[s]; }
+                            for (int s = 0; s < len; s++) p[s] /= sum;
+                            if (wrt == 2) {
+                                for (int s = 0; s < len; s++) {
+                                    real *dv = out + ((size_t)b * S + s) * C + h * hs;
+                                    for (int d = 0; d < hs; d++) dv[d] += p[s] * dyt[d];
+                                }
+                                continue;
+                            }
+                            real dot = 0;
+                            for (int s = 0; s < len; s++) {
+                                const real *vs = v + ((size_t)b * S + s) * C + h * hs;
+                                real acc = 0;
+                                for (int d = 0; d < hs; d++) acc += dyt[d] * vs[d];
+                                dp[s] = acc;
+                                dot += acc * p[s];
+                            }
+                            for (int s = 0; s < len; s++) {
+                                real ds = p[s] * (dp[s] - dot) * scale;
+                                if (wrt == 0) {
+                                    real *dq = out + ((size_t)b * T + t) * C + h * hs;
+                                    const real *ks = k + ((size_t)b * S + s) * C + h * hs;
+                                    for (int d = 0; d < hs; d++) dq[d] += ds * ks[d];
+                                } else {
+                                    real *dk = out + ((size_t)b * S + s) * C + h * hs;
+                                    for (int d = 0; d < hs; d++) dk[d] += ds * qt[d];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            """
+        case .reluGrad: return """
+            /* relu backward: dinp = x > 0 ? dout : 0; all are (N) */
+            static void relu_backward(real *restrict dinp, const real *restrict dout, const real *restrict x, size_t N) {
+                #pragma omp parallel for simd schedule(static)
+                for (size_t i = 0; i < N; i++) dinp[i] = x[i] > 0 ? dout[i] : 0;
+            }
+            """
+        case .geluGrad: return """
+            /* gelu backward: d/dx [x Φ(x)] = Φ(x) + x φ(x); all are (N) */
+            static void gelu_backward(real *restrict dinp, const real *restrict dout, const real *restrict x, size_t N) {
+                #pragma omp parallel for schedule(static)
+                for (size_t i = 0; i < N; i++) {
+                    real cdf = (real)0.5 * (1 + erf(x[i] * (real)0.70710678118654752));
+                    real pdf = exp((real)-0.5 * x[i] * x[i]) * (real)0.39894228040143268;
+                    dinp[i] = dout[i] * (cdf + x[i] * pdf);
+                }
+            }
+            """
+        case .geluTanhGrad: return """
+            /* gelu (tanh approximation) backward; all are (N) */
+            static void gelu_tanh_backward(real *restrict dinp, const real *restrict dout, const real *restrict x, size_t N) {
+                const real s = (real)0.79788456080286536;
+                #pragma omp parallel for schedule(static)
+                for (size_t i = 0; i < N; i++) {
+                    real xi = x[i];
+                    real u = s * (xi + (real)0.044715 * xi * xi * xi);
+                    real th = tanh(u);
+                    real du = s * (1 + 3 * (real)0.044715 * xi * xi);
+                    dinp[i] = dout[i] * ((real)0.5 * (1 + th) + (real)0.5 * xi * (1 - th * th) * du);
+                }
+            }
+            """
+        case .softmaxGrad: return """
+            /* softmax backward: dinp = y ⊙ (dout − Σ dout ⊙ y) per row; all are (M, N), y the softmax output */
+            static void softmax_backward(real *restrict dinp, const real *restrict dout, const real *restrict y, size_t M, int N) {
+                #pragma omp parallel for schedule(static)
+                for (size_t m = 0; m < M; m++) {
+                    const real *d = dout + m * N, *yy = y + m * N;
+                    real dot = 0;
+                    for (int i = 0; i < N; i++) dot += d[i] * yy[i];
+                    for (int i = 0; i < N; i++) dinp[m * N + i] = yy[i] * (d[i] - dot);
+                }
+            }
+            """
+        default: return nil
+        }
+    }
+}
