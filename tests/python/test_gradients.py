@@ -1,0 +1,83 @@
+"""Gradients of the compiled training graph against PyTorch autograd (float64
+reference, same weights and batch), and every VJP rule against finite
+differences in a float64 build."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+import reference
+from kilntest import ROOT, run
+from test_parity import CHAR, ODD
+
+
+def perturbed_weights(infer, path, seed):
+    r = run([infer, "init", "--seed", seed, "--out", path])
+    assert r.returncode == 0, r.stderr
+    state = load_file(str(path))
+    g = torch.Generator().manual_seed(seed)
+    save_file({k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in state.items()}, str(path))
+
+
+@pytest.mark.parametrize("spec", [CHAR, ODD], ids=["char", "odd"])
+def test_gradients_match_pytorch_autograd(builds, tmp_path, spec):
+    out = builds.build(spec["file"], *spec["overrides"])
+    w = tmp_path / "w.safetensors"
+    perturbed_weights(out / "infer", w, seed=11)
+    cfg = spec["cfg"]
+    B, T = 2, min(cfg["context"], 32)
+    rng = np.random.default_rng(3)
+    tokens = rng.integers(0, cfg["vocab"], size=(B, T), dtype=np.int32)
+    targets = rng.integers(0, cfg["vocab"], size=(B, T), dtype=np.int32)
+    np.save(tmp_path / "tok.npy", tokens)
+    np.save(tmp_path / "tgt.npy", targets)
+    r = run([out / "gradcheck", "dump", "--weights", w, "--tokens", tmp_path / "tok.npy",
+             "--targets", tmp_path / "tgt.npy", "--out", tmp_path / "g.safetensors"])
+    assert r.returncode == 0, r.stderr
+    ours = load_file(str(tmp_path / "g.safetensors"))
+    our_loss = float(r.stdout.split()[1])
+
+    model = reference.load(cfg, w)
+    logits = model(torch.from_numpy(tokens).long())
+    loss = F.cross_entropy(logits.reshape(-1, cfg["vocab"]), torch.from_numpy(targets).long().reshape(-1))
+    loss.backward()
+    assert abs(our_loss - loss.item()) < 1e-5
+    theirs = dict(model.named_parameters())
+    assert set(ours) == set(theirs)
+    # A key bias's true gradient is exactly zero (softmax ignores a shift shared by all keys),
+    # so relative errors are floored at 1e-3 of the model's largest gradient.
+    floor = 1e-3 * max(p.grad.abs().max().item() for p in theirs.values())
+    for name, p in theirs.items():
+        want = p.grad.numpy()
+        got = ours[name].numpy().astype(np.float64)
+        diff = np.abs(got - want).max()
+        scale = np.abs(want).max()
+        assert diff <= 1e-4, f"{name}: max abs diff {diff}"
+        assert diff <= 1e-4 * max(scale, floor), f"{name}: max abs diff {diff} vs tensor scale {scale}"
+
+
+@pytest.mark.parametrize("model", ["tests/models/all-ops.kiln", "examples/odd-postnorm.kiln"])
+def test_every_vjp_rule_against_finite_differences(kiln, tmp_path, model):
+    out = tmp_path / "f64"
+    r = run([kiln, "build", ROOT / model, "--dtype", "f64", "-o", out])
+    assert r.returncode == 0, r.stderr
+    for seed in (1, 2):
+        r = run([out / "gradcheck", "fd", "--seed", seed, "--samples", 12])
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "worst relative error" in r.stdout and ": ok" in r.stdout
+
+
+def test_a_wrong_gradient_fails_the_check(kiln, tmp_path):
+    """The finite-difference check can fail: corrupt one VJP kernel and see it caught."""
+    out = tmp_path / "broken"
+    r = run([kiln, "build", ROOT / "tests/models/all-ops.kiln", "--dtype", "f64", "-o", out, "--no-make"])
+    assert r.returncode == 0, r.stderr
+    src = (out / "model.c").read_text()
+    broken = src.replace("dinp[i] = x[i] > 0 ? dout[i] : 0;", "dinp[i] = x[i] > 0 ? 1.01 * dout[i] : 0;")
+    assert broken != src
+    (out / "model.c").write_text(broken)
+    r = run(["make", "-C", out, "CC=gcc"])
+    assert r.returncode == 0, r.stderr
+    r = run([out / "gradcheck", "fd", "--samples", 50])
+    assert r.returncode == 1 and "FAILED" in r.stdout
