@@ -380,7 +380,7 @@ struct FunctionEmitter {
         case .sinusoidal:
             return "sinusoidal_forward(\(dst), \(t.shape.dims[0]), \(lastDim(t)));"
         case .linear:
-            return "linear_forward(\(dst), \(p[0]), \(p[1]), \(o.count == 3 ? p[2] : "NULL"), \(rows(t)), \(lastDim(type(o[0]))), \(lastDim(t)));"
+            return "linear_forward(\(dst), \(p[0]), \(p[1]), \(o.count == 3 ? p[2] : "NULL"), \(workspace(idx)), \(rows(t)), \(lastDim(type(o[0]))), \(lastDim(t)));"
         case .layernorm:
             return "layernorm_forward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(rows(t)), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!, real)));"
         case .attention:

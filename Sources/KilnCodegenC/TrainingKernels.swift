@@ -88,35 +88,15 @@ extension Kernels {
             /* linear backward, input: dinp = dout · weight; dinp is (M, K), dout is (M, N), weight is (N, K) */
             static void linear_backward_input(real *restrict dinp, const real *restrict dout, const real *restrict weight,
                                               size_t M, int K, int N) {
-                #pragma omp parallel for schedule(static)
-                for (size_t m = 0; m < M; m++) {
-                    real *dx = dinp + m * K;
-                    for (int k = 0; k < K; k++) dx[k] = 0;
-                    for (int n = 0; n < N; n++) {
-                        const real d = dout[m * N + n];
-                        const real *w = weight + (size_t)n * K;
-                        #pragma omp simd
-                        for (int k = 0; k < K; k++) dx[k] += d * w[k];
-                    }
-                }
+                gemm(dinp, dout, weight, M, K, N, (size_t)N, 1, K, K);
             }
             """
         case .linearGradWeight: return """
             /* linear backward, weight: dweight = doutᵀ · inp summed over all M rows;
-             * dweight is (N, K), dout is (M, N), inp is (M, K); rows of dweight are split across threads */
+             * dweight is (N, K), dout is (M, N), inp is (M, K) */
             static void linear_backward_weight(real *restrict dweight, const real *restrict dout, const real *restrict inp,
                                                size_t M, int K, int N) {
-                #pragma omp parallel for schedule(static)
-                for (int n = 0; n < N; n++) {
-                    real *dw = dweight + (size_t)n * K;
-                    for (int k = 0; k < K; k++) dw[k] = 0;
-                    for (size_t m = 0; m < M; m++) {
-                        const real d = dout[m * N + n];
-                        const real *x = inp + m * K;
-                        #pragma omp simd
-                        for (int k = 0; k < K; k++) dw[k] += d * x[k];
-                    }
-                }
+                gemm(dweight, dout, inp, (size_t)N, K, (int)M, 1, (size_t)N, K, K);
             }
             """
         case .sumTo:
