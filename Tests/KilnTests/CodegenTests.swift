@@ -23,18 +23,19 @@ import KilnDriver
 
     @Test func memoryPlanReusesSlotsOfTheSameSize() throws {
         let g = try graph("examples/char-gpt.kiln")
-        let plan = MemoryPlan(g)
+        let plan = MemoryPlan(g, external: [g.outputs[0].value: "logits"])
         let activations = plan.storage.filter { if case .slot = $0 { true } else { false } }.count
-        // 170-odd activations fit in a handful of slots; none is T×T (attention keeps no score matrix).
+        // 70-odd activations (and the linear layers' transposed-weight scratch) fit in a dozen slots;
+        // none is T×T (attention keeps no score matrix).
         #expect(activations > 70)
-        #expect(plan.slotSizes.count <= 8, "\(plan.slotSizes)")
+        #expect(plan.slotSizes.count <= 12, "\(plan.slotSizes)")
         #expect(!plan.slotSizes.contains { $0.symbols.filter { $0 == "T" }.count > 1 })
-        #expect(plan.paramFloats == 10_844_160)
+        #expect(plan.paramCount == 10_844_160)
     }
 
     @Test func noValueSharesASlotWithALiveValue() throws {
         let g = try graph("examples/odd-postnorm.kiln")
-        let plan = MemoryPlan(g)
+        let plan = MemoryPlan(g, external: [g.outputs[0].value: "logits"])
         var lastUse = Array(g.nodes.indices)
         for (i, n) in g.nodes.enumerated() { for o in n.operands { lastUse[o] = max(lastUse[o], i) } }
         for i in g.nodes.indices {

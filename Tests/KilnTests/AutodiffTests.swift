@@ -1,0 +1,98 @@
+import Testing
+import KilnBasics
+import KilnIR
+import KilnAutodiff
+import KilnFrontend
+import KilnDriver
+
+@Suite struct AutodiffTests {
+    static let tiny = """
+    graph Tiny {
+      dim B
+      dim T <= 4
+      %tokens = input : i32[B, T]
+      %e.weight = param {init: normal, std: 0.02} : f32[5, 3]
+      %0 = embedding(%e.weight, %tokens) : f32[B, T, 3]
+      %1 = mul(%0, %0) : f32[B, T, 3]
+      %2 = linear(%1, %e.weight) : f32[B, T, 5]
+      output logits = %2
+    }
+    """
+
+    @Test func trainingGraphHasLossAndOneGradientPerParameter() throws {
+        let g = try Autodiff.training(from: try parseIR(Self.tiny))
+        #expect(g.outputs.map(\.name) == ["loss", "grad.e.weight"])
+        #expect(g.nodes[g.outputs[0].value].kind == .crossEntropy)
+        #expect(g.nodes[g.outputs[0].value].type.description == "f32[]")
+        #expect(g.inputs.map { g.nodes[$0].name! } == ["tokens", "targets"])
+        // Printed backward IR parses back.
+        let text = IRPrinter.print(g)
+        #expect(IRPrinter.print(try IRParser.parse(text)) == text)
+    }
+
+    @Test func gradientsOfSeveralUsesAreSummedOnce() throws {
+        let g = try Autodiff.training(from: try parseIR(Self.tiny))
+        // e.weight is used by the embedding and the (tied) linear: its gradient is one add of the two.
+        let grad = g.nodes[g.outputs[1].value]
+        #expect(grad.kind == .add)
+        let parts = Set(grad.operands.map { g.nodes[$0].kind })
+        #expect(parts == [.embeddingGrad, .linearGradWeight])
+        // %1 = mul(%0, %0): both uses contribute to %0's gradient, summed by one add.
+        let embGrad = g.nodes.first { $0.kind == .embeddingGrad }!
+        #expect(g.nodes[embGrad.operands[0]].kind == .add)
+    }
+
+    @Test func dropoutGradientReusesTheMask() throws {
+        let (g0, d, _) = compile("""
+        model M
+        input t: i32[B, T] where T <= 4
+        output logits = linear(dropout(embed(t, 7, 4), 0.5), 7)
+        """)
+        let g = try Autodiff.training(from: try #require(g0, "\(d)"))
+        let drops = g.nodes.filter { $0.kind == .dropout }
+        #expect(drops.count == 2)
+        #expect(drops[0].attrs == drops[1].attrs)
+        // Inference drops dropout entirely.
+        let inference = try Pipeline().optimize(try #require(g0))
+        #expect(!inference.nodes.contains { $0.kind == .dropout })
+    }
+
+    @Test func trainSectionIsParsedAndChecked() throws {
+        let file = SourceFile(path: "t.kiln", text: readRepoFile("examples/char-gpt-small.kiln"))
+        let r = try Frontend.compile(file)
+        let t = try #require(r.train)
+        #expect(t.optimizer == .adamw && t.lr == 1e-3 && t.beta2 == 0.99 && t.weightDecay == 0.1)
+        #expect(t.schedule == .cosine && t.warmup == 100 && t.minLR == 1e-4 && t.steps == 2000)
+        #expect(t.batch == 12 && t.seq == 64 && t.clip == 1.0)
+
+        let (_, text, _) = compile("""
+        model M
+        input t: i32[B, T] where T <= 4
+        output logits = linear(embed(t, 7, 4), 7)
+        train {
+          objective = next_token(logits)
+          optimizer = adamw(lr: -1)
+          seq = 9
+          batch = 0
+          colour = 3
+        }
+        """)
+        #expect(text.contains("lr must be positive, got -1.0"), "\(text)")
+        #expect(text.contains("seq 9 exceeds the context 4"))
+        #expect(text.contains("batch must be positive, got 0"))
+        #expect(text.contains("unknown train entry 'colour'"))
+        let (_, text2, _) = compile("model M\ninput t: i32[B, T] where T <= 4\noutput y = linear(embed(t, 7, 4), 7)\ntrain {\n  batch = 2\n}\n")
+        #expect(text2.contains("the train section needs an objective"), "\(text2)")
+    }
+
+    @Test func trainingArenaKeepsWhatTheBackwardPassNeeds() throws {
+        let (g0, d, _) = compile(readRepoFile("examples/odd-postnorm.kiln"))
+        let t = try Pipeline().backward(try #require(g0, "\(d)"))
+        // Every gradient output exists and has its parameter's type.
+        for p in t.parameters {
+            let name = t.nodes[p].name!
+            let out = try #require(t.outputs.first { $0.name == "grad." + name })
+            #expect(t.nodes[out.value].type == t.nodes[p].type)
+        }
+    }
+}
