@@ -3,12 +3,211 @@
 /// The C runtime's sources, written into every build directory.
 public enum RuntimeSources {
     public static let files: [(String, String)] = [
+        ("gradcheck_main.c", #"""
+/*
+ * gradcheck_main.c - the `gradcheck` tool of a Kiln-compiled model with a
+ * training graph. Two commands:
+ *   fd    compares every parameter's gradient from kiln_train_step with
+ *         central finite differences of the loss (meaningful in an f64
+ *         build: `kiln build --dtype f64`), on random weights and tokens;
+ *   dump  writes the gradients for given weights, tokens and targets to a
+ *         safetensors file (for comparisons with PyTorch autograd).
+ * Errors are one line on stderr; exit 1 for failures, 2 for usage errors.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln_rt.h"
+#include "model.h"
+
+#ifndef KILN_HAS_TRAIN
+#error "gradcheck needs a model compiled with a training graph"
+#endif
+
+static void usage(void) {
+    printf("usage: gradcheck fd [--seed N] [--batch B] [--seq T] [--samples K] [--eps E] [--tol R]\n"
+           "       gradcheck dump --weights W --tokens IN.npy --targets TG.npy --out G.safetensors [--seed S]\n\n"
+           "Model '%s' (%d parameter tensors), element type %s.\n"
+           "fd: random weights and tokens; for K random elements of every parameter tensor, compares\n"
+           "    d(loss)/d(p) from the backward graph with (loss(p+E) - loss(p-E)) / 2E. The error of an\n"
+           "    element is |fd - grad| / max(|fd|, |grad|, 1e-3 * the model's largest |grad|); it fails\n"
+           "    when any error exceeds R (default 1e-6). Defaults: B=2 T=min(5, context) K=6 E=1e-5.\n"
+           "dump: loss and gradients for the given weights and [B, T] int32/int64 tokens and targets.\n",
+           KILN_MODEL_NAME, KILN_NUM_PARAMS, KILN_REAL_IS_DOUBLE ? "f64" : "f32");
+}
+
+static const char *flag(int argc, char **argv, const char *name, const char *def) {
+    for (int i = 2; i < argc - 1; i++)
+        if (strcmp(argv[i], name) == 0) return argv[i + 1];
+    return def;
+}
+
+static int64_t flag_int(int argc, char **argv, const char *name, const char *def, int64_t lo, int64_t hi) {
+    kiln_error err;
+    int64_t v = 0;
+    if (kiln_flag_i64(name, flag(argc, argv, name, def), lo, hi, &v, &err)) kiln_die_code(2, "%s", err.msg);
+    return v;
+}
+
+static double flag_f64(int argc, char **argv, const char *name, const char *def, double lo, double hi) {
+    kiln_error err;
+    double v = 0;
+    if (kiln_flag_f64(name, flag(argc, argv, name, def), lo, hi, &v, &err)) kiln_die_code(2, "%s", err.msg);
+    return v;
+}
+
+static kiln_real *alloc_real(size_t n) { return kiln_xcalloc(n ? n : 1, sizeof(kiln_real), "a buffer"); }
+
+/* loss of one step at the current parameters (grads are scratch) */
+static double loss_at(const kiln_real *params, kiln_real *grads, kiln_real *arena, const int32_t *tok,
+                      const int32_t *tgt, int B, int T, uint64_t seed) {
+    return (double)kiln_train_step(params, grads, arena, tok, tgt, B, T, seed);
+}
+
+static int cmd_fd(int argc, char **argv) {
+    uint64_t seed = (uint64_t)flag_int(argc, argv, "--seed", "1", 0, INT64_MAX);
+    int B = (int)flag_int(argc, argv, "--batch", "2", 1, 64);
+    int T = (int)flag_int(argc, argv, "--seq", KILN_CONTEXT < 5 ? "1" : "5", 1, KILN_CONTEXT);
+    int K = (int)flag_int(argc, argv, "--samples", "6", 1, 1000000);
+    double eps = flag_f64(argc, argv, "--eps", "1e-5", 1e-12, 1.0);
+    double tol = flag_f64(argc, argv, "--tol", "1e-6", 0.0, 1.0);
+
+    kiln_rng rng;
+    kiln_rng_seed(&rng, seed);
+    kiln_real *params = alloc_real(KILN_PARAM_FLOATS), *grads = alloc_real(KILN_PARAM_FLOATS);
+    kiln_real *scratch = alloc_real(KILN_PARAM_FLOATS);
+    /* Weights large enough that every path matters; gains near one. */
+    for (int p = 0; p < KILN_NUM_PARAMS; p++) {
+        const kiln_param_info *pi = &kiln_params[p];
+        for (size_t i = 0; i < pi->numel; i++) {
+            double r = kiln_rng_normal(&rng);
+            params[pi->offset + i] = (kiln_real)(pi->init == KILN_INIT_ONES ? 1.0 + 0.2 * r : 0.3 * r);
+        }
+    }
+    size_t n = (size_t)B * T;
+    int32_t *tok = kiln_xcalloc(n, sizeof *tok, "tokens"), *tgt = kiln_xcalloc(n, sizeof *tgt, "targets");
+    for (size_t i = 0; i < n; i++) {
+        tok[i] = (int32_t)kiln_rng_below(&rng, KILN_VOCAB);
+        tgt[i] = (int32_t)kiln_rng_below(&rng, KILN_OUT_DIM);
+    }
+    kiln_real *arena = alloc_real(kiln_train_arena_floats(B, T));
+    double loss = loss_at(params, grads, arena, tok, tgt, B, T, seed);
+    printf("model %s, B=%d T=%d, loss %.12g, eps %g\n", KILN_MODEL_NAME, B, T, loss, eps);
+
+    /* Errors are relative to the element's gradient, floored at 1e-3 of the largest gradient of
+     * the model, so exactly-zero gradients (e.g. of a key bias) compare with round-off scale. */
+    double worst = 0, global_max = 0;
+    for (size_t i = 0; i < KILN_PARAM_FLOATS; i++) global_max = fmax(global_max, fabs((double)grads[i]));
+    for (int p = 0; p < KILN_NUM_PARAMS; p++) {
+        const kiln_param_info *pi = &kiln_params[p];
+        double gmax = 0;
+        for (size_t i = 0; i < pi->numel; i++) gmax = fmax(gmax, fabs((double)grads[pi->offset + i]));
+        double tensor_worst = 0;
+        int samples = (size_t)K < pi->numel ? K : (int)pi->numel;
+        for (int s = 0; s < samples; s++) {
+            size_t i = pi->offset + ((size_t)K < pi->numel ? (size_t)kiln_rng_below(&rng, pi->numel) : (size_t)s);
+            kiln_real keep = params[i];
+            params[i] = keep + (kiln_real)eps;
+            double up = loss_at(params, scratch, arena, tok, tgt, B, T, seed);
+            params[i] = keep - (kiln_real)eps;
+            double down = loss_at(params, scratch, arena, tok, tgt, B, T, seed);
+            params[i] = keep;
+            double fd = (up - down) / (2 * eps), an = (double)grads[i];
+            double denom = fmax(fmax(fabs(fd), fabs(an)), 1e-3 * global_max);
+            double e = denom > 0 ? fabs(fd - an) / denom : 0;
+            tensor_worst = fmax(tensor_worst, e);
+        }
+        printf("%-48s max relative error %.3e (%d samples, largest |grad| %.3e)\n", pi->name, tensor_worst, samples, gmax);
+        worst = fmax(worst, tensor_worst);
+    }
+    printf("worst relative error %.3e (tolerance %.1e): %s\n", worst, tol, worst <= tol ? "ok" : "FAILED");
+    free(params); free(grads); free(scratch); free(arena); free(tok); free(tgt);
+    return worst <= tol ? 0 : 1;
+}
+
+static int32_t *read_ids(const char *path, int64_t *B, int64_t *T) {
+    kiln_error err;
+    kiln_npy_ints a;
+    if (kiln_npy_read_ints(path, (size_t)1 << 30, &a, &err)) kiln_die("%s", err.msg);
+    if (a.ndim != 2 || a.shape[0] < 1 || a.shape[1] < 1 || a.shape[1] > KILN_CONTEXT)
+        kiln_die("%s: expected ids of shape [B, T] with 1 <= T <= %d", path, KILN_CONTEXT);
+    int32_t *ids = kiln_xcalloc(a.numel, sizeof *ids, "ids");
+    for (size_t i = 0; i < a.numel; i++) {
+        if (a.data[i] < 0 || a.data[i] >= KILN_VOCAB)
+            kiln_die("%s: id %lld at flat index %zu is outside [0, %d)", path, (long long)a.data[i], i, KILN_VOCAB);
+        ids[i] = (int32_t)a.data[i];
+    }
+    *B = a.shape[0];
+    *T = a.shape[1];
+    kiln_npy_free_ints(&a);
+    return ids;
+}
+
+static int cmd_dump(int argc, char **argv) {
+    const char *weights = flag(argc, argv, "--weights", NULL), *tokens = flag(argc, argv, "--tokens", NULL);
+    const char *targets = flag(argc, argv, "--targets", NULL), *out = flag(argc, argv, "--out", NULL);
+    if (!weights || !tokens || !targets || !out) kiln_die_code(2, "dump needs --weights, --tokens, --targets and --out");
+    uint64_t seed = (uint64_t)flag_int(argc, argv, "--seed", "1", 0, INT64_MAX);
+    kiln_error err;
+    kiln_safetensors st;
+    if (kiln_st_open(weights, &st, &err)) kiln_die("%s", err.msg);
+    kiln_tensor_spec specs[KILN_NUM_PARAMS];
+    for (int p = 0; p < KILN_NUM_PARAMS; p++) {
+        memset(&specs[p], 0, sizeof specs[p]);
+        specs[p].name = kiln_params[p].name;
+        specs[p].ndim = kiln_params[p].ndim;
+        for (int d = 0; d < kiln_params[p].ndim; d++) specs[p].shape[d] = kiln_params[p].shape[d];
+        specs[p].offset = kiln_params[p].offset;
+    }
+    float *w32 = kiln_xcalloc(KILN_PARAM_FLOATS, sizeof(float), "weights");
+    if (kiln_st_load_f32(&st, specs, KILN_NUM_PARAMS, w32, KILN_PARAM_FLOATS, &err)) kiln_die("%s", err.msg);
+    kiln_st_close(&st);
+    kiln_real *params = alloc_real(KILN_PARAM_FLOATS), *grads = alloc_real(KILN_PARAM_FLOATS);
+    for (size_t i = 0; i < KILN_PARAM_FLOATS; i++) params[i] = (kiln_real)w32[i];
+    int64_t B, T, B2, T2;
+    int32_t *tok = read_ids(tokens, &B, &T), *tgt = read_ids(targets, &B2, &T2);
+    if (B != B2 || T != T2) kiln_die("tokens [%lld, %lld] and targets [%lld, %lld] differ in shape", (long long)B, (long long)T, (long long)B2, (long long)T2);
+    kiln_real *arena = alloc_real(kiln_train_arena_floats((int)B, (int)T));
+    double loss = (double)kiln_train_step(params, grads, arena, tok, tgt, (int)B, (int)T, seed);
+    for (size_t i = 0; i < KILN_PARAM_FLOATS; i++) w32[i] = (float)grads[i];
+    kiln_st_entry entries[KILN_NUM_PARAMS];
+    for (int p = 0; p < KILN_NUM_PARAMS; p++) {
+        memset(&entries[p], 0, sizeof entries[p]);
+        entries[p].name = kiln_params[p].name;
+        entries[p].dtype = KILN_DT_F32;
+        entries[p].ndim = kiln_params[p].ndim;
+        for (int d = 0; d < kiln_params[p].ndim; d++) entries[p].shape[d] = kiln_params[p].shape[d];
+        entries[p].data = w32 + kiln_params[p].offset;
+    }
+    char loss_text[64];
+    snprintf(loss_text, sizeof loss_text, "%.17g", loss);
+    const char *keys[] = {"format", "loss"}, *values[] = {"pt", loss_text};
+    if (kiln_st_write(out, entries, KILN_NUM_PARAMS, keys, values, 2, &err)) kiln_die("%s", err.msg);
+    printf("loss %.9g\n", loss);
+    free(w32); free(params); free(grads); free(arena); free(tok); free(tgt);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    kiln_set_progname(argv[0]);
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) { usage(); return argc < 2 ? 2 : 0; }
+    if (strcmp(argv[1], "fd") == 0) return cmd_fd(argc, argv);
+    if (strcmp(argv[1], "dump") == 0) return cmd_dump(argc, argv);
+    kiln_die_code(2, "unknown command '%s' (see 'gradcheck --help')", argv[1]);
+    return 2;
+}
+
+"""#),
         ("infer_main.c", #"""
 /*
  * infer_main.c - the `infer` command-line tool of a Kiln-compiled model.
  *
- * Linked with the generated model.c (which implements model.h) and
- * kiln_rt.c. Commands:
+ * Linked with the generated model.c (which implements model.h), kiln_rt.c
+ * and kiln_model_rt.c. Commands:
  *   init      random GPT-2-style weights -> safetensors
  *   forward   token ids (.npy) -> logits (.npy)
  *   generate  byte-level text generation from a prompt
@@ -26,15 +225,11 @@ public enum RuntimeSources {
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
+#include "kiln_model_rt.h"
 #include "kiln_rt.h"
 #include "model.h"
 
-#define EXIT_USAGE 2
-#define MAX_THREADS 4096
 #define TOKENS_FILE_LIMIT ((size_t)1 << 30) /* .npy token files */
 #define SCORE_FILE_LIMIT ((size_t)1 << 30)  /* text files to score */
 #define SCORE_MAX_BATCH 8                   /* full windows per kiln_forward call */
@@ -42,33 +237,10 @@ public enum RuntimeSources {
 #define DEFAULT_SEED "1234"
 
 /* ------------------------------------------------------------------------- */
-/* Command table and argument parsing */
+/* Command table */
 
-/* One flag of a command: "--name", the value's placeholder, the help text. */
-typedef struct {
-    const char *name;
-    const char *metavar;
-    const char *help;
-} flag_def;
-
-#define MAX_FLAGS 12
-
-/* Flag values of one invocation, indexed like the command's flag table. */
-typedef struct {
-    const char *values[MAX_FLAGS];
-    const char *positional; /* at most one positional argument */
-} opts;
-
-typedef struct command command;
-struct command {
-    const char *name;
-    const char *usage;   /* arguments after the command name */
-    const char *summary; /* one line */
-    const char *details; /* extra help text, may be NULL */
-    flag_def flags[MAX_FLAGS];
-    const char *positional; /* name of the positional argument, or NULL */
-    void (*run)(const command *cmd, const opts *o);
-};
+typedef kiln_command command;
+typedef kiln_opts opts;
 
 static void cmd_init(const command *cmd, const opts *o);
 static void cmd_forward(const command *cmd, const opts *o);
@@ -125,8 +297,6 @@ static const command COMMANDS[] = {
 };
 #define NUM_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
-static const char *g_threads = NULL; /* value of --threads, if given */
-
 /* Prints the top-level help. */
 static void print_main_help(FILE *f) {
     fprintf(f,
@@ -141,230 +311,30 @@ static void print_main_help(FILE *f) {
             "\nglobal flags (also accepted after the command):\n"
             "  --threads N   OpenMP threads, 1..%d (default: OpenMP's default, OMP_NUM_THREADS)\n"
             "  --help, -h    show help; '%s COMMAND --help' shows a command's flags\n",
-            MAX_THREADS, kiln_progname());
+            KILN_MAX_THREADS, kiln_progname());
 }
 
-/* Prints the help of one command. */
-static void print_command_help(const command *c, FILE *f) {
-    fprintf(f, "usage: %s %s %s\n\n%s.\n", kiln_progname(), c->name, c->usage, c->summary);
-    if (c->details) fprintf(f, "%s\n", c->details);
-    fprintf(f, "\nflags:\n");
-    for (int i = 0; i < MAX_FLAGS && c->flags[i].name; i++) {
-        char left[64];
-        snprintf(left, sizeof left, "%s %s", c->flags[i].name, c->flags[i].metavar);
-        fprintf(f, "  %-24s %s\n", left, c->flags[i].help);
-    }
-    fprintf(f, "  %-24s %s\n", "--threads N", "OpenMP threads (default: OpenMP's default)");
-    fprintf(f, "  %-24s %s\n", "--help, -h", "show this help");
-}
-
-/* Dies with a usage error (exit status 2). */
-#define usage_die(...) kiln_die_code(EXIT_USAGE, __VA_ARGS__)
-
-/* Index of flag `name` in command c, or -1. */
-static int find_flag(const command *c, const char *name, size_t name_len) {
-    for (int i = 0; i < MAX_FLAGS && c->flags[i].name; i++)
-        if (strlen(c->flags[i].name) == name_len && strncmp(c->flags[i].name, name, name_len) == 0)
-            return i;
-    return -1;
-}
-
-/* Parses the arguments after the command name into o. */
-static void parse_command_args(const command *c, int argc, char **argv, opts *o) {
-    memset(o, 0, sizeof *o);
-    int only_positional = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!only_positional && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
-            print_command_help(c, stdout);
-            exit(0);
-        }
-        if (!only_positional && strcmp(a, "--") == 0) {
-            only_positional = 1;
-            continue;
-        }
-        if (!only_positional && a[0] == '-' && a[1] != '\0') {
-            const char *eq = strchr(a, '=');
-            size_t name_len = eq ? (size_t)(eq - a) : strlen(a);
-            const char **slot;
-            int idx = -1;
-            if (name_len == 9 && strncmp(a, "--threads", 9) == 0) {
-                slot = &g_threads;
-            } else {
-                idx = find_flag(c, a, name_len);
-                if (idx < 0)
-                    usage_die("unknown flag '%.*s' for '%s' (see '%s %s --help')", (int)name_len,
-                              a, c->name, kiln_progname(), c->name);
-                slot = &o->values[idx];
-            }
-            const char *value;
-            if (eq) value = eq + 1;
-            else if (i + 1 < argc) value = argv[++i];
-            else usage_die("flag '%.*s' needs a value", (int)name_len, a);
-            if (*slot && idx >= 0) usage_die("flag '%.*s' is given more than once", (int)name_len, a);
-            *slot = value;
-            continue;
-        }
-        if (!c->positional || o->positional)
-            usage_die("unexpected argument '%s' for '%s' (see '%s %s --help')", a, c->name,
-                      kiln_progname(), c->name);
-        o->positional = a;
-    }
-}
-
-/* Value of flag `name` (NULL if not given). */
-static const char *opt_get(const command *c, const opts *o, const char *name) {
-    int idx = find_flag(c, name, strlen(name));
-    if (idx < 0) kiln_die("internal error: '%s' has no flag '%s'", c->name, name);
-    return o->values[idx];
-}
-
-/* Value of a required flag; usage error if missing. */
-static const char *opt_required(const command *c, const opts *o, const char *name) {
-    const char *v = opt_get(c, o, name);
-    if (!v) usage_die("'%s' needs %s (see '%s %s --help')", c->name, name, kiln_progname(), c->name);
-    return v;
-}
-
-/* Integer flag in [lo, hi] with a default (def NULL: required); usage error if malformed. */
-static int64_t opt_int(const command *c, const opts *o, const char *name, const char *def,
-                       int64_t lo, int64_t hi) {
-    const char *v = def ? opt_get(c, o, name) : opt_required(c, o, name);
-    int64_t x = 0;
-    kiln_error err;
-    if (kiln_flag_i64(name, v ? v : def, lo, hi, &x, &err)) usage_die("%s", err.msg);
-    return x;
-}
-
-/* Floating-point flag in [lo, hi] with a default. */
-static double opt_double(const command *c, const opts *o, const char *name, const char *def,
-                         double lo, double hi) {
-    const char *v = opt_get(c, o, name);
-    double x = 0;
-    kiln_error err;
-    if (kiln_flag_f64(name, v ? v : def, lo, hi, &x, &err)) usage_die("%s", err.msg);
-    return x;
-}
-
-/* The --seed flag (any 64-bit unsigned value). */
-static uint64_t opt_seed(const command *c, const opts *o) {
-    const char *v = opt_get(c, o, "--seed");
-    uint64_t x = 0;
-    kiln_error err;
-    if (kiln_flag_u64("--seed", v ? v : DEFAULT_SEED, &x, &err)) usage_die("%s", err.msg);
-    return x;
-}
-
-/* Applies --threads (validated) to OpenMP. */
-static void apply_threads(void) {
-    if (!g_threads) return;
-    int64_t n = 0;
-    kiln_error err;
-    if (kiln_flag_i64("--threads", g_threads, 1, MAX_THREADS, &n, &err)) usage_die("%s", err.msg);
-#ifdef _OPENMP
-    omp_set_num_threads((int)n);
-#endif
-}
-
-/* Number of threads kiln_forward will use. */
-static int num_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-/* ------------------------------------------------------------------------- */
-/* Model parameters */
-
-/* Checks the generated parameter table once (a failure is a compiler bug). */
-static void check_param_table(void) {
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-        const kiln_param_info *p = &kiln_params[i];
-        size_t numel = 1, end;
-        if (p->ndim < 1 || p->ndim > 4)
-            kiln_die("internal error: parameter '%s' has rank %d", p->name, p->ndim);
-        for (int d = 0; d < p->ndim; d++)
-            if (p->shape[d] < 0 || kiln_size_mul(numel, (size_t)p->shape[d], &numel))
-                kiln_die("internal error: parameter '%s' has an invalid shape", p->name);
-        if (numel != p->numel || kiln_size_add(p->offset, p->numel, &end) ||
-            end > (size_t)KILN_PARAM_FLOATS)
-            kiln_die("internal error: parameter '%s' does not fit the parameter block", p->name);
-    }
-}
-
-/* Allocates the zeroed parameter block. */
-static float *alloc_params(void) {
-    return kiln_xcalloc((size_t)KILN_PARAM_FLOATS, sizeof(float), "the model parameters");
-}
-
-/* Fills params with the table's initializers, deterministically for seed. */
-static void init_params(float *params, uint64_t seed) {
-    kiln_rng rng;
-    kiln_rng_seed(&rng, seed);
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-        const kiln_param_info *p = &kiln_params[i];
-        float *dst = params + p->offset;
-        switch (p->init) {
-        case KILN_INIT_ZEROS:
-            for (size_t j = 0; j < p->numel; j++) dst[j] = 0.0f;
-            break;
-        case KILN_INIT_ONES:
-            for (size_t j = 0; j < p->numel; j++) dst[j] = 1.0f;
-            break;
-        case KILN_INIT_NORMAL:
-            for (size_t j = 0; j < p->numel; j++)
-                dst[j] = (float)(kiln_rng_normal(&rng) * (double)p->init_std);
-            break;
-        default:
-            kiln_die("internal error: parameter '%s' has unknown init kind %d", p->name,
-                     (int)p->init);
-        }
-    }
-}
-
-/* Loads and validates weights from a safetensors file into params. */
-static void load_params(const char *path, float *params) {
-    kiln_error err;
-    kiln_safetensors st;
-    if (kiln_st_open(path, &st, &err)) kiln_die("%s", err.msg);
-    kiln_tensor_spec *specs =
-        kiln_xcalloc(KILN_NUM_PARAMS, sizeof *specs, "the parameter table");
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-        specs[i].name = kiln_params[i].name;
-        specs[i].ndim = kiln_params[i].ndim;
-        for (int d = 0; d < kiln_params[i].ndim; d++) specs[i].shape[d] = kiln_params[i].shape[d];
-        specs[i].offset = kiln_params[i].offset;
-    }
-    int rc = kiln_st_load_f32(&st, specs, KILN_NUM_PARAMS, params, (size_t)KILN_PARAM_FLOATS, &err);
-    free(specs);
-    kiln_st_close(&st);
-    if (rc) kiln_die("%s", err.msg);
-}
+/* Shorthands for the shared command-line helpers. */
+#define usage_die kiln_usage_die
+#define opt_get kiln_opt_get
+#define opt_required kiln_opt_required
+#define opt_int kiln_opt_int
+#define opt_double kiln_opt_double
+#define opt_seed(c, o) kiln_opt_seed(c, o, DEFAULT_SEED)
 
 /* Parameters for a command: from --weights if given, else seeded random init. */
 static float *get_params(const char *weights, uint64_t seed) {
-    check_param_table();
-    float *params = alloc_params();
-    if (weights) load_params(weights, params);
-    else init_params(params, seed);
+    kiln_check_param_table();
+    float *params = kiln_alloc_params();
+    if (weights) kiln_load_params(weights, params);
+    else kiln_init_params(params, seed);
     return params;
 }
 
-/* Allocates n floats, naming `what` on failure; checks n * 4 for overflow. */
-static float *alloc_floats(size_t n, const char *what) {
-    return kiln_xcalloc(n ? n : 1, sizeof(float), what);
-}
+/* Allocates n zeroed floats (64-byte aligned), naming `what` on failure. */
+static float *alloc_floats(size_t n, const char *what) { return kiln_xcalloc_floats(n, what); }
 
-/* Floats of logits for [B, T]; dies on overflow. */
-static size_t logits_floats(size_t B, size_t T) {
-    size_t n;
-    if (kiln_size_mul(B, T, &n) || kiln_size_mul(n, (size_t)KILN_OUT_DIM, &n) ||
-        n > SIZE_MAX / sizeof(float))
-        kiln_die("batch too large: logits for B=%zu, T=%zu do not fit in memory", B, T);
-    return n;
-}
+#define logits_floats kiln_logits_floats
 
 /* ------------------------------------------------------------------------- */
 /* init */
@@ -372,18 +342,10 @@ static size_t logits_floats(size_t B, size_t T) {
 static void cmd_init(const command *cmd, const opts *o) {
     const char *out = opt_required(cmd, o, "--out");
     uint64_t seed = opt_seed(cmd, o);
-    check_param_table();
-    float *params = alloc_params();
-    init_params(params, seed);
+    float *params = get_params(NULL, seed);
     kiln_st_entry *entries = kiln_xcalloc(KILN_NUM_PARAMS, sizeof *entries, "tensor list");
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-        const kiln_param_info *p = &kiln_params[i];
-        entries[i].name = p->name;
-        entries[i].dtype = KILN_DT_F32;
-        entries[i].ndim = p->ndim;
-        for (int d = 0; d < p->ndim; d++) entries[i].shape[d] = p->shape[d];
-        entries[i].data = params + p->offset;
-    }
+    for (int i = 0; i < KILN_NUM_PARAMS; i++)
+        kiln_param_entry(i, NULL, params + kiln_params[i].offset, &entries[i]);
     const char *keys[] = {"format", "kiln_model"};
     const char *values[] = {"pt", KILN_MODEL_NAME};
     kiln_error err;
@@ -592,12 +554,6 @@ static void cmd_score(const command *cmd, const opts *o) {
 /* ------------------------------------------------------------------------- */
 /* bench */
 
-/* qsort comparator for doubles. */
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static void cmd_bench(const command *cmd, const opts *o) {
     int B = (int)opt_int(cmd, o, "--batch", "1", 1, 1 << 20);
     char ctx_s[32];
@@ -625,10 +581,9 @@ static void cmd_bench(const command *cmd, const opts *o) {
         kiln_forward(params, arena, tokens, B, T, logits);
         times[i] = kiln_time_ms() - t0;
     }
-    qsort(times, (size_t)iters, sizeof *times, cmp_double);
-    double median = iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
+    double median = kiln_median(times, (size_t)iters);
     printf("forward B=%d T=%d threads=%d: median %.3f ms  min %.3f ms  (%d iters)\n", B, T,
-           num_threads(), median, times[0], iters);
+           kiln_num_threads(), median, times[0], iters);
     free(times);
     free(arena);
     free(logits);
@@ -650,10 +605,10 @@ int main(int argc, char **argv) {
         }
         if (strcmp(a, "--threads") == 0) {
             if (i + 1 >= argc) usage_die("flag '--threads' needs a value");
-            g_threads = argv[i + 1];
+            kiln_cli_set_threads(argv[i + 1]);
             i += 2;
         } else if (strncmp(a, "--threads=", 10) == 0) {
-            g_threads = a + 10;
+            kiln_cli_set_threads(a + 10);
             i++;
         } else {
             usage_die("unknown flag '%s' (see '%s --help')", a, kiln_progname());
@@ -665,12 +620,387 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], COMMANDS[k].name) == 0) cmd = &COMMANDS[k];
     if (!cmd) usage_die("unknown command '%s' (see '%s --help')", argv[i], kiln_progname());
     opts o;
-    parse_command_args(cmd, argc - i - 1, argv + i + 1, &o);
-    apply_threads();
+    kiln_cli_parse(cmd, argc - i - 1, argv + i + 1, &o);
+    kiln_cli_apply_threads();
     cmd->run(cmd, &o);
     if (fflush(stdout) != 0 || ferror(stdout)) kiln_die("cannot write to stdout");
     return 0;
 }
+
+"""#),
+        ("kiln_model_rt.c", #"""
+/*
+ * kiln_model_rt.c - command-line framework and parameter block of a
+ * Kiln-compiled model (see kiln_model_rt.h).
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "kiln_model_rt.h"
+
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "model.h"
+
+/* ========================================================================= */
+/* Command line */
+
+static const char *g_threads = NULL; /* value of --threads, if given */
+
+void kiln_cli_command_help(const kiln_command *c, FILE *f) {
+    fprintf(f, "usage: %s %s%s%s\n\n%s.\n", kiln_progname(), c->name, *c->name ? " " : "",
+            c->usage, c->summary);
+    if (c->details) fprintf(f, "%s\n", c->details);
+    fprintf(f, "\nflags:\n");
+    for (int i = 0; i < KILN_MAX_FLAGS && c->flags[i].name; i++) {
+        char left[64];
+        snprintf(left, sizeof left, "%s %s", c->flags[i].name, c->flags[i].metavar);
+        fprintf(f, "  %-24s %s\n", left, c->flags[i].help);
+    }
+    fprintf(f, "  %-24s %s\n", "--threads N", "OpenMP threads (default: OpenMP's default)");
+    fprintf(f, "  %-24s %s\n", "--help, -h", "show this help");
+}
+
+/* Index of flag `name` in command c, or -1. */
+static int find_flag(const kiln_command *c, const char *name, size_t name_len) {
+    for (int i = 0; i < KILN_MAX_FLAGS && c->flags[i].name; i++)
+        if (strlen(c->flags[i].name) == name_len && strncmp(c->flags[i].name, name, name_len) == 0)
+            return i;
+    return -1;
+}
+
+/* "'PROG NAME --help'" or "'PROG --help'" for messages. */
+static const char *help_hint(const kiln_command *c, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s%s%s --help", kiln_progname(), *c->name ? " " : "", c->name);
+    return buf;
+}
+
+void kiln_cli_parse(const kiln_command *c, int argc, char **argv, kiln_opts *o) {
+    memset(o, 0, sizeof *o);
+    int only_positional = 0;
+    char hint[256];
+    const char *who = *c->name ? c->name : kiln_progname();
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!only_positional && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
+            kiln_cli_command_help(c, stdout);
+            exit(0);
+        }
+        if (!only_positional && strcmp(a, "--") == 0) {
+            only_positional = 1;
+            continue;
+        }
+        if (!only_positional && a[0] == '-' && a[1] != '\0') {
+            const char *eq = strchr(a, '=');
+            size_t name_len = eq ? (size_t)(eq - a) : strlen(a);
+            const char **slot;
+            int idx = -1;
+            if (name_len == 9 && strncmp(a, "--threads", 9) == 0) {
+                slot = &g_threads;
+            } else {
+                idx = find_flag(c, a, name_len);
+                if (idx < 0)
+                    kiln_usage_die("unknown flag '%.*s' for '%s' (see '%s')", (int)name_len, a,
+                                   who, help_hint(c, hint, sizeof hint));
+                slot = &o->values[idx];
+            }
+            const char *value;
+            if (eq) value = eq + 1;
+            else if (i + 1 < argc) value = argv[++i];
+            else kiln_usage_die("flag '%.*s' needs a value", (int)name_len, a);
+            if (*slot && idx >= 0)
+                kiln_usage_die("flag '%.*s' is given more than once", (int)name_len, a);
+            *slot = value;
+            continue;
+        }
+        if (!c->positional || o->positional)
+            kiln_usage_die("unexpected argument '%s' for '%s' (see '%s')", a, who,
+                           help_hint(c, hint, sizeof hint));
+        o->positional = a;
+    }
+}
+
+void kiln_cli_set_threads(const char *value) { g_threads = value; }
+
+void kiln_cli_apply_threads(void) {
+    if (!g_threads) return;
+    int64_t n = 0;
+    kiln_error err;
+    if (kiln_flag_i64("--threads", g_threads, 1, KILN_MAX_THREADS, &n, &err))
+        kiln_usage_die("%s", err.msg);
+#ifdef _OPENMP
+    omp_set_num_threads((int)n);
+#endif
+}
+
+int kiln_num_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+const char *kiln_opt_get(const kiln_command *c, const kiln_opts *o, const char *name) {
+    int idx = find_flag(c, name, strlen(name));
+    if (idx < 0) kiln_die("internal error: '%s' has no flag '%s'", c->name, name);
+    return o->values[idx];
+}
+
+const char *kiln_opt_required(const kiln_command *c, const kiln_opts *o, const char *name) {
+    const char *v = kiln_opt_get(c, o, name);
+    char hint[256];
+    if (!v)
+        kiln_usage_die("'%s' needs %s (see '%s')", *c->name ? c->name : kiln_progname(), name,
+                       help_hint(c, hint, sizeof hint));
+    return v;
+}
+
+int64_t kiln_opt_int(const kiln_command *c, const kiln_opts *o, const char *name, const char *def,
+                     int64_t lo, int64_t hi) {
+    const char *v = def ? kiln_opt_get(c, o, name) : kiln_opt_required(c, o, name);
+    int64_t x = 0;
+    kiln_error err;
+    if (kiln_flag_i64(name, v ? v : def, lo, hi, &x, &err)) kiln_usage_die("%s", err.msg);
+    return x;
+}
+
+double kiln_opt_double(const kiln_command *c, const kiln_opts *o, const char *name,
+                       const char *def, double lo, double hi) {
+    const char *v = kiln_opt_get(c, o, name);
+    double x = 0;
+    kiln_error err;
+    if (kiln_flag_f64(name, v ? v : def, lo, hi, &x, &err)) kiln_usage_die("%s", err.msg);
+    return x;
+}
+
+uint64_t kiln_opt_seed(const kiln_command *c, const kiln_opts *o, const char *def) {
+    const char *v = kiln_opt_get(c, o, "--seed");
+    uint64_t x = 0;
+    kiln_error err;
+    if (kiln_flag_u64("--seed", v ? v : def, &x, &err)) kiln_usage_die("%s", err.msg);
+    return x;
+}
+
+/* qsort comparator for doubles. */
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double kiln_median(double *x, size_t n) {
+    if (n == 0) return 0.0;
+    qsort(x, n, sizeof *x, cmp_double);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+/* ========================================================================= */
+/* The model's parameter block */
+
+void kiln_check_param_table(void) {
+    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
+        const kiln_param_info *p = &kiln_params[i];
+        size_t numel = 1, end;
+        if (p->ndim < 1 || p->ndim > 4)
+            kiln_die("internal error: parameter '%s' has rank %d", p->name, p->ndim);
+        for (int d = 0; d < p->ndim; d++)
+            if (p->shape[d] < 0 || kiln_size_mul(numel, (size_t)p->shape[d], &numel))
+                kiln_die("internal error: parameter '%s' has an invalid shape", p->name);
+        if (numel != p->numel || kiln_size_add(p->offset, p->numel, &end) ||
+            end > (size_t)KILN_PARAM_FLOATS)
+            kiln_die("internal error: parameter '%s' does not fit the parameter block", p->name);
+    }
+}
+
+float *kiln_alloc_params(void) {
+    return kiln_xcalloc_floats((size_t)KILN_PARAM_FLOATS, "the model parameters");
+}
+
+void kiln_init_params(float *params, uint64_t seed) {
+    kiln_rng rng;
+    kiln_rng_seed(&rng, seed);
+    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
+        const kiln_param_info *p = &kiln_params[i];
+        float *dst = params + p->offset;
+        switch (p->init) {
+        case KILN_INIT_ZEROS:
+            for (size_t j = 0; j < p->numel; j++) dst[j] = 0.0f;
+            break;
+        case KILN_INIT_ONES:
+            for (size_t j = 0; j < p->numel; j++) dst[j] = 1.0f;
+            break;
+        case KILN_INIT_NORMAL:
+            for (size_t j = 0; j < p->numel; j++)
+                dst[j] = (float)(kiln_rng_normal(&rng) * (double)p->init_std);
+            break;
+        default:
+            kiln_die("internal error: parameter '%s' has unknown init kind %d", p->name,
+                     (int)p->init);
+        }
+    }
+}
+
+void kiln_param_spec(int i, const char *name, size_t offset, kiln_tensor_spec *spec) {
+    const kiln_param_info *p = &kiln_params[i];
+    memset(spec, 0, sizeof *spec);
+    spec->name = name ? name : p->name;
+    spec->ndim = p->ndim;
+    for (int d = 0; d < p->ndim; d++) spec->shape[d] = p->shape[d];
+    spec->offset = offset == SIZE_MAX ? p->offset : offset;
+}
+
+void kiln_param_entry(int i, const char *name, const float *data, kiln_st_entry *entry) {
+    const kiln_param_info *p = &kiln_params[i];
+    memset(entry, 0, sizeof *entry);
+    entry->name = name ? name : p->name;
+    entry->dtype = KILN_DT_F32;
+    entry->ndim = p->ndim;
+    for (int d = 0; d < p->ndim; d++) entry->shape[d] = p->shape[d];
+    entry->data = data;
+}
+
+int kiln_load_params_st(const kiln_safetensors *st, float *params, kiln_error *err) {
+    kiln_tensor_spec *specs = calloc(KILN_NUM_PARAMS, sizeof *specs);
+    if (!specs) {
+        kiln_error_set(err, "out of memory for the parameter table");
+        return -1;
+    }
+    for (int i = 0; i < KILN_NUM_PARAMS; i++) kiln_param_spec(i, NULL, SIZE_MAX, &specs[i]);
+    const char *ignore = kiln_st_meta_get(st, "kiln_checkpoint") ? "train." : NULL;
+    int rc = kiln_st_load_f32_ignoring(st, specs, KILN_NUM_PARAMS, params,
+                                       (size_t)KILN_PARAM_FLOATS, ignore, err);
+    free(specs);
+    return rc;
+}
+
+void kiln_load_params(const char *path, float *params) {
+    kiln_error err;
+    kiln_safetensors st;
+    if (kiln_st_open(path, &st, &err)) kiln_die("%s", err.msg);
+    int rc = kiln_load_params_st(&st, params, &err);
+    kiln_st_close(&st);
+    if (rc) kiln_die("%s", err.msg);
+}
+
+size_t kiln_logits_floats(size_t B, size_t T) {
+    size_t n;
+    if (kiln_size_mul(B, T, &n) || kiln_size_mul(n, (size_t)KILN_OUT_DIM, &n) ||
+        n > SIZE_MAX / sizeof(float))
+        kiln_die("batch too large: logits for B=%zu, T=%zu do not fit in memory", B, T);
+    return n;
+}
+
+"""#),
+        ("kiln_model_rt.h", #"""
+/*
+ * kiln_model_rt.h - support shared by the programs of a Kiln-compiled model
+ * (infer_main.c, train_main.c): the command-line framework and the model's
+ * parameter block (table check, GPT-2-style init, loading weights files).
+ *
+ * Unlike kiln_rt.c, kiln_model_rt.c includes the generated model.h, so it is
+ * compiled once per model together with model.c.
+ */
+#ifndef KILN_MODEL_RT_H
+#define KILN_MODEL_RT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kiln_rt.h"
+
+/* ------------------------------------------------------------------------- */
+/* Command line */
+
+#define KILN_EXIT_USAGE 2
+#define KILN_MAX_THREADS 4096
+#define KILN_MAX_FLAGS 32
+
+/* Dies with a usage error (exit status 2). */
+#define kiln_usage_die(...) kiln_die_code(KILN_EXIT_USAGE, __VA_ARGS__)
+
+/* One flag of a command: "--name", the value's placeholder, the help text. */
+typedef struct {
+    const char *name;
+    const char *metavar;
+    const char *help;
+} kiln_flag_def;
+
+/* Flag values of one invocation, indexed like the command's flag table. */
+typedef struct {
+    const char *values[KILN_MAX_FLAGS];
+    const char *positional; /* at most one positional argument */
+} kiln_opts;
+
+typedef struct kiln_command kiln_command;
+struct kiln_command {
+    const char *name;
+    const char *usage;   /* arguments after the command name */
+    const char *summary; /* one line */
+    const char *details; /* extra help text, may be NULL */
+    kiln_flag_def flags[KILN_MAX_FLAGS];
+    const char *positional; /* name of the positional argument, or NULL */
+    void (*run)(const kiln_command *cmd, const kiln_opts *o);
+};
+
+/* Prints the help of one command ("usage: PROG NAME USAGE", flags, --threads). */
+void kiln_cli_command_help(const kiln_command *c, FILE *f);
+/* Parses the arguments after the command name into o: strict flags
+ * ("--flag V" or "--flag=V", each at most once), --help, "--" and --threads
+ * (accepted anywhere). Exits 0 after --help, 2 on a usage error. */
+void kiln_cli_parse(const kiln_command *c, int argc, char **argv, kiln_opts *o);
+/* Records the value of a global --threads flag (validated by kiln_cli_apply_threads). */
+void kiln_cli_set_threads(const char *value);
+/* Applies --threads (if given) to OpenMP; usage error if malformed. */
+void kiln_cli_apply_threads(void);
+/* Number of threads OpenMP regions will use (1 without OpenMP). */
+int kiln_num_threads(void);
+
+/* Value of flag `name` (NULL if not given); dies if c has no such flag. */
+const char *kiln_opt_get(const kiln_command *c, const kiln_opts *o, const char *name);
+/* Value of a required flag; usage error if missing. */
+const char *kiln_opt_required(const kiln_command *c, const kiln_opts *o, const char *name);
+/* Integer flag in [lo, hi] with a default string (def NULL: required). */
+int64_t kiln_opt_int(const kiln_command *c, const kiln_opts *o, const char *name, const char *def,
+                     int64_t lo, int64_t hi);
+/* Floating-point flag in [lo, hi] with a default string. */
+double kiln_opt_double(const kiln_command *c, const kiln_opts *o, const char *name,
+                       const char *def, double lo, double hi);
+/* The --seed flag (any 64-bit unsigned value) with a default string. */
+uint64_t kiln_opt_seed(const kiln_command *c, const kiln_opts *o, const char *def);
+
+/* Median of x[0, n) (sorts x in place); 0 if n == 0. */
+double kiln_median(double *x, size_t n);
+
+/* ------------------------------------------------------------------------- */
+/* The model's parameter block */
+
+/* Checks the generated parameter table once (a failure is a compiler bug). */
+void kiln_check_param_table(void);
+/* The zeroed, 64-byte aligned parameter block (KILN_PARAM_FLOATS floats). */
+float *kiln_alloc_params(void);
+/* Fills params with the table's initializers (GPT-2 style: N(0, std^2),
+ * zeros, ones), deterministically for seed, in table order. */
+void kiln_init_params(float *params, uint64_t seed);
+/* Fills spec with the name, shape and offset of parameter i; name and offset
+ * replace the table's when not NULL / not SIZE_MAX. */
+void kiln_param_spec(int i, const char *name, size_t offset, kiln_tensor_spec *spec);
+/* Fills entry for writing parameter i as F32 from data under name. */
+void kiln_param_entry(int i, const char *name, const float *data, kiln_st_entry *entry);
+/* Loads and validates model weights from an open safetensors file: every
+ * parameter present as F32 with its exact shape and nothing else, except
+ * that a training checkpoint (metadata "kiln_checkpoint") may also hold
+ * tensors named "train.*" (optimizer state), which are ignored. */
+int kiln_load_params_st(const kiln_safetensors *st, float *params, kiln_error *err);
+/* Opens path and loads it with kiln_load_params_st; dies on any error. */
+void kiln_load_params(const char *path, float *params);
+/* Floats of logits for [B, T]; dies on overflow. */
+size_t kiln_logits_floats(size_t B, size_t T);
+
+#endif /* KILN_MODEL_RT_H */
 
 """#),
         ("kiln_rt.c", #"""
@@ -798,6 +1128,18 @@ void *kiln_xcalloc(size_t count, size_t size, const char *what) {
     if (kiln_size_mul(count, size, &n)) kiln_die("size overflow allocating %s", what);
     void *p = calloc(n ? count : 1, n ? size : 1);
     if (!p) kiln_die("out of memory allocating %zu bytes for %s", n, what);
+    return p;
+}
+
+float *kiln_xcalloc_floats(size_t n, const char *what) {
+    size_t bytes;
+    if (kiln_size_mul(n ? n : 1, sizeof(float), &bytes)) kiln_die("size overflow allocating %s", what);
+    bytes = (bytes + 63) & ~(size_t)63;
+    if (bytes == 0) kiln_die("size overflow allocating %s", what);
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0 || !p)
+        kiln_die("out of memory allocating %zu bytes for %s", bytes, what);
+    memset(p, 0, bytes);
     return p;
 }
 
@@ -1771,6 +2113,12 @@ static int spec_has(const kiln_tensor_spec **sorted, size_t n, const char *name)
 
 int kiln_st_load_f32(const kiln_safetensors *st, const kiln_tensor_spec *specs, size_t num_specs,
                      float *dst, size_t dst_floats, kiln_error *err) {
+    return kiln_st_load_f32_ignoring(st, specs, num_specs, dst, dst_floats, NULL, err);
+}
+
+int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln_tensor_spec *specs,
+                              size_t num_specs, float *dst, size_t dst_floats,
+                              const char *ignore_prefix, kiln_error *err) {
     const char *label = st->label ? st->label : "safetensors";
     char nb[NAME_SHOW], s1[256], s2[256];
     /* 1. every expected tensor is present with the right dtype and shape */
@@ -1810,7 +2158,9 @@ int kiln_st_load_f32(const kiln_safetensors *st, const kiln_tensor_spec *specs, 
     }
     for (size_t i = 0; i < num_specs; i++) sorted[i] = &specs[i];
     qsort(sorted, num_specs, sizeof *sorted, cmp_spec_name);
+    size_t plen = ignore_prefix ? strlen(ignore_prefix) : 0;
     for (size_t i = 0; i < st->num_tensors; i++) {
+        if (ignore_prefix && strncmp(st->tensors[i].name, ignore_prefix, plen) == 0) continue;
         if (!spec_has(sorted, num_specs, st->tensors[i].name)) {
             kiln_error_set(err, "%s: unexpected tensor '%s'", label,
                            kiln_printable(nb, sizeof nb, st->tensors[i].name));
@@ -2397,6 +2747,17 @@ static uint64_t splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
+uint64_t kiln_mix64(uint64_t x) { return splitmix64(&x); }
+
+uint64_t kiln_fnv1a64(uint64_t h, const void *data, size_t n) {
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
 static uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 void kiln_rng_seed(kiln_rng *rng, uint64_t seed) {
@@ -2752,6 +3113,8 @@ int kiln_size_add(size_t a, size_t b, size_t *out);
 void *kiln_xmalloc(size_t n, const char *what);
 /* calloc(count, size) that dies on overflow or out of memory. */
 void *kiln_xcalloc(size_t count, size_t size, const char *what);
+/* Zeroed floats[n] aligned to 64 bytes (free with free()); dies like kiln_xcalloc. */
+float *kiln_xcalloc_floats(size_t n, const char *what);
 
 /* ------------------------------------------------------------------------- */
 /* UTF-8 and JSON */
@@ -2879,6 +3242,11 @@ typedef struct {
  * exact shapes, nothing extra) and copies them into dst (dst_floats floats). */
 int kiln_st_load_f32(const kiln_safetensors *st, const kiln_tensor_spec *specs, size_t num_specs,
                      float *dst, size_t dst_floats, kiln_error *err);
+/* Like kiln_st_load_f32, but tensors whose names start with ignore_prefix
+ * (when not NULL) are skipped instead of being "unexpected". */
+int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln_tensor_spec *specs,
+                              size_t num_specs, float *dst, size_t dst_floats,
+                              const char *ignore_prefix, kiln_error *err);
 
 /* A tensor to write: data holds numel * kiln_dtype_size(dtype) bytes. */
 typedef struct {
@@ -2963,6 +3331,12 @@ float kiln_rng_float(kiln_rng *rng);
 /* Standard normal N(0, 1) by the Box-Muller transform (pairs are cached). */
 double kiln_rng_normal(kiln_rng *rng);
 
+/* FNV-1a 64-bit hash of n bytes, continuing from h (start with KILN_FNV1A64_INIT). */
+#define KILN_FNV1A64_INIT 0xcbf29ce484222325ULL
+uint64_t kiln_fnv1a64(uint64_t h, const void *data, size_t n);
+/* The splitmix64 output function: a bijective 64-bit mix (for deriving seeds). */
+uint64_t kiln_mix64(uint64_t x);
+
 /* ------------------------------------------------------------------------- */
 /* Sampling and softmax */
 
@@ -3021,6 +3395,1036 @@ int kiln_flag_f64(const char *flag, const char *s, double lo, double hi, double 
                   kiln_error *err);
 
 #endif /* KILN_RT_H */
+
+"""#),
+        ("train_main.c", #"""
+/*
+ * train_main.c - the `train` command-line tool of a Kiln-compiled model.
+ *
+ * Linked with the generated model.c (which implements model.h, including its
+ * KILN_HAS_TRAIN part: kiln_train_step and the training defaults), kiln_rt.c
+ * and kiln_model_rt.c. Commands:
+ *   train [flags]   train on a byte-level text file, writing checkpoints
+ *   train bench     time one full training step
+ *
+ * A step: `accumulate` micro-batches through kiln_train_step (gradients
+ * averaged), global-norm clipping as torch.nn.utils.clip_grad_norm_, then
+ * AdamW or SGD with momentum with the same float32 arithmetic as
+ * torch.optim (single-tensor path). Everything that decides a step (data
+ * RNG, dropout seeds, reductions) depends only on the step number and the
+ * checkpointed state, so a resumed run is bit-identical to an uninterrupted
+ * one, whatever the thread count.
+ *
+ * Every error is one line on stderr; exit status 1 for runtime errors,
+ * 2 for usage errors. Progress goes to stdout.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kiln_model_rt.h"
+#include "kiln_rt.h"
+#include "model.h"
+
+#ifndef KILN_HAS_TRAIN
+#error "train_main.c needs a model compiled with a train section (KILN_HAS_TRAIN in model.h)"
+#endif
+#if KILN_TRAIN_SEQ > KILN_CONTEXT
+#error "KILN_TRAIN_SEQ exceeds KILN_CONTEXT"
+#endif
+
+#define DATA_FILE_LIMIT ((size_t)1 << 30)
+#define DEFAULT_SEED "1234"
+#define DEFAULT_VAL_FRACTION 0.1
+#define CHECKPOINT_VERSION "1"
+#define MAX_STEPS 1000000000000LL
+#define MAX_BATCH (1 << 20)
+#define NORM_CHUNK 65536 /* floats per partial sum of the gradient norm */
+#define DATA_RNG_TAG 0x6b696c6e64617461ULL /* "kilndata": data RNG = seed ^ tag */
+#define EVAL_RNG_TAG 0x6b696c6e6576616cULL /* "kilneval" */
+#define DROPOUT_TAG 0x6b696c6e64726f70ULL  /* "kilndrop" */
+
+#define usage_die kiln_usage_die
+
+enum { OPT_ADAMW = 0, OPT_SGD = 1 };
+enum { SCHED_CONSTANT = 0, SCHED_COSINE = 1 };
+
+/* ------------------------------------------------------------------------- */
+/* Hyperparameters: one table drives flags, defaults, checkpoint metadata */
+
+typedef struct {
+    int64_t steps, warmup, decay_steps, schedule, optimizer, decay_embeddings;
+    int64_t batch, seq, accumulate, eval_interval, eval_iters, checkpoint_interval;
+    double lr, min_lr, beta1, beta2, eps, weight_decay, momentum, clip, val_fraction;
+} hparams;
+
+static const char *const OPTIMIZER_NAMES[] = {"adamw", "sgd", NULL};
+static const char *const SCHEDULE_NAMES[] = {"constant", "cosine", NULL};
+
+typedef struct {
+    const char *flag;          /* "--min-lr" */
+    const char *key;           /* checkpoint metadata key: "min_lr" */
+    int is_int;                /* int64_t field (else double) */
+    size_t offset;             /* of the field in hparams */
+    double lo, hi;             /* inclusive range */
+    int lo_open, hi_open;      /* ...or exclusive at that end */
+    const char *const *words;  /* names of the values 0, 1, ... (then is_int) */
+    const char *metavar;
+    const char *help;          /* "(default ...)" is appended */
+} hp_def;
+
+#define HP_I(field) 1, offsetof(hparams, field)
+#define HP_F(field) 0, offsetof(hparams, field)
+
+static const hp_def HPARAMS[] = {
+    {"--steps", "steps", HP_I(steps), 1, (double)MAX_STEPS, 0, 0, NULL, "N",
+     "train until N optimizer steps in total"},
+    {"--val-fraction", "val_fraction", HP_F(val_fraction), 0, 1, 1, 1, NULL, "F",
+     "last fraction of the data held out for validation"},
+    {"--lr", "lr", HP_F(lr), 0, 1e30, 0, 0, NULL, "LR", "peak learning rate"},
+    {"--min-lr", "min_lr", HP_F(min_lr), 0, 1e30, 0, 0, NULL, "LR", "final learning rate of cosine"},
+    {"--warmup", "warmup", HP_I(warmup), 0, (double)MAX_STEPS, 0, 0, NULL, "N",
+     "linear warmup steps (cosine schedule)"},
+    {"--decay-steps", "decay_steps", HP_I(decay_steps), 0, (double)MAX_STEPS, 0, 0, NULL, "N",
+     "step at which cosine reaches --min-lr"},
+    {"--schedule", "schedule", HP_I(schedule), 0, 1, 0, 0, SCHEDULE_NAMES, "constant|cosine",
+     "learning-rate schedule"},
+    {"--optimizer", "optimizer", HP_I(optimizer), 0, 1, 0, 0, OPTIMIZER_NAMES, "adamw|sgd",
+     "optimizer"},
+    {"--beta1", "beta1", HP_F(beta1), 0, 1, 0, 1, NULL, "B", "AdamW beta1"},
+    {"--beta2", "beta2", HP_F(beta2), 0, 1, 0, 1, NULL, "B", "AdamW beta2"},
+    {"--eps", "eps", HP_F(eps), 0, 1, 0, 0, NULL, "E", "AdamW epsilon"},
+    {"--weight-decay", "weight_decay", HP_F(weight_decay), 0, 1e6, 0, 0, NULL, "WD",
+     "weight decay (decoupled for AdamW, L2 for SGD)"},
+    {"--decay-embeddings", "decay_embeddings", HP_I(decay_embeddings), 0, 1, 0, 0, NULL, "0|1",
+     "apply weight decay to embeddings too"},
+    {"--momentum", "momentum", HP_F(momentum), 0, 1, 0, 0, NULL, "M", "SGD momentum"},
+    {"--clip", "clip", HP_F(clip), 0, 1e30, 0, 0, NULL, "C",
+     "clip the global gradient norm to C, 0 = off"},
+    {"--batch", "batch", HP_I(batch), 1, MAX_BATCH, 0, 0, NULL, "B", "sequences per micro-batch"},
+    {"--seq", "seq", HP_I(seq), 1, KILN_CONTEXT, 0, 0, NULL, "T", "sequence length"},
+    {"--accumulate", "accumulate", HP_I(accumulate), 1, MAX_BATCH, 0, 0, NULL, "K",
+     "micro-batches per optimizer step"},
+    {"--eval-interval", "eval_interval", HP_I(eval_interval), 0, (double)MAX_STEPS, 0, 0, NULL,
+     "N", "evaluate every N steps, 0 = only at the end"},
+    {"--eval-iters", "eval_iters", HP_I(eval_iters), 1, MAX_BATCH, 0, 0, NULL, "N",
+     "validation batches per evaluation"},
+    {"--checkpoint-interval", "checkpoint_interval", HP_I(checkpoint_interval), 0,
+     (double)MAX_STEPS, 0, 0, NULL, "N", "checkpoint every N steps, 0 = only at the end"},
+};
+#define NUM_HPARAMS (sizeof HPARAMS / sizeof HPARAMS[0])
+
+/* The defaults: the model file's training section. */
+static hparams model_defaults(void) {
+    hparams h;
+    memset(&h, 0, sizeof h);
+    h.steps = KILN_TRAIN_STEPS;
+    h.val_fraction = DEFAULT_VAL_FRACTION;
+    h.lr = KILN_TRAIN_LR;
+    h.min_lr = KILN_TRAIN_MIN_LR;
+    h.warmup = KILN_TRAIN_WARMUP;
+    h.decay_steps = KILN_TRAIN_STEPS;
+    h.schedule = KILN_TRAIN_SCHEDULE;
+    h.optimizer = KILN_TRAIN_OPTIMIZER;
+    h.beta1 = KILN_TRAIN_BETA1;
+    h.beta2 = KILN_TRAIN_BETA2;
+    h.eps = KILN_TRAIN_EPS;
+    h.weight_decay = KILN_TRAIN_WEIGHT_DECAY;
+    h.decay_embeddings = KILN_TRAIN_DECAY_EMBEDDINGS;
+    h.momentum = KILN_TRAIN_MOMENTUM;
+    h.clip = KILN_TRAIN_CLIP;
+    h.batch = KILN_TRAIN_BATCH;
+    h.seq = KILN_TRAIN_SEQ;
+    h.accumulate = KILN_TRAIN_ACCUMULATE;
+    h.eval_interval = KILN_TRAIN_EVAL_INTERVAL;
+    h.eval_iters = KILN_TRAIN_EVAL_ITERS;
+    h.checkpoint_interval = KILN_TRAIN_EVAL_INTERVAL; /* default: the eval interval */
+    return h;
+}
+
+static int64_t *hp_int(hparams *h, const hp_def *d) { return (int64_t *)((char *)h + d->offset); }
+static double *hp_f64(hparams *h, const hp_def *d) { return (double *)((char *)h + d->offset); }
+
+/* Formats the value of d in h as the flag would spell it: exactly ("%.17g")
+ * for checkpoints, or short ("%g") for the help. */
+static const char *hp_format_as(const hp_def *d, hparams *h, int exact, char *buf, size_t cap) {
+    if (d->words) snprintf(buf, cap, "%s", d->words[*hp_int(h, d)]);
+    else if (d->is_int) snprintf(buf, cap, "%" PRId64, *hp_int(h, d));
+    else if (!exact) snprintf(buf, cap, "%g", *hp_f64(h, d));
+    else { /* the shortest of %.15g, %.16g, %.17g that reads back exactly */
+        double x = *hp_f64(h, d);
+        for (int prec = 15; prec <= 17; prec++) {
+            snprintf(buf, cap, "%.*g", prec, x);
+            if (strtod(buf, NULL) == x) break;
+        }
+    }
+    return buf;
+}
+
+static const char *hp_format(const hp_def *d, hparams *h, char *buf, size_t cap) {
+    return hp_format_as(d, h, 1, buf, cap);
+}
+
+/* Parses s as the value of d into h; `what` names the source in messages. */
+static int hp_parse(const hp_def *d, const char *what, const char *s, hparams *h,
+                    kiln_error *err) {
+    char vb[128];
+    if (d->words) {
+        for (int i = 0; d->words[i]; i++) {
+            if (strcmp(s, d->words[i]) == 0) {
+                *hp_int(h, d) = i;
+                return 0;
+            }
+        }
+        kiln_error_set(err, "%s: '%s' is not one of %s", what, kiln_printable(vb, sizeof vb, s),
+                       d->metavar);
+        return -1;
+    }
+    if (d->is_int) return kiln_flag_i64(what, s, (int64_t)d->lo, (int64_t)d->hi, hp_int(h, d), err);
+    double v;
+    if (kiln_flag_f64(what, s, d->lo, d->hi, &v, err)) return -1;
+    if ((d->lo_open && v == d->lo) || (d->hi_open && v == d->hi)) {
+        kiln_error_set(err, "%s: %s is out of range %c%g, %g%c", what,
+                       kiln_printable(vb, sizeof vb, s), d->lo_open ? '(' : '[', d->lo, d->hi,
+                       d->hi_open ? ')' : ']');
+        return -1;
+    }
+    *hp_f64(h, d) = v;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Command table (the train command's flags are built from HPARAMS) */
+
+typedef kiln_command command;
+typedef kiln_opts opts;
+
+static void cmd_train(const command *cmd, const opts *o);
+static void cmd_bench(const command *cmd, const opts *o);
+
+static const kiln_flag_def TRAIN_FLAGS[] = {
+    {"--data", "FILE", "training text, one byte per token (required)"},
+    {"--out", "CKPT", "checkpoint file to write (required; replaced atomically)"},
+    {"--resume", "CKPT", "continue exactly from a checkpoint of this model and data"},
+    {"--init-from", "W", "start from these weights (.safetensors) instead of random init"},
+    {"--seed", "S", "seed of the init, the data order and dropout (default " DEFAULT_SEED ")"},
+    {"--log", "LOG.jsonl", "also write one JSON object per step and per evaluation"},
+};
+#define NUM_TRAIN_FLAGS (sizeof TRAIN_FLAGS / sizeof TRAIN_FLAGS[0])
+
+static command g_train = {
+    "", "--data FILE --out CKPT [flags]\n       %s bench [flags]",
+    "train the Kiln-compiled model on a byte-level text file",
+    "Data: every byte of FILE is a token (at most 1 GiB; each byte must be < the vocabulary).\n"
+    "The first (1 - val-fraction) of the bytes are for training, the last val-fraction for\n"
+    "validation; each needs at least seq+1 bytes. A micro-batch is `batch` windows of\n"
+    "seq+1 bytes at uniformly random offsets of the training part (inputs = window[:-1],\n"
+    "targets = window[1:]). Evaluations use the same validation batches every time.\n"
+    "\n"
+    "Learning rate at step s (0-based): cosine: lr*(s+1)/warmup while s < warmup, then\n"
+    "min-lr + (lr-min-lr)*(1+cos(pi*(s-warmup)/(decay-steps-warmup)))/2 until decay-steps,\n"
+    "then min-lr; constant: always lr. Weight decay applies to weight matrices (and to\n"
+    "embeddings with --decay-embeddings 1), never to biases or norm gains.\n"
+    "\n"
+    "Checkpoints are one safetensors file holding every parameter under its name\n"
+    "(usable as --weights by infer), the optimizer state (train.*) and the run's\n"
+    "settings in its metadata. --resume restores all of it: the run continues exactly\n"
+    "as if uninterrupted; settings not given on the command line come from the\n"
+    "checkpoint, --steps N trains until step N in total. A fresh run truncates --log,\n"
+    "a resumed one appends to it.\n"
+    "\n"
+    "Output (stdout): per step 'step S/N  loss L  lr R  X tok/s  ETA T'; per evaluation\n"
+    "'eval step S: val loss L  perplexity P  bits/char B'. 'bench --help' for timing.",
+    {{NULL, NULL, NULL}},
+    NULL,
+    cmd_train};
+
+static const command BENCH = {
+    "bench", "[--batch B] [--seq T] [--iters N] [--warmup N] [--seed S]",
+    "time one training step (train step + gradient clipping + optimizer update)",
+    "Random tokens and random init; the model file's optimizer and settings.\n"
+    "Prints: train step B=.. T=.. threads=..: median X ms  min Y ms  (N iters).",
+    {{"--batch", "B", "batch size (default: the model's training batch)"},
+     {"--seq", "T", "sequence length, 1..context (default: the model's training seq)"},
+     {"--iters", "N", "timed iterations (default 10)"},
+     {"--warmup", "N", "untimed warm-up iterations (default 2)"},
+     {"--seed", "N", "seed for random weights and tokens (default " DEFAULT_SEED ")"}},
+    NULL,
+    cmd_bench};
+
+/* Builds g_train's flag table: the fixed flags, then one per hyperparameter
+ * with its default appended to the help text. */
+static void build_train_command(void) {
+    static char usage[256], summary[256];
+    static char helps[NUM_HPARAMS][192];
+    hparams def = model_defaults();
+    size_t k = 0;
+    snprintf(usage, sizeof usage, g_train.usage, kiln_progname());
+    g_train.usage = usage;
+    snprintf(summary, sizeof summary,
+             "train the Kiln-compiled model '%s' (vocab %d, context %d, %lld parameters)\n"
+             "on a byte-level text file",
+             KILN_MODEL_NAME, KILN_VOCAB, KILN_CONTEXT, (long long)KILN_PARAM_FLOATS);
+    g_train.summary = summary;
+    for (size_t i = 0; i < NUM_TRAIN_FLAGS; i++) g_train.flags[k++] = TRAIN_FLAGS[i];
+    for (size_t i = 0; i < NUM_HPARAMS && k < KILN_MAX_FLAGS; i++) {
+        const hp_def *d = &HPARAMS[i];
+        char v[64];
+        if (strcmp(d->key, "checkpoint_interval") == 0) snprintf(v, sizeof v, "--eval-interval");
+        else if (strcmp(d->key, "decay_steps") == 0) snprintf(v, sizeof v, "%d", KILN_TRAIN_STEPS);
+        else hp_format_as(d, &def, 0, v, sizeof v);
+        snprintf(helps[i], sizeof helps[i], "%s (default %s)", d->help, v);
+        g_train.flags[k].name = d->flag;
+        g_train.flags[k].metavar = d->metavar;
+        g_train.flags[k].help = helps[i];
+        k++;
+    }
+    if (k >= KILN_MAX_FLAGS) kiln_die("internal error: too many flags");
+}
+
+/* ------------------------------------------------------------------------- */
+/* Small helpers */
+
+/* Number to print for a non-finite value: "nan", "inf" or "-inf". */
+static const char *nonfinite_name(double x) { return isnan(x) ? "nan" : x > 0 ? "inf" : "-inf"; }
+
+/* Formats seconds as "45s", "3m12s" or "2h05m". */
+static const char *fmt_eta(double s, char *buf, size_t cap) {
+    if (!(s >= 0) || s > 1e9) snprintf(buf, cap, "?");
+    else if (s < 60) snprintf(buf, cap, "%ds", (int)s);
+    else if (s < 3600) snprintf(buf, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)fmod(s, 3600) / 60);
+    return buf;
+}
+
+/* Hash of the model's interface: name, sizes, every parameter's name and shape. */
+static uint64_t model_fingerprint(void) {
+    uint64_t h = KILN_FNV1A64_INIT;
+    h = kiln_fnv1a64(h, KILN_MODEL_NAME, strlen(KILN_MODEL_NAME) + 1);
+    int64_t dims[3] = {KILN_VOCAB, KILN_OUT_DIM, KILN_CONTEXT};
+    h = kiln_fnv1a64(h, dims, sizeof dims);
+    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
+        const kiln_param_info *p = &kiln_params[i];
+        int64_t nd = p->ndim;
+        h = kiln_fnv1a64(h, p->name, strlen(p->name) + 1);
+        h = kiln_fnv1a64(h, &nd, sizeof nd);
+        h = kiln_fnv1a64(h, p->shape, sizeof(int64_t) * (size_t)p->ndim);
+    }
+    return h;
+}
+
+/* Dropout seed of micro-batch `micro` of step `step` (0-based): a pure function. */
+static uint64_t step_seed(uint64_t seed, int64_t step, int64_t micro) {
+    return kiln_mix64(kiln_mix64(kiln_mix64(seed ^ DROPOUT_TAG) ^ (uint64_t)step) ^ (uint64_t)micro);
+}
+
+/* Learning rate of step `step` (0-based), nanoGPT's get_lr. */
+static double lr_at(const hparams *h, int64_t step) {
+    if (h->schedule == SCHED_CONSTANT) return h->lr;
+    if (step < h->warmup) return h->lr * (double)(step + 1) / (double)h->warmup;
+    if (step >= h->decay_steps) return h->min_lr;
+    double ratio = (double)(step - h->warmup) / (double)(h->decay_steps - h->warmup);
+    return h->min_lr + 0.5 * (h->lr - h->min_lr) * (1.0 + cos(3.14159265358979323846 * ratio));
+}
+
+/* Whether weight decay applies to parameter i. */
+static int is_decayed(const hparams *h, int i) {
+    kiln_param_role r = kiln_params[i].role;
+    return r == KILN_ROLE_WEIGHT || (r == KILN_ROLE_EMBEDDING && h->decay_embeddings);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Data */
+
+typedef struct {
+    const char *path;
+    uint8_t *bytes;
+    size_t n, n_train, n_val; /* train = bytes[0, n_train), val = bytes[n_train, n) */
+    uint64_t fingerprint;     /* of the bytes and the val fraction */
+} dataset;
+
+static void load_data(const char *path, const hparams *h, dataset *d) {
+    kiln_error err;
+    memset(d, 0, sizeof *d);
+    d->path = path;
+    if (kiln_read_file(path, DATA_FILE_LIMIT, &d->bytes, &d->n, &err)) kiln_die("%s", err.msg);
+    int limit = KILN_VOCAB < KILN_OUT_DIM ? KILN_VOCAB : KILN_OUT_DIM;
+    for (size_t i = 0; i < d->n; i++) {
+        unsigned b = d->bytes[i];
+        if (b >= (unsigned)limit) {
+            if (b >= (unsigned)KILN_VOCAB)
+                kiln_die("%s: byte %u at offset %zu is outside the vocabulary [0, %d)", path, b, i,
+                         KILN_VOCAB);
+            kiln_die("%s: byte %u at offset %zu cannot be predicted (output dimension %d)", path,
+                     b, i, KILN_OUT_DIM);
+        }
+    }
+    d->n_val = (size_t)floor((double)d->n * h->val_fraction);
+    if (d->n_val > d->n) d->n_val = d->n;
+    d->n_train = d->n - d->n_val;
+    size_t need = (size_t)h->seq + 1;
+    if (d->n_train < need || d->n_val < need)
+        kiln_die("%s: the %s part has %zu bytes (%zu bytes, --val-fraction %g), but --seq %" PRId64
+                 " needs at least %zu; use more data, another --val-fraction or a smaller --seq",
+                 path, d->n_train < need ? "training" : "validation",
+                 d->n_train < need ? d->n_train : d->n_val, d->n, h->val_fraction, h->seq, need);
+    char vf[64];
+    snprintf(vf, sizeof vf, "|val_fraction=%.17g", h->val_fraction);
+    d->fingerprint = kiln_fnv1a64(kiln_fnv1a64(KILN_FNV1A64_INIT, d->bytes, d->n), vf, strlen(vf));
+}
+
+/* Draws B windows of T+1 bytes from part[0, n) (n >= T+1). */
+static void draw_batch(kiln_rng *rng, const uint8_t *part, size_t n, int B, int T, int32_t *tokens,
+                       int32_t *targets) {
+    for (int b = 0; b < B; b++) {
+        size_t off = (size_t)kiln_rng_below(rng, (uint64_t)(n - (size_t)T));
+        for (int t = 0; t < T; t++) {
+            tokens[(size_t)b * T + t] = part[off + (size_t)t];
+            targets[(size_t)b * T + t] = part[off + (size_t)t + 1];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Gradient norm, clipping, optimizers */
+
+/* sqrt(sum g^2), accumulated in double over fixed chunks (thread-count independent). */
+static double grad_norm(const float *g, size_t n) {
+    size_t nchunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
+    double *partial = kiln_xcalloc(nchunks ? nchunks : 1, sizeof *partial, "norm partial sums");
+#pragma omp parallel for schedule(static)
+    for (long c = 0; c < (long)nchunks; c++) {
+        size_t lo = (size_t)c * NORM_CHUNK, hi = lo + NORM_CHUNK < n ? lo + NORM_CHUNK : n;
+        double s = 0.0;
+        for (size_t i = lo; i < hi; i++) s += (double)g[i] * (double)g[i];
+        partial[c] = s;
+    }
+    double total = 0.0;
+    for (size_t c = 0; c < nchunks; c++) total += partial[c];
+    free(partial);
+    return sqrt(total);
+}
+
+/* Multiplies g by min(1, clip / (norm + 1e-6)) as clip_grad_norm_ does (float32 coefficient). */
+static void clip_grads(float *g, size_t n, double clip, double norm) {
+    if (!(clip > 0.0)) return;
+    float coef = (float)clip / ((float)norm + (float)1e-6);
+    if (!(coef < 1.0f)) return;
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < (long)n; i++) g[i] *= coef;
+}
+
+/* One AdamW step (t = 1-based step) over every parameter, torch's float32 arithmetic. */
+static void adamw_update(const hparams *h, double lr, int64_t t, float *params, const float *grads,
+                         float *m, float *v) {
+    const float w1 = (float)(1.0 - h->beta1), b2 = (float)h->beta2;
+    const float w2 = (float)(1.0 - h->beta2), eps = (float)h->eps;
+    const double bc1 = 1.0 - pow(h->beta1, (double)t), bc2 = 1.0 - pow(h->beta2, (double)t);
+    const float neg_step = (float)(-(lr / bc1)), bc2_sqrt = (float)pow(bc2, 0.5);
+    const float one_minus_w1 = 1.0f - w1;
+    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
+        const kiln_param_info *pi = &kiln_params[i];
+        const int decay = is_decayed(h, i) && h->weight_decay != 0.0;
+        const float keep = (float)(1.0 - lr * h->weight_decay);
+        float *p = params + pi->offset, *mm = m + pi->offset, *vv = v + pi->offset;
+        const float *g = grads + pi->offset;
+        long n = (long)pi->numel;
+#pragma omp parallel for schedule(static) if (n > 16384)
+        for (long j = 0; j < n; j++) {
+            float pj = p[j], gj = g[j], mj = mm[j], vj = vv[j];
+            if (decay) pj = pj * keep;
+            /* torch.lerp: weight < 0.5 ? m + w*(g-m) : g - (g-m)*(1-w) */
+            mj = w1 < 0.5f ? mj + w1 * (gj - mj) : gj - (gj - mj) * one_minus_w1;
+            vj = vj * b2;
+            vj = vj + w2 * gj * gj;
+            float denom = sqrtf(vj) / bc2_sqrt + eps;
+            pj = pj + neg_step * mj / denom;
+            p[j] = pj;
+            mm[j] = mj;
+            vv[j] = vj;
+        }
+    }
+}
+
+/* One SGD-with-momentum step (torch.optim.SGD, dampening 0, coupled weight decay). */
+static void sgd_update(const hparams *h, double lr, int64_t t, float *params, const float *grads,
+                       float *buf) {
+    const float mom = (float)h->momentum, wd = (float)h->weight_decay, neg_lr = (float)(-lr);
+    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
+        const kiln_param_info *pi = &kiln_params[i];
+        const int decay = is_decayed(h, i) && h->weight_decay != 0.0;
+        float *p = params + pi->offset, *b = buf + pi->offset;
+        const float *g = grads + pi->offset;
+        long n = (long)pi->numel;
+#pragma omp parallel for schedule(static) if (n > 16384)
+        for (long j = 0; j < n; j++) {
+            float d = g[j];
+            if (decay) d = d + wd * p[j];
+            if (h->momentum != 0.0) {
+                d = t == 1 ? d : b[j] * mom + d;
+                b[j] = d;
+            }
+            p[j] = p[j] + neg_lr * d;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Training state and checkpoints */
+
+typedef struct {
+    hparams hp;
+    uint64_t seed;    /* train_seed: init, data order, dropout */
+    int64_t step;     /* completed optimizer steps */
+    kiln_rng data_rng;
+    float *params;
+    float *m;         /* AdamW exp_avg, or the SGD momentum buffer */
+    float *v;         /* AdamW exp_avg_sq (NULL for SGD) */
+} train_state;
+
+/* Names of the optimizer-state tensors: "train.m.<name>" etc. */
+static const char *state_prefix(int optimizer, int which) {
+    if (optimizer == OPT_SGD) return "train.momentum.";
+    return which == 0 ? "train.m." : "train.v.";
+}
+
+static char *concat(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    char *s = kiln_xmalloc(na + nb + 1, "a tensor name");
+    memcpy(s, a, na);
+    memcpy(s + na, b, nb + 1);
+    return s;
+}
+
+/* Index of the first parameter/state tensor holding a non-finite value, or -1. */
+static int first_nonfinite(const float *block) {
+    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
+        const float *x = block + kiln_params[i].offset;
+        for (size_t j = 0; j < kiln_params[i].numel; j++)
+            if (!isfinite(x[j])) return i;
+    }
+    return -1;
+}
+
+#define MAX_META (16 + NUM_HPARAMS)
+
+/* Writes the checkpoint atomically; values were checked to be finite. */
+static void write_checkpoint(const char *path, train_state *s, const dataset *data) {
+    int nstate = s->hp.optimizer == OPT_ADAMW ? 2 : 1;
+    size_t nt = (size_t)KILN_NUM_PARAMS * (size_t)(1 + nstate);
+    kiln_st_entry *e = kiln_xcalloc(nt, sizeof *e, "the checkpoint tensor list");
+    char **names = kiln_xcalloc(nt, sizeof *names, "the checkpoint tensor names");
+    size_t k = 0;
+    for (int i = 0; i < KILN_NUM_PARAMS; i++)
+        kiln_param_entry(i, NULL, s->params + kiln_params[i].offset, &e[k++]);
+    for (int w = 0; w < nstate; w++) {
+        const float *block = w == 0 ? s->m : s->v;
+        for (int i = 0; i < KILN_NUM_PARAMS; i++) {
+            names[k] = concat(state_prefix((int)s->hp.optimizer, w), kiln_params[i].name);
+            kiln_param_entry(i, names[k], block + kiln_params[i].offset, &e[k]);
+            k++;
+        }
+    }
+    const char *keys[MAX_META], *vals[MAX_META];
+    static char buf[MAX_META][128];
+    size_t nm = 0;
+#define META(K, ...) (keys[nm] = (K), snprintf(buf[nm], sizeof buf[nm], __VA_ARGS__), vals[nm] = buf[nm], nm++)
+    META("format", "pt");
+    META("kiln_model", "%s", KILN_MODEL_NAME);
+    META("kiln_checkpoint", CHECKPOINT_VERSION);
+    META("step", "%" PRId64, s->step);
+    META("train_seed", "%" PRIu64, s->seed);
+    META("data_rng", "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, s->data_rng.s[0],
+         s->data_rng.s[1], s->data_rng.s[2], s->data_rng.s[3]);
+    META("model_fingerprint", "%016" PRIx64, model_fingerprint());
+    META("data_fingerprint", "%016" PRIx64, data->fingerprint);
+    META("data_bytes", "%zu", data->n);
+#undef META
+    for (size_t i = 0; i < NUM_HPARAMS; i++) {
+        keys[nm] = HPARAMS[i].key;
+        vals[nm] = hp_format(&HPARAMS[i], &s->hp, buf[nm], sizeof buf[nm]);
+        nm++;
+    }
+    kiln_error err;
+    int rc = kiln_st_write(path, e, nt, keys, vals, nm, &err);
+    for (size_t i = 0; i < nt; i++) free(names[i]);
+    free(names);
+    free(e);
+    if (rc) kiln_die("%s", err.msg);
+}
+
+/* Strict readers of checkpoint metadata. */
+static const char *meta_required(const kiln_safetensors *st, const char *path, const char *key) {
+    const char *v = kiln_st_meta_get(st, key);
+    if (!v) kiln_die("checkpoint '%s' has no '%s' metadata", path, key);
+    return v;
+}
+
+static uint64_t meta_hex64(const kiln_safetensors *st, const char *path, const char *key) {
+    const char *v = meta_required(st, path, key);
+    uint64_t x = 0;
+    size_t n = strlen(v);
+    char vb[96];
+    int ok = n == 16;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = v[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) ok = 0;
+        else x = x << 4 | (uint64_t)d;
+    }
+    if (!ok)
+        kiln_die("checkpoint '%s': metadata '%s' is '%s', expected 16 lowercase hex digits", path,
+                 key, kiln_printable(vb, sizeof vb, v));
+    return x;
+}
+
+/* Restores the data RNG from 64 hex digits. */
+static void meta_rng(const kiln_safetensors *st, const char *path, kiln_rng *rng) {
+    const char *v = meta_required(st, path, "data_rng");
+    char vb[96];
+    int ok = strlen(v) == 64;
+    uint64_t w[4] = {0, 0, 0, 0};
+    for (size_t i = 0; ok && i < 64; i++) {
+        char c = v[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) ok = 0;
+        else w[i / 16] = w[i / 16] << 4 | (uint64_t)d;
+    }
+    if (ok && (w[0] | w[1] | w[2] | w[3]) == 0) ok = 0; /* xoshiro's one invalid state */
+    if (!ok)
+        kiln_die("checkpoint '%s': metadata 'data_rng' is '%s', expected 64 lowercase hex digits "
+                 "(not all zero)",
+                 path, kiln_printable(vb, sizeof vb, v));
+    memcpy(rng->s, w, sizeof w);
+    rng->has_spare = 0;
+    rng->spare = 0.0;
+}
+
+/* Loads params and optimizer state of a checkpoint already checked for model
+ * and settings; dies with a one-line message on anything missing or invalid. */
+static void load_checkpoint_tensors(const kiln_safetensors *st, const char *path, train_state *s) {
+    int nstate = s->hp.optimizer == OPT_ADAMW ? 2 : 1;
+    const char *first = kiln_params[0].name;
+    char *probe = concat(state_prefix((int)s->hp.optimizer, 0), first);
+    if (!kiln_st_find(st, probe))
+        kiln_die("checkpoint '%s' has no optimizer state for %s (missing tensor '%s')", path,
+                 OPTIMIZER_NAMES[s->hp.optimizer], probe);
+    free(probe);
+    /* one block [params | m | v] so that the exact tensor set is checked in one call */
+    size_t pf = (size_t)KILN_PARAM_FLOATS, total = pf * (size_t)(1 + nstate);
+    size_t nt = (size_t)KILN_NUM_PARAMS * (size_t)(1 + nstate);
+    float *block = kiln_xcalloc_floats(total, "the checkpoint");
+    kiln_tensor_spec *specs = kiln_xcalloc(nt, sizeof *specs, "the checkpoint tensor list");
+    char **names = kiln_xcalloc(nt, sizeof *names, "the checkpoint tensor names");
+    size_t k = 0;
+    for (int i = 0; i < KILN_NUM_PARAMS; i++) kiln_param_spec(i, NULL, SIZE_MAX, &specs[k++]);
+    for (int w = 0; w < nstate; w++) {
+        for (int i = 0; i < KILN_NUM_PARAMS; i++) {
+            names[k] = concat(state_prefix((int)s->hp.optimizer, w), kiln_params[i].name);
+            kiln_param_spec(i, names[k], pf * (size_t)(1 + w) + kiln_params[i].offset, &specs[k]);
+            k++;
+        }
+    }
+    kiln_error err;
+    int rc = kiln_st_load_f32(st, specs, nt, block, total, &err);
+    for (size_t i = 0; i < nt; i++) free(names[i]);
+    free(names);
+    free(specs);
+    if (rc) kiln_die("%s", err.msg);
+    for (int w = 0; w <= nstate; w++) {
+        int bad = first_nonfinite(block + pf * (size_t)w);
+        if (bad >= 0)
+            kiln_die("checkpoint '%s': tensor '%s%s' holds non-finite values", path,
+                     w == 0 ? "" : state_prefix((int)s->hp.optimizer, w - 1),
+                     kiln_params[bad].name);
+    }
+    memcpy(s->params, block, pf * sizeof(float));
+    memcpy(s->m, block + pf, pf * sizeof(float));
+    if (nstate == 2) {
+        for (size_t j = 0; j < pf; j++)
+            if (block[2 * pf + j] < 0.0f)
+                kiln_die("checkpoint '%s': AdamW second moments (train.v.*) must not be negative",
+                         path);
+        memcpy(s->v, block + 2 * pf, pf * sizeof(float));
+    }
+    free(block);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Evaluation */
+
+typedef struct {
+    float *arena, *logits;
+    double *nll;
+    int32_t *tokens, *targets;
+} eval_buffers;
+
+/* Mean validation loss over eval_iters batches drawn by an RNG re-seeded each time. */
+static double evaluate(const train_state *s, const dataset *d, eval_buffers *eb) {
+    int B = (int)s->hp.batch, T = (int)s->hp.seq;
+    long n = (long)B * T;
+    kiln_rng rng;
+    kiln_rng_seed(&rng, s->seed ^ EVAL_RNG_TAG);
+    double total = 0.0;
+    for (int64_t it = 0; it < s->hp.eval_iters; it++) {
+        draw_batch(&rng, d->bytes + d->n_train, d->n_val, B, T, eb->tokens, eb->targets);
+        kiln_forward(s->params, eb->arena, eb->tokens, B, T, eb->logits);
+#pragma omp parallel for schedule(static)
+        for (long i = 0; i < n; i++)
+            eb->nll[i] = -kiln_log_softmax_at(eb->logits + (size_t)i * KILN_OUT_DIM, KILN_OUT_DIM,
+                                              eb->targets[i]);
+        for (long i = 0; i < n; i++) total += eb->nll[i];
+    }
+    return total / ((double)n * (double)s->hp.eval_iters);
+}
+
+/* ------------------------------------------------------------------------- */
+/* train */
+
+/* Settings: command line, else the checkpoint (when resuming), else the model's defaults. */
+static void resolve_hparams(const command *cmd, const opts *o, const kiln_safetensors *ckpt,
+                            const char *ckpt_path, hparams *h) {
+    *h = model_defaults();
+    kiln_error err;
+    char what[512];
+    for (size_t i = 0; i < NUM_HPARAMS; i++) {
+        const hp_def *d = &HPARAMS[i];
+        char vb[64];
+        if (hp_parse(d, "internal error: model default", hp_format(d, h, vb, sizeof vb), h, &err))
+            kiln_die("%s %s", err.msg, d->key);
+        if (ckpt) {
+            const char *v = meta_required(ckpt, ckpt_path, d->key);
+            snprintf(what, sizeof what, "checkpoint '%s': metadata '%s'", ckpt_path, d->key);
+            if (hp_parse(d, what, v, h, &err)) kiln_die("%s", err.msg);
+        }
+        const char *flag = kiln_opt_get(cmd, o, d->flag);
+        if (!flag) continue;
+        int64_t before = d->is_int ? *hp_int(h, d) : 0;
+        if (hp_parse(d, d->flag, flag, h, &err)) usage_die("%s", err.msg);
+        if (ckpt && strcmp(d->key, "optimizer") == 0 && *hp_int(h, d) != before)
+            kiln_die("checkpoint '%s' was written with --optimizer %s; a resumed run cannot "
+                     "switch to %s",
+                     ckpt_path, OPTIMIZER_NAMES[before], OPTIMIZER_NAMES[*hp_int(h, d)]);
+    }
+    /* a fresh run's checkpoint interval follows --eval-interval unless given */
+    if (!ckpt && !kiln_opt_get(cmd, o, "--checkpoint-interval"))
+        h->checkpoint_interval = h->eval_interval;
+}
+
+/* Appends one line to the JSON log (if any); dies on a write error. */
+static void log_line(FILE *f, const char *path, const char *fmt, ...) KILN_PRINTF(3, 4);
+static void log_line(FILE *f, const char *path, const char *fmt, ...) {
+    if (!f) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    if (fflush(f) != 0 || ferror(f)) kiln_die("error writing the log '%s'", path);
+}
+
+/* "the last checkpoint 'out' is untouched" or "no checkpoint was written to 'out'". */
+static const char *ckpt_note(const char *out, char *buf, size_t cap) {
+    char ob[512];
+    kiln_printable(ob, sizeof ob, out);
+    if (access(out, F_OK) == 0) snprintf(buf, cap, "the last checkpoint '%s' is untouched", ob);
+    else snprintf(buf, cap, "no checkpoint was written to '%s'", ob);
+    return buf;
+}
+
+/* Dies unless the state is finite (never checkpoint NaN/Inf). */
+static void check_finite_state(const train_state *s, const char *out) {
+    char note[640];
+    const float *blocks[3] = {s->params, s->m, s->v};
+    const char *what[3] = {"parameter", "optimizer state of", "optimizer state of"};
+    for (int b = 0; b < 3; b++) {
+        if (!blocks[b]) continue;
+        int bad = first_nonfinite(blocks[b]);
+        if (bad >= 0)
+            kiln_die("non-finite %s '%s' after step %" PRId64 "; %s", what[b],
+                     kiln_params[bad].name, s->step, ckpt_note(out, note, sizeof note));
+    }
+}
+
+static void cmd_train(const command *cmd, const opts *o) {
+    const char *data_path = kiln_opt_required(cmd, o, "--data");
+    const char *out = kiln_opt_required(cmd, o, "--out");
+    const char *resume = kiln_opt_get(cmd, o, "--resume");
+    const char *init_from = kiln_opt_get(cmd, o, "--init-from");
+    const char *log_path = kiln_opt_get(cmd, o, "--log");
+    const char *seed_flag = kiln_opt_get(cmd, o, "--seed");
+    if (resume && init_from) usage_die("--resume and --init-from cannot be combined");
+    train_state s;
+    memset(&s, 0, sizeof s);
+    s.seed = kiln_opt_seed(cmd, o, DEFAULT_SEED);
+    kiln_check_param_table();
+    kiln_error err;
+
+    /* settings, the checkpoint's identity, the data */
+    kiln_safetensors ckpt;
+    memset(&ckpt, 0, sizeof ckpt);
+    if (resume) {
+        if (kiln_st_open(resume, &ckpt, &err)) kiln_die("%s", err.msg);
+        const char *ver = kiln_st_meta_get(&ckpt, "kiln_checkpoint");
+        char vb[96];
+        if (!ver)
+            kiln_die("'%s' is not a training checkpoint (no 'kiln_checkpoint' metadata)", resume);
+        if (strcmp(ver, CHECKPOINT_VERSION) != 0)
+            kiln_die("checkpoint '%s' has kiln_checkpoint version '%s'; this program reads "
+                     "version " CHECKPOINT_VERSION,
+                     resume, kiln_printable(vb, sizeof vb, ver));
+        uint64_t fp = meta_hex64(&ckpt, resume, "model_fingerprint");
+        if (fp != model_fingerprint())
+            kiln_die("checkpoint '%s' was written for a different model (fingerprint %016" PRIx64
+                     ", this model '%s' has %016" PRIx64 ")",
+                     resume, fp, KILN_MODEL_NAME, model_fingerprint());
+    }
+    resolve_hparams(cmd, o, resume ? &ckpt : NULL, resume, &s.hp);
+    dataset data;
+    load_data(data_path, &s.hp, &data);
+
+    size_t pf = (size_t)KILN_PARAM_FLOATS;
+    s.params = kiln_alloc_params();
+    s.m = kiln_xcalloc_floats(pf, "the optimizer state");
+    if (s.hp.optimizer == OPT_ADAMW) s.v = kiln_xcalloc_floats(pf, "the optimizer state");
+    if (resume) {
+        uint64_t fp = meta_hex64(&ckpt, resume, "data_fingerprint");
+        if (fp != data.fingerprint)
+            kiln_die("checkpoint '%s' was written for different data (fingerprint %016" PRIx64
+                     "; '%s' with --val-fraction %g has %016" PRIx64 ")",
+                     resume, fp, data_path, s.hp.val_fraction, data.fingerprint);
+        char what[512];
+        snprintf(what, sizeof what, "checkpoint '%s': metadata 'step'", resume);
+        if (kiln_flag_i64(what, meta_required(&ckpt, resume, "step"), 0, MAX_STEPS, &s.step, &err))
+            kiln_die("%s", err.msg);
+        uint64_t ck_seed;
+        snprintf(what, sizeof what, "checkpoint '%s': metadata 'train_seed'", resume);
+        if (kiln_flag_u64(what, meta_required(&ckpt, resume, "train_seed"), &ck_seed, &err))
+            kiln_die("%s", err.msg);
+        if (!seed_flag) s.seed = ck_seed;
+        meta_rng(&ckpt, resume, &s.data_rng);
+        load_checkpoint_tensors(&ckpt, resume, &s);
+        kiln_st_close(&ckpt);
+    } else {
+        if (init_from) kiln_load_params(init_from, s.params);
+        else kiln_init_params(s.params, s.seed);
+        int bad = first_nonfinite(s.params);
+        if (bad >= 0)
+            kiln_die("%s: tensor '%s' holds non-finite values", init_from ? init_from : "init",
+                     kiln_params[bad].name);
+        kiln_rng_seed(&s.data_rng, s.seed ^ DATA_RNG_TAG);
+    }
+
+    const hparams *h = &s.hp;
+    printf("train: model %s (%lld parameters), data %s: %zu bytes (train %zu, val %zu)\n",
+           KILN_MODEL_NAME, (long long)KILN_PARAM_FLOATS, data_path, data.n, data.n_train,
+           data.n_val);
+    if (resume) printf("train: resumed from %s at step %" PRId64 "\n", resume, s.step);
+    if (s.step >= h->steps) {
+        printf("train: already at step %" PRId64 " (--steps %" PRId64 "); nothing to do\n", s.step,
+               h->steps);
+        free(s.params);
+        free(s.m);
+        free(s.v);
+        free(data.bytes);
+        return;
+    }
+
+    /* buffers */
+    int B = (int)h->batch, T = (int)h->seq;
+    size_t ntok;
+    if (kiln_size_mul((size_t)B, (size_t)T, &ntok)) kiln_die("batch too large");
+    float *grads = kiln_xcalloc_floats(pf, "the gradients");
+    float *micro = h->accumulate > 1 ? kiln_xcalloc_floats(pf, "the gradients") : NULL;
+    float *arena = kiln_xcalloc_floats(kiln_train_arena_floats(B, T), "the training arena");
+    int32_t *tokens = kiln_xcalloc(ntok, sizeof *tokens, "token ids");
+    int32_t *targets = kiln_xcalloc(ntok, sizeof *targets, "targets");
+    eval_buffers eb;
+    eb.arena = kiln_xcalloc_floats(kiln_forward_arena_floats(B, T), "the forward arena");
+    eb.logits = kiln_xcalloc_floats(kiln_logits_floats((size_t)B, (size_t)T), "logits");
+    eb.nll = kiln_xcalloc(ntok, sizeof *eb.nll, "losses");
+    eb.tokens = tokens;
+    eb.targets = targets;
+
+    FILE *jlog = NULL;
+    if (log_path) {
+        jlog = fopen(log_path, resume ? "a" : "w");
+        if (!jlog) kiln_die("cannot open the log '%s' for writing", log_path);
+    }
+
+    double t_start = kiln_time_ms(), t_steps = 0.0;
+    int64_t done_here = 0;
+    while (s.step < h->steps) {
+        double t0 = kiln_time_ms();
+        int64_t step = s.step; /* 0-based index of this step */
+        double lr = lr_at(h, step), loss = 0.0;
+        for (int64_t k = 0; k < h->accumulate; k++) {
+            draw_batch(&s.data_rng, data.bytes, data.n_train, B, T, tokens, targets);
+            float *dst = k == 0 ? grads : micro;
+            loss += (double)kiln_train_step(s.params, dst, arena, tokens, targets, B, T,
+                                            step_seed(s.seed, step, k));
+            if (k > 0) {
+#pragma omp parallel for schedule(static)
+                for (long j = 0; j < (long)pf; j++) grads[j] += micro[j];
+            }
+        }
+        if (h->accumulate > 1) {
+            float div = (float)h->accumulate;
+#pragma omp parallel for schedule(static)
+            for (long j = 0; j < (long)pf; j++) grads[j] /= div;
+            loss /= (double)h->accumulate;
+        }
+        double norm = grad_norm(grads, pf);
+        if (!isfinite(loss) || !isfinite(norm)) {
+            char note[640];
+            kiln_die("non-finite %s at step %" PRId64 " (%s); %s",
+                     isfinite(loss) ? "gradient norm" : "loss", step + 1,
+                     nonfinite_name(isfinite(loss) ? norm : loss),
+                     ckpt_note(out, note, sizeof note));
+        }
+        clip_grads(grads, pf, h->clip, norm);
+        if (h->optimizer == OPT_ADAMW) adamw_update(h, lr, step + 1, s.params, grads, s.m, s.v);
+        else sgd_update(h, lr, step + 1, s.params, grads, s.m);
+        s.step = step + 1;
+        done_here++;
+
+        double dt = kiln_time_ms() - t0;
+        t_steps += dt;
+        double tok_s = (double)ntok * (double)h->accumulate / (dt > 0 ? dt / 1e3 : 1e-9);
+        char eta[32];
+        fmt_eta(t_steps / 1e3 / (double)done_here * (double)(h->steps - s.step), eta, sizeof eta);
+        printf("step %" PRId64 "/%" PRId64 "  loss %.4f  lr %.2e  %.0f tok/s  ETA %s\n", s.step,
+               h->steps, loss, lr, tok_s, eta);
+        fflush(stdout);
+        log_line(jlog, log_path,
+                 "{\"step\":%" PRId64 ",\"loss\":%.9g,\"lr\":%.9g,\"tokens_per_s\":%.1f,"
+                 "\"time_s\":%.3f}\n",
+                 s.step, loss, lr, tok_s, (kiln_time_ms() - t_start) / 1e3);
+
+        int end = s.step == h->steps;
+        if ((h->eval_interval > 0 && s.step % h->eval_interval == 0) || end) {
+            double vl = evaluate(&s, &data, &eb);
+            printf("eval step %" PRId64 ": val loss %.4f  perplexity %.2f  bits/char %.4f\n",
+                   s.step, vl, exp(vl), vl / log(2.0));
+            fflush(stdout);
+            log_line(jlog, log_path,
+                     "{\"step\":%" PRId64 ",\"val_loss\":%.9g,\"val_perplexity\":%.9g,"
+                     "\"val_bits_per_char\":%.9g}\n",
+                     s.step, vl, exp(vl), vl / log(2.0));
+        }
+        if ((h->checkpoint_interval > 0 && s.step % h->checkpoint_interval == 0) || end) {
+            check_finite_state(&s, out);
+            write_checkpoint(out, &s, &data);
+            printf("checkpoint step %" PRId64 ": wrote %s\n", s.step, out);
+            fflush(stdout);
+        }
+    }
+    if (jlog && fclose(jlog) != 0) kiln_die("error writing the log '%s'", log_path);
+    free(eb.arena);
+    free(eb.logits);
+    free(eb.nll);
+    free(tokens);
+    free(targets);
+    free(arena);
+    free(micro);
+    free(grads);
+    free(s.params);
+    free(s.m);
+    free(s.v);
+    free(data.bytes);
+}
+
+/* ------------------------------------------------------------------------- */
+/* bench */
+
+static void cmd_bench(const command *cmd, const opts *o) {
+    char def_b[32], def_t[32];
+    snprintf(def_b, sizeof def_b, "%d", KILN_TRAIN_BATCH);
+    snprintf(def_t, sizeof def_t, "%d", KILN_TRAIN_SEQ);
+    int B = (int)kiln_opt_int(cmd, o, "--batch", def_b, 1, MAX_BATCH);
+    int T = (int)kiln_opt_int(cmd, o, "--seq", def_t, 1, KILN_CONTEXT);
+    int iters = (int)kiln_opt_int(cmd, o, "--iters", "10", 1, 1000000);
+    int warmup = (int)kiln_opt_int(cmd, o, "--warmup", "2", 0, 1000000);
+    uint64_t seed = kiln_opt_seed(cmd, o, DEFAULT_SEED);
+    kiln_check_param_table();
+    hparams h = model_defaults();
+    size_t pf = (size_t)KILN_PARAM_FLOATS, ntok;
+    if (kiln_size_mul((size_t)B, (size_t)T, &ntok)) kiln_die("batch too large");
+    float *params = kiln_alloc_params();
+    kiln_init_params(params, seed);
+    float *grads = kiln_xcalloc_floats(pf, "the gradients");
+    float *m = kiln_xcalloc_floats(pf, "the optimizer state");
+    float *v = kiln_xcalloc_floats(pf, "the optimizer state");
+    float *arena = kiln_xcalloc_floats(kiln_train_arena_floats(B, T), "the training arena");
+    int32_t *tokens = kiln_xcalloc(ntok, sizeof *tokens, "token ids");
+    int32_t *targets = kiln_xcalloc(ntok, sizeof *targets, "targets");
+    kiln_rng rng;
+    kiln_rng_seed(&rng, seed ^ 0x746f6b656e73ULL);
+    for (size_t i = 0; i < ntok; i++) {
+        tokens[i] = (int32_t)kiln_rng_below(&rng, KILN_VOCAB);
+        targets[i] = (int32_t)kiln_rng_below(&rng, KILN_OUT_DIM < KILN_VOCAB ? KILN_OUT_DIM
+                                                                            : KILN_VOCAB);
+    }
+    double *times = kiln_xcalloc((size_t)iters, sizeof *times, "timings");
+    for (int i = 0; i < warmup + iters; i++) {
+        double t0 = kiln_time_ms();
+        float loss = kiln_train_step(params, grads, arena, tokens, targets, B, T,
+                                     step_seed(seed, i, 0));
+        double norm = grad_norm(grads, pf);
+        if (!isfinite(loss) || !isfinite(norm))
+            kiln_die("non-finite loss in bench iteration %d (%s)", i + 1,
+                     nonfinite_name(isfinite(loss) ? norm : loss));
+        clip_grads(grads, pf, h.clip, norm);
+        double lr = lr_at(&h, i);
+        if (h.optimizer == OPT_ADAMW) adamw_update(&h, lr, i + 1, params, grads, m, v);
+        else sgd_update(&h, lr, i + 1, params, grads, m);
+        if (i >= warmup) times[i - warmup] = kiln_time_ms() - t0;
+    }
+    double mn = times[0];
+    for (int i = 1; i < iters; i++)
+        if (times[i] < mn) mn = times[i];
+    double median = kiln_median(times, (size_t)iters);
+    printf("train step B=%d T=%d threads=%d: median %.3f ms  min %.3f ms  (%d iters)\n", B, T,
+           kiln_num_threads(), median, mn, iters);
+    free(times);
+    free(targets);
+    free(tokens);
+    free(arena);
+    free(v);
+    free(m);
+    free(grads);
+    free(params);
+}
+
+/* ------------------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+    kiln_set_progname(argc > 0 ? argv[0] : "train");
+    build_train_command();
+    const command *cmd = &g_train;
+    int first = 1;
+    if (argc > 1 && strcmp(argv[1], "bench") == 0) {
+        cmd = &BENCH;
+        first = 2;
+    }
+    if (argc <= 1) {
+        char hint[64];
+        snprintf(hint, sizeof hint, "%s --help", kiln_progname());
+        usage_die("'%s' needs --data and --out (see '%s')", kiln_progname(), hint);
+    }
+    opts o;
+    kiln_cli_parse(cmd, argc - first, argv + first, &o);
+    kiln_cli_apply_threads();
+    cmd->run(cmd, &o);
+    if (fflush(stdout) != 0 || ferror(stdout)) kiln_die("cannot write to stdout");
+    return 0;
+}
 
 """#),
     ]

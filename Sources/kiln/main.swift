@@ -11,10 +11,11 @@ struct Kiln: ParsableCommand {
         discussion: """
         kiln check FILE              check a model file (parse, types, shapes)
         kiln ir FILE                 print the typed IR (after optimisation)
-        kiln build FILE -o DIR       write C sources + Makefile to DIR and build DIR/infer
+        kiln build FILE -o DIR       write C sources + Makefile to DIR and build DIR/infer (and DIR/train)
+        kiln stats FILE              parameters, FLOPs per op kind, arena and optimiser bytes
         The language is documented in docs/language.md, the IR in docs/ir.md.
         """,
-        subcommands: [Check.self, IR.self, Build.self]
+        subcommands: [Check.self, IR.self, Build.self, Stats.self]
     )
 }
 
@@ -141,6 +142,31 @@ struct Build: ParsableCommand {
             }
             try BuildDirectory.make(output, compiler: cc, verbose: verbose)
             print("built \(programs.map { output + "/" + $0 }.joined(separator: ", ")) (model \(g.name), \(cc.path)\(cc.openmp ? " with OpenMP" : ", single-threaded"))")
+        } catch { throw fail(error) }
+    }
+}
+
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print exact parameter counts, FLOPs per op kind, arena size, weight and optimiser bytes.",
+        discussion: "Counted from the IR and the memory plan, before anything runs. FLOPs count a multiply-add as 2.")
+
+    @OptionGroup var model: ModelOptions
+
+    @Option(help: "Batch size B to count for.")
+    var batch: Int = 1
+
+    @Option(help: "Sequence length T to count for (default: the model's context).")
+    var seq: Int?
+
+    func validate() throws {
+        guard batch >= 1, batch <= 1 << 20 else { throw ValidationError("--batch must be in 1...\(1 << 20)") }
+        if let s = seq, s < 1 { throw ValidationError("--seq must be positive") }
+    }
+
+    func run() throws {
+        do {
+            print(try StatsReport.render(model.pipeline, file: try Pipeline.load(model.file), batch: batch, seq: seq), terminator: "")
         } catch { throw fail(error) }
     }
 }

@@ -188,3 +188,17 @@ def test_weights_that_do_not_fit_the_model(odd, tmp_path, mutate, expected):
     assert r.returncode != 0
     assert expected in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_stats_counts_exactly(kiln):
+    r = run([kiln, "stats", ROOT / "examples/char-gpt-small.kiln", "--batch", 12, "--seq", 64])
+    assert r.returncode == 0, r.stderr
+    M, C, V, L = 12 * 64, 128, 256, 4
+    weights = L * (4 * C * C + 2 * 4 * C * C) + V * C          # attention q,k,v,o + ffn up, down + tied head
+    biases = L * (4 * C + 4 * C + C)                           # linear biases only (the head has none)
+    linear = 2 * M * weights + M * biases
+    assert f"linear          {linear:,}" in r.stdout.replace("  ", "  ") or f"{linear:,} FLOPs" in r.stdout
+    assert "parameters        834,304 in 68 tensors" in r.stdout
+    assert "optimiser state   6,674,432 bytes (AdamW m and v)" in r.stdout
+    r = run([kiln, "stats", ROOT / "examples/gpt2-small.kiln", "--seq", 2000])
+    assert r.returncode != 0 and "exceeds the context 1024" in r.stderr

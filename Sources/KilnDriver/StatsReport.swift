@@ -1,0 +1,50 @@
+import KilnBasics
+import KilnIR
+import KilnCodegenC
+
+/// The text of `kiln stats`: the inference forward pass and, for models with
+/// a train section, one training step (forward, loss, backward; the
+/// optimiser's own arithmetic is 10–15 FLOPs per parameter and not counted).
+public enum StatsReport {
+    public static func render(_ p: Pipeline, file: SourceFile, batch: Int, seq: Int?) throws -> String {
+        let c = try p.generate(file)
+        let g = c.inference
+        guard let tdim = g.dims.first(where: { $0.bound != nil }), let bdim = g.dims.first(where: { $0.bound == nil }) else {
+            throw DriverError.message("stats needs a model with a batch dim and a bounded sequence dim")
+        }
+        let t = seq ?? tdim.bound!
+        guard t <= tdim.bound! else { throw DriverError.message("--seq \(t) exceeds the context \(tdim.bound!)") }
+        let env = [bdim.name: batch, tdim.name: t]
+        func fmt(_ n: Int) -> String {
+            let s = String(n)
+            var out = ""
+            for (i, ch) in s.reversed().enumerated() { if i > 0 && i % 3 == 0 { out.append(",") }; out.append(ch) }
+            return String(out.reversed())
+        }
+        func block(_ title: String, _ s: ModelStats) -> String {
+            var out = "\(title)\n"
+            let w = max(s.flops.map(\.0.count).max() ?? 0, 10)
+            for (k, f) in s.flops { out += "  \(k.padding(toLength: w, withPad: " ", startingAt: 0))  \(fmt(f).leftPad(18)) FLOPs\n" }
+            out += "  \("total".padding(toLength: w, withPad: " ", startingAt: 0))  \(fmt(s.totalFlops).leftPad(18)) FLOPs\n"
+            out += "  activation arena  \(fmt(s.arenaBytes)) bytes\n"
+            return out
+        }
+        let fwd = ModelStats(g, plan: c.generated.forwardPlan, env: env)
+        var out = "model \(g.name) at \(bdim.name)=\(batch) \(tdim.name)=\(t)\n"
+        out += "parameters        \(fmt(fwd.parameters)) in \(fwd.parameterTensors) tensors\n"
+        out += "weights           \(fmt(fwd.parameters * 4)) bytes (f32)\n"
+        out += block("forward (infer):", fwd)
+        if let tg = c.training, let plan = c.generated.trainPlan {
+            let tr = ModelStats(tg, plan: plan, env: env)
+            let moments = c.train?.optimizer == .sgd ? 1 : 2
+            out += block("training step (forward + loss + backward):", tr)
+            out += "  gradients         \(fmt(fwd.parameters * 4)) bytes\n"
+            out += "  optimiser state   \(fmt(fwd.parameters * 4 * moments)) bytes (\(c.train?.optimizer == .sgd ? "SGD momentum" : "AdamW m and v"))\n"
+        }
+        return out
+    }
+}
+
+extension String {
+    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}
