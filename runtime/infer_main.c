@@ -1,8 +1,8 @@
 /*
  * infer_main.c - the `infer` command-line tool of a Kiln-compiled model.
  *
- * Linked with the generated model.c (which implements model.h) and
- * kiln_rt.c. Commands:
+ * Linked with the generated model.c (which implements model.h), kiln_rt.c
+ * and kiln_model_rt.c. Commands:
  *   init      random GPT-2-style weights -> safetensors
  *   forward   token ids (.npy) -> logits (.npy)
  *   generate  byte-level text generation from a prompt
@@ -20,15 +20,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
+#include "kiln_model_rt.h"
 #include "kiln_rt.h"
 #include "model.h"
 
-#define EXIT_USAGE 2
-#define MAX_THREADS 4096
+#if defined(KILN_REAL_IS_DOUBLE) && KILN_REAL_IS_DOUBLE
+#error "infer needs an f32 build of the model (kiln_real is double)"
+#endif
+
 #define TOKENS_FILE_LIMIT ((size_t)1 << 30) /* .npy token files */
 #define SCORE_FILE_LIMIT ((size_t)1 << 30)  /* text files to score */
 #define SCORE_MAX_BATCH 8                   /* full windows per kiln_forward call */
@@ -36,33 +36,10 @@
 #define DEFAULT_SEED "1234"
 
 /* ------------------------------------------------------------------------- */
-/* Command table and argument parsing */
+/* Command table */
 
-/* One flag of a command: "--name", the value's placeholder, the help text. */
-typedef struct {
-    const char *name;
-    const char *metavar;
-    const char *help;
-} flag_def;
-
-#define MAX_FLAGS 12
-
-/* Flag values of one invocation, indexed like the command's flag table. */
-typedef struct {
-    const char *values[MAX_FLAGS];
-    const char *positional; /* at most one positional argument */
-} opts;
-
-typedef struct command command;
-struct command {
-    const char *name;
-    const char *usage;   /* arguments after the command name */
-    const char *summary; /* one line */
-    const char *details; /* extra help text, may be NULL */
-    flag_def flags[MAX_FLAGS];
-    const char *positional; /* name of the positional argument, or NULL */
-    void (*run)(const command *cmd, const opts *o);
-};
+typedef kiln_command command;
+typedef kiln_opts opts;
 
 static void cmd_init(const command *cmd, const opts *o);
 static void cmd_forward(const command *cmd, const opts *o);
@@ -119,8 +96,6 @@ static const command COMMANDS[] = {
 };
 #define NUM_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
-static const char *g_threads = NULL; /* value of --threads, if given */
-
 /* Prints the top-level help. */
 static void print_main_help(FILE *f) {
     fprintf(f,
@@ -135,230 +110,30 @@ static void print_main_help(FILE *f) {
             "\nglobal flags (also accepted after the command):\n"
             "  --threads N   OpenMP threads, 1..%d (default: OpenMP's default, OMP_NUM_THREADS)\n"
             "  --help, -h    show help; '%s COMMAND --help' shows a command's flags\n",
-            MAX_THREADS, kiln_progname());
+            KILN_MAX_THREADS, kiln_progname());
 }
 
-/* Prints the help of one command. */
-static void print_command_help(const command *c, FILE *f) {
-    fprintf(f, "usage: %s %s %s\n\n%s.\n", kiln_progname(), c->name, c->usage, c->summary);
-    if (c->details) fprintf(f, "%s\n", c->details);
-    fprintf(f, "\nflags:\n");
-    for (int i = 0; i < MAX_FLAGS && c->flags[i].name; i++) {
-        char left[64];
-        snprintf(left, sizeof left, "%s %s", c->flags[i].name, c->flags[i].metavar);
-        fprintf(f, "  %-24s %s\n", left, c->flags[i].help);
-    }
-    fprintf(f, "  %-24s %s\n", "--threads N", "OpenMP threads (default: OpenMP's default)");
-    fprintf(f, "  %-24s %s\n", "--help, -h", "show this help");
-}
-
-/* Dies with a usage error (exit status 2). */
-#define usage_die(...) kiln_die_code(EXIT_USAGE, __VA_ARGS__)
-
-/* Index of flag `name` in command c, or -1. */
-static int find_flag(const command *c, const char *name, size_t name_len) {
-    for (int i = 0; i < MAX_FLAGS && c->flags[i].name; i++)
-        if (strlen(c->flags[i].name) == name_len && strncmp(c->flags[i].name, name, name_len) == 0)
-            return i;
-    return -1;
-}
-
-/* Parses the arguments after the command name into o. */
-static void parse_command_args(const command *c, int argc, char **argv, opts *o) {
-    memset(o, 0, sizeof *o);
-    int only_positional = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!only_positional && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)) {
-            print_command_help(c, stdout);
-            exit(0);
-        }
-        if (!only_positional && strcmp(a, "--") == 0) {
-            only_positional = 1;
-            continue;
-        }
-        if (!only_positional && a[0] == '-' && a[1] != '\0') {
-            const char *eq = strchr(a, '=');
-            size_t name_len = eq ? (size_t)(eq - a) : strlen(a);
-            const char **slot;
-            int idx = -1;
-            if (name_len == 9 && strncmp(a, "--threads", 9) == 0) {
-                slot = &g_threads;
-            } else {
-                idx = find_flag(c, a, name_len);
-                if (idx < 0)
-                    usage_die("unknown flag '%.*s' for '%s' (see '%s %s --help')", (int)name_len,
-                              a, c->name, kiln_progname(), c->name);
-                slot = &o->values[idx];
-            }
-            const char *value;
-            if (eq) value = eq + 1;
-            else if (i + 1 < argc) value = argv[++i];
-            else usage_die("flag '%.*s' needs a value", (int)name_len, a);
-            if (*slot && idx >= 0) usage_die("flag '%.*s' is given more than once", (int)name_len, a);
-            *slot = value;
-            continue;
-        }
-        if (!c->positional || o->positional)
-            usage_die("unexpected argument '%s' for '%s' (see '%s %s --help')", a, c->name,
-                      kiln_progname(), c->name);
-        o->positional = a;
-    }
-}
-
-/* Value of flag `name` (NULL if not given). */
-static const char *opt_get(const command *c, const opts *o, const char *name) {
-    int idx = find_flag(c, name, strlen(name));
-    if (idx < 0) kiln_die("internal error: '%s' has no flag '%s'", c->name, name);
-    return o->values[idx];
-}
-
-/* Value of a required flag; usage error if missing. */
-static const char *opt_required(const command *c, const opts *o, const char *name) {
-    const char *v = opt_get(c, o, name);
-    if (!v) usage_die("'%s' needs %s (see '%s %s --help')", c->name, name, kiln_progname(), c->name);
-    return v;
-}
-
-/* Integer flag in [lo, hi] with a default (def NULL: required); usage error if malformed. */
-static int64_t opt_int(const command *c, const opts *o, const char *name, const char *def,
-                       int64_t lo, int64_t hi) {
-    const char *v = def ? opt_get(c, o, name) : opt_required(c, o, name);
-    int64_t x = 0;
-    kiln_error err;
-    if (kiln_flag_i64(name, v ? v : def, lo, hi, &x, &err)) usage_die("%s", err.msg);
-    return x;
-}
-
-/* Floating-point flag in [lo, hi] with a default. */
-static double opt_double(const command *c, const opts *o, const char *name, const char *def,
-                         double lo, double hi) {
-    const char *v = opt_get(c, o, name);
-    double x = 0;
-    kiln_error err;
-    if (kiln_flag_f64(name, v ? v : def, lo, hi, &x, &err)) usage_die("%s", err.msg);
-    return x;
-}
-
-/* The --seed flag (any 64-bit unsigned value). */
-static uint64_t opt_seed(const command *c, const opts *o) {
-    const char *v = opt_get(c, o, "--seed");
-    uint64_t x = 0;
-    kiln_error err;
-    if (kiln_flag_u64("--seed", v ? v : DEFAULT_SEED, &x, &err)) usage_die("%s", err.msg);
-    return x;
-}
-
-/* Applies --threads (validated) to OpenMP. */
-static void apply_threads(void) {
-    if (!g_threads) return;
-    int64_t n = 0;
-    kiln_error err;
-    if (kiln_flag_i64("--threads", g_threads, 1, MAX_THREADS, &n, &err)) usage_die("%s", err.msg);
-#ifdef _OPENMP
-    omp_set_num_threads((int)n);
-#endif
-}
-
-/* Number of threads kiln_forward will use. */
-static int num_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-/* ------------------------------------------------------------------------- */
-/* Model parameters */
-
-/* Checks the generated parameter table once (a failure is a compiler bug). */
-static void check_param_table(void) {
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-        const kiln_param_info *p = &kiln_params[i];
-        size_t numel = 1, end;
-        if (p->ndim < 1 || p->ndim > 4)
-            kiln_die("internal error: parameter '%s' has rank %d", p->name, p->ndim);
-        for (int d = 0; d < p->ndim; d++)
-            if (p->shape[d] < 0 || kiln_size_mul(numel, (size_t)p->shape[d], &numel))
-                kiln_die("internal error: parameter '%s' has an invalid shape", p->name);
-        if (numel != p->numel || kiln_size_add(p->offset, p->numel, &end) ||
-            end > (size_t)KILN_PARAM_FLOATS)
-            kiln_die("internal error: parameter '%s' does not fit the parameter block", p->name);
-    }
-}
-
-/* Allocates the zeroed parameter block. */
-static float *alloc_params(void) {
-    return kiln_xcalloc((size_t)KILN_PARAM_FLOATS, sizeof(float), "the model parameters");
-}
-
-/* Fills params with the table's initializers, deterministically for seed. */
-static void init_params(float *params, uint64_t seed) {
-    kiln_rng rng;
-    kiln_rng_seed(&rng, seed);
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-        const kiln_param_info *p = &kiln_params[i];
-        float *dst = params + p->offset;
-        switch (p->init) {
-        case KILN_INIT_ZEROS:
-            for (size_t j = 0; j < p->numel; j++) dst[j] = 0.0f;
-            break;
-        case KILN_INIT_ONES:
-            for (size_t j = 0; j < p->numel; j++) dst[j] = 1.0f;
-            break;
-        case KILN_INIT_NORMAL:
-            for (size_t j = 0; j < p->numel; j++)
-                dst[j] = (float)(kiln_rng_normal(&rng) * (double)p->init_std);
-            break;
-        default:
-            kiln_die("internal error: parameter '%s' has unknown init kind %d", p->name,
-                     (int)p->init);
-        }
-    }
-}
-
-/* Loads and validates weights from a safetensors file into params. */
-static void load_params(const char *path, float *params) {
-    kiln_error err;
-    kiln_safetensors st;
-    if (kiln_st_open(path, &st, &err)) kiln_die("%s", err.msg);
-    kiln_tensor_spec *specs =
-        kiln_xcalloc(KILN_NUM_PARAMS, sizeof *specs, "the parameter table");
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-        specs[i].name = kiln_params[i].name;
-        specs[i].ndim = kiln_params[i].ndim;
-        for (int d = 0; d < kiln_params[i].ndim; d++) specs[i].shape[d] = kiln_params[i].shape[d];
-        specs[i].offset = kiln_params[i].offset;
-    }
-    int rc = kiln_st_load_f32(&st, specs, KILN_NUM_PARAMS, params, (size_t)KILN_PARAM_FLOATS, &err);
-    free(specs);
-    kiln_st_close(&st);
-    if (rc) kiln_die("%s", err.msg);
-}
+/* Shorthands for the shared command-line helpers. */
+#define usage_die kiln_usage_die
+#define opt_get kiln_opt_get
+#define opt_required kiln_opt_required
+#define opt_int kiln_opt_int
+#define opt_double kiln_opt_double
+#define opt_seed(c, o) kiln_opt_seed(c, o, DEFAULT_SEED)
 
 /* Parameters for a command: from --weights if given, else seeded random init. */
 static float *get_params(const char *weights, uint64_t seed) {
-    check_param_table();
-    float *params = alloc_params();
-    if (weights) load_params(weights, params);
-    else init_params(params, seed);
+    kiln_check_param_table();
+    float *params = kiln_alloc_params();
+    if (weights) kiln_load_params(weights, params);
+    else kiln_init_params(params, seed);
     return params;
 }
 
-/* Allocates n floats, naming `what` on failure; checks n * 4 for overflow. */
-static float *alloc_floats(size_t n, const char *what) {
-    return kiln_xcalloc(n ? n : 1, sizeof(float), what);
-}
+/* Allocates n zeroed floats (64-byte aligned), naming `what` on failure. */
+static float *alloc_floats(size_t n, const char *what) { return kiln_xcalloc_floats(n, what); }
 
-/* Floats of logits for [B, T]; dies on overflow. */
-static size_t logits_floats(size_t B, size_t T) {
-    size_t n;
-    if (kiln_size_mul(B, T, &n) || kiln_size_mul(n, (size_t)KILN_OUT_DIM, &n) ||
-        n > SIZE_MAX / sizeof(float))
-        kiln_die("batch too large: logits for B=%zu, T=%zu do not fit in memory", B, T);
-    return n;
-}
+#define logits_floats kiln_logits_floats
 
 /* ------------------------------------------------------------------------- */
 /* init */
@@ -366,18 +141,10 @@ static size_t logits_floats(size_t B, size_t T) {
 static void cmd_init(const command *cmd, const opts *o) {
     const char *out = opt_required(cmd, o, "--out");
     uint64_t seed = opt_seed(cmd, o);
-    check_param_table();
-    float *params = alloc_params();
-    init_params(params, seed);
+    float *params = get_params(NULL, seed);
     kiln_st_entry *entries = kiln_xcalloc(KILN_NUM_PARAMS, sizeof *entries, "tensor list");
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-        const kiln_param_info *p = &kiln_params[i];
-        entries[i].name = p->name;
-        entries[i].dtype = KILN_DT_F32;
-        entries[i].ndim = p->ndim;
-        for (int d = 0; d < p->ndim; d++) entries[i].shape[d] = p->shape[d];
-        entries[i].data = params + p->offset;
-    }
+    for (int i = 0; i < KILN_NUM_PARAMS; i++)
+        kiln_param_entry(i, NULL, params + kiln_params[i].offset, &entries[i]);
     const char *keys[] = {"format", "kiln_model"};
     const char *values[] = {"pt", KILN_MODEL_NAME};
     kiln_error err;
@@ -586,12 +353,6 @@ static void cmd_score(const command *cmd, const opts *o) {
 /* ------------------------------------------------------------------------- */
 /* bench */
 
-/* qsort comparator for doubles. */
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static void cmd_bench(const command *cmd, const opts *o) {
     int B = (int)opt_int(cmd, o, "--batch", "1", 1, 1 << 20);
     char ctx_s[32];
@@ -619,10 +380,9 @@ static void cmd_bench(const command *cmd, const opts *o) {
         kiln_forward(params, arena, tokens, B, T, logits);
         times[i] = kiln_time_ms() - t0;
     }
-    qsort(times, (size_t)iters, sizeof *times, cmp_double);
-    double median = iters % 2 ? times[iters / 2] : 0.5 * (times[iters / 2 - 1] + times[iters / 2]);
+    double median = kiln_median(times, (size_t)iters);
     printf("forward B=%d T=%d threads=%d: median %.3f ms  min %.3f ms  (%d iters)\n", B, T,
-           num_threads(), median, times[0], iters);
+           kiln_num_threads(), median, times[0], iters);
     free(times);
     free(arena);
     free(logits);
@@ -644,10 +404,10 @@ int main(int argc, char **argv) {
         }
         if (strcmp(a, "--threads") == 0) {
             if (i + 1 >= argc) usage_die("flag '--threads' needs a value");
-            g_threads = argv[i + 1];
+            kiln_cli_set_threads(argv[i + 1]);
             i += 2;
         } else if (strncmp(a, "--threads=", 10) == 0) {
-            g_threads = a + 10;
+            kiln_cli_set_threads(a + 10);
             i++;
         } else {
             usage_die("unknown flag '%s' (see '%s --help')", a, kiln_progname());
@@ -659,8 +419,8 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], COMMANDS[k].name) == 0) cmd = &COMMANDS[k];
     if (!cmd) usage_die("unknown command '%s' (see '%s --help')", argv[i], kiln_progname());
     opts o;
-    parse_command_args(cmd, argc - i - 1, argv + i + 1, &o);
-    apply_threads();
+    kiln_cli_parse(cmd, argc - i - 1, argv + i + 1, &o);
+    kiln_cli_apply_threads();
     cmd->run(cmd, &o);
     if (fflush(stdout) != 0 || ferror(stdout)) kiln_die("cannot write to stdout");
     return 0;

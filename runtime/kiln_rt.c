@@ -125,6 +125,19 @@ void *kiln_xcalloc(size_t count, size_t size, const char *what) {
     return p;
 }
 
+float *kiln_xcalloc_floats(size_t n, const char *what) {
+    size_t bytes;
+    if (kiln_size_mul(n ? n : 1, sizeof(float), &bytes))
+        kiln_die("size overflow allocating %s", what);
+    bytes = (bytes + 63) & ~(size_t)63;
+    if (bytes == 0) kiln_die("size overflow allocating %s", what);
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0 || !p)
+        kiln_die("out of memory allocating %zu bytes for %s", bytes, what);
+    memset(p, 0, bytes);
+    return p;
+}
+
 /* Little-endian loads from possibly unaligned bytes. */
 static uint64_t load_le64(const uint8_t *b) {
     uint64_t v = 0;
@@ -1095,6 +1108,12 @@ static int spec_has(const kiln_tensor_spec **sorted, size_t n, const char *name)
 
 int kiln_st_load_f32(const kiln_safetensors *st, const kiln_tensor_spec *specs, size_t num_specs,
                      float *dst, size_t dst_floats, kiln_error *err) {
+    return kiln_st_load_f32_ignoring(st, specs, num_specs, dst, dst_floats, NULL, err);
+}
+
+int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln_tensor_spec *specs,
+                              size_t num_specs, float *dst, size_t dst_floats,
+                              const char *ignore_prefix, kiln_error *err) {
     const char *label = st->label ? st->label : "safetensors";
     char nb[NAME_SHOW], s1[256], s2[256];
     /* 1. every expected tensor is present with the right dtype and shape */
@@ -1134,7 +1153,9 @@ int kiln_st_load_f32(const kiln_safetensors *st, const kiln_tensor_spec *specs, 
     }
     for (size_t i = 0; i < num_specs; i++) sorted[i] = &specs[i];
     qsort(sorted, num_specs, sizeof *sorted, cmp_spec_name);
+    size_t plen = ignore_prefix ? strlen(ignore_prefix) : 0;
     for (size_t i = 0; i < st->num_tensors; i++) {
+        if (ignore_prefix && strncmp(st->tensors[i].name, ignore_prefix, plen) == 0) continue;
         if (!spec_has(sorted, num_specs, st->tensors[i].name)) {
             kiln_error_set(err, "%s: unexpected tensor '%s'", label,
                            kiln_printable(nb, sizeof nb, st->tensors[i].name));
@@ -1719,6 +1740,17 @@ static uint64_t splitmix64(uint64_t *x) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
+}
+
+uint64_t kiln_mix64(uint64_t x) { return splitmix64(&x); }
+
+uint64_t kiln_fnv1a64(uint64_t h, const void *data, size_t n) {
+    const uint8_t *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
 }
 
 static uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

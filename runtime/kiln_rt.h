@@ -74,6 +74,8 @@ int kiln_size_add(size_t a, size_t b, size_t *out);
 void *kiln_xmalloc(size_t n, const char *what);
 /* calloc(count, size) that dies on overflow or out of memory. */
 void *kiln_xcalloc(size_t count, size_t size, const char *what);
+/* Zeroed floats[n] aligned to 64 bytes (free with free()); dies like kiln_xcalloc. */
+float *kiln_xcalloc_floats(size_t n, const char *what);
 
 /* ------------------------------------------------------------------------- */
 /* UTF-8 and JSON */
@@ -201,6 +203,11 @@ typedef struct {
  * exact shapes, nothing extra) and copies them into dst (dst_floats floats). */
 int kiln_st_load_f32(const kiln_safetensors *st, const kiln_tensor_spec *specs, size_t num_specs,
                      float *dst, size_t dst_floats, kiln_error *err);
+/* Like kiln_st_load_f32, but tensors whose names start with ignore_prefix
+ * (when not NULL) are skipped instead of being "unexpected". */
+int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln_tensor_spec *specs,
+                              size_t num_specs, float *dst, size_t dst_floats,
+                              const char *ignore_prefix, kiln_error *err);
 
 /* A tensor to write: data holds numel * kiln_dtype_size(dtype) bytes. */
 typedef struct {
@@ -284,6 +291,12 @@ double kiln_rng_double(kiln_rng *rng);
 float kiln_rng_float(kiln_rng *rng);
 /* Standard normal N(0, 1) by the Box-Muller transform (pairs are cached). */
 double kiln_rng_normal(kiln_rng *rng);
+
+/* FNV-1a 64-bit hash of n bytes, continuing from h (start with KILN_FNV1A64_INIT). */
+#define KILN_FNV1A64_INIT 0xcbf29ce484222325ULL
+uint64_t kiln_fnv1a64(uint64_t h, const void *data, size_t n);
+/* The splitmix64 output function: a bijective 64-bit mix (for deriving seeds). */
+uint64_t kiln_mix64(uint64_t x);
 
 /* ------------------------------------------------------------------------- */
 /* Sampling and softmax */

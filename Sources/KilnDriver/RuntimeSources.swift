@@ -230,6 +230,10 @@ int main(int argc, char **argv) {
 #include "kiln_rt.h"
 #include "model.h"
 
+#if defined(KILN_REAL_IS_DOUBLE) && KILN_REAL_IS_DOUBLE
+#error "infer needs an f32 build of the model (kiln_real is double)"
+#endif
+
 #define TOKENS_FILE_LIMIT ((size_t)1 << 30) /* .npy token files */
 #define SCORE_FILE_LIMIT ((size_t)1 << 30)  /* text files to score */
 #define SCORE_MAX_BATCH 8                   /* full windows per kiln_forward call */
@@ -658,10 +662,10 @@ void kiln_cli_command_help(const kiln_command *c, FILE *f) {
     for (int i = 0; i < KILN_MAX_FLAGS && c->flags[i].name; i++) {
         char left[64];
         snprintf(left, sizeof left, "%s %s", c->flags[i].name, c->flags[i].metavar);
-        fprintf(f, "  %-24s %s\n", left, c->flags[i].help);
+        fprintf(f, "  %-28s %s\n", left, c->flags[i].help);
     }
-    fprintf(f, "  %-24s %s\n", "--threads N", "OpenMP threads (default: OpenMP's default)");
-    fprintf(f, "  %-24s %s\n", "--help, -h", "show this help");
+    fprintf(f, "  %-28s %s\n", "--threads N", "OpenMP threads (default: OpenMP's default)");
+    fprintf(f, "  %-28s %s\n", "--help, -h", "show this help");
 }
 
 /* Index of flag `name` in command c, or -1. */
@@ -1133,7 +1137,8 @@ void *kiln_xcalloc(size_t count, size_t size, const char *what) {
 
 float *kiln_xcalloc_floats(size_t n, const char *what) {
     size_t bytes;
-    if (kiln_size_mul(n ? n : 1, sizeof(float), &bytes)) kiln_die("size overflow allocating %s", what);
+    if (kiln_size_mul(n ? n : 1, sizeof(float), &bytes))
+        kiln_die("size overflow allocating %s", what);
     bytes = (bytes + 63) & ~(size_t)63;
     if (bytes == 0) kiln_die("size overflow allocating %s", what);
     void *p = NULL;
@@ -3427,6 +3432,7 @@ int kiln_flag_f64(const char *flag, const char *s, double lo, double hi, double 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "kiln_model_rt.h"
@@ -3436,8 +3442,8 @@ int kiln_flag_f64(const char *flag, const char *s, double lo, double hi, double 
 #ifndef KILN_HAS_TRAIN
 #error "train_main.c needs a model compiled with a train section (KILN_HAS_TRAIN in model.h)"
 #endif
-#if KILN_TRAIN_SEQ > KILN_CONTEXT
-#error "KILN_TRAIN_SEQ exceeds KILN_CONTEXT"
+#if defined(KILN_REAL_IS_DOUBLE) && KILN_REAL_IS_DOUBLE
+#error "train needs an f32 build of the model (kiln_real is double)"
 #endif
 
 #define DATA_FILE_LIMIT ((size_t)1 << 30)
@@ -3489,7 +3495,8 @@ static const hp_def HPARAMS[] = {
     {"--val-fraction", "val_fraction", HP_F(val_fraction), 0, 1, 1, 1, NULL, "F",
      "last fraction of the data held out for validation"},
     {"--lr", "lr", HP_F(lr), 0, 1e30, 0, 0, NULL, "LR", "peak learning rate"},
-    {"--min-lr", "min_lr", HP_F(min_lr), 0, 1e30, 0, 0, NULL, "LR", "final learning rate of cosine"},
+    {"--min-lr", "min_lr", HP_F(min_lr), 0, 1e30, 0, 0, NULL, "LR",
+     "final learning rate of cosine"},
     {"--warmup", "warmup", HP_I(warmup), 0, (double)MAX_STEPS, 0, 0, NULL, "N",
      "linear warmup steps (cosine schedule)"},
     {"--decay-steps", "decay_steps", HP_I(decay_steps), 0, (double)MAX_STEPS, 0, 0, NULL, "N",
@@ -3549,6 +3556,20 @@ static hparams model_defaults(void) {
     return h;
 }
 
+/* Shortest of %.15g, %.16g, %.17g that reads back as x (like Python's repr);
+ * "null" for NaN and infinities (so that JSON stays valid). */
+static const char *fmt_exact(double x, char *buf, size_t cap) {
+    if (!isfinite(x)) {
+        snprintf(buf, cap, "null");
+        return buf;
+    }
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    return buf;
+}
+
 static int64_t *hp_int(hparams *h, const hp_def *d) { return (int64_t *)((char *)h + d->offset); }
 static double *hp_f64(hparams *h, const hp_def *d) { return (double *)((char *)h + d->offset); }
 
@@ -3558,13 +3579,7 @@ static const char *hp_format_as(const hp_def *d, hparams *h, int exact, char *bu
     if (d->words) snprintf(buf, cap, "%s", d->words[*hp_int(h, d)]);
     else if (d->is_int) snprintf(buf, cap, "%" PRId64, *hp_int(h, d));
     else if (!exact) snprintf(buf, cap, "%g", *hp_f64(h, d));
-    else { /* the shortest of %.15g, %.16g, %.17g that reads back exactly */
-        double x = *hp_f64(h, d);
-        for (int prec = 15; prec <= 17; prec++) {
-            snprintf(buf, cap, "%.*g", prec, x);
-            if (strtod(buf, NULL) == x) break;
-        }
-    }
+    else fmt_exact(*hp_f64(h, d), buf, cap);
     return buf;
 }
 
@@ -3678,7 +3693,6 @@ static void build_train_command(void) {
         const hp_def *d = &HPARAMS[i];
         char v[64];
         if (strcmp(d->key, "checkpoint_interval") == 0) snprintf(v, sizeof v, "--eval-interval");
-        else if (strcmp(d->key, "decay_steps") == 0) snprintf(v, sizeof v, "%d", KILN_TRAIN_STEPS);
         else hp_format_as(d, &def, 0, v, sizeof v);
         snprintf(helps[i], sizeof helps[i], "%s (default %s)", d->help, v);
         g_train.flags[k].name = d->flag;
@@ -3722,7 +3736,8 @@ static uint64_t model_fingerprint(void) {
 
 /* Dropout seed of micro-batch `micro` of step `step` (0-based): a pure function. */
 static uint64_t step_seed(uint64_t seed, int64_t step, int64_t micro) {
-    return kiln_mix64(kiln_mix64(kiln_mix64(seed ^ DROPOUT_TAG) ^ (uint64_t)step) ^ (uint64_t)micro);
+    uint64_t h = kiln_mix64(kiln_mix64(seed ^ DROPOUT_TAG) ^ (uint64_t)step);
+    return kiln_mix64(h ^ (uint64_t)micro);
 }
 
 /* Learning rate of step `step` (0-based), nanoGPT's get_lr. */
@@ -3812,10 +3827,11 @@ static double grad_norm(const float *g, size_t n) {
     return sqrt(total);
 }
 
-/* Multiplies g by min(1, clip / (norm + 1e-6)) as clip_grad_norm_ does (float32 coefficient). */
+/* Multiplies g by min(1, clip / (norm + 1e-6)) as clip_grad_norm_ does: a
+ * float32 coefficient computed as torch does (reciprocal, then times clip). */
 static void clip_grads(float *g, size_t n, double clip, double norm) {
     if (!(clip > 0.0)) return;
-    float coef = (float)clip / ((float)norm + (float)1e-6);
+    float coef = 1.0f / ((float)norm + (float)1e-6) * (float)clip;
     if (!(coef < 1.0f)) return;
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < (long)n; i++) g[i] *= coef;
@@ -3933,9 +3949,10 @@ static void write_checkpoint(const char *path, train_state *s, const dataset *da
         }
     }
     const char *keys[MAX_META], *vals[MAX_META];
-    static char buf[MAX_META][128];
+    static char buf[MAX_META][256];
     size_t nm = 0;
-#define META(K, ...) (keys[nm] = (K), snprintf(buf[nm], sizeof buf[nm], __VA_ARGS__), vals[nm] = buf[nm], nm++)
+#define META(K, ...)                                                                       \
+    (keys[nm] = (K), snprintf(buf[nm], sizeof buf[nm], __VA_ARGS__), vals[nm] = buf[nm], nm++)
     META("format", "pt");
     META("kiln_model", "%s", KILN_MODEL_NAME);
     META("kiln_checkpoint", CHECKPOINT_VERSION);
@@ -4088,34 +4105,62 @@ static double evaluate(const train_state *s, const dataset *d, eval_buffers *eb)
 /* ------------------------------------------------------------------------- */
 /* train */
 
+/* Dies if a default from the model file is out of range (a compiler bug). */
+static void check_defaults(void) {
+    hparams h = model_defaults();
+    for (size_t i = 0; i < NUM_HPARAMS; i++) {
+        const hp_def *d = &HPARAMS[i];
+        double x = d->is_int ? (double)*hp_int(&h, d) : *hp_f64(&h, d);
+        if (!(x >= d->lo && x <= d->hi) || (d->lo_open && x == d->lo) || (d->hi_open && x == d->hi))
+            kiln_die("internal error: the model's default %s %g is out of range", d->flag, x);
+    }
+}
+
+/* Settings given on the command line: parsed before any file is read, so
+ * that a malformed flag is always a usage error. */
+typedef struct {
+    hparams values;
+    int given[NUM_HPARAMS];
+} hp_flags;
+
+static void parse_hp_flags(const command *cmd, const opts *o, hp_flags *f) {
+    kiln_error err;
+    memset(f, 0, sizeof *f);
+    f->values = model_defaults();
+    for (size_t i = 0; i < NUM_HPARAMS; i++) {
+        const char *v = kiln_opt_get(cmd, o, HPARAMS[i].flag);
+        if (!v) continue;
+        if (hp_parse(&HPARAMS[i], HPARAMS[i].flag, v, &f->values, &err)) usage_die("%s", err.msg);
+        f->given[i] = 1;
+    }
+}
+
 /* Settings: command line, else the checkpoint (when resuming), else the model's defaults. */
-static void resolve_hparams(const command *cmd, const opts *o, const kiln_safetensors *ckpt,
+static void resolve_hparams(const hp_flags *f, const kiln_safetensors *ckpt,
                             const char *ckpt_path, hparams *h) {
     *h = model_defaults();
     kiln_error err;
     char what[512];
+    hparams fv = f->values;
     for (size_t i = 0; i < NUM_HPARAMS; i++) {
         const hp_def *d = &HPARAMS[i];
-        char vb[64];
-        if (hp_parse(d, "internal error: model default", hp_format(d, h, vb, sizeof vb), h, &err))
-            kiln_die("%s %s", err.msg, d->key);
         if (ckpt) {
             const char *v = meta_required(ckpt, ckpt_path, d->key);
             snprintf(what, sizeof what, "checkpoint '%s': metadata '%s'", ckpt_path, d->key);
             if (hp_parse(d, what, v, h, &err)) kiln_die("%s", err.msg);
         }
-        const char *flag = kiln_opt_get(cmd, o, d->flag);
-        if (!flag) continue;
-        int64_t before = d->is_int ? *hp_int(h, d) : 0;
-        if (hp_parse(d, d->flag, flag, h, &err)) usage_die("%s", err.msg);
-        if (ckpt && strcmp(d->key, "optimizer") == 0 && *hp_int(h, d) != before)
+        if (!f->given[i]) continue;
+        if (ckpt && strcmp(d->key, "optimizer") == 0 && *hp_int(h, d) != *hp_int(&fv, d))
             kiln_die("checkpoint '%s' was written with --optimizer %s; a resumed run cannot "
                      "switch to %s",
-                     ckpt_path, OPTIMIZER_NAMES[before], OPTIMIZER_NAMES[*hp_int(h, d)]);
+                     ckpt_path, OPTIMIZER_NAMES[*hp_int(h, d)], OPTIMIZER_NAMES[*hp_int(&fv, d)]);
+        if (d->is_int) *hp_int(h, d) = *hp_int(&fv, d);
+        else *hp_f64(h, d) = *hp_f64(&fv, d);
     }
     /* a fresh run's checkpoint interval follows --eval-interval unless given */
-    if (!ckpt && !kiln_opt_get(cmd, o, "--checkpoint-interval"))
-        h->checkpoint_interval = h->eval_interval;
+    for (size_t i = 0; i < NUM_HPARAMS; i++)
+        if (!ckpt && !f->given[i] && strcmp(HPARAMS[i].key, "checkpoint_interval") == 0)
+            h->checkpoint_interval = h->eval_interval;
 }
 
 /* Appends one line to the JSON log (if any); dies on a write error. */
@@ -4160,9 +4205,17 @@ static void cmd_train(const command *cmd, const opts *o) {
     const char *log_path = kiln_opt_get(cmd, o, "--log");
     const char *seed_flag = kiln_opt_get(cmd, o, "--seed");
     if (resume && init_from) usage_die("--resume and --init-from cannot be combined");
+    struct stat so, sd;
+    if (stat(out, &so) == 0) {
+        if (S_ISDIR(so.st_mode)) usage_die("--out '%s' is a directory", out);
+        if (stat(data_path, &sd) == 0 && so.st_dev == sd.st_dev && so.st_ino == sd.st_ino)
+            usage_die("--out '%s' is the data file", out);
+    }
     train_state s;
     memset(&s, 0, sizeof s);
     s.seed = kiln_opt_seed(cmd, o, DEFAULT_SEED);
+    hp_flags flags;
+    parse_hp_flags(cmd, o, &flags);
     kiln_check_param_table();
     kiln_error err;
 
@@ -4185,7 +4238,7 @@ static void cmd_train(const command *cmd, const opts *o) {
                      ", this model '%s' has %016" PRIx64 ")",
                      resume, fp, KILN_MODEL_NAME, model_fingerprint());
     }
-    resolve_hparams(cmd, o, resume ? &ckpt : NULL, resume, &s.hp);
+    resolve_hparams(&flags, resume ? &ckpt : NULL, resume, &s.hp);
     dataset data;
     load_data(data_path, &s.hp, &data);
 
@@ -4220,6 +4273,11 @@ static void cmd_train(const command *cmd, const opts *o) {
                      kiln_params[bad].name);
         kiln_rng_seed(&s.data_rng, s.seed ^ DATA_RNG_TAG);
     }
+
+    /* fail now, not at the first checkpoint, if --out cannot be written */
+    kiln_atomic_file probe;
+    if (kiln_atomic_open(&probe, out, &err)) kiln_die("%s", err.msg);
+    kiln_atomic_abort(&probe);
 
     const hparams *h = &s.hp;
     printf("train: model %s (%lld parameters), data %s: %zu bytes (train %zu, val %zu)\n",
@@ -4302,10 +4360,12 @@ static void cmd_train(const command *cmd, const opts *o) {
         printf("step %" PRId64 "/%" PRId64 "  loss %.4f  lr %.2e  %.0f tok/s  ETA %s\n", s.step,
                h->steps, loss, lr, tok_s, eta);
         fflush(stdout);
+        char b1[40], b2[40];
         log_line(jlog, log_path,
-                 "{\"step\":%" PRId64 ",\"loss\":%.9g,\"lr\":%.9g,\"tokens_per_s\":%.1f,"
+                 "{\"step\":%" PRId64 ",\"loss\":%s,\"lr\":%s,\"tokens_per_s\":%.1f,"
                  "\"time_s\":%.3f}\n",
-                 s.step, loss, lr, tok_s, (kiln_time_ms() - t_start) / 1e3);
+                 s.step, fmt_exact(loss, b1, sizeof b1), fmt_exact(lr, b2, sizeof b2), tok_s,
+                 (kiln_time_ms() - t_start) / 1e3);
 
         int end = s.step == h->steps;
         if ((h->eval_interval > 0 && s.step % h->eval_interval == 0) || end) {
@@ -4313,10 +4373,12 @@ static void cmd_train(const command *cmd, const opts *o) {
             printf("eval step %" PRId64 ": val loss %.4f  perplexity %.2f  bits/char %.4f\n",
                    s.step, vl, exp(vl), vl / log(2.0));
             fflush(stdout);
+            char b3[40];
             log_line(jlog, log_path,
-                     "{\"step\":%" PRId64 ",\"val_loss\":%.9g,\"val_perplexity\":%.9g,"
-                     "\"val_bits_per_char\":%.9g}\n",
-                     s.step, vl, exp(vl), vl / log(2.0));
+                     "{\"step\":%" PRId64 ",\"val_loss\":%s,\"val_perplexity\":%s,"
+                     "\"val_bits_per_char\":%s}\n",
+                     s.step, fmt_exact(vl, b1, sizeof b1), fmt_exact(exp(vl), b2, sizeof b2),
+                     fmt_exact(vl / log(2.0), b3, sizeof b3));
         }
         if ((h->checkpoint_interval > 0 && s.step % h->checkpoint_interval == 0) || end) {
             check_finite_state(&s, out);
@@ -4345,8 +4407,8 @@ static void cmd_train(const command *cmd, const opts *o) {
 
 static void cmd_bench(const command *cmd, const opts *o) {
     char def_b[32], def_t[32];
-    snprintf(def_b, sizeof def_b, "%d", KILN_TRAIN_BATCH);
-    snprintf(def_t, sizeof def_t, "%d", KILN_TRAIN_SEQ);
+    snprintf(def_b, sizeof def_b, "%d", (int)KILN_TRAIN_BATCH);
+    snprintf(def_t, sizeof def_t, "%d", (int)KILN_TRAIN_SEQ);
     int B = (int)kiln_opt_int(cmd, o, "--batch", def_b, 1, MAX_BATCH);
     int T = (int)kiln_opt_int(cmd, o, "--seq", def_t, 1, KILN_CONTEXT);
     int iters = (int)kiln_opt_int(cmd, o, "--iters", "10", 1, 1000000);
@@ -4406,6 +4468,7 @@ static void cmd_bench(const command *cmd, const opts *o) {
 
 int main(int argc, char **argv) {
     kiln_set_progname(argc > 0 ? argv[0] : "train");
+    check_defaults();
     build_train_command();
     const command *cmd = &g_train;
     int first = 1;

@@ -72,8 +72,9 @@ def test_ir_print_after_all(kiln):
     r = run([kiln, "ir", ROOT / ODD, "--print-after", "all"])
     assert r.returncode == 0, r.stderr
     assert "// IR after frontend" in r.stdout
-    assert "// IR after pass 1: cse" in r.stdout
-    assert "// IR after pass 2: dce" in r.stdout
+    assert "// IR after pass 1: strip-dropout (no change)" in r.stdout
+    assert "// IR after pass 2: cse" in r.stdout
+    assert "// IR after pass 3: dce" in r.stdout
     r = run([kiln, "ir", ROOT / ODD, "--print-after", "bogus"])
     assert r.returncode != 0 and "unknown pass 'bogus'" in r.stderr
 

@@ -1,6 +1,8 @@
-"""Tests of the Kiln C runtime (runtime/kiln_rt.c, runtime/infer_main.c) without
-the Swift compiler: the real infer_main.c is linked against a hand-written fake
-model (fake_model.c + model.h in this directory) and checked against numpy.
+"""Tests of the Kiln C runtime (runtime/kiln_rt.c, kiln_model_rt.c, infer_main.c)
+without the Swift compiler: the real infer_main.c is linked against a hand-written
+fake model (fake_model.c + model.h in this directory) and checked against numpy.
+The binaries are built by the `build` fixture in conftest.py; test_train.py
+tests the `train` program.
 
 Run: python3 -m pytest tests/runtime -q
 """
@@ -9,92 +11,14 @@ import json
 import math
 import os
 import re
-import shutil
 import struct
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-HERE = Path(__file__).resolve().parent
-RT = HERE.parent.parent / "runtime"
-VOCAB = 256
-CONTEXT = 32
-PARAM_SHAPES = {
-    "embed.weight": (VOCAB, VOCAB),
-    "bias": (VOCAB,),
-    "ln.weight": (VOCAB,),
-    "pos.weight": (CONTEXT, VOCAB),
-}
-WARN = ["-std=c11", "-Wall", "-Wextra", "-Werror"]
-INFER_SRCS = [HERE / "fake_model.c", RT / "kiln_rt.c", RT / "infer_main.c"]
-SAN_ENV = {
-    "ASAN_OPTIONS": "detect_leaks=0:exitcode=86",
-    "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1:exitcode=87",
-}
-
-
-def find_clang():
-    """A clang that can build with OpenMP (the Swift toolchain's has no omp.h)."""
-    for cc in ("/usr/bin/clang-14", "/usr/bin/clang"):
-        if os.path.exists(cc):
-            return cc
-    return None
-
-
-# --------------------------------------------------------------------------
-# Building
-
-
-@pytest.fixture(scope="session")
-def build(tmp_path_factory):
-    """Compiles every binary the tests need, in parallel; returns name -> path."""
-    out = tmp_path_factory.mktemp("build")
-    inc = ["-I", str(HERE), "-I", str(RT)]
-    jobs = {
-        "infer": ["gcc", *WARN, "-O2", "-fopenmp", *inc, *INFER_SRCS, "-lm"],
-        "infer128": ["gcc", *WARN, "-O2", "-fopenmp", "-DFAKE_VOCAB=128", *inc, *INFER_SRCS, "-lm"],
-        "asan": ["gcc", *WARN, "-O1", "-g", "-fopenmp", "-fsanitize=address,undefined",
-                 "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", *inc, *INFER_SRCS, "-lm"],
-        "rt_tool": ["gcc", *WARN, "-O2", "-I", str(RT), str(HERE / "rt_tool.c"),
-                    str(RT / "kiln_rt.c"), "-lm"],
-    }
-    clang = find_clang()
-    if clang:
-        jobs["infer_clang"] = [clang, *WARN, "-Wpedantic", "-O2", "-fopenmp", *inc, *INFER_SRCS, "-lm"]
-    procs = {}
-    for name, cmd in jobs.items():
-        cmd = [str(c) for c in cmd] + ["-o", str(out / name)]
-        procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    for name, p in procs.items():
-        log = p.communicate()[0].decode()
-        assert p.returncode == 0 and log == "", f"building {name} failed or warned:\n{log}"
-    return {name: out / name for name in jobs}
-
-
-def run(binary, *args, env=None, **kw):
-    """Runs a binary, returning the CompletedProcess (stdout/stderr as bytes)."""
-    full_env = dict(os.environ)
-    full_env.update(SAN_ENV)
-    if env:
-        full_env.update(env)
-    argv = [str(binary)] + [a if isinstance(a, bytes) else str(a) for a in args]
-    return subprocess.run(argv, capture_output=True, env=full_env, timeout=60, **kw)
-
-
-def expect_error(proc, substring, code=1):
-    """Asserts a clean failure: exit code, exactly one stderr line, the message."""
-    err = proc.stderr.decode(errors="replace")
-    assert proc.returncode == code, f"exit {proc.returncode}, stderr:\n{err}"
-    assert err.endswith("\n") and err.count("\n") == 1, f"not one line:\n{err}"
-    assert ": error: " in err, err
-    assert substring in err, f"{substring!r} not in {err!r}"
-
-
-def expect_ok(proc):
-    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
-    return proc.stdout.decode(errors="replace")
+from rtkit import (CONTEXT, HERE, PARAM_SHAPES, RT, VOCAB, expect_error, expect_ok, find_clang,
+                   run)
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,1085 @@
+/*
+ * train_main.c - the `train` command-line tool of a Kiln-compiled model.
+ *
+ * Linked with the generated model.c (which implements model.h, including its
+ * KILN_HAS_TRAIN part: kiln_train_step and the training defaults), kiln_rt.c
+ * and kiln_model_rt.c. Commands:
+ *   train [flags]   train on a byte-level text file, writing checkpoints
+ *   train bench     time one full training step
+ *
+ * A step: `accumulate` micro-batches through kiln_train_step (gradients
+ * averaged), global-norm clipping as torch.nn.utils.clip_grad_norm_, then
+ * AdamW or SGD with momentum with the same float32 arithmetic as
+ * torch.optim (single-tensor path). Everything that decides a step (data
+ * RNG, dropout seeds, reductions) depends only on the step number and the
+ * checkpointed state, so a resumed run is bit-identical to an uninterrupted
+ * one, whatever the thread count.
+ *
+ * Every error is one line on stderr; exit status 1 for runtime errors,
+ * 2 for usage errors. Progress goes to stdout.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kiln_model_rt.h"
+#include "kiln_rt.h"
+#include "model.h"
+
+#ifndef KILN_HAS_TRAIN
+#error "train_main.c needs a model compiled with a train section (KILN_HAS_TRAIN in model.h)"
+#endif
+#if defined(KILN_REAL_IS_DOUBLE) && KILN_REAL_IS_DOUBLE
+#error "train needs an f32 build of the model (kiln_real is double)"
+#endif
+
+#define DATA_FILE_LIMIT ((size_t)1 << 30)
+#define DEFAULT_SEED "1234"
+#define DEFAULT_VAL_FRACTION 0.1
+#define CHECKPOINT_VERSION "1"
+#define MAX_STEPS 1000000000000LL
+#define MAX_BATCH (1 << 20)
+#define NORM_CHUNK 65536 /* floats per partial sum of the gradient norm */
+#define DATA_RNG_TAG 0x6b696c6e64617461ULL /* "kilndata": data RNG = seed ^ tag */
+#define EVAL_RNG_TAG 0x6b696c6e6576616cULL /* "kilneval" */
+#define DROPOUT_TAG 0x6b696c6e64726f70ULL  /* "kilndrop" */
+
+#define usage_die kiln_usage_die
+
+enum { OPT_ADAMW = 0, OPT_SGD = 1 };
+enum { SCHED_CONSTANT = 0, SCHED_COSINE = 1 };
+
+/* ------------------------------------------------------------------------- */
+/* Hyperparameters: one table drives flags, defaults, checkpoint metadata */
+
+typedef struct {
+    int64_t steps, warmup, decay_steps, schedule, optimizer, decay_embeddings;
+    int64_t batch, seq, accumulate, eval_interval, eval_iters, checkpoint_interval;
+    double lr, min_lr, beta1, beta2, eps, weight_decay, momentum, clip, val_fraction;
+} hparams;
+
+static const char *const OPTIMIZER_NAMES[] = {"adamw", "sgd", NULL};
+static const char *const SCHEDULE_NAMES[] = {"constant", "cosine", NULL};
+
+typedef struct {
+    const char *flag;          /* "--min-lr" */
+    const char *key;           /* checkpoint metadata key: "min_lr" */
+    int is_int;                /* int64_t field (else double) */
+    size_t offset;             /* of the field in hparams */
+    double lo, hi;             /* inclusive range */
+    int lo_open, hi_open;      /* ...or exclusive at that end */
+    const char *const *words;  /* names of the values 0, 1, ... (then is_int) */
+    const char *metavar;
+    const char *help;          /* "(default ...)" is appended */
+} hp_def;
+
+#define HP_I(field) 1, offsetof(hparams, field)
+#define HP_F(field) 0, offsetof(hparams, field)
+
+static const hp_def HPARAMS[] = {
+    {"--steps", "steps", HP_I(steps), 1, (double)MAX_STEPS, 0, 0, NULL, "N",
+     "train until N optimizer steps in total"},
+    {"--val-fraction", "val_fraction", HP_F(val_fraction), 0, 1, 1, 1, NULL, "F",
+     "last fraction of the data held out for validation"},
+    {"--lr", "lr", HP_F(lr), 0, 1e30, 0, 0, NULL, "LR", "peak learning rate"},
+    {"--min-lr", "min_lr", HP_F(min_lr), 0, 1e30, 0, 0, NULL, "LR",
+     "final learning rate of cosine"},
+    {"--warmup", "warmup", HP_I(warmup), 0, (double)MAX_STEPS, 0, 0, NULL, "N",
+     "linear warmup steps (cosine schedule)"},
+    {"--decay-steps", "decay_steps", HP_I(decay_steps), 0, (double)MAX_STEPS, 0, 0, NULL, "N",
+     "step at which cosine reaches --min-lr"},
+    {"--schedule", "schedule", HP_I(schedule), 0, 1, 0, 0, SCHEDULE_NAMES, "constant|cosine",
+     "learning-rate schedule"},
+    {"--optimizer", "optimizer", HP_I(optimizer), 0, 1, 0, 0, OPTIMIZER_NAMES, "adamw|sgd",
+     "optimizer"},
+    {"--beta1", "beta1", HP_F(beta1), 0, 1, 0, 1, NULL, "B", "AdamW beta1"},
+    {"--beta2", "beta2", HP_F(beta2), 0, 1, 0, 1, NULL, "B", "AdamW beta2"},
+    {"--eps", "eps", HP_F(eps), 0, 1, 0, 0, NULL, "E", "AdamW epsilon"},
+    {"--weight-decay", "weight_decay", HP_F(weight_decay), 0, 1e6, 0, 0, NULL, "WD",
+     "weight decay (decoupled for AdamW, L2 for SGD)"},
+    {"--decay-embeddings", "decay_embeddings", HP_I(decay_embeddings), 0, 1, 0, 0, NULL, "0|1",
+     "apply weight decay to embeddings too"},
+    {"--momentum", "momentum", HP_F(momentum), 0, 1, 0, 0, NULL, "M", "SGD momentum"},
+    {"--clip", "clip", HP_F(clip), 0, 1e30, 0, 0, NULL, "C",
+     "clip the global gradient norm to C, 0 = off"},
+    {"--batch", "batch", HP_I(batch), 1, MAX_BATCH, 0, 0, NULL, "B", "sequences per micro-batch"},
+    {"--seq", "seq", HP_I(seq), 1, KILN_CONTEXT, 0, 0, NULL, "T", "sequence length"},
+    {"--accumulate", "accumulate", HP_I(accumulate), 1, MAX_BATCH, 0, 0, NULL, "K",
+     "micro-batches per optimizer step"},
+    {"--eval-interval", "eval_interval", HP_I(eval_interval), 0, (double)MAX_STEPS, 0, 0, NULL,
+     "N", "evaluate every N steps, 0 = only at the end"},
+    {"--eval-iters", "eval_iters", HP_I(eval_iters), 1, MAX_BATCH, 0, 0, NULL, "N",
+     "validation batches per evaluation"},
+    {"--checkpoint-interval", "checkpoint_interval", HP_I(checkpoint_interval), 0,
+     (double)MAX_STEPS, 0, 0, NULL, "N", "checkpoint every N steps, 0 = only at the end"},
+};
+#define NUM_HPARAMS (sizeof HPARAMS / sizeof HPARAMS[0])
+
+/* The defaults: the model file's training section. */
+static hparams model_defaults(void) {
+    hparams h;
+    memset(&h, 0, sizeof h);
+    h.steps = KILN_TRAIN_STEPS;
+    h.val_fraction = DEFAULT_VAL_FRACTION;
+    h.lr = KILN_TRAIN_LR;
+    h.min_lr = KILN_TRAIN_MIN_LR;
+    h.warmup = KILN_TRAIN_WARMUP;
+    h.decay_steps = KILN_TRAIN_STEPS;
+    h.schedule = KILN_TRAIN_SCHEDULE;
+    h.optimizer = KILN_TRAIN_OPTIMIZER;
+    h.beta1 = KILN_TRAIN_BETA1;
+    h.beta2 = KILN_TRAIN_BETA2;
+    h.eps = KILN_TRAIN_EPS;
+    h.weight_decay = KILN_TRAIN_WEIGHT_DECAY;
+    h.decay_embeddings = KILN_TRAIN_DECAY_EMBEDDINGS;
+    h.momentum = KILN_TRAIN_MOMENTUM;
+    h.clip = KILN_TRAIN_CLIP;
+    h.batch = KILN_TRAIN_BATCH;
+    h.seq = KILN_TRAIN_SEQ;
+    h.accumulate = KILN_TRAIN_ACCUMULATE;
+    h.eval_interval = KILN_TRAIN_EVAL_INTERVAL;
+    h.eval_iters = KILN_TRAIN_EVAL_ITERS;
+    h.checkpoint_interval = KILN_TRAIN_EVAL_INTERVAL; /* default: the eval interval */
+    return h;
+}
+
+/* Shortest of %.15g, %.16g, %.17g that reads back as x (like Python's repr);
+ * "null" for NaN and infinities (so that JSON stays valid). */
+static const char *fmt_exact(double x, char *buf, size_t cap) {
+    if (!isfinite(x)) {
+        snprintf(buf, cap, "null");
+        return buf;
+    }
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    return buf;
+}
+
+static int64_t *hp_int(hparams *h, const hp_def *d) { return (int64_t *)((char *)h + d->offset); }
+static double *hp_f64(hparams *h, const hp_def *d) { return (double *)((char *)h + d->offset); }
+
+/* Formats the value of d in h as the flag would spell it: exactly ("%.17g")
+ * for checkpoints, or short ("%g") for the help. */
+static const char *hp_format_as(const hp_def *d, hparams *h, int exact, char *buf, size_t cap) {
+    if (d->words) snprintf(buf, cap, "%s", d->words[*hp_int(h, d)]);
+    else if (d->is_int) snprintf(buf, cap, "%" PRId64, *hp_int(h, d));
+    else if (!exact) snprintf(buf, cap, "%g", *hp_f64(h, d));
+    else fmt_exact(*hp_f64(h, d), buf, cap);
+    return buf;
+}
+
+static const char *hp_format(const hp_def *d, hparams *h, char *buf, size_t cap) {
+    return hp_format_as(d, h, 1, buf, cap);
+}
+
+/* Parses s as the value of d into h; `what` names the source in messages. */
+static int hp_parse(const hp_def *d, const char *what, const char *s, hparams *h,
+                    kiln_error *err) {
+    char vb[128];
+    if (d->words) {
+        for (int i = 0; d->words[i]; i++) {
+            if (strcmp(s, d->words[i]) == 0) {
+                *hp_int(h, d) = i;
+                return 0;
+            }
+        }
+        kiln_error_set(err, "%s: '%s' is not one of %s", what, kiln_printable(vb, sizeof vb, s),
+                       d->metavar);
+        return -1;
+    }
+    if (d->is_int) return kiln_flag_i64(what, s, (int64_t)d->lo, (int64_t)d->hi, hp_int(h, d), err);
+    double v;
+    if (kiln_flag_f64(what, s, d->lo, d->hi, &v, err)) return -1;
+    if ((d->lo_open && v == d->lo) || (d->hi_open && v == d->hi)) {
+        kiln_error_set(err, "%s: %s is out of range %c%g, %g%c", what,
+                       kiln_printable(vb, sizeof vb, s), d->lo_open ? '(' : '[', d->lo, d->hi,
+                       d->hi_open ? ')' : ']');
+        return -1;
+    }
+    *hp_f64(h, d) = v;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Command table (the train command's flags are built from HPARAMS) */
+
+typedef kiln_command command;
+typedef kiln_opts opts;
+
+static void cmd_train(const command *cmd, const opts *o);
+static void cmd_bench(const command *cmd, const opts *o);
+
+static const kiln_flag_def TRAIN_FLAGS[] = {
+    {"--data", "FILE", "training text, one byte per token (required)"},
+    {"--out", "CKPT", "checkpoint file to write (required; replaced atomically)"},
+    {"--resume", "CKPT", "continue exactly from a checkpoint of this model and data"},
+    {"--init-from", "W", "start from these weights (.safetensors) instead of random init"},
+    {"--seed", "S", "seed of the init, the data order and dropout (default " DEFAULT_SEED ")"},
+    {"--log", "LOG.jsonl", "also write one JSON object per step and per evaluation"},
+};
+#define NUM_TRAIN_FLAGS (sizeof TRAIN_FLAGS / sizeof TRAIN_FLAGS[0])
+
+static command g_train = {
+    "", "--data FILE --out CKPT [flags]\n       %s bench [flags]",
+    "train the Kiln-compiled model on a byte-level text file",
+    "Data: every byte of FILE is a token (at most 1 GiB; each byte must be < the vocabulary).\n"
+    "The first (1 - val-fraction) of the bytes are for training, the last val-fraction for\n"
+    "validation; each needs at least seq+1 bytes. A micro-batch is `batch` windows of\n"
+    "seq+1 bytes at uniformly random offsets of the training part (inputs = window[:-1],\n"
+    "targets = window[1:]). Evaluations use the same validation batches every time.\n"
+    "\n"
+    "Learning rate at step s (0-based): cosine: lr*(s+1)/warmup while s < warmup, then\n"
+    "min-lr + (lr-min-lr)*(1+cos(pi*(s-warmup)/(decay-steps-warmup)))/2 until decay-steps,\n"
+    "then min-lr; constant: always lr. Weight decay applies to weight matrices (and to\n"
+    "embeddings with --decay-embeddings 1), never to biases or norm gains.\n"
+    "\n"
+    "Checkpoints are one safetensors file holding every parameter under its name\n"
+    "(usable as --weights by infer), the optimizer state (train.*) and the run's\n"
+    "settings in its metadata. --resume restores all of it: the run continues exactly\n"
+    "as if uninterrupted; settings not given on the command line come from the\n"
+    "checkpoint, --steps N trains until step N in total. A fresh run truncates --log,\n"
+    "a resumed one appends to it.\n"
+    "\n"
+    "Output (stdout): per step 'step S/N  loss L  lr R  X tok/s  ETA T'; per evaluation\n"
+    "'eval step S: val loss L  perplexity P  bits/char B'. 'bench --help' for timing.",
+    {{NULL, NULL, NULL}},
+    NULL,
+    cmd_train};
+
+static const command BENCH = {
+    "bench", "[--batch B] [--seq T] [--iters N] [--warmup N] [--seed S]",
+    "time one training step (train step + gradient clipping + optimizer update)",
+    "Random tokens and random init; the model file's optimizer and settings.\n"
+    "Prints: train step B=.. T=.. threads=..: median X ms  min Y ms  (N iters).",
+    {{"--batch", "B", "batch size (default: the model's training batch)"},
+     {"--seq", "T", "sequence length, 1..context (default: the model's training seq)"},
+     {"--iters", "N", "timed iterations (default 10)"},
+     {"--warmup", "N", "untimed warm-up iterations (default 2)"},
+     {"--seed", "N", "seed for random weights and tokens (default " DEFAULT_SEED ")"}},
+    NULL,
+    cmd_bench};
+
+/* Builds g_train's flag table: the fixed flags, then one per hyperparameter
+ * with its default appended to the help text. */
+static void build_train_command(void) {
+    static char usage[256], summary[256];
+    static char helps[NUM_HPARAMS][192];
+    hparams def = model_defaults();
+    size_t k = 0;
+    snprintf(usage, sizeof usage, g_train.usage, kiln_progname());
+    g_train.usage = usage;
+    snprintf(summary, sizeof summary,
+             "train the Kiln-compiled model '%s' (vocab %d, context %d, %lld parameters)\n"
+             "on a byte-level text file",
+             KILN_MODEL_NAME, KILN_VOCAB, KILN_CONTEXT, (long long)KILN_PARAM_FLOATS);
+    g_train.summary = summary;
+    for (size_t i = 0; i < NUM_TRAIN_FLAGS; i++) g_train.flags[k++] = TRAIN_FLAGS[i];
+    for (size_t i = 0; i < NUM_HPARAMS && k < KILN_MAX_FLAGS; i++) {
+        const hp_def *d = &HPARAMS[i];
+        char v[64];
+        if (strcmp(d->key, "checkpoint_interval") == 0) snprintf(v, sizeof v, "--eval-interval");
+        else hp_format_as(d, &def, 0, v, sizeof v);
+        snprintf(helps[i], sizeof helps[i], "%s (default %s)", d->help, v);
+        g_train.flags[k].name = d->flag;
+        g_train.flags[k].metavar = d->metavar;
+        g_train.flags[k].help = helps[i];
+        k++;
+    }
+    if (k >= KILN_MAX_FLAGS) kiln_die("internal error: too many flags");
+}
+
+/* ------------------------------------------------------------------------- */
+/* Small helpers */
+
+/* Number to print for a non-finite value: "nan", "inf" or "-inf". */
+static const char *nonfinite_name(double x) { return isnan(x) ? "nan" : x > 0 ? "inf" : "-inf"; }
+
+/* Formats seconds as "45s", "3m12s" or "2h05m". */
+static const char *fmt_eta(double s, char *buf, size_t cap) {
+    if (!(s >= 0) || s > 1e9) snprintf(buf, cap, "?");
+    else if (s < 60) snprintf(buf, cap, "%ds", (int)s);
+    else if (s < 3600) snprintf(buf, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)fmod(s, 3600) / 60);
+    return buf;
+}
+
+/* Hash of the model's interface: name, sizes, every parameter's name and shape. */
+static uint64_t model_fingerprint(void) {
+    uint64_t h = KILN_FNV1A64_INIT;
+    h = kiln_fnv1a64(h, KILN_MODEL_NAME, strlen(KILN_MODEL_NAME) + 1);
+    int64_t dims[3] = {KILN_VOCAB, KILN_OUT_DIM, KILN_CONTEXT};
+    h = kiln_fnv1a64(h, dims, sizeof dims);
+    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
+        const kiln_param_info *p = &kiln_params[i];
+        int64_t nd = p->ndim;
+        h = kiln_fnv1a64(h, p->name, strlen(p->name) + 1);
+        h = kiln_fnv1a64(h, &nd, sizeof nd);
+        h = kiln_fnv1a64(h, p->shape, sizeof(int64_t) * (size_t)p->ndim);
+    }
+    return h;
+}
+
+/* Dropout seed of micro-batch `micro` of step `step` (0-based): a pure function. */
+static uint64_t step_seed(uint64_t seed, int64_t step, int64_t micro) {
+    uint64_t h = kiln_mix64(kiln_mix64(seed ^ DROPOUT_TAG) ^ (uint64_t)step);
+    return kiln_mix64(h ^ (uint64_t)micro);
+}
+
+/* Learning rate of step `step` (0-based), nanoGPT's get_lr. */
+static double lr_at(const hparams *h, int64_t step) {
+    if (h->schedule == SCHED_CONSTANT) return h->lr;
+    if (step < h->warmup) return h->lr * (double)(step + 1) / (double)h->warmup;
+    if (step >= h->decay_steps) return h->min_lr;
+    double ratio = (double)(step - h->warmup) / (double)(h->decay_steps - h->warmup);
+    return h->min_lr + 0.5 * (h->lr - h->min_lr) * (1.0 + cos(3.14159265358979323846 * ratio));
+}
+
+/* Whether weight decay applies to parameter i. */
+static int is_decayed(const hparams *h, int i) {
+    kiln_param_role r = kiln_params[i].role;
+    return r == KILN_ROLE_WEIGHT || (r == KILN_ROLE_EMBEDDING && h->decay_embeddings);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Data */
+
+typedef struct {
+    const char *path;
+    uint8_t *bytes;
+    size_t n, n_train, n_val; /* train = bytes[0, n_train), val = bytes[n_train, n) */
+    uint64_t fingerprint;     /* of the bytes and the val fraction */
+} dataset;
+
+static void load_data(const char *path, const hparams *h, dataset *d) {
+    kiln_error err;
+    memset(d, 0, sizeof *d);
+    d->path = path;
+    if (kiln_read_file(path, DATA_FILE_LIMIT, &d->bytes, &d->n, &err)) kiln_die("%s", err.msg);
+    int limit = KILN_VOCAB < KILN_OUT_DIM ? KILN_VOCAB : KILN_OUT_DIM;
+    for (size_t i = 0; i < d->n; i++) {
+        unsigned b = d->bytes[i];
+        if (b >= (unsigned)limit) {
+            if (b >= (unsigned)KILN_VOCAB)
+                kiln_die("%s: byte %u at offset %zu is outside the vocabulary [0, %d)", path, b, i,
+                         KILN_VOCAB);
+            kiln_die("%s: byte %u at offset %zu cannot be predicted (output dimension %d)", path,
+                     b, i, KILN_OUT_DIM);
+        }
+    }
+    d->n_val = (size_t)floor((double)d->n * h->val_fraction);
+    if (d->n_val > d->n) d->n_val = d->n;
+    d->n_train = d->n - d->n_val;
+    size_t need = (size_t)h->seq + 1;
+    if (d->n_train < need || d->n_val < need)
+        kiln_die("%s: the %s part has %zu bytes (%zu bytes, --val-fraction %g), but --seq %" PRId64
+                 " needs at least %zu; use more data, another --val-fraction or a smaller --seq",
+                 path, d->n_train < need ? "training" : "validation",
+                 d->n_train < need ? d->n_train : d->n_val, d->n, h->val_fraction, h->seq, need);
+    char vf[64];
+    snprintf(vf, sizeof vf, "|val_fraction=%.17g", h->val_fraction);
+    d->fingerprint = kiln_fnv1a64(kiln_fnv1a64(KILN_FNV1A64_INIT, d->bytes, d->n), vf, strlen(vf));
+}
+
+/* Draws B windows of T+1 bytes from part[0, n) (n >= T+1). */
+static void draw_batch(kiln_rng *rng, const uint8_t *part, size_t n, int B, int T, int32_t *tokens,
+                       int32_t *targets) {
+    for (int b = 0; b < B; b++) {
+        size_t off = (size_t)kiln_rng_below(rng, (uint64_t)(n - (size_t)T));
+        for (int t = 0; t < T; t++) {
+            tokens[(size_t)b * T + t] = part[off + (size_t)t];
+            targets[(size_t)b * T + t] = part[off + (size_t)t + 1];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Gradient norm, clipping, optimizers */
+
+/* sqrt(sum g^2), accumulated in double over fixed chunks (thread-count independent). */
+static double grad_norm(const float *g, size_t n) {
+    size_t nchunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
+    double *partial = kiln_xcalloc(nchunks ? nchunks : 1, sizeof *partial, "norm partial sums");
+#pragma omp parallel for schedule(static)
+    for (long c = 0; c < (long)nchunks; c++) {
+        size_t lo = (size_t)c * NORM_CHUNK, hi = lo + NORM_CHUNK < n ? lo + NORM_CHUNK : n;
+        double s = 0.0;
+        for (size_t i = lo; i < hi; i++) s += (double)g[i] * (double)g[i];
+        partial[c] = s;
+    }
+    double total = 0.0;
+    for (size_t c = 0; c < nchunks; c++) total += partial[c];
+    free(partial);
+    return sqrt(total);
+}
+
+/* Multiplies g by min(1, clip / (norm + 1e-6)) as clip_grad_norm_ does: a
+ * float32 coefficient computed as torch does (reciprocal, then times clip). */
+static void clip_grads(float *g, size_t n, double clip, double norm) {
+    if (!(clip > 0.0)) return;
+    float coef = 1.0f / ((float)norm + (float)1e-6) * (float)clip;
+    if (!(coef < 1.0f)) return;
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < (long)n; i++) g[i] *= coef;
+}
+
+/* One AdamW step (t = 1-based step) over every parameter, torch's float32 arithmetic. */
+static void adamw_update(const hparams *h, double lr, int64_t t, float *params, const float *grads,
+                         float *m, float *v) {
+    const float w1 = (float)(1.0 - h->beta1), b2 = (float)h->beta2;
+    const float w2 = (float)(1.0 - h->beta2), eps = (float)h->eps;
+    const double bc1 = 1.0 - pow(h->beta1, (double)t), bc2 = 1.0 - pow(h->beta2, (double)t);
+    const float neg_step = (float)(-(lr / bc1)), bc2_sqrt = (float)pow(bc2, 0.5);
+    const float one_minus_w1 = 1.0f - w1;
+    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
+        const kiln_param_info *pi = &kiln_params[i];
+        const int decay = is_decayed(h, i) && h->weight_decay != 0.0;
+        const float keep = (float)(1.0 - lr * h->weight_decay);
+        float *p = params + pi->offset, *mm = m + pi->offset, *vv = v + pi->offset;
+        const float *g = grads + pi->offset;
+        long n = (long)pi->numel;
+#pragma omp parallel for schedule(static) if (n > 16384)
+        for (long j = 0; j < n; j++) {
+            float pj = p[j], gj = g[j], mj = mm[j], vj = vv[j];
+            if (decay) pj = pj * keep;
+            /* torch.lerp: weight < 0.5 ? m + w*(g-m) : g - (g-m)*(1-w) */
+            mj = w1 < 0.5f ? mj + w1 * (gj - mj) : gj - (gj - mj) * one_minus_w1;
+            vj = vj * b2;
+            vj = vj + w2 * gj * gj;
+            float denom = sqrtf(vj) / bc2_sqrt + eps;
+            pj = pj + neg_step * mj / denom;
+            p[j] = pj;
+            mm[j] = mj;
+            vv[j] = vj;
+        }
+    }
+}
+
+/* One SGD-with-momentum step (torch.optim.SGD, dampening 0, coupled weight decay). */
+static void sgd_update(const hparams *h, double lr, int64_t t, float *params, const float *grads,
+                       float *buf) {
+    const float mom = (float)h->momentum, wd = (float)h->weight_decay, neg_lr = (float)(-lr);
+    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
+        const kiln_param_info *pi = &kiln_params[i];
+        const int decay = is_decayed(h, i) && h->weight_decay != 0.0;
+        float *p = params + pi->offset, *b = buf + pi->offset;
+        const float *g = grads + pi->offset;
+        long n = (long)pi->numel;
+#pragma omp parallel for schedule(static) if (n > 16384)
+        for (long j = 0; j < n; j++) {
+            float d = g[j];
+            if (decay) d = d + wd * p[j];
+            if (h->momentum != 0.0) {
+                d = t == 1 ? d : b[j] * mom + d;
+                b[j] = d;
+            }
+            p[j] = p[j] + neg_lr * d;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Training state and checkpoints */
+
+typedef struct {
+    hparams hp;
+    uint64_t seed;    /* train_seed: init, data order, dropout */
+    int64_t step;     /* completed optimizer steps */
+    kiln_rng data_rng;
+    float *params;
+    float *m;         /* AdamW exp_avg, or the SGD momentum buffer */
+    float *v;         /* AdamW exp_avg_sq (NULL for SGD) */
+} train_state;
+
+/* Names of the optimizer-state tensors: "train.m.<name>" etc. */
+static const char *state_prefix(int optimizer, int which) {
+    if (optimizer == OPT_SGD) return "train.momentum.";
+    return which == 0 ? "train.m." : "train.v.";
+}
+
+static char *concat(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    char *s = kiln_xmalloc(na + nb + 1, "a tensor name");
+    memcpy(s, a, na);
+    memcpy(s + na, b, nb + 1);
+    return s;
+}
+
+/* Index of the first parameter/state tensor holding a non-finite value, or -1. */
+static int first_nonfinite(const float *block) {
+    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
+        const float *x = block + kiln_params[i].offset;
+        for (size_t j = 0; j < kiln_params[i].numel; j++)
+            if (!isfinite(x[j])) return i;
+    }
+    return -1;
+}
+
+#define MAX_META (16 + NUM_HPARAMS)
+
+/* Writes the checkpoint atomically; values were checked to be finite. */
+static void write_checkpoint(const char *path, train_state *s, const dataset *data) {
+    int nstate = s->hp.optimizer == OPT_ADAMW ? 2 : 1;
+    size_t nt = (size_t)KILN_NUM_PARAMS * (size_t)(1 + nstate);
+    kiln_st_entry *e = kiln_xcalloc(nt, sizeof *e, "the checkpoint tensor list");
+    char **names = kiln_xcalloc(nt, sizeof *names, "the checkpoint tensor names");
+    size_t k = 0;
+    for (int i = 0; i < KILN_NUM_PARAMS; i++)
+        kiln_param_entry(i, NULL, s->params + kiln_params[i].offset, &e[k++]);
+    for (int w = 0; w < nstate; w++) {
+        const float *block = w == 0 ? s->m : s->v;
+        for (int i = 0; i < KILN_NUM_PARAMS; i++) {
+            names[k] = concat(state_prefix((int)s->hp.optimizer, w), kiln_params[i].name);
+            kiln_param_entry(i, names[k], block + kiln_params[i].offset, &e[k]);
+            k++;
+        }
+    }
+    const char *keys[MAX_META], *vals[MAX_META];
+    static char buf[MAX_META][256];
+    size_t nm = 0;
+#define META(K, ...)                                                                       \
+    (keys[nm] = (K), snprintf(buf[nm], sizeof buf[nm], __VA_ARGS__), vals[nm] = buf[nm], nm++)
+    META("format", "pt");
+    META("kiln_model", "%s", KILN_MODEL_NAME);
+    META("kiln_checkpoint", CHECKPOINT_VERSION);
+    META("step", "%" PRId64, s->step);
+    META("train_seed", "%" PRIu64, s->seed);
+    META("data_rng", "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, s->data_rng.s[0],
+         s->data_rng.s[1], s->data_rng.s[2], s->data_rng.s[3]);
+    META("model_fingerprint", "%016" PRIx64, model_fingerprint());
+    META("data_fingerprint", "%016" PRIx64, data->fingerprint);
+    META("data_bytes", "%zu", data->n);
+#undef META
+    for (size_t i = 0; i < NUM_HPARAMS; i++) {
+        keys[nm] = HPARAMS[i].key;
+        vals[nm] = hp_format(&HPARAMS[i], &s->hp, buf[nm], sizeof buf[nm]);
+        nm++;
+    }
+    kiln_error err;
+    int rc = kiln_st_write(path, e, nt, keys, vals, nm, &err);
+    for (size_t i = 0; i < nt; i++) free(names[i]);
+    free(names);
+    free(e);
+    if (rc) kiln_die("%s", err.msg);
+}
+
+/* Strict readers of checkpoint metadata. */
+static const char *meta_required(const kiln_safetensors *st, const char *path, const char *key) {
+    const char *v = kiln_st_meta_get(st, key);
+    if (!v) kiln_die("checkpoint '%s' has no '%s' metadata", path, key);
+    return v;
+}
+
+static uint64_t meta_hex64(const kiln_safetensors *st, const char *path, const char *key) {
+    const char *v = meta_required(st, path, key);
+    uint64_t x = 0;
+    size_t n = strlen(v);
+    char vb[96];
+    int ok = n == 16;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = v[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) ok = 0;
+        else x = x << 4 | (uint64_t)d;
+    }
+    if (!ok)
+        kiln_die("checkpoint '%s': metadata '%s' is '%s', expected 16 lowercase hex digits", path,
+                 key, kiln_printable(vb, sizeof vb, v));
+    return x;
+}
+
+/* Restores the data RNG from 64 hex digits. */
+static void meta_rng(const kiln_safetensors *st, const char *path, kiln_rng *rng) {
+    const char *v = meta_required(st, path, "data_rng");
+    char vb[96];
+    int ok = strlen(v) == 64;
+    uint64_t w[4] = {0, 0, 0, 0};
+    for (size_t i = 0; ok && i < 64; i++) {
+        char c = v[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) ok = 0;
+        else w[i / 16] = w[i / 16] << 4 | (uint64_t)d;
+    }
+    if (ok && (w[0] | w[1] | w[2] | w[3]) == 0) ok = 0; /* xoshiro's one invalid state */
+    if (!ok)
+        kiln_die("checkpoint '%s': metadata 'data_rng' is '%s', expected 64 lowercase hex digits "
+                 "(not all zero)",
+                 path, kiln_printable(vb, sizeof vb, v));
+    memcpy(rng->s, w, sizeof w);
+    rng->has_spare = 0;
+    rng->spare = 0.0;
+}
+
+/* Loads params and optimizer state of a checkpoint already checked for model
+ * and settings; dies with a one-line message on anything missing or invalid. */
+static void load_checkpoint_tensors(const kiln_safetensors *st, const char *path, train_state *s) {
+    int nstate = s->hp.optimizer == OPT_ADAMW ? 2 : 1;
+    const char *first = kiln_params[0].name;
+    char *probe = concat(state_prefix((int)s->hp.optimizer, 0), first);
+    if (!kiln_st_find(st, probe))
+        kiln_die("checkpoint '%s' has no optimizer state for %s (missing tensor '%s')", path,
+                 OPTIMIZER_NAMES[s->hp.optimizer], probe);
+    free(probe);
+    /* one block [params | m | v] so that the exact tensor set is checked in one call */
+    size_t pf = (size_t)KILN_PARAM_FLOATS, total = pf * (size_t)(1 + nstate);
+    size_t nt = (size_t)KILN_NUM_PARAMS * (size_t)(1 + nstate);
+    float *block = kiln_xcalloc_floats(total, "the checkpoint");
+    kiln_tensor_spec *specs = kiln_xcalloc(nt, sizeof *specs, "the checkpoint tensor list");
+    char **names = kiln_xcalloc(nt, sizeof *names, "the checkpoint tensor names");
+    size_t k = 0;
+    for (int i = 0; i < KILN_NUM_PARAMS; i++) kiln_param_spec(i, NULL, SIZE_MAX, &specs[k++]);
+    for (int w = 0; w < nstate; w++) {
+        for (int i = 0; i < KILN_NUM_PARAMS; i++) {
+            names[k] = concat(state_prefix((int)s->hp.optimizer, w), kiln_params[i].name);
+            kiln_param_spec(i, names[k], pf * (size_t)(1 + w) + kiln_params[i].offset, &specs[k]);
+            k++;
+        }
+    }
+    kiln_error err;
+    int rc = kiln_st_load_f32(st, specs, nt, block, total, &err);
+    for (size_t i = 0; i < nt; i++) free(names[i]);
+    free(names);
+    free(specs);
+    if (rc) kiln_die("%s", err.msg);
+    for (int w = 0; w <= nstate; w++) {
+        int bad = first_nonfinite(block + pf * (size_t)w);
+        if (bad >= 0)
+            kiln_die("checkpoint '%s': tensor '%s%s' holds non-finite values", path,
+                     w == 0 ? "" : state_prefix((int)s->hp.optimizer, w - 1),
+                     kiln_params[bad].name);
+    }
+    memcpy(s->params, block, pf * sizeof(float));
+    memcpy(s->m, block + pf, pf * sizeof(float));
+    if (nstate == 2) {
+        for (size_t j = 0; j < pf; j++)
+            if (block[2 * pf + j] < 0.0f)
+                kiln_die("checkpoint '%s': AdamW second moments (train.v.*) must not be negative",
+                         path);
+        memcpy(s->v, block + 2 * pf, pf * sizeof(float));
+    }
+    free(block);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Evaluation */
+
+typedef struct {
+    float *arena, *logits;
+    double *nll;
+    int32_t *tokens, *targets;
+} eval_buffers;
+
+/* Mean validation loss over eval_iters batches drawn by an RNG re-seeded each time. */
+static double evaluate(const train_state *s, const dataset *d, eval_buffers *eb) {
+    int B = (int)s->hp.batch, T = (int)s->hp.seq;
+    long n = (long)B * T;
+    kiln_rng rng;
+    kiln_rng_seed(&rng, s->seed ^ EVAL_RNG_TAG);
+    double total = 0.0;
+    for (int64_t it = 0; it < s->hp.eval_iters; it++) {
+        draw_batch(&rng, d->bytes + d->n_train, d->n_val, B, T, eb->tokens, eb->targets);
+        kiln_forward(s->params, eb->arena, eb->tokens, B, T, eb->logits);
+#pragma omp parallel for schedule(static)
+        for (long i = 0; i < n; i++)
+            eb->nll[i] = -kiln_log_softmax_at(eb->logits + (size_t)i * KILN_OUT_DIM, KILN_OUT_DIM,
+                                              eb->targets[i]);
+        for (long i = 0; i < n; i++) total += eb->nll[i];
+    }
+    return total / ((double)n * (double)s->hp.eval_iters);
+}
+
+/* ------------------------------------------------------------------------- */
+/* train */
+
+/* Dies if a default from the model file is out of range (a compiler bug). */
+static void check_defaults(void) {
+    hparams h = model_defaults();
+    for (size_t i = 0; i < NUM_HPARAMS; i++) {
+        const hp_def *d = &HPARAMS[i];
+        double x = d->is_int ? (double)*hp_int(&h, d) : *hp_f64(&h, d);
+        if (!(x >= d->lo && x <= d->hi) || (d->lo_open && x == d->lo) || (d->hi_open && x == d->hi))
+            kiln_die("internal error: the model's default %s %g is out of range", d->flag, x);
+    }
+}
+
+/* Settings given on the command line: parsed before any file is read, so
+ * that a malformed flag is always a usage error. */
+typedef struct {
+    hparams values;
+    int given[NUM_HPARAMS];
+} hp_flags;
+
+static void parse_hp_flags(const command *cmd, const opts *o, hp_flags *f) {
+    kiln_error err;
+    memset(f, 0, sizeof *f);
+    f->values = model_defaults();
+    for (size_t i = 0; i < NUM_HPARAMS; i++) {
+        const char *v = kiln_opt_get(cmd, o, HPARAMS[i].flag);
+        if (!v) continue;
+        if (hp_parse(&HPARAMS[i], HPARAMS[i].flag, v, &f->values, &err)) usage_die("%s", err.msg);
+        f->given[i] = 1;
+    }
+}
+
+/* Settings: command line, else the checkpoint (when resuming), else the model's defaults. */
+static void resolve_hparams(const hp_flags *f, const kiln_safetensors *ckpt,
+                            const char *ckpt_path, hparams *h) {
+    *h = model_defaults();
+    kiln_error err;
+    char what[512];
+    hparams fv = f->values;
+    for (size_t i = 0; i < NUM_HPARAMS; i++) {
+        const hp_def *d = &HPARAMS[i];
+        if (ckpt) {
+            const char *v = meta_required(ckpt, ckpt_path, d->key);
+            snprintf(what, sizeof what, "checkpoint '%s': metadata '%s'", ckpt_path, d->key);
+            if (hp_parse(d, what, v, h, &err)) kiln_die("%s", err.msg);
+        }
+        if (!f->given[i]) continue;
+        if (ckpt && strcmp(d->key, "optimizer") == 0 && *hp_int(h, d) != *hp_int(&fv, d))
+            kiln_die("checkpoint '%s' was written with --optimizer %s; a resumed run cannot "
+                     "switch to %s",
+                     ckpt_path, OPTIMIZER_NAMES[*hp_int(h, d)], OPTIMIZER_NAMES[*hp_int(&fv, d)]);
+        if (d->is_int) *hp_int(h, d) = *hp_int(&fv, d);
+        else *hp_f64(h, d) = *hp_f64(&fv, d);
+    }
+    /* a fresh run's checkpoint interval follows --eval-interval unless given */
+    for (size_t i = 0; i < NUM_HPARAMS; i++)
+        if (!ckpt && !f->given[i] && strcmp(HPARAMS[i].key, "checkpoint_interval") == 0)
+            h->checkpoint_interval = h->eval_interval;
+}
+
+/* Appends one line to the JSON log (if any); dies on a write error. */
+static void log_line(FILE *f, const char *path, const char *fmt, ...) KILN_PRINTF(3, 4);
+static void log_line(FILE *f, const char *path, const char *fmt, ...) {
+    if (!f) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    if (fflush(f) != 0 || ferror(f)) kiln_die("error writing the log '%s'", path);
+}
+
+/* "the last checkpoint 'out' is untouched" or "no checkpoint was written to 'out'". */
+static const char *ckpt_note(const char *out, char *buf, size_t cap) {
+    char ob[512];
+    kiln_printable(ob, sizeof ob, out);
+    if (access(out, F_OK) == 0) snprintf(buf, cap, "the last checkpoint '%s' is untouched", ob);
+    else snprintf(buf, cap, "no checkpoint was written to '%s'", ob);
+    return buf;
+}
+
+/* Dies unless the state is finite (never checkpoint NaN/Inf). */
+static void check_finite_state(const train_state *s, const char *out) {
+    char note[640];
+    const float *blocks[3] = {s->params, s->m, s->v};
+    const char *what[3] = {"parameter", "optimizer state of", "optimizer state of"};
+    for (int b = 0; b < 3; b++) {
+        if (!blocks[b]) continue;
+        int bad = first_nonfinite(blocks[b]);
+        if (bad >= 0)
+            kiln_die("non-finite %s '%s' after step %" PRId64 "; %s", what[b],
+                     kiln_params[bad].name, s->step, ckpt_note(out, note, sizeof note));
+    }
+}
+
+static void cmd_train(const command *cmd, const opts *o) {
+    const char *data_path = kiln_opt_required(cmd, o, "--data");
+    const char *out = kiln_opt_required(cmd, o, "--out");
+    const char *resume = kiln_opt_get(cmd, o, "--resume");
+    const char *init_from = kiln_opt_get(cmd, o, "--init-from");
+    const char *log_path = kiln_opt_get(cmd, o, "--log");
+    const char *seed_flag = kiln_opt_get(cmd, o, "--seed");
+    if (resume && init_from) usage_die("--resume and --init-from cannot be combined");
+    struct stat so, sd;
+    if (stat(out, &so) == 0) {
+        if (S_ISDIR(so.st_mode)) usage_die("--out '%s' is a directory", out);
+        if (stat(data_path, &sd) == 0 && so.st_dev == sd.st_dev && so.st_ino == sd.st_ino)
+            usage_die("--out '%s' is the data file", out);
+    }
+    train_state s;
+    memset(&s, 0, sizeof s);
+    s.seed = kiln_opt_seed(cmd, o, DEFAULT_SEED);
+    hp_flags flags;
+    parse_hp_flags(cmd, o, &flags);
+    kiln_check_param_table();
+    kiln_error err;
+
+    /* settings, the checkpoint's identity, the data */
+    kiln_safetensors ckpt;
+    memset(&ckpt, 0, sizeof ckpt);
+    if (resume) {
+        if (kiln_st_open(resume, &ckpt, &err)) kiln_die("%s", err.msg);
+        const char *ver = kiln_st_meta_get(&ckpt, "kiln_checkpoint");
+        char vb[96];
+        if (!ver)
+            kiln_die("'%s' is not a training checkpoint (no 'kiln_checkpoint' metadata)", resume);
+        if (strcmp(ver, CHECKPOINT_VERSION) != 0)
+            kiln_die("checkpoint '%s' has kiln_checkpoint version '%s'; this program reads "
+                     "version " CHECKPOINT_VERSION,
+                     resume, kiln_printable(vb, sizeof vb, ver));
+        uint64_t fp = meta_hex64(&ckpt, resume, "model_fingerprint");
+        if (fp != model_fingerprint())
+            kiln_die("checkpoint '%s' was written for a different model (fingerprint %016" PRIx64
+                     ", this model '%s' has %016" PRIx64 ")",
+                     resume, fp, KILN_MODEL_NAME, model_fingerprint());
+    }
+    resolve_hparams(&flags, resume ? &ckpt : NULL, resume, &s.hp);
+    dataset data;
+    load_data(data_path, &s.hp, &data);
+
+    size_t pf = (size_t)KILN_PARAM_FLOATS;
+    s.params = kiln_alloc_params();
+    s.m = kiln_xcalloc_floats(pf, "the optimizer state");
+    if (s.hp.optimizer == OPT_ADAMW) s.v = kiln_xcalloc_floats(pf, "the optimizer state");
+    if (resume) {
+        uint64_t fp = meta_hex64(&ckpt, resume, "data_fingerprint");
+        if (fp != data.fingerprint)
+            kiln_die("checkpoint '%s' was written for different data (fingerprint %016" PRIx64
+                     "; '%s' with --val-fraction %g has %016" PRIx64 ")",
+                     resume, fp, data_path, s.hp.val_fraction, data.fingerprint);
+        char what[512];
+        snprintf(what, sizeof what, "checkpoint '%s': metadata 'step'", resume);
+        if (kiln_flag_i64(what, meta_required(&ckpt, resume, "step"), 0, MAX_STEPS, &s.step, &err))
+            kiln_die("%s", err.msg);
+        uint64_t ck_seed;
+        snprintf(what, sizeof what, "checkpoint '%s': metadata 'train_seed'", resume);
+        if (kiln_flag_u64(what, meta_required(&ckpt, resume, "train_seed"), &ck_seed, &err))
+            kiln_die("%s", err.msg);
+        if (!seed_flag) s.seed = ck_seed;
+        meta_rng(&ckpt, resume, &s.data_rng);
+        load_checkpoint_tensors(&ckpt, resume, &s);
+        kiln_st_close(&ckpt);
+    } else {
+        if (init_from) kiln_load_params(init_from, s.params);
+        else kiln_init_params(s.params, s.seed);
+        int bad = first_nonfinite(s.params);
+        if (bad >= 0)
+            kiln_die("%s: tensor '%s' holds non-finite values", init_from ? init_from : "init",
+                     kiln_params[bad].name);
+        kiln_rng_seed(&s.data_rng, s.seed ^ DATA_RNG_TAG);
+    }
+
+    /* fail now, not at the first checkpoint, if --out cannot be written */
+    kiln_atomic_file probe;
+    if (kiln_atomic_open(&probe, out, &err)) kiln_die("%s", err.msg);
+    kiln_atomic_abort(&probe);
+
+    const hparams *h = &s.hp;
+    printf("train: model %s (%lld parameters), data %s: %zu bytes (train %zu, val %zu)\n",
+           KILN_MODEL_NAME, (long long)KILN_PARAM_FLOATS, data_path, data.n, data.n_train,
+           data.n_val);
+    if (resume) printf("train: resumed from %s at step %" PRId64 "\n", resume, s.step);
+    if (s.step >= h->steps) {
+        printf("train: already at step %" PRId64 " (--steps %" PRId64 "); nothing to do\n", s.step,
+               h->steps);
+        free(s.params);
+        free(s.m);
+        free(s.v);
+        free(data.bytes);
+        return;
+    }
+
+    /* buffers */
+    int B = (int)h->batch, T = (int)h->seq;
+    size_t ntok;
+    if (kiln_size_mul((size_t)B, (size_t)T, &ntok)) kiln_die("batch too large");
+    float *grads = kiln_xcalloc_floats(pf, "the gradients");
+    float *micro = h->accumulate > 1 ? kiln_xcalloc_floats(pf, "the gradients") : NULL;
+    float *arena = kiln_xcalloc_floats(kiln_train_arena_floats(B, T), "the training arena");
+    int32_t *tokens = kiln_xcalloc(ntok, sizeof *tokens, "token ids");
+    int32_t *targets = kiln_xcalloc(ntok, sizeof *targets, "targets");
+    eval_buffers eb;
+    eb.arena = kiln_xcalloc_floats(kiln_forward_arena_floats(B, T), "the forward arena");
+    eb.logits = kiln_xcalloc_floats(kiln_logits_floats((size_t)B, (size_t)T), "logits");
+    eb.nll = kiln_xcalloc(ntok, sizeof *eb.nll, "losses");
+    eb.tokens = tokens;
+    eb.targets = targets;
+
+    FILE *jlog = NULL;
+    if (log_path) {
+        jlog = fopen(log_path, resume ? "a" : "w");
+        if (!jlog) kiln_die("cannot open the log '%s' for writing", log_path);
+    }
+
+    double t_start = kiln_time_ms(), t_steps = 0.0;
+    int64_t done_here = 0;
+    while (s.step < h->steps) {
+        double t0 = kiln_time_ms();
+        int64_t step = s.step; /* 0-based index of this step */
+        double lr = lr_at(h, step), loss = 0.0;
+        for (int64_t k = 0; k < h->accumulate; k++) {
+            draw_batch(&s.data_rng, data.bytes, data.n_train, B, T, tokens, targets);
+            float *dst = k == 0 ? grads : micro;
+            loss += (double)kiln_train_step(s.params, dst, arena, tokens, targets, B, T,
+                                            step_seed(s.seed, step, k));
+            if (k > 0) {
+#pragma omp parallel for schedule(static)
+                for (long j = 0; j < (long)pf; j++) grads[j] += micro[j];
+            }
+        }
+        if (h->accumulate > 1) {
+            float div = (float)h->accumulate;
+#pragma omp parallel for schedule(static)
+            for (long j = 0; j < (long)pf; j++) grads[j] /= div;
+            loss /= (double)h->accumulate;
+        }
+        double norm = grad_norm(grads, pf);
+        if (!isfinite(loss) || !isfinite(norm)) {
+            char note[640];
+            kiln_die("non-finite %s at step %" PRId64 " (%s); %s",
+                     isfinite(loss) ? "gradient norm" : "loss", step + 1,
+                     nonfinite_name(isfinite(loss) ? norm : loss),
+                     ckpt_note(out, note, sizeof note));
+        }
+        clip_grads(grads, pf, h->clip, norm);
+        if (h->optimizer == OPT_ADAMW) adamw_update(h, lr, step + 1, s.params, grads, s.m, s.v);
+        else sgd_update(h, lr, step + 1, s.params, grads, s.m);
+        s.step = step + 1;
+        done_here++;
+
+        double dt = kiln_time_ms() - t0;
+        t_steps += dt;
+        double tok_s = (double)ntok * (double)h->accumulate / (dt > 0 ? dt / 1e3 : 1e-9);
+        char eta[32];
+        fmt_eta(t_steps / 1e3 / (double)done_here * (double)(h->steps - s.step), eta, sizeof eta);
+        printf("step %" PRId64 "/%" PRId64 "  loss %.4f  lr %.2e  %.0f tok/s  ETA %s\n", s.step,
+               h->steps, loss, lr, tok_s, eta);
+        fflush(stdout);
+        char b1[40], b2[40];
+        log_line(jlog, log_path,
+                 "{\"step\":%" PRId64 ",\"loss\":%s,\"lr\":%s,\"tokens_per_s\":%.1f,"
+                 "\"time_s\":%.3f}\n",
+                 s.step, fmt_exact(loss, b1, sizeof b1), fmt_exact(lr, b2, sizeof b2), tok_s,
+                 (kiln_time_ms() - t_start) / 1e3);
+
+        int end = s.step == h->steps;
+        if ((h->eval_interval > 0 && s.step % h->eval_interval == 0) || end) {
+            double vl = evaluate(&s, &data, &eb);
+            printf("eval step %" PRId64 ": val loss %.4f  perplexity %.2f  bits/char %.4f\n",
+                   s.step, vl, exp(vl), vl / log(2.0));
+            fflush(stdout);
+            char b3[40];
+            log_line(jlog, log_path,
+                     "{\"step\":%" PRId64 ",\"val_loss\":%s,\"val_perplexity\":%s,"
+                     "\"val_bits_per_char\":%s}\n",
+                     s.step, fmt_exact(vl, b1, sizeof b1), fmt_exact(exp(vl), b2, sizeof b2),
+                     fmt_exact(vl / log(2.0), b3, sizeof b3));
+        }
+        if ((h->checkpoint_interval > 0 && s.step % h->checkpoint_interval == 0) || end) {
+            check_finite_state(&s, out);
+            write_checkpoint(out, &s, &data);
+            printf("checkpoint step %" PRId64 ": wrote %s\n", s.step, out);
+            fflush(stdout);
+        }
+    }
+    if (jlog && fclose(jlog) != 0) kiln_die("error writing the log '%s'", log_path);
+    free(eb.arena);
+    free(eb.logits);
+    free(eb.nll);
+    free(tokens);
+    free(targets);
+    free(arena);
+    free(micro);
+    free(grads);
+    free(s.params);
+    free(s.m);
+    free(s.v);
+    free(data.bytes);
+}
+
+/* ------------------------------------------------------------------------- */
+/* bench */
+
+static void cmd_bench(const command *cmd, const opts *o) {
+    char def_b[32], def_t[32];
+    snprintf(def_b, sizeof def_b, "%d", (int)KILN_TRAIN_BATCH);
+    snprintf(def_t, sizeof def_t, "%d", (int)KILN_TRAIN_SEQ);
+    int B = (int)kiln_opt_int(cmd, o, "--batch", def_b, 1, MAX_BATCH);
+    int T = (int)kiln_opt_int(cmd, o, "--seq", def_t, 1, KILN_CONTEXT);
+    int iters = (int)kiln_opt_int(cmd, o, "--iters", "10", 1, 1000000);
+    int warmup = (int)kiln_opt_int(cmd, o, "--warmup", "2", 0, 1000000);
+    uint64_t seed = kiln_opt_seed(cmd, o, DEFAULT_SEED);
+    kiln_check_param_table();
+    hparams h = model_defaults();
+    size_t pf = (size_t)KILN_PARAM_FLOATS, ntok;
+    if (kiln_size_mul((size_t)B, (size_t)T, &ntok)) kiln_die("batch too large");
+    float *params = kiln_alloc_params();
+    kiln_init_params(params, seed);
+    float *grads = kiln_xcalloc_floats(pf, "the gradients");
+    float *m = kiln_xcalloc_floats(pf, "the optimizer state");
+    float *v = kiln_xcalloc_floats(pf, "the optimizer state");
+    float *arena = kiln_xcalloc_floats(kiln_train_arena_floats(B, T), "the training arena");
+    int32_t *tokens = kiln_xcalloc(ntok, sizeof *tokens, "token ids");
+    int32_t *targets = kiln_xcalloc(ntok, sizeof *targets, "targets");
+    kiln_rng rng;
+    kiln_rng_seed(&rng, seed ^ 0x746f6b656e73ULL);
+    for (size_t i = 0; i < ntok; i++) {
+        tokens[i] = (int32_t)kiln_rng_below(&rng, KILN_VOCAB);
+        targets[i] = (int32_t)kiln_rng_below(&rng, KILN_OUT_DIM < KILN_VOCAB ? KILN_OUT_DIM
+                                                                            : KILN_VOCAB);
+    }
+    double *times = kiln_xcalloc((size_t)iters, sizeof *times, "timings");
+    for (int i = 0; i < warmup + iters; i++) {
+        double t0 = kiln_time_ms();
+        float loss = kiln_train_step(params, grads, arena, tokens, targets, B, T,
+                                     step_seed(seed, i, 0));
+        double norm = grad_norm(grads, pf);
+        if (!isfinite(loss) || !isfinite(norm))
+            kiln_die("non-finite loss in bench iteration %d (%s)", i + 1,
+                     nonfinite_name(isfinite(loss) ? norm : loss));
+        clip_grads(grads, pf, h.clip, norm);
+        double lr = lr_at(&h, i);
+        if (h.optimizer == OPT_ADAMW) adamw_update(&h, lr, i + 1, params, grads, m, v);
+        else sgd_update(&h, lr, i + 1, params, grads, m);
+        if (i >= warmup) times[i - warmup] = kiln_time_ms() - t0;
+    }
+    double mn = times[0];
+    for (int i = 1; i < iters; i++)
+        if (times[i] < mn) mn = times[i];
+    double median = kiln_median(times, (size_t)iters);
+    printf("train step B=%d T=%d threads=%d: median %.3f ms  min %.3f ms  (%d iters)\n", B, T,
+           kiln_num_threads(), median, mn, iters);
+    free(times);
+    free(targets);
+    free(tokens);
+    free(arena);
+    free(v);
+    free(m);
+    free(grads);
+    free(params);
+}
+
+/* ------------------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+    kiln_set_progname(argc > 0 ? argv[0] : "train");
+    check_defaults();
+    build_train_command();
+    const command *cmd = &g_train;
+    int first = 1;
+    if (argc > 1 && strcmp(argv[1], "bench") == 0) {
+        cmd = &BENCH;
+        first = 2;
+    }
+    if (argc <= 1) {
+        char hint[64];
+        snprintf(hint, sizeof hint, "%s --help", kiln_progname());
+        usage_die("'%s' needs --data and --out (see '%s')", kiln_progname(), hint);
+    }
+    opts o;
+    kiln_cli_parse(cmd, argc - first, argv + first, &o);
+    kiln_cli_apply_threads();
+    cmd->run(cmd, &o);
+    if (fflush(stdout) != 0 || ferror(stdout)) kiln_die("cannot write to stdout");
+    return 0;
+}
