@@ -115,3 +115,31 @@ def test_ten_adamw_steps_match_torch(builds, tmp_path):
     # The checkpoint's weights are what infer runs.
     r = run([out / "infer", "score", "--weights", tmp_path / "ckpt.safetensors", text])
     assert r.returncode == 0 and "perplexity" in r.stdout
+
+
+def test_resume_is_exact_with_dropout(builds, tmp_path):
+    """6 steps straight == 3 steps + --resume + 3 steps: same losses, same bytes (dropout on)."""
+    out = builds.build("examples/char-gpt-small.kiln", "dropout=0.1", "layers=2")
+    text = tmp_path / "data.txt"
+    text.write_bytes(open(__file__, "rb").read() * 10)
+    common = ["--data", text, "--seed", 9, "--batch", 2, "--seq", 16, "--eval-interval", 2, "--eval-iters", 2]
+
+    def losses(log):
+        return [json.loads(line)["loss"] for line in log.read_text().splitlines() if "val_loss" not in line]
+
+    r = run([out / "train", *common, "--steps", 6, "--out", tmp_path / "a.safetensors", "--log", tmp_path / "a.jsonl"])
+    assert r.returncode == 0, r.stderr
+    r = run([out / "train", *common, "--steps", 3, "--out", tmp_path / "b.safetensors", "--log", tmp_path / "b.jsonl"])
+    assert r.returncode == 0, r.stderr
+    r = run([out / "train", "--resume", tmp_path / "b.safetensors", "--data", text, "--steps", 6,
+             "--out", tmp_path / "b.safetensors", "--log", tmp_path / "b.jsonl"])
+    assert r.returncode == 0, r.stderr
+    assert losses(tmp_path / "a.jsonl") == losses(tmp_path / "b.jsonl")
+    a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    # Another model's checkpoint is refused with one line.
+    other = builds.build("examples/char-gpt-small.kiln", "dropout=0.1", "layers=1")
+    r = run([other / "train", "--resume", tmp_path / "b.safetensors", "--data", text, "--steps", 8,
+             "--out", tmp_path / "c.safetensors"])
+    assert r.returncode != 0 and "different model" in r.stderr and len(r.stderr.strip().splitlines()) == 1
