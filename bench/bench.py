@@ -1,0 +1,152 @@
+"""Kiln vs PyTorch eager vs ONNX Runtime, side by side in one run.
+
+Each case is timed in rounds that alternate the implementations (Kiln's own
+`bench` command, PyTorch, ONNX Runtime), at 1 and 2 threads; the table shows
+medians over all rounds and Kiln's time divided by each reference's.
+"""
+import argparse
+import os
+import pathlib
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+import reference  # noqa: E402  (the PyTorch model the parity tests use)
+
+KILN = ROOT / ".build" / "debug" / "kiln"
+
+CHAR = dict(file="examples/char-gpt.kiln", set=[], cfg=dict(
+    vocab=256, context=256, dim=384, heads=6, layers=6, hidden=1536, norm="pre", activation="gelu",
+    positions="learned", final_norm=True, head="tied", eps=1e-5))
+GPT2 = dict(file="examples/gpt2-small.kiln", set=[], cfg=dict(
+    vocab=50257, context=1024, dim=768, heads=12, layers=12, hidden=3072, norm="pre", activation="gelu_tanh",
+    positions="learned", final_norm=True, head="tied", eps=1e-5))
+
+
+def build(spec, out):
+    args = [KILN, "build", ROOT / spec["file"], "-o", out]
+    for s in spec["set"]:
+        args += ["--set", s]
+    subprocess.run([str(a) for a in args], check=True, capture_output=True)
+    return out
+
+
+def kiln_time(binary, cmd, B, T, threads, iters):
+    r = subprocess.run([str(binary), "--threads", str(threads), cmd, "--batch", str(B), "--seq", str(T),
+                        "--iters", str(iters), "--warmup", "1"], capture_output=True, text=True, check=True)
+    return float(re.search(r"median ([0-9.]+) ms", r.stdout).group(1))
+
+
+def median_ms(fn, iters):
+    fn()  # warm-up
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def torch_model(cfg):
+    torch.manual_seed(0)
+    return reference.GPT(cfg).float().eval()
+
+
+def torch_forward(model, B, T, vocab):
+    x = torch.randint(0, vocab, (B, T))
+
+    def run():
+        with torch.no_grad():
+            model(x)
+    return run
+
+
+def torch_train_step(model, B, T, vocab):
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
+    x = torch.randint(0, vocab, (B, T))
+    y = torch.randint(0, vocab, (B, T))
+
+    def run():
+        logits = model(x)
+        loss = F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return run
+
+
+def ort_session(model, B, T, vocab, threads, tmp):
+    import onnxruntime as ort
+    path = os.path.join(tmp, f"m{id(model)}.onnx")
+    if not os.path.exists(path):
+        x = torch.randint(0, vocab, (B, T))
+        torch.onnx.export(model, (x,), path, input_names=["tokens"], output_names=["logits"], opset_version=17,
+                          dynamo=False)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    feed = {"tokens": np.random.randint(0, vocab, size=(B, T)).astype(np.int64)}
+    return lambda: sess.run(None, feed)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="the char model only")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=3)
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="kiln-bench-")
+    rows = []
+    cases = [("char forward B=1 T=256", CHAR, "forward", 1, 256), ("char train step B=8 T=256", CHAR, "train", 8, 256)]
+    if not args.quick:
+        cases += [("GPT-2 124M forward B=1 T=256", GPT2, "forward", 1, 256),
+                  ("GPT-2 124M train step B=4 T=64", GPT2, "train", 4, 64)]
+    builds = {}
+    for name, spec, kind, B, T in cases:
+        if spec["file"] not in builds:
+            builds[spec["file"]] = build(spec, pathlib.Path(tmp) / pathlib.Path(spec["file"]).stem)
+        out = builds[spec["file"]]
+        vocab = spec["cfg"]["vocab"]
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            model = torch_model(spec["cfg"])
+            times = {"kiln": [], "pytorch": [], "onnxruntime": []}
+            ort_run = ort_session(model, B, T, vocab, threads, tmp) if kind == "forward" else None
+            for _ in range(args.rounds):
+                if kind == "forward":
+                    times["kiln"].append(kiln_time(out / "infer", "bench", B, T, threads, args.iters))
+                    times["pytorch"].append(median_ms(torch_forward(model, B, T, vocab), args.iters))
+                    times["onnxruntime"].append(median_ms(ort_run, args.iters))
+                else:
+                    binary = out / "train"
+                    if not binary.exists():
+                        continue
+                    times["kiln"].append(kiln_time(binary, "bench", B, T, threads, args.iters))
+                    times["pytorch"].append(median_ms(torch_train_step(model, B, T, vocab), args.iters))
+            med = {k: statistics.median(v) for k, v in times.items() if v}
+            rows.append((name, threads, med))
+            print(f"{name:32s} threads={threads}  " + "  ".join(f"{k} {v:9.1f} ms" for k, v in med.items()), flush=True)
+
+    print("\n| case | threads | Kiln ms | PyTorch ms | ONNX Runtime ms | Kiln/PyTorch | Kiln/ORT |")
+    print("|---|---|---|---|---|---|---|")
+    for name, threads, med in rows:
+        k, p, o = med.get("kiln"), med.get("pytorch"), med.get("onnxruntime")
+        fmt = lambda v: f"{v:.1f}" if v else "–"
+        ratio = lambda a, b: f"{a / b:.2f}" if a and b else "–"
+        print(f"| {name} | {threads} | {fmt(k)} | {fmt(p)} | {fmt(o)} | {ratio(k, p)} | {ratio(k, o)} |")
+
+
+if __name__ == "__main__":
+    main()
