@@ -32,16 +32,53 @@ GPT2 = dict(file="examples/gpt2-small.kiln", set=[], cfg=dict(
     positions="learned", final_norm=True, head="tied", eps=1e-5))
 
 
+CC = "gcc"
+
+
 def build(spec, out):
     args = [KILN, "build", ROOT / spec["file"], "-o", out]
     for s in spec["set"]:
         args += ["--set", s]
-    subprocess.run([str(a) for a in args], check=True, capture_output=True)
+    subprocess.run([str(a) for a in args], check=True, capture_output=True, env=dict(os.environ, CC=CC))
     return out
 
 
+GEMM_SHAPES = [(256, 768, 768), (256, 3072, 768), (256, 768, 3072), (1024, 1024, 1024)]
+
+NUMPY_GEMM = """
+import sys, time, numpy as np
+m, n, k = map(int, sys.argv[1:4])
+a = np.random.rand(m, k).astype(np.float32); b = np.random.rand(k, n).astype(np.float32); a @ b
+ts = []
+for _ in range(9):
+    t0 = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t0)
+print(2 * m * n * k / sorted(ts)[4] / 1e9)
+"""
+
+
+def gemm_rows(tmp):
+    """Kiln's generated GEMM vs NumPy's (OpenBLAS) on transformer shapes, GFLOP/s."""
+    out = build(dict(file="examples/char-gpt-small.kiln", set=[]), pathlib.Path(tmp) / "gemm-src")
+    exe = pathlib.Path(tmp) / "gemm_bench"
+    subprocess.run([CC, "-O3", "-march=native", "-fopenmp", "-std=c11", f"-I{out}", f"-I{out}/runtime",
+                    str(ROOT / "bench" / "gemm_main.c"), "-o", str(exe), "-lm"], check=True)
+    rows = []
+    for threads in (1, 2):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+        for m, n, k in GEMM_SHAPES:
+            ours, theirs = [], []
+            for _ in range(3):  # alternate
+                ours.append(float(subprocess.run([str(exe), str(m), str(n), str(k), "9"], env=env, check=True,
+                                                 capture_output=True, text=True).stdout))
+                theirs.append(float(subprocess.run([sys.executable, "-c", NUMPY_GEMM, str(m), str(n), str(k)], env=env,
+                                                   check=True, capture_output=True, text=True).stdout))
+            rows.append((f"{m}x{n}x{k}", threads, statistics.median(ours), statistics.median(theirs)))
+            print(f"gemm {m}x{n}x{k} threads={threads}: kiln {rows[-1][2]:.1f}  openblas {rows[-1][3]:.1f} GFLOP/s", flush=True)
+    return rows
+
+
 def kiln_time(binary, cmd, B, T, threads, iters):
-    r = subprocess.run([str(binary), "--threads", str(threads), cmd, "--batch", str(B), "--seq", str(T),
+    r = subprocess.run([str(binary), cmd, "--threads", str(threads), "--batch", str(B), "--seq", str(T),
                         "--iters", str(iters), "--warmup", "1"], capture_output=True, text=True, check=True)
     return float(re.search(r"median ([0-9.]+) ms", r.stdout).group(1))
 
@@ -106,7 +143,11 @@ def main():
     ap.add_argument("--quick", action="store_true", help="the char model only")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--cc", default="gcc", help="C compiler for Kiln's binaries (default gcc: faster GEMM here)")
+    ap.add_argument("--no-gemm", action="store_true")
     args = ap.parse_args()
+    global CC
+    CC = args.cc
     tmp = tempfile.mkdtemp(prefix="kiln-bench-")
     rows = []
     cases = [("char forward B=1 T=256", CHAR, "forward", 1, 256), ("char train step B=8 T=256", CHAR, "train", 8, 256)]
@@ -139,6 +180,8 @@ def main():
             rows.append((name, threads, med))
             print(f"{name:32s} threads={threads}  " + "  ".join(f"{k} {v:9.1f} ms" for k, v in med.items()), flush=True)
 
+    gemm = [] if args.no_gemm else gemm_rows(tmp)
+    print(f"\nKiln built with CC={CC}; medians of {args.rounds} alternating rounds of {args.iters} iterations.")
     print("\n| case | threads | Kiln ms | PyTorch ms | ONNX Runtime ms | Kiln/PyTorch | Kiln/ORT |")
     print("|---|---|---|---|---|---|---|")
     for name, threads, med in rows:
@@ -146,7 +189,13 @@ def main():
         fmt = lambda v: f"{v:.1f}" if v else "–"
         ratio = lambda a, b: f"{a / b:.2f}" if a and b else "–"
         print(f"| {name} | {threads} | {fmt(k)} | {fmt(p)} | {fmt(o)} | {ratio(k, p)} | {ratio(k, o)} |")
+    if gemm:
+        print("\n| GEMM M×N×K | threads | Kiln GFLOP/s | OpenBLAS GFLOP/s | Kiln/OpenBLAS |")
+        print("|---|---|---|---|---|")
+        for shape, threads, ours, theirs in gemm:
+            print(f"| {shape} | {threads} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f} |")
 
 
 if __name__ == "__main__":
     main()
+

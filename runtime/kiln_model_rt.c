@@ -26,7 +26,7 @@ void kiln_cli_command_help(const kiln_command *c, FILE *f) {
     fprintf(f, "\nflags:\n");
     for (int i = 0; i < KILN_MAX_FLAGS && c->flags[i].name; i++) {
         char left[64];
-        snprintf(left, sizeof left, "%s %s", c->flags[i].name, c->flags[i].metavar);
+        snprintf(left, sizeof left, "%s %s", c->flags[i].name, c->flags[i].metavar ? c->flags[i].metavar : "");
         fprintf(f, "  %-28s %s\n", left, c->flags[i].help);
     }
     fprintf(f, "  %-28s %s\n", "--threads N", "OpenMP threads (default: OpenMP's default)");
@@ -77,7 +77,10 @@ void kiln_cli_parse(const kiln_command *c, int argc, char **argv, kiln_opts *o) 
                 slot = &o->values[idx];
             }
             const char *value;
-            if (eq) value = eq + 1;
+            if (idx >= 0 && !c->flags[idx].metavar) { /* a switch: no value */
+                if (eq) kiln_usage_die("flag '%.*s' takes no value", (int)name_len, a);
+                value = "1";
+            } else if (eq) value = eq + 1;
             else if (i + 1 < argc) value = argv[++i];
             else kiln_usage_die("flag '%.*s' needs a value", (int)name_len, a);
             if (*slot && idx >= 0)

@@ -152,6 +152,14 @@ public struct CEmitter {
          * params: KILN_PARAM_FLOATS elements; arena: kiln_forward_arena_floats(B, T) elements */
         void kiln_forward(const kiln_real *params, kiln_real *arena, const int32_t *tokens, int B, int T, kiln_real *logits);
 
+        /* Generation with a KV cache (batch 1): kiln_decode_step(pos) computes the logits of the token at
+         * position pos (0 <= pos < KILN_CONTEXT) in O(pos) time, reading and extending the cache that the
+         * steps 0 .. pos-1 filled. cache: kiln_decode_cache_floats() elements; arena: kiln_decode_arena_floats(). */
+        #define KILN_HAS_DECODE 1
+        size_t kiln_decode_cache_floats(void);
+        size_t kiln_decode_arena_floats(void);
+        void kiln_decode_step(const kiln_real *params, kiln_real *cache, kiln_real *arena, int32_t token, int pos, kiln_real *logits);
+
         """
         if training != nil {
             h += """
@@ -241,6 +249,28 @@ public struct CEmitter {
         """
         out += try forward.body(indent: "    ")
         out += "}\n"
+        let dec = FunctionEmitter(g: inference, plan: forward.plan, real: real, decode: true)
+        let slots = max(forward.plan.slotSizes.count, 1)
+        out += """
+
+        size_t kiln_decode_cache_floats(void) { return \(dec.cacheCount); }
+
+        size_t kiln_decode_arena_floats(void) {
+            size_t off[\(slots)];
+            return forward_layout(1, 1, off);
+        }
+
+        /* One step of generation with a KV cache: the logits (KILN_OUT_DIM) of `token` at position `pos`,
+         * given that steps 0 .. pos-1 ran before with the same cache. */
+        void kiln_decode_step(const real *params, real *cache, real *arena, int32_t token, int pos, real *logits) {
+            size_t off[\(slots)];
+            forward_layout(1, 1, off);
+            const int \(i.batch) = 1, \(i.seq) = 1;
+            const int32_t *tokens = &token;
+
+        """
+        out += try dec.body(indent: "    ")
+        out += "    (void)\(i.batch); (void)\(i.seq);\n}\n"
         if let t = train {
             let loss = t.g.outputs.first { $0.name == "loss" }!.value
             out += "\n" + t.layout(name: "train_layout", b: i.batch, t: i.seq)
@@ -270,9 +300,22 @@ struct FunctionEmitter {
     let plan: MemoryPlan
     let real: String
     let names: [String]
+    /// Decode mode: one new token at position `pos` (B = T = 1); attention
+    /// appends its key and value to a per-layer cache and attends over it.
+    var decode = false
+    /// Decode mode: element offset of each attention node's K cache (V follows it).
+    var cacheOffsets: [Int: Int] = [:]
+    var cacheCount = 0
 
-    init(g: Graph, plan: MemoryPlan, real: String) {
-        self.g = g; self.plan = plan; self.real = real
+    init(g: Graph, plan: MemoryPlan, real: String, decode: Bool = false) {
+        self.g = g; self.plan = plan; self.real = real; self.decode = decode
+        if decode {
+            let context = g.dims.compactMap(\.bound).max() ?? 1
+            for (i, n) in g.nodes.enumerated() where n.kind == .attention {
+                cacheOffsets[i] = cacheCount
+                cacheCount += 2 * context * (n.type.shape.last?.constValue ?? 0)
+            }
+        }
         var counter = 0
         names = g.nodes.map { n in
             if let name = n.name { return "%" + name }
@@ -323,7 +366,13 @@ struct FunctionEmitter {
         case .param(let off): return "(params + \(off))"
         case .slot(let s): return "(arena + off[\(s)])"
         case .external(let e): return e
-        case .view(let src): return ptr(src)
+        case .view(let src):
+            // Decode: the view is row `pos` of a position table.
+            if decode, g.nodes[i].kind == .sliceRows {
+                let row = Shape(Array(g.nodes[i].type.shape.dims.dropFirst())).elementCount.cExpression
+                return "(\(ptr(src)) + (size_t)pos * \(row))"
+            }
+            return ptr(src)
         }
     }
 
@@ -378,11 +427,20 @@ struct FunctionEmitter {
         case .embedding:
             return "embedding_forward(\(dst), \(p[0]), \(p[1]), \(count(o[1])), \(lastDim(t)));"
         case .sinusoidal:
-            return "sinusoidal_forward(\(dst), \(t.shape.dims[0]), \(lastDim(t)));"
+            return "sinusoidal_forward(\(dst), \(decode ? "pos" : "0"), \(t.shape.dims[0]), \(lastDim(t)));"
         case .linear:
             return "linear_forward(\(dst), \(p[0]), \(p[1]), \(o.count == 3 ? p[2] : "NULL"), \(workspace(idx)), \(rows(t)), \(lastDim(type(o[0]))), \(lastDim(t)));"
         case .layernorm:
             return "layernorm_forward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(rows(t)), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!, real)));"
+        case .attention where decode:
+            let c = lastDim(t), off = cacheOffsets[idx]!
+            let context = g.dims.compactMap(\.bound).max() ?? 1
+            return """
+            /* append this token's key and value to the cache, attend over positions 0..pos */
+            memcpy(cache + \(off) + (size_t)pos * \(c), \(p[1]), \(c) * sizeof(real));
+            memcpy(cache + \(off + context * (t.shape.last!.constValue ?? 0)) + (size_t)pos * \(c), \(p[2]), \(c) * sizeof(real));
+            attention_forward(\(dst), \(p[0]), cache + \(off), cache + \(off + context * (t.shape.last!.constValue ?? 0)), 1, 1, pos + 1, \(c), \(n.attrs.int("heads")!), 0);
+            """
         case .attention:
             let q = t.shape.dims, k = type(o[1]).shape.dims
             return "attention_forward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(n.attrs.int("heads")!), \(n.attrs.bool("causal")! ? 1 : 0));"

@@ -111,14 +111,14 @@ enum Kernels {
             }
             """
         case .sinusoidal: return """
-            /* sinusoidal positions (Vaswani et al. 2017): out is (T, C);
+            /* sinusoidal positions (Vaswani et al. 2017): out is (T, C), rows t0 .. t0+T-1 of the table;
              * column 2i holds sin(t / 10000^(2i/C)), column 2i+1 holds cos of the same angle */
-            static void sinusoidal_forward(real *restrict out, int T, int C) {
+            static void sinusoidal_forward(real *restrict out, int t0, int T, int C) {
                 #pragma omp parallel for schedule(static)
                 for (int t = 0; t < T; t++) {
                     for (int c = 0; c < C; c++) {
                         double freq = exp(-log(10000.0) * (double)(2 * (c / 2)) / (double)C);
-                        double angle = (double)t * freq;
+                        double angle = (double)(t0 + t) * freq;
                         out[(size_t)t * C + c] = (real)((c % 2 == 0) ? sin(angle) : cos(angle));
                     }
                 }
@@ -130,10 +130,26 @@ enum Kernels {
             static void linear_forward(real *restrict out, const real *restrict inp,
                                        const real *restrict weight, const real *restrict bias,
                                        real *restrict wt, size_t M, int K, int N) {
-                #pragma omp parallel for schedule(static)
-                for (int k = 0; k < K; k++)
-                    for (int n = 0; n < N; n++) wt[(size_t)k * N + n] = weight[(size_t)n * K + k];
-                gemm(out, inp, wt, M, N, K, (size_t)K, 1, N, N);
+                if (M < 4) {
+                    /* a few rows (token-by-token generation): dot products straight from the weight rows,
+                     * reading each weight once, instead of transposing it */
+                    for (size_t m = 0; m < M; m++) {
+                        const real *x = inp + m * K;
+                        #pragma omp parallel for schedule(static)
+                        for (int n = 0; n < N; n++) {
+                            const real *w = weight + (size_t)n * K;
+                            real acc = 0;
+                            #pragma omp simd reduction(+:acc)
+                            for (int k = 0; k < K; k++) acc += x[k] * w[k];
+                            out[m * N + n] = acc;
+                        }
+                    }
+                } else {
+                    #pragma omp parallel for schedule(static)
+                    for (int k = 0; k < K; k++)
+                        for (int n = 0; n < N; n++) wt[(size_t)k * N + n] = weight[(size_t)n * K + k];
+                    gemm(out, inp, wt, M, N, K, (size_t)K, 1, N, N);
+                }
                 if (bias) {
                     #pragma omp parallel for schedule(static)
                     for (size_t m = 0; m < M; m++)

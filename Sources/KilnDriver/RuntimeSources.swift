@@ -272,14 +272,18 @@ static const command COMMANDS[] = {
     {"generate", "--weights W --prompt TEXT --tokens N [options]",
      "generate text byte by byte from a prompt",
      "Each prompt byte is a token. Prints the prompt, then streams each new byte.\n"
-     "Beyond the context length, the model sees the last <context> tokens.",
+     "With the KV cache (default) the prompt is encoded once and each new token costs\n"
+     "one decode step; once the context is full, the oldest half of the window is\n"
+     "dropped and the rest re-encoded. --no-cache runs a full forward pass per token\n"
+     "over the last <context> tokens (a window sliding by one).",
      {{"--weights", "W", "weights file (.safetensors, required)"},
       {"--prompt", "TEXT", "prompt text, 1..context bytes (required)"},
       {"--tokens", "N", "number of tokens to generate (required)"},
       {"--temperature", "T", "sampling temperature, 0 = greedy (default 1.0)"},
       {"--top-k", "K", "sample from the K most likely tokens, 0 = off (default 0)"},
       {"--top-p", "P", "nucleus sampling threshold in (0, 1], 1 = off (default 1.0)"},
-      {"--seed", "N", "random seed (default " DEFAULT_SEED ")"}},
+      {"--seed", "N", "random seed (default " DEFAULT_SEED ")"},
+      {"--no-cache", NULL, "recompute the whole window for every token (no KV cache)"}},
      NULL,
      cmd_generate},
     {"score", "--weights W FILE", "report the byte-level loss of a file",
@@ -418,6 +422,21 @@ static void cmd_forward(const command *cmd, const opts *o) {
 /* ------------------------------------------------------------------------- */
 /* generate */
 
+/* The generated KV-cache decode step, when the model has one. */
+#ifdef KILN_HAS_DECODE
+#define KILN_HAS_DECODE_VALUE 1
+#define decode_cache_floats kiln_decode_cache_floats
+#define decode_arena_floats kiln_decode_arena_floats
+#define decode_step kiln_decode_step
+#else
+#define KILN_HAS_DECODE_VALUE 0
+static size_t decode_cache_floats(void) { return 1; }
+static size_t decode_arena_floats(void) { return 1; }
+static void decode_step(const float *p, float *c, float *a, int32_t t, int pos, float *l) {
+    (void)p; (void)c; (void)a; (void)t; (void)pos; (void)l;
+}
+#endif
+
 static void cmd_generate(const command *cmd, const opts *o) {
     const char *weights = opt_required(cmd, o, "--weights");
     const char *prompt = opt_required(cmd, o, "--prompt");
@@ -462,18 +481,37 @@ static void cmd_generate(const command *cmd, const opts *o) {
     fwrite(prompt, 1, plen, stdout);
     fflush(stdout);
     int len = (int)plen;
+    int use_cache = KILN_HAS_DECODE_VALUE && !opt_get(cmd, o, "--no-cache");
+    float *cache = NULL, *darena = NULL;
+    int cached = 0; /* window[0 .. cached) is in the KV cache at positions 0 .. cached-1 */
+    if (use_cache) {
+        cache = alloc_floats(decode_cache_floats(), "the KV cache");
+        darena = alloc_floats(decode_arena_floats(), "the decode arena");
+    }
     for (int64_t step = 0; step < ntokens; step++) {
-        kiln_forward(params, arena, window, 1, len, logits);
-        const float *last = logits + (size_t)(len - 1) * KILN_OUT_DIM;
+        const float *last;
+        if (use_cache) {
+            for (; cached < len; cached++) /* encode what the cache lacks; logits of the last one */
+                decode_step(params, cache, darena, window[cached], cached, logits);
+            last = logits;
+        } else {
+            kiln_forward(params, arena, window, 1, len, logits);
+            last = logits + (size_t)(len - 1) * KILN_OUT_DIM;
+        }
         int tok = kiln_sample(&sampler, last, temperature, top_k, top_p, &rng);
         putchar(tok);
         if (fflush(stdout) != 0) kiln_die("cannot write to stdout");
-        if (len == ctx) { /* slide the window by one token */
-            memmove(window, window + 1, (size_t)(ctx - 1) * sizeof *window);
-            len--;
+        if (len == ctx) {
+            /* full: without a cache slide by one token; with one, drop the oldest half and re-encode */
+            int drop = use_cache ? (ctx / 2 > 0 ? ctx / 2 : 1) : 1;
+            memmove(window, window + drop, (size_t)(ctx - drop) * sizeof *window);
+            len -= drop;
+            cached = 0;
         }
         window[len++] = tok;
     }
+    free(cache);
+    free(darena);
     if (isatty(STDOUT_FILENO)) putchar('\n');
     if (fflush(stdout) != 0 || ferror(stdout)) kiln_die("cannot write to stdout");
     kiln_sampler_free(&sampler);
@@ -661,7 +699,7 @@ void kiln_cli_command_help(const kiln_command *c, FILE *f) {
     fprintf(f, "\nflags:\n");
     for (int i = 0; i < KILN_MAX_FLAGS && c->flags[i].name; i++) {
         char left[64];
-        snprintf(left, sizeof left, "%s %s", c->flags[i].name, c->flags[i].metavar);
+        snprintf(left, sizeof left, "%s %s", c->flags[i].name, c->flags[i].metavar ? c->flags[i].metavar : "");
         fprintf(f, "  %-28s %s\n", left, c->flags[i].help);
     }
     fprintf(f, "  %-28s %s\n", "--threads N", "OpenMP threads (default: OpenMP's default)");
@@ -712,7 +750,10 @@ void kiln_cli_parse(const kiln_command *c, int argc, char **argv, kiln_opts *o) 
                 slot = &o->values[idx];
             }
             const char *value;
-            if (eq) value = eq + 1;
+            if (idx >= 0 && !c->flags[idx].metavar) { /* a switch: no value */
+                if (eq) kiln_usage_die("flag '%.*s' takes no value", (int)name_len, a);
+                value = "1";
+            } else if (eq) value = eq + 1;
             else if (i + 1 < argc) value = argv[++i];
             else kiln_usage_die("flag '%.*s' needs a value", (int)name_len, a);
             if (*slot && idx >= 0)

@@ -53,7 +53,9 @@ import KilnDriver
         for k in ["embedding_forward", "linear_forward", "layernorm_forward", "attention_forward", "gelu_forward", "add_forward"] {
             #expect(m.source.components(separatedBy: "static void \(k)(").count == 2, "\(k)")
         }
-        #expect(m.source.components(separatedBy: "    linear_forward(").count - 1 == 6 * 6 + 1)
+        // once in kiln_forward and once in kiln_decode_step
+        #expect(m.source.components(separatedBy: "    linear_forward(").count - 1 == 2 * (6 * 6 + 1))
+        #expect(m.source.contains("void kiln_decode_step("))
         #expect(m.source.contains("#pragma omp parallel for"))
         #expect(m.header.contains("#define KILN_CONTEXT 256"))
         #expect(m.header.contains("#define KILN_NUM_PARAMS 100"))

@@ -19,9 +19,9 @@ def kiln_binary() -> pathlib.Path:
     pytest.skip("kiln is not built (run `swift build` first)")
 
 
-def run(args, **kw):
-    """Runs a command, returning CompletedProcess with text output."""
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
+def run(args, text=True, **kw):
+    """Runs a command, returning CompletedProcess with text (or, text=False, bytes) output."""
+    return subprocess.run([str(a) for a in args], capture_output=True, text=text, **kw)
 
 
 class Builds:

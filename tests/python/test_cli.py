@@ -203,3 +203,20 @@ def test_stats_counts_exactly(kiln):
     assert "optimiser state   6,674,432 bytes (AdamW m and v)" in r.stdout
     r = run([kiln, "stats", ROOT / "examples/gpt2-small.kiln", "--seq", 2000])
     assert r.returncode != 0 and "exceeds the context 1024" in r.stderr
+
+
+@pytest.mark.parametrize("model,prompt,n", [(ODD, "AB", 20), ("examples/char-gpt-small.kiln", "ROMEO:", 50)])
+def test_kv_cache_generation_matches_full_forward(builds, tmp_path, model, prompt, n):
+    """Within the context, generating with the KV cache (one decode step per token) gives the
+    same text as a full forward pass over the window for every token."""
+    out = builds.build(model)
+    w = tmp_path / "w.safetensors"
+    assert run([out / "infer", "init", "--seed", 2, "--out", w]).returncode == 0
+    for extra in (["--temperature", 0], ["--temperature", 1, "--seed", 5]):
+        args = [out / "infer", "generate", "--weights", w, "--prompt", prompt, "--tokens", n, *extra]
+        cached, full = run(args, text=False), run(args + ["--no-cache"], text=False)
+        assert cached.returncode == 0 and full.returncode == 0, cached.stderr + full.stderr
+        assert cached.stdout == full.stdout
+    # Beyond the context it keeps going (the window is re-encoded).
+    r = run([out / "infer", "generate", "--weights", w, "--prompt", prompt, "--tokens", 100, "--temperature", 0], text=False)
+    assert r.returncode == 0 and len(r.stdout) == len(prompt) + 100
