@@ -56,6 +56,29 @@ print(2 * m * n * k / sorted(ts)[4] / 1e9)
 """
 
 
+# STREAM triad bandwidth of this machine (../shared/guide/performance.md), bytes/s
+BANDWIDTH = {1: 23e9, 2: 31e9}
+
+
+def generation_rows(out, tmp):
+    """Tokens/s of `infer generate` with the KV cache, vs reading every weight once per token."""
+    w = pathlib.Path(tmp) / "char-w.safetensors"
+    subprocess.run([str(out / "infer"), "init", "--seed", "1", "--out", str(w)], check=True, capture_output=True)
+    weight_bytes = w.stat().st_size
+    rows = []
+    for threads in (1, 2):
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            subprocess.run([str(out / "infer"), "generate", "--threads", str(threads), "--weights", str(w),
+                            "--prompt", "ROMEO: To be, or", "--tokens", "240", "--seed", "1"], check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+        tps = 256 / statistics.median(times)  # 16 prompt + 240 new tokens, each one decode step
+        rows.append((threads, tps, BANDWIDTH[threads] / weight_bytes))
+        print(f"generate threads={threads}: {tps:.0f} tokens/s (bound {rows[-1][2]:.0f})", flush=True)
+    return rows
+
+
 def gemm_rows(tmp):
     """Kiln's generated GEMM vs NumPy's (OpenBLAS) on transformer shapes, GFLOP/s."""
     out = build(dict(file="examples/char-gpt-small.kiln", set=[]), pathlib.Path(tmp) / "gemm-src")
@@ -180,6 +203,7 @@ def main():
             rows.append((name, threads, med))
             print(f"{name:32s} threads={threads}  " + "  ".join(f"{k} {v:9.1f} ms" for k, v in med.items()), flush=True)
 
+    gen = generation_rows(builds.get(CHAR["file"]) or build(CHAR, pathlib.Path(tmp) / "char-gpt"), tmp)
     gemm = [] if args.no_gemm else gemm_rows(tmp)
     print(f"\nKiln built with CC={CC}; medians of {args.rounds} alternating rounds of {args.iters} iterations.")
     print("\n| case | threads | Kiln ms | PyTorch ms | ONNX Runtime ms | Kiln/PyTorch | Kiln/ORT |")
@@ -189,6 +213,10 @@ def main():
         fmt = lambda v: f"{v:.1f}" if v else "–"
         ratio = lambda a, b: f"{a / b:.2f}" if a and b else "–"
         print(f"| {name} | {threads} | {fmt(k)} | {fmt(p)} | {fmt(o)} | {ratio(k, p)} | {ratio(k, o)} |")
+    print("\n| generation (char model, KV cache) | threads | Kiln tokens/s | bandwidth bound tokens/s | Kiln/bound |")
+    print("|---|---|---|---|---|")
+    for threads, tps, bound in gen:
+        print(f"| 256 new tokens after a 16-byte prompt | {threads} | {tps:.0f} | {bound:.0f} | {tps / bound:.2f} |")
     if gemm:
         print("\n| GEMM M×N×K | threads | Kiln GFLOP/s | OpenBLAS GFLOP/s | Kiln/OpenBLAS |")
         print("|---|---|---|---|---|")
