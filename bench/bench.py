@@ -216,7 +216,7 @@ def main():
     print("\n| generation (char model, KV cache) | threads | Kiln tokens/s | bandwidth bound tokens/s | Kiln/bound |")
     print("|---|---|---|---|---|")
     for threads, tps, bound in gen:
-        print(f"| 256 new tokens after a 16-byte prompt | {threads} | {tps:.0f} | {bound:.0f} | {tps / bound:.2f} |")
+        print(f"| 16-byte prompt + 240 new tokens | {threads} | {tps:.0f} | {bound:.0f} | {tps / bound:.2f} |")
     if gemm:
         print("\n| GEMM M×N×K | threads | Kiln GFLOP/s | OpenBLAS GFLOP/s | Kiln/OpenBLAS |")
         print("|---|---|---|---|---|")

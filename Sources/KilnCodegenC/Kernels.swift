@@ -9,6 +9,7 @@ enum Kernels {
     /// Shared helper functions, emitted once before the kernels that use them.
     static let helpers: [String: String] = [
         "gemm": gemmSource(mr: 12, nr: 32),
+        "gemm_nt": gemmNTSource(mr: 12, nr: 32),
         "row_moments": """
             /* mean and 1/sqrt(variance + eps) of one row x of length C (biased variance, two passes) */
             static void row_moments(const real *restrict x, int C, real eps, real *mean_out, real *rstd_out) {
@@ -82,12 +83,66 @@ enum Kernels {
         """
     }
 
+    /// C = A · Wᵀ with W given as (N, K) rows (a linear layer's weight): each thread packs the
+    /// K × nr panel of W for one column tile into scratch, then sweeps every row tile of A over it,
+    /// so W is read once per call and the panel stays in cache while it is used.
+    static func gemmNTSource(mr: Int, nr: Int) -> String {
+        let loads = (0..<mr).map { "                    const real a\($0) = A[(m0 + \($0)) * K + p];" }.joined(separator: "\n")
+        let fmas = (0..<mr).map { "                        acc[\($0)][j] += a\($0) * b[j];" }.joined(separator: "\n")
+        return """
+        /* C (M, N) = A (M, K) · Wᵀ where W is (N, K): the forward matrix product of a linear layer.
+         * panels holds K × \(nr) packed columns of Wᵀ per column tile (K × N rounded up to \(nr) in all).
+         * Each \(mr) × \(nr) tile of C is summed over K in order by one thread (same bits at any thread count). */
+        static void gemm_nt(real *restrict C, const real *restrict A, const real *restrict W, real *restrict panels,
+                            size_t M, int N, int K) {
+            enum { MR = \(mr), NR = \(nr) };
+            const int ntiles = (N + NR - 1) / NR;
+            #pragma omp parallel for schedule(static)
+            for (int nt = 0; nt < ntiles; nt++) {
+                const int n0 = nt * NR, nb = N - n0 < NR ? N - n0 : NR;
+                real *restrict panel = panels + (size_t)nt * NR * K;
+                /* pack: panel[p][j] = W[n0 + j][p], zero-padded past N */
+                for (int j = 0; j < NR; j++) {
+                    const real *w = W + (size_t)(n0 + j) * K;
+                    if (j < nb) for (int p = 0; p < K; p++) panel[(size_t)p * NR + j] = w[p];
+                    else for (int p = 0; p < K; p++) panel[(size_t)p * NR + j] = 0;
+                }
+                for (size_t m0 = 0; m0 < M; m0 += MR) {
+                    const int mb = M - m0 < MR ? (int)(M - m0) : MR;
+                    real acc[MR][NR];
+                    memset(acc, 0, sizeof acc);
+                    if (mb == MR) {
+                        for (int p = 0; p < K; p++) {
+        \(loads)
+                            const real *b = panel + (size_t)p * NR;
+                            #pragma omp simd
+                            for (int j = 0; j < NR; j++) {
+        \(fmas)
+                            }
+                        }
+                    } else {  /* the last rows */
+                        for (int p = 0; p < K; p++) {
+                            const real *b = panel + (size_t)p * NR;
+                            for (int i = 0; i < mb; i++) {
+                                const real a = A[(m0 + i) * K + p];
+                                for (int j = 0; j < NR; j++) acc[i][j] += a * b[j];
+                            }
+                        }
+                    }
+                    for (int i = 0; i < mb; i++) memcpy(C + (m0 + i) * N + n0, acc[i], (size_t)nb * sizeof(real));
+                }
+            }
+        }
+        """
+    }
+
     /// The helpers an op's kernel calls.
     static func helpersUsed(_ kind: OpKind) -> [String] {
         switch kind {
         case .layernorm, .layernormGradInput, .layernormGradWeight: ["row_moments"]
         case .dropout: ["dropout_keep"]
-        case .linear, .linearGradInput, .linearGradWeight: ["gemm"]
+        case .linear: ["gemm_nt"]
+        case .linearGradInput, .linearGradWeight: ["gemm"]
         default: []
         }
     }
@@ -126,7 +181,8 @@ enum Kernels {
             """
         case .linear: return """
             /* linear: out = inp · weightᵀ + bias
-             * out is (M, N), inp is (M, K), weight is (N, K), bias is (N) or NULL; wt (K, N) is scratch for weightᵀ */
+             * out is (M, N), inp is (M, K), weight is (N, K), bias is (N) or NULL;
+             * panels (K, N rounded up to 32) is scratch for gemm_nt's packed weight panels */
             static void linear_forward(real *restrict out, const real *restrict inp,
                                        const real *restrict weight, const real *restrict bias,
                                        real *restrict wt, size_t M, int K, int N) {
@@ -145,10 +201,7 @@ enum Kernels {
                         }
                     }
                 } else {
-                    #pragma omp parallel for schedule(static)
-                    for (int k = 0; k < K; k++)
-                        for (int n = 0; n < N; n++) wt[(size_t)k * N + n] = weight[(size_t)n * K + k];
-                    gemm(out, inp, wt, M, N, K, (size_t)K, 1, N, N);
+                    gemm_nt(out, inp, weight, wt, M, N, K);
                 }
                 if (bias) {
                     #pragma omp parallel for schedule(static)

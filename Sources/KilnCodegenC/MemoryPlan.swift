@@ -39,8 +39,9 @@ public struct MemoryPlan: Sendable {
         case .attentionGrad:  // two rows of S per (batch, head)
             let k = g.nodes[n.operands[2]].type.shape.dims
             return SizeExpr(constant: 2 * (n.attrs.int("heads") ?? 1)) * k[0] * k[1]
-        case .linear:  // the weight, transposed
-            return g.nodes[n.operands[1]].type.shape.elementCount
+        case .linear:  // packed panels of the weight: K × N rounded up to 32 columns
+            let w = g.nodes[n.operands[1]].type.shape.dims
+            return SizeExpr(constant: ((w[0].constValue ?? 1) + 31) / 32 * 32) * w[1]
         case .crossEntropy:  // one loss per row
             return g.nodes[n.operands[1]].type.shape.elementCount
         default: return nil
