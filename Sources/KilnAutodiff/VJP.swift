@@ -28,6 +28,13 @@ enum VJP {
             if want(1) { out.append((1, b.emit(.layernormGradWeight, [g, o[0]], [("eps", eps)]))) }
             if want(2) { out.append((2, b.sumTo(g, like: o[2]))) }
         case .attention:
+            let types = o.map { b.type($0) }
+            if want(0) && want(1) && want(2) && types[0] == types[1] && types[1] == types[2] {
+                // Self-attention: one backward pass for all three, then views of its slices.
+                let all = b.emit(.attentionGrad, [g] + o, [("heads", n.attrs["heads"]!), ("causal", n.attrs["causal"]!), ("wrt", .word("all"))])
+                for k in 0..<3 { out.append((k, b.emit(.select, [all], [("index", .int(k))]))) }
+                break
+            }
             for (k, wrt) in ["q", "k", "v"].enumerated() where want(k) {
                 out.append((k, b.emit(.attentionGrad, [g] + o, [("heads", n.attrs["heads"]!), ("causal", n.attrs["causal"]!), ("wrt", .word(wrt))])))
             }
@@ -57,7 +64,7 @@ enum VJP {
         case .crossEntropy:
             if want(0) { out.append((0, b.emit(.crossEntropyGrad, [o[0], o[1], g]))) }
         case .crossEntropyGrad, .embeddingGrad, .padRows, .linearGradInput, .linearGradWeight, .sumTo, .layernormGradInput,
-             .layernormGradWeight, .attentionGrad, .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad:
+             .layernormGradWeight, .attentionGrad, .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad, .select:
             preconditionFailure("no second derivatives: \(n.kind.rawValue) has no VJP")
         }
         return out

@@ -213,7 +213,7 @@ public struct CEmitter {
         var seen = Set<String>()
         for f in fns {
             for n in f.g.nodes {
-                let broadcast = f.needsGeneralBroadcast(n)
+                let broadcast = f.needsGeneralBroadcast(n) || (n.kind == .attentionGrad && n.attrs.word("wrt") == "all")
                 guard seen.insert(n.kind.rawValue + (broadcast ? "_broadcast" : "")).inserted else { continue }
                 for h in Kernels.helpersUsed(n.kind) where !helpers.contains(h) { helpers.append(h) }
                 if let k = Kernels.source(n.kind, broadcast: broadcast) { kernels.append(k) }
@@ -372,6 +372,7 @@ struct FunctionEmitter {
                 let row = Shape(Array(g.nodes[i].type.shape.dims.dropFirst())).elementCount.cExpression
                 return "(\(ptr(src)) + (size_t)pos * \(row))"
             }
+            if let off = plan.viewOffset[i] { return "(\(ptr(src)) + \(off.cExpression))" }
             return ptr(src)
         }
     }
@@ -421,6 +422,9 @@ struct FunctionEmitter {
         let t = n.type
         switch n.kind {
         case .input, .param: return ""
+        case .select:
+            if case .view = plan.storage[idx] { return "/* a view: slice \(n.attrs.int("index")!) of \(names[o[0]]) */" }
+            return "memcpy(\(dst), \(p[0]) + \(plan.viewOffsetExpr(g, idx)), \(count(idx)) * sizeof(real));"
         case .sliceRows:
             if case .view = plan.storage[idx] { return "/* a view: the first \(n.attrs.dim("rows")!) rows of \(names[o[0]]) */" }
             return "memcpy(\(dst), \(p[0]), \(count(idx)) * sizeof(real));"
@@ -500,6 +504,9 @@ struct FunctionEmitter {
             return "layernorm_backward_input(\(dst), \(p[0]), \(p[1]), \(p[2]), \(rows(t)), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!, real)));"
         case .layernormGradWeight:
             return "layernorm_backward_weight(\(dst), \(p[0]), \(p[1]), \(rows(type(o[1]))), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!, real)));"
+        case .attentionGrad where n.attrs.word("wrt") == "all":
+            let q = type(o[1]).shape.dims
+            return "attention_backward_all(\(dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(workspace(idx)), \(q[0]), \(q[1]), \(q[2]), \(n.attrs.int("heads")!), \(n.attrs.bool("causal")! ? 1 : 0));"
         case .attentionGrad:
             let q = type(o[1]).shape.dims, k = type(o[2]).shape.dims
             let wrt = ["q": 0, "k": 1, "v": 2][n.attrs.word("wrt")!]!

@@ -150,7 +150,7 @@ enum Kernels {
     /// The C source of the kernel(s) an op kind needs, or nil for ops with no kernel.
     static func source(_ kind: OpKind, broadcast: Bool = false) -> String? {
         switch kind {
-        case .input, .param, .sliceRows: return nil
+        case .input, .param, .sliceRows, .select: return nil
         case .dropout, .scalar, .crossEntropy, .crossEntropyGrad, .embeddingGrad, .padRows, .linearGradInput, .linearGradWeight,
              .sumTo, .layernormGradInput, .layernormGradWeight, .attentionGrad, .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad:
             return trainingSource(kind, broadcast: broadcast)

@@ -25,6 +25,8 @@ public enum Storage: Equatable, Sendable {
 /// actual `[B, T]` of a call; each slot starts on a 64-byte boundary.
 public struct MemoryPlan: Sendable {
     public var storage: [Storage]
+    /// Element offset of a view into its source (`select`), as a C expression.
+    public var viewOffset: [Int: SizeExpr] = [:]
     /// Workspace slot of nodes whose kernel needs scratch memory.
     public var workspace: [Int: Int] = [:]
     /// Size of each slot, in elements.
@@ -32,10 +34,18 @@ public struct MemoryPlan: Sendable {
     /// Total parameter elements.
     public var paramCount: Int
 
+    /// Offset of a `select` slice in its source, as a C expression.
+    func viewOffsetExpr(_ g: Graph, _ i: Int) -> String {
+        (g.nodes[i].type.shape.elementCount * .const(g.nodes[i].attrs.int("index") ?? 0)).cExpression
+    }
+
     /// Scratch elements a node's kernel needs, if any.
     public static func workspaceSize(_ g: Graph, _ i: Int) -> SizeExpr? {
         let n = g.nodes[i]
         switch n.kind {
+        case .attentionGrad where n.attrs.word("wrt") == "all":  // three rows of S per (batch, head)
+            let k = g.nodes[n.operands[2]].type.shape.dims
+            return SizeExpr(constant: 3 * (n.attrs.int("heads") ?? 1)) * k[0] * k[1]
         case .attentionGrad:  // two rows of S per (batch, head)
             let k = g.nodes[n.operands[2]].type.shape.dims
             return SizeExpr(constant: 2 * (n.attrs.int("heads") ?? 1)) * k[0] * k[1]
@@ -50,6 +60,8 @@ public struct MemoryPlan: Sendable {
 
     public init(_ g: Graph, external: [Int: String]) {
         var storage = [Storage](repeating: .slot(-1), count: g.nodes.count)
+        var viewOffset: [Int: SizeExpr] = [:]
+        var workspace: [Int: Int] = [:]
         var paramOffset = 0
         func root(_ i: Int) -> Int { if case .view(let s) = storage[i] { return root(s) }; return i }
         var lastUse = Array(g.nodes.indices)
@@ -60,6 +72,9 @@ public struct MemoryPlan: Sendable {
                 storage[i] = .param(offset: paramOffset)
                 paramOffset += n.type.shape.elementCount.evaluate([:])
             case .sliceRows where external[i] == nil: storage[i] = .view(of: n.operands[0])
+            case .select where external[i] == nil:
+                storage[i] = .view(of: n.operands[0])
+                viewOffset[i] = n.type.shape.elementCount * .const(n.attrs.int("index") ?? 0)
             default: storage[i] = external[i].map { .external($0) } ?? .slot(-1)
             }
             for o in n.operands { lastUse[root(o)] = max(lastUse[root(o)], i) }
@@ -69,7 +84,6 @@ public struct MemoryPlan: Sendable {
         var slotSizes: [SizeExpr] = []
         var free: [Int] = []
         var releaseAt: [Int: [Int]] = [:]
-        var workspace: [Int: Int] = [:]
         func allocate(_ size: SizeExpr) -> Int {
             if let k = free.firstIndex(where: { slotSizes[$0] == size }) { return free.remove(at: k) }
             slotSizes.append(size)
@@ -86,6 +100,7 @@ public struct MemoryPlan: Sendable {
             if let w = workspace[i] { free.append(w) }
         }
         self.storage = storage
+        self.viewOffset = viewOffset
         self.workspace = workspace
         self.slotSizes = slotSizes
         self.paramCount = paramOffset

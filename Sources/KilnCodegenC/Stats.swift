@@ -55,7 +55,7 @@ public struct ModelStats: Sendable {
             let (b, t, c, s) = (dim(q[0]), dim(q[1]), dim(q[2]), dim(k[1]))
             let pairs = n.attrs.bool("causal") == true ? b * t * (t + 1) / 2 : b * t * s
             // per (query, key) pair and channel: forward q·k and p·v; backward dv: q·k, p·dy; dq, dk: q·k, dy·v, ds·k
-            let perPair = n.kind == .attention ? 4 : (n.attrs.word("wrt") == "v" ? 4 : 6)
+            let perPair = n.kind == .attention ? 4 : ["v": 4, "all": 10][n.attrs.word("wrt") ?? ""] ?? 6
             return perPair * pairs * c
         case .layernorm, .layernormGradInput: return 8 * out
         case .layernormGradWeight: return 8 * count(g.nodes[n.operands[0]].type)

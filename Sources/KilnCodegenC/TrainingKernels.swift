@@ -175,6 +175,65 @@ extension Kernels {
                 }
             }
             """
+        case .attentionGrad where broadcast: return """
+            /* attention backward for self-attention, all three gradients in one pass: out is (3, B, T, C)
+             * holding dq, dk, dv; dout, q, k, v are (B, T, C). Per (batch, head), in query order:
+             *   P = softmax(q·kᵀ·scale) (masked), dP = dout·vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P))
+             *   dq = dS·k·scale, dk = dSᵀ·q·scale, dv = Pᵀ·dout.
+             * scratch holds three rows of T per (batch, head). */
+            static void attention_backward_all(real *restrict out, const real *restrict dout, const real *restrict q,
+                                               const real *restrict k, const real *restrict v, real *restrict scratch,
+                                               int B, int T, int C, int NH, int causal) {
+                const int hs = C / NH;
+                const real scale = 1 / sqrt((real)hs);
+                const size_t plane = (size_t)B * T * C;
+                real *restrict dq = out, *restrict dk = out + plane, *restrict dv = out + 2 * plane;
+                #pragma omp parallel for collapse(2) schedule(static)
+                for (int b = 0; b < B; b++) {
+                    for (int h = 0; h < NH; h++) {
+                        real *p = scratch + ((size_t)b * NH + h) * 3 * T, *dp = p + T;
+                        for (int t = 0; t < T; t++) {
+                            size_t row = ((size_t)b * T + t) * C + h * hs;
+                            for (int d = 0; d < hs; d++) { dk[row + d] = 0; dv[row + d] = 0; }
+                        }
+                        for (int t = 0; t < T; t++) {
+                            const size_t rt = ((size_t)b * T + t) * C + h * hs;
+                            const real *qt = q + rt, *dyt = dout + rt;
+                            const int len = causal ? t + 1 : T;
+                            real maxv = -INFINITY;
+                            for (int s = 0; s < len; s++) {
+                                const real *ks = k + ((size_t)b * T + s) * C + h * hs;
+                                const real *vs = v + ((size_t)b * T + s) * C + h * hs;
+                                real score = 0, dot = 0;
+                                #pragma omp simd reduction(+:score, dot)
+                                for (int d = 0; d < hs; d++) { score += qt[d] * ks[d]; dot += dyt[d] * vs[d]; }
+                                p[s] = score * scale;
+                                dp[s] = dot;
+                                maxv = p[s] > maxv ? p[s] : maxv;
+                            }
+                            real sum = 0;
+                            for (int s = 0; s < len; s++) { p[s] = exp(p[s] - maxv); sum += p[s]; }
+                            real inv = 1 / sum, pdp = 0;
+                            for (int s = 0; s < len; s++) { p[s] *= inv; pdp += p[s] * dp[s]; }
+                            real *dqt = dq + rt;
+                            for (int d = 0; d < hs; d++) dqt[d] = 0;
+                            for (int s = 0; s < len; s++) {
+                                const size_t rs = ((size_t)b * T + s) * C + h * hs;
+                                const real ds = p[s] * (dp[s] - pdp) * scale, ps = p[s];
+                                const real *ks = k + rs;
+                                real *dks = dk + rs, *dvs = dv + rs;
+                                #pragma omp simd
+                                for (int d = 0; d < hs; d++) {
+                                    dqt[d] += ds * ks[d];
+                                    dks[d] += ds * qt[d];
+                                    dvs[d] += ps * dyt[d];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            """
         case .attentionGrad: return """
             /* attention backward for one of q, k, v (wrt 0, 1, 2). q, dout are (B, T, C); k, v are (B, S, C);
              * out has the shape of the input it differentiates. Per (batch, head), in query order:

@@ -61,8 +61,11 @@ public enum OpKind: String, Sendable, CaseIterable {
     case layernormGradInput = "layernorm_grad_input"
     /// `layernorm_grad_weight(%dy, %x) {eps}` — Σ rows dy · x̂, shape [C].
     case layernormGradWeight = "layernorm_grad_weight"
-    /// `attention_grad(%dy, %q, %k, %v) {heads, causal, wrt}` — the gradient with respect to q, k or v.
+    /// `attention_grad(%dy, %q, %k, %v) {heads, causal, wrt}` — the gradient with respect to q, k or v,
+    /// or, with `wrt: all` (self-attention), all three stacked as [3, B, T, C] in one pass.
     case attentionGrad = "attention_grad"
+    /// `select(%x: [N, ...]) {index}` — the index-th slice of the leading dim (a view, no copy).
+    case select
     /// `relu_grad(%dy, %x)`, `gelu_grad(%dy, %x)`, `gelu_tanh_grad(%dy, %x)` — dy · f'(x).
     case reluGrad = "relu_grad"
     case geluGrad = "gelu_grad"
@@ -87,7 +90,7 @@ public enum OpKind: String, Sendable, CaseIterable {
     public var arity: ClosedRange<Int> {
         switch self {
         case .input, .param, .sinusoidal, .scalar: 0...0
-        case .sliceRows, .scale, .relu, .gelu, .geluTanh, .softmax, .dropout: 1...1
+        case .sliceRows, .scale, .relu, .gelu, .geluTanh, .softmax, .dropout, .select: 1...1
         case .embedding, .add, .sub, .mul, .div, .crossEntropy, .padRows, .linearGradInput, .linearGradWeight, .sumTo,
              .layernormGradWeight, .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad: 2...2
         case .linear: 2...3
@@ -105,6 +108,7 @@ public enum OpKind: String, Sendable, CaseIterable {
         case .attention: ["heads", "causal"]
         case .attentionGrad: ["heads", "causal", "wrt"]
         case .scalar: ["value"]
+        case .select: ["index"]
         case .dropout: ["p", "id"]
         case .scale: ["factor"]
         case .param: ["init"]
@@ -244,8 +248,17 @@ extension OpKind {
         case .attentionGrad:
             let fwd = try OpKind.attention.inferType(Array(ops[1...3]), attrs, bound: bound)
             guard ops[0] == fwd else { throw TypeError("attention_grad: dy \(ops[0]) does not match the attention output \(fwd)") }
-            guard let wrt = attrs.word("wrt"), let i = ["q", "k", "v"].firstIndex(of: wrt) else { throw TypeError("attention_grad: wrt must be q, k or v") }
+            if attrs.word("wrt") == "all" {
+                guard ops[1] == ops[2] else { throw TypeError("attention_grad with wrt: all needs self-attention shapes, got \(ops[1]) and \(ops[2])") }
+                return TensorType(ops[1].dtype, [.const(3)] + ops[1].shape.dims)
+            }
+            guard let wrt = attrs.word("wrt"), let i = ["q", "k", "v"].firstIndex(of: wrt) else { throw TypeError("attention_grad: wrt must be q, k, v or all") }
             return ops[1 + i]
+        case .select:
+            guard let i = attrs.int("index"), let n = ops[0].shape.dims.first?.constValue, i >= 0, i < n else {
+                throw TypeError("select: index out of range for \(ops[0].shape)")
+            }
+            return TensorType(ops[0].dtype, Array(ops[0].shape.dims.dropFirst()))
         case .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad:
             guard ops[0] == ops[1] else { throw TypeError("\(rawValue): \(ops[0]) and \(ops[1]) differ") }
             return ops[0]
