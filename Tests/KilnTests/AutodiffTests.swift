@@ -96,3 +96,19 @@ import KilnDriver
         }
     }
 }
+
+@Suite struct AttentionBackwardTests {
+    @Test func selfAttentionGetsOneBackwardPassAndThreeViews() throws {
+        let (g0, d, _) = compile("""
+        model M
+        input t: i32[B, T] where T <= 4
+        output logits = linear(attention(embed(t, 7, 4), heads: 2, mask: causal), 7)
+        """)
+        let g = try Autodiff.training(from: try #require(g0, "\(d)"))
+        let grads = g.nodes.filter { $0.kind == .attentionGrad }
+        #expect(grads.count == 1)
+        #expect(grads.first?.attrs.word("wrt") == "all")
+        #expect(grads.first?.type.description == "f32[3, B, T, 4]")
+        #expect(g.nodes.filter { $0.kind == .select }.map { $0.attrs.int("index")! } == [0, 1, 2])
+    }
+}
