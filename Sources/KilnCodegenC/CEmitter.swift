@@ -213,10 +213,10 @@ public struct CEmitter {
         var seen = Set<String>()
         for f in fns {
             for n in f.g.nodes {
-                let broadcast = f.needsGeneralBroadcast(n) || (n.kind == .attentionGrad && n.attrs.word("wrt") == "all")
-                guard seen.insert(n.kind.rawValue + (broadcast ? "_broadcast" : "")).inserted else { continue }
+                let variant = f.kernelVariant(n)
+                guard seen.insert(n.kind.rawValue + "/" + (variant ?? "")).inserted else { continue }
                 for h in Kernels.helpersUsed(n.kind) where !helpers.contains(h) { helpers.append(h) }
-                if let k = Kernels.source(n.kind, broadcast: broadcast) { kernels.append(k) }
+                if let k = Kernels.source(n.kind, variant: variant) { kernels.append(k) }
             }
         }
         for h in helpers { out += Kernels.helpers[h]! + "\n\n" }
@@ -384,6 +384,12 @@ struct FunctionEmitter {
     func rows(_ t: TensorType) -> String { Shape(Array(t.shape.dims.dropLast())).elementCount.cExpression }
     func lastDim(_ t: TensorType) -> String { t.shape.dims.last.map(\.description) ?? "1" }
     func type(_ i: Int) -> TensorType { g.nodes[i].type }
+
+    /// Which kernel of its op a node calls: nil for the usual one (see `Kernels.source`).
+    func kernelVariant(_ n: Node) -> String? {
+        if n.kind == .attentionGrad && n.attrs.word("wrt") == "all" { return "all" }
+        return needsGeneralBroadcast(n) ? "broadcast" : nil
+    }
 
     /// Whether an elementwise or reducing op needs its general strided kernel
     /// (the smaller operand's shape is not a suffix of the larger one's).

@@ -25,6 +25,30 @@ enum Kernels {
                 *rstd_out = 1 / sqrt(var + eps);
             }
             """,
+        "thread_columns": """
+            /* the columns [c0, c1) of 0..C-1 that this OpenMP thread owns (all of them outside a parallel region) */
+            static void thread_columns(int C, int *c0, int *c1) {
+            #ifdef _OPENMP
+                int nt = omp_get_num_threads(), id = omp_get_thread_num();
+            #else
+                int nt = 1, id = 0;
+            #endif
+                *c0 = (int)((long long)C * id / nt);
+                *c1 = (int)((long long)C * (id + 1) / nt);
+            }
+            """,
+        "row_softmax": """
+            /* y = softmax(x) for one row of length N (max-subtracted, so exp never overflows) */
+            static void row_softmax(const real *restrict x, real *restrict y, int N) {
+                real maxv = -INFINITY;
+                for (int i = 0; i < N; i++) maxv = x[i] > maxv ? x[i] : maxv;
+                real sum = 0;
+                for (int i = 0; i < N; i++) { y[i] = exp(x[i] - maxv); sum += y[i]; }
+                real inv = 1 / sum;
+                #pragma omp simd
+                for (int i = 0; i < N; i++) y[i] *= inv;
+            }
+            """,
         "dropout_keep": """
             /* whether dropout keeps element i of the dropout op `id` in the step with this seed:
              * a counter-based hash (SplitMix64 finaliser), so forward and backward agree without a stored mask */
@@ -139,8 +163,11 @@ enum Kernels {
     /// The helpers an op's kernel calls.
     static func helpersUsed(_ kind: OpKind) -> [String] {
         switch kind {
-        case .layernorm, .layernormGradInput, .layernormGradWeight: ["row_moments"]
+        case .layernorm, .layernormGradInput: ["row_moments"]
         case .dropout: ["dropout_keep"]
+        case .softmax, .crossEntropyGrad: ["row_softmax"]
+        case .embeddingGrad: ["thread_columns"]
+        case .layernormGradWeight: ["row_moments", "thread_columns"]
         case .linear: ["gemm_nt"]
         case .linearGradInput, .linearGradWeight: ["gemm"]
         default: []
@@ -148,12 +175,15 @@ enum Kernels {
     }
 
     /// The C source of the kernel(s) an op kind needs, or nil for ops with no kernel.
-    static func source(_ kind: OpKind, broadcast: Bool = false) -> String? {
+    /// `variant` selects a second kernel of the same op: "broadcast" (general strided
+    /// broadcasting of binary ops and sum_to) or "all" (attention_grad of q, k and v at once).
+    static func source(_ kind: OpKind, variant: String? = nil) -> String? {
+        let broadcast = variant == "broadcast"
         switch kind {
         case .input, .param, .sliceRows, .select: return nil
         case .dropout, .scalar, .crossEntropy, .crossEntropyGrad, .embeddingGrad, .padRows, .linearGradInput, .linearGradWeight,
              .sumTo, .layernormGradInput, .layernormGradWeight, .attentionGrad, .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad:
-            return trainingSource(kind, broadcast: broadcast)
+            return trainingSource(kind, variant: variant)
         case .embedding: return """
             /* embedding: out[n, :] = table[ids[n], :]
              * out is (N, C), table is (V, C), ids is (N) with ids already checked to be in [0, V) */
@@ -350,17 +380,7 @@ enum Kernels {
             /* softmax over the last axis: out, inp are (M, N) */
             static void softmax_forward(real *restrict out, const real *restrict inp, size_t M, int N) {
                 #pragma omp parallel for schedule(static)
-                for (size_t m = 0; m < M; m++) {
-                    const real *x = inp + m * N;
-                    real *y = out + m * N;
-                    real maxv = -INFINITY;
-                    for (int i = 0; i < N; i++) maxv = x[i] > maxv ? x[i] : maxv;
-                    real sum = 0;
-                    for (int i = 0; i < N; i++) { y[i] = exp(x[i] - maxv); sum += y[i]; }
-                    real inv = 1 / sum;
-                    #pragma omp simd
-                    for (int i = 0; i < N; i++) y[i] *= inv;
-                }
+                for (size_t m = 0; m < M; m++) row_softmax(inp + m * N, out + m * N, N);
             }
             """
         }

@@ -38,7 +38,7 @@ public struct ModelStats: Sendable {
     static func flops(_ g: Graph, _ i: Int, _ env: [String: Int]) -> Int {
         let n = g.nodes[i]
         func count(_ t: TensorType) -> Int { t.shape.elementCount.evaluate(env) }
-        func dim(_ d: Dim) -> Int { SizeExpr(constant: 1, symbols: []).evaluate(env) * (d.constValue ?? env[d.description] ?? 1) }
+        func dim(_ d: Dim) -> Int { d.constValue ?? env[d.description] ?? 1 }
         let out = count(n.type)
         switch n.kind {
         case .linear:

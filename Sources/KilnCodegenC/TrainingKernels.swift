@@ -5,7 +5,8 @@ import KilnIR
 /// fixed order inside one thread (rows or columns are split across threads,
 /// never a sum).
 extension Kernels {
-    static func trainingSource(_ kind: OpKind, broadcast: Bool) -> String? {
+    static func trainingSource(_ kind: OpKind, variant: String?) -> String? {
+        let broadcast = variant == "broadcast"
         switch kind {
         case .scalar: return nil
         case .dropout: return """
@@ -43,14 +44,9 @@ extension Kernels {
                 const real scale = dloss[0] / (real)M;
                 #pragma omp parallel for schedule(static)
                 for (size_t m = 0; m < M; m++) {
-                    const real *x = logits + m * V;
                     real *d = out + m * V;
-                    real maxv = -INFINITY;
-                    for (int v = 0; v < V; v++) maxv = x[v] > maxv ? x[v] : maxv;
-                    real sum = 0;
-                    for (int v = 0; v < V; v++) { d[v] = exp(x[v] - maxv); sum += d[v]; }
-                    real inv = scale / sum;
-                    for (int v = 0; v < V; v++) d[v] *= inv;
+                    row_softmax(logits + m * V, d, V);
+                    for (int v = 0; v < V; v++) d[v] *= scale;
                     d[targets[m]] -= scale;
                 }
             }
@@ -63,12 +59,8 @@ extension Kernels {
                 memset(dtable, 0, (size_t)V * C * sizeof(real));
                 #pragma omp parallel
                 {
-                #ifdef _OPENMP
-                    int nt = omp_get_num_threads(), id = omp_get_thread_num();
-                #else
-                    int nt = 1, id = 0;
-                #endif
-                    int c0 = (int)((long long)C * id / nt), c1 = (int)((long long)C * (id + 1) / nt);
+                    int c0, c1;
+                    thread_columns(C, &c0, &c1);
                     for (size_t n = 0; n < N; n++) {
                         real *row = dtable + (size_t)ids[n] * C;
                         const real *d = dout + n * C;
@@ -159,12 +151,8 @@ extension Kernels {
                                                   size_t M, int C, real eps) {
                 #pragma omp parallel
                 {
-                #ifdef _OPENMP
-                    int nt = omp_get_num_threads(), id = omp_get_thread_num();
-                #else
-                    int nt = 1, id = 0;
-                #endif
-                    int c0 = (int)((long long)C * id / nt), c1 = (int)((long long)C * (id + 1) / nt);
+                    int c0, c1;
+                    thread_columns(C, &c0, &c1);
                     for (int c = c0; c < c1; c++) dweight[c] = 0;
                     for (size_t m = 0; m < M; m++) {
                         const real *x = inp + m * C, *dy = dout + m * C;
@@ -175,7 +163,7 @@ extension Kernels {
                 }
             }
             """
-        case .attentionGrad where broadcast: return """
+        case .attentionGrad where variant == "all": return """
             /* attention backward for self-attention, all three gradients in one pass: out is (3, B, T, C)
              * holding dq, dk, dv; dout, q, k, v are (B, T, C). Per (batch, head), in query order:
              *   P = softmax(q·kᵀ·scale) (masked), dP = dout·vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P))
