@@ -1,7 +1,8 @@
 /* GEMM throughput of Kiln's generated matrix-product kernel.
  * Built by bench/bench.py as: cc -O3 -march=native -fopenmp -I BUILD bench/gemm_main.c
- * (it includes a generated model.c to reach its static `gemm`).
- * usage: gemm_bench M N K ITERS  -> prints the median GFLOP/s of C (M,N) = A (M,K) · B (K,N) */
+ * (it includes a generated model.c to reach its static GEMM engine).
+ * usage: gemm_bench M N K ITERS  -> prints the median GFLOP/s of C (M,N) = A (M,K) · B (K,N),
+ * packing B into panels on every call (as a BLAS sgemm call does) */
 #define _POSIX_C_SOURCE 200809L
 #include "model.c"
 #include <stdio.h>
@@ -25,18 +26,20 @@ int main(int argc, char **argv) {
     int N = atoi(argv[2]), K = atoi(argv[3]), iters = atoi(argv[4]);
     if (M < 1 || N < 1 || K < 1 || iters < 1 || iters > 1000) { fprintf(stderr, "bad arguments\n"); return 2; }
     real *A = malloc(M * K * sizeof(real)), *B = malloc((size_t)K * N * sizeof(real)), *C = malloc(M * N * sizeof(real));
-    if (!A || !B || !C) { fprintf(stderr, "out of memory\n"); return 1; }
-    for (size_t i = 0; i < M * K; i++) A[i] = (real)((i * 7 % 13) - 6) / 13;
-    for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (real)((i * 5 % 11) - 5) / 11;
+    real *P = malloc((size_t)K * (N + GEMM_NR) * sizeof(real));
+    if (!A || !B || !C || !P) { fprintf(stderr, "out of memory\n"); return 1; }
+    for (size_t i = 0; i < M * K; i++) A[i] = (real)((int)(i * 7 % 13) - 6) / 13;
+    for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (real)((int)(i * 5 % 11) - 5) / 11;
     double t[1000];
-    gemm(C, A, B, M, N, K, (size_t)K, 1, N, N);
+    gemm(C, A, B, P, M, N, K, (size_t)K, 1, N, N);
     for (int i = 0; i < iters; i++) {
         double t0 = now_ms();
-        gemm(C, A, B, M, N, K, (size_t)K, 1, N, N);
+        gemm(C, A, B, P, M, N, K, (size_t)K, 1, N, N);
         t[i] = now_ms() - t0;
     }
     qsort(t, iters, sizeof t[0], cmp);
     printf("%.2f\n", 2.0 * M * N * K / (t[iters / 2] * 1e6));
-    free(A); free(B); free(C);
+    fprintf(stderr, "%s kernels\n", kiln_isa());
+    free(A); free(B); free(C); free(P);
     return 0;
 }

@@ -134,6 +134,13 @@ static float *get_params(const char *weights, uint64_t seed) {
     return params;
 }
 
+/* The same, rearranged for kiln_forward / kiln_decode_step (kiln_pack_params). */
+static float *get_packed_params(const char *weights, uint64_t seed) {
+    float *params = get_params(weights, seed);
+    if (kiln_pack_params(params) != 0) kiln_die("out of memory packing the weights");
+    return params;
+}
+
 /* Allocates n zeroed floats (64-byte aligned), naming `what` on failure. */
 static float *alloc_floats(size_t n, const char *what) { return kiln_xcalloc_floats(n, what); }
 
@@ -200,7 +207,7 @@ static void cmd_forward(const command *cmd, const opts *o) {
     for (size_t i = 0; i < n; i++) tokens[i] = (int32_t)ids.data[i];
     kiln_npy_free_ints(&ids);
 
-    float *params = get_params(weights, 0);
+    float *params = get_packed_params(weights, 0);
     float *logits = alloc_floats(logits_floats((size_t)B, (size_t)T), "logits");
     float *arena = alloc_floats(kiln_forward_arena_floats((int)B, (int)T), "the forward arena");
     kiln_forward(params, arena, tokens, (int)B, (int)T, logits);
@@ -260,7 +267,7 @@ static void cmd_generate(const command *cmd, const opts *o) {
         window[i] = (int32_t)b;
     }
 
-    float *params = get_params(weights, 0);
+    float *params = get_packed_params(weights, 0);
     size_t arena_n = 0; /* the largest arena any window length needs */
     for (int t = 1; t <= ctx; t++) {
         size_t a = kiln_forward_arena_floats(1, t);
@@ -338,7 +345,7 @@ static void cmd_score(const command *cmd, const opts *o) {
                      b, i, KILN_OUT_DIM);
     }
 
-    float *params = get_params(weights, 0);
+    float *params = get_packed_params(weights, 0);
     const size_t ctx = KILN_CONTEXT, preds = n - 1;
     const size_t nfull = preds / ctx, tail = preds % ctx;
     size_t maxb = nfull < SCORE_MAX_BATCH ? nfull : SCORE_MAX_BATCH;
@@ -401,7 +408,7 @@ static void cmd_bench(const command *cmd, const opts *o) {
     const char *weights = opt_get(cmd, o, "--weights");
     uint64_t seed = opt_seed(cmd, o);
 
-    float *params = get_params(weights, seed);
+    float *params = get_packed_params(weights, seed);
     size_t ntok;
     if (kiln_size_mul((size_t)B, (size_t)T, &ntok)) kiln_die("batch too large");
     int32_t *tokens = kiln_xcalloc(ntok, sizeof *tokens, "token ids");
@@ -419,8 +426,8 @@ static void cmd_bench(const command *cmd, const opts *o) {
         times[i] = kiln_time_ms() - t0;
     }
     double median = kiln_median(times, (size_t)iters);
-    printf("forward B=%d T=%d threads=%d: median %.3f ms  min %.3f ms  (%d iters)\n", B, T,
-           kiln_num_threads(), median, times[0], iters);
+    printf("forward B=%d T=%d threads=%d: median %.3f ms  min %.3f ms  (%d iters, %s kernels)\n", B, T,
+           kiln_num_threads(), median, times[0], iters, kiln_isa());
     free(times);
     free(arena);
     free(logits);

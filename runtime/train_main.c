@@ -674,6 +674,7 @@ static void load_checkpoint_tensors(const kiln_safetensors *st, const char *path
 
 typedef struct {
     float *arena, *logits;
+    float *packed; /* a copy of the parameters in kiln_forward's layout (kiln_pack_params) */
     double *nll;
     int32_t *tokens, *targets;
 } eval_buffers;
@@ -685,9 +686,11 @@ static double evaluate(const train_state *s, const dataset *d, eval_buffers *eb)
     kiln_rng rng;
     kiln_rng_seed(&rng, s->seed ^ EVAL_RNG_TAG);
     double total = 0.0;
+    memcpy(eb->packed, s->params, (size_t)KILN_PARAM_FLOATS * sizeof(float));
+    if (kiln_pack_params(eb->packed) != 0) kiln_die("out of memory packing the weights");
     for (int64_t it = 0; it < s->hp.eval_iters; it++) {
         draw_batch(&rng, d->bytes + d->n_train, d->n_val, B, T, eb->tokens, eb->targets);
-        kiln_forward(s->params, eb->arena, eb->tokens, B, T, eb->logits);
+        kiln_forward(eb->packed, eb->arena, eb->tokens, B, T, eb->logits);
 #pragma omp parallel for schedule(static)
         for (long i = 0; i < n; i++)
             eb->nll[i] = -kiln_log_softmax_at(eb->logits + (size_t)i * KILN_OUT_DIM, KILN_OUT_DIM,
@@ -901,6 +904,7 @@ static void cmd_train(const command *cmd, const opts *o) {
     eval_buffers eb;
     eb.arena = kiln_xcalloc_floats(kiln_forward_arena_floats(B, T), "the forward arena");
     eb.logits = kiln_xcalloc_floats(kiln_logits_floats((size_t)B, (size_t)T), "logits");
+    eb.packed = kiln_xcalloc_floats(KILN_PARAM_FLOATS, "the evaluation weights");
     eb.nll = kiln_xcalloc(ntok, sizeof *eb.nll, "losses");
     eb.tokens = tokens;
     eb.targets = targets;
@@ -985,6 +989,7 @@ static void cmd_train(const command *cmd, const opts *o) {
     if (jlog && fclose(jlog) != 0) kiln_die("error writing the log '%s'", log_path);
     free(eb.arena);
     free(eb.logits);
+    free(eb.packed);
     free(eb.nll);
     free(tokens);
     free(targets);

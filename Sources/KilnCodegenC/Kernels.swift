@@ -8,8 +8,8 @@ import KilnIR
 enum Kernels {
     /// Shared helper functions, emitted once before the kernels that use them.
     static let helpers: [String: String] = [
-        "gemm": gemmSource(mr: 12, nr: 32),
-        "gemm_nt": gemmNTSource(mr: 12, nr: 32),
+        "gemm_engine": GemmKernels.engine,
+        "gemm": GemmKernels.gemm,
         "row_moments": """
             /* mean and 1/sqrt(variance + eps) of one row x of length C (biased variance, two passes) */
             static void row_moments(const real *restrict x, int C, real eps, real *mean_out, real *rstd_out) {
@@ -62,104 +62,6 @@ enum Kernels {
             """,
     ]
 
-    /// The matrix product: tiles of `mr` × `nr` accumulators (12 × 32 floats: 24 AVX-512
-    /// registers, measured fastest of 4×64, 6×32, 8×32, 6×64, 8×48 and 12×32 with gcc and clang here).
-    static func gemmSource(mr: Int, nr: Int) -> String {
-        let loads = (0..<mr).map { "                const real a\($0) = A[(m0 + \($0)) * a_rs + p * a_cs];" }.joined(separator: "\n")
-        let fmas = (0..<mr).map { "                    acc[\($0)][j] += a\($0) * b[j];" }.joined(separator: "\n")
-        return """
-        /* C (M, N) = A (M, K) · B (K, N): the matrix product behind every linear layer and its gradients.
-         * A is addressed as A[i * a_rs + p * a_cs], so either A or Aᵀ can be passed without a copy;
-         * B has rows of stride ldb, C rows of stride ldc. Each \(mr) × \(nr) tile of C is accumulated in
-         * registers over all of K in order by one thread, so results do not depend on the thread count. */
-        static void gemm(real *restrict C, const real *restrict A, const real *restrict B,
-                         size_t M, int N, int K, size_t a_rs, size_t a_cs, int ldb, int ldc) {
-            enum { MR = \(mr), NR = \(nr) };
-            const size_t mtiles = (M + MR - 1) / MR, ntiles = ((size_t)N + NR - 1) / NR;
-            #pragma omp parallel for schedule(static)
-            for (size_t tile = 0; tile < mtiles * ntiles; tile++) {
-                const size_t m0 = (tile / ntiles) * MR;
-                const int n0 = (int)(tile % ntiles) * NR;
-                const int mb = M - m0 < MR ? (int)(M - m0) : MR, nb = N - n0 < NR ? N - n0 : NR;
-                real acc[MR][NR];
-                memset(acc, 0, sizeof acc);
-                if (mb == MR && nb == NR) {
-                    for (int p = 0; p < K; p++) {
-        \(loads)
-                        const real *b = B + (size_t)p * ldb + n0;
-                        #pragma omp simd
-                        for (int j = 0; j < NR; j++) {
-        \(fmas)
-                        }
-                    }
-                } else {  /* edge tiles */
-                    for (int p = 0; p < K; p++) {
-                        const real *b = B + (size_t)p * ldb + n0;
-                        for (int i = 0; i < mb; i++) {
-                            const real a = A[(m0 + i) * a_rs + p * a_cs];
-                            for (int j = 0; j < nb; j++) acc[i][j] += a * b[j];
-                        }
-                    }
-                }
-                for (int i = 0; i < mb; i++) memcpy(C + (m0 + i) * ldc + n0, acc[i], (size_t)nb * sizeof(real));
-            }
-        }
-        """
-    }
-
-    /// C = A · Wᵀ with W given as (N, K) rows (a linear layer's weight): each thread packs the
-    /// K × nr panel of W for one column tile into scratch, then sweeps every row tile of A over it,
-    /// so W is read once per call and the panel stays in cache while it is used.
-    static func gemmNTSource(mr: Int, nr: Int) -> String {
-        let loads = (0..<mr).map { "                    const real a\($0) = A[(m0 + \($0)) * K + p];" }.joined(separator: "\n")
-        let fmas = (0..<mr).map { "                        acc[\($0)][j] += a\($0) * b[j];" }.joined(separator: "\n")
-        return """
-        /* C (M, N) = A (M, K) · Wᵀ where W is (N, K): the forward matrix product of a linear layer.
-         * panels holds K × \(nr) packed columns of Wᵀ per column tile (K × N rounded up to \(nr) in all).
-         * Each \(mr) × \(nr) tile of C is summed over K in order by one thread (same bits at any thread count). */
-        static void gemm_nt(real *restrict C, const real *restrict A, const real *restrict W, real *restrict panels,
-                            size_t M, int N, int K) {
-            enum { MR = \(mr), NR = \(nr) };
-            const int ntiles = (N + NR - 1) / NR;
-            #pragma omp parallel for schedule(static)
-            for (int nt = 0; nt < ntiles; nt++) {
-                const int n0 = nt * NR, nb = N - n0 < NR ? N - n0 : NR;
-                real *restrict panel = panels + (size_t)nt * NR * K;
-                /* pack: panel[p][j] = W[n0 + j][p], zero-padded past N */
-                for (int j = 0; j < NR; j++) {
-                    const real *w = W + (size_t)(n0 + j) * K;
-                    if (j < nb) for (int p = 0; p < K; p++) panel[(size_t)p * NR + j] = w[p];
-                    else for (int p = 0; p < K; p++) panel[(size_t)p * NR + j] = 0;
-                }
-                for (size_t m0 = 0; m0 < M; m0 += MR) {
-                    const int mb = M - m0 < MR ? (int)(M - m0) : MR;
-                    real acc[MR][NR];
-                    memset(acc, 0, sizeof acc);
-                    if (mb == MR) {
-                        for (int p = 0; p < K; p++) {
-        \(loads)
-                            const real *b = panel + (size_t)p * NR;
-                            #pragma omp simd
-                            for (int j = 0; j < NR; j++) {
-        \(fmas)
-                            }
-                        }
-                    } else {  /* the last rows */
-                        for (int p = 0; p < K; p++) {
-                            const real *b = panel + (size_t)p * NR;
-                            for (int i = 0; i < mb; i++) {
-                                const real a = A[(m0 + i) * K + p];
-                                for (int j = 0; j < NR; j++) acc[i][j] += a * b[j];
-                            }
-                        }
-                    }
-                    for (int i = 0; i < mb; i++) memcpy(C + (m0 + i) * N + n0, acc[i], (size_t)nb * sizeof(real));
-                }
-            }
-        }
-        """
-    }
-
     /// The helpers an op's kernel calls.
     static func helpersUsed(_ kind: OpKind) -> [String] {
         switch kind {
@@ -168,8 +70,8 @@ enum Kernels {
         case .softmax, .crossEntropyGrad: ["row_softmax"]
         case .embeddingGrad: ["thread_columns"]
         case .layernormGradWeight: ["row_moments", "thread_columns"]
-        case .linear: ["gemm_nt"]
-        case .linearGradInput, .linearGradWeight: ["gemm"]
+        case .linear: ["gemm_engine"]
+        case .linearGradInput, .linearGradWeight: ["gemm_engine", "gemm"]
         default: []
         }
     }
@@ -184,6 +86,25 @@ enum Kernels {
         case .dropout, .scalar, .crossEntropy, .crossEntropyGrad, .embeddingGrad, .padRows, .linearGradInput, .linearGradWeight,
              .sumTo, .layernormGradInput, .layernormGradWeight, .attentionGrad, .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad:
             return trainingSource(kind, variant: variant)
+        case .embedding where variant == "packed": return """
+            /* embedding from a table that is also a linear layer's packed weight (tied output head):
+             * out[n, :] = row ids[n] of table (V, C), where rows 64t .. 64t+63 are stored as one panel (C, 64)
+             * and the last V % 64 rows as plain rows (see pack_weight_in_place) */
+            static void embedding_packed_forward(real *restrict out, const real *restrict table,
+                                                 const int32_t *restrict ids, size_t N, int C, int V) {
+                const int full = V / 64 * 64;
+                #pragma omp parallel for schedule(static)
+                for (size_t n = 0; n < N; n++) {
+                    const int v = ids[n];
+                    if (v < full) {
+                        const real *col = table + (size_t)(v / 64) * C * 64 + v % 64;
+                        for (int c = 0; c < C; c++) out[n * C + c] = col[(size_t)c * 64];
+                    } else {
+                        memcpy(out + n * C, table + (size_t)v * C, (size_t)C * sizeof(real));
+                    }
+                }
+            }
+            """
         case .embedding: return """
             /* embedding: out[n, :] = table[ids[n], :]
              * out is (N, C), table is (V, C), ids is (N) with ids already checked to be in [0, V) */
@@ -209,35 +130,28 @@ enum Kernels {
                 }
             }
             """
+        case .linear where variant == "packed": return """
+            /* linear with a packed weight: out = inp · weightᵀ + bias
+             * out is (M, N), inp is (M, K), weight is (N, K) rearranged by pack_weight_in_place (its first N / 64 * 64
+             * rows as panels, the rest as rows), bias is (N) or NULL; tail (K, 64) is scratch for the last rows' panel */
+            static void linear_packed_forward(real *restrict out, const real *restrict inp,
+                                              const real *restrict weight, const real *restrict bias,
+                                              real *restrict tail, size_t M, int K, int N) {
+                const int full = N / GEMM_NR * GEMM_NR;
+                if (full < N) gemm_pack(tail, weight + (size_t)full * K, 1, (size_t)K, K, N - full);
+                gemm_panels(out, (size_t)N, inp, (size_t)K, 1, weight, tail, M, N, K, bias);
+            }
+            """
         case .linear: return """
             /* linear: out = inp · weightᵀ + bias
              * out is (M, N), inp is (M, K), weight is (N, K), bias is (N) or NULL;
-             * panels (K, N rounded up to 32) is scratch for gemm_nt's packed weight panels */
+             * panels (K, N rounded up to 64) is scratch for the packed weight */
             static void linear_forward(real *restrict out, const real *restrict inp,
                                        const real *restrict weight, const real *restrict bias,
-                                       real *restrict wt, size_t M, int K, int N) {
-                if (M < 4) {
-                    /* a few rows (token-by-token generation): dot products straight from the weight rows,
-                     * reading each weight once, instead of transposing it */
-                    for (size_t m = 0; m < M; m++) {
-                        const real *x = inp + m * K;
-                        #pragma omp parallel for schedule(static)
-                        for (int n = 0; n < N; n++) {
-                            const real *w = weight + (size_t)n * K;
-                            real acc = 0;
-                            #pragma omp simd reduction(+:acc)
-                            for (int k = 0; k < K; k++) acc += x[k] * w[k];
-                            out[m * N + n] = acc;
-                        }
-                    }
-                } else {
-                    gemm_nt(out, inp, weight, wt, M, N, K);
-                }
-                if (bias) {
-                    #pragma omp parallel for schedule(static)
-                    for (size_t m = 0; m < M; m++)
-                        for (int n = 0; n < N; n++) out[m * N + n] += bias[n];
-                }
+                                       real *restrict panels, size_t M, int K, int N) {
+                gemm_pack(panels, weight, 1, (size_t)K, K, N);
+                gemm_panels(out, (size_t)N, inp, (size_t)K, 1, panels, panels + (size_t)(N / GEMM_NR) * K * GEMM_NR,
+                            M, N, K, bias);
             }
             """
         case .layernorm: return """

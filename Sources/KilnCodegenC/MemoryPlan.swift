@@ -40,7 +40,8 @@ public struct MemoryPlan: Sendable {
     }
 
     /// Scratch elements a node's kernel needs, if any.
-    public static func workspaceSize(_ g: Graph, _ i: Int) -> SizeExpr? {
+    /// `packed`: parameters stored in the GEMM's panel layout (see `PackedWeights`).
+    public static func workspaceSize(_ g: Graph, _ i: Int, packed: Set<Int> = []) -> SizeExpr? {
         let n = g.nodes[i]
         switch n.kind {
         case .attentionGrad where n.attrs.word("wrt") == "all":  // three rows of S per (batch, head)
@@ -49,16 +50,26 @@ public struct MemoryPlan: Sendable {
         case .attentionGrad:  // two rows of S per (batch, head)
             let k = g.nodes[n.operands[2]].type.shape.dims
             return SizeExpr(constant: 2 * (n.attrs.int("heads") ?? 1)) * k[0] * k[1]
-        case .linear:  // packed panels of the weight: K × N rounded up to 32 columns
+        case .linear where packed.contains(n.operands[1]):  // the panel of the last N % 64 rows, if any
             let w = g.nodes[n.operands[1]].type.shape.dims
-            return SizeExpr(constant: ((w[0].constValue ?? 1) + 31) / 32 * 32) * w[1]
+            guard let rows = w[0].constValue, rows % GemmKernels.nr != 0 else { return nil }
+            return GemmKernels.panelElements(inner: [w[1]], n: 1)
+        case .linear:  // packed panels of the weight: K × N rounded up to 64 columns
+            let w = g.nodes[n.operands[1]].type.shape.dims
+            return GemmKernels.panelElements(inner: [w[1]], n: w[0].constValue ?? 1)
+        case .linearGradInput:  // panels of the weight (N, K): N × K rounded up to 64
+            let w = g.nodes[n.operands[1]].type.shape.dims
+            return GemmKernels.panelElements(inner: [w[0]], n: w[1].constValue ?? 1)
+        case .linearGradWeight:  // panels of the input (M, K): M × K rounded up to 64
+            let x = g.nodes[n.operands[1]].type.shape.dims
+            return GemmKernels.panelElements(inner: Array(x.dropLast()), n: x.last?.constValue ?? 1)
         case .crossEntropy:  // one loss per row
             return g.nodes[n.operands[1]].type.shape.elementCount
         default: return nil
         }
     }
 
-    public init(_ g: Graph, external: [Int: String]) {
+    public init(_ g: Graph, external: [Int: String], packed: Set<Int> = []) {
         var storage = [Storage](repeating: .slot(-1), count: g.nodes.count)
         var viewOffset: [Int: SizeExpr] = [:]
         var workspace: [Int: Int] = [:]
@@ -94,7 +105,7 @@ public struct MemoryPlan: Sendable {
                 storage[i] = .slot(allocate(n.type.shape.elementCount))
                 releaseAt[lastUse[i], default: []].append(i)
             }
-            if let w = Self.workspaceSize(g, i) { workspace[i] = allocate(w) }
+            if let w = Self.workspaceSize(g, i, packed: packed) { workspace[i] = allocate(w) }
             // Release after this node's allocations, so no node writes into its own operand.
             for v in releaseAt[i] ?? [] { if case .slot(let s) = storage[v] { free.append(s) } }
             if let w = workspace[i] { free.append(w) }

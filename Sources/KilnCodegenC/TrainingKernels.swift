@@ -77,18 +77,19 @@ extension Kernels {
             }
             """
         case .linearGradInput: return """
-            /* linear backward, input: dinp = dout · weight; dinp is (M, K), dout is (M, N), weight is (N, K) */
+            /* linear backward, input: dinp = dout · weight; dinp is (M, K), dout is (M, N), weight is (N, K);
+             * panels (N, K rounded up to 64) is scratch */
             static void linear_backward_input(real *restrict dinp, const real *restrict dout, const real *restrict weight,
-                                              size_t M, int K, int N) {
-                gemm(dinp, dout, weight, M, K, N, (size_t)N, 1, K, K);
+                                              real *restrict panels, size_t M, int K, int N) {
+                gemm(dinp, dout, weight, panels, M, K, N, (size_t)N, 1, K, K);
             }
             """
         case .linearGradWeight: return """
             /* linear backward, weight: dweight = doutᵀ · inp summed over all M rows;
-             * dweight is (N, K), dout is (M, N), inp is (M, K) */
+             * dweight is (N, K), dout is (M, N), inp is (M, K); panels (M, K rounded up to 64) is scratch */
             static void linear_backward_weight(real *restrict dweight, const real *restrict dout, const real *restrict inp,
-                                               size_t M, int K, int N) {
-                gemm(dweight, dout, inp, (size_t)N, K, (int)M, 1, (size_t)N, K, K);
+                                               real *restrict panels, size_t M, int K, int N) {
+                gemm(dweight, dout, inp, panels, (size_t)N, K, (int)M, 1, (size_t)N, K, K);
             }
             """
         case .sumTo:

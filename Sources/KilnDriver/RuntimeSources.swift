@@ -339,6 +339,13 @@ static float *get_params(const char *weights, uint64_t seed) {
     return params;
 }
 
+/* The same, rearranged for kiln_forward / kiln_decode_step (kiln_pack_params). */
+static float *get_packed_params(const char *weights, uint64_t seed) {
+    float *params = get_params(weights, seed);
+    if (kiln_pack_params(params) != 0) kiln_die("out of memory packing the weights");
+    return params;
+}
+
 /* Allocates n zeroed floats (64-byte aligned), naming `what` on failure. */
 static float *alloc_floats(size_t n, const char *what) { return kiln_xcalloc_floats(n, what); }
 
@@ -405,7 +412,7 @@ static void cmd_forward(const command *cmd, const opts *o) {
     for (size_t i = 0; i < n; i++) tokens[i] = (int32_t)ids.data[i];
     kiln_npy_free_ints(&ids);
 
-    float *params = get_params(weights, 0);
+    float *params = get_packed_params(weights, 0);
     float *logits = alloc_floats(logits_floats((size_t)B, (size_t)T), "logits");
     float *arena = alloc_floats(kiln_forward_arena_floats((int)B, (int)T), "the forward arena");
     kiln_forward(params, arena, tokens, (int)B, (int)T, logits);
@@ -465,7 +472,7 @@ static void cmd_generate(const command *cmd, const opts *o) {
         window[i] = (int32_t)b;
     }
 
-    float *params = get_params(weights, 0);
+    float *params = get_packed_params(weights, 0);
     size_t arena_n = 0; /* the largest arena any window length needs */
     for (int t = 1; t <= ctx; t++) {
         size_t a = kiln_forward_arena_floats(1, t);
@@ -543,7 +550,7 @@ static void cmd_score(const command *cmd, const opts *o) {
                      b, i, KILN_OUT_DIM);
     }
 
-    float *params = get_params(weights, 0);
+    float *params = get_packed_params(weights, 0);
     const size_t ctx = KILN_CONTEXT, preds = n - 1;
     const size_t nfull = preds / ctx, tail = preds % ctx;
     size_t maxb = nfull < SCORE_MAX_BATCH ? nfull : SCORE_MAX_BATCH;
@@ -606,7 +613,7 @@ static void cmd_bench(const command *cmd, const opts *o) {
     const char *weights = opt_get(cmd, o, "--weights");
     uint64_t seed = opt_seed(cmd, o);
 
-    float *params = get_params(weights, seed);
+    float *params = get_packed_params(weights, seed);
     size_t ntok;
     if (kiln_size_mul((size_t)B, (size_t)T, &ntok)) kiln_die("batch too large");
     int32_t *tokens = kiln_xcalloc(ntok, sizeof *tokens, "token ids");
@@ -624,8 +631,8 @@ static void cmd_bench(const command *cmd, const opts *o) {
         times[i] = kiln_time_ms() - t0;
     }
     double median = kiln_median(times, (size_t)iters);
-    printf("forward B=%d T=%d threads=%d: median %.3f ms  min %.3f ms  (%d iters)\n", B, T,
-           kiln_num_threads(), median, times[0], iters);
+    printf("forward B=%d T=%d threads=%d: median %.3f ms  min %.3f ms  (%d iters, %s kernels)\n", B, T,
+           kiln_num_threads(), median, times[0], iters, kiln_isa());
     free(times);
     free(arena);
     free(logits);
@@ -4120,6 +4127,7 @@ static void load_checkpoint_tensors(const kiln_safetensors *st, const char *path
 
 typedef struct {
     float *arena, *logits;
+    float *packed; /* a copy of the parameters in kiln_forward's layout (kiln_pack_params) */
     double *nll;
     int32_t *tokens, *targets;
 } eval_buffers;
@@ -4131,9 +4139,11 @@ static double evaluate(const train_state *s, const dataset *d, eval_buffers *eb)
     kiln_rng rng;
     kiln_rng_seed(&rng, s->seed ^ EVAL_RNG_TAG);
     double total = 0.0;
+    memcpy(eb->packed, s->params, (size_t)KILN_PARAM_FLOATS * sizeof(float));
+    if (kiln_pack_params(eb->packed) != 0) kiln_die("out of memory packing the weights");
     for (int64_t it = 0; it < s->hp.eval_iters; it++) {
         draw_batch(&rng, d->bytes + d->n_train, d->n_val, B, T, eb->tokens, eb->targets);
-        kiln_forward(s->params, eb->arena, eb->tokens, B, T, eb->logits);
+        kiln_forward(eb->packed, eb->arena, eb->tokens, B, T, eb->logits);
 #pragma omp parallel for schedule(static)
         for (long i = 0; i < n; i++)
             eb->nll[i] = -kiln_log_softmax_at(eb->logits + (size_t)i * KILN_OUT_DIM, KILN_OUT_DIM,
@@ -4347,6 +4357,7 @@ static void cmd_train(const command *cmd, const opts *o) {
     eval_buffers eb;
     eb.arena = kiln_xcalloc_floats(kiln_forward_arena_floats(B, T), "the forward arena");
     eb.logits = kiln_xcalloc_floats(kiln_logits_floats((size_t)B, (size_t)T), "logits");
+    eb.packed = kiln_xcalloc_floats(KILN_PARAM_FLOATS, "the evaluation weights");
     eb.nll = kiln_xcalloc(ntok, sizeof *eb.nll, "losses");
     eb.tokens = tokens;
     eb.targets = targets;
@@ -4431,6 +4442,7 @@ static void cmd_train(const command *cmd, const opts *o) {
     if (jlog && fclose(jlog) != 0) kiln_die("error writing the log '%s'", log_path);
     free(eb.arena);
     free(eb.logits);
+    free(eb.packed);
     free(eb.nll);
     free(tokens);
     free(targets);

@@ -50,15 +50,35 @@ import KilnDriver
     @Test func emitsOneKernelPerOpKindAndOneCallPerNode() throws {
         let g = try graph("examples/char-gpt.kiln")
         let m = try CEmitter.emit(g, sourceName: "char-gpt.kiln")
-        for k in ["embedding_forward", "linear_forward", "layernorm_forward", "attention_forward", "gelu_forward", "add_forward"] {
+        // inference reads packed weights, and the tied embedding reads the packed head
+        for k in ["embedding_packed_forward", "linear_packed_forward", "layernorm_forward", "attention_forward", "gelu_forward", "add_forward"] {
             #expect(m.source.components(separatedBy: "static void \(k)(").count == 2, "\(k)")
         }
+        #expect(!m.source.contains("static void linear_forward("))
         // once in kiln_forward and once in kiln_decode_step
-        #expect(m.source.components(separatedBy: "    linear_forward(").count - 1 == 2 * (6 * 6 + 1))
+        #expect(m.source.components(separatedBy: "    linear_packed_forward(").count - 1 == 2 * (6 * 6 + 1))
+        // kiln_pack_params packs the 36 layer weights and the tied table once each
+        #expect(m.source.components(separatedBy: "    pack_weight_in_place(params + ").count - 1 == 6 * 6 + 1)
         #expect(m.source.contains("void kiln_decode_step("))
         #expect(m.source.contains("#pragma omp parallel for"))
         #expect(m.header.contains("#define KILN_CONTEXT 256"))
         #expect(m.header.contains("#define KILN_NUM_PARAMS 100"))
+    }
+
+    @Test func packsLinearWeightsAndTiedTablesButNotOtherParameters() throws {
+        let g = try graph("examples/odd-postnorm.kiln")
+        let packed = CEmitter.packedWeights(g)
+        let names = Set(packed.map { g.nodes[$0].name! })
+        let linearWeights = Set(g.nodes.filter { $0.kind == .linear }.map { g.nodes[$0.operands[1]].name! })
+        #expect(names == linearWeights)
+        #expect(!names.contains { $0.hasSuffix(".bias") })
+        // the head (97 rows) leaves 33 rows outside the panels: its kernel gets a K × 64 tail panel; 60-row weights do not
+        let plan = MemoryPlan(g, external: [g.outputs[0].value: "logits"], packed: packed)
+        for (i, n) in g.nodes.enumerated() where n.kind == .linear {
+            let rows = g.nodes[n.operands[1]].type.shape.dims[0].constValue!
+            let k = g.nodes[n.operands[1]].type.shape.dims[1].constValue!
+            if rows % 64 == 0 { #expect(plan.workspace[i] == nil) } else { #expect(plan.slotSizes[plan.workspace[i]!].evaluate([:]) == 64 * k) }
+        }
     }
 
     @Test func rejectsGraphsWithoutALanguageModelInterface() throws {

@@ -3,7 +3,9 @@
  *   h      = (embed.weight[token] + bias) * ln.weight      (in the arena)
  *   logits = h + pos.weight[t]
  * A bigram model plus a position term, so that tests can observe how the
- * runtime windows sequences. The numpy reference in test_runtime.py
+ * runtime windows sequences. kiln_pack_params negates the bias in place and
+ * kiln_forward reads it negated, so a program that forgets to pack (or packs
+ * twice) gets wrong logits. The numpy reference in test_runtime.py
  * computes exactly the same float32 operations.
  *
  * kiln_train_step: the same forward (with FAKE_DROPOUT: h *= mask / 0.9, the
@@ -31,6 +33,13 @@ const kiln_param_info kiln_params[KILN_NUM_PARAMS] = {
 
 size_t kiln_forward_arena_floats(int B, int T) { return (size_t)B * (size_t)T * V; }
 
+int kiln_pack_params(kiln_real *params) {
+    for (int v = 0; v < V; v++) params[OFF_BIAS + v] = -params[OFF_BIAS + v];
+    return 0;
+}
+
+const char *kiln_isa(void) { return "portable"; }
+
 void kiln_forward(const kiln_real *params, kiln_real *arena, const int32_t *tokens, int B, int T,
                   kiln_real *logits) {
     const float *embed = params + OFF_EMBED, *bias = params + OFF_BIAS;
@@ -42,7 +51,7 @@ void kiln_forward(const kiln_real *params, kiln_real *arena, const int32_t *toke
         const float *e = embed + (size_t)tokens[i] * V;
         float *h = arena + (size_t)i * V;
         float *out = logits + (size_t)i * V;
-        for (int v = 0; v < V; v++) h[v] = (e[v] + bias[v]) * ln[v];
+        for (int v = 0; v < V; v++) h[v] = (e[v] - bias[v]) * ln[v];
         for (int v = 0; v < V; v++) out[v] = h[v] + pos[(size_t)t * V + v];
     }
 }

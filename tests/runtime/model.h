@@ -37,6 +37,9 @@ typedef struct {
 extern const kiln_param_info kiln_params[KILN_NUM_PARAMS];
 /* floats of scratch memory kiln_forward needs for a batch of shape [B, T] */
 size_t kiln_forward_arena_floats(int B, int T);
+/* rearranges params in place for kiln_forward (here: negates the bias); returns 0 */
+int kiln_pack_params(kiln_real *params);
+const char *kiln_isa(void);
 /* tokens: [B, T] int32 in [0, KILN_VOCAB); logits out: [B, T, KILN_OUT_DIM]; params: KILN_PARAM_FLOATS floats */
 void kiln_forward(const kiln_real *params, kiln_real *arena, const int32_t *tokens, int B, int T, kiln_real *logits);
 #ifndef FAKE_NO_TRAIN
