@@ -27,7 +27,7 @@ enum Kernels {
             """,
         "thread_columns": """
             /* the columns [c0, c1) of 0..C-1 that this OpenMP thread owns (all of them outside a parallel region) */
-            static void thread_columns(int C, int *c0, int *c1) {
+            static inline void thread_columns(int C, int *c0, int *c1) {
             #ifdef _OPENMP
                 int nt = omp_get_num_threads(), id = omp_get_thread_num();
             #else
@@ -37,13 +37,66 @@ enum Kernels {
                 *c1 = (int)((long long)C * (id + 1) / nt);
             }
             """,
+        "fast_exp": """
+            /* Math that vectorises (no libm calls in the loops that use it). Float builds use the approximations
+             * below (accuracy measured by tests/python/test_fast_math.py); double builds (gradient checks) use libm.
+             * kiln_exp: Cody-Waite reduction x = n ln2 + r and a degree-6 polynomial (Cephes expf); relative error
+             * <= 2e-7 for -87 <= x <= 88; inputs are clamped to [-87.3, 88] (the callers pass x <= 0). */
+            #if KILN_REAL_IS_DOUBLE
+            static inline real kiln_exp(real x) { return exp(x); }
+            #else
+            static inline float kiln_exp(float x) {
+                x = x < -87.3365f ? -87.3365f : (x > 88.0f ? 88.0f : x);
+                const float n = rintf(x * 1.44269504088896341f);  /* rintf (not floorf) so gcc vectorises the loop */
+                const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+                float p = 1.9875691500e-4f;
+                p = p * r + 1.3981999507e-3f;
+                p = p * r + 8.3334519073e-3f;
+                p = p * r + 4.1665795894e-2f;
+                p = p * r + 1.6666665459e-1f;
+                p = p * r + 5.0000001201e-1f;
+                p = p * r * r + r + 1.0f;
+                const int32_t bits = ((int32_t)n + 127) << 23;
+                float scale;
+                memcpy(&scale, &bits, sizeof scale);
+                return p * scale;
+            }
+            #endif
+            """,
+        "fast_erf": """
+            /* kiln_erf: Abramowitz & Stegun 7.1.26 in float builds (absolute error <= 5e-7: 1.5e-7 from the formula, the rest
+             * float rounding), libm erf in double builds */
+            #if KILN_REAL_IS_DOUBLE
+            static inline real kiln_erf(real x) { return erf(x); }
+            #else
+            static inline float kiln_erf(float x) {
+                const float ax = fabsf(x), t = 1.0f / (1.0f + 0.3275911f * ax);
+                float y = 1.061405429f;
+                y = y * t - 1.453152027f;
+                y = y * t + 1.421413741f;
+                y = y * t - 0.284496736f;
+                y = y * t + 0.254829592f;
+                y = 1.0f - y * t * kiln_exp(-ax * ax);
+                return x < 0 ? -y : y;
+            }
+            #endif
+            """,
+        "fast_tanh": """
+            /* kiln_tanh: 1 - 2 / (exp(2x) + 1) with kiln_exp in float builds (absolute error <= 3e-7), libm tanh in double builds */
+            #if KILN_REAL_IS_DOUBLE
+            static inline real kiln_tanh(real x) { return tanh(x); }
+            #else
+            static inline float kiln_tanh(float x) { return 1.0f - 2.0f / (kiln_exp(2.0f * x) + 1.0f); }
+            #endif
+            """,
         "row_softmax": """
             /* y = softmax(x) for one row of length N (max-subtracted, so exp never overflows) */
             static void row_softmax(const real *restrict x, real *restrict y, int N) {
                 real maxv = -INFINITY;
                 for (int i = 0; i < N; i++) maxv = x[i] > maxv ? x[i] : maxv;
                 real sum = 0;
-                for (int i = 0; i < N; i++) { y[i] = exp(x[i] - maxv); sum += y[i]; }
+                #pragma omp simd reduction(+:sum)
+                for (int i = 0; i < N; i++) { y[i] = kiln_exp(x[i] - maxv); sum += y[i]; }
                 real inv = 1 / sum;
                 #pragma omp simd
                 for (int i = 0; i < N; i++) y[i] *= inv;
@@ -67,8 +120,11 @@ enum Kernels {
         switch kind {
         case .layernorm, .layernormGradInput: ["row_moments"]
         case .dropout: ["dropout_keep"]
-        case .softmax, .crossEntropyGrad: ["row_softmax"]
-        case .embeddingGrad: ["thread_columns"]
+        case .softmax, .crossEntropyGrad: ["fast_exp", "row_softmax"]
+        case .attention, .attentionGrad: ["fast_exp"]
+        case .gelu, .geluGrad: ["fast_exp", "fast_erf"]
+        case .geluTanh, .geluTanhGrad: ["fast_exp", "fast_tanh"]
+        case .embeddingGrad, .sumTo: ["thread_columns"]
         case .layernormGradWeight: ["row_moments", "thread_columns"]
         case .linear: ["gemm_engine"]
         case .linearGradInput, .linearGradWeight: ["gemm_engine", "gemm"]
@@ -189,28 +245,38 @@ enum Kernels {
                             real *ot = out + ((size_t)b * T + t) * C + h * hs;
                             for (int d = 0; d < hs; d++) ot[d] = 0;
                             real maxv = -INFINITY, sum = 0;
-                            int len = causal ? t + 1 : S;
-                            for (int s = 0; s < len; s++) {
-                                const real *ks = k + ((size_t)b * S + s) * C + h * hs;
-                                const real *vs = v + ((size_t)b * S + s) * C + h * hs;
-                                real score = 0;
-                                #pragma omp simd reduction(+:score)
-                                for (int d = 0; d < hs; d++) score += qt[d] * ks[d];
-                                score *= scale;
-                                if (score > maxv) {
+                            const int len = causal ? t + 1 : S;
+                            /* keys in blocks of 64: scores, one rescale per new maximum, exp, weighted sum of values */
+                            for (int s0 = 0; s0 < len; s0 += 64) {
+                                const int nb = len - s0 < 64 ? len - s0 : 64;
+                                real score[64];
+                                real bmax = -INFINITY;
+                                for (int j = 0; j < nb; j++) {
+                                    const real *ks = k + ((size_t)b * S + s0 + j) * C + h * hs;
+                                    real dot = 0;
+                                    #pragma omp simd reduction(+:dot)
+                                    for (int d = 0; d < hs; d++) dot += qt[d] * ks[d];
+                                    score[j] = dot * scale;
+                                    bmax = score[j] > bmax ? score[j] : bmax;
+                                }
+                                if (bmax > maxv) {
                                     /* a new maximum: rescale what has been accumulated */
-                                    real correction = exp(maxv - score);
+                                    const real correction = sum > 0 ? kiln_exp(maxv - bmax) : 0;
                                     sum *= correction;
                                     #pragma omp simd
                                     for (int d = 0; d < hs; d++) ot[d] *= correction;
-                                    maxv = score;
+                                    maxv = bmax;
                                 }
-                                real p = exp(score - maxv);
-                                sum += p;
-                                #pragma omp simd
-                                for (int d = 0; d < hs; d++) ot[d] += p * vs[d];
+                                #pragma omp simd reduction(+:sum)
+                                for (int j = 0; j < nb; j++) { score[j] = kiln_exp(score[j] - maxv); sum += score[j]; }
+                                for (int j = 0; j < nb; j++) {
+                                    const real *vs = v + ((size_t)b * S + s0 + j) * C + h * hs;
+                                    const real pj = score[j];
+                                    #pragma omp simd
+                                    for (int d = 0; d < hs; d++) ot[d] += pj * vs[d];
+                                }
                             }
-                            real inv = 1 / sum;
+                            const real inv = 1 / sum;
                             #pragma omp simd
                             for (int d = 0; d < hs; d++) ot[d] *= inv;
                         }
@@ -274,7 +340,7 @@ enum Kernels {
                 #pragma omp parallel for schedule(static)
                 for (size_t i = 0; i < N; i++) {
                     real x = inp[i];
-                    out[i] = (real)0.5 * x * (1 + erf(x * (real)0.70710678118654752));
+                    out[i] = (real)0.5 * x * (1 + kiln_erf(x * (real)0.70710678118654752));
                 }
             }
             """
@@ -286,7 +352,7 @@ enum Kernels {
                 for (size_t i = 0; i < N; i++) {
                     real x = inp[i];
                     real u = (real)0.79788456080286536 * (x + (real)0.044715 * x * x * x);
-                    out[i] = (real)0.5 * x * (1 + tanh(u));
+                    out[i] = (real)0.5 * x * (1 + kiln_tanh(u));
                 }
             }
             """

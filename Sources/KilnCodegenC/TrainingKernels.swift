@@ -111,11 +111,17 @@ extension Kernels {
             return """
             /* sum_to: out[j] = sum over r of inp[r, j]; inp is (R, N), out is (N) (a bias or broadcast gradient) */
             static void sum_to_forward(real *restrict out, const real *restrict inp, size_t R, size_t N) {
-                #pragma omp parallel for schedule(static)
-                for (size_t j = 0; j < N; j++) {
-                    real acc = 0;
-                    for (size_t r = 0; r < R; r++) acc += inp[r * N + j];
-                    out[j] = acc;
+                /* each thread owns a range of columns and sweeps the rows in order (the same sum at any thread count) */
+                #pragma omp parallel
+                {
+                    int c0, c1;
+                    thread_columns((int)N, &c0, &c1);
+                    for (int j = c0; j < c1; j++) out[j] = 0;
+                    for (size_t r = 0; r < R; r++) {
+                        const real *row = inp + r * N;
+                        #pragma omp simd
+                        for (int j = c0; j < c1; j++) out[j] += row[j];
+                    }
                 }
             }
             """
@@ -201,7 +207,8 @@ extension Kernels {
                                 maxv = p[s] > maxv ? p[s] : maxv;
                             }
                             real sum = 0;
-                            for (int s = 0; s < len; s++) { p[s] = exp(p[s] - maxv); sum += p[s]; }
+                            #pragma omp simd reduction(+:sum)
+                            for (int s = 0; s < len; s++) { p[s] = kiln_exp(p[s] - maxv); sum += p[s]; }
                             real inv = 1 / sum, pdp = 0;
                             for (int s = 0; s < len; s++) { p[s] *= inv; pdp += p[s] * dp[s]; }
                             real *dqt = dq + rt;
@@ -257,7 +264,8 @@ extension Kernels {
                                 maxv = p[s] > maxv ? p[s] : maxv;
                             }
                             real sum = 0;
-                            for (int s = 0; s < len; s++) { p[s] = exp(p[s] - maxv); sum += p[s]; }
+                            #pragma omp simd reduction(+:sum)
+                            for (int s = 0; s < len; s++) { p[s] = kiln_exp(p[s] - maxv); sum += p[s]; }
                             for (int s = 0; s < len; s++) p[s] /= sum;
                             if (wrt == 2) {
                                 for (int s = 0; s < len; s++) {
@@ -302,8 +310,8 @@ extension Kernels {
             static void gelu_backward(real *restrict dinp, const real *restrict dout, const real *restrict x, size_t N) {
                 #pragma omp parallel for schedule(static)
                 for (size_t i = 0; i < N; i++) {
-                    real cdf = (real)0.5 * (1 + erf(x[i] * (real)0.70710678118654752));
-                    real pdf = exp((real)-0.5 * x[i] * x[i]) * (real)0.39894228040143268;
+                    real cdf = (real)0.5 * (1 + kiln_erf(x[i] * (real)0.70710678118654752));
+                    real pdf = kiln_exp((real)-0.5 * x[i] * x[i]) * (real)0.39894228040143268;
                     dinp[i] = dout[i] * (cdf + x[i] * pdf);
                 }
             }
@@ -316,7 +324,7 @@ extension Kernels {
                 for (size_t i = 0; i < N; i++) {
                     real xi = x[i];
                     real u = s * (xi + (real)0.044715 * xi * xi * xi);
-                    real th = tanh(u);
+                    real th = kiln_tanh(u);
                     real du = s * (1 + 3 * (real)0.044715 * xi * xi);
                     dinp[i] = dout[i] * ((real)0.5 * (1 + th) + (real)0.5 * xi * (1 - th * th) * du);
                 }
