@@ -123,6 +123,9 @@ struct Build: ParsableCommand {
         guard dtype == "f32" || dtype == "f64" else { throw ValidationError("--dtype must be f32 or f64, got '\(dtype)'") }
     }
 
+    @Flag(help: "Build for the compiler's baseline CPU instead of -march=native, so the binaries run on older CPUs of the same architecture (matrix products still pick AVX-512 or AVX2 at run time).")
+    var portable = false
+
     @Flag(name: .customLong("no-make"), help: "Write the sources only; do not run make.")
     var noMake = false
 
@@ -134,7 +137,7 @@ struct Build: ParsableCommand {
             let c = try model.pipeline.generate(try Pipeline.load(model.file), dtype: DTypeName.parse(dtype))
             let g = c.inference
             let programs = BuildDirectory.programs(training: c.training != nil, dtype: DTypeName.parse(dtype))
-            try BuildDirectory.write(c.generated, modelName: g.name, programs: programs, to: output)
+            try BuildDirectory.write(c.generated, modelName: g.name, programs: programs, portable: portable, to: output)
             if noMake { print("wrote \(output) (run make there to build infer)"); return }
             guard let cc = Toolchain.find() else { throw DriverError.message("no C compiler found (install clang and libomp-dev, or gcc, or set CC)") }
             if !cc.openmp {

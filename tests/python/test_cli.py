@@ -220,3 +220,41 @@ def test_kv_cache_generation_matches_full_forward(builds, tmp_path, model, promp
     # Beyond the context it keeps going (the window is re-encoded).
     r = run([out / "infer", "generate", "--weights", w, "--prompt", prompt, "--tokens", 100, "--temperature", 0], text=False)
     assert r.returncode == 0 and len(r.stdout) == len(prompt) + 100
+
+
+def test_portable_build_uses_wide_units_only_in_dispatched_kernels(kiln, tmp_path):
+    """kiln build --portable targets the compiler's baseline CPU: outside the microkernels that cpuid picks,
+    the binary has no AVX instructions (so it runs on an older x86), and its logits match the native build."""
+    import platform
+    if platform.machine() != "x86_64" or not shutil.which("objdump"):
+        pytest.skip("x86-64 with objdump only")
+    out = tmp_path / "portable"
+    r = run([kiln, "build", ROOT / ODD, "-o", out, "--portable"])
+    assert r.returncode == 0, r.stderr
+    assert "ARCH ?=\n" in (out / "Makefile").read_text()
+    dis = run(["objdump", "-d", "--no-show-raw-insn", out / "infer"]).stdout
+    wide = set()
+    fn = None
+    for line in dis.splitlines():
+        if line.endswith(">:"):
+            fn = line.split("<", 1)[1][:-2]
+        elif "%ymm" in line or "%zmm" in line:
+            wide.add(fn)
+    # libc's own string functions dispatch on the CPU too; everything compiled from model.c must not use AVX
+    ours = {f for f in wide if f and not f.startswith(("__", "_dl", "str", "mem", "wcs", "wmem"))}
+    assert ours <= {"gemm_tile_avx512", "gemm_tile_avx2"}, sorted(ours)
+    assert {"gemm_tile_avx512", "gemm_tile_avx2"} <= wide
+
+    native = tmp_path / "native"
+    assert run([kiln, "build", ROOT / ODD, "-o", native]).returncode == 0
+    w = tmp_path / "w.safetensors"
+    assert run([native / "infer", "init", "--seed", 3, "--out", w]).returncode == 0
+    tokens = np.random.default_rng(0).integers(0, 97, size=(2, 24), dtype=np.int32)
+    np.save(tmp_path / "t.npy", tokens)
+    logits = []
+    for b in (out, native):
+        r = run([b / "infer", "forward", "--weights", w, "--tokens", tmp_path / "t.npy", "--out", tmp_path / "l.npy"])
+        assert r.returncode == 0, r.stderr
+        logits.append(np.load(tmp_path / "l.npy"))
+    scale = np.abs(logits[1]).max()
+    assert np.abs(logits[0] - logits[1]).max() <= 1e-5 * scale
