@@ -497,11 +497,16 @@ struct FunctionEmitter {
             return "embedding_forward(\(dst), \(p[0]), \(p[1]), \(count(o[1])), \(lastDim(t)));"
         case .sinusoidal:
             return "sinusoidal_forward(\(dst), \(decode ? "pos" : "0"), \(t.shape.dims[0]), \(lastDim(t)));"
-        case .linear where packed.contains(o[1]):
-            let tail = plan.workspace[idx] != nil ? workspace(idx) : "NULL"
-            return "linear_packed_forward(\(dst), \(p[0]), \(p[1]), \(o.count == 3 ? p[2] : "NULL"), \(tail), \(rows(t)), \(lastDim(type(o[0]))), \(lastDim(t)));"
         case .linear:
-            return "linear_forward(\(dst), \(p[0]), \(p[1]), \(o.count == 3 ? p[2] : "NULL"), \(workspace(idx)), \(rows(t)), \(lastDim(type(o[0]))), \(lastDim(t)));"
+            let residual = n.attrs.bool("residual") ?? false
+            let bias = o.count - (residual ? 1 : 0) == 3 ? p[2] : "NULL"
+            let act = ["relu": 1, "gelu": 2, "gelu_tanh": 3][n.attrs.word("activation") ?? ""] ?? 0
+            let epilogue = "\(bias), \(act), \(residual ? p.last! : "NULL")"
+            if packed.contains(o[1]) {
+                let tail = plan.workspace[idx] != nil ? workspace(idx) : "NULL"
+                return "linear_packed_forward(\(dst), \(p[0]), \(p[1]), \(epilogue), \(tail), \(rows(t)), \(lastDim(type(o[0]))), \(lastDim(t)));"
+            }
+            return "linear_forward(\(dst), \(p[0]), \(p[1]), \(epilogue), \(workspace(idx)), \(rows(t)), \(lastDim(type(o[0]))), \(lastDim(t)));"
         case .layernorm:
             return "layernorm_forward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(rows(t)), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!, real)));"
         case .attention where decode:

@@ -154,13 +154,51 @@ enum GemmKernels {
             }
         }
 
-        /* C (M, N) = A (M, K) · B (K, N) + bias, B given as packed panels: panel t at panels + t * K * GEMM_NR for the
-         * N / GEMM_NR full ones, the last partial one (if any) at tail. A is addressed A[i * a_rs + p * a_cs];
-         * C has rows of stride ldc; bias (N) may be NULL. Tiles go to threads in column-major order, so each
-         * thread sweeps its panels down the rows of A. */
+        /* the epilogue of one row of a tile: c[j] = act(r[j] + bias[j]) + res[j] for j < n (bias, res may be NULL);
+         * act: 0 none, 1 relu, 2 gelu, 3 gelu_tanh (the same formulas as the separate activation kernels) */
+        static void gemm_epilogue(real *restrict c, const real *restrict r, const real *restrict bias, int act,
+                                  const real *restrict res, int n) {
+            real v[GEMM_NR];
+            if (bias) {
+                #pragma omp simd
+                for (int j = 0; j < n; j++) v[j] = r[j] + bias[j];
+            } else {
+                memcpy(v, r, (size_t)n * sizeof(real));
+            }
+            switch (act) {
+            case 1:
+                #pragma omp simd
+                for (int j = 0; j < n; j++) v[j] = v[j] > 0 ? v[j] : 0;
+                break;
+            case 2:
+                #pragma omp simd
+                for (int j = 0; j < n; j++) v[j] = (real)0.5 * v[j] * (1 + kiln_erf(v[j] * (real)0.70710678118654752));
+                break;
+            case 3:
+                #pragma omp simd
+                for (int j = 0; j < n; j++) {
+                    const real x = v[j], u = (real)0.79788456080286536 * (x + (real)0.044715 * x * x * x);
+                    v[j] = (real)0.5 * x * (1 + kiln_tanh(u));
+                }
+                break;
+            default: break;
+            }
+            if (res) {
+                #pragma omp simd
+                for (int j = 0; j < n; j++) c[j] = v[j] + res[j];
+            } else {
+                memcpy(c, v, (size_t)n * sizeof(real));
+            }
+        }
+
+        /* C (M, N) = act(A (M, K) · B (K, N) + bias) + residual, B given as packed panels: panel t at
+         * panels + t * K * GEMM_NR for the N / GEMM_NR full ones, the last partial one (if any) at tail.
+         * A is addressed A[i * a_rs + p * a_cs]; C and residual have rows of stride ldc; bias (N) and residual
+         * may be NULL; act as in gemm_epilogue. Tiles go to threads in column-major order, so each thread
+         * sweeps its panels down the rows of A. */
         static void gemm_panels(real *restrict C, size_t ldc, const real *restrict A, size_t a_rs, size_t a_cs,
                                 const real *restrict panels, const real *restrict tail, size_t M, int N, int K,
-                                const real *restrict bias) {
+                                const real *restrict bias, int act, const real *restrict residual) {
             const gemm_tile_fn tile = gemm_tile();
             const size_t mtiles = (M + GEMM_MR - 1) / GEMM_MR, ntiles = (size_t)(N + GEMM_NR - 1) / GEMM_NR;
             const int nfull = N / GEMM_NR;
@@ -173,16 +211,9 @@ enum GemmKernels {
                 const real *panel = t < nfull ? panels + (size_t)t * K * GEMM_NR : tail;
                 _Alignas(64) real acc[GEMM_MR * GEMM_NR];
                 tile(acc, A + m0 * a_rs, a_rs, a_cs, mb, panel, K);
-                for (int i = 0; i < mb; i++) {
-                    real *restrict c = C + (m0 + i) * ldc + n0;
-                    const real *restrict r = acc + i * GEMM_NR;
-                    if (bias) {
-                        #pragma omp simd
-                        for (int j = 0; j < nb; j++) c[j] = r[j] + bias[n0 + j];
-                    } else {
-                        memcpy(c, r, (size_t)nb * sizeof(real));
-                    }
-                }
+                for (int i = 0; i < mb; i++)
+                    gemm_epilogue(C + (m0 + i) * ldc + n0, acc + i * GEMM_NR, bias ? bias + n0 : NULL, act,
+                                  residual ? residual + (m0 + i) * ldc + n0 : NULL, nb);
             }
         }
         """
@@ -193,7 +224,7 @@ enum GemmKernels {
         static void gemm(real *restrict C, const real *restrict A, const real *restrict B, real *restrict panels,
                          size_t M, int N, int K, size_t a_rs, size_t a_cs, int ldb, int ldc) {
             gemm_pack(panels, B, (size_t)ldb, 1, K, N);
-            gemm_panels(C, (size_t)ldc, A, a_rs, a_cs, panels, panels + (size_t)(N / GEMM_NR) * K * GEMM_NR, M, N, K, NULL);
+            gemm_panels(C, (size_t)ldc, A, a_rs, a_cs, panels, panels + (size_t)(N / GEMM_NR) * K * GEMM_NR, M, N, K, NULL, 0, NULL);
         }
         """
 

@@ -126,8 +126,8 @@ enum Kernels {
         case .geluTanh, .geluTanhGrad: ["fast_exp", "fast_tanh"]
         case .embeddingGrad, .sumTo: ["thread_columns"]
         case .layernormGradWeight: ["row_moments", "thread_columns"]
-        case .linear: ["gemm_engine"]
-        case .linearGradInput, .linearGradWeight: ["gemm_engine", "gemm"]
+        case .linear: ["fast_exp", "fast_erf", "fast_tanh", "gemm_engine"]
+        case .linearGradInput, .linearGradWeight: ["fast_exp", "fast_erf", "fast_tanh", "gemm_engine", "gemm"]
         default: []
         }
     }
@@ -187,27 +187,28 @@ enum Kernels {
             }
             """
         case .linear where variant == "packed": return """
-            /* linear with a packed weight: out = inp · weightᵀ + bias
-             * out is (M, N), inp is (M, K), weight is (N, K) rearranged by pack_weight_in_place (its first N / 64 * 64
-             * rows as panels, the rest as rows), bias is (N) or NULL; tail (K, 64) is scratch for the last rows' panel */
+            /* linear with a packed weight: out = act(inp · weightᵀ + bias) + residual
+             * out, residual are (M, N), inp is (M, K), weight is (N, K) rearranged by pack_weight_in_place (its first
+             * N / 64 * 64 rows as panels, the rest as rows), bias is (N); bias and residual may be NULL; act: 0 none,
+             * 1 relu, 2 gelu, 3 gelu_tanh (fused by the fuse-epilogue pass); tail (K, 64) is scratch for the last rows */
             static void linear_packed_forward(real *restrict out, const real *restrict inp,
-                                              const real *restrict weight, const real *restrict bias,
-                                              real *restrict tail, size_t M, int K, int N) {
+                                              const real *restrict weight, const real *restrict bias, int act,
+                                              const real *restrict residual, real *restrict tail, size_t M, int K, int N) {
                 const int full = N / GEMM_NR * GEMM_NR;
                 if (full < N) gemm_pack(tail, weight + (size_t)full * K, 1, (size_t)K, K, N - full);
-                gemm_panels(out, (size_t)N, inp, (size_t)K, 1, weight, tail, M, N, K, bias);
+                gemm_panels(out, (size_t)N, inp, (size_t)K, 1, weight, tail, M, N, K, bias, act, residual);
             }
             """
         case .linear: return """
-            /* linear: out = inp · weightᵀ + bias
-             * out is (M, N), inp is (M, K), weight is (N, K), bias is (N) or NULL;
-             * panels (K, N rounded up to 64) is scratch for the packed weight */
+            /* linear: out = act(inp · weightᵀ + bias) + residual
+             * out, residual are (M, N), inp is (M, K), weight is (N, K), bias is (N); bias and residual may be NULL;
+             * act as in gemm_epilogue; panels (K, N rounded up to 64) is scratch for the packed weight */
             static void linear_forward(real *restrict out, const real *restrict inp,
-                                       const real *restrict weight, const real *restrict bias,
-                                       real *restrict panels, size_t M, int K, int N) {
+                                       const real *restrict weight, const real *restrict bias, int act,
+                                       const real *restrict residual, real *restrict panels, size_t M, int K, int N) {
                 gemm_pack(panels, weight, 1, (size_t)K, K, N);
                 gemm_panels(out, (size_t)N, inp, (size_t)K, 1, panels, panels + (size_t)(N / GEMM_NR) * K * GEMM_NR,
-                            M, N, K, bias);
+                            M, N, K, bias, act, residual);
             }
             """
         case .layernorm: return """

@@ -23,6 +23,8 @@ public enum DriverError: Error, CustomStringConvertible {
 /// The stages of compilation, shared by every `kiln` command.
 public struct Pipeline {
     public var overrides: [(String, String)] = []
+    /// Whether the inference pipeline runs its fusion passes (`kiln … --no-fuse` turns them off).
+    public var fuse = true
     public init(overrides: [(String, String)] = []) { self.overrides = overrides }
 
     /// Largest model file accepted (a model description is small).
@@ -58,7 +60,7 @@ public struct Pipeline {
     /// Runs the optimisation pipeline; `after` sees the graph after each pass.
     public func optimize(_ g: Graph, training: Bool = false, after: (Int, String, Bool, Graph) -> Void = { _, _, _, _ in }) throws -> Graph {
         var g = g
-        try (training ? PassManager.training() : PassManager.standard()).run(&g) { i, p, changed, g in after(i, p.name, changed, g) }
+        try (training ? PassManager.training() : PassManager.standard(fuse: fuse)).run(&g) { i, p, changed, g in after(i, p.name, changed, g) }
         return g
     }
 

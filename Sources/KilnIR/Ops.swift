@@ -15,7 +15,9 @@ public enum OpKind: String, Sendable, CaseIterable {
     /// `sinusoidal() {rows: T, dim: C} -> f32[T, C]` — fixed sine/cosine position
     /// table of Vaswani et al. 2017: even columns sin(p / 10000^(2i/C)), odd columns cos.
     case sinusoidal
-    /// `linear(%x: [..., K], %w: [N, K], %b: [N]?) -> [..., N]` — x·wᵀ + b.
+    /// `linear(%x: [..., K], %w: [N, K], %b: [N]?) -> [..., N]` — x·wᵀ + b. After epilogue
+    /// fusion: `{activation: relu|gelu|gelu_tanh}` applies it to x·wᵀ + b, and `{residual: true}`
+    /// takes one more operand `%r: [..., N]` added last: act(x·wᵀ + b) + r.
     case linear
     /// `layernorm(%x: [..., C], %w: [C], %b: [C]) {eps}` — Ba et al. 2016, biased variance.
     case layernorm
@@ -93,7 +95,7 @@ public enum OpKind: String, Sendable, CaseIterable {
         case .sliceRows, .scale, .relu, .gelu, .geluTanh, .softmax, .dropout, .select: 1...1
         case .embedding, .add, .sub, .mul, .div, .crossEntropy, .padRows, .linearGradInput, .linearGradWeight, .sumTo,
              .layernormGradWeight, .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad: 2...2
-        case .linear: 2...3
+        case .linear: 2...4
         case .layernorm, .attention, .crossEntropyGrad, .embeddingGrad, .layernormGradInput: 3...3
         case .attentionGrad: 4...4
         }
@@ -115,7 +117,13 @@ public enum OpKind: String, Sendable, CaseIterable {
         default: []
         }
     }
-    public var optionalAttributes: [String] { self == .param ? ["std"] : [] }
+    public var optionalAttributes: [String] {
+        switch self {
+        case .param: ["std"]
+        case .linear: ["activation", "residual"]  // set by the fuse-epilogue pass
+        default: []
+        }
+    }
 }
 
 /// A type error from a type rule, phrased for users (dims are named).
@@ -162,10 +170,18 @@ extension OpKind {
             guard let k = x.shape.last, k == w.shape.dims[1] else {
                 throw TypeError("linear: input has last dim \(x.shape.last.map(\.description) ?? "none") but weight expects \(w.shape.dims[1]) (weight shape \(w.shape))")
             }
-            if ops.count == 3 {
+            let out = TensorType(x.dtype, x.shape.dims.dropLast() + [w.shape.dims[0]])
+            let residual = attrs.bool("residual") ?? false
+            let biasCount = ops.count - 2 - (residual ? 1 : 0)
+            guard biasCount == 0 || biasCount == 1 else { throw TypeError("linear takes x, w, an optional bias\(residual ? " and the residual" : ""); got \(ops.count) operands") }
+            if biasCount == 1 {
                 guard ops[2].shape.dims == [w.shape.dims[0]] else { throw TypeError("linear bias must have shape [\(w.shape.dims[0])], got \(ops[2].shape)") }
             }
-            return TensorType(x.dtype, x.shape.dims.dropLast() + [w.shape.dims[0]])
+            if residual, ops.last! != out { throw TypeError("linear residual must have the output's type \(out), got \(ops.last!)") }
+            if let act = attrs["activation"], !["relu", "gelu", "gelu_tanh"].contains(act.description) {
+                throw TypeError("linear activation must be relu, gelu or gelu_tanh, got \(act)")
+            }
+            return out
         case .layernorm:
             let x = ops[0]
             try requireFloat(x, "layernorm input")

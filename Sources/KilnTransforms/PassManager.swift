@@ -14,9 +14,9 @@ public struct PassManager {
     public var passes: [any Pass]
     public init(_ passes: [any Pass]) { self.passes = passes }
 
-    /// The default inference pipeline.
-    public static func standard() -> PassManager {
-        PassManager([StripDropout(), CommonSubexpressionElimination(), DeadCodeElimination()])
+    /// The default inference pipeline; `fuse: false` leaves out the fusion passes.
+    public static func standard(fuse: Bool = true) -> PassManager {
+        PassManager([StripDropout(), CommonSubexpressionElimination(), DeadCodeElimination()] + (fuse ? [FuseLinearEpilogue()] : []))
     }
 
     public var passNames: [String] { passes.map(\.name) }

@@ -27,6 +27,9 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("set"), help: ArgumentHelp("Override a config entry, e.g. --set layers=12 (repeatable).", valueName: "name=value"))
     var overrides: [String] = []
 
+    @Flag(name: .customLong("no-fuse"), help: "Skip the fusion passes (to compare optimised and unoptimised code).")
+    var noFuse = false
+
     func validate() throws {
         for o in overrides where !o.contains("=") || o.hasPrefix("=") {
             throw ValidationError("--set expects name=value, got '\(o)'")
@@ -34,10 +37,12 @@ struct ModelOptions: ParsableArguments {
     }
 
     var pipeline: Pipeline {
-        Pipeline(overrides: overrides.map { o in
+        var p = Pipeline(overrides: overrides.map { o in
             let parts = o.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return (String(parts[0]), String(parts.count > 1 ? parts[1] : ""))
         })
+        p.fuse = !noFuse
+        return p
     }
 }
 

@@ -95,6 +95,74 @@ import KilnTransforms
         #expect(out == input)
     }
 
+    // fuse-epilogue: gelu of a linear and a residual added to it become the linear's epilogue.
+    @Test func fuseEpilogueFoldsActivationAndResidualIntoLinear() throws {
+        let (changed, out) = try run(FuseLinearEpilogue(), """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %w1 = param {init: zeros} : f32[8, 4]
+          %b1 = param {init: zeros} : f32[8]
+          %w2 = param {init: zeros} : f32[4, 8]
+          %0 = linear(%x, %w1, %b1) : f32[B, 8]
+          %1 = gelu(%0) : f32[B, 8]
+          %2 = linear(%1, %w2) : f32[B, 4]
+          %3 = add(%x, %2) : f32[B, 4]
+          output y = %3
+        }
+        """)
+        #expect(changed)
+        #expect(out == """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %w1 = param {init: zeros} : f32[8, 4]
+          %b1 = param {init: zeros} : f32[8]
+          %w2 = param {init: zeros} : f32[4, 8]
+          %0 = linear(%x, %w1, %b1) {activation: gelu} : f32[B, 8]
+          %1 = linear(%0, %w2, %x) {residual: true} : f32[B, 4]
+          output y = %1
+        }
+
+        """)
+    }
+
+    // No fusion when the linear's value has another use, when the residual is broadcast,
+    // or when the activation would have to run after a fused residual.
+    @Test func fuseEpilogueLeavesSharedBroadcastAndMisorderedValues() throws {
+        let input = """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %r = input : f32[4]
+          %w = param {init: zeros} : f32[4, 4]
+          %0 = linear(%x, %w) : f32[B, 4]
+          %1 = relu(%0) : f32[B, 4]
+          %2 = mul(%0, %1) : f32[B, 4]
+          %3 = linear(%2, %w) : f32[B, 4]
+          %4 = add(%3, %r) : f32[B, 4]
+          output y = %4
+        }
+
+        """
+        let (changed, out) = try run(FuseLinearEpilogue(), input)
+        #expect(!changed)
+        #expect(out == input)
+        let (changed2, out2) = try run(FuseLinearEpilogue(), """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %w = param {init: zeros} : f32[4, 4]
+          %0 = linear(%x, %w) : f32[B, 4]
+          %1 = add(%0, %x) : f32[B, 4]
+          %2 = relu(%1) : f32[B, 4]
+          output y = %2
+        }
+        """)
+        #expect(changed2)
+        #expect(out2.contains("%0 = linear(%x, %w, %x) {residual: true} : f32[B, 4]\n  %1 = relu(%0)"))
+    }
+
     @Test func standardPipelineReachesAFixedPoint() throws {
         let (g0, d, _) = compile(readRepoFile("examples/char-gpt.kiln"))
         var g = try #require(g0, "\(d)")
