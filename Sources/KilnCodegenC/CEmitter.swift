@@ -74,17 +74,13 @@ public struct CEmitter {
     /// weights of linear layers whose every other use is an embedding lookup (a tied output head),
     /// which then reads the packed table.
     public static func packedWeights(_ g: Graph) -> Set<Int> {
-        var result = Set<Int>()
-        for p in g.parameters where g.nodes[p].type.shape.rank == 2 {
-            var asWeight = false, other = false
-            for n in g.nodes {
-                for (k, o) in n.operands.enumerated() where o == p {
-                    if n.kind == .linear && k == 1 { asWeight = true } else if n.kind == .embedding && k == 0 { continue } else { other = true }
-                }
+        var asWeight = Set<Int>(), otherUse = Set<Int>()
+        for n in g.nodes {
+            for (k, o) in n.operands.enumerated() {
+                if n.kind == .linear && k == 1 { asWeight.insert(o) } else if !(n.kind == .embedding && k == 0) { otherUse.insert(o) }
             }
-            if asWeight && !other { result.insert(p) }
         }
-        return result
+        return Set(g.parameters.filter { asWeight.contains($0) && !otherUse.contains($0) && g.nodes[$0].type.shape.rank == 2 })
     }
 
     /// Checks the graph has the shape of a language model: one `i32[B, T]`

@@ -24,6 +24,21 @@ def run(args, text=True, **kw):
     return subprocess.run([str(a) for a in args], capture_output=True, text=text, **kw)
 
 
+def forward_logits(infer, weights, tokens, tmp):
+    """Logits of `infer forward` for an int32 token array, via .npy files in tmp."""
+    import numpy as np
+    np.save(tmp / "tokens.npy", tokens)
+    r = run([infer, "forward", "--weights", weights, "--tokens", tmp / "tokens.npy", "--out", tmp / "logits.npy"])
+    assert r.returncode == 0, r.stderr
+    return np.load(tmp / "logits.npy")
+
+
+def assert_same_logits(a, b, rel=1e-5):
+    """Two builds' logits agree within rel of the logits' scale."""
+    import numpy as np
+    assert np.abs(a - b).max() <= rel * np.abs(b).max()
+
+
 class Builds:
     """Builds each (model file, overrides) once per test session."""
 

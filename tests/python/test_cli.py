@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from kilntest import ROOT, run
+from kilntest import ROOT, assert_same_logits, forward_logits, run
 
 EXAMPLES = ["examples/char-gpt.kiln", "examples/gpt2-small.kiln", "examples/odd-postnorm.kiln"]
 ODD = "examples/odd-postnorm.kiln"
@@ -250,11 +250,5 @@ def test_portable_build_uses_wide_units_only_in_dispatched_kernels(kiln, tmp_pat
     w = tmp_path / "w.safetensors"
     assert run([native / "infer", "init", "--seed", 3, "--out", w]).returncode == 0
     tokens = np.random.default_rng(0).integers(0, 97, size=(2, 24), dtype=np.int32)
-    np.save(tmp_path / "t.npy", tokens)
-    logits = []
-    for b in (out, native):
-        r = run([b / "infer", "forward", "--weights", w, "--tokens", tmp_path / "t.npy", "--out", tmp_path / "l.npy"])
-        assert r.returncode == 0, r.stderr
-        logits.append(np.load(tmp_path / "l.npy"))
-    scale = np.abs(logits[1]).max()
-    assert np.abs(logits[0] - logits[1]).max() <= 1e-5 * scale
+    assert_same_logits(forward_logits(out / "infer", w, tokens, tmp_path),
+                       forward_logits(native / "infer", w, tokens, tmp_path))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from kilntest import ROOT, run
+from kilntest import ROOT, assert_same_logits, forward_logits, run
 import reference
 
 CHAR = dict(file="examples/char-gpt.kiln", overrides=(), cfg=dict(
@@ -25,17 +25,20 @@ GPT2_SMALLER = dict(file="examples/gpt2-small.kiln",
 MODELS = {"char": CHAR, "odd": ODD, "gpt2-smaller": GPT2_SMALLER}
 
 
+def perturbed_weights(infer, seed, w):
+    """`infer init` weights with every tensor perturbed (random init has zero biases and unit norms,
+    so each tensor then matters)."""
+    from safetensors.torch import load_file, save_file
+    r = run([infer, "init", "--seed", seed, "--out", w])
+    assert r.returncode == 0, r.stderr
+    g = torch.Generator().manual_seed(seed)
+    save_file({k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in load_file(str(w)).items()}, str(w))
+    return w
+
+
 def compare(builds, tmp_path, spec, B, T, seed, env=None):
     out = builds.build(spec["file"], *spec["overrides"])
-    w = tmp_path / "w.safetensors"
-    r = run([out / "infer", "init", "--seed", seed, "--out", w])
-    assert r.returncode == 0, r.stderr
-    # Random init has zero biases and unit norms; perturb every tensor so each one matters.
-    from safetensors.torch import load_file, save_file
-    state = load_file(str(w))
-    g = torch.Generator().manual_seed(seed)
-    state = {k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in state.items()}
-    save_file(state, str(w))
+    w = perturbed_weights(out / "infer", seed, tmp_path / "w.safetensors")
 
     rng = np.random.default_rng(seed)
     tokens = rng.integers(0, spec["cfg"]["vocab"], size=(B, T), dtype=np.int32)
@@ -111,20 +114,10 @@ def test_fused_and_unfused_builds_agree(builds, kiln, tmp_path, name):
     r = run(args + [a for o in spec["overrides"] for a in ("--set", o)])
     assert r.returncode == 0, r.stderr
     fused = builds.build(spec["file"], *spec["overrides"])
-    w = tmp_path / "w.safetensors"
-    assert run([fused / "infer", "init", "--seed", 9, "--out", w]).returncode == 0
-    from safetensors.torch import load_file, save_file
-    g = torch.Generator().manual_seed(9)
-    save_file({k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in load_file(str(w)).items()}, str(w))
+    w = perturbed_weights(fused / "infer", 9, tmp_path / "w.safetensors")
     tokens = np.random.default_rng(9).integers(0, spec["cfg"]["vocab"], size=(2, spec["cfg"]["context"]), dtype=np.int32)
-    np.save(tmp_path / "t.npy", tokens)
-    out = []
-    for b in (fused, unfused):
-        r = run([b / "infer", "forward", "--weights", w, "--tokens", tmp_path / "t.npy", "--out", tmp_path / "l.npy"])
-        assert r.returncode == 0, r.stderr
-        out.append(np.load(tmp_path / "l.npy"))
-    scale = np.abs(out[1]).max()
-    assert np.abs(out[0] - out[1]).max() <= 1e-5 * scale
+    assert_same_logits(forward_logits(fused / "infer", w, tokens, tmp_path),
+                       forward_logits(unfused / "infer", w, tokens, tmp_path))
     # the unfused code calls separate activation and residual-add kernels; the fused one folds them into the GEMMs
     fwd = lambda d: (d / "model.c").read_text().split("void kiln_forward(")[1].split("\n}\n")[0]
     assert fwd(fused).count("add_forward(") + 2 * spec["cfg"]["layers"] == fwd(unfused).count("add_forward(")
