@@ -512,11 +512,11 @@ struct FunctionEmitter {
             /* append this token's key and value to the cache, attend over positions 0..pos */
             memcpy(cache + \(off) + (size_t)pos * \(c), \(p[1]), \(c) * sizeof(real));
             memcpy(cache + \(off + context * (t.shape.last!.constValue ?? 0)) + (size_t)pos * \(c), \(p[2]), \(c) * sizeof(real));
-            attention_forward(\(dst), \(p[0]), cache + \(off), cache + \(off + context * (t.shape.last!.constValue ?? 0)), 1, 1, pos + 1, \(c), \(n.attrs.int("heads")!), 0);
+            attention_rows_forward(\(dst), \(p[0]), cache + \(off), cache + \(off + context * (t.shape.last!.constValue ?? 0)), 1, 1, pos + 1, \(c), \(n.attrs.int("heads")!), 0);
             """
         case .attention:
             let q = t.shape.dims, k = type(o[1]).shape.dims
-            return "attention_forward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(n.attrs.int("heads")!), \(n.attrs.bool("causal")! ? 1 : 0));"
+            return "attention_forward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(workspace(idx)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(n.attrs.int("heads")!), \(n.attrs.bool("causal")! ? 1 : 0));"
         case .add, .sub, .mul, .div:
             let out = t.shape.dims, a = type(o[0]).shape.dims, b = type(o[1]).shape.dims
             let name = n.kind.rawValue

@@ -33,19 +33,20 @@ enum GemmKernels {
         #define KILN_X86_DISPATCH 0
         #endif
 
-        /* acc (GEMM_MR, GEMM_NR) = A rows (mb of them; rows past mb repeat the last) · one packed panel b (K, GEMM_NR);
-         * A is addressed a[i * a_rs + p * a_cs] */
+        /* acc (GEMM_MR, GEMM_NR) = A rows (mb of them; rows past mb repeat the last) · B (K, GEMM_NR);
+         * A is addressed a[i * a_rs + p * a_cs], B's row p is the GEMM_NR values at b + p * ldb
+         * (ldb = GEMM_NR for a packed panel) */
         typedef void (*gemm_tile_fn)(real *restrict acc, const real *restrict a, size_t a_rs, size_t a_cs, int mb,
-                                     const real *restrict b, int K);
+                                     const real *restrict b, size_t ldb, int K);
 
         static void gemm_tile_portable(real *restrict acc, const real *restrict a, size_t a_rs, size_t a_cs, int mb,
-                                       const real *restrict b, int K) {
+                                       const real *restrict b, size_t ldb, int K) {
             real c[GEMM_MR][GEMM_NR];
             memset(c, 0, sizeof c);
             size_t ro[GEMM_MR];
             for (int i = 0; i < GEMM_MR; i++) ro[i] = (size_t)(i < mb ? i : mb - 1) * a_rs;
             for (int p = 0; p < K; p++) {
-                const real *ap = a + (size_t)p * a_cs, *bp = b + (size_t)p * GEMM_NR;
+                const real *ap = a + (size_t)p * a_cs, *bp = b + (size_t)p * ldb;
                 for (int i = 0; i < GEMM_MR; i++) {
                     const real ai = ap[ro[i]];
                     #pragma omp simd
@@ -59,14 +60,14 @@ enum GemmKernels {
         /* 6 x 64 in 24 zmm accumulators; per k: 4 panel loads, 6 broadcasts, 24 FMAs */
         __attribute__((target("avx512f")))
         static void gemm_tile_avx512(float *restrict acc, const float *restrict a, size_t a_rs, size_t a_cs, int mb,
-                                     const float *restrict b, int K) {
+                                     const float *restrict b, size_t ldb, int K) {
             size_t ro[GEMM_MR];
             for (int i = 0; i < GEMM_MR; i++) ro[i] = (size_t)(i < mb ? i : mb - 1) * a_rs;
             __m512 c[GEMM_MR][4];
             for (int i = 0; i < GEMM_MR; i++)
                 for (int v = 0; v < 4; v++) c[i][v] = _mm512_setzero_ps();
             for (int p = 0; p < K; p++) {
-                const float *ap = a + (size_t)p * a_cs, *bp = b + (size_t)p * GEMM_NR;
+                const float *ap = a + (size_t)p * a_cs, *bp = b + (size_t)p * ldb;
                 __m512 bv[4];
                 for (int v = 0; v < 4; v++) bv[v] = _mm512_loadu_ps(bp + 16 * v);
                 for (int i = 0; i < GEMM_MR; i++) {
@@ -81,14 +82,14 @@ enum GemmKernels {
         /* 16 columns at a time (6 x 16 in 12 ymm accumulators), four passes over the panel */
         __attribute__((target("avx2,fma")))
         static void gemm_tile_avx2(float *restrict acc, const float *restrict a, size_t a_rs, size_t a_cs, int mb,
-                                   const float *restrict b, int K) {
+                                   const float *restrict b, size_t ldb, int K) {
             size_t ro[GEMM_MR];
             for (int i = 0; i < GEMM_MR; i++) ro[i] = (size_t)(i < mb ? i : mb - 1) * a_rs;
             for (int q = 0; q < GEMM_NR / 16; q++) {
                 __m256 c[GEMM_MR][2];
                 for (int i = 0; i < GEMM_MR; i++) c[i][0] = c[i][1] = _mm256_setzero_ps();
                 for (int p = 0; p < K; p++) {
-                    const float *ap = a + (size_t)p * a_cs, *bp = b + (size_t)p * GEMM_NR + 16 * q;
+                    const float *ap = a + (size_t)p * a_cs, *bp = b + (size_t)p * ldb + 16 * q;
                     const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
                     for (int i = 0; i < GEMM_MR; i++) {
                         const __m256 ai = _mm256_set1_ps(ap[ro[i]]);
@@ -210,7 +211,7 @@ enum GemmKernels {
                 const int mb = M - m0 < GEMM_MR ? (int)(M - m0) : GEMM_MR;
                 const real *panel = t < nfull ? panels + (size_t)t * K * GEMM_NR : tail;
                 _Alignas(64) real acc[GEMM_MR * GEMM_NR];
-                tile(acc, A + m0 * a_rs, a_rs, a_cs, mb, panel, K);
+                tile(acc, A + m0 * a_rs, a_rs, a_cs, mb, panel, GEMM_NR, K);
                 for (int i = 0; i < mb; i++)
                     gemm_epilogue(C + (m0 + i) * ldc + n0, acc + i * GEMM_NR, bias ? bias + n0 : NULL, act,
                                   residual ? residual + (m0 + i) * ldc + n0 : NULL, nb);

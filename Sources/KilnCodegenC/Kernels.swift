@@ -121,7 +121,8 @@ enum Kernels {
         case .layernorm, .layernormGradInput: ["row_moments"]
         case .dropout: ["dropout_keep"]
         case .softmax, .crossEntropyGrad: ["fast_exp", "row_softmax"]
-        case .attention, .attentionGrad: ["fast_exp"]
+        case .attention: ["fast_exp", "gemm_engine"]
+        case .attentionGrad: ["fast_exp"]
         case .gelu, .geluGrad: ["fast_exp", "fast_erf"]
         case .geluTanh, .geluTanhGrad: ["fast_exp", "fast_tanh"]
         case .embeddingGrad, .sumTo: ["thread_columns"]
@@ -229,13 +230,104 @@ enum Kernels {
             }
             """
         case .attention: return """
-            /* multi-head scaled dot-product attention (Vaswani et al. 2017), one pass
-             * with an online softmax (Milakov & Gimelshein 2018): no (T, T) buffer.
-             * out, q are (B, T, C); k, v are (B, S, C); NH heads of size C/NH;
-             * causal: query t sees keys 0..t */
-            static void attention_forward(real *restrict out, const real *restrict q,
-                                          const real *restrict k, const real *restrict v,
+            /* multi-head scaled dot-product attention (Vaswani et al. 2017) on the GEMM engine's tiles, with an
+             * online softmax (Milakov & Gimelshein 2018; the FlashAttention loop): per (batch, head) and tile of
+             * GEMM_MR queries, each block of 64 keys gives a (GEMM_MR, 64) tile of scores Q K^T; its rows update the
+             * running maxima and sums, and the tile P V is added to the rescaled output rows. No (T, S) buffer.
+             * out, q are (B, T, C); k, v are (B, S, C); NH heads of size hs = C/NH; causal: query t sees keys 0..t.
+             * ws: B*NH*S*(hs + hs64) elements (hs64 = hs rounded up to 64): per (batch, head), K^T as (hs, S) and then
+             * V as (S, hs64), zero past column hs. A key block reads 64 columns of K^T; past S they run into the next
+             * row (or into V), values that are masked out, never used. */
+            static void attention_forward(real *restrict out, const real *restrict q, const real *restrict k,
+                                          const real *restrict v, real *restrict ws,
                                           int B, int T, int S, int C, int NH, int causal) {
+                const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+                const size_t per_head = (size_t)S * (hs + hs64);
+                const real scale = 1 / sqrt((real)hs);
+                const gemm_tile_fn tile = gemm_tile();
+                #pragma omp parallel for collapse(2) schedule(static)
+                for (int b = 0; b < B; b++) {
+                    for (int h = 0; h < NH; h++) {
+                        real *restrict kt = ws + ((size_t)b * NH + h) * per_head;
+                        real *restrict vh = kt + (size_t)hs * S;
+                        for (int s = 0; s < S; s++) {
+                            const real *ks = k + ((size_t)b * S + s) * C + h * hs;
+                            const real *vs = v + ((size_t)b * S + s) * C + h * hs;
+                            for (int d = 0; d < hs; d++) kt[(size_t)d * S + s] = ks[d];
+                            for (int d = 0; d < hs64; d++) vh[(size_t)s * hs64 + d] = d < hs ? vs[d] : 0;
+                        }
+                    }
+                }
+                const int tiles = (T + GEMM_MR - 1) / GEMM_MR;
+                #pragma omp parallel for collapse(3) schedule(dynamic)
+                for (int b = 0; b < B; b++) {
+                    for (int h = 0; h < NH; h++) {
+                        for (int tt = 0; tt < tiles; tt++) {
+                            const real *kt = ws + ((size_t)b * NH + h) * per_head, *vh = kt + (size_t)hs * S;
+                            const int t0 = tt * GEMM_MR, mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR;
+                            const real *qt = q + ((size_t)b * T + t0) * C + h * hs;
+                            real *ot = out + ((size_t)b * T + t0) * C + h * hs;
+                            real p[GEMM_MR * GEMM_NR], pv[GEMM_MR * GEMM_NR];
+                            real maxv[GEMM_MR], sum[GEMM_MR], corr[GEMM_MR];
+                            for (int i = 0; i < mb; i++) {
+                                maxv[i] = -INFINITY;
+                                sum[i] = 0;
+                                for (int d = 0; d < hs; d++) ot[(size_t)i * C + d] = 0;
+                            }
+                            const int keys = causal && t0 + mb < S ? t0 + mb : S;  /* keys any row of the tile sees */
+                            for (int s0 = 0; s0 < keys; s0 += GEMM_NR) {
+                                const int nb = keys - s0 < GEMM_NR ? keys - s0 : GEMM_NR;
+                                tile(p, qt, C, 1, mb, kt + s0, S, hs);  /* p (mb, 64) = Q K^T of this block */
+                                for (int i = 0; i < mb; i++) {
+                                    real *pi = p + i * GEMM_NR;
+                                    const int seen = causal ? t0 + i - s0 + 1 : nb;  /* keys of row i in the block */
+                                    const int lim = seen < nb ? (seen > 0 ? seen : 0) : nb;
+                                    real bmax = -INFINITY;
+                                    for (int j = 0; j < lim; j++) {
+                                        pi[j] *= scale;
+                                        bmax = pi[j] > bmax ? pi[j] : bmax;
+                                    }
+                                    corr[i] = 1;
+                                    if (bmax > maxv[i]) {
+                                        /* a new maximum: what has been accumulated is rescaled below */
+                                        corr[i] = sum[i] > 0 ? kiln_exp(maxv[i] - bmax) : 0;
+                                        sum[i] *= corr[i];
+                                        maxv[i] = bmax;
+                                    }
+                                    const real m = maxv[i];
+                                    real rs = 0;
+                                    #pragma omp simd reduction(+:rs)
+                                    for (int j = 0; j < lim; j++) { pi[j] = kiln_exp(pi[j] - m); rs += pi[j]; }
+                                    for (int j = lim; j < nb; j++) pi[j] = 0;
+                                    sum[i] += rs;
+                                }
+                                for (int u = 0; u < hs; u += GEMM_NR) {
+                                    /* pv (mb, 64) = P V over this block, for output columns u .. u+63 */
+                                    tile(pv, p, GEMM_NR, 1, mb, vh + (size_t)s0 * hs64 + u, hs64, nb);
+                                    const int w = hs - u < GEMM_NR ? hs - u : GEMM_NR;
+                                    for (int i = 0; i < mb; i++) {
+                                        real *restrict o = ot + (size_t)i * C + u;
+                                        const real *r = pv + i * GEMM_NR, c = corr[i];
+                                        #pragma omp simd
+                                        for (int d = 0; d < w; d++) o[d] = o[d] * c + r[d];
+                                    }
+                                }
+                            }
+                            for (int i = 0; i < mb; i++) {
+                                const real inv = 1 / sum[i];
+                                #pragma omp simd
+                                for (int d = 0; d < hs; d++) ot[(size_t)i * C + d] *= inv;
+                            }
+                        }
+                    }
+                }
+            }
+
+            /* the same attention one query row at a time (generation: T = 1 against the KV cache, no scratch);
+             * keys in blocks of 64: scores, one rescale per new maximum, exp, weighted sum of values */
+            static void attention_rows_forward(real *restrict out, const real *restrict q,
+                                               const real *restrict k, const real *restrict v,
+                                               int B, int T, int S, int C, int NH, int causal) {
                 const int hs = C / NH;
                 const real scale = 1 / sqrt((real)hs);
                 #pragma omp parallel for collapse(3) schedule(static)
@@ -247,7 +339,6 @@ enum Kernels {
                             for (int d = 0; d < hs; d++) ot[d] = 0;
                             real maxv = -INFINITY, sum = 0;
                             const int len = causal ? t + 1 : S;
-                            /* keys in blocks of 64: scores, one rescale per new maximum, exp, weighted sum of values */
                             for (int s0 = 0; s0 < len; s0 += 64) {
                                 const int nb = len - s0 < 64 ? len - s0 : 64;
                                 real score[64];

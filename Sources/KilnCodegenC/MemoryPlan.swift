@@ -50,6 +50,11 @@ public struct MemoryPlan: Sendable {
         case .attentionGrad:  // two rows of S per (batch, head)
             let k = g.nodes[n.operands[2]].type.shape.dims
             return SizeExpr(constant: 2 * (n.attrs.int("heads") ?? 1)) * k[0] * k[1]
+        case .attention:  // per (batch, head): K^T (hs, S) and V (S, hs rounded up to 64)
+            let k = g.nodes[n.operands[1]].type.shape.dims
+            let heads = n.attrs.int("heads") ?? 1, c = k.last?.constValue ?? 0, hs = c / max(heads, 1)
+            let hs64 = (hs + GemmKernels.nr - 1) / GemmKernels.nr * GemmKernels.nr
+            return SizeExpr(constant: c + heads * hs64) * k[0] * k[1]
         case .linear where packed.contains(n.operands[1]):  // the panel of the last N % 64 rows, if any
             let w = g.nodes[n.operands[1]].type.shape.dims
             guard let rows = w[0].constValue, rows % GemmKernels.nr != 0 else { return nil }

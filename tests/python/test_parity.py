@@ -123,3 +123,39 @@ def test_fused_and_unfused_builds_agree(builds, kiln, tmp_path, name):
     assert fwd(fused).count("add_forward(") + 2 * spec["cfg"]["layers"] == fwd(unfused).count("add_forward(")
     act = {"gelu": "gelu_forward(", "gelu_tanh": "gelu_tanh_forward(", "relu": "relu_forward("}[spec["cfg"]["activation"]]
     assert fwd(unfused).count(act) == spec["cfg"]["layers"] and act not in fwd(fused)
+
+
+@pytest.mark.parametrize("isa", ["native", "portable"])
+def test_attention_shapes_match_pytorch(builds, tmp_path, isa):
+    """Attention runs as GEMM tiles of 6 queries x 64 keys: bidirectional and causal masks, head sizes 24, 72
+    and 128, lengths that end inside a tile or a key block and lengths over several key blocks, against
+    PyTorch's attention (float64) with the same weights."""
+    import os
+    from safetensors.torch import load_file
+    env = dict(os.environ, KILN_ISA="portable") if isa == "portable" else None
+    out = builds.build("tests/models/attention-shapes.kiln")
+    w = perturbed_weights(out / "infer", 5, tmp_path / "w.safetensors")
+    state = {k: v.double() for k, v in load_file(str(w)).items()}
+
+    def attention(prefix, dim, heads, causal):
+        m = reference.SelfAttention(dim, heads, causal=causal, bias=True).double()
+        m.load_state_dict({k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")})
+        return m
+
+    def linear(x, name):
+        return x @ state[name + ".weight"].T + state[name + ".bias"]
+
+    a, c, d = attention("attention", 72, 3, False), attention("single", 72, 1, False), attention("wide", 128, 1, True)
+    rng = np.random.default_rng(5)
+    for B, T in [(1, 1), (2, 7), (1, 64), (2, 65), (1, 160)]:
+        tokens = rng.integers(0, 50, size=(B, T), dtype=np.int32)
+        np.save(tmp_path / "tokens.npy", tokens)
+        r = run([out / "infer", "forward", "--weights", w, "--tokens", tmp_path / "tokens.npy",
+                 "--out", tmp_path / "logits.npy"], env=env)
+        assert r.returncode == 0, r.stderr
+        got = np.load(tmp_path / "logits.npy").astype(np.float64)
+        with torch.no_grad():
+            h = state["embed.weight"][torch.from_numpy(tokens).long()]
+            want = linear(a(h) + c(h) + linear(d(linear(h, "widen")), "narrow"), "head").numpy()
+        diff, scale = np.abs(got - want).max(), np.abs(want).max()
+        assert diff <= 1e-5 * scale, f"B={B} T={T}: max abs diff {diff} vs logits scale {scale}"
