@@ -20,6 +20,8 @@ enum VJP {
             if want(0) { out.append((0, b.emit(.padRows, [g, o[0]]))) }
         case .linear where n.attrs["activation"] != nil || n.attrs["residual"] != nil:
             preconditionFailure("epilogue-fused linear in a graph to differentiate: fusion runs on inference graphs only")
+        case .linearStack:
+            preconditionFailure("linear_stack in a graph to differentiate: merge-linears runs on inference graphs only")
         case .linear:  // y = x·wᵀ + b
             if want(0) { out.append((0, b.emit(.linearGradInput, [g, o[1]]))) }
             if want(1) { out.append((1, b.emit(.linearGradWeight, [g, o[0]]))) }

@@ -77,7 +77,8 @@ public struct CEmitter {
         var asWeight = Set<Int>(), otherUse = Set<Int>()
         for n in g.nodes {
             for (k, o) in n.operands.enumerated() {
-                if n.kind == .linear && k == 1 { asWeight.insert(o) } else if !(n.kind == .embedding && k == 0) { otherUse.insert(o) }
+                let weight = (n.kind == .linear && k == 1) || (n.kind == .linearStack && k >= 1 && k <= n.attrs.int("count")!)
+                if weight { asWeight.insert(o) } else if !(n.kind == .embedding && k == 0) { otherUse.insert(o) }
             }
         }
         return Set(g.parameters.filter { asWeight.contains($0) && !otherUse.contains($0) && g.nodes[$0].type.shape.rank == 2 })
@@ -440,6 +441,7 @@ struct FunctionEmitter {
     func kernelVariant(_ n: Node) -> String? {
         if n.kind == .attentionGrad && n.attrs.word("wrt") == "all" { return "all" }
         if n.kind == .linear && packed.contains(n.operands[1]) { return "packed" }
+        if n.kind == .linearStack && n.operands[1...n.attrs.int("count")!].allSatisfy(packed.contains) { return "packed" }  // always, see call
         if n.kind == .embedding && packed.contains(n.operands[0]) { return "packed" }
         return needsGeneralBroadcast(n) ? "broadcast" : nil
     }
@@ -503,6 +505,21 @@ struct FunctionEmitter {
                 return "linear_packed_forward(\(dst), \(p[0]), \(p[1]), \(epilogue), \(tail), \(rows(t)), \(lastDim(type(o[0]))), \(lastDim(t)));"
             }
             return "linear_forward(\(dst), \(p[0]), \(p[1]), \(epilogue), \(workspace(idx)), \(rows(t)), \(lastDim(type(o[0]))), \(lastDim(t)));"
+        case .linearStack:
+            let count = n.attrs.int("count")!
+            let w = p[1...count].joined(separator: ", ")
+            let b = p.count > 1 + count ? p[(1 + count)...].joined(separator: ", ") : Array(repeating: "NULL", count: count).joined(separator: ", ")
+            let x = type(o[0]), tail = plan.workspace[idx] != nil ? workspace(idx) : "NULL"
+            guard kernelVariant(n) == "packed" else {
+                throw CodegenError(description: "linear_stack needs weights used by nothing else (merge-linears checks this)")
+            }
+            return """
+            {
+                const real *w[\(count)] = {\(w)};
+                const real *b[\(count)] = {\(b)};
+                linear_stack_packed_forward(\(dst), \(p[0]), \(count), w, b, \(tail), \(rows(x)), \(lastDim(x)), \(lastDim(t)));
+            }
+            """
         case .layernorm:
             return "layernorm_forward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(rows(t)), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!, real)));"
         case .attention where decode:

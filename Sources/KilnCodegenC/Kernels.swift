@@ -115,20 +115,23 @@ enum Kernels {
             """,
     ]
 
+    /// The matrix-product engine and the math its epilogue calls, in the order they are emitted.
+    static let gemmEngine = ["fast_exp", "fast_erf", "fast_tanh", "gemm_engine"]
+
     /// The helpers an op's kernel calls.
     static func helpersUsed(_ kind: OpKind) -> [String] {
         switch kind {
         case .layernorm, .layernormGradInput: ["row_moments"]
         case .dropout: ["dropout_keep"]
         case .softmax, .crossEntropyGrad: ["fast_exp", "row_softmax"]
-        case .attention: ["fast_exp", "gemm_engine"]
+        case .attention: gemmEngine
         case .attentionGrad: ["fast_exp"]
         case .gelu, .geluGrad: ["fast_exp", "fast_erf"]
         case .geluTanh, .geluTanhGrad: ["fast_exp", "fast_tanh"]
         case .embeddingGrad, .sumTo: ["thread_columns"]
         case .layernormGradWeight: ["row_moments", "thread_columns"]
-        case .linear: ["fast_exp", "fast_erf", "fast_tanh", "gemm_engine"]
-        case .linearGradInput, .linearGradWeight: ["fast_exp", "fast_erf", "fast_tanh", "gemm_engine", "gemm"]
+        case .linear, .linearStack: gemmEngine
+        case .linearGradInput, .linearGradWeight: gemmEngine + ["gemm"]
         default: []
         }
     }
@@ -210,6 +213,36 @@ enum Kernels {
                 gemm_pack(panels, weight, 1, (size_t)K, K, N);
                 gemm_panels(out, (size_t)N, inp, (size_t)K, 1, panels, panels + (size_t)(N / GEMM_NR) * K * GEMM_NR,
                             M, N, K, bias, act, residual);
+            }
+            """
+        case .linearStack: return """
+            /* count linear layers of one input as one product (the merged Q, K, V projections):
+             * out[g] = inp · w[g]ᵀ + b[g] for g < count. out is (count, M, N), inp is (M, K); each w[g] (N, K) is in
+             * the panel layout of pack_weight_in_place; b[g] (N) may be NULL; tails: count panels (K, 64) of scratch
+             * for the last N % 64 rows of each weight (NULL when N is a multiple of 64). One parallel loop over the
+             * tiles of all the products; each tile is summed over K in order by one thread. */
+            static void linear_stack_packed_forward(real *restrict out, const real *restrict inp, int count,
+                                                    const real *const *w, const real *const *b, real *restrict tails,
+                                                    size_t M, int K, int N) {
+                const gemm_tile_fn tile = gemm_tile();
+                const int full = N / GEMM_NR * GEMM_NR, ntiles = (N + GEMM_NR - 1) / GEMM_NR;
+                const size_t mtiles = (M + GEMM_MR - 1) / GEMM_MR;
+                if (full < N)
+                    for (int g = 0; g < count; g++)
+                        gemm_pack(tails + (size_t)g * K * GEMM_NR, w[g] + (size_t)full * K, 1, (size_t)K, K, N - full);
+                #pragma omp parallel for schedule(static)
+                for (size_t it = 0; it < (size_t)count * ntiles * mtiles; it++) {
+                    const int g = (int)(it / ((size_t)ntiles * mtiles)), t = (int)(it / mtiles % ntiles);
+                    const size_t m0 = it % mtiles * GEMM_MR;
+                    const int n0 = t * GEMM_NR, nb = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
+                    const int mb = M - m0 < GEMM_MR ? (int)(M - m0) : GEMM_MR;
+                    const real *panel = n0 < full ? w[g] + (size_t)t * K * GEMM_NR : tails + (size_t)g * K * GEMM_NR;
+                    _Alignas(64) real acc[GEMM_MR * GEMM_NR];
+                    tile(acc, inp + m0 * K, (size_t)K, 1, mb, panel, GEMM_NR, K);
+                    real *o = out + ((size_t)g * M + m0) * N + n0;
+                    for (int i = 0; i < mb; i++)
+                        gemm_epilogue(o + (size_t)i * N, acc + i * GEMM_NR, b[g] ? b[g] + n0 : NULL, 0, NULL, nb);
+                }
             }
             """
         case .layernorm: return """

@@ -55,6 +55,10 @@ public struct MemoryPlan: Sendable {
             let heads = n.attrs.int("heads") ?? 1, c = k.last?.constValue ?? 0, hs = c / max(heads, 1)
             let hs64 = (hs + GemmKernels.nr - 1) / GemmKernels.nr * GemmKernels.nr
             return SizeExpr(constant: c + heads * hs64) * k[0] * k[1]
+        case .linearStack:  // each (packed) weight's panel of its last N % 64 rows, if any
+            let w = g.nodes[n.operands[1]].type.shape.dims
+            guard let rows = w[0].constValue, rows % GemmKernels.nr != 0 else { return nil }
+            return GemmKernels.panelElements(inner: [w[1]], n: 1) * .const(n.attrs.int("count") ?? 1)
         case .linear where packed.contains(n.operands[1]):  // the panel of the last N % 64 rows, if any
             let w = g.nodes[n.operands[1]].type.shape.dims
             guard let rows = w[0].constValue, rows % GemmKernels.nr != 0 else { return nil }

@@ -44,6 +44,9 @@ public struct ModelStats: Sendable {
         case .linear:
             let k = dim(g.nodes[n.operands[0]].type.shape.last!)
             return 2 * out * k + (n.operands.count == 3 ? out : 0)
+        case .linearStack:
+            let k = dim(g.nodes[n.operands[0]].type.shape.last!)
+            return 2 * out * k + (n.operands.count > 1 + n.attrs.int("count")! ? out : 0)
         case .linearGradInput:
             return 2 * out * dim(g.nodes[n.operands[0]].type.shape.last!)
         case .linearGradWeight:

@@ -19,6 +19,10 @@ public enum OpKind: String, Sendable, CaseIterable {
     /// fusion: `{activation: relu|gelu|gelu_tanh}` applies it to x·wᵀ + b, and `{residual: true}`
     /// takes one more operand `%r: [..., N]` added last: act(x·wᵀ + b) + r.
     case linear
+    /// `linear_stack(%x: [..., K], %w0 … %w{n-1}: [N, K], %b0 … %b{n-1}: [N]?) {count: n} -> [n, ..., N]` —
+    /// n linear layers of one input as one matrix product (the merged Q, K, V projections; pass
+    /// `merge-linears`): slice i (`select {index: i}`) is x·w_iᵀ + b_i. Biases: all or none.
+    case linearStack = "linear_stack"
     /// `layernorm(%x: [..., C], %w: [C], %b: [C]) {eps}` — Ba et al. 2016, biased variance.
     case layernorm
     /// `attention(%q, %k, %v: [B, T, C]) {heads, causal}` — multi-head scaled
@@ -96,6 +100,7 @@ public enum OpKind: String, Sendable, CaseIterable {
         case .embedding, .add, .sub, .mul, .div, .crossEntropy, .padRows, .linearGradInput, .linearGradWeight, .sumTo,
              .layernormGradWeight, .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad: 2...2
         case .linear: 2...4
+        case .linearStack: 3...33
         case .layernorm, .attention, .crossEntropyGrad, .embeddingGrad, .layernormGradInput: 3...3
         case .attentionGrad: 4...4
         }
@@ -114,6 +119,7 @@ public enum OpKind: String, Sendable, CaseIterable {
         case .dropout: ["p", "id"]
         case .scale: ["factor"]
         case .param: ["init"]
+        case .linearStack: ["count"]
         default: []
         }
     }
@@ -182,6 +188,22 @@ extension OpKind {
                 throw TypeError("linear activation must be relu, gelu or gelu_tanh, got \(act)")
             }
             return out
+        case .linearStack:
+            let x = ops[0]
+            try requireFloat(x, "linear_stack input")
+            guard let n = attrs.int("count"), n >= 2, n <= 16 else { throw TypeError("linear_stack count must be 2 to 16") }
+            guard ops.count == 1 + n || ops.count == 1 + 2 * n else {
+                throw TypeError("linear_stack {count: \(n)} takes x, \(n) weights and optionally \(n) biases; got \(ops.count) operands")
+            }
+            let w = ops[1]
+            guard w.shape.rank == 2, x.shape.last == w.shape.dims[1] else {
+                throw TypeError("linear_stack: input \(x.shape) does not match weight \(w.shape)")
+            }
+            for (i, t) in ops[1...n].enumerated() where t != w { throw TypeError("linear_stack: weight \(i) is \(t), weight 0 is \(w)") }
+            for (i, t) in ops.dropFirst(1 + n).enumerated() where t.shape.dims != [w.shape.dims[0]] {
+                throw TypeError("linear_stack: bias \(i) must have shape [\(w.shape.dims[0])], got \(t.shape)")
+            }
+            return TensorType(x.dtype, [.const(n)] + x.shape.dims.dropLast() + [w.shape.dims[0]])
         case .layernorm:
             let x = ops[0]
             try requireFloat(x, "layernorm input")

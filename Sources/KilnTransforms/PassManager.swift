@@ -16,7 +16,7 @@ public struct PassManager {
 
     /// The default inference pipeline; `fuse: false` leaves out the fusion passes.
     public static func standard(fuse: Bool = true) -> PassManager {
-        PassManager([StripDropout(), CommonSubexpressionElimination(), DeadCodeElimination()] + (fuse ? [FuseLinearEpilogue()] : []))
+        PassManager([StripDropout(), CommonSubexpressionElimination(), DeadCodeElimination()] + (fuse ? [FuseLinearEpilogue(), MergeParallelLinears()] : []))
     }
 
     public var passNames: [String] { passes.map(\.name) }
