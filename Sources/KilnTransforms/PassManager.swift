@@ -16,7 +16,7 @@ public struct PassManager {
 
     /// The default inference pipeline; `fuse: false` leaves out the fusion passes.
     public static func standard(fuse: Bool = true) -> PassManager {
-        PassManager([StripDropout(), CommonSubexpressionElimination(), DeadCodeElimination()] + (fuse ? [FuseLinearEpilogue(), MergeParallelLinears()] : []))
+        PassManager([StripDropout(), Simplify(), CommonSubexpressionElimination(), DeadCodeElimination()] + (fuse ? [FuseLinearEpilogue(), MergeParallelLinears()] : []))
     }
 
     public var passNames: [String] { passes.map(\.name) }
@@ -34,6 +34,6 @@ public struct PassManager {
 extension PassManager {
     /// The training pipeline: keeps dropout (the forward pass of training uses it).
     public static func training() -> PassManager {
-        PassManager([CommonSubexpressionElimination(), DeadCodeElimination()])
+        PassManager([Simplify(), CommonSubexpressionElimination(), DeadCodeElimination()])
     }
 }

@@ -163,6 +163,62 @@ import KilnTransforms
         #expect(out2.contains("%0 = linear(%x, %w, %x) {residual: true} : f32[B, 4]\n  %1 = relu(%0)"))
     }
 
+    // simplify: scale by 1 disappears, scales of scales fold into one, x + -y is x - y.
+    @Test func simplifyFoldsScalesAndNegations() throws {
+        let (changed, out) = try run(Simplify(), """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %y = input : f32[B, 4]
+          %0 = scale(%x) {factor: 2.0} : f32[B, 4]
+          %1 = scale(%0) {factor: 0.25} : f32[B, 4]
+          %2 = scale(%y) {factor: -1.0} : f32[B, 4]
+          %3 = add(%2, %1) : f32[B, 4]
+          %4 = sub(%3, %2) : f32[B, 4]
+          %5 = scale(%4) {factor: 1.0} : f32[B, 4]
+          %6 = relu(%5) : f32[B, 4]
+          output z = %6
+        }
+        """)
+        #expect(changed)
+        #expect(out == """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %y = input : f32[B, 4]
+          %0 = scale(%x) {factor: 2.0} : f32[B, 4]
+          %1 = scale(%x) {factor: 0.5} : f32[B, 4]
+          %2 = scale(%y) {factor: -1.0} : f32[B, 4]
+          %3 = sub(%1, %y) : f32[B, 4]
+          %4 = add(%3, %y) : f32[B, 4]
+          %5 = relu(%4) : f32[B, 4]
+          output z = %5
+        }
+
+        """)
+    }
+
+    // No change: a broadcast negation, a scale that is an output, other factors.
+    @Test func simplifyLeavesOtherScalesAlone() throws {
+        let input = """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %y = input : f32[4]
+          %0 = scale(%y) {factor: -1.0} : f32[4]
+          %1 = add(%x, %0) : f32[B, 4]
+          %2 = scale(%1) {factor: 1.0} : f32[B, 4]
+          %3 = scale(%x) {factor: 3.0} : f32[B, 4]
+          output a = %2
+          output b = %3
+        }
+
+        """
+        let (changed, out) = try run(Simplify(), input)
+        #expect(!changed)
+        #expect(out == input)
+    }
+
     // merge-linears: Q, K and V projections of one input become one linear_stack and three selects.
     @Test func mergeLinearsStacksProjectionsOfOneInput() throws {
         let (changed, out) = try run(MergeParallelLinears(), """

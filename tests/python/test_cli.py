@@ -73,8 +73,11 @@ def test_ir_print_after_all(kiln):
     assert r.returncode == 0, r.stderr
     assert "// IR after frontend" in r.stdout
     assert "// IR after pass 1: strip-dropout (no change)" in r.stdout
-    assert "// IR after pass 2: cse" in r.stdout
-    assert "// IR after pass 3: dce" in r.stdout
+    assert "// IR after pass 2: simplify (no change)" in r.stdout
+    assert "// IR after pass 3: cse" in r.stdout
+    assert "// IR after pass 4: dce" in r.stdout
+    assert "// IR after pass 5: fuse-epilogue" in r.stdout
+    assert "// IR after pass 6: merge-linears" in r.stdout and "linear_stack(" in r.stdout
     r = run([kiln, "ir", ROOT / ODD, "--print-after", "bogus"])
     assert r.returncode != 0 and "unknown pass 'bogus'" in r.stderr
 
