@@ -424,17 +424,18 @@ static double grad_norm(const float *g, size_t n) {
 
 /* Multiplies g by min(1, clip / (norm + 1e-6)) as clip_grad_norm_ does: a
  * float32 coefficient computed as torch does (reciprocal, then times clip). */
-static void clip_grads(float *g, size_t n, double clip, double norm) {
-    if (!(clip > 0.0)) return;
+/* The factor gradient clipping multiplies every gradient by (torch.nn.utils.clip_grad_norm_): 1 when the
+ * norm is within `clip` or clipping is off. The optimizers apply it as they read each gradient, which gives
+ * the same floats as scaling the gradients first without another pass over them. */
+static float clip_coef(double clip, double norm) {
+    if (!(clip > 0.0)) return 1.0f;
     float coef = 1.0f / ((float)norm + (float)1e-6) * (float)clip;
-    if (!(coef < 1.0f)) return;
-#pragma omp parallel for schedule(static)
-    for (long i = 0; i < (long)n; i++) g[i] *= coef;
+    return coef < 1.0f ? coef : 1.0f;
 }
 
 /* One AdamW step (t = 1-based step) over every parameter, torch's float32 arithmetic. */
 static void adamw_update(const hparams *h, double lr, int64_t t, float *params, const float *grads,
-                         float *m, float *v) {
+                         float gscale, float *m, float *v) {
     const float w1 = (float)(1.0 - h->beta1), b2 = (float)h->beta2;
     const float w2 = (float)(1.0 - h->beta2), eps = (float)h->eps;
     const double bc1 = 1.0 - pow(h->beta1, (double)t), bc2 = 1.0 - pow(h->beta2, (double)t);
@@ -449,7 +450,7 @@ static void adamw_update(const hparams *h, double lr, int64_t t, float *params, 
         long n = (long)pi->numel;
 #pragma omp parallel for schedule(static) if (n > 16384)
         for (long j = 0; j < n; j++) {
-            float pj = p[j], gj = g[j], mj = mm[j], vj = vv[j];
+            float pj = p[j], gj = g[j] * gscale, mj = mm[j], vj = vv[j];
             if (decay) pj = pj * keep;
             /* torch.lerp: weight < 0.5 ? m + w*(g-m) : g - (g-m)*(1-w) */
             mj = w1 < 0.5f ? mj + w1 * (gj - mj) : gj - (gj - mj) * one_minus_w1;
@@ -466,7 +467,7 @@ static void adamw_update(const hparams *h, double lr, int64_t t, float *params, 
 
 /* One SGD-with-momentum step (torch.optim.SGD, dampening 0, coupled weight decay). */
 static void sgd_update(const hparams *h, double lr, int64_t t, float *params, const float *grads,
-                       float *buf) {
+                       float gscale, float *buf) {
     const float mom = (float)h->momentum, wd = (float)h->weight_decay, neg_lr = (float)(-lr);
     for (int i = 0; i < KILN_NUM_PARAMS; i++) {
         const kiln_param_info *pi = &kiln_params[i];
@@ -476,7 +477,7 @@ static void sgd_update(const hparams *h, double lr, int64_t t, float *params, co
         long n = (long)pi->numel;
 #pragma omp parallel for schedule(static) if (n > 16384)
         for (long j = 0; j < n; j++) {
-            float d = g[j];
+            float d = g[j] * gscale;
             if (decay) d = d + wd * p[j];
             if (h->momentum != 0.0) {
                 d = t == 1 ? d : b[j] * mom + d;
@@ -945,9 +946,9 @@ static void cmd_train(const command *cmd, const opts *o) {
                      nonfinite_name(isfinite(loss) ? norm : loss),
                      ckpt_note(out, note, sizeof note));
         }
-        clip_grads(grads, pf, h->clip, norm);
-        if (h->optimizer == OPT_ADAMW) adamw_update(h, lr, step + 1, s.params, grads, s.m, s.v);
-        else sgd_update(h, lr, step + 1, s.params, grads, s.m);
+        const float coef = clip_coef(h->clip, norm);
+        if (h->optimizer == OPT_ADAMW) adamw_update(h, lr, step + 1, s.params, grads, coef, s.m, s.v);
+        else sgd_update(h, lr, step + 1, s.params, grads, coef, s.m);
         s.step = step + 1;
         done_here++;
 
@@ -1042,10 +1043,10 @@ static void cmd_bench(const command *cmd, const opts *o) {
         if (!isfinite(loss) || !isfinite(norm))
             kiln_die("non-finite loss in bench iteration %d (%s)", i + 1,
                      nonfinite_name(isfinite(loss) ? norm : loss));
-        clip_grads(grads, pf, h.clip, norm);
+        const float coef = clip_coef(h.clip, norm);
         double lr = lr_at(&h, i);
-        if (h.optimizer == OPT_ADAMW) adamw_update(&h, lr, i + 1, params, grads, m, v);
-        else sgd_update(&h, lr, i + 1, params, grads, m);
+        if (h.optimizer == OPT_ADAMW) adamw_update(&h, lr, i + 1, params, grads, coef, m, v);
+        else sgd_update(&h, lr, i + 1, params, grads, coef, m);
         if (i >= warmup) times[i - warmup] = kiln_time_ms() - t0;
     }
     double mn = times[0];
