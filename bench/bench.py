@@ -1,8 +1,9 @@
 """Kiln vs PyTorch eager vs ONNX Runtime, side by side in one run.
 
 Each case is timed in rounds that alternate the implementations (Kiln's own
-`bench` command, PyTorch, ONNX Runtime), at 1 and 2 threads; the table shows
-medians over all rounds and Kiln's time divided by each reference's.
+`bench` command, PyTorch, ONNX Runtime, and for the char model's train step
+torch.compile), at 1 and 2 threads; the table shows medians over all rounds and
+Kiln's time divided by each reference's.
 """
 import argparse
 import os
@@ -130,14 +131,17 @@ def torch_forward(model, B, T, vocab):
     return run
 
 
-def torch_train_step(model, B, T, vocab):
+def torch_train_step(model, B, T, vocab, compiled=False):
+    """One AdamW step with clipping; compiled=True runs the model's forward and backward through
+    torch.compile (Inductor's C++ CPU backend; the first call, the warm-up, compiles)."""
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
     x = torch.randint(0, vocab, (B, T))
     y = torch.randint(0, vocab, (B, T))
+    fwd = torch.compile(model) if compiled else model
 
     def run():
-        logits = model(x)
+        logits = fwd(x)
         loss = F.cross_entropy(logits.reshape(-1, vocab), y.reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -168,6 +172,7 @@ def main():
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--cc", default="gcc", help="C compiler for Kiln's binaries (default gcc: faster GEMM here)")
     ap.add_argument("--no-gemm", action="store_true")
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (char train step)")
     args = ap.parse_args()
     global CC
     CC = args.cc
@@ -186,7 +191,11 @@ def main():
         for threads in (1, 2):
             torch.set_num_threads(threads)
             model = torch_model(spec["cfg"])
-            times = {"kiln": [], "pytorch": [], "onnxruntime": []}
+            times = {"kiln": [], "pytorch": [], "onnxruntime": [], "torch.compile": []}
+            compiled = None
+            if kind == "train" and spec is CHAR and not args.no_compile:
+                torch._dynamo.reset()
+                compiled = torch_train_step(torch_model(spec["cfg"]), B, T, vocab, compiled=True)
             ort_run = ort_session(model, B, T, vocab, threads, tmp) if kind == "forward" else None
             for _ in range(args.rounds):
                 if kind == "forward":
@@ -199,6 +208,12 @@ def main():
                         continue
                     times["kiln"].append(kiln_time(binary, "bench", B, T, threads, args.iters))
                     times["pytorch"].append(median_ms(torch_train_step(model, B, T, vocab), args.iters))
+                    if compiled:
+                        try:
+                            times["torch.compile"].append(median_ms(compiled, args.iters))
+                        except Exception as e:  # Inductor needs a working C++ toolchain
+                            print(f"torch.compile failed, column left empty: {type(e).__name__}: {e}"[:300], flush=True)
+                            compiled = None
             med = {k: statistics.median(v) for k, v in times.items() if v}
             rows.append((name, threads, med))
             print(f"{name:32s} threads={threads}  " + "  ".join(f"{k} {v:9.1f} ms" for k, v in med.items()), flush=True)
@@ -206,13 +221,15 @@ def main():
     gen = generation_rows(builds.get(CHAR["file"]) or build(CHAR, pathlib.Path(tmp) / "char-gpt"), tmp)
     gemm = [] if args.no_gemm else gemm_rows(tmp)
     print(f"\nKiln built with CC={CC}; medians of {args.rounds} alternating rounds of {args.iters} iterations.")
-    print("\n| case | threads | Kiln ms | PyTorch ms | ONNX Runtime ms | Kiln/PyTorch | Kiln/ORT |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| case | threads | Kiln ms | PyTorch ms | ONNX Runtime ms | torch.compile ms | Kiln/PyTorch | Kiln/ORT"
+          " | Kiln/torch.compile |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, threads, med in rows:
-        k, p, o = med.get("kiln"), med.get("pytorch"), med.get("onnxruntime")
+        k, p, o, c = med.get("kiln"), med.get("pytorch"), med.get("onnxruntime"), med.get("torch.compile")
         fmt = lambda v: f"{v:.1f}" if v else "–"
         ratio = lambda a, b: f"{a / b:.2f}" if a and b else "–"
-        print(f"| {name} | {threads} | {fmt(k)} | {fmt(p)} | {fmt(o)} | {ratio(k, p)} | {ratio(k, o)} |")
+        print(f"| {name} | {threads} | {fmt(k)} | {fmt(p)} | {fmt(o)} | {fmt(c)} | {ratio(k, p)} | {ratio(k, o)}"
+              f" | {ratio(k, c)} |")
     print("\n| generation (char model, KV cache) | threads | Kiln tokens/s | bandwidth bound tokens/s | Kiln/bound |")
     print("|---|---|---|---|---|")
     for threads, tps, bound in gen:
