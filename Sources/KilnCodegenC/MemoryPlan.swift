@@ -39,6 +39,13 @@ public struct MemoryPlan: Sendable {
         (g.nodes[i].type.shape.elementCount * .const(g.nodes[i].attrs.int("index") ?? 0)).cExpression
     }
 
+    /// A packed weight (N, K) keeps its last N % 64 rows as plain rows; its kernel packs them into one
+    /// K × 64 panel of scratch. Nil when N is a multiple of 64.
+    static func tailPanel(_ w: TensorType) -> SizeExpr? {
+        guard let rows = w.shape.dims[0].constValue, rows % GemmKernels.nr != 0 else { return nil }
+        return GemmKernels.panelElements(inner: [w.shape.dims[1]], n: 1)
+    }
+
     /// Scratch elements a node's kernel needs, if any.
     /// `packed`: parameters stored in the GEMM's panel layout (see `PackedWeights`).
     public static func workspaceSize(_ g: Graph, _ i: Int, packed: Set<Int> = []) -> SizeExpr? {
@@ -55,14 +62,10 @@ public struct MemoryPlan: Sendable {
             let heads = n.attrs.int("heads") ?? 1, c = k.last?.constValue ?? 0, hs = c / max(heads, 1)
             let hs64 = (hs + GemmKernels.nr - 1) / GemmKernels.nr * GemmKernels.nr
             return SizeExpr(constant: c + heads * hs64) * k[0] * k[1]
-        case .linearStack:  // each (packed) weight's panel of its last N % 64 rows, if any
-            let w = g.nodes[n.operands[1]].type.shape.dims
-            guard let rows = w[0].constValue, rows % GemmKernels.nr != 0 else { return nil }
-            return GemmKernels.panelElements(inner: [w[1]], n: 1) * .const(n.attrs.int("count") ?? 1)
-        case .linear where packed.contains(n.operands[1]):  // the panel of the last N % 64 rows, if any
-            let w = g.nodes[n.operands[1]].type.shape.dims
-            guard let rows = w[0].constValue, rows % GemmKernels.nr != 0 else { return nil }
-            return GemmKernels.panelElements(inner: [w[1]], n: 1)
+        case .linearStack:  // each (packed) weight's tail panel, if any
+            return tailPanel(g.nodes[n.operands[1]].type).map { $0 * .const(n.attrs.int("count") ?? 1) }
+        case .linear where packed.contains(n.operands[1]):
+            return tailPanel(g.nodes[n.operands[1]].type)
         case .linear:  // packed panels of the weight: K × N rounded up to 64 columns
             let w = g.nodes[n.operands[1]].type.shape.dims
             return GemmKernels.panelElements(inner: [w[1]], n: w[0].constValue ?? 1)

@@ -3875,11 +3875,10 @@ static double grad_norm(const float *g, size_t n) {
     return sqrt(total);
 }
 
-/* Multiplies g by min(1, clip / (norm + 1e-6)) as clip_grad_norm_ does: a
- * float32 coefficient computed as torch does (reciprocal, then times clip). */
-/* The factor gradient clipping multiplies every gradient by (torch.nn.utils.clip_grad_norm_): 1 when the
- * norm is within `clip` or clipping is off. The optimizers apply it as they read each gradient, which gives
- * the same floats as scaling the gradients first without another pass over them. */
+/* The factor gradient clipping multiplies every gradient by: min(1, clip / (norm + 1e-6)) as
+ * torch.nn.utils.clip_grad_norm_ computes it in float32 (reciprocal, then times clip); 1 when clipping is
+ * off. The optimizers apply it as they read each gradient: the same floats as scaling the gradients first,
+ * without another pass over them. */
 static float clip_coef(double clip, double norm) {
     if (!(clip > 0.0)) return 1.0f;
     float coef = 1.0f / ((float)norm + (float)1e-6) * (float)clip;
