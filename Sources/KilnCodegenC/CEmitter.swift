@@ -481,6 +481,8 @@ struct FunctionEmitter {
         let p = o.map(ptr)
         let dst = ptr(idx)
         let t = n.type
+        // The gradient a fused producer adds to its result (fuse-grad-acc), or NULL.
+        let acc = n.attrs.bool("accumulate") == true ? p.last! : "NULL"
         switch n.kind {
         case .input, .param: return ""
         case .select:
@@ -565,12 +567,12 @@ struct FunctionEmitter {
         case .crossEntropyGrad:
             return "cross_entropy_backward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(count(o[1])), \(lastDim(t)));"
         case .embeddingGrad:
-            return "embedding_backward(\(dst), \(p[0]), \(p[1]), \(count(o[1])), \(t.shape.dims[0]), \(lastDim(t)));"
+            return "embedding_backward(\(dst), \(acc), \(p[0]), \(p[1]), \(count(o[1])), \(t.shape.dims[0]), \(lastDim(t)));"
         case .padRows:
             let rest = Shape(Array(t.shape.dims.dropFirst())).elementCount.cExpression
             return "pad_rows_forward(\(dst), \(p[0]), \(type(o[0]).shape.dims[0]), \(t.shape.dims[0]), \(rest));"
         case .linearGradInput:
-            return "linear_backward_input(\(dst), \(p[0]), \(p[1]), \(workspace(idx)), \(rows(t)), \(lastDim(t)), \(lastDim(type(o[0]))));"
+            return "linear_backward_input(\(dst), \(p[0]), \(p[1]), \(acc), \(workspace(idx)), \(rows(t)), \(lastDim(t)), \(lastDim(type(o[0]))));"
         case .linearGradWeight:
             return "linear_backward_weight(\(dst), \(p[0]), \(p[1]), \(workspace(idx)), \(rows(type(o[0]))), \(lastDim(t)), \(t.shape.dims[0]));"
         case .sumTo:
@@ -587,7 +589,7 @@ struct FunctionEmitter {
             }
             """
         case .layernormGradInput:
-            return "layernorm_backward_input(\(dst), \(p[0]), \(p[1]), \(p[2]), \(rows(t)), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!, real)));"
+            return "layernorm_backward_input(\(dst), \(p[0]), \(p[1]), \(p[2]), \(acc), \(rows(t)), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!, real)));"
         case .layernormGradWeight:
             return "layernorm_backward_weight(\(dst), \(p[0]), \(p[1]), \(rows(type(o[1]))), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!, real)));"
         case .attentionGrad where n.attrs.word("wrt") == "all":

@@ -221,11 +221,12 @@ enum GemmKernels {
 
     /// The general product used by the backward pass: packs B, then runs the tiles.
     static let gemm: String = """
-        /* C (M, N) = A (M, K) · B (K, N) with B rows of stride ldb, packing B into panels (K x N rounded up to 64) first */
-        static void gemm(real *restrict C, const real *restrict A, const real *restrict B, real *restrict panels,
-                         size_t M, int N, int K, size_t a_rs, size_t a_cs, int ldb, int ldc) {
+        /* C (M, N) = A (M, K) · B (K, N) + acc with B rows of stride ldb, packing B into panels (K x N rounded up to
+         * 64) first; acc (rows of stride ldc, added in the epilogue) may be NULL */
+        static void gemm(real *restrict C, const real *restrict A, const real *restrict B, const real *restrict acc,
+                         real *restrict panels, size_t M, int N, int K, size_t a_rs, size_t a_cs, int ldb, int ldc) {
             gemm_pack(panels, B, (size_t)ldb, 1, K, N);
-            gemm_panels(C, (size_t)ldc, A, a_rs, a_cs, panels, panels + (size_t)(N / GEMM_NR) * K * GEMM_NR, M, N, K, NULL, 0, NULL);
+            gemm_panels(C, (size_t)ldc, A, a_rs, a_cs, panels, panels + (size_t)(N / GEMM_NR) * K * GEMM_NR, M, N, K, NULL, 0, acc);
         }
         """
 

@@ -21,7 +21,8 @@ public enum Storage: Equatable, Sendable {
 /// value in it (views keep their source alive), and a later value whose size
 /// is the same expression (e.g. `B*T*384`) reuses a released slot. Kernels
 /// that need scratch memory get a workspace slot that is released right
-/// after them. Slot sizes are symbolic, so the arena is laid out for the
+/// after them. An accumulating `embedding_grad` works in place in its
+/// operand's memory (see `inPlaceOperand`). Slot sizes are symbolic, so the arena is laid out for the
 /// actual `[B, T]` of a call; each slot starts on a 64-byte boundary.
 public struct MemoryPlan: Sendable {
     public var storage: [Storage]
@@ -81,7 +82,25 @@ public struct MemoryPlan: Sendable {
         }
     }
 
+    /// The operand whose memory a node may write its result into, if any: an `embedding_grad` that accumulates
+    /// scatters its rows into that gradient in place (its kernel takes the two pointers without `restrict`).
+    static func inPlaceOperand(_ g: Graph, _ i: Int) -> Int? {
+        let n = g.nodes[i]
+        return n.kind == .embeddingGrad && n.attrs.bool("accumulate") == true ? n.operands.last : nil
+    }
+
     public init(_ g: Graph, external: [Int: String], packed: Set<Int> = []) {
+        // An in-place result that the caller passes in (a gradient in `grads`): the operand it accumulates is
+        // computed straight into that memory when nothing else reads it (a tied head's weight gradient).
+        var external = external
+        let uses = g.useCounts()
+        for i in g.nodes.indices.reversed() {
+            guard let e = external[i], let a = Self.inPlaceOperand(g, i), uses[a] == 1, external[a] == nil else { continue }
+            switch g.nodes[a].kind {
+            case .input, .param, .sliceRows, .select: continue
+            default: external[a] = e
+            }
+        }
         var storage = [Storage](repeating: .slot(-1), count: g.nodes.count)
         var viewOffset: [Int: SizeExpr] = [:]
         var workspace: [Int: Int] = [:]
@@ -113,7 +132,13 @@ public struct MemoryPlan: Sendable {
             return slotSizes.count - 1
         }
         for (i, n) in g.nodes.enumerated() {
-            if case .slot = storage[i] {
+            if case .slot = storage[i], let a = Self.inPlaceOperand(g, i), root(a) == a, lastUse[a] == i,
+               case .slot(let s) = storage[a] {
+                // In place: the result takes over the operand's slot, which is released after the result's last use.
+                storage[i] = .slot(s)
+                releaseAt[i]?.removeAll { $0 == a }
+                releaseAt[lastUse[i], default: []].append(i)
+            } else if case .slot = storage[i] {
                 storage[i] = .slot(allocate(n.type.shape.elementCount))
                 releaseAt[lastUse[i], default: []].append(i)
             }

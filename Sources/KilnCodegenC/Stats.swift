@@ -40,15 +40,20 @@ public struct ModelStats: Sendable {
         func count(_ t: TensorType) -> Int { t.shape.elementCount.evaluate(env) }
         func dim(_ d: Dim) -> Int { d.constValue ?? env[d.description] ?? 1 }
         let out = count(n.type)
+        // A gradient summed in by a fused producer (fuse-grad-acc) costs the add it replaced.
+        let acc = n.attrs.bool("accumulate") == true ? out : 0
         switch n.kind {
-        case .linear:
+        case .linear:  // the product, then the epilogue: bias, activation (as its own kernel counts), residual
             let k = dim(g.nodes[n.operands[0]].type.shape.last!)
-            return 2 * out * k + (n.operands.count == 3 ? out : 0)
+            let residual = n.attrs.bool("residual") == true
+            let bias = n.operands.count - (residual ? 3 : 2) == 1
+            let act = ["relu": 1, "gelu": 10, "gelu_tanh": 10][n.attrs.word("activation") ?? ""] ?? 0
+            return 2 * out * k + (bias ? out : 0) + act * out + (residual ? out : 0)
         case .linearStack:
             let k = dim(g.nodes[n.operands[0]].type.shape.last!)
             return 2 * out * k + (n.operands.count > 1 + n.attrs.int("count")! ? out : 0)
         case .linearGradInput:
-            return 2 * out * dim(g.nodes[n.operands[0]].type.shape.last!)
+            return 2 * out * dim(g.nodes[n.operands[0]].type.shape.last!) + acc
         case .linearGradWeight:
             let rows = count(g.nodes[n.operands[0]].type) / dim(g.nodes[n.operands[0]].type.shape.last!)
             return 2 * out * rows
@@ -60,14 +65,15 @@ public struct ModelStats: Sendable {
             // per (query, key) pair and channel: forward q·k and p·v; backward dv: q·k, p·dy; dq, dk: q·k, dy·v, ds·k
             let perPair = n.kind == .attention ? 4 : ["v": 4, "all": 10][n.attrs.word("wrt") ?? ""] ?? 6
             return perPair * pairs * c
-        case .layernorm, .layernormGradInput: return 8 * out
+        case .layernorm: return 8 * out
+        case .layernormGradInput: return 8 * out + acc
         case .layernormGradWeight: return 8 * count(g.nodes[n.operands[0]].type)
         case .gelu, .geluTanh, .geluGrad, .geluTanhGrad: return 10 * out
         case .softmax, .softmaxGrad: return 5 * out
         case .crossEntropy, .crossEntropyGrad: return 5 * count(g.nodes[n.operands[0]].type)
         case .add, .sub, .mul, .div, .scale, .relu, .reluGrad, .dropout: return out
         case .sumTo: return count(g.nodes[n.operands[0]].type)
-        case .embeddingGrad: return count(g.nodes[n.operands[0]].type)
+        case .embeddingGrad: return count(g.nodes[n.operands[0]].type) + acc
         default: return 0
         }
     }

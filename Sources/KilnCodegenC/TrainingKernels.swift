@@ -52,11 +52,13 @@ extension Kernels {
             }
             """
         case .embeddingGrad: return """
-            /* embedding backward: dtable[ids[n], :] += dout[n, :]; dtable is (V, C), dout is (N, C).
+            /* embedding backward: dtable = acc + the rows dout[n, :] added at ids[n]; dtable, acc are (V, C), dout is
+             * (N, C). acc may be NULL (zeros) or dtable itself (in place: a tied output head's weight gradient).
              * Columns are split across threads; each column sums over n in order. */
-            static void embedding_backward(real *restrict dtable, const real *restrict dout, const int32_t *restrict ids,
-                                           size_t N, int V, int C) {
-                memset(dtable, 0, (size_t)V * C * sizeof(real));
+            static void embedding_backward(real *dtable, const real *acc, const real *restrict dout,
+                                           const int32_t *restrict ids, size_t N, int V, int C) {
+                if (!acc) memset(dtable, 0, (size_t)V * C * sizeof(real));
+                else if (acc != dtable) memcpy(dtable, acc, (size_t)V * C * sizeof(real));
                 #pragma omp parallel
                 {
                     int c0, c1;
@@ -77,11 +79,12 @@ extension Kernels {
             }
             """
         case .linearGradInput: return """
-            /* linear backward, input: dinp = dout · weight; dinp is (M, K), dout is (M, N), weight is (N, K);
+            /* linear backward, input: dinp = dout · weight + acc; dinp, acc are (M, K), dout is (M, N), weight is
+             * (N, K); acc (a gradient summed into this one, in the product's epilogue) may be NULL;
              * panels (N, K rounded up to 64) is scratch */
             static void linear_backward_input(real *restrict dinp, const real *restrict dout, const real *restrict weight,
-                                              real *restrict panels, size_t M, int K, int N) {
-                gemm(dinp, dout, weight, panels, M, K, N, (size_t)N, 1, K, K);
+                                              const real *restrict acc, real *restrict panels, size_t M, int K, int N) {
+                gemm(dinp, dout, weight, acc, panels, M, K, N, (size_t)N, 1, K, K);
             }
             """
         case .linearGradWeight: return """
@@ -89,7 +92,7 @@ extension Kernels {
              * dweight is (N, K), dout is (M, N), inp is (M, K); panels (M, K rounded up to 64) is scratch */
             static void linear_backward_weight(real *restrict dweight, const real *restrict dout, const real *restrict inp,
                                                real *restrict panels, size_t M, int K, int N) {
-                gemm(dweight, dout, inp, panels, (size_t)N, K, (int)M, 1, (size_t)N, K, K);
+                gemm(dweight, dout, inp, NULL, panels, (size_t)N, K, (int)M, 1, (size_t)N, K, K);
             }
             """
         case .sumTo:
@@ -127,9 +130,11 @@ extension Kernels {
             """
         case .layernormGradInput: return """
             /* layernorm backward, input: with x̂ = (x - mean) * rstd and g = dout * weight,
-             * dinp = rstd * (g - mean(g) - x̂ * mean(g * x̂)); dinp, dout, inp are (M, C) */
+             * dinp = acc + rstd * (g - mean(g) - x̂ * mean(g * x̂)); dinp, dout, inp, acc are (M, C); acc (the
+             * gradient of the residual stream this branch rejoins) may be NULL */
             static void layernorm_backward_input(real *restrict dinp, const real *restrict dout, const real *restrict inp,
-                                                 const real *restrict weight, size_t M, int C, real eps) {
+                                                 const real *restrict weight, const real *restrict acc, size_t M, int C,
+                                                 real eps) {
                 #pragma omp parallel for schedule(static)
                 for (size_t m = 0; m < M; m++) {
                     const real *x = inp + m * C, *dy = dout + m * C;
@@ -147,6 +152,10 @@ extension Kernels {
                     for (int c = 0; c < C; c++) {
                         real xhat = (x[c] - mean) * rstd;
                         dx[c] = rstd * (dy[c] * weight[c] - gsum - xhat * gxsum);
+                    }
+                    if (acc) {
+                        const real *a = acc + m * C;
+                        for (int c = 0; c < C; c++) dx[c] = a[c] + dx[c];
                     }
                 }
             }

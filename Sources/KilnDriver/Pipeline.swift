@@ -60,15 +60,22 @@ public struct Pipeline {
     /// Runs the optimisation pipeline; `after` sees the graph after each pass.
     public func optimize(_ g: Graph, training: Bool = false, after: (Int, String, Bool, Graph) -> Void = { _, _, _, _ in }) throws -> Graph {
         var g = g
-        try (training ? PassManager.training() : PassManager.standard(fuse: fuse)).run(&g) { i, p, changed, g in after(i, p.name, changed, g) }
+        try (training ? PassManager.training(fuse: fuse) : PassManager.standard(fuse: fuse)).run(&g) { i, p, changed, g in after(i, p.name, changed, g) }
         return g
     }
 
     public static var passNames: [String] { PassManager.standard().passNames }
+    /// The passes run on the training graph (after autodiff), in order.
+    public static var trainingPassNames: [String] { PassManager.training().passNames }
 
-    /// The training graph: forward, loss and backward, optimised.
-    public func backward(_ g: Graph, logits: String = "logits") throws -> Graph {
-        do { return try optimize(try Autodiff.training(from: g, logits: logits), training: true) } catch let e as Autodiff.Failure {
+    /// The training graph: forward, loss and backward, optimised; `after` sees the graph after autodiff
+    /// (index -1, pass name "autodiff") and after each pass.
+    public func backward(_ g: Graph, logits: String = "logits", after: (Int, String, Bool, Graph) -> Void = { _, _, _, _ in }) throws -> Graph {
+        do {
+            let t = try Autodiff.training(from: g, logits: logits)
+            after(-1, "autodiff", true, t)
+            return try optimize(t, training: true, after: after)
+        } catch let e as Autodiff.Failure {
             throw DriverError.message(e.description)
         }
     }

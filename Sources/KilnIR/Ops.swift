@@ -97,11 +97,13 @@ public enum OpKind: String, Sendable, CaseIterable {
         switch self {
         case .input, .param, .sinusoidal, .scalar: 0...0
         case .sliceRows, .scale, .relu, .gelu, .geluTanh, .softmax, .dropout, .select: 1...1
-        case .embedding, .add, .sub, .mul, .div, .crossEntropy, .padRows, .linearGradInput, .linearGradWeight, .sumTo,
+        case .embedding, .add, .sub, .mul, .div, .crossEntropy, .padRows, .linearGradWeight, .sumTo,
              .layernormGradWeight, .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad: 2...2
+        case .linearGradInput: 2...3  // + the accumulated gradient
         case .linear: 2...4
         case .linearStack: 3...33
-        case .layernorm, .attention, .crossEntropyGrad, .embeddingGrad, .layernormGradInput: 3...3
+        case .layernorm, .attention, .crossEntropyGrad: 3...3
+        case .embeddingGrad, .layernormGradInput: 3...4  // + the accumulated gradient
         case .attentionGrad: 4...4
         }
     }
@@ -127,6 +129,7 @@ public enum OpKind: String, Sendable, CaseIterable {
         switch self {
         case .param: ["std"]
         case .linear: ["activation", "residual"]  // set by the fuse-epilogue pass
+        case .linearGradInput, .embeddingGrad, .layernormGradInput: ["accumulate"]  // set by the fuse-grad-acc pass
         default: []
         }
     }
@@ -146,6 +149,20 @@ extension OpKind {
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, bound: (Dim) -> Int?) throws -> TensorType {
         guard arity.contains(ops.count) else {
             throw TypeError("\(rawValue) takes \(arity.lowerBound == arity.upperBound ? "\(arity.lowerBound)" : "\(arity.lowerBound) or \(arity.upperBound)") operands, got \(ops.count)")
+        }
+        // A gradient op with {accumulate: true} adds its last operand (a gradient of the same type) to its result.
+        if [.linearGradInput, .embeddingGrad, .layernormGradInput].contains(self) {
+            let accumulate = attrs.bool("accumulate") ?? false
+            guard ops.count == arity.upperBound - (accumulate ? 0 : 1) else {
+                throw TypeError("\(rawValue)\(accumulate ? " {accumulate: true}" : "") takes \(arity.upperBound - (accumulate ? 0 : 1)) operands, got \(ops.count)")
+            }
+            if accumulate {
+                var plain = attrs
+                plain["accumulate"] = nil
+                let out = try inferType(Array(ops.dropLast()), plain, bound: bound)
+                guard ops.last! == out else { throw TypeError("\(rawValue): the accumulated gradient must have the result's type \(out), got \(ops.last!)") }
+                return out
+            }
         }
         switch self {
         case .input, .param:

@@ -32,8 +32,12 @@ public struct PassManager {
 }
 
 extension PassManager {
-    /// The training pipeline: keeps dropout (the forward pass of training uses it).
-    public static func training() -> PassManager {
-        PassManager([Simplify(), CommonSubexpressionElimination(), DeadCodeElimination()])
+    /// The training pipeline, run on the graph of forward, loss and backward: keeps dropout (the forward pass
+    /// of training uses it). Its fusions: residual adds into the forward GEMMs' epilogues (activations stay
+    /// separate where the backward pass reads the pre-activation), and gradient sums into the ops that produce
+    /// them; `fuse: false` leaves them out.
+    public static func training(fuse: Bool = true) -> PassManager {
+        PassManager([Simplify(), CommonSubexpressionElimination(), DeadCodeElimination()]
+                    + (fuse ? [FuseLinearEpilogue(), FuseGradientAccumulation()] : []))
     }
 }

@@ -78,7 +78,7 @@ struct IR: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ir",
         abstract: "Print the typed IR of a model file.",
-        discussion: "Passes, in order: \(Pipeline.passNames.joined(separator: ", ")). The printed IR parses back (docs/ir.md).")
+        discussion: "Passes, in order: \(Pipeline.passNames.joined(separator: ", ")); on the training graph (--stage backward): \(Pipeline.trainingPassNames.joined(separator: ", ")). The printed IR parses back (docs/ir.md).")
 
     @OptionGroup var model: ModelOptions
 
@@ -90,8 +90,9 @@ struct IR: ParsableCommand {
 
     func validate() throws {
         guard ["frontend", "optimized", "backward"].contains(stage) else { throw ValidationError("--stage must be 'frontend', 'optimized' or 'backward', got '\(stage)'") }
-        if let p = printAfter, p != "all", !Pipeline.passNames.contains(p) {
-            throw ValidationError("--print-after: unknown pass '\(p)' (passes: all, \(Pipeline.passNames.joined(separator: ", ")))")
+        let names = stage == "backward" ? Pipeline.trainingPassNames : Pipeline.passNames
+        if let p = printAfter, p != "all", !names.contains(p) {
+            throw ValidationError("--print-after: unknown pass '\(p)'\(stage == "backward" ? " on the training graph" : "") (passes: all, \(names.joined(separator: ", ")))")
         }
     }
 
@@ -100,13 +101,22 @@ struct IR: ParsableCommand {
             let p = model.pipeline
             let (g, train) = try p.frontendWithTrain(try Pipeline.load(model.file))
             if stage == "frontend" && printAfter == nil { print(IRText.print(g), terminator: ""); return }
-            if stage == "backward" { print(IRText.print(try p.backward(g, logits: train?.logits ?? "logits")), terminator: ""); return }
-            if printAfter != nil { print("// IR after frontend\n" + IRText.print(g)) }
-            let opt = try p.optimize(g) { i, name, changed, g in
-                guard printAfter == "all" || printAfter == name else { return }
-                print("// IR after pass \(i + 1): \(name)\(changed ? "" : " (no change)")\n" + IRText.print(g))
+            if printAfter != nil && stage != "backward" { print("// IR after frontend\n" + IRText.print(g)) }
+            let printAfter = printAfter
+            let text: String
+            if stage == "backward" {
+                text = IRText.print(try p.backward(g, logits: train?.logits ?? "logits") { i, name, changed, g in
+                    if i < 0, printAfter != nil { print("// IR after \(name)\n" + IRText.print(g)); return }
+                    guard printAfter == "all" || printAfter == name else { return }
+                    print("// IR after pass \(i + 1): \(name)\(changed ? "" : " (no change)")\n" + IRText.print(g))
+                })
+            } else {
+                text = IRText.print(try p.optimize(g) { i, name, changed, g in
+                    guard printAfter == "all" || printAfter == name else { return }
+                    print("// IR after pass \(i + 1): \(name)\(changed ? "" : " (no change)")\n" + IRText.print(g))
+                })
             }
-            if printAfter == nil { print(IRText.print(opt), terminator: "") }
+            if printAfter == nil { print(text, terminator: "") }
         } catch { throw fail(error) }
     }
 }

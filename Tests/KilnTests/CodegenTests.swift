@@ -69,6 +69,29 @@ import KilnDriver
         #expect(m.header.contains("#define KILN_NUM_PARAMS 100"))
     }
 
+    @Test func tiedEmbeddingGradientIsScatteredInPlaceIntoTheHeadGradient() throws {
+        let (g0, d, _) = compile(readRepoFile("examples/char-gpt-small.kiln"))
+        let g = try #require(g0, "\(d)")
+        func step(fuse: Bool) throws -> (String, MemoryPlan) {
+            var p = Pipeline()
+            p.fuse = fuse
+            let m = try CEmitter.emit(try p.optimize(g), training: try p.backward(g), sourceName: "char-gpt-small.kiln")
+            return (m.source.components(separatedBy: "kiln_train_step(").last!, try #require(m.trainPlan))
+        }
+        let table = SizeExpr(constant: 256 * 128)
+        // fused: the head's weight gradient is computed straight into grads + 0 and the embedding's rows are
+        // added to it there
+        let (fused, plan) = try step(fuse: true)
+        #expect(fused.contains("linear_backward_weight((grads + 0),"))
+        #expect(fused.contains("embedding_backward((grads + 0), (grads + 0),"))
+        // unfused: the two vocab x dim gradients live in the arena and an add sums them into grads + 0
+        let (unfused, plain) = try step(fuse: false)
+        #expect(unfused.contains("embedding_backward((arena + off["))
+        // (one such slot is also the scratch of the head's input-gradient product, which fused keeps alone)
+        #expect(plain.slotSizes.filter { $0 == table }.count == 2)
+        #expect(plan.slotSizes.filter { $0 == table }.count == 1)
+    }
+
     @Test func packsLinearWeightsAndTiedTablesButNotOtherParameters() throws {
         let g = try graph("examples/odd-postnorm.kiln")
         let packed = CEmitter.packedWeights(g)

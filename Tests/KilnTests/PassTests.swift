@@ -304,6 +304,89 @@ import KilnTransforms
         #expect(out2.contains("%2 = linear(%x, %w4) : f32[B, 4]"))
     }
 
+    // fuse-grad-acc: a gradient sum moves into the op that produces one of its terms.
+    @Test func fuseGradAccFoldsSumsIntoGradientProducers() throws {
+        let (changed, out) = try run(FuseGradientAccumulation(), """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %ids = input : i32[B]
+          %dy = input : f32[B, 3]
+          %dz = input : f32[B, 5]
+          %w = param {init: zeros} : f32[3, 4]
+          %v = param {init: zeros} : f32[3, 4]
+          %g = param {init: ones} : f32[4]
+          %t = param {init: zeros} : f32[5, 4]
+          %0 = linear_grad_input(%dy, %w) : f32[B, 4]
+          %1 = linear_grad_input(%dy, %v) : f32[B, 4]
+          %2 = add(%0, %1) : f32[B, 4]
+          %3 = linear_grad_input(%dy, %w) : f32[B, 4]
+          %4 = add(%2, %3) : f32[B, 4]
+          %5 = layernorm_grad_input(%4, %x, %g) {eps: 1e-05} : f32[B, 4]
+          %6 = add(%x, %5) : f32[B, 4]
+          %7 = linear_grad_weight(%dz, %x) : f32[5, 4]
+          %8 = embedding_grad(%6, %ids, %t) : f32[5, 4]
+          %9 = add(%7, %8) : f32[5, 4]
+          output a = %6
+          output b = %9
+        }
+        """)
+        #expect(changed)
+        #expect(out == """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %ids = input : i32[B]
+          %dy = input : f32[B, 3]
+          %dz = input : f32[B, 5]
+          %w = param {init: zeros} : f32[3, 4]
+          %v = param {init: zeros} : f32[3, 4]
+          %g = param {init: ones} : f32[4]
+          %t = param {init: zeros} : f32[5, 4]
+          %0 = linear_grad_input(%dy, %w) : f32[B, 4]
+          %1 = linear_grad_input(%dy, %v, %0) {accumulate: true} : f32[B, 4]
+          %2 = linear_grad_input(%dy, %w, %1) {accumulate: true} : f32[B, 4]
+          %3 = layernorm_grad_input(%2, %x, %g, %x) {eps: 1e-05, accumulate: true} : f32[B, 4]
+          %4 = linear_grad_weight(%dz, %x) : f32[5, 4]
+          %5 = embedding_grad(%3, %ids, %t, %4) {accumulate: true} : f32[5, 4]
+          output a = %3
+          output b = %5
+        }
+
+        """)
+        // printed IR parses back
+        let (again, _) = try run(DeadCodeElimination(), out)
+        #expect(!again)
+    }
+
+    @Test func fuseGradAccLeavesSharedBroadcastAndMisorderedTermsAlone() throws {
+        let input = """
+        graph G {
+          dim B
+          %dy = input : f32[B, 3]
+          %w = param {init: zeros} : f32[3, 4]
+          %b = param {init: zeros} : f32[4]
+          %0 = linear_grad_input(%dy, %w) : f32[B, 4]
+          %1 = add(%0, %0) : f32[B, 4]
+          %2 = linear_grad_input(%dy, %w) : f32[B, 4]
+          %3 = add(%2, %b) : f32[B, 4]
+          %4 = linear_grad_input(%dy, %w) : f32[B, 4]
+          %5 = relu(%4) : f32[B, 4]
+          %6 = add(%4, %5) : f32[B, 4]
+          %7 = linear_grad_weight(%dy, %5) : f32[3, 4]
+          %8 = add(%7, %w) : f32[3, 4]
+          output a = %1
+          output b = %3
+          output c = %6
+          output d = %8
+        }
+
+        """
+        let (changed, out) = try run(FuseGradientAccumulation(), input)
+        #expect(!changed)
+        #expect(out == input)
+    }
+
     @Test func standardPipelineReachesAFixedPoint() throws {
         let (g0, d, _) = compile(readRepoFile("examples/char-gpt.kiln"))
         var g = try #require(g0, "\(d)")

@@ -57,6 +57,40 @@ def test_gradients_match_pytorch_autograd(builds, tmp_path, spec):
         assert diff <= 1e-4 * max(scale, floor), f"{name}: max abs diff {diff} vs tensor scale {scale}"
 
 
+@pytest.mark.parametrize("spec", [CHAR, ODD], ids=["char", "odd"])
+def test_fused_and_unfused_training_graphs_agree(builds, kiln, tmp_path, spec):
+    """The training graph's fusions (residual adds into the forward GEMMs, gradient sums into the ops that
+    produce them: the Q/K/V input gradients, LayerNorm with the residual stream, a tied embedding's rows
+    scattered into the head's weight gradient in place) change the code, not the gradients."""
+    fused = builds.build(spec["file"], *spec["overrides"])
+    unfused = tmp_path / "unfused"
+    r = run([kiln, "build", ROOT / spec["file"], "-o", unfused, "--no-fuse"])
+    assert r.returncode == 0, r.stderr
+    ir = run([kiln, "ir", "--stage", "backward", ROOT / spec["file"]]).stdout
+    assert "accumulate: true" in ir and "residual: true" in ir
+    if spec["cfg"]["head"] == "tied":
+        assert any("embedding_grad(" in line and "accumulate: true" in line for line in ir.splitlines())
+    w = tmp_path / "w.safetensors"
+    perturbed_weights(fused / "infer", w, seed=5)
+    cfg = spec["cfg"]
+    rng = np.random.default_rng(4)
+    for name in ("tok", "tgt"):
+        np.save(tmp_path / f"{name}.npy", rng.integers(0, cfg["vocab"], size=(2, min(cfg["context"], 32)), dtype=np.int32))
+    grads = []
+    for out in (fused, unfused):
+        r = run([out / "gradcheck", "dump", "--weights", w, "--tokens", tmp_path / "tok.npy",
+                 "--targets", tmp_path / "tgt.npy", "--out", tmp_path / "g.safetensors"])
+        assert r.returncode == 0, r.stderr
+        grads.append(load_file(str(tmp_path / "g.safetensors")))
+    assert set(grads[0]) == set(grads[1])
+    for name, g in grads[1].items():
+        diff = (grads[0][name] - g).abs().max().item()
+        assert diff <= 1e-6 * max(g.abs().max().item(), 1e-6), f"{name}: fused and unfused differ by {diff}"
+    # the fused step has fewer separate adds: two residuals and three gradient sums per layer at least
+    step = lambda d: (d / "model.c").read_text().split("kiln_train_step(")[-1]
+    assert step(unfused).count("add_forward(") - step(fused).count("add_forward(") >= 5 * cfg["layers"]
+
+
 @pytest.mark.parametrize("model", ["tests/models/all-ops.kiln", "examples/odd-postnorm.kiln"])
 def test_every_vjp_rule_against_finite_differences(kiln, tmp_path, model):
     out = tmp_path / "f64"
