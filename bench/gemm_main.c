@@ -31,10 +31,10 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < M * K; i++) A[i] = (real)((int)(i * 7 % 13) - 6) / 13;
     for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (real)((int)(i * 5 % 11) - 5) / 11;
     double t[1000];
-    gemm(C, A, B, P, M, N, K, (size_t)K, 1, N, N);
+    gemm(C, A, B, NULL, P, M, N, K, (size_t)K, 1, N, N);
     for (int i = 0; i < iters; i++) {
         double t0 = now_ms();
-        gemm(C, A, B, P, M, N, K, (size_t)K, 1, N, N);
+        gemm(C, A, B, NULL, P, M, N, K, (size_t)K, 1, N, N);
         t[i] = now_ms() - t0;
     }
     qsort(t, iters, sizeof t[0], cmp);

@@ -46,6 +46,10 @@ import KilnFrontend
         ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n}", "graph has no outputs"),
         ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %x = relu(%x) : f32[B, 4]\n  output y = %x\n}", "defined twice"),
         ("graph G {\n  dim B\n  %x = input : f32[B, 4\n  output y = %x\n}", "expected ']'"),
+        ("graph G {\n  dim B\n  %dy = input : f32[B, 3]\n  %w = param {init: zeros} : f32[3, 4]\n  %0 = linear_grad_input(%dy, %w, %dy) {accumulate: true} : f32[B, 4]\n  output y = %0\n}",
+         "the accumulated gradient must have the result's type f32[B, 4], got f32[B, 3]"),
+        ("graph G {\n  dim B\n  %dy = input : f32[B, 3]\n  %w = param {init: zeros} : f32[3, 4]\n  %0 = linear_grad_input(%dy, %w, %dy) : f32[B, 4]\n  output y = %0\n}",
+         "linear_grad_input takes 2 operands, got 3"),
     ])
     func rejectsInvalidIR(_ text: String, _ expected: String) {
         do {

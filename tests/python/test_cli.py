@@ -260,3 +260,16 @@ def test_portable_build_uses_wide_units_only_in_dispatched_kernels(kiln, tmp_pat
     tokens = np.random.default_rng(0).integers(0, 97, size=(2, 24), dtype=np.int32)
     assert_same_logits(forward_logits(out / "infer", w, tokens, tmp_path),
                        forward_logits(native / "infer", w, tokens, tmp_path))
+
+
+def test_gemm_benchmark_builds_against_the_generated_engine(builds, tmp_path):
+    """bench/gemm_main.c calls the generated GEMM engine directly; it must keep compiling (warnings are
+    errors) and compute a positive rate."""
+    out = builds.build("examples/char-gpt-small.kiln")
+    exe = tmp_path / "gemm_bench"
+    r = run(["gcc", "-O2", "-fopenmp", "-std=c11", "-Wall", "-Wextra", "-Werror", f"-I{out}", f"-I{out}/runtime",
+             ROOT / "bench" / "gemm_main.c", "-o", exe, "-lm"])
+    assert r.returncode == 0, r.stderr
+    r = run([exe, 70, 130, 50, 2])
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout) > 0
