@@ -65,6 +65,15 @@ public struct Graph: Sendable {
         return uses
     }
 
+    /// Every later node and every output that reads node `from` reads `to` instead (a fusion pass
+    /// replacing a node by one that now computes its value).
+    public mutating func redirectUses(of from: Int, to: Int) {
+        for j in (from + 1)..<nodes.count {
+            for (k, o) in nodes[j].operands.enumerated() where o == from { nodes[j].operands[k] = to }
+        }
+        for k in outputs.indices where outputs[k].value == from { outputs[k].value = to }
+    }
+
     /// Rebuilds the graph keeping only the nodes in `keep` (which must be closed
     /// under operands) and redirecting uses through `replace` (old → old index).
     /// Returns the compacted graph; order is preserved.

@@ -36,10 +36,7 @@ public struct FuseGradientAccumulation: Pass {
                 g.nodes[b].operands.append(a)
                 g.nodes[b].attrs["accumulate"] = .bool(true)
                 g.nodes[b].name = g.nodes[b].name ?? n.name
-                for j in (i + 1)..<g.nodes.count {
-                    for (m, o) in g.nodes[j].operands.enumerated() where o == i { g.nodes[j].operands[m] = b }
-                }
-                for m in g.outputs.indices where g.outputs[m].value == i { g.outputs[m].value = b }
+                g.redirectUses(of: i, to: b)
                 uses[b] = uses[i]
                 keep[i] = false
                 replace[i] = b

@@ -58,10 +58,7 @@ public struct FuseLinearEpilogue: Pass {
 
     /// Every later use of node `from` reads `to` instead; `from` is dropped.
     private func redirect(_ g: inout Graph, from: Int, to: Int, _ uses: inout [Int], _ replace: inout [Int: Int], _ keep: inout [Bool]) {
-        for j in (from + 1)..<g.nodes.count {
-            for (k, o) in g.nodes[j].operands.enumerated() where o == from { g.nodes[j].operands[k] = to }
-        }
-        for k in g.outputs.indices where g.outputs[k].value == from { g.outputs[k].value = to }
+        g.redirectUses(of: from, to: to)
         uses[to] = uses[from]
         keep[from] = false
         replace[from] = to
