@@ -125,7 +125,7 @@ enum Kernels {
         case .dropout: ["dropout_keep"]
         case .softmax, .crossEntropyGrad: ["fast_exp", "row_softmax"]
         case .attention: gemmEngine
-        case .attentionGrad: ["fast_exp"]
+        case .attentionGrad: gemmEngine  // the all-gradients kernel runs on the tiles
         case .gelu, .geluGrad: ["fast_exp", "fast_erf"]
         case .geluTanh, .geluTanhGrad: ["fast_exp", "fast_tanh"]
         case .embeddingGrad, .sumTo: ["thread_columns"]

@@ -180,59 +180,96 @@ extension Kernels {
             }
             """
         case .attentionGrad where variant == "all": return """
-            /* attention backward for self-attention, all three gradients in one pass: out is (3, B, T, C)
-             * holding dq, dk, dv; dout, q, k, v are (B, T, C). Per (batch, head), in query order:
-             *   P = softmax(q·kᵀ·scale) (masked), dP = dout·vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P))
-             *   dq = dS·k·scale, dk = dSᵀ·q·scale, dv = Pᵀ·dout.
-             * scratch holds three rows of T per (batch, head). */
+            /* attention backward for self-attention, all three gradients, on the GEMM engine's tiles: out is
+             * (3, B, T, C) holding dq, dk, dv; dout, q, k, v are (B, T, C). Per (batch, head):
+             *   P = softmax(q·kᵀ·scale) (masked), dP = dout·vᵀ  (tiles of 6 queries x 64 keys),
+             *   dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale  (row by row, zero where masked),
+             *   dq = dS·k, dk = dSᵀ·q, dv = Pᵀ·dout  (tiles of 6 rows x 64 of the head's columns).
+             * Each output element is one tile's sum, in order, by one thread (the same bits at any thread count).
+             * ws: ATT_BWD_GROUP (batch, head) pairs at a time, each 2·hs·T + 2·T·T64 + 3·T·hs64 elements (T64,
+             * hs64: T and hs rounded up to 64): kᵀ and vᵀ (hs, T), P and dS (T, T64), then q, k, dout (T, hs64)
+             * zero-padded past hs. A key block reads 64 columns of kᵀ or vᵀ; past T they run into the next
+             * array, and those scores are masked. */
+            enum { ATT_BWD_GROUP = 16 };
             static void attention_backward_all(real *restrict out, const real *restrict dout, const real *restrict q,
-                                               const real *restrict k, const real *restrict v, real *restrict scratch,
+                                               const real *restrict k, const real *restrict v, real *restrict ws,
                                                int B, int T, int C, int NH, int causal) {
-                const int hs = C / NH;
+                const gemm_tile_fn tile = gemm_tile();
+                const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+                const int T64 = (T + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
                 const real scale = 1 / sqrt((real)hs);
                 const size_t plane = (size_t)B * T * C;
+                const size_t per = 2 * (size_t)hs * T + 2 * (size_t)T * T64 + 3 * (size_t)T * hs64;
                 real *restrict dq = out, *restrict dk = out + plane, *restrict dv = out + 2 * plane;
-                #pragma omp parallel for collapse(2) schedule(static)
-                for (int b = 0; b < B; b++) {
-                    for (int h = 0; h < NH; h++) {
-                        real *p = scratch + ((size_t)b * NH + h) * 3 * T, *dp = p + T;
-                        for (int t = 0; t < T; t++) {
-                            size_t row = ((size_t)b * T + t) * C + h * hs;
-                            for (int d = 0; d < hs; d++) { dk[row + d] = 0; dv[row + d] = 0; }
-                        }
-                        for (int t = 0; t < T; t++) {
-                            const size_t rt = ((size_t)b * T + t) * C + h * hs;
-                            const real *qt = q + rt, *dyt = dout + rt;
-                            const int len = causal ? t + 1 : T;
-                            real maxv = -INFINITY;
-                            for (int s = 0; s < len; s++) {
-                                const real *ks = k + ((size_t)b * T + s) * C + h * hs;
-                                const real *vs = v + ((size_t)b * T + s) * C + h * hs;
-                                real score = 0, dot = 0;
-                                #pragma omp simd reduction(+:score, dot)
-                                for (int d = 0; d < hs; d++) { score += qt[d] * ks[d]; dot += dyt[d] * vs[d]; }
-                                p[s] = score * scale;
-                                dp[s] = dot;
-                                maxv = p[s] > maxv ? p[s] : maxv;
+                for (int g0 = 0; g0 < B * NH; g0 += ATT_BWD_GROUP) {
+                    const int gn = B * NH - g0 < ATT_BWD_GROUP ? B * NH - g0 : ATT_BWD_GROUP;
+                    #pragma omp parallel for schedule(static)
+                    for (int gi = 0; gi < gn; gi++) {
+                        const int b = (g0 + gi) / NH, h = (g0 + gi) % NH;
+                        const size_t base = (size_t)b * T * C + (size_t)h * hs;
+                        real *kt = ws + (size_t)gi * per, *vt = kt + (size_t)hs * T;
+                        real *P = vt + (size_t)hs * T, *dS = P + (size_t)T * T64;
+                        real *qp = dS + (size_t)T * T64, *kp = qp + (size_t)T * hs64, *dyp = kp + (size_t)T * hs64;
+                        for (int s = 0; s < T; s++) {
+                            const size_t r = base + (size_t)s * C;
+                            for (int d = 0; d < hs; d++) { kt[(size_t)d * T + s] = k[r + d]; vt[(size_t)d * T + s] = v[r + d]; }
+                            for (int d = 0; d < hs64; d++) {
+                                qp[(size_t)s * hs64 + d] = d < hs ? q[r + d] : 0;
+                                kp[(size_t)s * hs64 + d] = d < hs ? k[r + d] : 0;
+                                dyp[(size_t)s * hs64 + d] = d < hs ? dout[r + d] : 0;
                             }
-                            real sum = 0;
-                            #pragma omp simd reduction(+:sum)
-                            for (int s = 0; s < len; s++) { p[s] = kiln_exp(p[s] - maxv); sum += p[s]; }
-                            real inv = 1 / sum, pdp = 0;
-                            for (int s = 0; s < len; s++) { p[s] *= inv; pdp += p[s] * dp[s]; }
-                            real *dqt = dq + rt;
-                            for (int d = 0; d < hs; d++) dqt[d] = 0;
-                            for (int s = 0; s < len; s++) {
-                                const size_t rs = ((size_t)b * T + s) * C + h * hs;
-                                const real ds = p[s] * (dp[s] - pdp) * scale, ps = p[s];
-                                const real *ks = k + rs;
-                                real *dks = dk + rs, *dvs = dv + rs;
-                                #pragma omp simd
-                                for (int d = 0; d < hs; d++) {
-                                    dqt[d] += ds * ks[d];
-                                    dks[d] += ds * qt[d];
-                                    dvs[d] += ps * dyt[d];
+                        }
+                        /* P and dS, 6 query rows at a time, over the key blocks any of them sees */
+                        for (int t0 = 0; t0 < T; t0 += GEMM_MR) {
+                            const int mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR, len = causal ? t0 + mb : T;
+                            for (int s0 = 0; s0 < len; s0 += GEMM_NR) {
+                                _Alignas(64) real sc[GEMM_MR * GEMM_NR], dp[GEMM_MR * GEMM_NR];
+                                tile(sc, q + base + (size_t)t0 * C, (size_t)C, 1, mb, kt + s0, (size_t)T, hs);
+                                tile(dp, dout + base + (size_t)t0 * C, (size_t)C, 1, mb, vt + s0, (size_t)T, hs);
+                                for (int i = 0; i < mb; i++) {
+                                    memcpy(P + (size_t)(t0 + i) * T64 + s0, sc + i * GEMM_NR, GEMM_NR * sizeof(real));
+                                    memcpy(dS + (size_t)(t0 + i) * T64 + s0, dp + i * GEMM_NR, GEMM_NR * sizeof(real));
                                 }
+                            }
+                            for (int i = 0; i < mb; i++) {
+                                const int n = causal ? t0 + i + 1 : T;
+                                real *p = P + (size_t)(t0 + i) * T64, *ds = dS + (size_t)(t0 + i) * T64;
+                                real maxv = -INFINITY;
+                                for (int s = 0; s < n; s++) { p[s] *= scale; maxv = p[s] > maxv ? p[s] : maxv; }
+                                real sum = 0;
+                                for (int s = 0; s < n; s++) { p[s] = kiln_exp(p[s] - maxv); sum += p[s]; }
+                                const real inv = 1 / sum;
+                                real pdp = 0;
+                                for (int s = 0; s < n; s++) { p[s] *= inv; pdp += p[s] * ds[s]; }
+                                for (int s = 0; s < n; s++) ds[s] = p[s] * (ds[s] - pdp) * scale;
+                                for (int s = n; s < T64; s++) p[s] = ds[s] = 0;
+                            }
+                        }
+                        /* dq = dS·k: 6 queries at a time, over the keys they see */
+                        for (int t0 = 0; t0 < T; t0 += GEMM_MR) {
+                            const int mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR, len = causal ? t0 + mb : T;
+                            for (int c0 = 0; c0 < hs; c0 += GEMM_NR) {
+                                const int nb = hs - c0 < GEMM_NR ? hs - c0 : GEMM_NR;
+                                _Alignas(64) real acc[GEMM_MR * GEMM_NR];
+                                tile(acc, dS + (size_t)t0 * T64, (size_t)T64, 1, mb, kp + c0, (size_t)hs64, len);
+                                for (int i = 0; i < mb; i++)
+                                    memcpy(dq + base + (size_t)(t0 + i) * C + c0, acc + i * GEMM_NR, (size_t)nb * sizeof(real));
+                            }
+                        }
+                        /* dk = dSᵀ·q and dv = Pᵀ·dout: 6 keys at a time, over the queries that see them */
+                        for (int s0 = 0; s0 < T; s0 += GEMM_MR) {
+                            const int mb = T - s0 < GEMM_MR ? T - s0 : GEMM_MR, from = causal ? s0 : 0;
+                            for (int c0 = 0; c0 < hs; c0 += GEMM_NR) {
+                                const int nb = hs - c0 < GEMM_NR ? hs - c0 : GEMM_NR;
+                                _Alignas(64) real acc[GEMM_MR * GEMM_NR];
+                                tile(acc, dS + (size_t)from * T64 + s0, 1, (size_t)T64, mb, qp + (size_t)from * hs64 + c0,
+                                     (size_t)hs64, T - from);
+                                for (int i = 0; i < mb; i++)
+                                    memcpy(dk + base + (size_t)(s0 + i) * C + c0, acc + i * GEMM_NR, (size_t)nb * sizeof(real));
+                                tile(acc, P + (size_t)from * T64 + s0, 1, (size_t)T64, mb, dyp + (size_t)from * hs64 + c0,
+                                     (size_t)hs64, T - from);
+                                for (int i = 0; i < mb; i++)
+                                    memcpy(dv + base + (size_t)(s0 + i) * C + c0, acc + i * GEMM_NR, (size_t)nb * sizeof(real));
                             }
                         }
                     }

@@ -159,3 +159,45 @@ def test_attention_shapes_match_pytorch(builds, tmp_path, isa):
             want = linear(a(h) + c(h) + linear(d(linear(h, "widen")), "narrow"), "head").numpy()
         diff, scale = np.abs(got - want).max(), np.abs(want).max()
         assert diff <= 1e-5 * scale, f"B={B} T={T}: max abs diff {diff} vs logits scale {scale}"
+
+
+@pytest.mark.parametrize("isa", ["native", "portable"])
+def test_attention_shapes_gradients_match_pytorch(builds, tmp_path, isa):
+    """The training graph's attention backward runs on GEMM tiles (6 rows x 64 keys or columns): every
+    parameter's gradient of the attention-shapes model (head sizes 24, 72, 128; both masks; lengths inside a
+    tile, past one key block, over several) against PyTorch autograd in float64."""
+    import os
+    import torch.nn.functional as F
+    from safetensors.torch import load_file
+    env = dict(os.environ, KILN_ISA="portable") if isa == "portable" else None
+    out = builds.build("tests/models/attention-shapes.kiln")
+    w = perturbed_weights(out / "infer", 6, tmp_path / "w.safetensors")
+    rng = np.random.default_rng(6)
+    for B, T in [(2, 7), (1, 65), (1, 160)]:
+        state = {k: v.double().requires_grad_() for k, v in load_file(str(w)).items()}
+        mods = {}
+        for prefix, heads, causal in [("attention", 3, False), ("single", 1, False), ("wide", 1, True)]:
+            dim = state[prefix + ".query.weight"].shape[1]
+            m = reference.SelfAttention(dim, heads, causal=causal, bias=True).double()
+            m.load_state_dict({k[len(prefix) + 1:]: v.detach() for k, v in state.items() if k.startswith(prefix + ".")})
+            mods[prefix] = m
+        linear = lambda x, name: x @ state[name + ".weight"].T + state[name + ".bias"]
+        tokens = rng.integers(0, 50, size=(B, T), dtype=np.int32)
+        targets = rng.integers(0, 50, size=(B, T), dtype=np.int32)
+        np.save(tmp_path / "tok.npy", tokens)
+        np.save(tmp_path / "tgt.npy", targets)
+        r = run([out / "gradcheck", "dump", "--weights", w, "--tokens", tmp_path / "tok.npy", "--targets",
+                 tmp_path / "tgt.npy", "--out", tmp_path / "g.safetensors"], env=env)
+        assert r.returncode == 0, r.stderr
+        ours = load_file(str(tmp_path / "g.safetensors"))
+        h = state["embed.weight"][torch.from_numpy(tokens).long()]
+        logits = linear(mods["attention"](h) + mods["single"](h) + linear(mods["wide"](linear(h, "widen")), "narrow"), "head")
+        F.cross_entropy(logits.reshape(-1, 50), torch.from_numpy(targets).long().reshape(-1)).backward()
+        theirs = {k: v.grad for k, v in state.items() if not any(k.startswith(p + ".") for p in mods)}
+        for prefix, m in mods.items():
+            theirs.update({f"{prefix}.{n}": p.grad for n, p in m.named_parameters()})
+        assert set(ours) == set(theirs)
+        floor = 1e-3 * max(g.abs().max().item() for g in theirs.values())
+        for name, g in theirs.items():
+            diff = np.abs(ours[name].numpy().astype(np.float64) - g.numpy()).max()
+            assert diff <= 1e-4 * max(g.abs().max().item(), floor), f"B={B} T={T} {name}: max abs diff {diff}"
