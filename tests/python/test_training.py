@@ -3,7 +3,6 @@
 embeddings) on the same initial weights and the same batches must give the
 same loss at every step, and the trained weights must load in infer."""
 import json
-import math
 
 import numpy as np
 import torch
@@ -12,60 +11,10 @@ from safetensors.torch import load_file, save_file
 
 import reference
 from kilntest import run
-
-MASK = (1 << 64) - 1
-DATA_RNG_TAG = 0x6B696C6E64617461  # the data sampler's seed tag (runtime/train_main.c)
+from train_reference import ref_batches, ref_lr
 
 SMALL = dict(vocab=256, context=64, dim=128, heads=4, layers=4, hidden=512, norm="pre", activation="gelu",
              positions="learned", final_norm=True, head="tied", eps=1e-5)
-
-
-class Xoshiro:
-    """The runtime's kiln_rng (SplitMix64-seeded xoshiro256**) and kiln_rng_below."""
-
-    def __init__(self, seed):
-        self.s, x = [], seed
-        for _ in range(4):
-            x = (x + 0x9E3779B97F4A7C15) & MASK
-            z = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK
-            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
-            self.s.append(z ^ (z >> 31))
-
-    def next(self):
-        s = self.s
-        rotl = lambda x, k: ((x << k) | (x >> (64 - k))) & MASK
-        out = (rotl((s[1] * 5) & MASK, 7) * 9) & MASK
-        t = (s[1] << 17) & MASK
-        s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3]; s[2] ^= t
-        s[3] = rotl(s[3], 45)
-        return out
-
-    def below(self, n):
-        threshold = ((1 << 64) - n) % n
-        while True:
-            x = self.next()
-            if x >= threshold:
-                return x % n
-
-
-def batches(data, seed, B, T, count, val_fraction=0.1):
-    train = data[:len(data) - math.floor(len(data) * val_fraction)]
-    rng = Xoshiro(seed ^ DATA_RNG_TAG)
-    arr = np.frombuffer(train, np.uint8).astype(np.int64)
-    out = []
-    for _ in range(count):
-        offs = [rng.below(len(train) - T) for _ in range(B)]
-        win = np.stack([arr[o:o + T + 1] for o in offs])
-        out.append((torch.from_numpy(win[:, :-1]), torch.from_numpy(win[:, 1:])))
-    return out
-
-
-def lr_at(step, lr, min_lr, warmup, decay):
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    if step >= decay:
-        return min_lr
-    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * (step - warmup) / (decay - warmup)))
 
 
 def test_ten_adamw_steps_match_torch(builds, tmp_path):
@@ -97,9 +46,10 @@ def test_ten_adamw_steps_match_torch(builds, tmp_path):
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": hp["wd"]}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"])
     theirs = []
-    for step, (x, y) in enumerate(batches(src, seed, B, T, steps)):
+    for step, (x, y) in enumerate(ref_batches(src, seed, B, T, steps)):
+        x, y = torch.from_numpy(x), torch.from_numpy(y)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, hp["lr"], hp["min_lr"], hp["warmup"], hp["decay"])
+            group["lr"] = ref_lr(step, hp["lr"], hp["min_lr"], hp["warmup"], hp["decay"])
         logits = model(x)
         loss = F.cross_entropy(logits.reshape(-1, 256), y.reshape(-1))
         opt.zero_grad()

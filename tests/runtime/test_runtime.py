@@ -19,6 +19,7 @@ import pytest
 
 from rtkit import (CONTEXT, HERE, PARAM_SHAPES, RT, VOCAB, expect_error, expect_ok, find_clang,
                    run)
+from train_reference import Xoshiro
 
 
 # --------------------------------------------------------------------------
@@ -312,31 +313,13 @@ def test_npy_reader(build, tmp_path):
         "shape [3]\nvalues 7 8 9\n"
 
 
-def ref_xoshiro(seed, n):
-    """Python splitmix64-seeded xoshiro256**, the documented stream of kiln_rng."""
-    mask = (1 << 64) - 1
-    rotl = lambda x, k: ((x << k) | (x >> (64 - k))) & mask
-    s, x = [], seed
-    for _ in range(4):
-        x = (x + 0x9E3779B97F4A7C15) & mask
-        z = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        s.append(z ^ (z >> 31))
-    out = []
-    for _ in range(n):
-        out.append((rotl((s[1] * 5) & mask, 7) * 9) & mask)
-        t = (s[1] << 17) & mask
-        s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3]; s[2] ^= t
-        s[3] = rotl(s[3], 45)
-    return out
-
-
 def test_rng_deterministic(build):
     n = 2000
     a = expect_ok(run(build["rt_tool"], "rng", 42, n)).split()
     assert a == expect_ok(run(build["rt_tool"], "rng", 42, n)).split()
     assert a != expect_ok(run(build["rt_tool"], "rng", 43, n)).split()
-    ref = ref_xoshiro(42, 3 * n)
+    rng = Xoshiro(42)
+    ref = [rng.next() for _ in range(3 * n)]
     assert [int(v) for v in a[:n]] == ref[:n]
     u = np.array(a[n:2 * n], float)
     assert list(u) == [(v >> 11) * 2.0**-53 for v in ref[n:2 * n]]
