@@ -192,6 +192,18 @@ enum GemmKernels {
             }
         }
 
+        /* one tile of C: rows m0 .. m0+mb-1 and columns n0 .. n0+nb-1 = the epilogue of A's rows (addressed as
+         * in gemm_panels) times one packed panel; bias (from column n0) and residual (rows of stride ldc) may be NULL */
+        static void gemm_panel_tile(gemm_tile_fn tile, real *restrict C, size_t ldc, const real *restrict A, size_t a_rs,
+                                    size_t a_cs, const real *restrict panel, size_t m0, int mb, int n0, int nb, int K,
+                                    const real *restrict bias, int act, const real *restrict residual) {
+            _Alignas(64) real acc[GEMM_MR * GEMM_NR];
+            tile(acc, A + m0 * a_rs, a_rs, a_cs, mb, panel, GEMM_NR, K);
+            for (int i = 0; i < mb; i++)
+                gemm_epilogue(C + (m0 + i) * ldc + n0, acc + i * GEMM_NR, bias ? bias + n0 : NULL, act,
+                              residual ? residual + (m0 + i) * ldc + n0 : NULL, nb);
+        }
+
         /* C (M, N) = act(A (M, K) · B (K, N) + bias) + residual, B given as packed panels: panel t at
          * panels + t * K * GEMM_NR for the N / GEMM_NR full ones, the last partial one (if any) at tail.
          * A is addressed A[i * a_rs + p * a_cs]; C and residual have rows of stride ldc; bias (N) and residual
@@ -210,11 +222,7 @@ enum GemmKernels {
                 const int n0 = t * GEMM_NR, nb = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
                 const int mb = M - m0 < GEMM_MR ? (int)(M - m0) : GEMM_MR;
                 const real *panel = t < nfull ? panels + (size_t)t * K * GEMM_NR : tail;
-                _Alignas(64) real acc[GEMM_MR * GEMM_NR];
-                tile(acc, A + m0 * a_rs, a_rs, a_cs, mb, panel, GEMM_NR, K);
-                for (int i = 0; i < mb; i++)
-                    gemm_epilogue(C + (m0 + i) * ldc + n0, acc + i * GEMM_NR, bias ? bias + n0 : NULL, act,
-                                  residual ? residual + (m0 + i) * ldc + n0 : NULL, nb);
+                gemm_panel_tile(tile, C, ldc, A, a_rs, a_cs, panel, m0, mb, n0, nb, K, bias, act, residual);
             }
         }
         """

@@ -237,11 +237,8 @@ enum Kernels {
                     const int n0 = t * GEMM_NR, nb = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
                     const int mb = M - m0 < GEMM_MR ? (int)(M - m0) : GEMM_MR;
                     const real *panel = n0 < full ? w[g] + (size_t)t * K * GEMM_NR : tails + (size_t)g * K * GEMM_NR;
-                    _Alignas(64) real acc[GEMM_MR * GEMM_NR];
-                    tile(acc, inp + m0 * K, (size_t)K, 1, mb, panel, GEMM_NR, K);
-                    real *o = out + ((size_t)g * M + m0) * N + n0;
-                    for (int i = 0; i < mb; i++)
-                        gemm_epilogue(o + (size_t)i * N, acc + i * GEMM_NR, b[g] ? b[g] + n0 : NULL, 0, NULL, nb);
+                    gemm_panel_tile(tile, out + (size_t)g * M * N, (size_t)N, inp, (size_t)K, 1, panel, m0, mb, n0, nb, K,
+                                    b[g], 0, NULL);
                 }
             }
             """

@@ -53,13 +53,13 @@ public struct MemoryPlan: Sendable {
         let n = g.nodes[i]
         switch n.kind {
         case .attentionGrad where n.attrs.word("wrt") == "all":
-            // 16 (batch, head) pairs at a time, each kᵀ, vᵀ (hs, T), P, dS (T, T64), q, k, dout (T, hs64);
+            // attentionGradGroup (batch, head) pairs at a time, each kᵀ, vᵀ (hs, T), P, dS (T, T64), q, k, dout (T, hs64);
             // T64 is at most the context rounded up to 64
             let k = g.nodes[n.operands[2]].type.shape.dims
             let heads = n.attrs.int("heads") ?? 1, hs = (k[2].constValue ?? 0) / max(heads, 1)
             let round = { (x: Int) in (x + GemmKernels.nr - 1) / GemmKernels.nr * GemmKernels.nr }
             let ctx = round(g.bound(of: k[1]) ?? k[1].constValue ?? 1)
-            return SizeExpr(constant: 16 * (2 * hs + 2 * ctx + 3 * round(hs))) * k[1]
+            return SizeExpr(constant: Kernels.attentionGradGroup * (2 * hs + 2 * ctx + 3 * round(hs))) * k[1]
         case .attentionGrad:  // two rows of S per (batch, head)
             let k = g.nodes[n.operands[2]].type.shape.dims
             return SizeExpr(constant: 2 * (n.attrs.int("heads") ?? 1)) * k[0] * k[1]

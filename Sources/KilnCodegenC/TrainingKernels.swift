@@ -5,6 +5,9 @@ import KilnIR
 /// fixed order inside one thread (rows or columns are split across threads,
 /// never a sum).
 extension Kernels {
+    /// (batch, head) pairs the all-gradients attention backward keeps in its workspace at once.
+    static let attentionGradGroup = 16
+
     static func trainingSource(_ kind: OpKind, variant: String?) -> String? {
         let broadcast = variant == "broadcast"
         switch kind {
@@ -190,7 +193,7 @@ extension Kernels {
              * hs64: T and hs rounded up to 64): kᵀ and vᵀ (hs, T), P and dS (T, T64), then q, k, dout (T, hs64)
              * zero-padded past hs. A key block reads 64 columns of kᵀ or vᵀ; past T they run into the next
              * array, and those scores are masked. */
-            enum { ATT_BWD_GROUP = 16 };
+            enum { ATT_BWD_GROUP = \(attentionGradGroup) };
             static void attention_backward_all(real *restrict out, const real *restrict dout, const real *restrict q,
                                                const real *restrict k, const real *restrict v, real *restrict ws,
                                                int B, int T, int C, int NH, int causal) {

@@ -86,6 +86,9 @@ public enum OpKind: String, Sendable, CaseIterable {
         [.crossEntropyGrad, .embeddingGrad, .padRows, .linearGradInput, .linearGradWeight, .sumTo, .layernormGradInput,
          .layernormGradWeight, .attentionGrad, .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad].contains(self)
     }
+    /// Gradient ops that can add a gradient of their own type to their result (`{accumulate: true}` and a
+    /// last operand; set by the fuse-grad-acc pass).
+    public var acceptsAccumulate: Bool { [.linearGradInput, .embeddingGrad, .layernormGradInput].contains(self) }
     public var isElementwiseUnary: Bool { [.relu, .gelu, .geluTanh, .scale, .dropout].contains(self) }
     public var isElementwiseBinary: Bool { [.add, .sub, .mul, .div].contains(self) }
     public var isCommutative: Bool { self == .add || self == .mul }
@@ -129,8 +132,7 @@ public enum OpKind: String, Sendable, CaseIterable {
         switch self {
         case .param: ["std"]
         case .linear: ["activation", "residual"]  // set by the fuse-epilogue pass
-        case .linearGradInput, .embeddingGrad, .layernormGradInput: ["accumulate"]  // set by the fuse-grad-acc pass
-        default: []
+        default: acceptsAccumulate ? ["accumulate"] : []
         }
     }
 }
@@ -151,7 +153,7 @@ extension OpKind {
             throw TypeError("\(rawValue) takes \(arity.lowerBound == arity.upperBound ? "\(arity.lowerBound)" : "\(arity.lowerBound) or \(arity.upperBound)") operands, got \(ops.count)")
         }
         // A gradient op with {accumulate: true} adds its last operand (a gradient of the same type) to its result.
-        if [.linearGradInput, .embeddingGrad, .layernormGradInput].contains(self) {
+        if acceptsAccumulate {
             let accumulate = attrs.bool("accumulate") ?? false
             guard ops.count == arity.upperBound - (accumulate ? 0 : 1) else {
                 throw TypeError("\(rawValue)\(accumulate ? " {accumulate: true}" : "") takes \(arity.upperBound - (accumulate ? 0 : 1)) operands, got \(ops.count)")

@@ -19,8 +19,6 @@ public struct FuseGradientAccumulation: Pass {
     public let name = "fuse-grad-acc"
     public init() {}
 
-    static let producers: Set<OpKind> = [.linearGradInput, .layernormGradInput, .embeddingGrad]
-
     public func run(_ g: inout Graph) throws -> Bool {
         var uses = g.useCounts()
         var replace: [Int: Int] = [:]
@@ -31,7 +29,7 @@ public struct FuseGradientAccumulation: Pass {
             for k in 0..<2 {
                 let b = n.operands[1 - k], a = n.operands[k]
                 let p = g.nodes[b]
-                guard Self.producers.contains(p.kind), uses[b] == 1, p.attrs["accumulate"] == nil, a < b,
+                guard p.kind.acceptsAccumulate, uses[b] == 1, p.attrs["accumulate"] == nil, a < b,
                       g.nodes[a].type == n.type, p.type == n.type else { continue }
                 g.nodes[b].operands.append(a)
                 g.nodes[b].attrs["accumulate"] = .bool(true)
