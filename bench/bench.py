@@ -3,7 +3,9 @@
 Each case is timed in rounds that alternate the implementations (Kiln's own
 `bench` command, PyTorch, ONNX Runtime, and for the char model's train step
 torch.compile), at 1 and 2 threads; the table shows medians over all rounds and
-Kiln's time divided by each reference's.
+Kiln's time divided by each reference's. Then generation against the memory-bandwidth bound, GEMM
+against OpenBLAS, and the peak RSS of one fresh process per implementation (Kiln's binaries, and Python
+processes running PyTorch or ONNX Runtime on the same case) against the weights and each other.
 """
 import argparse
 import os
@@ -101,6 +103,71 @@ def gemm_rows(tmp):
     return rows
 
 
+def peak_rss_kib(args, env=None):
+    """Peak resident set size (ru_maxrss, KiB) of one fresh process running args to completion."""
+    p = subprocess.Popen([str(a) for a in args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise RuntimeError(f"{args[0]} exited with {p.returncode}: {p.stderr.read().decode()[-500:]}")
+    return usage.ru_maxrss
+
+
+# The references' peak memory, each in a fresh Python process: argv = cfg (JSON), B, T, threads, mode, onnx path.
+REFERENCE_RSS = """
+import json, sys
+cfg, B, T, threads, mode, onnx_path = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+if mode == "onnxruntime":
+    import numpy as np, onnxruntime as ort
+    so = ort.SessionOptions(); so.intra_op_num_threads = threads; so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+    feed = {"tokens": np.random.randint(0, cfg["vocab"], size=(B, T)).astype(np.int64)}
+    for _ in range(3): sess.run(None, feed)
+    sys.exit(0)
+import torch, torch.nn.functional as F
+sys.path.insert(0, sys.argv[7])
+import reference
+torch.set_num_threads(threads)
+model = reference.GPT(cfg).float()
+x, y = torch.randint(0, cfg["vocab"], (B, T)), torch.randint(0, cfg["vocab"], (B, T))
+if mode == "forward":
+    model.eval()
+    with torch.no_grad():
+        for _ in range(3): model(x)
+else:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
+    for _ in range(3):
+        loss = F.cross_entropy(model(x).reshape(-1, cfg["vocab"]), y.reshape(-1))
+        opt.zero_grad(set_to_none=True); loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step()
+"""
+
+
+def memory_rows(spec, out, tmp, onnx_path):
+    """Peak RSS at 2 threads of Kiln's forward (B=1 T=256) and train step (B=4 T=64) against the weights and
+    against PyTorch / ONNX Runtime processes doing the same."""
+    import json
+    params = int(re.search(r"([0-9]+) parameters", subprocess.run([str(out / "infer"), "--help"], capture_output=True,
+                                                                     text=True).stdout).group(1))
+    weight_kib = params * 4 / 1024
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    ref = lambda mode, B, T: peak_rss_kib([sys.executable, "-c", REFERENCE_RSS, json.dumps(spec["cfg"]), B, T, 2, mode,
+                                           onnx_path or "", ROOT / "tests" / "python"], env=env)
+    rows = []
+    kiln = peak_rss_kib([out / "infer", "bench", "--threads", 2, "--batch", 1, "--seq", 256, "--iters", 2], env=env)
+    refs = {"pytorch": ref("forward", 1, 256)}
+    if onnx_path:
+        refs["onnxruntime"] = ref("onnxruntime", 1, 256)
+    rows.append(("forward B=1 T=256", kiln, weight_kib, refs))
+    if (out / "train").exists():
+        kiln = peak_rss_kib([out / "train", "bench", "--threads", 2, "--batch", 4, "--seq", 64, "--iters", 2], env=env)
+        rows.append(("train step B=4 T=64", kiln, weight_kib, {"pytorch": ref("train", 4, 64)}))
+    for name, k, w, r in rows:
+        print(f"peak RSS {name}: kiln {k} KiB (weights {w:.0f} KiB)  " + "  ".join(f"{n} {v} KiB" for n, v in r.items()),
+              flush=True)
+    return rows
+
+
 def kiln_time(binary, cmd, B, T, threads, iters):
     r = subprocess.run([str(binary), cmd, "--threads", str(threads), "--batch", str(B), "--seq", str(T),
                         "--iters", str(iters), "--warmup", "1"], capture_output=True, text=True, check=True)
@@ -173,6 +240,7 @@ def main():
     ap.add_argument("--cc", default="gcc", help="C compiler for Kiln's binaries (default gcc: faster GEMM here)")
     ap.add_argument("--no-gemm", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (char train step)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     args = ap.parse_args()
     global CC
     CC = args.cc
@@ -182,7 +250,7 @@ def main():
     if not args.quick:
         cases += [("GPT-2 124M forward B=1 T=256", GPT2, "forward", 1, 256),
                   ("GPT-2 124M train step B=4 T=64", GPT2, "train", 4, 64)]
-    builds = {}
+    builds, onnx_paths = {}, {}
     for name, spec, kind, B, T in cases:
         if spec["file"] not in builds:
             builds[spec["file"]] = build(spec, pathlib.Path(tmp) / pathlib.Path(spec["file"]).stem)
@@ -197,7 +265,10 @@ def main():
                 torch._dynamo.reset()
                 compiled = torch_train_step(torch_model(spec["cfg"]), B, T, vocab, compiled=True)
             ort_run = ort_session(model, B, T, vocab, threads, tmp) if kind == "forward" else None
-            for _ in range(args.rounds):
+            if ort_run:
+                onnx_paths[spec["file"]] = os.path.join(tmp, f"m{id(model)}.onnx")
+            # a forward round costs little next to a train step; more of them steady the medians
+            for _ in range(args.rounds * (3 if kind == "forward" else 1)):
                 if kind == "forward":
                     times["kiln"].append(kiln_time(out / "infer", "bench", B, T, threads, args.iters))
                     times["pytorch"].append(median_ms(torch_forward(model, B, T, vocab), args.iters))
@@ -220,7 +291,10 @@ def main():
 
     gen = generation_rows(builds.get(CHAR["file"]) or build(CHAR, pathlib.Path(tmp) / "char-gpt"), tmp)
     gemm = [] if args.no_gemm else gemm_rows(tmp)
-    print(f"\nKiln built with CC={CC}; medians of {args.rounds} alternating rounds of {args.iters} iterations.")
+    mem_spec = CHAR if args.quick else GPT2
+    memory = [] if args.no_memory else memory_rows(mem_spec, builds[mem_spec["file"]], tmp, onnx_paths.get(mem_spec["file"]))
+    print(f"\nKiln built with CC={CC}; medians of alternating rounds of {args.iters} iterations "
+          f"({3 * args.rounds} rounds for forward cases, {args.rounds} for train steps).")
     print("\n| case | threads | Kiln ms | PyTorch ms | ONNX Runtime ms | torch.compile ms | Kiln/PyTorch | Kiln/ORT"
           " | Kiln/torch.compile |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -234,6 +308,14 @@ def main():
     print("|---|---|---|---|---|")
     for threads, tps, bound in gen:
         print(f"| 16-byte prompt + 240 new tokens | {threads} | {tps:.0f} | {bound:.0f} | {tps / bound:.2f} |")
+    if memory:
+        print(f"\n| peak RSS, {'char model' if args.quick else 'GPT-2 124M'}, 2 threads | Kiln KiB | weights KiB "
+              "| Kiln/weights | PyTorch KiB | ONNX Runtime KiB | Kiln/PyTorch | Kiln/ORT |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, k, w, r in memory:
+            p, o = r.get("pytorch"), r.get("onnxruntime")
+            print(f"| {name} | {k} | {w:.0f} | {k / w:.2f} | {p or '–'} | {o or '–'} | {k / p:.2f} | "
+                  f"{f'{k / o:.2f}' if o else '–'} |")
     if gemm:
         print("\n| GEMM M×N×K | threads | Kiln GFLOP/s | OpenBLAS GFLOP/s | Kiln/OpenBLAS |")
         print("|---|---|---|---|---|")

@@ -159,6 +159,22 @@ enum GemmKernels {
          * act: 0 none, 1 relu, 2 gelu, 3 gelu_tanh (the same formulas as the separate activation kernels) */
         static void gemm_epilogue(real *restrict c, const real *restrict r, const real *restrict bias, int act,
                                   const real *restrict res, int n) {
+            if (act == 0) { /* the common case, one pass with no staging copy */
+                if (bias && res) {
+                    #pragma omp simd
+                    for (int j = 0; j < n; j++) c[j] = r[j] + bias[j] + res[j];
+                } else if (bias) {
+                    #pragma omp simd
+                    for (int j = 0; j < n; j++) c[j] = r[j] + bias[j];
+                } else if (res) {
+                    #pragma omp simd
+                    for (int j = 0; j < n; j++) c[j] = r[j] + res[j];
+                } else {
+                    #pragma omp simd
+                    for (int j = 0; j < n; j++) c[j] = r[j];
+                }
+                return;
+            }
             real v[GEMM_NR];
             if (bias) {
                 #pragma omp simd

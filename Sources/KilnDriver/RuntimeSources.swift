@@ -68,6 +68,17 @@ static double loss_at(const kiln_real *params, kiln_real *grads, kiln_real *aren
     return (double)kiln_train_step(params, grads, arena, tok, tgt, B, T, seed);
 }
 
+/* the largest |x[i]| (NaN-free input; a comparison, not fmax: gcc 12 for aarch64 crashes vectorising an fmax
+ * reduction over converted floats) */
+static double max_abs(const kiln_real *x, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double a = fabs((double)x[i]);
+        if (a > m) m = a;
+    }
+    return m;
+}
+
 static int cmd_fd(int argc, char **argv) {
     uint64_t seed = (uint64_t)flag_int(argc, argv, "--seed", "1", 0, INT64_MAX);
     int B = (int)flag_int(argc, argv, "--batch", "2", 1, 64);
@@ -100,12 +111,11 @@ static int cmd_fd(int argc, char **argv) {
 
     /* Errors are relative to the element's gradient, floored at 1e-3 of the largest gradient of
      * the model, so exactly-zero gradients (e.g. of a key bias) compare with round-off scale. */
-    double worst = 0, global_max = 0;
-    for (size_t i = 0; i < KILN_PARAM_FLOATS; i++) global_max = fmax(global_max, fabs((double)grads[i]));
+    double worst = 0;
+    const double global_max = max_abs(grads, KILN_PARAM_FLOATS);
     for (int p = 0; p < KILN_NUM_PARAMS; p++) {
         const kiln_param_info *pi = &kiln_params[p];
-        double gmax = 0;
-        for (size_t i = 0; i < pi->numel; i++) gmax = fmax(gmax, fabs((double)grads[pi->offset + i]));
+        const double gmax = max_abs(grads + pi->offset, pi->numel);
         double tensor_worst = 0;
         int samples = (size_t)K < pi->numel ? K : (int)pi->numel;
         for (int s = 0; s < samples; s++) {

@@ -19,6 +19,12 @@ SMALL = dict(vocab=256, context=64, dim=128, heads=4, layers=4, hidden=512, norm
 
 def test_ten_adamw_steps_match_torch(builds, tmp_path):
     out = builds.build("examples/char-gpt-small.kiln")
+    adamw_run_matches_torch(out, tmp_path, SMALL, open(__file__, "rb").read() * 20, B=4, T=32, steps=10)
+
+
+def adamw_run_matches_torch(out, tmp_path, cfg, src, B, T, steps):
+    """`train` from perturbed `infer init` weights on the text src against the same run in PyTorch (float64):
+    the loss of every step within 1e-4; then infer scores the checkpoint."""
     w = tmp_path / "init.safetensors"
     assert run([out / "infer", "init", "--seed", 3, "--out", w]).returncode == 0
     state = load_file(str(w))
@@ -26,9 +32,8 @@ def test_ten_adamw_steps_match_torch(builds, tmp_path):
     save_file({k: v + 0.02 * torch.randn(v.shape, generator=g) for k, v in state.items()}, str(w))
 
     text = (tmp_path / "data.txt")
-    src = open(__file__, "rb").read() * 20  # any text: this file, repeated
     text.write_bytes(src)
-    B, T, steps, seed = 4, 32, 10, 77
+    seed = 77
     hp = dict(lr=3e-3, min_lr=3e-4, warmup=3, decay=10, beta1=0.9, beta2=0.95, eps=1e-8, wd=0.1, clip=0.5)
     log = tmp_path / "log.jsonl"
     r = run([out / "train", "--data", text, "--out", tmp_path / "ckpt.safetensors", "--init-from", w,
@@ -40,7 +45,7 @@ def test_ten_adamw_steps_match_torch(builds, tmp_path):
     ours = [json.loads(line)["loss"] for line in log.read_text().splitlines() if '"loss"' in line and "val_loss" not in line]
     assert len(ours) == steps
 
-    model = reference.load(SMALL, w, dtype=torch.float64).train()
+    model = reference.load(cfg, w, dtype=torch.float64).train()
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": hp["wd"]}, {"params": no_decay, "weight_decay": 0.0}],
@@ -51,7 +56,7 @@ def test_ten_adamw_steps_match_torch(builds, tmp_path):
         for group in opt.param_groups:
             group["lr"] = ref_lr(step, hp["lr"], hp["min_lr"], hp["warmup"], hp["decay"])
         logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, 256), y.reshape(-1))
+        loss = F.cross_entropy(logits.reshape(-1, cfg["vocab"]), y.reshape(-1))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), hp["clip"])
