@@ -104,13 +104,14 @@ def gemm_rows(tmp):
 
 
 def peak_rss_kib(args, env=None):
-    """Peak resident set size (ru_maxrss, KiB) of one fresh process running args to completion."""
-    p = subprocess.Popen([str(a) for a in args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        raise RuntimeError(f"{args[0]} exited with {p.returncode}: {p.stderr.read().decode()[-500:]}")
-    return usage.ru_maxrss
+    """Peak resident set size (KiB) of one fresh process running args to completion, as GNU time reports it.
+    (A child's own ru_maxrss would start from this Python process's size: Linux carries the high-water mark
+    across fork and exec, so the process must be started from a small one.)"""
+    r = subprocess.run(["/usr/bin/time", "-f", "peak-rss-kib %M"] + [str(a) for a in args], env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{args[0]} exited with {r.returncode}: {r.stderr[-500:]}")
+    return int(re.findall(r"peak-rss-kib ([0-9]+)", r.stderr)[-1])
 
 
 # The references' peak memory, each in a fresh Python process: argv = cfg (JSON), B, T, threads, mode, onnx path.
@@ -143,9 +144,9 @@ else:
 """
 
 
-def memory_rows(spec, out, tmp, onnx_path):
-    """Peak RSS at 2 threads of Kiln's forward (B=1 T=256) and train step (B=4 T=64) against the weights and
-    against PyTorch / ONNX Runtime processes doing the same."""
+def memory_rows(spec, out, tmp, onnx_path, train_bt):
+    """Peak RSS at 2 threads of Kiln's forward (B=1 T=256) and train step (B, T = train_bt) against the weights
+    and against PyTorch / ONNX Runtime processes doing the same."""
     import json
     params = int(re.search(r"([0-9]+) parameters", subprocess.run([str(out / "infer"), "--help"], capture_output=True,
                                                                      text=True).stdout).group(1))
@@ -160,8 +161,9 @@ def memory_rows(spec, out, tmp, onnx_path):
         refs["onnxruntime"] = ref("onnxruntime", 1, 256)
     rows.append(("forward B=1 T=256", kiln, weight_kib, refs))
     if (out / "train").exists():
-        kiln = peak_rss_kib([out / "train", "bench", "--threads", 2, "--batch", 4, "--seq", 64, "--iters", 2], env=env)
-        rows.append(("train step B=4 T=64", kiln, weight_kib, {"pytorch": ref("train", 4, 64)}))
+        B, T = train_bt
+        kiln = peak_rss_kib([out / "train", "bench", "--threads", 2, "--batch", B, "--seq", T, "--iters", 2], env=env)
+        rows.append((f"train step B={B} T={T}", kiln, weight_kib, {"pytorch": ref("train", B, T)}))
     for name, k, w, r in rows:
         print(f"peak RSS {name}: kiln {k} KiB (weights {w:.0f} KiB)  " + "  ".join(f"{n} {v} KiB" for n, v in r.items()),
               flush=True)
@@ -292,7 +294,11 @@ def main():
     gen = generation_rows(builds.get(CHAR["file"]) or build(CHAR, pathlib.Path(tmp) / "char-gpt"), tmp)
     gemm = [] if args.no_gemm else gemm_rows(tmp)
     mem_spec = CHAR if args.quick else GPT2
-    memory = [] if args.no_memory else memory_rows(mem_spec, builds[mem_spec["file"]], tmp, onnx_paths.get(mem_spec["file"]))
+    if not args.no_memory and not os.access("/usr/bin/time", os.X_OK):
+        print("no /usr/bin/time (Debian: apt install time): the peak-memory table is skipped", flush=True)
+        args.no_memory = True
+    memory = [] if args.no_memory else memory_rows(mem_spec, builds[mem_spec["file"]], tmp, onnx_paths.get(mem_spec["file"]),
+                                                   (8, 256) if args.quick else (4, 64))
     print(f"\nKiln built with CC={CC}; medians of alternating rounds of {args.iters} iterations "
           f"({3 * args.rounds} rounds for forward cases, {args.rounds} for train steps).")
     print("\n| case | threads | Kiln ms | PyTorch ms | ONNX Runtime ms | torch.compile ms | Kiln/PyTorch | Kiln/ORT"

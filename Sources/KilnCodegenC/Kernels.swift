@@ -280,10 +280,14 @@ enum Kernels {
                     for (int h = 0; h < NH; h++) {
                         real *restrict kt = ws + ((size_t)b * NH + h) * per_head;
                         real *restrict vh = kt + (size_t)hs * S;
+                        for (int s0 = 0; s0 < S; s0 += 16) {  /* K^T in blocks of 16 keys: contiguous stores */
+                            const int sb = S - s0 < 16 ? S - s0 : 16;
+                            const real *ks = k + ((size_t)b * S + s0) * C + h * hs;
+                            for (int d = 0; d < hs; d++)
+                                for (int j = 0; j < sb; j++) kt[(size_t)d * S + s0 + j] = ks[(size_t)j * C + d];
+                        }
                         for (int s = 0; s < S; s++) {
-                            const real *ks = k + ((size_t)b * S + s) * C + h * hs;
                             const real *vs = v + ((size_t)b * S + s) * C + h * hs;
-                            for (int d = 0; d < hs; d++) kt[(size_t)d * S + s] = ks[d];
                             for (int d = 0; d < hs64; d++) vh[(size_t)s * hs64 + d] = d < hs ? vs[d] : 0;
                         }
                     }
@@ -312,11 +316,10 @@ enum Kernels {
                                     real *pi = p + i * GEMM_NR;
                                     const int seen = causal ? t0 + i - s0 + 1 : nb;  /* keys of row i in the block */
                                     const int lim = seen < nb ? (seen > 0 ? seen : 0) : nb;
-                                    real bmax = -INFINITY;
-                                    for (int j = 0; j < lim; j++) {
-                                        pi[j] *= scale;
-                                        bmax = pi[j] > bmax ? pi[j] : bmax;
-                                    }
+                                    real bmax = -INFINITY;  /* the largest raw score; scaled after (scale > 0) */
+                                    #pragma omp simd reduction(max:bmax)
+                                    for (int j = 0; j < lim; j++) bmax = pi[j] > bmax ? pi[j] : bmax;
+                                    bmax *= scale;
                                     corr[i] = 1;
                                     if (bmax > maxv[i]) {
                                         /* a new maximum: what has been accumulated is rescaled below */
@@ -327,7 +330,7 @@ enum Kernels {
                                     const real m = maxv[i];
                                     real rs = 0;
                                     #pragma omp simd reduction(+:rs)
-                                    for (int j = 0; j < lim; j++) { pi[j] = kiln_exp(pi[j] - m); rs += pi[j]; }
+                                    for (int j = 0; j < lim; j++) { pi[j] = kiln_exp(pi[j] * scale - m); rs += pi[j]; }
                                     for (int j = lim; j < nb; j++) pi[j] = 0;
                                     sum[i] += rs;
                                 }

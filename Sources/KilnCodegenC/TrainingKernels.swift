@@ -213,9 +213,17 @@ extension Kernels {
                         real *kt = ws + (size_t)gi * per, *vt = kt + (size_t)hs * T;
                         real *P = vt + (size_t)hs * T, *dS = P + (size_t)T * T64;
                         real *qp = dS + (size_t)T * T64, *kp = qp + (size_t)T * hs64, *dyp = kp + (size_t)T * hs64;
+                        for (int s0 = 0; s0 < T; s0 += 16) {  /* K^T and V^T in blocks of 16 keys: contiguous stores */
+                            const int sb = T - s0 < 16 ? T - s0 : 16;
+                            const size_t r = base + (size_t)s0 * C;
+                            for (int d = 0; d < hs; d++)
+                                for (int j = 0; j < sb; j++) {
+                                    kt[(size_t)d * T + s0 + j] = k[r + (size_t)j * C + d];
+                                    vt[(size_t)d * T + s0 + j] = v[r + (size_t)j * C + d];
+                                }
+                        }
                         for (int s = 0; s < T; s++) {
                             const size_t r = base + (size_t)s * C;
-                            for (int d = 0; d < hs; d++) { kt[(size_t)d * T + s] = k[r + d]; vt[(size_t)d * T + s] = v[r + d]; }
                             for (int d = 0; d < hs64; d++) {
                                 qp[(size_t)s * hs64 + d] = d < hs ? q[r + d] : 0;
                                 kp[(size_t)s * hs64 + d] = d < hs ? k[r + d] : 0;
@@ -237,13 +245,18 @@ extension Kernels {
                             for (int i = 0; i < mb; i++) {
                                 const int n = causal ? t0 + i + 1 : T;
                                 real *p = P + (size_t)(t0 + i) * T64, *ds = dS + (size_t)(t0 + i) * T64;
-                                real maxv = -INFINITY;
-                                for (int s = 0; s < n; s++) { p[s] *= scale; maxv = p[s] > maxv ? p[s] : maxv; }
+                                real maxv = -INFINITY;  /* of the raw scores, then scaled (scale > 0) */
+                                #pragma omp simd reduction(max:maxv)
+                                for (int s = 0; s < n; s++) maxv = p[s] > maxv ? p[s] : maxv;
+                                maxv *= scale;
                                 real sum = 0;
-                                for (int s = 0; s < n; s++) { p[s] = kiln_exp(p[s] - maxv); sum += p[s]; }
+                                #pragma omp simd reduction(+:sum)
+                                for (int s = 0; s < n; s++) { p[s] = kiln_exp(p[s] * scale - maxv); sum += p[s]; }
                                 const real inv = 1 / sum;
                                 real pdp = 0;
+                                #pragma omp simd reduction(+:pdp)
                                 for (int s = 0; s < n; s++) { p[s] *= inv; pdp += p[s] * ds[s]; }
+                                #pragma omp simd
                                 for (int s = 0; s < n; s++) ds[s] = p[s] * (ds[s] - pdp) * scale;
                                 for (int s = n; s < T64; s++) p[s] = ds[s] = 0;
                             }
