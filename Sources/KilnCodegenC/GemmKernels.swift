@@ -33,7 +33,7 @@ enum GemmKernels {
         #define KILN_X86_DISPATCH 0
         #endif
 
-        /* acc (GEMM_MR, GEMM_NR) = A rows (mb of them; rows past mb repeat the last) · B (K, GEMM_NR);
+        /* acc (GEMM_MR, GEMM_NR) = A rows (mb of them; acc's rows past mb are left unspecified) · B (K, GEMM_NR);
          * A is addressed a[i * a_rs + p * a_cs], B's row p is the GEMM_NR values at b + p * ldb
          * (ldb = GEMM_NR for a packed panel) */
         typedef void (*gemm_tile_fn)(real *restrict acc, const real *restrict a, size_t a_rs, size_t a_cs, int mb,
@@ -47,7 +47,7 @@ enum GemmKernels {
             for (int i = 0; i < GEMM_MR; i++) ro[i] = (size_t)(i < mb ? i : mb - 1) * a_rs;
             for (int p = 0; p < K; p++) {
                 const real *ap = a + (size_t)p * a_cs, *bp = b + (size_t)p * ldb;
-                for (int i = 0; i < GEMM_MR; i++) {
+                for (int i = 0; i < mb; i++) {
                     const real ai = ap[ro[i]];
                     #pragma omp simd
                     for (int j = 0; j < GEMM_NR; j++) c[i][j] += ai * bp[j];
@@ -57,10 +57,27 @@ enum GemmKernels {
         }
 
         #if KILN_X86_DISPATCH
-        /* 6 x 64 in 24 zmm accumulators; per k: 4 panel loads, 6 broadcasts, 24 FMAs */
+        /* 6 x 64 in 24 zmm accumulators; per k: 4 panel loads, 6 broadcasts, 24 FMAs. One row alone (decoding a
+         * token) takes a 1 x 64 loop instead of computing six copies of it; each value is the same chain of FMAs. */
         __attribute__((target("avx512f")))
         static void gemm_tile_avx512(float *restrict acc, const float *restrict a, size_t a_rs, size_t a_cs, int mb,
                                      const float *restrict b, size_t ldb, int K) {
+            if (mb == 1) {
+                __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+                for (int p = 0; p < K; p++) {
+                    const float *bp = b + (size_t)p * ldb;
+                    const __m512 ai = _mm512_set1_ps(a[(size_t)p * a_cs]);
+                    c0 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(bp), c0);
+                    c1 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(bp + 16), c1);
+                    c2 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(bp + 32), c2);
+                    c3 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(bp + 48), c3);
+                }
+                _mm512_storeu_ps(acc, c0);
+                _mm512_storeu_ps(acc + 16, c1);
+                _mm512_storeu_ps(acc + 32, c2);
+                _mm512_storeu_ps(acc + 48, c3);
+                return;
+            }
             size_t ro[GEMM_MR];
             for (int i = 0; i < GEMM_MR; i++) ro[i] = (size_t)(i < mb ? i : mb - 1) * a_rs;
             __m512 c[GEMM_MR][4];
@@ -85,6 +102,17 @@ enum GemmKernels {
                                    const float *restrict b, size_t ldb, int K) {
             size_t ro[GEMM_MR];
             for (int i = 0; i < GEMM_MR; i++) ro[i] = (size_t)(i < mb ? i : mb - 1) * a_rs;
+            if (mb == 1) { /* one row (decoding): 1 x 64 in 8 ymm accumulators, the same FMA chains */
+                __m256 c[8];
+                for (int v = 0; v < 8; v++) c[v] = _mm256_setzero_ps();
+                for (int p = 0; p < K; p++) {
+                    const float *bp = b + (size_t)p * ldb;
+                    const __m256 ai = _mm256_set1_ps(a[(size_t)p * a_cs]);
+                    for (int v = 0; v < 8; v++) c[v] = _mm256_fmadd_ps(ai, _mm256_loadu_ps(bp + 8 * v), c[v]);
+                }
+                for (int v = 0; v < 8; v++) _mm256_storeu_ps(acc + 8 * v, c[v]);
+                return;
+            }
             for (int q = 0; q < GEMM_NR / 16; q++) {
                 __m256 c[GEMM_MR][2];
                 for (int i = 0; i < GEMM_MR; i++) c[i][0] = c[i][1] = _mm256_setzero_ps();

@@ -89,11 +89,27 @@ enum Kernels {
             static inline float kiln_tanh(float x) { return 1.0f - 2.0f / (kiln_exp(2.0f * x) + 1.0f); }
             #endif
             """,
+        "row_max": """
+            /* the largest of x[0 .. n-1] (-INFINITY when n = 0), kept as 16 running maxima so that the loop
+             * vectorises (a maximum does not depend on the order it is taken in) */
+            static inline real row_max(const real *restrict x, int n) {
+                real m[16];
+                for (int l = 0; l < 16; l++) m[l] = -INFINITY;
+                int i = 0;
+                for (; i + 16 <= n; i += 16) {
+                    #pragma omp simd
+                    for (int l = 0; l < 16; l++) m[l] = x[i + l] > m[l] ? x[i + l] : m[l];
+                }
+                for (; i < n; i++) m[0] = x[i] > m[0] ? x[i] : m[0];
+                real r = m[0];
+                for (int l = 1; l < 16; l++) r = m[l] > r ? m[l] : r;
+                return r;
+            }
+            """,
         "row_softmax": """
             /* y = softmax(x) for one row of length N (max-subtracted, so exp never overflows) */
             static void row_softmax(const real *restrict x, real *restrict y, int N) {
-                real maxv = -INFINITY;
-                for (int i = 0; i < N; i++) maxv = x[i] > maxv ? x[i] : maxv;
+                const real maxv = row_max(x, N);
                 real sum = 0;
                 #pragma omp simd reduction(+:sum)
                 for (int i = 0; i < N; i++) { y[i] = kiln_exp(x[i] - maxv); sum += y[i]; }
@@ -123,9 +139,10 @@ enum Kernels {
         switch kind {
         case .layernorm, .layernormGradInput: ["row_moments"]
         case .dropout: ["dropout_keep"]
-        case .softmax, .crossEntropyGrad: ["fast_exp", "row_softmax"]
-        case .attention: gemmEngine
-        case .attentionGrad: gemmEngine  // the all-gradients kernel runs on the tiles
+        case .softmax, .crossEntropyGrad: ["fast_exp", "row_max", "row_softmax"]
+        case .crossEntropy: ["fast_exp", "row_max"]
+        case .attention: gemmEngine + ["row_max"]
+        case .attentionGrad: gemmEngine + ["row_max"]  // the all-gradients kernel runs on the tiles
         case .gelu, .geluGrad: ["fast_exp", "fast_erf"]
         case .geluTanh, .geluTanhGrad: ["fast_exp", "fast_tanh"]
         case .embeddingGrad, .sumTo: ["thread_columns"]
@@ -316,10 +333,7 @@ enum Kernels {
                                     real *pi = p + i * GEMM_NR;
                                     const int seen = causal ? t0 + i - s0 + 1 : nb;  /* keys of row i in the block */
                                     const int lim = seen < nb ? (seen > 0 ? seen : 0) : nb;
-                                    real bmax = -INFINITY;  /* the largest raw score; scaled after (scale > 0) */
-                                    #pragma omp simd reduction(max:bmax)
-                                    for (int j = 0; j < lim; j++) bmax = pi[j] > bmax ? pi[j] : bmax;
-                                    bmax *= scale;
+                                    const real bmax = row_max(pi, lim) * scale;  /* of the raw scores (scale > 0) */
                                     corr[i] = 1;
                                     if (bmax > maxv[i]) {
                                         /* a new maximum: what has been accumulated is rescaled below */

@@ -29,10 +29,10 @@ extension Kernels {
                 #pragma omp parallel for schedule(static)
                 for (size_t m = 0; m < M; m++) {
                     const real *x = logits + m * V;
-                    real maxv = -INFINITY;
-                    for (int v = 0; v < V; v++) maxv = x[v] > maxv ? x[v] : maxv;
-                    double sum = 0;
-                    for (int v = 0; v < V; v++) sum += exp((double)(x[v] - maxv));
+                    const real maxv = row_max(x, V);
+                    double sum = 0;  /* kiln_exp of arguments <= 0, summed in double */
+                    #pragma omp simd reduction(+:sum)
+                    for (int v = 0; v < V; v++) sum += (double)kiln_exp(x[v] - maxv);
                     row_loss[m] = (real)(log(sum) + (double)maxv - (double)x[targets[m]]);
                 }
                 double total = 0;
@@ -245,10 +245,7 @@ extension Kernels {
                             for (int i = 0; i < mb; i++) {
                                 const int n = causal ? t0 + i + 1 : T;
                                 real *p = P + (size_t)(t0 + i) * T64, *ds = dS + (size_t)(t0 + i) * T64;
-                                real maxv = -INFINITY;  /* of the raw scores, then scaled (scale > 0) */
-                                #pragma omp simd reduction(max:maxv)
-                                for (int s = 0; s < n; s++) maxv = p[s] > maxv ? p[s] : maxv;
-                                maxv *= scale;
+                                const real maxv = row_max(p, n) * scale;  /* of the raw scores (scale > 0) */
                                 real sum = 0;
                                 #pragma omp simd reduction(+:sum)
                                 for (int s = 0; s < n; s++) { p[s] = kiln_exp(p[s] * scale - maxv); sum += p[s]; }

@@ -86,7 +86,8 @@ def cpu_flags():
 @pytest.mark.parametrize("name", ["odd", "gpt2-smaller"])
 def test_every_gemm_microkernel_matches_pytorch(builds, tmp_path, name, isa):
     """KILN_ISA forces each matrix-product microkernel in turn (the binary picks one from cpuid by default);
-    the odd model's heads (vocab 97) and GPT-2's tied head (vocab 1000) leave a partial 64-column panel."""
+    the odd model's heads (vocab 97) and GPT-2's tied head (vocab 1000) leave a partial 64-column panel;
+    batches of 1 and 7 rows take the microkernels' one-row path."""
     import os
     import platform
     flags = cpu_flags()
@@ -99,6 +100,9 @@ def test_every_gemm_microkernel_matches_pytorch(builds, tmp_path, name, isa):
     assert r.returncode == 0, r.stderr
     assert f"{isa} kernels" in r.stdout, r.stdout
     compare(builds, tmp_path, MODELS[name], 3, MODELS[name]["cfg"]["context"], seed=11, env=env)
+    # one row (a tile's one-row path, as in decoding) and 7 rows (a full tile, then a one-row tail)
+    compare(builds, tmp_path, MODELS[name], 1, 1, seed=12, env=env)
+    compare(builds, tmp_path, MODELS[name], 1, 7, seed=13, env=env)
 
 
 @pytest.mark.parametrize("name", ["char", "odd", "gpt2-smaller"])
