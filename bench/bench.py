@@ -63,23 +63,31 @@ print(2 * m * n * k / sorted(ts)[4] / 1e9)
 BANDWIDTH = {1: 23e9, 2: 31e9}
 
 
-def generation_rows(out, tmp):
-    """Tokens/s of `infer generate` with the KV cache, vs reading every weight once per token."""
-    w = pathlib.Path(tmp) / "char-w.safetensors"
+GEN_CASES = {  # model -> (label, prompt arguments, new tokens)
+    "char": ("char model: 16-byte prompt + 240 new tokens", ["--prompt", "ROMEO: To be, or"], 240),
+    "gpt2": ("GPT-2 124M: 16-token prompt + 64 new tokens",
+             ["--prompt-ids", "464,2068,7586,21831,18045,625,262,16931,3290,13,464,2068,7586,21831,18045,625"], 64),
+}
+
+
+def generation_rows(model, out, tmp):
+    """Decode speed of `infer generate` with the KV cache (its --timing line: the new tokens after the first,
+    so neither loading nor the prompt counts), vs reading every weight once per token at STREAM bandwidth."""
+    label, prompt, new = GEN_CASES[model]
+    w = pathlib.Path(tmp) / f"{model}-w.safetensors"
     subprocess.run([str(out / "infer"), "init", "--seed", "1", "--out", str(w)], check=True, capture_output=True)
     weight_bytes = w.stat().st_size
     rows = []
     for threads in (1, 2):
-        times = []
+        rates = []
         for _ in range(3):
-            t0 = time.perf_counter()
-            subprocess.run([str(out / "infer"), "generate", "--threads", str(threads), "--weights", str(w),
-                            "--prompt", "ROMEO: To be, or", "--tokens", "240", "--seed", "1"], check=True, capture_output=True)
-            times.append(time.perf_counter() - t0)
-        tps = 256 / statistics.median(times)  # 16 prompt + 240 new tokens, each one decode step
-        rows.append((threads, tps, BANDWIDTH[threads] / weight_bytes))
-        print(f"generate threads={threads}: {tps:.0f} tokens/s (bound {rows[-1][2]:.0f})", flush=True)
-    return rows
+            r = subprocess.run([str(out / "infer"), "generate", "--threads", str(threads), "--weights", str(w), *prompt,
+                                "--tokens", str(new), "--seed", "1", "--timing"], check=True, capture_output=True, text=True)
+            rates.append(float(re.search(r"([0-9.]+) tokens/s", r.stderr).group(1)))
+        tps = statistics.median(rates)
+        rows.append((label, threads, tps, BANDWIDTH[threads] / weight_bytes))
+        print(f"generate {model} threads={threads}: {tps:.1f} tokens/s (bound {rows[-1][3]:.1f})", flush=True)
+    return rows, w
 
 
 def gemm_rows(tmp):
@@ -144,9 +152,10 @@ else:
 """
 
 
-def memory_rows(spec, out, tmp, onnx_path, train_bt):
+def memory_rows(spec, out, tmp, onnx_path, train_bt, gen_weights=None):
     """Peak RSS at 2 threads of Kiln's forward (B=1 T=256) and train step (B, T = train_bt) against the weights
-    and against PyTorch / ONNX Runtime processes doing the same."""
+    and against PyTorch / ONNX Runtime processes doing the same; with gen_weights, also `infer generate`'s
+    (loading that weights file, the GPT-2 generation case)."""
     import json
     params = int(re.search(r"([0-9]+) parameters", subprocess.run([str(out / "infer"), "--help"], capture_output=True,
                                                                      text=True).stdout).group(1))
@@ -160,6 +169,11 @@ def memory_rows(spec, out, tmp, onnx_path, train_bt):
     if onnx_path:
         refs["onnxruntime"] = ref("onnxruntime", 1, 256)
     rows.append(("forward B=1 T=256", kiln, weight_kib, refs))
+    if gen_weights:
+        label, prompt, new = GEN_CASES["gpt2"]
+        kiln = peak_rss_kib([out / "infer", "generate", "--threads", 2, "--weights", gen_weights, *prompt,
+                             "--tokens", new], env=env)
+        rows.append((f"generate (KV cache), {label.split(': ')[1]}", kiln, weight_kib, {}))
     if (out / "train").exists():
         B, T = train_bt
         kiln = peak_rss_kib([out / "train", "bench", "--threads", 2, "--batch", B, "--seq", T, "--iters", 2], env=env)
@@ -291,14 +305,19 @@ def main():
             rows.append((name, threads, med))
             print(f"{name:32s} threads={threads}  " + "  ".join(f"{k} {v:9.1f} ms" for k, v in med.items()), flush=True)
 
-    gen = generation_rows(builds.get(CHAR["file"]) or build(CHAR, pathlib.Path(tmp) / "char-gpt"), tmp)
+    char_out = builds.get(CHAR["file"]) or build(CHAR, pathlib.Path(tmp) / "char-gpt")
+    gen, _ = generation_rows("char", char_out, tmp)
+    gen_weights = None
+    if not args.quick:
+        rows_gpt2, gen_weights = generation_rows("gpt2", builds[GPT2["file"]], tmp)
+        gen += rows_gpt2
     gemm = [] if args.no_gemm else gemm_rows(tmp)
     mem_spec = CHAR if args.quick else GPT2
     if not args.no_memory and not os.access("/usr/bin/time", os.X_OK):
         print("no /usr/bin/time (Debian: apt install time): the peak-memory table is skipped", flush=True)
         args.no_memory = True
     memory = [] if args.no_memory else memory_rows(mem_spec, builds[mem_spec["file"]], tmp, onnx_paths.get(mem_spec["file"]),
-                                                   (8, 256) if args.quick else (4, 64))
+                                                   (8, 256) if args.quick else (4, 64), gen_weights)
     print(f"\nKiln built with CC={CC}; medians of alternating rounds of {args.iters} iterations "
           f"({3 * args.rounds} rounds for forward cases, {args.rounds} for train steps).")
     print("\n| case | threads | Kiln ms | PyTorch ms | ONNX Runtime ms | torch.compile ms | Kiln/PyTorch | Kiln/ORT"
@@ -310,17 +329,18 @@ def main():
         ratio = lambda a, b: f"{a / b:.2f}" if a and b else "–"
         print(f"| {name} | {threads} | {fmt(k)} | {fmt(p)} | {fmt(o)} | {fmt(c)} | {ratio(k, p)} | {ratio(k, o)}"
               f" | {ratio(k, c)} |")
-    print("\n| generation (char model, KV cache) | threads | Kiln tokens/s | bandwidth bound tokens/s | Kiln/bound |")
+    print("\n| generation (KV cache; new tokens after the first) | threads | Kiln tokens/s | bandwidth bound tokens/s"
+          " | Kiln/bound |")
     print("|---|---|---|---|---|")
-    for threads, tps, bound in gen:
-        print(f"| 16-byte prompt + 240 new tokens | {threads} | {tps:.0f} | {bound:.0f} | {tps / bound:.2f} |")
+    for label, threads, tps, bound in gen:
+        print(f"| {label} | {threads} | {tps:.1f} | {bound:.1f} | {tps / bound:.2f} |")
     if memory:
         print(f"\n| peak RSS, {'char model' if args.quick else 'GPT-2 124M'}, 2 threads | Kiln KiB | weights KiB "
               "| Kiln/weights | PyTorch KiB | ONNX Runtime KiB | Kiln/PyTorch | Kiln/ORT |")
         print("|---|---|---|---|---|---|---|---|")
         for name, k, w, r in memory:
             p, o = r.get("pytorch"), r.get("onnxruntime")
-            print(f"| {name} | {k} | {w:.0f} | {k / w:.2f} | {p or '–'} | {o or '–'} | {k / p:.2f} | "
+            print(f"| {name} | {k} | {w:.0f} | {k / w:.2f} | {p or '–'} | {o or '–'} | {f'{k / p:.2f}' if p else '–'} | "
                   f"{f'{k / o:.2f}' if o else '–'} |")
     if gemm:
         print("\n| GEMM M×N×K | threads | Kiln GFLOP/s | OpenBLAS GFLOP/s | Kiln/OpenBLAS |")

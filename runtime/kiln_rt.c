@@ -2,6 +2,7 @@
  * kiln_rt.c - the Kiln C runtime library (see kiln_rt.h).
  */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise */
 
 #include "kiln_rt.h"
 
@@ -125,7 +126,7 @@ void *kiln_xcalloc(size_t count, size_t size, const char *what) {
     return p;
 }
 
-float *kiln_xcalloc_floats(size_t n, const char *what) {
+float *kiln_xalloc_floats(size_t n, const char *what) {
     size_t bytes;
     if (kiln_size_mul(n ? n : 1, sizeof(float), &bytes))
         kiln_die("size overflow allocating %s", what);
@@ -134,7 +135,12 @@ float *kiln_xcalloc_floats(size_t n, const char *what) {
     void *p = NULL;
     if (posix_memalign(&p, 64, bytes) != 0 || !p)
         kiln_die("out of memory allocating %zu bytes for %s", bytes, what);
-    memset(p, 0, bytes);
+    return p;
+}
+
+float *kiln_xcalloc_floats(size_t n, const char *what) {
+    float *p = kiln_xalloc_floats(n, what);
+    memset(p, 0, (n ? n : 1) * sizeof(float));
     return p;
 }
 
@@ -1111,6 +1117,31 @@ int kiln_st_load_f32(const kiln_safetensors *st, const kiln_tensor_spec *specs, 
     return kiln_st_load_f32_ignoring(st, specs, num_specs, dst, dst_floats, NULL, err);
 }
 
+/* memcpy from a tensor's data in 8 MiB pieces; when the data lies in kiln_st_open's file mapping, each piece's
+ * whole pages are handed back to the kernel once copied (they are read again from the file if touched again), so
+ * loading W floats peaks near W floats of memory rather than W plus the whole file. */
+static void copy_out_of_mapping(const kiln_safetensors *st, void *dst, const uint8_t *src, size_t n) {
+    const size_t piece = (size_t)8 << 20;
+#ifdef MADV_DONTNEED
+    const long ps = sysconf(_SC_PAGESIZE);
+    const uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096;
+    uintptr_t released = ((uintptr_t)src + page - 1) & ~(page - 1); /* first whole page of src */
+#endif
+    for (size_t off = 0; off < n; off += piece) {
+        const size_t len = n - off < piece ? n - off : piece;
+        memcpy((uint8_t *)dst + off, src + off, len);
+#ifdef MADV_DONTNEED
+        const uintptr_t end = ((uintptr_t)src + off + len) & ~(page - 1);
+        if (st->map && end > released) {
+            (void)madvise((void *)released, end - released, MADV_DONTNEED); /* a hint: failure changes nothing */
+            released = end;
+        }
+#else
+        (void)st;
+#endif
+    }
+}
+
 int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln_tensor_spec *specs,
                               size_t num_specs, float *dst, size_t dst_floats,
                               const char *ignore_prefix, kiln_error *err) {
@@ -1167,7 +1198,7 @@ int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln_tensor_spec
     /* 3. copy (memcpy: the source may be misaligned) */
     for (size_t i = 0; i < num_specs; i++) {
         const kiln_st_tensor *t = kiln_st_find(st, specs[i].name);
-        if (t->nbytes) memcpy(dst + specs[i].offset, t->data, t->nbytes);
+        if (t->nbytes) copy_out_of_mapping(st, dst + specs[i].offset, t->data, t->nbytes);
     }
     return 0;
 }

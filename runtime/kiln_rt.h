@@ -76,6 +76,9 @@ void *kiln_xmalloc(size_t n, const char *what);
 void *kiln_xcalloc(size_t count, size_t size, const char *what);
 /* Zeroed floats[n] aligned to 64 bytes (free with free()); dies like kiln_xcalloc. */
 float *kiln_xcalloc_floats(size_t n, const char *what);
+/* The same without zeroing, for buffers every element of which is written before it is read: pages of a large
+ * buffer that are never touched then cost no memory. Free with free(). */
+float *kiln_xalloc_floats(size_t n, const char *what);
 
 /* ------------------------------------------------------------------------- */
 /* UTF-8 and JSON */

@@ -185,6 +185,15 @@ public struct CEmitter {
         void kiln_decode_step(const kiln_real *params, kiln_real *cache, kiln_real *arena, int32_t token, int pos, kiln_real *logits);
 
         """
+        if FunctionEmitter(g: inference, plan: plan, real: real, prefill: true, packed: Self.packedWeights(inference)).lastRowOutput() != nil {
+            h += """
+            /* The prompt (batch 1, 1 <= T <= KILN_CONTEXT) in one forward pass: fills cache positions 0 .. T-1 and
+             * writes the logits of position T-1, as T kiln_decode_step calls would. arena: kiln_forward_arena_floats(1, T). */
+            #define KILN_HAS_PREFILL 1
+            void kiln_prefill(const kiln_real *params, kiln_real *cache, kiln_real *arena, const int32_t *tokens, int T, kiln_real *logits);
+
+            """
+        }
         if training != nil {
             h += """
 
@@ -321,6 +330,21 @@ public struct CEmitter {
         """
         out += try dec.body(indent: "    ")
         out += "    (void)\(i.batch); (void)\(i.seq);\n}\n"
+        let pre = FunctionEmitter(g: inference, plan: forward.plan, real: real, prefill: true, packed: forward.packed)
+        if pre.lastRowOutput() != nil {
+            out += """
+
+            /* The prompt in one pass: fills cache positions 0 .. T-1 with the keys and values of tokens[0 .. T-1] and
+             * writes the logits (KILN_OUT_DIM) of the last one, as T calls of kiln_decode_step would. */
+            void kiln_prefill(const real *params, real *cache, real *arena, const int32_t *tokens, int \(i.seq), real *logits) {
+                size_t off[\(slots)];
+                forward_layout(1, \(i.seq), off);
+                const int \(i.batch) = 1;
+
+            """
+            out += try pre.body(indent: "    ")
+            out += "    (void)\(i.batch);\n}\n"
+        }
         if let t = train {
             let loss = t.g.outputs.first { $0.name == "loss" }!.value
             out += "\n" + t.layout(name: "train_layout", b: i.batch, t: i.seq)
@@ -353,15 +377,18 @@ struct FunctionEmitter {
     /// Decode mode: one new token at position `pos` (B = T = 1); attention
     /// appends its key and value to a per-layer cache and attends over it.
     var decode = false
-    /// Decode mode: element offset of each attention node's K cache (V follows it).
+    /// Prefill mode: the forward pass of a prompt (B = 1, positions 0 .. T-1) that also stores each attention's
+    /// keys and values in the KV cache, with the output's producing linear run on the last row only.
+    var prefill = false
+    /// Decode and prefill: element offset of each attention node's K cache (V follows it).
     var cacheOffsets: [Int: Int] = [:]
     var cacheCount = 0
     /// Parameters stored in the GEMM's panel layout (inference only).
     var packed: Set<Int> = []
 
-    init(g: Graph, plan: MemoryPlan, real: String, decode: Bool = false, packed: Set<Int> = []) {
-        self.g = g; self.plan = plan; self.real = real; self.decode = decode; self.packed = packed
-        if decode {
+    init(g: Graph, plan: MemoryPlan, real: String, decode: Bool = false, prefill: Bool = false, packed: Set<Int> = []) {
+        self.g = g; self.plan = plan; self.real = real; self.decode = decode; self.prefill = prefill; self.packed = packed
+        if decode || prefill {
             let context = g.dims.compactMap(\.bound).max() ?? 1
             for (i, n) in g.nodes.enumerated() where n.kind == .attention {
                 cacheOffsets[i] = cacheCount
@@ -374,6 +401,17 @@ struct FunctionEmitter {
             defer { counter += 1 }
             return "%\(counter)"
         }
+    }
+
+    /// The node that writes the graph's output when it is a linear layer over packed weights without a residual
+    /// operand (a row-wise product, so the last position's logits need only the last input row); nil otherwise,
+    /// and then no prefill function is generated.
+    func lastRowOutput() -> Int? {
+        guard g.outputs.count == 1, let i = Optional(g.outputs[0].value), g.nodes[i].kind == .linear,
+              packed.contains(g.nodes[i].operands[1]),
+              g.nodes[i].attrs.bool("residual") != true, g.nodes[i].type.shape.dims.count == 3,
+              g.nodes.allSatisfy({ $0.kind != .attention || $0.attrs.bool("causal") == true }) else { return nil }
+        return i
     }
 
     /// `static size_t NAME(int B, int T, size_t off[])`: slot k starts at off[k].
@@ -504,6 +542,10 @@ struct FunctionEmitter {
             let epilogue = "\(bias), \(act), \(residual ? p.last! : "NULL")"
             if packed.contains(o[1]) {
                 let tail = plan.workspace[idx] != nil ? workspace(idx) : "NULL"
+                if prefill, idx == lastRowOutput() {  // the logits of the prompt's last position only
+                    let last = "\(p[0]) + (size_t)(\(rows(t)) - 1) * \(lastDim(type(o[0])))"
+                    return "linear_packed_forward(\(dst), \(last), \(p[1]), \(epilogue), \(tail), 1, \(lastDim(type(o[0]))), \(lastDim(t)));"
+                }
                 return "linear_packed_forward(\(dst), \(p[0]), \(p[1]), \(epilogue), \(tail), \(rows(t)), \(lastDim(type(o[0]))), \(lastDim(t)));"
             }
             return "linear_forward(\(dst), \(p[0]), \(p[1]), \(epilogue), \(workspace(idx)), \(rows(t)), \(lastDim(type(o[0]))), \(lastDim(t)));"
@@ -532,6 +574,15 @@ struct FunctionEmitter {
             memcpy(cache + \(off) + (size_t)pos * \(c), \(p[1]), \(c) * sizeof(real));
             memcpy(cache + \(off + context * (t.shape.last!.constValue ?? 0)) + (size_t)pos * \(c), \(p[2]), \(c) * sizeof(real));
             attention_rows_forward(\(dst), \(p[0]), cache + \(off), cache + \(off + context * (t.shape.last!.constValue ?? 0)), 1, 1, pos + 1, \(c), \(n.attrs.int("heads")!), 0);
+            """
+        case .attention where prefill:
+            let q = t.shape.dims, k = type(o[1]).shape.dims, off = cacheOffsets[idx]!
+            let c = t.shape.last!.constValue ?? 0, context = g.dims.compactMap(\.bound).max() ?? 1
+            return """
+            /* keys and values of positions 0..T-1 into the cache (batch 1: rows are positions), then attention */
+            memcpy(cache + \(off), \(p[1]), \(count(o[1])) * sizeof(real));
+            memcpy(cache + \(off + context * c), \(p[2]), \(count(o[2])) * sizeof(real));
+            attention_forward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(workspace(idx)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(n.attrs.int("heads")!), \(n.attrs.bool("causal")! ? 1 : 0));
             """
         case .attention:
             let q = t.shape.dims, k = type(o[1]).shape.dims

@@ -168,16 +168,27 @@ enum GemmKernels {
             for (int t = 0; t < ntiles; t++) {
                 real *restrict panel = panels + (size_t)t * K * GEMM_NR;
                 const int n0 = t * GEMM_NR, nb = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
-                if (b_cs == 1) {
+                if (b_cs == 1) { /* rows of B: a copy of 64 values per row (an inline loop, not a memcpy call) */
                     for (int p = 0; p < K; p++) {
-                        memcpy(panel + (size_t)p * GEMM_NR, src + (size_t)p * b_rs + n0, (size_t)nb * sizeof(real));
-                        for (int j = nb; j < GEMM_NR; j++) panel[(size_t)p * GEMM_NR + j] = 0;
+                        real *restrict dst = panel + (size_t)p * GEMM_NR;
+                        const real *restrict row = src + (size_t)p * b_rs + n0;
+                        if (nb == GEMM_NR) {
+                            #pragma omp simd
+                            for (int j = 0; j < GEMM_NR; j++) dst[j] = row[j];
+                        } else {
+                            for (int j = 0; j < GEMM_NR; j++) dst[j] = j < nb ? row[j] : 0;
+                        }
                     }
-                } else {
-                    for (int j = 0; j < GEMM_NR; j++) {
-                        const real *col = src + (size_t)(n0 + j) * b_cs;
-                        if (j < nb) for (int p = 0; p < K; p++) panel[(size_t)p * GEMM_NR + j] = col[(size_t)p * b_rs];
-                        else for (int p = 0; p < K; p++) panel[(size_t)p * GEMM_NR + j] = 0;
+                } else { /* columns of B (rows of a weight): 16 rows of the panel at a time, so that the strided
+                          * stores of one column stay within 16 cache lines while the next columns fill them */
+                    for (int p0 = 0; p0 < K; p0 += 16) {
+                        const int pb = K - p0 < 16 ? K - p0 : 16;
+                        for (int j = 0; j < GEMM_NR; j++) {
+                            const real *col = src + (size_t)(n0 + j) * b_cs + (size_t)p0 * b_rs;
+                            real *dst = panel + (size_t)p0 * GEMM_NR + j;
+                            if (j < nb) for (int p = 0; p < pb; p++) dst[(size_t)p * GEMM_NR] = col[(size_t)p * b_rs];
+                            else for (int p = 0; p < pb; p++) dst[(size_t)p * GEMM_NR] = 0;
+                        }
                     }
                 }
             }

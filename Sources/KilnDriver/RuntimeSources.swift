@@ -279,16 +279,20 @@ static const command COMMANDS[] = {
       {"--out", "LOGITS.npy", "output logits (required; written atomically)"}},
      NULL,
      cmd_forward},
-    {"generate", "--weights W --prompt TEXT --tokens N [options]",
-     "generate text byte by byte from a prompt",
-     "Each prompt byte is a token. Prints the prompt, then streams each new byte.\n"
-     "With the KV cache (default) the prompt is encoded once and each new token costs\n"
-     "one decode step; once the context is full, the oldest half of the window is\n"
-     "dropped and the rest re-encoded. --no-cache runs a full forward pass per token\n"
+    {"generate", "--weights W (--prompt TEXT | --prompt-ids IDS) --tokens N [options]",
+     "generate text byte by byte from a prompt (or token ids)",
+     "With --prompt each prompt byte is a token (byte-level models): prints the prompt,\n"
+     "then streams each new byte. With --prompt-ids (any vocabulary) the prompt is token\n"
+     "ids, and the prompt's and each new token's id are printed, separated by spaces.\n"
+     "With the KV cache (default) the prompt is encoded once, in one forward pass, and\n"
+     "each new token costs one decode step; once the context is full, the oldest half of\n"
+     "the window is dropped and the rest re-encoded in one pass. --no-cache runs a full forward pass per token\n"
      "over the last <context> tokens (a window sliding by one).",
      {{"--weights", "W", "weights file (.safetensors, required)"},
-      {"--prompt", "TEXT", "prompt text, 1..context bytes (required)"},
+      {"--prompt", "TEXT", "prompt text, 1..context bytes"},
+      {"--prompt-ids", "IDS", "prompt token ids instead, e.g. 464,2068,7586 (1..context ids < vocab)"},
       {"--tokens", "N", "number of tokens to generate (required)"},
+      {"--timing", NULL, "print the prompt's and the new tokens' times to stderr"},
       {"--temperature", "T", "sampling temperature, 0 = greedy (default 1.0)"},
       {"--top-k", "K", "sample from the K most likely tokens, 0 = off (default 0)"},
       {"--top-p", "P", "nucleus sampling threshold in (0, 1], 1 = off (default 1.0)"},
@@ -445,8 +449,14 @@ static void cmd_forward(const command *cmd, const opts *o) {
 #define decode_cache_floats kiln_decode_cache_floats
 #define decode_arena_floats kiln_decode_arena_floats
 #define decode_step kiln_decode_step
+#ifdef KILN_HAS_PREFILL
+#define KILN_HAS_PREFILL_VALUE 1
+#else
+#define KILN_HAS_PREFILL_VALUE 0
+#endif
 #else
 #define KILN_HAS_DECODE_VALUE 0
+#define KILN_HAS_PREFILL_VALUE 0
 static size_t decode_cache_floats(void) { return 1; }
 static size_t decode_arena_floats(void) { return 1; }
 static void decode_step(const float *p, float *c, float *a, int32_t t, int pos, float *l) {
@@ -454,9 +464,33 @@ static void decode_step(const float *p, float *c, float *a, int32_t t, int pos, 
 }
 #endif
 
+/* Parses --prompt-ids: comma-separated decimal ids, each < KILN_VOCAB, 1..context of them, into window. */
+static int parse_prompt_ids(const char *text, int32_t *window) {
+    int n = 0;
+    const char *p = text;
+    for (;;) {
+        if (*p < '0' || *p > '9')
+            usage_die("--prompt-ids: expected a comma-separated list of token ids, got '%s'", text);
+        const char *start = p;
+        long long v = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (v < KILN_VOCAB) v = v * 10 + (*p - '0');
+            p++;
+        }
+        if (v >= KILN_VOCAB)
+            usage_die("--prompt-ids: id %.*s is outside the vocabulary [0, %d)", (int)(p - start), start, KILN_VOCAB);
+        if (n == KILN_CONTEXT) usage_die("--prompt-ids: more than the model context of %d ids", KILN_CONTEXT);
+        window[n++] = (int32_t)v;
+        if (*p == '\0') return n;
+        if (*p++ != ',') usage_die("--prompt-ids: expected a comma-separated list of token ids, got '%s'", text);
+    }
+}
+
 static void cmd_generate(const command *cmd, const opts *o) {
     const char *weights = opt_required(cmd, o, "--weights");
-    const char *prompt = opt_required(cmd, o, "--prompt");
+    const char *prompt = opt_get(cmd, o, "--prompt"), *prompt_ids = opt_get(cmd, o, "--prompt-ids");
+    if (!prompt == !prompt_ids) usage_die("generate needs exactly one of --prompt and --prompt-ids");
+    const int timing = opt_get(cmd, o, "--timing") != NULL;
     int64_t ntokens = opt_int(cmd, o, "--tokens", NULL, 0, INT64_MAX);
     double temperature = opt_double(cmd, o, "--temperature", "1.0", 0.0, 1e6);
     int top_k = (int)opt_int(cmd, o, "--top-k", "0", 0, KILN_OUT_DIM);
@@ -464,50 +498,83 @@ static void cmd_generate(const command *cmd, const opts *o) {
     if (top_p <= 0.0) usage_die("--top-p: must be greater than 0 (1 disables nucleus sampling)");
     uint64_t seed = opt_seed(cmd, o);
 
-    if (KILN_OUT_DIM > KILN_VOCAB || KILN_OUT_DIM > 256)
-        kiln_die("generate needs a byte-level model, but the output dimension %d exceeds "
-                 "min(vocab %d, 256)",
-                 KILN_OUT_DIM, KILN_VOCAB);
-    size_t plen = strlen(prompt);
-    if (plen == 0) kiln_die("the prompt is empty; generate needs at least one byte");
-    if (plen > (size_t)KILN_CONTEXT)
-        kiln_die("the prompt is %zu bytes, longer than the model context %d", plen, KILN_CONTEXT);
+    if (KILN_OUT_DIM > KILN_VOCAB)
+        kiln_die("generate needs an output dimension (%d) no larger than the vocabulary (%d): each sampled "
+                 "output is fed back as a token", KILN_OUT_DIM, KILN_VOCAB);
+    if (prompt && KILN_OUT_DIM > 256)
+        kiln_die("--prompt needs a byte-level model, but the output dimension %d exceeds 256; "
+                 "use --prompt-ids", KILN_OUT_DIM);
     const int ctx = KILN_CONTEXT;
     int32_t *window = kiln_xcalloc((size_t)ctx, sizeof *window, "the token window");
-    for (size_t i = 0; i < plen; i++) {
-        unsigned b = (unsigned char)prompt[i];
-        if (b >= (unsigned)KILN_VOCAB)
-            kiln_die("prompt byte %u at offset %zu is outside the vocabulary [0, %d)", b, i,
-                     KILN_VOCAB);
-        window[i] = (int32_t)b;
+    size_t plen;
+    if (prompt) {
+        plen = strlen(prompt);
+        if (plen == 0) kiln_die("the prompt is empty; generate needs at least one byte");
+        if (plen > (size_t)KILN_CONTEXT)
+            kiln_die("the prompt is %zu bytes, longer than the model context %d", plen, KILN_CONTEXT);
+        for (size_t i = 0; i < plen; i++) {
+            unsigned b = (unsigned char)prompt[i];
+            if (b >= (unsigned)KILN_VOCAB)
+                kiln_die("prompt byte %u at offset %zu is outside the vocabulary [0, %d)", b, i,
+                         KILN_VOCAB);
+            window[i] = (int32_t)b;
+        }
+    } else {
+        plen = (size_t)parse_prompt_ids(prompt_ids, window);
     }
 
     float *params = get_packed_params(weights, 0);
-    size_t arena_n = 0; /* the largest arena any window length needs */
-    for (int t = 1; t <= ctx; t++) {
-        size_t a = kiln_forward_arena_floats(1, t);
-        if (a > arena_n) arena_n = a;
+    int use_cache = KILN_HAS_DECODE_VALUE && !opt_get(cmd, o, "--no-cache");
+    /* With the KV cache: the cache (written position by position before it is read, so the positions never
+     * reached cost no memory), one row of logits and the decode arena. Without: the full forward's arena and
+     * logits for a whole window. */
+    float *arena = NULL, *logits, *cache = NULL, *darena = NULL;
+    if (use_cache) {
+        cache = kiln_xalloc_floats(decode_cache_floats(), "the KV cache");
+        darena = alloc_floats(decode_arena_floats(), "the decode arena");
+        logits = alloc_floats(logits_floats(1, 1), "logits");
+#if KILN_HAS_PREFILL_VALUE
+        /* the prompt's forward pass (kiln_prefill) for windows up to the context; pages are touched as used */
+        size_t arena_n = 0;
+        for (int t = 1; t <= ctx; t++) {
+            size_t a = kiln_forward_arena_floats(1, t);
+            if (a > arena_n) arena_n = a;
+        }
+        arena = kiln_xalloc_floats(arena_n, "the prompt's arena");
+#endif
+    } else {
+        size_t arena_n = 0; /* the largest arena any window length needs */
+        for (int t = 1; t <= ctx; t++) {
+            size_t a = kiln_forward_arena_floats(1, t);
+            if (a > arena_n) arena_n = a;
+        }
+        arena = alloc_floats(arena_n, "the forward arena");
+        logits = alloc_floats(logits_floats(1, (size_t)ctx), "logits");
     }
-    float *arena = alloc_floats(arena_n, "the forward arena");
-    float *logits = alloc_floats(logits_floats(1, (size_t)ctx), "logits");
     kiln_sampler sampler;
     if (kiln_sampler_init(&sampler, KILN_OUT_DIM)) kiln_die("out of memory for the sampler");
     kiln_rng rng;
     kiln_rng_seed(&rng, seed);
 
-    fwrite(prompt, 1, plen, stdout);
+    if (prompt) {
+        fwrite(prompt, 1, plen, stdout);
+    } else {
+        for (size_t i = 0; i < plen; i++) printf(i ? " %d" : "%d", (int)window[i]);
+    }
     fflush(stdout);
     int len = (int)plen;
-    int use_cache = KILN_HAS_DECODE_VALUE && !opt_get(cmd, o, "--no-cache");
-    float *cache = NULL, *darena = NULL;
     int cached = 0; /* window[0 .. cached) is in the KV cache at positions 0 .. cached-1 */
-    if (use_cache) {
-        cache = alloc_floats(decode_cache_floats(), "the KV cache");
-        darena = alloc_floats(decode_arena_floats(), "the decode arena");
-    }
+    const double t_start = kiln_time_ms();
+    double t_first = t_start; /* when the first new token was sampled (the prompt encoded) */
     for (int64_t step = 0; step < ntokens; step++) {
         const float *last;
         if (use_cache) {
+#if KILN_HAS_PREFILL_VALUE
+            if (cached == 0 && len > 1) { /* a prompt, or the window kept after a drop: one forward pass */
+                kiln_prefill(params, cache, arena, window, len, logits);
+                cached = len;
+            }
+#endif
             for (; cached < len; cached++) /* encode what the cache lacks; logits of the last one */
                 decode_step(params, cache, darena, window[cached], cached, logits);
             last = logits;
@@ -516,7 +583,9 @@ static void cmd_generate(const command *cmd, const opts *o) {
             last = logits + (size_t)(len - 1) * KILN_OUT_DIM;
         }
         int tok = kiln_sample(&sampler, last, temperature, top_k, top_p, &rng);
-        putchar(tok);
+        if (step == 0) t_first = kiln_time_ms();
+        if (prompt) putchar(tok);
+        else printf(" %d", tok);
         if (fflush(stdout) != 0) kiln_die("cannot write to stdout");
         if (len == ctx) {
             /* full: without a cache slide by one token; with one, drop the oldest half and re-encode */
@@ -527,9 +596,15 @@ static void cmd_generate(const command *cmd, const opts *o) {
         }
         window[len++] = tok;
     }
+    const double t_end = kiln_time_ms();
     free(cache);
     free(darena);
-    if (isatty(STDOUT_FILENO)) putchar('\n');
+    if (!prompt || isatty(STDOUT_FILENO)) putchar('\n');
+    if (timing && ntokens > 0)
+        fprintf(stderr, "prompt %zu tokens + first token %.1f ms; %lld more tokens %.1f ms: %.1f tokens/s (%s)\n",
+                plen, t_first - t_start, (long long)(ntokens - 1), t_end - t_first,
+                ntokens > 1 ? (double)(ntokens - 1) * 1e3 / (t_end - t_first) : 0.0,
+                use_cache ? "KV cache" : "no cache");
     if (fflush(stdout) != 0 || ferror(stdout)) kiln_die("cannot write to stdout");
     kiln_sampler_free(&sampler);
     free(logits);
@@ -1070,6 +1145,7 @@ size_t kiln_logits_floats(size_t B, size_t T);
  * kiln_rt.c - the Kiln C runtime library (see kiln_rt.h).
  */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise */
 
 #include "kiln_rt.h"
 
@@ -1193,7 +1269,7 @@ void *kiln_xcalloc(size_t count, size_t size, const char *what) {
     return p;
 }
 
-float *kiln_xcalloc_floats(size_t n, const char *what) {
+float *kiln_xalloc_floats(size_t n, const char *what) {
     size_t bytes;
     if (kiln_size_mul(n ? n : 1, sizeof(float), &bytes))
         kiln_die("size overflow allocating %s", what);
@@ -1202,7 +1278,12 @@ float *kiln_xcalloc_floats(size_t n, const char *what) {
     void *p = NULL;
     if (posix_memalign(&p, 64, bytes) != 0 || !p)
         kiln_die("out of memory allocating %zu bytes for %s", bytes, what);
-    memset(p, 0, bytes);
+    return p;
+}
+
+float *kiln_xcalloc_floats(size_t n, const char *what) {
+    float *p = kiln_xalloc_floats(n, what);
+    memset(p, 0, (n ? n : 1) * sizeof(float));
     return p;
 }
 
@@ -2179,6 +2260,31 @@ int kiln_st_load_f32(const kiln_safetensors *st, const kiln_tensor_spec *specs, 
     return kiln_st_load_f32_ignoring(st, specs, num_specs, dst, dst_floats, NULL, err);
 }
 
+/* memcpy from a tensor's data in 8 MiB pieces; when the data lies in kiln_st_open's file mapping, each piece's
+ * whole pages are handed back to the kernel once copied (they are read again from the file if touched again), so
+ * loading W floats peaks near W floats of memory rather than W plus the whole file. */
+static void copy_out_of_mapping(const kiln_safetensors *st, void *dst, const uint8_t *src, size_t n) {
+    const size_t piece = (size_t)8 << 20;
+#ifdef MADV_DONTNEED
+    const long ps = sysconf(_SC_PAGESIZE);
+    const uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096;
+    uintptr_t released = ((uintptr_t)src + page - 1) & ~(page - 1); /* first whole page of src */
+#endif
+    for (size_t off = 0; off < n; off += piece) {
+        const size_t len = n - off < piece ? n - off : piece;
+        memcpy((uint8_t *)dst + off, src + off, len);
+#ifdef MADV_DONTNEED
+        const uintptr_t end = ((uintptr_t)src + off + len) & ~(page - 1);
+        if (st->map && end > released) {
+            (void)madvise((void *)released, end - released, MADV_DONTNEED); /* a hint: failure changes nothing */
+            released = end;
+        }
+#else
+        (void)st;
+#endif
+    }
+}
+
 int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln_tensor_spec *specs,
                               size_t num_specs, float *dst, size_t dst_floats,
                               const char *ignore_prefix, kiln_error *err) {
@@ -2235,7 +2341,7 @@ int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln_tensor_spec
     /* 3. copy (memcpy: the source may be misaligned) */
     for (size_t i = 0; i < num_specs; i++) {
         const kiln_st_tensor *t = kiln_st_find(st, specs[i].name);
-        if (t->nbytes) memcpy(dst + specs[i].offset, t->data, t->nbytes);
+        if (t->nbytes) copy_out_of_mapping(st, dst + specs[i].offset, t->data, t->nbytes);
     }
     return 0;
 }
@@ -3178,6 +3284,9 @@ void *kiln_xmalloc(size_t n, const char *what);
 void *kiln_xcalloc(size_t count, size_t size, const char *what);
 /* Zeroed floats[n] aligned to 64 bytes (free with free()); dies like kiln_xcalloc. */
 float *kiln_xcalloc_floats(size_t n, const char *what);
+/* The same without zeroing, for buffers every element of which is written before it is read: pages of a large
+ * buffer that are never touched then cost no memory. Free with free(). */
+float *kiln_xalloc_floats(size_t n, const char *what);
 
 /* ------------------------------------------------------------------------- */
 /* UTF-8 and JSON */

@@ -57,16 +57,27 @@ import KilnDriver
         // GELU runs in the epilogue of the first FFN layer (fuse-epilogue), so it has no kernel of its own
         #expect(!m.source.contains("static void gelu_forward("))
         #expect(!m.source.contains("static void linear_forward("))
-        // once in kiln_forward and once in kiln_decode_step: per layer the output projection and the FFN's two
-        // layers, plus the head; the query, key and value projections are one stacked product (merge-linears)
-        #expect(m.source.components(separatedBy: "    linear_packed_forward(").count - 1 == 2 * (6 * 3 + 1))
-        #expect(m.source.components(separatedBy: "    linear_stack_packed_forward(").count - 1 == 2 * 6)
+        // once each in kiln_forward, kiln_decode_step and kiln_prefill: per layer the output projection and the
+        // FFN's two layers, plus the head; the query, key and value projections are one stacked product (merge-linears)
+        #expect(m.source.components(separatedBy: "    linear_packed_forward(").count - 1 == 3 * (6 * 3 + 1))
+        #expect(m.source.components(separatedBy: "    linear_stack_packed_forward(").count - 1 == 3 * 6)
+        // the prompt's pass: keys and values into the cache, and the head on the last row only
+        let prefill = try #require(m.source.components(separatedBy: "void kiln_prefill(").last)
+        #expect(prefill.components(separatedBy: "memcpy(cache + ").count - 1 == 2 * 6)
+        #expect(prefill.contains("linear_packed_forward(logits, ") && prefill.contains("(size_t)((size_t)B * (size_t)T - 1) * 384"))
+        #expect(m.header.contains("#define KILN_HAS_PREFILL 1"))
         // kiln_pack_params packs the 36 layer weights and the tied table once each
         #expect(m.source.components(separatedBy: "    pack_weight_in_place(params + ").count - 1 == 6 * 6 + 1)
         #expect(m.source.contains("void kiln_decode_step("))
         #expect(m.source.contains("#pragma omp parallel for"))
         #expect(m.header.contains("#define KILN_CONTEXT 256"))
         #expect(m.header.contains("#define KILN_NUM_PARAMS 100"))
+    }
+
+    @Test func noPrefillForBidirectionalAttention() throws {
+        // a prompt's pass equals token-by-token decoding only when every attention is causal
+        let m = try CEmitter.emit(try graph("tests/models/all-ops.kiln"), sourceName: "all-ops.kiln")
+        #expect(!m.source.contains("kiln_prefill") && !m.header.contains("KILN_HAS_PREFILL"))
     }
 
     @Test func tiedEmbeddingGradientIsScatteredInPlaceIntoTheHeadGradient() throws {

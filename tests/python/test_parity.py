@@ -205,3 +205,93 @@ def test_attention_shapes_gradients_match_pytorch(builds, tmp_path, isa):
         for name, g in theirs.items():
             diff = np.abs(ours[name].numpy().astype(np.float64) - g.numpy()).max()
             assert diff <= 1e-4 * max(g.abs().max().item(), floor), f"B={B} T={T} {name}: max abs diff {diff}"
+
+
+def test_generate_token_ids_greedy_matches_pytorch(builds, tmp_path):
+    """`infer generate --prompt-ids` on a model whose vocabulary is not bytes (GPT-2's layout, vocab 1000):
+    greedy decoding with the KV cache (prompt in one pass, then decode steps), and with a full forward per
+    token, gives PyTorch's greedy tokens (argmax of the float64 reference's last position, recomputed for
+    every token)."""
+    spec = GPT2_SMALLER
+    out = builds.build(spec["file"], *spec["overrides"])
+    w = perturbed_weights(out / "infer", 21, tmp_path / "w.safetensors")
+    prompt = [17, 999, 0, 512, 3]
+    new = 40  # prompt + new tokens stay within the context of 64
+    runs = {}
+    for mode in ("cache", "no-cache"):
+        args = [out / "infer", "generate", "--weights", w, "--prompt-ids", ",".join(map(str, prompt)),
+                "--tokens", new, "--temperature", 0, "--timing"]
+        r = run(args + (["--no-cache"] if mode == "no-cache" else []))
+        assert r.returncode == 0, r.stderr
+        runs[mode] = [int(t) for t in r.stdout.split()]
+        assert f"({'KV cache' if mode == 'cache' else 'no cache'})" in r.stderr and "tokens/s" in r.stderr
+    assert runs["cache"] == runs["no-cache"]
+    ids = runs["cache"]
+    assert ids[:len(prompt)] == prompt and len(ids) == len(prompt) + new
+
+    model = reference.load(spec["cfg"], w)
+    want = list(prompt)
+    with torch.no_grad():
+        for _ in range(new):
+            logits = model(torch.tensor([want]))[0, -1]
+            top2 = torch.topk(logits, 2).values
+            assert top2[0] - top2[1] > 1e-6, "a near tie: pick another seed"
+            want.append(int(logits.argmax()))
+    assert ids == want
+    assert len(set(want[len(prompt):])) > 3  # not one token repeated
+
+    # A long prompt (encoded in one forward pass, kiln_prefill) and past the context of 64: the cache keeps the
+    # newest half of the window and re-encodes it in one pass.
+    long_prompt = [(7 * i + 3) % 1000 for i in range(50)]
+    r = run([out / "infer", "generate", "--weights", w, "--prompt-ids", ",".join(map(str, long_prompt)),
+             "--tokens", 30, "--temperature", 0])
+    assert r.returncode == 0, r.stderr
+    window, want = list(long_prompt), list(long_prompt)
+    with torch.no_grad():
+        for _ in range(30):
+            tok = int(model(torch.tensor([window]))[0, -1].argmax())
+            if len(window) == 64:
+                window = window[32:]
+            window.append(tok)
+            want.append(tok)
+    assert [int(t) for t in r.stdout.split()] == want
+
+
+def test_generate_rejects_bad_prompt_ids(builds, tmp_path):
+    out = builds.build(GPT2_SMALLER["file"], *GPT2_SMALLER["overrides"])
+    w = tmp_path / "w.safetensors"
+    assert run([out / "infer", "init", "--out", w]).returncode == 0
+    gen = lambda *a: run([out / "infer", "generate", "--weights", w, "--tokens", 2, *a])
+    for ids, message in [("1,1000", "id 1000 is outside the vocabulary [0, 1000)"),
+                         ("1,,2", "expected a comma-separated list of token ids"), ("-1", "expected a comma"),
+                         ("", "expected a comma"), ("99999999999999999999", "outside the vocabulary"),
+                         (",".join(["5"] * 65), "more than the model context of 64 ids")]:
+        r = gen("--prompt-ids", ids)
+        assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, (ids, r.stderr)
+    r = gen("--prompt", "hi")
+    assert r.returncode == 1 and "use --prompt-ids" in r.stderr
+    for both in ([], ["--prompt", "a", "--prompt-ids", "1"]):
+        r = gen(*both)
+        assert r.returncode == 2 and "exactly one of --prompt and --prompt-ids" in r.stderr
+
+
+def test_generate_memory_is_weights_plus_used_cache(builds, tmp_path):
+    """With the KV cache, generate allocates the cache for the whole context but touches only the positions it
+    reaches, reads the weights file without keeping a second copy, and holds one row of logits: with a
+    context of 8192 (a 12.6 MB cache, 33 MB of full-window logits) a short generation stays within a few MB
+    of the weights (GNU time's peak RSS)."""
+    import os
+    if not os.access("/usr/bin/time", os.X_OK):
+        if os.environ.get("CI"):
+            pytest.fail("CI installs GNU time (.ci/run)")
+        pytest.skip("no /usr/bin/time")
+    out = builds.build(GPT2_SMALLER["file"], *GPT2_SMALLER["overrides"], "context=8192")
+    w = tmp_path / "w.safetensors"
+    assert run([out / "infer", "init", "--out", w]).returncode == 0
+    r = run(["/usr/bin/time", "-f", "%M", out / "infer", "generate", "--weights", w, "--prompt-ids", "1,2,3",
+             "--tokens", 20, "--threads", 1])
+    assert r.returncode == 0, r.stderr
+    peak_kib, weights_kib = int(r.stderr.split()[-1]), w.stat().st_size / 1024
+    # the program and its libraries take 3-6 MB of their own (here: 10.5 MB in all on 4.2 MB of weights); the
+    # 12.6 MB cache, or a second copy of the weights, would exceed this
+    assert peak_kib < weights_kib + 10 * 1024, (peak_kib, weights_kib)
