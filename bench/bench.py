@@ -82,8 +82,8 @@ def generation_rows(model, out, tmp):
         rates = []
         for _ in range(3):
             r = subprocess.run([str(out / "infer"), "generate", "--threads", str(threads), "--weights", str(w), *prompt,
-                                "--tokens", str(new), "--seed", "1", "--timing"], check=True, capture_output=True, text=True)
-            rates.append(float(re.search(r"([0-9.]+) tokens/s", r.stderr).group(1)))
+                                "--tokens", str(new), "--seed", "1", "--timing"], check=True, capture_output=True)
+            rates.append(float(re.search(r"([0-9.]+) tokens/s", r.stderr.decode(errors="replace")).group(1)))
         tps = statistics.median(rates)
         rows.append((label, threads, tps, BANDWIDTH[threads] / weight_bytes))
         print(f"generate {model} threads={threads}: {tps:.1f} tokens/s (bound {rows[-1][3]:.1f})", flush=True)
