@@ -70,6 +70,13 @@ public struct CEmitter {
 
     var real: String { options.dtype == .f64 ? "double" : "float" }
 
+    /// Whether every attention of the graph is causal: then a position's output depends only on the positions
+    /// before it, and a KV cache (`kiln_decode_step`, `kiln_prefill`) computes what the forward pass does.
+    /// Models with bidirectional attention generate with a full forward pass per token.
+    static func allAttentionCausal(_ g: Graph) -> Bool {
+        g.nodes.allSatisfy { $0.kind != .attention || $0.attrs.bool("causal") == true }
+    }
+
     /// Parameters that `kiln_pack_params` rearranges into the GEMM's panel layout for inference:
     /// weights of linear layers whose every other use is an embedding lookup (a tied output head),
     /// which then reads the packed table.
@@ -176,15 +183,19 @@ public struct CEmitter {
          * params: KILN_PARAM_FLOATS elements after kiln_pack_params; arena: kiln_forward_arena_floats(B, T) elements */
         void kiln_forward(const kiln_real *params, kiln_real *arena, const int32_t *tokens, int B, int T, kiln_real *logits);
 
-        /* Generation with a KV cache (batch 1): kiln_decode_step(pos) computes the logits of the token at
-         * position pos (0 <= pos < KILN_CONTEXT) in O(pos) time, reading and extending the cache that the
-         * steps 0 .. pos-1 filled. cache: kiln_decode_cache_floats() elements; arena: kiln_decode_arena_floats(). */
-        #define KILN_HAS_DECODE 1
-        size_t kiln_decode_cache_floats(void);
-        size_t kiln_decode_arena_floats(void);
-        void kiln_decode_step(const kiln_real *params, kiln_real *cache, kiln_real *arena, int32_t token, int pos, kiln_real *logits);
-
         """
+        if Self.allAttentionCausal(inference) {
+            h += """
+            /* Generation with a KV cache (batch 1): kiln_decode_step(pos) computes the logits of the token at
+             * position pos (0 <= pos < KILN_CONTEXT) in O(pos) time, reading and extending the cache that the
+             * steps 0 .. pos-1 filled. cache: kiln_decode_cache_floats() elements; arena: kiln_decode_arena_floats(). */
+            #define KILN_HAS_DECODE 1
+            size_t kiln_decode_cache_floats(void);
+            size_t kiln_decode_arena_floats(void);
+            void kiln_decode_step(const kiln_real *params, kiln_real *cache, kiln_real *arena, int32_t token, int pos, kiln_real *logits);
+
+            """
+        }
         if FunctionEmitter(g: inference, plan: plan, real: real, prefill: true, packed: Self.packedWeights(inference)).lastRowOutput() != nil {
             h += """
             /* The prompt (batch 1, 1 <= T <= KILN_CONTEXT) in one forward pass: fills cache positions 0 .. T-1 and
@@ -308,28 +319,30 @@ public struct CEmitter {
         """
         out += try forward.body(indent: "    ")
         out += "}\n"
-        let dec = FunctionEmitter(g: inference, plan: forward.plan, real: real, decode: true, packed: forward.packed)
         let slots = max(forward.plan.slotSizes.count, 1)
-        out += """
+        if Self.allAttentionCausal(inference) {  // decoding token by token equals the forward pass only then
+            let dec = FunctionEmitter(g: inference, plan: forward.plan, real: real, decode: true, packed: forward.packed)
+            out += """
 
-        size_t kiln_decode_cache_floats(void) { return \(dec.cacheCount); }
+            size_t kiln_decode_cache_floats(void) { return \(dec.cacheCount); }
 
-        size_t kiln_decode_arena_floats(void) {
-            size_t off[\(slots)];
-            return forward_layout(1, 1, off);
+            size_t kiln_decode_arena_floats(void) {
+                size_t off[\(slots)];
+                return forward_layout(1, 1, off);
+            }
+
+            /* One step of generation with a KV cache: the logits (KILN_OUT_DIM) of `token` at position `pos`,
+             * given that steps 0 .. pos-1 ran before with the same cache. */
+            void kiln_decode_step(const real *params, real *cache, real *arena, int32_t token, int pos, real *logits) {
+                size_t off[\(slots)];
+                forward_layout(1, 1, off);
+                const int \(i.batch) = 1, \(i.seq) = 1;
+                const int32_t *tokens = &token;
+
+            """
+            out += try dec.body(indent: "    ")
+            out += "    (void)\(i.batch); (void)\(i.seq);\n}\n"
         }
-
-        /* One step of generation with a KV cache: the logits (KILN_OUT_DIM) of `token` at position `pos`,
-         * given that steps 0 .. pos-1 ran before with the same cache. */
-        void kiln_decode_step(const real *params, real *cache, real *arena, int32_t token, int pos, real *logits) {
-            size_t off[\(slots)];
-            forward_layout(1, 1, off);
-            const int \(i.batch) = 1, \(i.seq) = 1;
-            const int32_t *tokens = &token;
-
-        """
-        out += try dec.body(indent: "    ")
-        out += "    (void)\(i.batch); (void)\(i.seq);\n}\n"
         let pre = FunctionEmitter(g: inference, plan: forward.plan, real: real, prefill: true, packed: forward.packed)
         if pre.lastRowOutput() != nil {
             out += """
@@ -410,7 +423,7 @@ struct FunctionEmitter {
         guard g.outputs.count == 1, let i = Optional(g.outputs[0].value), g.nodes[i].kind == .linear,
               packed.contains(g.nodes[i].operands[1]),
               g.nodes[i].attrs.bool("residual") != true, g.nodes[i].type.shape.dims.count == 3,
-              g.nodes.allSatisfy({ $0.kind != .attention || $0.attrs.bool("causal") == true }) else { return nil }
+              CEmitter.allAttentionCausal(g) else { return nil }
         return i
     }
 

@@ -286,8 +286,9 @@ static const command COMMANDS[] = {
      "ids, and the prompt's and each new token's id are printed, separated by spaces.\n"
      "With the KV cache (default) the prompt is encoded once, in one forward pass, and\n"
      "each new token costs one decode step; once the context is full, the oldest half of\n"
-     "the window is dropped and the rest re-encoded in one pass. --no-cache runs a full forward pass per token\n"
-     "over the last <context> tokens (a window sliding by one).",
+     "the window is dropped and the rest re-encoded in one pass. --no-cache runs a full\n"
+     "forward pass per token over the last <context> tokens (a window sliding by one), as\n"
+     "models with bidirectional attention always do (a cache cannot serve them).",
      {{"--weights", "W", "weights file (.safetensors, required)"},
       {"--prompt", "TEXT", "prompt text, 1..context bytes"},
       {"--prompt-ids", "IDS", "prompt token ids instead, e.g. 464,2068,7586 (1..context ids < vocab)"},

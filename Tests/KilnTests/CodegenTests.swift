@@ -74,10 +74,12 @@ import KilnDriver
         #expect(m.header.contains("#define KILN_NUM_PARAMS 100"))
     }
 
-    @Test func noPrefillForBidirectionalAttention() throws {
-        // a prompt's pass equals token-by-token decoding only when every attention is causal
+    @Test func noKVCacheForBidirectionalAttention() throws {
+        // decoding with a cache, token by token or a prompt at once, equals the forward pass only when every
+        // attention is causal; all-ops has a bidirectional one
         let m = try CEmitter.emit(try graph("tests/models/all-ops.kiln"), sourceName: "all-ops.kiln")
         #expect(!m.source.contains("kiln_prefill") && !m.header.contains("KILN_HAS_PREFILL"))
+        #expect(!m.source.contains("kiln_decode_step") && !m.header.contains("KILN_HAS_DECODE"))
     }
 
     @Test func tiedEmbeddingGradientIsScatteredInPlaceIntoTheHeadGradient() throws {

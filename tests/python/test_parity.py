@@ -295,3 +295,17 @@ def test_generate_memory_is_weights_plus_used_cache(builds, tmp_path):
     # the program and its libraries take 3-6 MB of their own (here: 10.5 MB in all on 4.2 MB of weights); the
     # 12.6 MB cache, or a second copy of the weights, would exceed this
     assert peak_kib < weights_kib + 10 * 1024, (peak_kib, weights_kib)
+
+
+def test_bidirectional_model_generates_without_a_cache(builds, tmp_path):
+    """A KV cache would let a position see only those before it; with bidirectional attention the binary has
+    no cache, and generate runs the full forward pass per token (the same tokens as --no-cache)."""
+    out = builds.build("tests/models/attention-shapes.kiln")
+    w = perturbed_weights(out / "infer", 4, tmp_path / "w.safetensors")
+    args = [out / "infer", "generate", "--weights", w, "--prompt-ids", "1,2,3,4,5", "--tokens", 12,
+            "--temperature", 0, "--timing"]
+    default, full = run(args), run(args + ["--no-cache"])
+    assert default.returncode == 0 and full.returncode == 0, default.stderr + full.stderr
+    assert "(no cache)" in default.stderr
+    assert default.stdout == full.stdout and len(default.stdout.split()) == 17
+    assert "kiln_decode_step" not in (out / "model.c").read_text()
