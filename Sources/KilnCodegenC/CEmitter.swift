@@ -288,6 +288,10 @@ public struct CEmitter {
                 if let k = Kernels.source(n.kind, variant: variant) { kernels.append(k) }
             }
         }
+        // the row-at-a-time attention of kiln_decode_step (emitted only for causal models)
+        if Self.allAttentionCausal(inference), inference.nodes.contains(where: { $0.kind == .attention }) {
+            helpers.append("attention_rows")
+        }
         for h in helpers { out += Kernels.helpers[h]! + "\n\n" }
         for k in kernels { out += k + "\n\n" }
         out += packFunction(forward, engine: helpers.contains("gemm_engine"))

@@ -89,6 +89,60 @@ enum Kernels {
             static inline float kiln_tanh(float x) { return 1.0f - 2.0f / (kiln_exp(2.0f * x) + 1.0f); }
             #endif
             """,
+        "attention_rows": """
+            /* the same attention one query row at a time (generation: T = 1 against the KV cache, no scratch);
+             * keys in blocks of 64: scores, one rescale per new maximum, exp, weighted sum of values */
+            static void attention_rows_forward(real *restrict out, const real *restrict q,
+                                               const real *restrict k, const real *restrict v,
+                                               int B, int T, int S, int C, int NH, int causal) {
+                const int hs = C / NH;
+                const real scale = 1 / sqrt((real)hs);
+                #pragma omp parallel for collapse(3) schedule(static)
+                for (int b = 0; b < B; b++) {
+                    for (int h = 0; h < NH; h++) {
+                        for (int t = 0; t < T; t++) {
+                            const real *qt = q + ((size_t)b * T + t) * C + h * hs;
+                            real *ot = out + ((size_t)b * T + t) * C + h * hs;
+                            for (int d = 0; d < hs; d++) ot[d] = 0;
+                            real maxv = -INFINITY, sum = 0;
+                            const int len = causal ? t + 1 : S;
+                            for (int s0 = 0; s0 < len; s0 += 64) {
+                                const int nb = len - s0 < 64 ? len - s0 : 64;
+                                real score[64];
+                                real bmax = -INFINITY;
+                                for (int j = 0; j < nb; j++) {
+                                    const real *ks = k + ((size_t)b * S + s0 + j) * C + h * hs;
+                                    real dot = 0;
+                                    #pragma omp simd reduction(+:dot)
+                                    for (int d = 0; d < hs; d++) dot += qt[d] * ks[d];
+                                    score[j] = dot * scale;
+                                    bmax = score[j] > bmax ? score[j] : bmax;
+                                }
+                                if (bmax > maxv) {
+                                    /* a new maximum: rescale what has been accumulated */
+                                    const real correction = sum > 0 ? kiln_exp(maxv - bmax) : 0;
+                                    sum *= correction;
+                                    #pragma omp simd
+                                    for (int d = 0; d < hs; d++) ot[d] *= correction;
+                                    maxv = bmax;
+                                }
+                                #pragma omp simd reduction(+:sum)
+                                for (int j = 0; j < nb; j++) { score[j] = kiln_exp(score[j] - maxv); sum += score[j]; }
+                                for (int j = 0; j < nb; j++) {
+                                    const real *vs = v + ((size_t)b * S + s0 + j) * C + h * hs;
+                                    const real pj = score[j];
+                                    #pragma omp simd
+                                    for (int d = 0; d < hs; d++) ot[d] += pj * vs[d];
+                                }
+                            }
+                            const real inv = 1 / sum;
+                            #pragma omp simd
+                            for (int d = 0; d < hs; d++) ot[d] *= inv;
+                        }
+                    }
+                }
+            }
+            """,
         "row_max": """
             /* the largest of x[0 .. n-1] (-INFINITY when n = 0), kept as 16 running maxima so that the loop
              * vectorises (a maximum does not depend on the order it is taken in) */
@@ -365,59 +419,6 @@ enum Kernels {
                                 #pragma omp simd
                                 for (int d = 0; d < hs; d++) ot[(size_t)i * C + d] *= inv;
                             }
-                        }
-                    }
-                }
-            }
-
-            /* the same attention one query row at a time (generation: T = 1 against the KV cache, no scratch);
-             * keys in blocks of 64: scores, one rescale per new maximum, exp, weighted sum of values */
-            static void attention_rows_forward(real *restrict out, const real *restrict q,
-                                               const real *restrict k, const real *restrict v,
-                                               int B, int T, int S, int C, int NH, int causal) {
-                const int hs = C / NH;
-                const real scale = 1 / sqrt((real)hs);
-                #pragma omp parallel for collapse(3) schedule(static)
-                for (int b = 0; b < B; b++) {
-                    for (int h = 0; h < NH; h++) {
-                        for (int t = 0; t < T; t++) {
-                            const real *qt = q + ((size_t)b * T + t) * C + h * hs;
-                            real *ot = out + ((size_t)b * T + t) * C + h * hs;
-                            for (int d = 0; d < hs; d++) ot[d] = 0;
-                            real maxv = -INFINITY, sum = 0;
-                            const int len = causal ? t + 1 : S;
-                            for (int s0 = 0; s0 < len; s0 += 64) {
-                                const int nb = len - s0 < 64 ? len - s0 : 64;
-                                real score[64];
-                                real bmax = -INFINITY;
-                                for (int j = 0; j < nb; j++) {
-                                    const real *ks = k + ((size_t)b * S + s0 + j) * C + h * hs;
-                                    real dot = 0;
-                                    #pragma omp simd reduction(+:dot)
-                                    for (int d = 0; d < hs; d++) dot += qt[d] * ks[d];
-                                    score[j] = dot * scale;
-                                    bmax = score[j] > bmax ? score[j] : bmax;
-                                }
-                                if (bmax > maxv) {
-                                    /* a new maximum: rescale what has been accumulated */
-                                    const real correction = sum > 0 ? kiln_exp(maxv - bmax) : 0;
-                                    sum *= correction;
-                                    #pragma omp simd
-                                    for (int d = 0; d < hs; d++) ot[d] *= correction;
-                                    maxv = bmax;
-                                }
-                                #pragma omp simd reduction(+:sum)
-                                for (int j = 0; j < nb; j++) { score[j] = kiln_exp(score[j] - maxv); sum += score[j]; }
-                                for (int j = 0; j < nb; j++) {
-                                    const real *vs = v + ((size_t)b * S + s0 + j) * C + h * hs;
-                                    const real pj = score[j];
-                                    #pragma omp simd
-                                    for (int d = 0; d < hs; d++) ot[d] += pj * vs[d];
-                                }
-                            }
-                            const real inv = 1 / sum;
-                            #pragma omp simd
-                            for (int d = 0; d < hs; d++) ot[d] *= inv;
                         }
                     }
                 }

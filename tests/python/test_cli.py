@@ -93,7 +93,8 @@ def test_ir_stages(kiln):
 def test_generated_c_has_no_warnings(kiln, tmp_path, cc, openmp):
     if not shutil.which(cc):
         pytest.skip(f"{cc} not installed")
-    for model in EXAMPLES:
+    # the examples, and two test models with bidirectional attention (no KV-cache functions)
+    for model in EXAMPLES + ["tests/models/all-ops.kiln", "tests/models/attention-shapes.kiln"]:
         out = tmp_path / model.split("/")[-1]
         r = run([kiln, "build", ROOT / model, "-o", out, "--no-make"])
         assert r.returncode == 0, r.stderr
