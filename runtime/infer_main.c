@@ -250,6 +250,16 @@ static void decode_step(const float *p, float *c, float *a, int32_t t, int pos, 
 }
 #endif
 
+/* The largest forward arena a window of 1 .. context tokens (batch 1) needs. */
+static size_t window_arena_floats(void) {
+    size_t n = 0;
+    for (int t = 1; t <= KILN_CONTEXT; t++) {
+        const size_t a = kiln_forward_arena_floats(1, t);
+        if (a > n) n = a;
+    }
+    return n;
+}
+
 /* Parses --prompt-ids: comma-separated decimal ids, each < KILN_VOCAB, 1..context of them, into window. */
 static int parse_prompt_ids(const char *text, int32_t *window) {
     int n = 0;
@@ -320,21 +330,11 @@ static void cmd_generate(const command *cmd, const opts *o) {
         darena = alloc_floats(decode_arena_floats(), "the decode arena");
         logits = alloc_floats(logits_floats(1, 1), "logits");
 #if KILN_HAS_PREFILL_VALUE
-        /* the prompt's forward pass (kiln_prefill) for windows up to the context; pages are touched as used */
-        size_t arena_n = 0;
-        for (int t = 1; t <= ctx; t++) {
-            size_t a = kiln_forward_arena_floats(1, t);
-            if (a > arena_n) arena_n = a;
-        }
-        arena = kiln_xalloc_floats(arena_n, "the prompt's arena");
+        /* the prompt's forward pass (kiln_prefill); pages are touched as far as a window uses them */
+        arena = kiln_xalloc_floats(window_arena_floats(), "the prompt's arena");
 #endif
     } else {
-        size_t arena_n = 0; /* the largest arena any window length needs */
-        for (int t = 1; t <= ctx; t++) {
-            size_t a = kiln_forward_arena_floats(1, t);
-            if (a > arena_n) arena_n = a;
-        }
-        arena = alloc_floats(arena_n, "the forward arena");
+        arena = alloc_floats(window_arena_floats(), "the forward arena");
         logits = alloc_floats(logits_floats(1, (size_t)ctx), "logits");
     }
     kiln_sampler sampler;

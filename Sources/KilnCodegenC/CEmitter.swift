@@ -77,6 +77,21 @@ public struct CEmitter {
         g.nodes.allSatisfy { $0.kind != .attention || $0.attrs.bool("causal") == true }
     }
 
+    /// The node whose call `kiln_prefill` restricts to the last row: the output's producer, when it is a linear
+    /// layer over packed weights without a residual operand (a row-wise product, so the last position's logits
+    /// need only the last input row) in a model a KV cache serves; nil otherwise, and then there is no prefill.
+    static func prefillHead(_ g: Graph, packed: Set<Int>) -> Int? {
+        guard allAttentionCausal(g), g.outputs.count == 1 else { return nil }
+        let i = g.outputs[0].value, n = g.nodes[i]
+        guard n.kind == .linear, packed.contains(n.operands[1]), n.attrs.bool("residual") != true,
+              n.type.shape.rank == 3 else { return nil }
+        return i
+    }
+
+    /// Which generation entry points the model gets: `kiln_decode_step` (and `kiln_prefill`) need a KV cache.
+    var emitsDecode: Bool { Self.allAttentionCausal(inference) }
+    var emitsPrefill: Bool { Self.prefillHead(inference, packed: Self.packedWeights(inference)) != nil }
+
     /// Parameters that `kiln_pack_params` rearranges into the GEMM's panel layout for inference:
     /// weights of linear layers whose every other use is an embedding lookup (a tied output head),
     /// which then reads the packed table.
@@ -184,7 +199,7 @@ public struct CEmitter {
         void kiln_forward(const kiln_real *params, kiln_real *arena, const int32_t *tokens, int B, int T, kiln_real *logits);
 
         """
-        if Self.allAttentionCausal(inference) {
+        if emitsDecode {
             h += """
             /* Generation with a KV cache (batch 1): kiln_decode_step(pos) computes the logits of the token at
              * position pos (0 <= pos < KILN_CONTEXT) in O(pos) time, reading and extending the cache that the
@@ -196,7 +211,7 @@ public struct CEmitter {
 
             """
         }
-        if FunctionEmitter(g: inference, plan: plan, real: real, prefill: true, packed: Self.packedWeights(inference)).lastRowOutput() != nil {
+        if emitsPrefill {
             h += """
             /* The prompt (batch 1, 1 <= T <= KILN_CONTEXT) in one forward pass: fills cache positions 0 .. T-1 and
              * writes the logits of position T-1, as T kiln_decode_step calls would. arena: kiln_forward_arena_floats(1, T). */
@@ -289,7 +304,7 @@ public struct CEmitter {
             }
         }
         // the row-at-a-time attention of kiln_decode_step (emitted only for causal models)
-        if Self.allAttentionCausal(inference), inference.nodes.contains(where: { $0.kind == .attention }) {
+        if emitsDecode, inference.nodes.contains(where: { $0.kind == .attention }) {
             helpers.append("attention_rows")
         }
         for h in helpers { out += Kernels.helpers[h]! + "\n\n" }
@@ -324,7 +339,7 @@ public struct CEmitter {
         out += try forward.body(indent: "    ")
         out += "}\n"
         let slots = max(forward.plan.slotSizes.count, 1)
-        if Self.allAttentionCausal(inference) {  // decoding token by token equals the forward pass only then
+        if emitsDecode {  // decoding token by token equals the forward pass only then
             let dec = FunctionEmitter(g: inference, plan: forward.plan, real: real, decode: true, packed: forward.packed)
             out += """
 
@@ -347,8 +362,8 @@ public struct CEmitter {
             out += try dec.body(indent: "    ")
             out += "    (void)\(i.batch); (void)\(i.seq);\n}\n"
         }
-        let pre = FunctionEmitter(g: inference, plan: forward.plan, real: real, prefill: true, packed: forward.packed)
-        if pre.lastRowOutput() != nil {
+        if emitsPrefill {
+            let pre = FunctionEmitter(g: inference, plan: forward.plan, real: real, prefill: true, packed: forward.packed)
             out += """
 
             /* The prompt in one pass: fills cache positions 0 .. T-1 with the keys and values of tokens[0 .. T-1] and
@@ -402,9 +417,12 @@ struct FunctionEmitter {
     var cacheCount = 0
     /// Parameters stored in the GEMM's panel layout (inference only).
     var packed: Set<Int> = []
+    /// Prefill mode: the node run on the last row only (`CEmitter.prefillHead`).
+    var lastRow: Int?
 
     init(g: Graph, plan: MemoryPlan, real: String, decode: Bool = false, prefill: Bool = false, packed: Set<Int> = []) {
         self.g = g; self.plan = plan; self.real = real; self.decode = decode; self.prefill = prefill; self.packed = packed
+        if prefill { lastRow = CEmitter.prefillHead(g, packed: packed) }
         if decode || prefill {
             let context = g.dims.compactMap(\.bound).max() ?? 1
             for (i, n) in g.nodes.enumerated() where n.kind == .attention {
@@ -418,17 +436,6 @@ struct FunctionEmitter {
             defer { counter += 1 }
             return "%\(counter)"
         }
-    }
-
-    /// The node that writes the graph's output when it is a linear layer over packed weights without a residual
-    /// operand (a row-wise product, so the last position's logits need only the last input row); nil otherwise,
-    /// and then no prefill function is generated.
-    func lastRowOutput() -> Int? {
-        guard g.outputs.count == 1, let i = Optional(g.outputs[0].value), g.nodes[i].kind == .linear,
-              packed.contains(g.nodes[i].operands[1]),
-              g.nodes[i].attrs.bool("residual") != true, g.nodes[i].type.shape.dims.count == 3,
-              CEmitter.allAttentionCausal(g) else { return nil }
-        return i
     }
 
     /// `static size_t NAME(int B, int T, size_t off[])`: slot k starts at off[k].
@@ -559,7 +566,7 @@ struct FunctionEmitter {
             let epilogue = "\(bias), \(act), \(residual ? p.last! : "NULL")"
             if packed.contains(o[1]) {
                 let tail = plan.workspace[idx] != nil ? workspace(idx) : "NULL"
-                if prefill, idx == lastRowOutput() {  // the logits of the prompt's last position only
+                if idx == lastRow {  // the logits of the prompt's last position only
                     let last = "\(p[0]) + (size_t)(\(rows(t)) - 1) * \(lastDim(type(o[0])))"
                     return "linear_packed_forward(\(dst), \(last), \(p[1]), \(epilogue), \(tail), 1, \(lastDim(type(o[0]))), \(lastDim(t)));"
                 }
