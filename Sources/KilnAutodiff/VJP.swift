@@ -22,6 +22,8 @@ enum VJP {
             preconditionFailure("epilogue-fused linear in a graph to differentiate: fusion runs on inference graphs only")
         case .linearStack:
             preconditionFailure("linear_stack in a graph to differentiate: merge-linears runs on inference graphs only")
+        case .fused:
+            preconditionFailure("fused op in a graph to differentiate: fuse-elementwise runs after autodiff")
         case .linear:  // y = x·wᵀ + b
             if want(0) { out.append((0, b.emit(.linearGradInput, [g, o[1]]))) }
             if want(1) { out.append((1, b.emit(.linearGradWeight, [g, o[0]]))) }

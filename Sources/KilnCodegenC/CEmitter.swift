@@ -299,6 +299,12 @@ public struct CEmitter {
             for n in f.g.nodes {
                 let variant = f.kernelVariant(n)
                 guard seen.insert(n.kind.rawValue + "/" + (variant ?? "")).inserted else { continue }
+                if n.kind == .fused {  // one kernel per distinct expression
+                    let e = try FusedExpr.parse(n.attrs.string("expr")!)
+                    for h in FusedKernels.helpers(e) where !helpers.contains(h) { helpers.append(h) }
+                    kernels.append(FusedKernels.source(e, real: real))
+                    continue
+                }
                 for h in Kernels.helpersUsed(n.kind) where !helpers.contains(h) { helpers.append(h) }
                 if let k = Kernels.source(n.kind, variant: variant) { kernels.append(k) }
             }
@@ -360,7 +366,7 @@ public struct CEmitter {
 
             """
             out += try dec.body(indent: "    ")
-            out += "    (void)\(i.batch); (void)\(i.seq);\n}\n"
+            out += "    (void)\(i.batch); (void)\(i.seq); (void)cache; (void)pos;  /* unused by models without attention or positions */\n}\n"
         }
         if emitsPrefill {
             let pre = FunctionEmitter(g: inference, plan: forward.plan, real: real, prefill: true, packed: forward.packed)
@@ -375,7 +381,7 @@ public struct CEmitter {
 
             """
             out += try pre.body(indent: "    ")
-            out += "    (void)\(i.batch);\n}\n"
+            out += "    (void)\(i.batch); (void)cache;\n}\n"
         }
         if let t = train {
             let loss = t.g.outputs.first { $0.name == "loss" }!.value
@@ -505,6 +511,7 @@ struct FunctionEmitter {
         if n.kind == .linear && packed.contains(n.operands[1]) { return "packed" }
         if n.kind == .linearStack && n.operands[1...n.attrs.int("count")!].allSatisfy(packed.contains) { return "packed" }  // always, see call
         if n.kind == .embedding && packed.contains(n.operands[0]) { return "packed" }
+        if n.kind == .fused { return n.attrs.string("expr") }
         return needsGeneralBroadcast(n) ? "broadcast" : nil
     }
 
@@ -627,6 +634,9 @@ struct FunctionEmitter {
                 \(name)_broadcast_forward(\(dst), \(p[0]), \(p[1]), \(out.count), dims, a_stride, b_stride);
             }
             """
+        case .fused:
+            let e = try FusedExpr.parse(n.attrs.string("expr")!)
+            return "\(FusedKernels.name(e))(\(dst), \(p.joined(separator: ", ")), \(count(idx)), \(o.map(count).joined(separator: ", ")));"
         case .scale:
             return "scale_forward(\(dst), \(p[0]), \(count(idx)), \(cFloat(n.attrs.float("factor")!, real)));"
         case .relu, .gelu, .geluTanh:

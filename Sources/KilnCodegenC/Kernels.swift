@@ -214,6 +214,7 @@ enum Kernels {
         let broadcast = variant == "broadcast"
         switch kind {
         case .input, .param, .sliceRows, .select: return nil
+        case .fused: return nil  // one kernel per expression: FusedKernels
         case .dropout, .scalar, .crossEntropy, .crossEntropyGrad, .embeddingGrad, .padRows, .linearGradInput, .linearGradWeight,
              .sumTo, .layernormGradInput, .layernormGradWeight, .attentionGrad, .reluGrad, .geluGrad, .geluTanhGrad, .softmaxGrad:
             return trainingSource(kind, variant: variant)

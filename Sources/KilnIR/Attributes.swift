@@ -7,6 +7,8 @@ public enum AttrValue: Sendable, Hashable, CustomStringConvertible {
     case bool(Bool)
     /// A bare identifier: an enum-like word (`normal`) or a symbolic dim name (`T`).
     case word(String)
+    /// A quoted text (`"mul(x0, x1)"`, a fused op's expression); it holds no `"` and no line break.
+    case string(String)
 
     public var description: String {
         switch self {
@@ -17,6 +19,7 @@ public enum AttrValue: Sendable, Hashable, CustomStringConvertible {
             return s.contains(".") || s.contains("e") || s.contains("n") || s.contains("i") ? s : s + ".0"
         case .bool(let v): return v ? "true" : "false"
         case .word(let w): return w
+        case .string(let t): return "\"" + t + "\""
         }
     }
 }
@@ -38,6 +41,7 @@ public struct Attributes: Sendable, Hashable {
     public func int(_ key: String) -> Int? { if case .int(let v)? = self[key] { v } else { nil } }
     public func bool(_ key: String) -> Bool? { if case .bool(let v)? = self[key] { v } else { nil } }
     public func word(_ key: String) -> String? { if case .word(let v)? = self[key] { v } else { nil } }
+    public func string(_ key: String) -> String? { if case .string(let v)? = self[key] { v } else { nil } }
     public func float(_ key: String) -> Double? {
         switch self[key] { case .float(let v)?: v; case .int(let v)?: Double(v); default: nil }
     }

@@ -9,7 +9,7 @@ public struct IRParser {
     }
 
     enum Tok: Equatable {
-        case ident(String), value(String), number(String), punct(String), eof
+        case ident(String), value(String), number(String), string(String), punct(String), eof
     }
 
     private let src: [UInt8]
@@ -66,6 +66,13 @@ public struct IRParser {
             let s = pos
             while pos < src.count, Self.isIdent(src[pos]) { pos += 1 }
             tok = .ident(String(decoding: src[s..<pos], as: UTF8.self))
+        } else if c == 34 {  // "text" (no escapes, no line breaks)
+            pos += 1
+            let s = pos
+            while pos < src.count, src[pos] != 34, src[pos] != 10 { pos += 1 }
+            guard pos < src.count, src[pos] == 34 else { throw fail("unterminated string") }
+            tok = .string(String(decoding: src[s..<pos], as: UTF8.self))
+            pos += 1
         } else if c == 60, pos + 1 < src.count, src[pos + 1] == 61 {
             pos += 2; tok = .punct("<=")
         } else if "{}()[],:=".utf8.contains(c) {
@@ -162,6 +169,7 @@ public struct IRParser {
         case .ident("true"): try advance(); return .bool(true)
         case .ident("false"): try advance(); return .bool(false)
         case .ident(let w): try advance(); return .word(w)
+        case .string(let t): try advance(); return .string(t)
         default: throw fail("expected an attribute value")
         }
     }

@@ -43,6 +43,10 @@ public enum OpKind: String, Sendable, CaseIterable {
     /// step's seed, `id` and the element index, so the backward pass recomputes it.
     /// Inference graphs drop it (pass `strip-dropout`).
     case dropout
+    /// `fused(%x0 … %x{n-1}) {expr: "mul(add(x0, x1), relu(x2))"}` — a tree of elementwise ops
+    /// (`FusedExpr`) computed in one loop (pass `fuse-elementwise`). Every operand's shape is a
+    /// suffix of the result's (trailing broadcasting only).
+    case fused
 
     // MARK: training ops (the loss and the backward graph)
 
@@ -105,6 +109,7 @@ public enum OpKind: String, Sendable, CaseIterable {
         case .linearGradInput: 2...3  // + the accumulated gradient
         case .linear: 2...4
         case .linearStack: 3...33
+        case .fused: 1...16
         case .layernorm, .attention, .crossEntropyGrad: 3...3
         case .embeddingGrad, .layernormGradInput: 3...4  // + the accumulated gradient
         case .attentionGrad: 4...4
@@ -125,6 +130,7 @@ public enum OpKind: String, Sendable, CaseIterable {
         case .scale: ["factor"]
         case .param: ["init"]
         case .linearStack: ["count"]
+        case .fused: ["expr"]
         default: []
         }
     }
@@ -254,6 +260,16 @@ extension OpKind {
             if self == .scale, attrs.float("factor") == nil { throw TypeError("scale needs a factor") }
             if self == .dropout, let p = attrs.float("p"), !(p >= 0 && p < 1) { throw TypeError("dropout probability must be in [0, 1), got \(p)") }
             return ops[0]
+        case .fused:
+            guard let text = attrs.string("expr") else { throw TypeError("fused needs an expr, e.g. {expr: \"add(x0, x1)\"}") }
+            let e = try FusedExpr.parse(text)
+            let used = e.operandsUsed
+            for k in ops.indices where !used.contains(k) { throw TypeError("fused: operand x\(k) is not used by its expr") }
+            let out = try e.inferType(ops, bound: bound)
+            for (k, t) in ops.enumerated() where Array(out.shape.dims.suffix(t.shape.rank)) != t.shape.dims || t.shape.rank > out.shape.rank {
+                throw TypeError("fused: operand x\(k) \(t.shape) is not a suffix of the result's shape \(out.shape)")
+            }
+            return out
         case .scalar:
             guard attrs.float("value") != nil else { throw TypeError("scalar needs a value") }
             return TensorType(.f32, [])

@@ -16,7 +16,7 @@ public struct PassManager {
 
     /// The default inference pipeline; `fuse: false` leaves out the fusion passes.
     public static func standard(fuse: Bool = true) -> PassManager {
-        PassManager([StripDropout(), Simplify(), CommonSubexpressionElimination(), DeadCodeElimination()] + (fuse ? [FuseLinearEpilogue(), MergeParallelLinears()] : []))
+        PassManager([StripDropout(), Simplify(), CommonSubexpressionElimination(), DeadCodeElimination()] + (fuse ? [FuseLinearEpilogue(), MergeParallelLinears(), FuseElementwise()] : []))
     }
 
     public var passNames: [String] { passes.map(\.name) }
@@ -34,10 +34,10 @@ public struct PassManager {
 extension PassManager {
     /// The training pipeline, run on the graph of forward, loss and backward: keeps dropout (the forward pass
     /// of training uses it). Its fusions: residual adds into the forward GEMMs' epilogues (activations stay
-    /// separate where the backward pass reads the pre-activation), and gradient sums into the ops that produce
-    /// them; `fuse: false` leaves them out.
+    /// separate where the backward pass reads the pre-activation), gradient sums into the ops that produce
+    /// them, then trees of elementwise ops into one loop each; `fuse: false` leaves them out.
     public static func training(fuse: Bool = true) -> PassManager {
         PassManager([Simplify(), CommonSubexpressionElimination(), DeadCodeElimination()]
-                    + (fuse ? [FuseLinearEpilogue(), FuseGradientAccumulation()] : []))
+                    + (fuse ? [FuseLinearEpilogue(), FuseGradientAccumulation(), FuseElementwise()] : []))
     }
 }

@@ -50,6 +50,20 @@ import KilnFrontend
          "the accumulated gradient must have the result's type f32[B, 4], got f32[B, 3]"),
         ("graph G {\n  dim B\n  %dy = input : f32[B, 3]\n  %w = param {init: zeros} : f32[3, 4]\n  %0 = linear_grad_input(%dy, %w, %dy) : f32[B, 4]\n  output y = %0\n}",
          "linear_grad_input takes 2 operands, got 3"),
+        ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %0 = fused(%x) {expr: \"softmax(x0)\"} : f32[B, 4]\n  output y = %0\n}",
+         "'softmax' is not an operand x0, x1, … or an elementwise op"),
+        ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %0 = fused(%x, %x) {expr: \"relu(x0)\"} : f32[B, 4]\n  output y = %0\n}",
+         "operand x1 is not used by its expr"),
+        ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %0 = fused(%x) {expr: \"add(x0, x1)\"} : f32[B, 4]\n  output y = %0\n}",
+         "x1 is not an operand (the op has 1)"),
+        ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %c = input : f32[B, 1]\n  %0 = fused(%x, %c) {expr: \"mul(x0, x1)\"} : f32[B, 4]\n  output y = %0\n}",
+         "operand x1 [B, 1] is not a suffix of the result's shape [B, 4]"),
+        ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %0 = fused(%x) {expr: \"scale(x0, 2.0\"} : f32[B, 4]\n  output y = %0\n}",
+         "bad expr at character 14: expected ')'"),
+        ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %0 = fused(%x) {expr: \"relu(x0)} : f32[B, 4]\n  output y = %0\n}",
+         "unterminated string"),
+        ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %0 = fused(%x) : f32[B, 4]\n  output y = %0\n}",
+         "missing attribute 'expr'"),
     ])
     func rejectsInvalidIR(_ text: String, _ expected: String) {
         do {
@@ -58,6 +72,25 @@ import KilnFrontend
         } catch {
             #expect("\(error)".contains(expected), "\(error)")
         }
+    }
+
+    // A fused op's expression is a quoted attribute; it prints back as it was read, factors exact.
+    @Test func fusedExpressionsRoundTrip() throws {
+        let text = """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %c = input : f32[4]
+          %0 = fused(%x, %c) {expr: "sub(gelu_tanh(add(x0, x1)), scale(div(relu(x0), gelu(x1)), 0.005773502691896258))"} : f32[B, 4]
+          output y = %0
+        }
+
+        """
+        let g = try parseIR(text)
+        #expect(IRPrinter.print(g) == text)
+        let e = try FusedExpr.parse(g.nodes[2].attrs.string("expr")!)
+        #expect(e.ops == [.sub, .geluTanh, .add, .scale, .div, .relu, .gelu])
+        if case .binary(_, _, .scale(_, let f)) = e { #expect(f == 0.005773502691896258) } else { Issue.record("wrong tree \(e)") }
     }
 
     @Test func attributesRoundTripExactly() throws {

@@ -163,6 +163,73 @@ import KilnTransforms
         #expect(out2.contains("%0 = linear(%x, %w, %x) {residual: true} : f32[B, 4]\n  %1 = relu(%0)"))
     }
 
+    // fuse-elementwise: a tree of single-use elementwise values becomes one fused op; a value read twice
+    // (%x) is one operand, and an operand may repeat along the batch (%c).
+    @Test func fuseElementwiseMakesOneOpOfATree() throws {
+        let (changed, out) = try run(FuseElementwise(), """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %y = input : f32[B, 4]
+          %c = input : f32[4]
+          %0 = add(%x, %c) : f32[B, 4]
+          %1 = relu(%y) : f32[B, 4]
+          %2 = mul(%0, %1) : f32[B, 4]
+          %3 = scale(%x) {factor: 0.5} : f32[B, 4]
+          %4 = sub(%2, %3) : f32[B, 4]
+          %5 = gelu(%4) : f32[B, 4]
+          output y = %5
+        }
+        """)
+        #expect(changed)
+        #expect(out == """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %y = input : f32[B, 4]
+          %c = input : f32[4]
+          %0 = fused(%x, %c, %y) {expr: "gelu(sub(mul(add(x0, x1), relu(x2)), scale(x0, 0.5)))"} : f32[B, 4]
+          output y = %0
+        }
+
+        """)
+        // run again: nothing left to fuse
+        let (again, out2) = try run(FuseElementwise(), out)
+        #expect(!again && out2 == out)
+    }
+
+    // A value with a second use, a graph output, a value of another shape than its reader's, and an op that
+    // needs general broadcasting ([B, 1] against [B, 4]) stay separate; a lone op stays itself.
+    @Test func fuseElementwiseLeavesSharedOutputsReshapedAndBroadcastValues() throws {
+        let input = """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %c = input : f32[4]
+          %k = input : f32[B, 1]
+          %0 = relu(%x) : f32[B, 4]
+          %1 = mul(%0, %0) : f32[B, 4]
+          %2 = gelu(%x) : f32[B, 4]
+          %3 = add(%2, %x) : f32[B, 4]
+          %4 = scale(%c) {factor: 2.0} : f32[4]
+          %5 = add(%x, %4) : f32[B, 4]
+          %6 = relu(%x) : f32[B, 4]
+          %7 = mul(%6, %k) : f32[B, 4]
+          %8 = relu(%k) : f32[B, 1]
+          output a = %1
+          output b = %2
+          output c = %3
+          output d = %5
+          output e = %7
+          output f = %8
+        }
+
+        """
+        let (changed, out) = try run(FuseElementwise(), input)
+        #expect(!changed)
+        #expect(out == input)
+    }
+
     // simplify: scale by 1 disappears, scales of scales fold into one, x + -y is x - y.
     @Test func simplifyFoldsScalesAndNegations() throws {
         let (changed, out) = try run(Simplify(), """

@@ -93,8 +93,9 @@ def test_ir_stages(kiln):
 def test_generated_c_has_no_warnings(kiln, tmp_path, cc, openmp):
     if not shutil.which(cc):
         pytest.skip(f"{cc} not installed")
-    # the examples, and two test models with bidirectional attention (no KV-cache functions)
-    for model in EXAMPLES + ["tests/models/all-ops.kiln", "tests/models/attention-shapes.kiln"]:
+    # the examples, two test models with bidirectional attention (no KV-cache functions), and one with no
+    # attention at all and fused elementwise kernels
+    for model in EXAMPLES + ["tests/models/all-ops.kiln", "tests/models/attention-shapes.kiln", "tests/models/elementwise.kiln"]:
         out = tmp_path / model.split("/")[-1]
         r = run([kiln, "build", ROOT / model, "-o", out, "--no-make"])
         assert r.returncode == 0, r.stderr
@@ -210,6 +211,11 @@ def test_stats_counts_exactly(kiln):
     assert plain.returncode == 0, plain.stderr
     totals = lambda text: [line.split()[1] for line in text.splitlines() if line.strip().startswith("total")]
     assert len(totals(r.stdout)) == 2 and totals(r.stdout) == totals(plain.stdout)
+    # a fused elementwise op counts each op of its expression (a gelu_tanh as 10, as its own kernel does)
+    ew = [run([kiln, "stats", ROOT / "tests/models/elementwise.kiln", "--batch", 2, "--seq", 8] + flag).stdout
+          for flag in ([], ["--no-fuse"])]
+    assert "  fused                    4,096 FLOPs" in ew[0] and "fused" not in ew[1]
+    assert len(totals(ew[0])) == 2 and totals(ew[0]) == totals(ew[1])
     r = run([kiln, "stats", ROOT / "examples/gpt2-small.kiln", "--seq", 2000])
     assert r.returncode != 0 and "exceeds the context 1024" in r.stderr
 

@@ -91,7 +91,7 @@ def test_fused_and_unfused_training_graphs_agree(builds, kiln, tmp_path, spec):
     assert step(unfused).count("add_forward(") - step(fused).count("add_forward(") >= 5 * cfg["layers"]
 
 
-@pytest.mark.parametrize("model", ["tests/models/all-ops.kiln", "examples/odd-postnorm.kiln"])
+@pytest.mark.parametrize("model", ["tests/models/all-ops.kiln", "examples/odd-postnorm.kiln", "tests/models/elementwise.kiln"])
 def test_every_vjp_rule_against_finite_differences(kiln, tmp_path, model):
     out = tmp_path / "f64"
     r = run([kiln, "build", ROOT / model, "--dtype", "f64", "-o", out])

@@ -1,5 +1,7 @@
 """Logits of the compiled inference binary against an independent PyTorch
 model (float64) with the same safetensors weights."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -122,11 +124,57 @@ def test_fused_and_unfused_builds_agree(builds, kiln, tmp_path, name):
     tokens = np.random.default_rng(9).integers(0, spec["cfg"]["vocab"], size=(2, spec["cfg"]["context"]), dtype=np.int32)
     assert_same_logits(forward_logits(fused / "infer", w, tokens, tmp_path),
                        forward_logits(unfused / "infer", w, tokens, tmp_path))
-    # the unfused code calls separate activation and residual-add kernels; the fused one folds them into the GEMMs
+    # the unfused code calls separate activation and residual-add kernels; the fused one folds them into the GEMMs,
+    # and other adds into elementwise trees (the odd model's 2 * embedding + positions)
     fwd = lambda d: (d / "model.c").read_text().split("void kiln_forward(")[1].split("\n}\n")[0]
-    assert fwd(fused).count("add_forward(") + 2 * spec["cfg"]["layers"] == fwd(unfused).count("add_forward(")
+    adds = lambda d: len(re.findall(r"\badd_forward\(", fwd(d)))
+    fused_adds = len(re.findall(r"\bfused_\w*add\w*_forward\(", fwd(fused)))
+    assert fused_adds == (1 if name == "odd" else 0)
+    assert adds(fused) + fused_adds + 2 * spec["cfg"]["layers"] == adds(unfused)
     act = {"gelu": "gelu_forward(", "gelu_tanh": "gelu_tanh_forward(", "relu": "relu_forward("}[spec["cfg"]["activation"]]
     assert fwd(unfused).count(act) == spec["cfg"]["layers"] and act not in fwd(fused)
+
+
+def elementwise_reference(w, tokens):
+    """tests/models/elementwise.kiln in PyTorch, float64."""
+    from safetensors.torch import load_file
+    p = {k: v.double() for k, v in load_file(str(w)).items()}
+    T, C = tokens.shape[1], p["embed.weight"].shape[1]
+    e = p["embed.weight"][torch.from_numpy(tokens).long()]
+    pos = p["positions.weight"][:T]
+    t = torch.arange(T, dtype=torch.float64)[:, None]
+    freq = torch.exp(-np.log(10000.0) * torch.arange(0, C, 2, dtype=torch.float64) / C)
+    s = torch.zeros(T, C, dtype=torch.float64)
+    s[:, 0::2], s[:, 1::2] = torch.sin(t * freq), torch.cos(t * freq)
+    lin = lambda x, n: x @ p[n + ".weight"].T + p[n + ".bias"]
+    F = torch.nn.functional
+    h = (F.gelu(lin(e, "a")) * F.relu(lin(e, "b")) + (e + pos) / (torch.softmax(s, -1) + torch.softmax(pos, -1))
+         - 0.5 * F.gelu(e, approximate="tanh"))
+    return lin(h, "head").numpy()
+
+
+def test_fused_elementwise_tree_matches_pytorch(builds, kiln, tmp_path):
+    """fuse-elementwise computes the model's expression (eight ops, operands repeating along the batch, one
+    read three times) in one kernel; its logits match PyTorch's, and equal a --no-fuse build's, which runs each
+    op alone."""
+    model = "tests/models/elementwise.kiln"
+    ir = run([kiln, "ir", ROOT / model]).stdout
+    assert ir.count(" = fused(") == 1 and not re.search(r" = (mul|div|sub|scale|gelu_tanh)\(", ir), ir
+    fused = builds.build(model)
+    assert re.search(r"\n    fused_sub_add_mul_div_[0-9a-f]{8}_forward\(", (fused / "model.c").read_text())
+    unfused = tmp_path / "unfused"
+    r = run([kiln, "build", ROOT / model, "-o", unfused, "--no-fuse"])
+    assert r.returncode == 0, r.stderr
+    assert "fused_" not in (unfused / "model.c").read_text()
+    w = perturbed_weights(fused / "infer", 5, tmp_path / "w.safetensors")
+    for shape in [(2, 8), (3, 5), (1, 1)]:
+        tokens = np.random.default_rng(shape[1]).integers(0, 13, size=shape, dtype=np.int32)
+        got = forward_logits(fused / "infer", w, tokens, tmp_path)
+        want = elementwise_reference(w, tokens)
+        diff, scale = np.abs(got.astype(np.float64) - want).max(), np.abs(want).max()
+        assert diff <= 1e-5 * scale, f"{shape}: max abs diff {diff} vs logits scale {scale}"
+        # the fused kernel uses the separate kernels' formulas, one op per statement: the same floats
+        assert np.array_equal(got, forward_logits(unfused / "infer", w, tokens, tmp_path))
 
 
 @pytest.mark.parametrize("isa", ["native", "portable"])

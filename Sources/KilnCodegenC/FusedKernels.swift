@@ -1,0 +1,93 @@
+import KilnIR
+
+/// The C lowering of `fused` (pass `fuse-elementwise`): one kernel per distinct
+/// expression, one loop over the output that reads each operand once per element
+/// and keeps the intermediate values in registers. The formulas are those of the
+/// separate kernels (`Kernels.source` for relu, gelu, gelu_tanh), so a fused
+/// graph computes the same floats as the unfused one.
+enum FusedKernels {
+    /// The kernel's name: the ops in prefix order (up to four) and a hash of the expression,
+    /// e.g. `fused_mul_add_relu_9c1d02aa_forward`.
+    static func name(_ e: FusedExpr) -> String {
+        var h: UInt32 = 2166136261  // FNV-1a of the expression's text: stable across runs and platforms
+        for b in e.description.utf8 { h = (h ^ UInt32(b)) &* 16777619 }
+        let hex = String(h, radix: 16)
+        let ops = e.ops.prefix(4).map(\.rawValue).joined(separator: "_")
+        return "fused_\(ops)_\(String(repeating: "0", count: 8 - hex.count) + hex)_forward"
+    }
+
+    /// The helpers (fast math) the expression's ops call.
+    static func helpers(_ e: FusedExpr) -> [String] {
+        var out: [String] = []
+        for k in e.ops { for h in Kernels.helpersUsed(k) where !out.contains(h) { out.append(h) } }
+        return out
+    }
+
+    static func operandCount(_ e: FusedExpr) -> Int { (e.operandsUsed.max() ?? -1) + 1 }
+
+    /// The kernel's C source.
+    static func source(_ e: FusedExpr, real: String) -> String {
+        let n = operandCount(e)
+        var body: [String] = []
+        var temps = 0
+        func value(_ e: FusedExpr) -> String {
+            let v: String
+            switch e {
+            case .operand(let k): return "v\(k)"
+            case .scale(let a, let f): v = "\(value(a)) * \(cFloat(f, real))"
+            case .binary(let k, let a, let b):
+                let op = [OpKind.add: "+", .sub: "-", .mul: "*", .div: "/"][k]!
+                v = "\(value(a)) \(op) \(value(b))"
+            case .unary(let k, let a):
+                let x = value(a)
+                switch k {
+                case .relu: v = "\(x) > 0 ? \(x) : 0"
+                case .gelu: v = "(real)0.5 * \(x) * (1 + kiln_erf(\(x) * (real)0.70710678118654752))"
+                default:
+                    body.append("const real u\(temps) = (real)0.79788456080286536 * (\(x) + (real)0.044715 * \(x) * \(x) * \(x));")
+                    v = "(real)0.5 * \(x) * (1 + kiln_tanh(u\(temps)))"
+                }
+            }
+            let t = "t\(temps)"
+            temps += 1
+            body.append("const real \(t) = \(v);")
+            return t
+        }
+        let result = value(e)
+        // the parameters, wrapped under the first one
+        let head = "static void \(name(e))("
+        let params = ["real *restrict out"] + (0..<n).map { "const real *restrict x\($0)" } + ["size_t N"] + (0..<n).map { "size_t n\($0)" }
+        var lines: [String] = []
+        var line = ""
+        for (k, p) in params.enumerated() {
+            let piece = p + (k + 1 < params.count ? "," : ") {")
+            if !line.isEmpty, head.count + line.count + 1 + piece.count > 116 { lines.append(line); line = "" }
+            line += (line.isEmpty ? "" : " ") + piece
+        }
+        lines.append(line)
+        let signature = head + lines.joined(separator: "\n" + String(repeating: " ", count: head.count))
+        var out = """
+        /* fused elementwise ops (fuse-elementwise): out = \(e)
+         * out is (N); operand k is (nk), repeated along out when shorter (a suffix broadcast: nk divides N, and
+         * element i reads xk[i % nk]). Rows are the shortest operand's length, or blocks of 4096 when none repeats. */
+        \(signature)
+            size_t R = n0;
+
+        """
+        for k in 1..<max(n, 1) { out += "    if (n\(k) < R) R = n\(k);\n" }
+        out += """
+            if (R == N) R = N < 4096 ? N : 4096;
+            #pragma omp parallel for schedule(static)
+            for (size_t r0 = 0; r0 < N; r0 += R) {
+                const size_t len = N - r0 < R ? N - r0 : R;
+                real *restrict o = out + r0;
+
+        """
+        for k in 0..<n { out += "        const real *restrict a\(k) = x\(k) + r0 % n\(k);\n" }
+        out += "        #pragma omp simd\n        for (size_t i = 0; i < len; i++) {\n"
+        for k in 0..<n { out += "            const real v\(k) = a\(k)[i];\n" }
+        for line in body { out += "            \(line)\n" }
+        out += "            o[i] = \(result);\n        }\n    }\n}"
+        return out
+    }
+}

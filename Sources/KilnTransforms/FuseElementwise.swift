@@ -1,0 +1,78 @@
+import KilnBasics
+import KilnIR
+
+/// Elementwise fusion: a tree of elementwise ops (`add`, `sub`, `mul`, `div`,
+/// `scale`, `relu`, `gelu`, `gelu_tanh`) whose inner values have no other use
+/// becomes one `fused` op, `fused(%a, %b, %c) {expr: "mul(add(x0, x1), relu(x2))"}`,
+/// which the C backend runs as one loop: each operand is read once per element
+/// and the intermediate values never reach memory.
+///
+/// A value joins the op that reads it only when it has that one use, is not a
+/// graph output, and has the reader's exact type (so every op of the tree runs
+/// once per output element, as before). The tree's operands may repeat along
+/// the output (a suffix broadcast, `[B, T, C] + [C]`); an op that needs general
+/// broadcasting stays on its own. Runs last, after the epilogue fusions have
+/// taken the activations and residual adds they can, on inference and training
+/// graphs (the backward graph's ops are already explicit, so nothing needs a
+/// derivative of a `fused` op).
+public struct FuseElementwise: Pass {
+    public let name = "fuse-elementwise"
+    public init() {}
+
+    /// At most this many operands (the op's arity).
+    static let maxOperands = 16
+
+    public func run(_ g: inout Graph) throws -> Bool {
+        let uses = g.useCounts()
+        let outputs = Set(g.outputs.map(\.value))
+        var user = [Int](repeating: -1, count: g.nodes.count)
+        for (j, n) in g.nodes.enumerated() { for o in n.operands { user[o] = j } }
+
+        func fusible(_ i: Int) -> Bool {
+            let n = g.nodes[i]
+            guard FusedExpr.canFuse(n.kind), n.type.dtype.isFloat else { return false }
+            if n.kind == .scale, n.attrs.float("factor") == nil { return false }
+            let out = n.type.shape.dims
+            return n.operands.allSatisfy { o in
+                let d = g.nodes[o].type.shape.dims
+                return d.count <= out.count && Array(out.suffix(d.count)) == d
+            }
+        }
+        let canFuse = g.nodes.indices.map(fusible)
+        // absorbed[i]: node i is computed inside the op that reads it
+        let absorbed = g.nodes.indices.map { i in
+            canFuse[i] && uses[i] == 1 && !outputs.contains(i) && user[i] >= 0 && canFuse[user[i]]
+                && g.nodes[user[i]].type == g.nodes[i].type
+        }
+
+        var keep = [Bool](repeating: true, count: g.nodes.count)
+        var changed = false
+        for root in g.nodes.indices where canFuse[root] && !absorbed[root] && g.nodes[root].operands.contains(where: { absorbed[$0] }) {
+            var leaves: [Int] = []
+            var inner: [Int] = []
+            func build(_ i: Int) -> FusedExpr {
+                if i != root && !absorbed[i] {
+                    if let k = leaves.firstIndex(of: i) { return .operand(k) }
+                    leaves.append(i)
+                    return .operand(leaves.count - 1)
+                }
+                if i != root { inner.append(i) }
+                let n = g.nodes[i]
+                switch n.kind {
+                case .scale: return .scale(build(n.operands[0]), n.attrs.float("factor")!)
+                case .add, .sub, .mul, .div: return .binary(n.kind, build(n.operands[0]), build(n.operands[1]))
+                default: return .unary(n.kind, build(n.operands[0]))
+                }
+            }
+            let e = build(root)
+            guard leaves.count <= Self.maxOperands else { continue }
+            let old = g.nodes[root]
+            g.nodes[root] = Node(.fused, leaves, attrs: Attributes([("expr", .string(e.description))]), type: old.type, loc: old.loc)
+            for i in inner { keep[i] = false }
+            changed = true
+        }
+        guard changed else { return false }
+        g = g.compacted(keep: keep)
+        return true
+    }
+}
