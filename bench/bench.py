@@ -36,6 +36,7 @@ GPT2 = dict(file="examples/gpt2-small.kiln", set=[], cfg=dict(
 
 
 CC = "gcc"
+FORWARD_ROUNDS = 5  # forward cases get this many times --rounds
 
 
 def build(spec, out):
@@ -283,8 +284,9 @@ def main():
             ort_run = ort_session(model, B, T, vocab, threads, tmp) if kind == "forward" else None
             if ort_run:
                 onnx_paths[spec["file"]] = os.path.join(tmp, f"m{id(model)}.onnx")
-            # a forward round costs little next to a train step; more of them steady the medians
-            for _ in range(args.rounds * (3 if kind == "forward" else 1)):
+            # a forward round costs little next to a train step; more of them steady the medians, which the
+            # other tenants of this machine's cores move by 5-15% from one run to the next
+            for _ in range(args.rounds * (FORWARD_ROUNDS if kind == "forward" else 1)):
                 if kind == "forward":
                     times["kiln"].append(kiln_time(out / "infer", "bench", B, T, threads, args.iters))
                     times["pytorch"].append(median_ms(torch_forward(model, B, T, vocab), args.iters))
@@ -319,7 +321,7 @@ def main():
     memory = [] if args.no_memory else memory_rows(mem_spec, builds[mem_spec["file"]], tmp, onnx_paths.get(mem_spec["file"]),
                                                    (8, 256) if args.quick else (4, 64), gen_weights)
     print(f"\nKiln built with CC={CC}; medians of alternating rounds of {args.iters} iterations "
-          f"({3 * args.rounds} rounds for forward cases, {args.rounds} for train steps).")
+          f"({FORWARD_ROUNDS * args.rounds} rounds for forward cases, {args.rounds} for train steps).")
     print("\n| case | threads | Kiln ms | PyTorch ms | ONNX Runtime ms | torch.compile ms | Kiln/PyTorch | Kiln/ORT"
           " | Kiln/torch.compile |")
     print("|---|---|---|---|---|---|---|---|---|")
