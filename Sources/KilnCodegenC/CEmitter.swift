@@ -511,7 +511,7 @@ struct FunctionEmitter {
         if n.kind == .linear && packed.contains(n.operands[1]) { return "packed" }
         if n.kind == .linearStack && n.operands[1...n.attrs.int("count")!].allSatisfy(packed.contains) { return "packed" }  // always, see call
         if n.kind == .embedding && packed.contains(n.operands[0]) { return "packed" }
-        if n.kind == .fused { return n.attrs.string("expr") }
+        if n.kind == .fused { return (try? FusedExpr.parse(n.attrs.string("expr")!))?.description }  // as the kernel's name has it
         return needsGeneralBroadcast(n) ? "broadcast" : nil
     }
 

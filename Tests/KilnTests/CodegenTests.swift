@@ -82,6 +82,31 @@ import KilnDriver
         #expect(!m.source.contains("kiln_decode_step") && !m.header.contains("KILN_HAS_DECODE"))
     }
 
+    // One kernel per distinct expression, however its text is spaced; each fused op calls it with its
+    // operands and their element counts.
+    @Test func fusedOpsShareAKernelPerExpression() throws {
+        let g = try parseIR("""
+        graph G {
+          dim B
+          dim T <= 4
+          %tokens = input : i32[B, T]
+          %e = param {init: normal, std: 0.02} : f32[5, 3]
+          %p = param {init: normal, std: 0.02} : f32[4, 3]
+          %0 = embedding(%e, %tokens) : f32[B, T, 3]
+          %1 = slice_rows(%p) {rows: T} : f32[T, 3]
+          %2 = fused(%0, %1) {expr: "mul(add(x0,x1), x0)"} : f32[B, T, 3]
+          %3 = fused(%2, %1) {expr: "mul(add(x0, x1), x0)"} : f32[B, T, 3]
+          output logits = %3
+        }
+        """)
+        let m = try CEmitter.emit(g, sourceName: "g.ir")
+        let name = "fused_mul_add_"
+        #expect(m.source.components(separatedBy: "static void \(name)").count == 2)
+        let forward = m.source.components(separatedBy: "void kiln_forward(")[1].components(separatedBy: "\n}\n")[0]
+        #expect(forward.components(separatedBy: "    \(name)").count == 3)
+        #expect(forward.contains("_forward((arena + off[1]), (arena + off[0]), (params + 15), (size_t)B * (size_t)T * 3, (size_t)B * (size_t)T * 3, (size_t)T * 3);"))
+    }
+
     @Test func tiedEmbeddingGradientIsScatteredInPlaceIntoTheHeadGradient() throws {
         let (g0, d, _) = compile(readRepoFile("examples/char-gpt-small.kiln"))
         let g = try #require(g0, "\(d)")
