@@ -17,6 +17,17 @@ public indirect enum FusedExpr: Sendable, Hashable, CustomStringConvertible {
     public static let unaryKinds: [OpKind] = [.relu, .gelu, .geluTanh]
     public static let binaryKinds: [OpKind] = [.add, .sub, .mul, .div]
     public static func canFuse(_ k: OpKind) -> Bool { unaryKinds.contains(k) || binaryKinds.contains(k) || k == .scale }
+    /// The deepest nesting of ops the text may have (the parser's limit).
+    public static let maxDepth = 64
+
+    /// The nesting depth of ops (an operand alone is 0).
+    public var depth: Int {
+        switch self {
+        case .operand: return 0
+        case .unary(_, let a), .scale(let a, _): return 1 + a.depth
+        case .binary(_, let a, let b): return 1 + max(a.depth, b.depth)
+        }
+    }
 
     public var description: String {
         switch self {
@@ -88,9 +99,9 @@ public indirect enum FusedExpr: Sendable, Hashable, CustomStringConvertible {
             i += 1
         }
         mutating func expr(depth: Int) throws -> FusedExpr {
-            guard depth < 64 else { throw fail("nested too deeply") }
             let w = word()
             if w.first == "x", let n = Int(w.dropFirst()), n >= 0, n < 1 << 16 { return .operand(n) }
+            guard depth < FusedExpr.maxDepth else { throw fail("ops nested more than \(FusedExpr.maxDepth) deep") }
             guard let k = OpKind(rawValue: w), FusedExpr.canFuse(k) else {
                 throw fail(w.isEmpty ? "expected an operand or an op" : "'\(w)' is not an operand x0, x1, … or an elementwise op")
             }

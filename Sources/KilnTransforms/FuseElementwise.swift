@@ -19,7 +19,8 @@ public struct FuseElementwise: Pass {
     public let name = "fuse-elementwise"
     public init() {}
 
-    /// At most this many operands (the op's arity).
+    /// At most this many operands (the op's arity); a larger tree, or one nested deeper than
+    /// `FusedExpr.maxDepth`, stays as it is.
     static let maxOperands = 16
 
     public func run(_ g: inout Graph) throws -> Bool {
@@ -65,7 +66,7 @@ public struct FuseElementwise: Pass {
                 }
             }
             let e = build(root)
-            guard leaves.count <= Self.maxOperands else { continue }
+            guard leaves.count <= Self.maxOperands, e.depth <= FusedExpr.maxDepth else { continue }
             let old = g.nodes[root]
             g.nodes[root] = Node(.fused, leaves, attrs: Attributes([("expr", .string(e.description))]), type: old.type, loc: old.loc)
             for i in inner { keep[i] = false }

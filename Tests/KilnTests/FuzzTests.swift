@@ -1,6 +1,7 @@
 import Testing
 import KilnBasics
 import KilnFrontend
+import KilnIR
 
 /// Feeds many mutated and random sources to the frontend: it must never
 /// crash or hang, and must report errors rather than produce a graph from
@@ -73,6 +74,35 @@ import KilnFrontend
             let r = try? Frontend.compile(SourceFile(path: "p.kiln", bytes: c))
             #expect(r?.graph == nil)
             #expect(r?.diagnostics.hasErrors ?? true)
+        }
+    }
+}
+
+/// A fused op's expression comes from IR text, which may be hand-written: mutated and pathological
+/// expressions parse or throw, never crash, and what parses prints back to text that parses the same.
+@Suite struct FusedExprFuzzTests {
+    @Test func mutatedExpressionsParseOrThrow() {
+        let seeds = ["sub(add(mul(x0, x1), div(x2, x3)), scale(gelu_tanh(x4), 0.5))", "relu(x0)", "scale(x1, -1e-05)"]
+        let pieces = ["(", ")", ",", " ", "x", "x0", "x99999999999999999999", "add", "scale", "relu", "1e400", "-", ".", "e", "gelu"]
+        var rng = FuzzTests.SplitMix(state: 7)
+        for i in 0..<5000 {
+            var b = Array(seeds[i % seeds.count].utf8)
+            for _ in 0..<(1 + rng.below(3)) {
+                let at = rng.below(b.count + 1)
+                switch rng.below(3) {
+                case 0: if at < b.count { b.remove(at: at) }
+                case 1: b.insert(contentsOf: Array(pieces[rng.below(pieces.count)].utf8), at: at)
+                default: b = Array(b[..<at])
+                }
+            }
+            let text = String(decoding: b, as: UTF8.self)
+            if let e = try? FusedExpr.parse(text) {
+                #expect((try? FusedExpr.parse(e.description)) == e, "\(text)")
+            }
+        }
+        for text in [String(repeating: "relu(", count: 100_000) + "x0", String(repeating: "x", count: 100_000), "scale(x0, nan)",
+                     "scale(x0, 1e999)", "add(x0)", "", "x0 x1"] {
+            #expect(throws: TypeError.self) { try FusedExpr.parse(text) }
         }
     }
 }

@@ -230,6 +230,19 @@ import KilnTransforms
         #expect(out == input)
     }
 
+    // A tree nested deeper than an expr may be (64 ops) stays as it is; one at the limit fuses.
+    @Test func fuseElementwiseKeepsExpressionsWithinTheDepthLimit() throws {
+        func chain(_ n: Int) -> String {
+            var t = "graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %0 = relu(%x) : f32[B, 4]\n"
+            for i in 1..<n { t += "  %\(i) = relu(%\(i - 1)) : f32[B, 4]\n" }
+            return t + "  output y = %\(n - 1)\n}\n"
+        }
+        let (deep, out) = try run(FuseElementwise(), chain(65))
+        #expect(!deep && out == chain(65))
+        let (atLimit, fused) = try run(FuseElementwise(), chain(64))
+        #expect(atLimit && fused.contains("%0 = fused(%x) {expr: \"" + String(repeating: "relu(", count: 64) + "x0"))
+    }
+
     // simplify: scale by 1 disappears, scales of scales fold into one, x + -y is x - y.
     @Test func simplifyFoldsScalesAndNegations() throws {
         let (changed, out) = try run(Simplify(), """
