@@ -295,12 +295,16 @@ public struct CEmitter {
         var helpers: [String] = []
         var kernels: [String] = []
         var seen = Set<String>()
+        var fusedNames: [String: FusedExpr] = [:]
         for f in fns {
             for n in f.g.nodes {
                 let variant = f.kernelVariant(n)
                 guard seen.insert(n.kind.rawValue + "/" + (variant ?? "")).inserted else { continue }
                 if n.kind == .fused {  // one kernel per distinct expression
                     let e = try FusedExpr.parse(n.attrs.string("expr")!)
+                    if let other = fusedNames.updateValue(e, forKey: FusedKernels.name(e)), other != e {  // a 32-bit hash collision
+                        throw CodegenError(description: "fused expressions \(other) and \(e) have one kernel name, \(FusedKernels.name(e))")
+                    }
                     for h in FusedKernels.helpers(e) where !helpers.contains(h) { helpers.append(h) }
                     kernels.append(FusedKernels.source(e, real: real))
                     continue

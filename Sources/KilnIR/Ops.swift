@@ -257,7 +257,12 @@ extension OpKind {
             return try broadcast(ops[0], ops[1])
         case .scale, .relu, .gelu, .geluTanh, .softmax, .dropout:
             try requireFloat(ops[0], "\(rawValue) input")
-            if self == .scale, attrs.float("factor") == nil { throw TypeError("scale needs a factor") }
+            if self == .scale {
+                guard let f = attrs.float("factor") else { throw TypeError("scale needs a factor") }
+                guard f.isFinite, ops[0].dtype != .f32 || abs(f) <= Double(Float.greatestFiniteMagnitude) else {
+                    throw TypeError("scale factor \(f) is not a finite \(ops[0].dtype) number")
+                }
+            }
             if self == .dropout, let p = attrs.float("p"), !(p >= 0 && p < 1) { throw TypeError("dropout probability must be in [0, 1), got \(p)") }
             return ops[0]
         case .fused:

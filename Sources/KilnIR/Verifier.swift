@@ -25,6 +25,9 @@ public enum Verifier {
             let allowed = Set(n.kind.requiredAttributes + n.kind.optionalAttributes)
             for (k, _) in n.attrs.entries where !allowed.contains(k) { errors.append("\(at): unexpected attribute '\(k)'") }
             for k in n.kind.requiredAttributes where n.attrs[k] == nil { errors.append("\(at): missing attribute '\(k)'") }
+            for (k, v) in n.attrs.entries where !(n.kind == .fused && k == "expr") {
+                if case .string = v { errors.append("\(at): attribute '\(k)' cannot be a quoted text") }
+            }
             if n.kind.hasDeclaredType {
                 guard let name = n.name, !name.isEmpty else { errors.append("\(at): missing name"); continue }
                 if !(name.first.map { $0.isLetter || $0 == "_" } ?? false) { errors.append("\(at): name '\(name)' must start with a letter") }

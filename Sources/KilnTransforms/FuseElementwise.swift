@@ -32,7 +32,7 @@ public struct FuseElementwise: Pass {
         func fusible(_ i: Int) -> Bool {
             let n = g.nodes[i]
             guard FusedExpr.canFuse(n.kind), n.type.dtype.isFloat else { return false }
-            if n.kind == .scale, n.attrs.float("factor") == nil { return false }
+            if n.kind == .scale, n.attrs.float("factor")?.isFinite != true { return false }
             let out = n.type.shape.dims
             return n.operands.allSatisfy { o in
                 let d = g.nodes[o].type.shape.dims
@@ -51,22 +51,26 @@ public struct FuseElementwise: Pass {
         for root in g.nodes.indices where canFuse[root] && !absorbed[root] && g.nodes[root].operands.contains(where: { absorbed[$0] }) {
             var leaves: [Int] = []
             var inner: [Int] = []
-            func build(_ i: Int) -> FusedExpr {
+            // the tree below node i at the given depth; nil past the depth limit (the walk stops there)
+            func build(_ i: Int, _ depth: Int) -> FusedExpr? {
                 if i != root && !absorbed[i] {
                     if let k = leaves.firstIndex(of: i) { return .operand(k) }
                     leaves.append(i)
                     return .operand(leaves.count - 1)
                 }
+                guard depth < FusedExpr.maxDepth else { return nil }
                 if i != root { inner.append(i) }
                 let n = g.nodes[i]
+                guard let a = build(n.operands[0], depth + 1) else { return nil }
                 switch n.kind {
-                case .scale: return .scale(build(n.operands[0]), n.attrs.float("factor")!)
-                case .add, .sub, .mul, .div: return .binary(n.kind, build(n.operands[0]), build(n.operands[1]))
-                default: return .unary(n.kind, build(n.operands[0]))
+                case .scale: return .scale(a, n.attrs.float("factor")!)
+                case .add, .sub, .mul, .div:
+                    guard let b = build(n.operands[1], depth + 1) else { return nil }
+                    return .binary(n.kind, a, b)
+                default: return .unary(n.kind, a)
                 }
             }
-            let e = build(root)
-            guard leaves.count <= Self.maxOperands, e.depth <= FusedExpr.maxDepth else { continue }
+            guard let e = build(root, 0), leaves.count <= Self.maxOperands else { continue }
             let old = g.nodes[root]
             g.nodes[root] = Node(.fused, leaves, attrs: Attributes([("expr", .string(e.description))]), type: old.type, loc: old.loc)
             for i in inner { keep[i] = false }

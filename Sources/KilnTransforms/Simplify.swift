@@ -28,7 +28,8 @@ public struct Simplify: Pass {
             switch n.kind {
             case .scale:
                 let f = n.attrs.float("factor") ?? 1
-                if let inner = factor(n.operands[0]) {
+                if let inner = factor(n.operands[0]), (inner * f).isFinite,
+                   n.type.dtype != .f32 || abs(inner * f) <= Double(Float.greatestFiniteMagnitude) {
                     g.nodes[i].operands = g.nodes[n.operands[0]].operands
                     g.nodes[i].attrs["factor"] = .float(inner * f)
                     changed = true

@@ -13,6 +13,7 @@ import KilnFrontend
         ("h = embed(tokens, vocab, dim)\noutput y = linear(h, vocab\n", "6:1: error: expected ',' or ')' in the call to 'linear', found end of file"),
         ("h = embed(tokens, vocab, dim) + embed(tokens, vocab, 32)\noutput y = h\n", "4:5: error: shapes [B, T, 16] and [B, T, 32] do not match: dim 16 vs 32"),
         ("h = embd(tokens, vocab, dim)\noutput y = h\n", "4:5: error: unknown function 'embd'; did you mean 'embed'?"),
+        ("h = embed(tokens, vocab, dim)\noutput y = h * 1e200\n", "5:12: error: scale factor 1e+200 is not a finite f32 number"),
         ("h = embed(tokens, vocab, dim)\noutput y = attention(h, heads: 3)\n", "5:32: error: model dim 16 is not divisible by 3 heads"),
         ("h = embed(tokens, vocab, dim)\noutput y = attention(h, heads: 2, mask: diagonal)\n", "error: mask must be one of none, causal, got unknown name 'diagonal'"),
         ("h = embed(tokens, vocab, dim)\noutput y = ffn(h, hidden: 0)\n", "error: hidden must be positive, got 0"),

@@ -64,6 +64,10 @@ import KilnFrontend
          "unterminated string"),
         ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %0 = fused(%x) : f32[B, 4]\n  output y = %0\n}",
          "missing attribute 'expr'"),
+        ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %w = param {init: zeros} : f32[4, 4]\n  %0 = linear(%x, %w) {residual: \"*/ int x; /*\"} : f32[B, 4]\n  output y = %0\n}",
+         "attribute 'residual' cannot be a quoted text"),
+        ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %0 = scale(%x) {factor: 1e300} : f32[B, 4]\n  output y = %0\n}",
+         "scale factor 1e+300 is not a finite f32 number"),
     ])
     func rejectsInvalidIR(_ text: String, _ expected: String) {
         do {
@@ -95,7 +99,7 @@ import KilnFrontend
 
     @Test func attributesRoundTripExactly() throws {
         for v in [0.1, 1e-5, 0.005773502691896258, 2.0, -1.0, 1e300] {
-            let text = "graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %0 = scale(%x) {factor: \(AttrValue.float(v))} : f32[B, 4]\n  output y = %0\n}\n"
+            let text = "graph G {\n  dim B\n  %x = input : f64[B, 4]\n  %0 = scale(%x) {factor: \(AttrValue.float(v))} : f64[B, 4]\n  output y = %0\n}\n"
             let g = try parseIR(text)
             #expect(g.nodes[1].attrs.float("factor") == v)
         }
