@@ -239,6 +239,8 @@ import KilnTransforms
         }
         let (deep, out) = try run(FuseElementwise(), chain(65))
         #expect(!deep && out == chain(65))
+        let (long, _) = try run(FuseElementwise(), chain(100_000))  // the walk stops at the limit: no deep recursion
+        #expect(!long)
         let (atLimit, fused) = try run(FuseElementwise(), chain(64))
         #expect(atLimit && fused.contains("%0 = fused(%x) {expr: \"" + String(repeating: "relu(", count: 64) + "x0"))
     }
