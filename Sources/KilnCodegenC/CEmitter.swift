@@ -301,7 +301,7 @@ public struct CEmitter {
                 let variant = f.kernelVariant(n)
                 guard seen.insert(n.kind.rawValue + "/" + (variant ?? "")).inserted else { continue }
                 if n.kind == .fused {  // one kernel per distinct expression
-                    let e = try FusedExpr.parse(n.attrs.string("expr")!)
+                    let e = try n.fusedExpression()
                     if let other = fusedNames.updateValue(e, forKey: FusedKernels.name(e)), other != e {  // a 32-bit hash collision
                         throw CodegenError(description: "fused expressions \(other) and \(e) have one kernel name, \(FusedKernels.name(e))")
                     }
@@ -515,7 +515,7 @@ struct FunctionEmitter {
         if n.kind == .linear && packed.contains(n.operands[1]) { return "packed" }
         if n.kind == .linearStack && n.operands[1...n.attrs.int("count")!].allSatisfy(packed.contains) { return "packed" }  // always, see call
         if n.kind == .embedding && packed.contains(n.operands[0]) { return "packed" }
-        if n.kind == .fused { return (try? FusedExpr.parse(n.attrs.string("expr")!))?.description }  // as the kernel's name has it
+        if n.kind == .fused { return (try? n.fusedExpression())?.description }  // as the kernel's name has it
         return needsGeneralBroadcast(n) ? "broadcast" : nil
     }
 
@@ -639,7 +639,7 @@ struct FunctionEmitter {
             }
             """
         case .fused:
-            let e = try FusedExpr.parse(n.attrs.string("expr")!)
+            let e = try n.fusedExpression()
             return "\(FusedKernels.name(e))(\(dst), \(p.joined(separator: ", ")), \(count(idx)), \(o.map(count).joined(separator: ", ")));"
         case .scale:
             return "scale_forward(\(dst), \(p[0]), \(count(idx)), \(cFloat(n.attrs.float("factor")!, real)));"

@@ -73,7 +73,7 @@ public struct ModelStats: Sendable {
         case .crossEntropy, .crossEntropyGrad: return 5 * count(g.nodes[n.operands[0]].type)
         case .add, .sub, .mul, .div, .scale, .relu, .reluGrad, .dropout: return out
         case .fused:  // each op of the expression, once per output element (as its own kernel counts)
-            guard let e = try? FusedExpr.parse(n.attrs.string("expr") ?? "") else { return 0 }
+            guard let e = try? n.fusedExpression() else { return 0 }
             return e.ops.reduce(0) { $0 + ([.gelu, .geluTanh].contains($1) ? 10 : 1) } * out
         case .sumTo: return count(g.nodes[n.operands[0]].type)
         case .embeddingGrad: return count(g.nodes[n.operands[0]].type) + acc

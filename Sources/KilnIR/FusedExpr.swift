@@ -127,3 +127,8 @@ public indirect enum FusedExpr: Sendable, Hashable, CustomStringConvertible {
         }
     }
 }
+
+extension Node {
+    /// The expression of a `fused` op, from its `expr` attribute (the verifier has checked it parses).
+    public func fusedExpression() throws -> FusedExpr { try FusedExpr.parse(attrs.string("expr") ?? "") }
+}
