@@ -23,8 +23,13 @@ let package = Package(
         .target(name: "KilnAutodiff", dependencies: ["KilnBasics", "KilnIR"]),
         /// Lowering of the IR to OpenMP C: memory plan, kernels, model descriptor.
         .target(name: "KilnCodegenC", dependencies: ["KilnBasics", "KilnIR"]),
-        /// The compilation pipeline and the system C toolchain.
-        .target(name: "KilnDriver", dependencies: ["KilnBasics", "KilnIR", "KilnFrontend", "KilnTransforms", "KilnAutodiff", "KilnCodegenC"]),
+        /// The compilation pipeline and the system C toolchain; the C runtime (runtime/) is embedded into it when kiln is built.
+        .target(name: "KilnDriver", dependencies: ["KilnBasics", "KilnIR", "KilnFrontend", "KilnTransforms", "KilnAutodiff", "KilnCodegenC"],
+                plugins: ["EmbedRuntime"]),
+        /// The code generator the build plugins run (embeds runtime/ into KilnDriver).
+        .executableTarget(name: "KilnBuildTool"),
+        /// Build plugin: runtime/**/*.c and *.h into KilnDriver's `RuntimeSources`, so there is no committed copy.
+        .plugin(name: "EmbedRuntime", capability: .buildTool(), dependencies: ["KilnBuildTool"]),
         /// The `kiln` command-line tool (the only target that imports ArgumentParser).
         .executableTarget(name: "kiln", dependencies: [
             "KilnDriver",

@@ -2,9 +2,9 @@ import KilnIR
 
 /// The C lowering of `fused` (pass `fuse-elementwise`): one kernel per distinct
 /// expression, one loop over the output that reads each operand once per element
-/// and keeps the intermediate values in registers. The formulas are those of the
-/// separate kernels (`Kernels.source` for relu, gelu, gelu_tanh), so a fused
-/// graph computes the same floats as the unfused one.
+/// and keeps the intermediate values in registers. Activations call the functions of
+/// the activation table (`runtime/kernels/activations.h`) that the separate kernels
+/// call too, so a fused graph computes the same floats as the unfused one.
 enum FusedKernels {
     /// The kernel's name: the ops in prefix order (up to four) and a hash of the expression,
     /// e.g. `fused_mul_add_relu_9c1d02aa_forward`.
@@ -14,13 +14,6 @@ enum FusedKernels {
         let hex = String(h, radix: 16)
         let ops = e.ops.prefix(4).map(\.rawValue).joined(separator: "_")
         return "fused_\(ops)_\(String(repeating: "0", count: 8 - hex.count) + hex)_forward"
-    }
-
-    /// The helpers (fast math) the expression's ops call.
-    static func helpers(_ e: FusedExpr) -> [String] {
-        var out: [String] = []
-        for k in e.ops { for h in Kernels.helpersUsed(k) where !out.contains(h) { out.append(h) } }
-        return out
     }
 
     static func operandCount(_ e: FusedExpr) -> Int { (e.operandsUsed.max() ?? -1) + 1 }
@@ -38,15 +31,7 @@ enum FusedKernels {
             case .binary(let k, let a, let b):
                 let op = [OpKind.add: "+", .sub: "-", .mul: "*", .div: "/"][k]!
                 v = "\(value(a)) \(op) \(value(b))"
-            case .unary(let k, let a):
-                let x = value(a)
-                switch k {
-                case .relu: v = "\(x) > 0 ? \(x) : 0"
-                case .gelu: v = "(real)0.5 * \(x) * (1 + kiln_erf(\(x) * (real)0.70710678118654752))"
-                default:
-                    body.append("const real u\(temps) = (real)0.79788456080286536 * (\(x) + (real)0.044715 * \(x) * \(x) * \(x));")
-                    v = "(real)0.5 * \(x) * (1 + kiln_tanh(u\(temps)))"
-                }
+            case .unary(let k, let a): v = "kiln_act_\(k.rawValue)(\(value(a)))"
             }
             let t = "t\(temps)"
             temps += 1

@@ -13,9 +13,14 @@ public enum BuildDirectory {
         dtype == .f64 ? ["gradcheck"] : (training ? ["infer", "train", "gradcheck"] : ["infer"])
     }
 
-    /// Runtime sources linked into every program (all but the `*_main.c` files).
-    static var runtimeLibrary: [String] { RuntimeSources.files.map(\.0).filter { $0.hasSuffix(".c") && !$0.hasSuffix("_main.c") } }
-    static var runtimeHeaders: [String] { RuntimeSources.files.map(\.0).filter { $0.hasSuffix(".h") } }
+    /// Runtime sources linked into every program (the top-level `.c` files but the `*_main.c` ones).
+    static var runtimeLibrary: [String] {
+        RuntimeSources.files.map(\.0).filter { !$0.contains("/") && $0.hasSuffix(".c") && !$0.hasSuffix("_main.c") }
+    }
+    /// Files the programs' objects depend on: the headers, and the kernel files that model.c includes.
+    static var runtimeHeaders: [String] {
+        RuntimeSources.files.map(\.0).filter { $0.hasSuffix(".h") || $0.hasPrefix("kernels/") }
+    }
 
     /// `portable`: build for the compiler's baseline target instead of `-march=native`, so the binaries run on
     /// any CPU of the architecture; the matrix products still pick AVX-512 or AVX2 at run time (cpuid).
@@ -64,7 +69,9 @@ public enum BuildDirectory {
             try model.source.write(toFile: dir + "/model.c", atomically: true, encoding: .utf8)
             try makefile(modelName: modelName, programs: programs, portable: portable).write(toFile: dir + "/Makefile", atomically: true, encoding: .utf8)
             for (name, text) in RuntimeSources.files {
-                try text.write(toFile: dir + "/runtime/" + name, atomically: true, encoding: .utf8)
+                let path = dir + "/runtime/" + name
+                try fm.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try text.write(toFile: path, atomically: true, encoding: .utf8)
             }
         } catch {
             throw DriverError.message("cannot write the build directory '\(dir)': \(error.localizedDescription)")

@@ -107,10 +107,12 @@ def test_a_wrong_gradient_fails_the_check(kiln, tmp_path):
     out = tmp_path / "broken"
     r = run([kiln, "build", ROOT / "tests/models/all-ops.kiln", "--dtype", "f64", "-o", out, "--no-make"])
     assert r.returncode == 0, r.stderr
-    src = (out / "model.c").read_text()
-    broken = src.replace("dinp[i] = x[i] > 0 ? dout[i] : 0;", "dinp[i] = x[i] > 0 ? 1.01 * dout[i] : 0;")
+    table = out / "runtime" / "kernels" / "activations.h"
+    src = table.read_text()
+    broken = src.replace("kiln_act_relu_grad(real x, real dy) { return x > 0 ? dy : 0; }",
+                         "kiln_act_relu_grad(real x, real dy) { return x > 0 ? (real)1.01 * dy : 0; }")
     assert broken != src
-    (out / "model.c").write_text(broken)
+    table.write_text(broken)
     r = run(["make", "-C", out, "CC=gcc"])
     assert r.returncode == 0, r.stderr
     r = run([out / "gradcheck", "fd", "--samples", 50])

@@ -1,0 +1,66 @@
+/*
+ * activations.h - the activation table: every elementwise activation of the IR, with its formula and its
+ * derivative, in one place. The plain kernels (activation.c), the fused elementwise kernels that kiln writes
+ * per expression, and the epilogue of the matrix-product engine (gemm.h) all call these functions, so the
+ * three paths compute the same floats.
+ *
+ * A row of KILN_ACTIVATIONS is X(NAME, ID); NAME is the op's name in the IR and ID its code in the kernels'
+ * `act` arguments (KILN_ACT_NAME; 0 is no activation). Each activation defines
+ *   kiln_act_NAME(x)          its value,
+ *   kiln_act_NAME_grad(x, dy) dy times its derivative at x.
+ * Adding one: a row here, its two functions below, and its entry in Sources/KilnIR/Activations.swift.
+ */
+#ifndef KILN_ACTIVATIONS_H
+#define KILN_ACTIVATIONS_H
+
+#include "kiln_math.h"
+
+#define KILN_ACTIVATIONS(X) \
+    X(relu, 1)              \
+    X(gelu, 2)              \
+    X(gelu_tanh, 3)
+
+enum {
+    KILN_ACT_none = 0,
+#define KILN_ACT_ENUM(name, id) KILN_ACT_##name = id,
+    KILN_ACTIVATIONS(KILN_ACT_ENUM)
+#undef KILN_ACT_ENUM
+};
+
+/* ReLU: max(x, 0) */
+KILN_KERNEL inline real kiln_act_relu(real x) { return x > 0 ? x : 0; }
+KILN_KERNEL inline real kiln_act_relu_grad(real x, real dy) { return x > 0 ? dy : 0; }
+
+/* GELU (Hendrycks & Gimpel 2016), exact: x · Φ(x) = x/2 · (1 + erf(x/√2)); derivative Φ(x) + x φ(x) */
+KILN_KERNEL inline real kiln_act_gelu(real x) { return (real)0.5 * x * (1 + kiln_erf(x * (real)0.70710678118654752)); }
+KILN_KERNEL inline real kiln_act_gelu_grad(real x, real dy) {
+    real cdf = (real)0.5 * (1 + kiln_erf(x * (real)0.70710678118654752));
+    real pdf = kiln_exp((real)-0.5 * x * x) * (real)0.39894228040143268;
+    return dy * (cdf + x * pdf);
+}
+
+/* GELU, tanh approximation (as in GPT-2): x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³))) */
+KILN_KERNEL inline real kiln_act_gelu_tanh(real x) {
+    const real u = (real)0.79788456080286536 * (x + (real)0.044715 * x * x * x);
+    return (real)0.5 * x * (1 + kiln_tanh(u));
+}
+KILN_KERNEL inline real kiln_act_gelu_tanh_grad(real x, real dy) {
+    const real s = (real)0.79788456080286536;
+    real u = s * (x + (real)0.044715 * x * x * x);
+    real th = kiln_tanh(u);
+    real du = s * (1 + 3 * (real)0.044715 * x * x);
+    return dy * ((real)0.5 * (1 + th) + (real)0.5 * x * (1 - th * th) * du);
+}
+
+/* act(x) for an activation code (KILN_ACT_none: x itself); for loops that pick the activation at run time,
+ * such as the matrix product's epilogue, which switches once per row and calls the functions above */
+KILN_KERNEL inline real kiln_act(int act, real x) {
+    switch (act) {
+#define KILN_ACT_CASE(name, id) case id: return kiln_act_##name(x);
+    KILN_ACTIVATIONS(KILN_ACT_CASE)
+#undef KILN_ACT_CASE
+    default: return x;
+    }
+}
+
+#endif /* KILN_ACTIVATIONS_H */

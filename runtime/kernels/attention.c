@@ -1,0 +1,333 @@
+/*
+ * attention.c - multi-head scaled dot-product attention (Vaswani et al. 2017): the forward pass on the
+ * matrix-product engine's tiles, the row-at-a-time form that decoding with a KV cache runs, and the
+ * gradients `attention_grad` (all three at once for self-attention, or one of q, k, v).
+ */
+#ifndef KILN_KERNELS_ATTENTION_C
+#define KILN_KERNELS_ATTENTION_C
+
+#include "gemm.h"
+
+/* multi-head scaled dot-product attention (Vaswani et al. 2017) on the GEMM engine's tiles, with an
+ * online softmax (Milakov & Gimelshein 2018; the FlashAttention loop): per (batch, head) and tile of
+ * GEMM_MR queries, each block of 64 keys gives a (GEMM_MR, 64) tile of scores Q K^T; its rows update the
+ * running maxima and sums, and the tile P V is added to the rescaled output rows. No (T, S) buffer.
+ * out, q are (B, T, C); k, v are (B, S, C); NH heads of size hs = C/NH; causal: query t sees keys 0..t.
+ * ws: B*NH*S*(hs + hs64) elements (hs64 = hs rounded up to 64): per (batch, head), K^T as (hs, S) and then
+ * V as (S, hs64), zero past column hs. A key block reads 64 columns of K^T; past S they run into the next
+ * row (or into V), values that are masked out, never used. */
+KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, const real *restrict k,
+                                   const real *restrict v, real *restrict ws,
+                                   int B, int T, int S, int C, int NH, int causal) {
+    const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+    const size_t per_head = (size_t)S * (hs + hs64);
+    const real scale = 1 / sqrt((real)hs);
+    const gemm_tile_fn tile = gemm_tile();
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            real *restrict kt = ws + ((size_t)b * NH + h) * per_head;
+            real *restrict vh = kt + (size_t)hs * S;
+            for (int s0 = 0; s0 < S; s0 += 16) {  /* K^T in blocks of 16 keys: contiguous stores */
+                const int sb = S - s0 < 16 ? S - s0 : 16;
+                const real *ks = k + ((size_t)b * S + s0) * C + h * hs;
+                for (int d = 0; d < hs; d++)
+                    for (int j = 0; j < sb; j++) kt[(size_t)d * S + s0 + j] = ks[(size_t)j * C + d];
+            }
+            for (int s = 0; s < S; s++) {
+                const real *vs = v + ((size_t)b * S + s) * C + h * hs;
+                for (int d = 0; d < hs64; d++) vh[(size_t)s * hs64 + d] = d < hs ? vs[d] : 0;
+            }
+        }
+    }
+    const int tiles = (T + GEMM_MR - 1) / GEMM_MR;
+    #pragma omp parallel for collapse(3) schedule(dynamic)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            for (int tt = 0; tt < tiles; tt++) {
+                const real *kt = ws + ((size_t)b * NH + h) * per_head, *vh = kt + (size_t)hs * S;
+                const int t0 = tt * GEMM_MR, mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR;
+                const real *qt = q + ((size_t)b * T + t0) * C + h * hs;
+                real *ot = out + ((size_t)b * T + t0) * C + h * hs;
+                real p[GEMM_MR * GEMM_NR], pv[GEMM_MR * GEMM_NR];
+                real maxv[GEMM_MR], sum[GEMM_MR], corr[GEMM_MR];
+                for (int i = 0; i < mb; i++) {
+                    maxv[i] = -INFINITY;
+                    sum[i] = 0;
+                    for (int d = 0; d < hs; d++) ot[(size_t)i * C + d] = 0;
+                }
+                const int keys = causal && t0 + mb < S ? t0 + mb : S;  /* keys any row of the tile sees */
+                for (int s0 = 0; s0 < keys; s0 += GEMM_NR) {
+                    const int nb = keys - s0 < GEMM_NR ? keys - s0 : GEMM_NR;
+                    tile(p, qt, C, 1, mb, kt + s0, S, hs);  /* p (mb, 64) = Q K^T of this block */
+                    for (int i = 0; i < mb; i++) {
+                        real *pi = p + i * GEMM_NR;
+                        const int seen = causal ? t0 + i - s0 + 1 : nb;  /* keys of row i in the block */
+                        const int lim = seen < nb ? (seen > 0 ? seen : 0) : nb;
+                        const real bmax = row_max(pi, lim) * scale;  /* of the raw scores (scale > 0) */
+                        corr[i] = 1;
+                        if (bmax > maxv[i]) {
+                            /* a new maximum: what has been accumulated is rescaled below */
+                            corr[i] = sum[i] > 0 ? kiln_exp(maxv[i] - bmax) : 0;
+                            sum[i] *= corr[i];
+                            maxv[i] = bmax;
+                        }
+                        const real m = maxv[i];
+                        real rs = 0;
+                        #pragma omp simd reduction(+:rs)
+                        for (int j = 0; j < lim; j++) { pi[j] = kiln_exp(pi[j] * scale - m); rs += pi[j]; }
+                        for (int j = lim; j < nb; j++) pi[j] = 0;
+                        sum[i] += rs;
+                    }
+                    for (int u = 0; u < hs; u += GEMM_NR) {
+                        /* pv (mb, 64) = P V over this block, for output columns u .. u+63 */
+                        tile(pv, p, GEMM_NR, 1, mb, vh + (size_t)s0 * hs64 + u, hs64, nb);
+                        const int w = hs - u < GEMM_NR ? hs - u : GEMM_NR;
+                        for (int i = 0; i < mb; i++) {
+                            real *restrict o = ot + (size_t)i * C + u;
+                            const real *r = pv + i * GEMM_NR, c = corr[i];
+                            #pragma omp simd
+                            for (int d = 0; d < w; d++) o[d] = o[d] * c + r[d];
+                        }
+                    }
+                }
+                for (int i = 0; i < mb; i++) {
+                    const real inv = 1 / sum[i];
+                    #pragma omp simd
+                    for (int d = 0; d < hs; d++) ot[(size_t)i * C + d] *= inv;
+                }
+            }
+        }
+    }
+}
+
+
+/* the same attention one query row at a time (generation: T = 1 against the KV cache, no scratch);
+ * keys in blocks of 64: scores, one rescale per new maximum, exp, weighted sum of values */
+KILN_KERNEL void attention_rows_forward(real *restrict out, const real *restrict q,
+                                        const real *restrict k, const real *restrict v,
+                                        int B, int T, int S, int C, int NH, int causal) {
+    const int hs = C / NH;
+    const real scale = 1 / sqrt((real)hs);
+    #pragma omp parallel for collapse(3) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            for (int t = 0; t < T; t++) {
+                const real *qt = q + ((size_t)b * T + t) * C + h * hs;
+                real *ot = out + ((size_t)b * T + t) * C + h * hs;
+                for (int d = 0; d < hs; d++) ot[d] = 0;
+                real maxv = -INFINITY, sum = 0;
+                const int len = causal ? t + 1 : S;
+                for (int s0 = 0; s0 < len; s0 += 64) {
+                    const int nb = len - s0 < 64 ? len - s0 : 64;
+                    real score[64];
+                    real bmax = -INFINITY;
+                    for (int j = 0; j < nb; j++) {
+                        const real *ks = k + ((size_t)b * S + s0 + j) * C + h * hs;
+                        real dot = 0;
+                        #pragma omp simd reduction(+:dot)
+                        for (int d = 0; d < hs; d++) dot += qt[d] * ks[d];
+                        score[j] = dot * scale;
+                        bmax = score[j] > bmax ? score[j] : bmax;
+                    }
+                    if (bmax > maxv) {
+                        /* a new maximum: rescale what has been accumulated */
+                        const real correction = sum > 0 ? kiln_exp(maxv - bmax) : 0;
+                        sum *= correction;
+                        #pragma omp simd
+                        for (int d = 0; d < hs; d++) ot[d] *= correction;
+                        maxv = bmax;
+                    }
+                    #pragma omp simd reduction(+:sum)
+                    for (int j = 0; j < nb; j++) { score[j] = kiln_exp(score[j] - maxv); sum += score[j]; }
+                    for (int j = 0; j < nb; j++) {
+                        const real *vs = v + ((size_t)b * S + s0 + j) * C + h * hs;
+                        const real pj = score[j];
+                        #pragma omp simd
+                        for (int d = 0; d < hs; d++) ot[d] += pj * vs[d];
+                    }
+                }
+                const real inv = 1 / sum;
+                #pragma omp simd
+                for (int d = 0; d < hs; d++) ot[d] *= inv;
+            }
+        }
+    }
+}
+
+
+/* attention backward for self-attention, all three gradients, on the GEMM engine's tiles: out is
+ * (3, B, T, C) holding dq, dk, dv; dout, q, k, v are (B, T, C). Per (batch, head):
+ *   P = softmax(q·kᵀ·scale) (masked), dP = dout·vᵀ  (tiles of 6 queries x 64 keys),
+ *   dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale  (row by row, zero where masked),
+ *   dq = dS·k, dk = dSᵀ·q, dv = Pᵀ·dout  (tiles of 6 rows x 64 of the head's columns).
+ * Each output element is one tile's sum, in order, by one thread (the same bits at any thread count).
+ * ws: ATT_BWD_GROUP (batch, head) pairs at a time, each 2·hs·T + 2·T·T64 + 3·T·hs64 elements (T64,
+ * hs64: T and hs rounded up to 64): kᵀ and vᵀ (hs, T), P and dS (T, T64), then q, k, dout (T, hs64)
+ * zero-padded past hs. A key block reads 64 columns of kᵀ or vᵀ; past T they run into the next
+ * array, and those scores are masked. */
+enum { ATT_BWD_GROUP = 16 };
+KILN_KERNEL void attention_backward_all(real *restrict out, const real *restrict dout, const real *restrict q,
+                                        const real *restrict k, const real *restrict v, real *restrict ws,
+                                        int B, int T, int C, int NH, int causal) {
+    const gemm_tile_fn tile = gemm_tile();
+    const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+    const int T64 = (T + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+    const real scale = 1 / sqrt((real)hs);
+    const size_t plane = (size_t)B * T * C;
+    const size_t per = 2 * (size_t)hs * T + 2 * (size_t)T * T64 + 3 * (size_t)T * hs64;
+    real *restrict dq = out, *restrict dk = out + plane, *restrict dv = out + 2 * plane;
+    for (int g0 = 0; g0 < B * NH; g0 += ATT_BWD_GROUP) {
+        const int gn = B * NH - g0 < ATT_BWD_GROUP ? B * NH - g0 : ATT_BWD_GROUP;
+        #pragma omp parallel for schedule(static)
+        for (int gi = 0; gi < gn; gi++) {
+            const int b = (g0 + gi) / NH, h = (g0 + gi) % NH;
+            const size_t base = (size_t)b * T * C + (size_t)h * hs;
+            real *kt = ws + (size_t)gi * per, *vt = kt + (size_t)hs * T;
+            real *P = vt + (size_t)hs * T, *dS = P + (size_t)T * T64;
+            real *qp = dS + (size_t)T * T64, *kp = qp + (size_t)T * hs64, *dyp = kp + (size_t)T * hs64;
+            for (int s0 = 0; s0 < T; s0 += 16) {  /* K^T and V^T in blocks of 16 keys: contiguous stores */
+                const int sb = T - s0 < 16 ? T - s0 : 16;
+                const size_t r = base + (size_t)s0 * C;
+                for (int d = 0; d < hs; d++)
+                    for (int j = 0; j < sb; j++) {
+                        kt[(size_t)d * T + s0 + j] = k[r + (size_t)j * C + d];
+                        vt[(size_t)d * T + s0 + j] = v[r + (size_t)j * C + d];
+                    }
+            }
+            for (int s = 0; s < T; s++) {
+                const size_t r = base + (size_t)s * C;
+                for (int d = 0; d < hs64; d++) {
+                    qp[(size_t)s * hs64 + d] = d < hs ? q[r + d] : 0;
+                    kp[(size_t)s * hs64 + d] = d < hs ? k[r + d] : 0;
+                    dyp[(size_t)s * hs64 + d] = d < hs ? dout[r + d] : 0;
+                }
+            }
+            /* P and dS, 6 query rows at a time, over the key blocks any of them sees */
+            for (int t0 = 0; t0 < T; t0 += GEMM_MR) {
+                const int mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR, len = causal ? t0 + mb : T;
+                for (int s0 = 0; s0 < len; s0 += GEMM_NR) {
+                    _Alignas(64) real sc[GEMM_MR * GEMM_NR], dp[GEMM_MR * GEMM_NR];
+                    tile(sc, q + base + (size_t)t0 * C, (size_t)C, 1, mb, kt + s0, (size_t)T, hs);
+                    tile(dp, dout + base + (size_t)t0 * C, (size_t)C, 1, mb, vt + s0, (size_t)T, hs);
+                    for (int i = 0; i < mb; i++) {
+                        memcpy(P + (size_t)(t0 + i) * T64 + s0, sc + i * GEMM_NR, GEMM_NR * sizeof(real));
+                        memcpy(dS + (size_t)(t0 + i) * T64 + s0, dp + i * GEMM_NR, GEMM_NR * sizeof(real));
+                    }
+                }
+                for (int i = 0; i < mb; i++) {
+                    const int n = causal ? t0 + i + 1 : T;
+                    real *p = P + (size_t)(t0 + i) * T64, *ds = dS + (size_t)(t0 + i) * T64;
+                    const real maxv = row_max(p, n) * scale;  /* of the raw scores (scale > 0) */
+                    real sum = 0;
+                    #pragma omp simd reduction(+:sum)
+                    for (int s = 0; s < n; s++) { p[s] = kiln_exp(p[s] * scale - maxv); sum += p[s]; }
+                    const real inv = 1 / sum;
+                    real pdp = 0;
+                    #pragma omp simd reduction(+:pdp)
+                    for (int s = 0; s < n; s++) { p[s] *= inv; pdp += p[s] * ds[s]; }
+                    #pragma omp simd
+                    for (int s = 0; s < n; s++) ds[s] = p[s] * (ds[s] - pdp) * scale;
+                    for (int s = n; s < T64; s++) p[s] = ds[s] = 0;
+                }
+            }
+            /* dq = dS·k: 6 queries at a time, over the keys they see */
+            for (int t0 = 0; t0 < T; t0 += GEMM_MR) {
+                const int mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR, len = causal ? t0 + mb : T;
+                for (int c0 = 0; c0 < hs; c0 += GEMM_NR) {
+                    const int nb = hs - c0 < GEMM_NR ? hs - c0 : GEMM_NR;
+                    _Alignas(64) real acc[GEMM_MR * GEMM_NR];
+                    tile(acc, dS + (size_t)t0 * T64, (size_t)T64, 1, mb, kp + c0, (size_t)hs64, len);
+                    for (int i = 0; i < mb; i++)
+                        memcpy(dq + base + (size_t)(t0 + i) * C + c0, acc + i * GEMM_NR, (size_t)nb * sizeof(real));
+                }
+            }
+            /* dk = dSᵀ·q and dv = Pᵀ·dout: 6 keys at a time, over the queries that see them */
+            for (int s0 = 0; s0 < T; s0 += GEMM_MR) {
+                const int mb = T - s0 < GEMM_MR ? T - s0 : GEMM_MR, from = causal ? s0 : 0;
+                for (int c0 = 0; c0 < hs; c0 += GEMM_NR) {
+                    const int nb = hs - c0 < GEMM_NR ? hs - c0 : GEMM_NR;
+                    _Alignas(64) real acc[GEMM_MR * GEMM_NR];
+                    tile(acc, dS + (size_t)from * T64 + s0, 1, (size_t)T64, mb, qp + (size_t)from * hs64 + c0,
+                         (size_t)hs64, T - from);
+                    for (int i = 0; i < mb; i++)
+                        memcpy(dk + base + (size_t)(s0 + i) * C + c0, acc + i * GEMM_NR, (size_t)nb * sizeof(real));
+                    tile(acc, P + (size_t)from * T64 + s0, 1, (size_t)T64, mb, dyp + (size_t)from * hs64 + c0,
+                         (size_t)hs64, T - from);
+                    for (int i = 0; i < mb; i++)
+                        memcpy(dv + base + (size_t)(s0 + i) * C + c0, acc + i * GEMM_NR, (size_t)nb * sizeof(real));
+                }
+            }
+        }
+    }
+}
+
+
+/* attention backward for one of q, k, v (wrt 0, 1, 2). q, dout are (B, T, C); k, v are (B, S, C);
+ * out has the shape of the input it differentiates. Per (batch, head), in query order:
+ *   P = softmax(q·kᵀ·scale) (masked), dP = dout·vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P))
+ *   dq = dS·k·scale, dk = dSᵀ·q·scale, dv = Pᵀ·dout.
+ * scratch holds two rows of S per (batch, head). */
+KILN_KERNEL void attention_backward(real *restrict out, const real *restrict dout, const real *restrict q,
+                                    const real *restrict k, const real *restrict v, real *restrict scratch,
+                                    int B, int T, int S, int C, int NH, int causal, int wrt) {
+    const int hs = C / NH;
+    const real scale = 1 / sqrt((real)hs);
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            real *p = scratch + ((size_t)b * NH + h) * 2 * S;
+            real *dp = p + S;
+            int rows = wrt == 0 ? T : S;
+            for (int r = 0; r < rows; r++) {
+                real *o = out + ((size_t)b * rows + r) * C + h * hs;
+                for (int d = 0; d < hs; d++) o[d] = 0;
+            }
+            for (int t = 0; t < T; t++) {
+                const real *qt = q + ((size_t)b * T + t) * C + h * hs;
+                const real *dyt = dout + ((size_t)b * T + t) * C + h * hs;
+                int len = causal ? t + 1 : S;
+                real maxv = -INFINITY;
+                for (int s = 0; s < len; s++) {
+                    const real *ks = k + ((size_t)b * S + s) * C + h * hs;
+                    real score = 0;
+                    for (int d = 0; d < hs; d++) score += qt[d] * ks[d];
+                    p[s] = score * scale;
+                    maxv = p[s] > maxv ? p[s] : maxv;
+                }
+                real sum = 0;
+                #pragma omp simd reduction(+:sum)
+                for (int s = 0; s < len; s++) { p[s] = kiln_exp(p[s] - maxv); sum += p[s]; }
+                for (int s = 0; s < len; s++) p[s] /= sum;
+                if (wrt == 2) {
+                    for (int s = 0; s < len; s++) {
+                        real *dv = out + ((size_t)b * S + s) * C + h * hs;
+                        for (int d = 0; d < hs; d++) dv[d] += p[s] * dyt[d];
+                    }
+                    continue;
+                }
+                real dot = 0;
+                for (int s = 0; s < len; s++) {
+                    const real *vs = v + ((size_t)b * S + s) * C + h * hs;
+                    real acc = 0;
+                    for (int d = 0; d < hs; d++) acc += dyt[d] * vs[d];
+                    dp[s] = acc;
+                    dot += acc * p[s];
+                }
+                for (int s = 0; s < len; s++) {
+                    real ds = p[s] * (dp[s] - dot) * scale;
+                    if (wrt == 0) {
+                        real *dq = out + ((size_t)b * T + t) * C + h * hs;
+                        const real *ks = k + ((size_t)b * S + s) * C + h * hs;
+                        for (int d = 0; d < hs; d++) dq[d] += ds * ks[d];
+                    } else {
+                        real *dk = out + ((size_t)b * S + s) * C + h * hs;
+                        for (int d = 0; d < hs; d++) dk[d] += ds * qt[d];
+                    }
+                }
+            }
+        }
+    }
+}
+
+#endif /* KILN_KERNELS_ATTENTION_C */

@@ -1,0 +1,88 @@
+/*
+ * elementwise.c - the binary ops `add`, `sub`, `mul`, `div` with NumPy broadcasting, `scale`, and `sum_to`,
+ * the gradient of a broadcast (it sums the broadcast dims back out).
+ */
+#ifndef KILN_KERNELS_ELEMENTWISE_C
+#define KILN_KERNELS_ELEMENTWISE_C
+
+#include "kiln_kernel.h"
+
+/* Two kernels per binary op NAME (add +, sub -, mul *, div /):
+ *
+ * NAME_forward: out = a OP b, where a or b may repeat along rows (a suffix broadcast):
+ *   out is (R, N); a is (R, N), or (N) when a_row is 0; likewise b.
+ *
+ * NAME_broadcast_forward: the same with general broadcasting: out has `rank` dims; a_stride and b_stride
+ *   give each operand's stride per output dim (0 where it is broadcast). */
+#define KILN_BINARY_KERNELS(name, op)                                                                        \
+    KILN_KERNEL void name##_forward(real *restrict out, const real *restrict a, const real *restrict b, size_t R, \
+                                    size_t N, int a_row, int b_row) {                                         \
+        _Pragma("omp parallel for schedule(static)")                                                           \
+        for (size_t r = 0; r < R; r++) {                                                                       \
+            const real *ar = a + (a_row ? r * N : 0);                                                          \
+            const real *br = b + (b_row ? r * N : 0);                                                          \
+            _Pragma("omp simd")                                                                                \
+            for (size_t i = 0; i < N; i++) out[r * N + i] = ar[i] op br[i];                                    \
+        }                                                                                                      \
+    }                                                                                                          \
+    KILN_KERNEL void name##_broadcast_forward(real *restrict out, const real *restrict a, const real *restrict b, \
+                                              int rank, const size_t *dims, const size_t *a_stride,           \
+                                              const size_t *b_stride) {                                       \
+        size_t total = 1;                                                                                      \
+        for (int d = 0; d < rank; d++) total *= dims[d];                                                       \
+        _Pragma("omp parallel for schedule(static)")                                                           \
+        for (size_t i = 0; i < total; i++) {                                                                   \
+            size_t rem = i, ai = 0, bi = 0;                                                                    \
+            for (int d = rank - 1; d >= 0; d--) {                                                              \
+                size_t idx = rem % dims[d];                                                                    \
+                rem /= dims[d];                                                                                \
+                ai += idx * a_stride[d];                                                                       \
+                bi += idx * b_stride[d];                                                                       \
+            }                                                                                                  \
+            out[i] = a[ai] op b[bi];                                                                           \
+        }                                                                                                      \
+    }
+
+KILN_BINARY_KERNELS(add, +)
+KILN_BINARY_KERNELS(sub, -)
+KILN_BINARY_KERNELS(mul, *)
+KILN_BINARY_KERNELS(div, /)
+#undef KILN_BINARY_KERNELS
+
+/* scale: out = inp * factor; out, inp are (N) */
+KILN_KERNEL void scale_forward(real *restrict out, const real *restrict inp, size_t N, real factor) {
+    #pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < N; i++) out[i] = inp[i] * factor;
+}
+
+/* sum_to: out[j] = sum over r of inp[r, j]; inp is (R, N), out is (N) (a bias or broadcast gradient) */
+KILN_KERNEL void sum_to_forward(real *restrict out, const real *restrict inp, size_t R, size_t N) {
+    /* each thread owns a range of columns and sweeps the rows in order (the same sum at any thread count) */
+    #pragma omp parallel
+    {
+        int c0, c1;
+        thread_columns((int)N, &c0, &c1);
+        for (int j = c0; j < c1; j++) out[j] = 0;
+        for (size_t r = 0; r < R; r++) {
+            const real *row = inp + r * N;
+            #pragma omp simd
+            for (int j = c0; j < c1; j++) out[j] += row[j];
+        }
+    }
+}
+
+/* sum_to, general: out[j] = sum of inp over the broadcast dims; `stride` maps each input
+ * index (by dim) to out; single-threaded, in input order */
+KILN_KERNEL void sum_to_broadcast_forward(real *restrict out, const real *restrict inp, size_t out_n,
+                                          int rank, const size_t *dims, const size_t *stride) {
+    size_t total = 1;
+    for (int d = 0; d < rank; d++) total *= dims[d];
+    memset(out, 0, out_n * sizeof(real));
+    for (size_t i = 0; i < total; i++) {
+        size_t rem = i, oi = 0;
+        for (int d = rank - 1; d >= 0; d--) { oi += (rem % dims[d]) * stride[d]; rem /= dims[d]; }
+        out[oi] += inp[i];
+    }
+}
+
+#endif /* KILN_KERNELS_ELEMENTWISE_C */

@@ -1,0 +1,55 @@
+/*
+ * kiln_kernel.h - what every kernel file of runtime/kernels/ starts from.
+ *
+ * The generated model.c includes the kernel files its ops need (`#include "kernels/linear.c"`), so each
+ * kernel is compiled inside the model's translation unit: all functions are static (KILN_KERNEL), and a
+ * file may define variants the model does not call. Each file also compiles on its own
+ * (`cc -c -Wall -Wextra runtime/kernels/linear.c`), which the tests do with gcc and clang, for float and
+ * double, with and without OpenMP.
+ *
+ * Conventions (as llm.c): outputs first, then inputs, then dimensions; a shape comment on every buffer;
+ * OpenMP over independent rows or columns. Every output element is computed by one thread with a fixed
+ * summation order, so results are the same bits at any thread count.
+ */
+#ifndef KILN_KERNEL_H
+#define KILN_KERNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tgmath.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* The element type of weights and activations: float, or double for gradient checks
+ * (model.c defines KILN_REAL_IS_DOUBLE before including any kernel). */
+#ifndef KILN_REAL_IS_DOUBLE
+#define KILN_REAL_IS_DOUBLE 0
+#endif
+#if KILN_REAL_IS_DOUBLE
+typedef double real;
+#else
+typedef float real;
+#endif
+
+/* Every kernel function: internal to the model's translation unit, and no warning when a model does not use it. */
+#if defined(__GNUC__) || defined(__clang__)
+#define KILN_KERNEL static __attribute__((unused))
+#else
+#define KILN_KERNEL static
+#endif
+
+/* the columns [c0, c1) of 0..C-1 that this OpenMP thread owns (all of them outside a parallel region) */
+KILN_KERNEL inline void thread_columns(int C, int *c0, int *c1) {
+#ifdef _OPENMP
+    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+#else
+    int nt = 1, id = 0;
+#endif
+    *c0 = (int)((long long)C * id / nt);
+    *c1 = (int)((long long)C * (id + 1) / nt);
+}
+
+#endif /* KILN_KERNEL_H */

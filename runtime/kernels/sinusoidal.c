@@ -1,0 +1,22 @@
+/*
+ * sinusoidal.c - the `sinusoidal` op: the fixed position table of Vaswani et al. 2017.
+ */
+#ifndef KILN_KERNELS_SINUSOIDAL_C
+#define KILN_KERNELS_SINUSOIDAL_C
+
+#include "kiln_kernel.h"
+
+/* sinusoidal positions (Vaswani et al. 2017): out is (T, C), rows t0 .. t0+T-1 of the table;
+ * column 2i holds sin(t / 10000^(2i/C)), column 2i+1 holds cos of the same angle */
+KILN_KERNEL void sinusoidal_forward(real *restrict out, int t0, int T, int C) {
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        for (int c = 0; c < C; c++) {
+            double freq = exp(-log(10000.0) * (double)(2 * (c / 2)) / (double)C);
+            double angle = (double)(t0 + t) * freq;
+            out[(size_t)t * C + c] = (real)((c % 2 == 0) ? sin(angle) : cos(angle));
+        }
+    }
+}
+
+#endif /* KILN_KERNELS_SINUSOIDAL_C */
