@@ -13,8 +13,9 @@ let package = Package(
     targets: [
         /// Source locations, diagnostics, dtypes, symbolic dimensions and shapes.
         .target(name: "KilnBasics"),
-        /// The typed tensor IR: graph, op table (type rules), verifier, printer and parser.
-        .target(name: "KilnIR", dependencies: ["KilnBasics"]),
+        /// The typed tensor IR: graph, the ops' definitions (one file each in Ops/: type rule, derivative, FLOPs),
+        /// verifier, printer and parser.
+        .target(name: "KilnIR", dependencies: ["KilnBasics"], plugins: ["OpRegistry"]),
         /// The `.kiln` model language: lexer, parser, AST, semantic checks and IR generation.
         .target(name: "KilnFrontend", dependencies: ["KilnBasics", "KilnIR"]),
         /// The pass manager and the graph-to-graph passes, one per file.
@@ -26,10 +27,12 @@ let package = Package(
         /// The compilation pipeline and the system C toolchain; the C runtime (runtime/) is embedded into it when kiln is built.
         .target(name: "KilnDriver", dependencies: ["KilnBasics", "KilnIR", "KilnFrontend", "KilnTransforms", "KilnAutodiff", "KilnCodegenC"],
                 plugins: ["EmbedRuntime"]),
-        /// The code generator the build plugins run (embeds runtime/ into KilnDriver).
+        /// The code generator the build plugins run (embeds runtime/ into KilnDriver; registers KilnIR's ops).
         .executableTarget(name: "KilnBuildTool"),
         /// Build plugin: runtime/**/*.c and *.h into KilnDriver's `RuntimeSources`, so there is no committed copy.
         .plugin(name: "EmbedRuntime", capability: .buildTool(), dependencies: ["KilnBuildTool"]),
+        /// Build plugin: the op definitions of Sources/KilnIR/Ops/ into `OpRegistry`, so an op needs no list entry.
+        .plugin(name: "OpRegistry", capability: .buildTool(), dependencies: ["KilnBuildTool"]),
         /// The `kiln` command-line tool (the only target that imports ArgumentParser).
         .executableTarget(name: "kiln", dependencies: [
             "KilnDriver",

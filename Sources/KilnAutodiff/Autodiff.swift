@@ -7,7 +7,7 @@ import KilnIR
 /// training graph: it adds a `targets` input and the loss
 /// `cross_entropy(logits, targets)` (next-token prediction: targets are the
 /// inputs shifted by one, supplied by the data loader), then walks the nodes
-/// in reverse order, applying each op's VJP rule. A value used several times
+/// in reverse order, applying each op's VJP rule (`OpDefinition.differentiate`). A value used several times
 /// receives one gradient contribution per use; they are summed in one place,
 /// in use order, when the walk reaches the value. Outputs: `loss`, then
 /// `grad.NAME` for every parameter in weights-file order.
@@ -53,7 +53,15 @@ public enum Autodiff {
             var g = parts[0]
             for p in parts.dropFirst() { g = b.emit(.add, [g, p]) }
             gradient[i] = g
-            for (k, dg) in VJP.rule(&b, node: i, g: g, wanted: { needs[$0] }) {
+            // The op's vector–Jacobian product (its definition's `differentiate`); the graph is handed to it
+            // and back without a copy.
+            var d = Differentiation(builder: b, index: i, gradient: g, wanted: { needs[$0] })
+            b = GraphBuilder(graph: Graph(name: ""))
+            do { try d.node.kind.definition.differentiate(&d) } catch {
+                throw Failure(description: "\(error)")
+            }
+            b = d.builder
+            for (k, dg) in d.given {
                 contributions[b.graph.nodes[i].operands[k], default: []].append(dg)
             }
         }

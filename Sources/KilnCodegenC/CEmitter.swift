@@ -248,9 +248,8 @@ public struct CEmitter {
     // MARK: model.c
 
     /// `kiln_isa` and `kiln_pack_params` (the packing itself is `pack_weight_in_place` of kernels/gemm.h).
-    func packFunction(_ f: FunctionEmitter, engine: Bool) -> String {
-        var out = engine ? "const char *kiln_isa(void) { return gemm_isa(); }\n\n"
-                         : "const char *kiln_isa(void) { return \"portable\"; }\n\n"
+    func packFunction(_ f: FunctionEmitter) -> String {
+        var out = "const char *kiln_isa(void) { return gemm_isa(); }\n\n"
         let weights = f.packed.sorted()
         if weights.isEmpty {
             return out + "int kiln_pack_params(real *params) { (void)params; return 0; }\n\n"
@@ -286,14 +285,13 @@ public struct CEmitter {
 
         """
         let fns = [forward] + (train.map { [$0] } ?? [])
-        var files: [String] = []
+        // the matrix-product engine first (kiln_isa reports its choice), then each op's kernel file once
+        var files = ["gemm.h"]
         var fused: [String] = []
         var fusedNames: [String: FusedExpr] = [:]
-        var engine = false
         for f in fns {
             for n in f.g.nodes {
-                if let file = Kernels.file(n.kind), !files.contains(file) { files.append(file) }
-                engine = engine || Kernels.usesGemm(n.kind)
+                if let file = try n.kind.lowering().kernelFile, !files.contains(file) { files.append(file) }
                 guard n.kind == .fused else { continue }
                 // one kernel per distinct expression
                 let e = try n.fusedExpression()
@@ -307,11 +305,10 @@ public struct CEmitter {
                 fused.append(FusedKernels.source(e, real: real))
             }
         }
-        if engine && !files.contains("linear.c") && !files.contains("attention.c") { files.append("gemm.h") }
         for file in files { out += "#include \"kernels/\(file)\"\n" }
         out += "\n"
         for k in fused { out += k + "\n\n" }
-        out += packFunction(forward, engine: engine)
+        out += packFunction(forward)
 
         out += "/* The parameter tensors, in the weights file's order. */\n"
         out += "const kiln_param_info kiln_params[KILN_NUM_PARAMS] = {\n"
@@ -488,7 +485,7 @@ struct FunctionEmitter {
                 let row = Shape(Array(g.nodes[i].type.shape.dims.dropFirst())).elementCount.cExpression
                 return "(\(ptr(src)) + (size_t)pos * \(row))"
             }
-            if let off = plan.viewOffset[i] { return "(\(ptr(src)) + \(off.cExpression))" }
+            if let off = plan.viewOffset[i], off != SizeExpr(constant: 0) { return "(\(ptr(src)) + \(off.cExpression))" }
             return ptr(src)
         }
     }
@@ -501,199 +498,38 @@ struct FunctionEmitter {
     func lastDim(_ t: TensorType) -> String { t.shape.dims.last.map(\.description) ?? "1" }
     func type(_ i: Int) -> TensorType { g.nodes[i].type }
 
-    /// Which kernel of its op a node calls: nil for the usual one (see `Kernels.source`).
-    func kernelVariant(_ n: Node) -> String? {
-        if n.kind == .attentionGrad && n.attrs.word("wrt") == "all" { return "all" }
-        if n.kind == .linear && packed.contains(n.operands[1]) { return "packed" }
-        if n.kind == .linearStack && n.operands[1...n.attrs.int("count")!].allSatisfy(packed.contains) { return "packed" }  // always, see call
-        if n.kind == .embedding && packed.contains(n.operands[0]) { return "packed" }
-        if n.kind == .fused { return (try? n.fusedExpression())?.description }  // as the kernel's name has it
-        return needsGeneralBroadcast(n) ? "broadcast" : nil
-    }
-
-    /// Whether an elementwise or reducing op needs its general strided kernel
-    /// (the smaller operand's shape is not a suffix of the larger one's).
-    func needsGeneralBroadcast(_ n: Node) -> Bool {
-        if n.kind == .sumTo {
-            let full = g.nodes[n.operands[0]].type.shape.dims, small = n.type.shape.dims
-            return Array(full.suffix(small.count)) != small
-        }
-        guard n.kind.isElementwiseBinary else { return false }
-        let out = n.type.shape.dims
-        let a = type(n.operands[0]).shape.dims, b = type(n.operands[1]).shape.dims
-        guard a == out || b == out else { return true }
-        let small = a == out ? b : a
-        return Array(out.suffix(small.count)) != small
-    }
-
-    /// Per-dim strides of `s` (right-aligned) within `out`, 0 where broadcast.
-    func strides(_ s: [Dim], in out: [Dim]) -> String {
-        let padded = Array(repeating: Dim.const(1), count: out.count - s.count) + s
-        var res: [String] = []
-        for k in 0..<out.count {
-            if padded[k] == .const(1) && out[k] != .const(1) { res.append("0"); continue }
-            res.append(Shape(Array(padded[(k + 1)...])).elementCount.cExpression)
-        }
-        return res.joined(separator: ", ")
-    }
-
-    func dimsArray(_ out: [Dim]) -> String { out.map { "(size_t)\($0)" }.joined(separator: ", ") }
-
-    /// The kernel call for one node.
+    /// The C statements of one node: its op's lowering (`CLowering.call`). Decoding and prefilling
+    /// rewrite attention here to read and write the KV cache.
     func call(_ idx: Int) throws -> String {
         let n = g.nodes[idx]
         let o = n.operands
         let p = o.map(ptr)
         let dst = ptr(idx)
         let t = n.type
-        // The gradient a fused producer adds to its result (fuse-grad-acc), or NULL.
-        let acc = n.attrs.bool("accumulate") == true ? p.last! : "NULL"
-        switch n.kind {
-        case .input, .param: return ""
-        case .select:
-            if case .view = plan.storage[idx] { return "/* a view: slice \(n.attrs.int("index")!) of \(names[o[0]]) */" }
-            return "memcpy(\(dst), \(p[0]) + \(plan.viewOffsetExpr(g, idx)), \(count(idx)) * sizeof(real));"
-        case .sliceRows:
-            if case .view = plan.storage[idx] { return "/* a view: the first \(n.attrs.dim("rows")!) rows of \(names[o[0]]) */" }
-            return "memcpy(\(dst), \(p[0]), \(count(idx)) * sizeof(real));"
-        case .embedding where packed.contains(o[0]):
-            return "embedding_packed_forward(\(dst), \(p[0]), \(p[1]), \(count(o[1])), \(lastDim(t)), \(type(o[0]).shape.dims[0]));"
-        case .embedding:
-            return "embedding_forward(\(dst), \(p[0]), \(p[1]), \(count(o[1])), \(lastDim(t)));"
-        case .sinusoidal:
-            return "sinusoidal_forward(\(dst), \(decode ? "pos" : "0"), \(t.shape.dims[0]), \(lastDim(t)));"
-        case .linear:
-            let residual = n.attrs.bool("residual") ?? false
-            let bias = o.count - (residual ? 1 : 0) == 3 ? p[2] : "NULL"
-            let act = "KILN_ACT_" + (n.attrs.word("activation") ?? "none")
-            let epilogue = "\(bias), \(act), \(residual ? p.last! : "NULL")"
-            if packed.contains(o[1]) {
-                let tail = plan.workspace[idx] != nil ? workspace(idx) : "NULL"
-                if idx == lastRow {  // the logits of the prompt's last position only
-                    let last = "\(p[0]) + (size_t)(\(rows(t)) - 1) * \(lastDim(type(o[0])))"
-                    return "linear_packed_forward(\(dst), \(last), \(p[1]), \(epilogue), \(tail), 1, \(lastDim(type(o[0]))), \(lastDim(t)));"
-                }
-                return "linear_packed_forward(\(dst), \(p[0]), \(p[1]), \(epilogue), \(tail), \(rows(t)), \(lastDim(type(o[0]))), \(lastDim(t)));"
-            }
-            return "linear_forward(\(dst), \(p[0]), \(p[1]), \(epilogue), \(workspace(idx)), \(rows(t)), \(lastDim(type(o[0]))), \(lastDim(t)));"
-        case .linearStack:
-            let count = n.attrs.int("count")!
-            let w = p[1...count].joined(separator: ", ")
-            let b = p.count > 1 + count ? p[(1 + count)...].joined(separator: ", ") : Array(repeating: "NULL", count: count).joined(separator: ", ")
-            let x = type(o[0]), tail = plan.workspace[idx] != nil ? workspace(idx) : "NULL"
-            guard kernelVariant(n) == "packed" else {
-                throw CodegenError(description: "linear_stack needs weights used by nothing else (merge-linears checks this)")
-            }
-            return """
-            {
-                const real *w[\(count)] = {\(w)};
-                const real *b[\(count)] = {\(b)};
-                linear_stack_packed_forward(\(dst), \(p[0]), \(count), w, b, \(tail), \(rows(x)), \(lastDim(x)), \(lastDim(t)));
-            }
-            """
-        case .layernorm:
-            return "layernorm_forward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(rows(t)), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!, real)));"
-        case .attention where decode:
+        if n.kind == .attention && decode {
             let c = lastDim(t), off = cacheOffsets[idx]!
             let context = g.dims.compactMap(\.bound).max() ?? 1
             return """
             /* append this token's key and value to the cache, attend over positions 0..pos */
             memcpy(cache + \(off) + (size_t)pos * \(c), \(p[1]), \(c) * sizeof(real));
             memcpy(cache + \(off + context * (t.shape.last!.constValue ?? 0)) + (size_t)pos * \(c), \(p[2]), \(c) * sizeof(real));
-            attention_rows_forward(\(dst), \(p[0]), cache + \(off), cache + \(off + context * (t.shape.last!.constValue ?? 0)), 1, 1, pos + 1, \(c), \(n.attrs.int("heads")!), 0);
+            attention_rows_forward(\(dst), \(p[0]), cache + \(off), cache + \(off + context * (t.shape.last!.constValue ?? 0)), 1, 1, pos + 1, \(c), \(n.attrs[Attention.heads]), 0);
             """
-        case .attention where prefill:
+        }
+        if n.kind == .attention && prefill {
             let q = t.shape.dims, k = type(o[1]).shape.dims, off = cacheOffsets[idx]!
             let c = t.shape.last!.constValue ?? 0, context = g.dims.compactMap(\.bound).max() ?? 1
             return """
             /* keys and values of positions 0..T-1 into the cache (batch 1: rows are positions), then attention */
             memcpy(cache + \(off), \(p[1]), \(count(o[1])) * sizeof(real));
             memcpy(cache + \(off + context * c), \(p[2]), \(count(o[2])) * sizeof(real));
-            attention_forward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(workspace(idx)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(n.attrs.int("heads")!), \(n.attrs.bool("causal")! ? 1 : 0));
+            attention_forward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(workspace(idx)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(n.attrs[Attention.heads]), \(n.attrs[Attention.causal] ? 1 : 0));
             """
-        case .attention:
-            let q = t.shape.dims, k = type(o[1]).shape.dims
-            return "attention_forward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(workspace(idx)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(n.attrs.int("heads")!), \(n.attrs.bool("causal")! ? 1 : 0));"
-        case .add, .sub, .mul, .div:
-            let out = t.shape.dims, a = type(o[0]).shape.dims, b = type(o[1]).shape.dims
-            let name = n.kind.rawValue
-            if !needsGeneralBroadcast(n) {
-                let small = a == out ? b : a
-                let r = Shape(Array(out.dropLast(small.count))).elementCount.cExpression, c = Shape(small).elementCount.cExpression
-                return "\(name)_forward(\(dst), \(p[0]), \(p[1]), \(r), \(c), \(a == out ? 1 : 0), \(b == out ? 1 : 0));"
-            }
-            return """
-            {
-                const size_t dims[\(out.count)] = {\(dimsArray(out))};
-                const size_t a_stride[\(out.count)] = {\(strides(a, in: out))};
-                const size_t b_stride[\(out.count)] = {\(strides(b, in: out))};
-                \(name)_broadcast_forward(\(dst), \(p[0]), \(p[1]), \(out.count), dims, a_stride, b_stride);
-            }
-            """
-        case .fused:
-            let e = try n.fusedExpression()
-            return "\(FusedKernels.name(e))(\(dst), \(p.joined(separator: ", ")), \(count(idx)), \(o.map(count).joined(separator: ", ")));"
-        case .scale:
-            return "scale_forward(\(dst), \(p[0]), \(count(idx)), \(cFloat(n.attrs.float("factor")!, real)));"
-        case .relu, .gelu, .geluTanh:
-            return "activation_forward(\(dst), \(p[0]), \(count(idx)), KILN_ACT_\(n.kind.rawValue));"
-        case .softmax:
-            return "softmax_forward(\(dst), \(p[0]), \(rows(t)), \(lastDim(t)));"
-        case .dropout:
-            return "dropout_forward(\(dst), \(p[0]), \(count(idx)), \(cFloat(n.attrs.float("p")!, real)), seed, \(n.attrs.int("id")!));"
-        case .scalar:
-            return "\(dst)[0] = \(cFloat(n.attrs.float("value")!, real));"
-        case .crossEntropy:
-            return "\(dst)[0] = cross_entropy_forward(\(p[0]), \(p[1]), \(workspace(idx)), \(count(o[1])), \(lastDim(type(o[0]))));"
-        case .crossEntropyGrad:
-            return "cross_entropy_backward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(count(o[1])), \(lastDim(t)));"
-        case .embeddingGrad:
-            return "embedding_backward(\(dst), \(acc), \(p[0]), \(p[1]), \(count(o[1])), \(t.shape.dims[0]), \(lastDim(t)));"
-        case .padRows:
-            let rest = Shape(Array(t.shape.dims.dropFirst())).elementCount.cExpression
-            return "pad_rows_forward(\(dst), \(p[0]), \(type(o[0]).shape.dims[0]), \(t.shape.dims[0]), \(rest));"
-        case .linearGradInput:
-            return "linear_backward_input(\(dst), \(p[0]), \(p[1]), \(acc), \(workspace(idx)), \(rows(t)), \(lastDim(t)), \(lastDim(type(o[0]))));"
-        case .linearGradWeight:
-            return "linear_backward_weight(\(dst), \(p[0]), \(p[1]), \(workspace(idx)), \(rows(type(o[0]))), \(lastDim(t)), \(t.shape.dims[0]));"
-        case .sumTo:
-            let full = type(o[0]).shape.dims, small = t.shape.dims
-            if !needsGeneralBroadcast(n) {
-                let r = Shape(Array(full.dropLast(small.count))).elementCount.cExpression
-                return "sum_to_forward(\(dst), \(p[0]), \(r), \(count(idx)));"
-            }
-            return """
-            {
-                const size_t dims[\(full.count)] = {\(dimsArray(full))};
-                const size_t stride[\(full.count)] = {\(strides(small, in: full))};
-                sum_to_broadcast_forward(\(dst), \(p[0]), \(count(idx)), \(full.count), dims, stride);
-            }
-            """
-        case .layernormGradInput:
-            return "layernorm_backward_input(\(dst), \(p[0]), \(p[1]), \(p[2]), \(acc), \(rows(t)), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!, real)));"
-        case .layernormGradWeight:
-            return "layernorm_backward_weight(\(dst), \(p[0]), \(p[1]), \(rows(type(o[1]))), \(lastDim(t)), \(cFloat(n.attrs.float("eps")!, real)));"
-        case .attentionGrad where n.attrs.word("wrt") == "all":
-            let q = type(o[1]).shape.dims
-            return "attention_backward_all(\(dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(workspace(idx)), \(q[0]), \(q[1]), \(q[2]), \(n.attrs.int("heads")!), \(n.attrs.bool("causal")! ? 1 : 0));"
-        case .attentionGrad:
-            let q = type(o[1]).shape.dims, k = type(o[2]).shape.dims
-            let wrt = ["q": 0, "k": 1, "v": 2][n.attrs.word("wrt")!]!
-            return "attention_backward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(workspace(idx)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(n.attrs.int("heads")!), \(n.attrs.bool("causal")! ? 1 : 0), \(wrt));"
-        case .reluGrad, .geluGrad, .geluTanhGrad:
-            let base = n.kind.rawValue.replacingSuffix("_grad", with: "")
-            return "activation_backward(\(dst), \(p[0]), \(p[1]), \(count(idx)), KILN_ACT_\(base));"
-        case .softmaxGrad:
-            return "softmax_backward(\(dst), \(p[0]), \(p[1]), \(rows(t)), \(lastDim(t)));"
         }
+        return try n.kind.lowering().call(CallContext(f: self, index: idx))
     }
 }
 
-extension String {
-    func replacingSuffix(_ suffix: String, with r: String) -> String {
-        hasSuffix(suffix) ? String(dropLast(suffix.count)) + r : self
-    }
-}
 
 /// A floating-point literal for C: shortest round-trip text of the value
 /// in the target type (`1e-05f` for float, `1e-05` for double).

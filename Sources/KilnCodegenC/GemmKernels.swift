@@ -16,6 +16,20 @@ import KilnBasics
 enum GemmKernels {
     static let mr = 6, nr = 64
 
+    /// (batch, head) pairs the all-gradients attention backward keeps in its workspace at once
+    /// (`ATT_BWD_GROUP` in runtime/kernels/attention.c).
+    static let attentionGradGroup = 16
+
+    /// n rounded up to a multiple of the panel width.
+    static func roundUp(_ n: Int) -> Int { (n + nr - 1) / nr * nr }
+
+    /// A packed weight (N, K) keeps its last N % 64 rows as plain rows; its kernel packs them into one
+    /// K × 64 panel of scratch. Nil when N is a multiple of 64.
+    static func tailPanel(_ w: TensorType) -> SizeExpr? {
+        guard let rows = w.shape.dims[0].constValue, rows % nr != 0 else { return nil }
+        return panelElements(inner: [w.shape.dims[1]], n: 1)
+    }
+
     /// Elements of scratch a packed GEMM over B (K, N) needs.
     static func panelElements(inner: [Dim], n: Int) -> SizeExpr {
         inner.reduce(SizeExpr(constant: (n + nr - 1) / nr * nr)) { $0 * $1 }

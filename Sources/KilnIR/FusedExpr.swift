@@ -6,7 +6,7 @@ import KilnBasics
 /// op's `expr` attribute, and parses back to the same tree.
 public indirect enum FusedExpr: Sendable, Hashable, CustomStringConvertible {
     case operand(Int)
-    /// `relu`, `gelu` or `gelu_tanh` of one subexpression.
+    /// An activation of the table (`relu`, `gelu`, …) of one subexpression.
     case unary(OpKind, FusedExpr)
     /// `add`, `sub`, `mul` or `div` of two subexpressions.
     case binary(OpKind, FusedExpr, FusedExpr)
@@ -14,7 +14,7 @@ public indirect enum FusedExpr: Sendable, Hashable, CustomStringConvertible {
     case scale(FusedExpr, Double)
 
     /// The op kinds a fused expression may contain.
-    public static let unaryKinds: [OpKind] = [.relu, .gelu, .geluTanh]
+    public static let unaryKinds: [OpKind] = Activation.all.map(\.kind)
     public static let binaryKinds: [OpKind] = [.add, .sub, .mul, .div]
     public static func canFuse(_ k: OpKind) -> Bool { unaryKinds.contains(k) || binaryKinds.contains(k) || k == .scale }
     /// The deepest nesting of ops the text may have (the parser's limit).
@@ -58,7 +58,7 @@ public indirect enum FusedExpr: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The result type for operands of the given types: each op's own type rule, applied bottom-up.
-    public func inferType(_ operands: [TensorType], bound: (Dim) -> Int?) throws -> TensorType {
+    public func inferType(_ operands: [TensorType], bound: @escaping (Dim) -> Int?) throws -> TensorType {
         switch self {
         case .operand(let i):
             guard i < operands.count else { throw TypeError("fused: x\(i) is not an operand (the op has \(operands.count))") }
@@ -68,7 +68,7 @@ public indirect enum FusedExpr: Sendable, Hashable, CustomStringConvertible {
         case .binary(let k, let a, let b):
             return try k.inferType([try a.inferType(operands, bound: bound), try b.inferType(operands, bound: bound)], Attributes(), bound: bound)
         case .scale(let a, let f):
-            return try OpKind.scale.inferType([try a.inferType(operands, bound: bound)], Attributes([("factor", .float(f))]), bound: bound)
+            return try OpKind.scale.inferType([try a.inferType(operands, bound: bound)], Attributes([(Scale.factor.name, .float(f))]), bound: bound)
         }
     }
 

@@ -22,12 +22,14 @@ public enum Verifier {
                 if case .sym(let s) = d, !declared.contains(s) { errors.append("\(at): undeclared dim \(s)") }
                 if case .const(let c) = d, c <= 0 { errors.append("\(at): non-positive dim \(c)") }
             }
-            let allowed = Set(n.kind.requiredAttributes + n.kind.optionalAttributes)
-            for (k, _) in n.attrs.entries where !allowed.contains(k) { errors.append("\(at): unexpected attribute '\(k)'") }
-            for k in n.kind.requiredAttributes where n.attrs[k] == nil { errors.append("\(at): missing attribute '\(k)'") }
-            for (k, v) in n.attrs.entries where !(n.kind == .fused && k == "expr") {
-                if case .string = v { errors.append("\(at): attribute '\(k)' cannot be a quoted text") }
+            var specs = n.kind.definition.attributes
+            if n.kind.acceptsAccumulate { specs.append(accumulateKey.spec) }
+            for (k, v) in n.attrs.entries {
+                guard let spec = specs.first(where: { $0.name == k }) else { errors.append("\(at): unexpected attribute '\(k)'"); continue }
+                if case .string = v, spec.kind != .string { errors.append("\(at): attribute '\(k)' cannot be a quoted text"); continue }
+                if !spec.kind.accepts(v) { errors.append("\(at): attribute '\(k)' must be \(spec.kind), got \(v)") }
             }
+            for s in specs where s.isRequired && n.attrs[s.name] == nil { errors.append("\(at): missing attribute '\(s.name)'") }
             if n.kind.hasDeclaredType {
                 guard let name = n.name, !name.isEmpty else { errors.append("\(at): missing name"); continue }
                 if !(name.first.map { $0.isLetter || $0 == "_" } ?? false) { errors.append("\(at): name '\(name)' must start with a letter") }

@@ -16,8 +16,6 @@ public struct FuseLinearEpilogue: Pass {
     public let name = "fuse-epilogue"
     public init() {}
 
-    static let activations: [OpKind: String] = [.relu: "relu", .gelu: "gelu", .geluTanh: "gelu_tanh"]
-
     public func run(_ g: inout Graph) throws -> Bool {
         var uses = g.useCounts()
         var replace: [Int: Int] = [:]
@@ -26,12 +24,12 @@ public struct FuseLinearEpilogue: Pass {
         for i in g.nodes.indices {
             let n = g.nodes[i]
             // activation(linear) -> linear {activation}
-            if let act = Self.activations[n.kind], n.operands.count == 1 {
+            if let act = Activation.named(n.kind.name), n.operands.count == 1 {
                 let l = n.operands[0]
                 let lin = g.nodes[l]
                 guard lin.kind == .linear, uses[l] == 1, lin.attrs["activation"] == nil, lin.attrs["residual"] == nil,
                       lin.type == n.type else { continue }
-                g.nodes[l].attrs["activation"] = .word(act)
+                g.nodes[l].attrs.set(Linear.activation, Word(act.name))
                 g.nodes[l].name = g.nodes[l].name ?? n.name
                 redirect(&g, from: i, to: l, &uses, &replace, &keep)
                 changed = true

@@ -1,0 +1,40 @@
+import KilnBasics
+import KilnIR
+
+extension Attention: CLowering {
+    var kernelFile: String? { "attention.c" }
+    /// Per (batch, head): Kᵀ (hs, S) and V (S, hs rounded up to 64).
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
+        let n = g.nodes[i], k = g.nodes[n.operands[1]].type.shape.dims
+        let heads = n.attrs[Self.heads], c = k.last?.constValue ?? 0, hs = c / max(heads, 1)
+        return SizeExpr(constant: c + heads * GemmKernels.roundUp(hs)) * k[0] * k[1]
+    }
+    func call(_ c: CallContext) throws -> String {
+        let p = c.p, q = c.type.shape.dims, k = c.type(1).shape.dims
+        return "attention_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(c.attrs[Self.heads]), \(c.attrs[Self.causal] ? 1 : 0));"
+    }
+}
+
+extension AttentionGrad: CLowering {
+    var kernelFile: String? { "attention.c" }
+    /// All three gradients: ATT_BWD_GROUP (batch, head) pairs at a time, each kᵀ, vᵀ (hs, T), P, dS (T, T64),
+    /// q, k, dout (T, hs64), where T64 is at most the context rounded up to 64. One of them: two rows of S per
+    /// (batch, head).
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
+        let n = g.nodes[i], k = g.nodes[n.operands[2]].type.shape.dims, heads = n.attrs[Attention.heads]
+        guard n.attrs[Self.wrt] == "all" else { return SizeExpr(constant: 2 * heads) * k[0] * k[1] }
+        let hs = (k[2].constValue ?? 0) / max(heads, 1)
+        let ctx = GemmKernels.roundUp(g.bound(of: k[1]) ?? k[1].constValue ?? 1)
+        return SizeExpr(constant: GemmKernels.attentionGradGroup * (2 * hs + 2 * ctx + 3 * GemmKernels.roundUp(hs))) * k[1]
+    }
+    func call(_ c: CallContext) throws -> String {
+        let p = c.p, heads = c.attrs[Attention.heads], causal = c.attrs[Attention.causal] ? 1 : 0
+        if c.attrs[Self.wrt] == "all" {
+            let q = c.type(1).shape.dims
+            return "attention_backward_all(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(c.workspace), \(q[0]), \(q[1]), \(q[2]), \(heads), \(causal));"
+        }
+        let q = c.type(1).shape.dims, k = c.type(2).shape.dims
+        let wrt = ["q", "k", "v"].firstIndex(of: c.attrs[Self.wrt].text)!
+        return "attention_backward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(causal), \(wrt));"
+    }
+}

@@ -1,0 +1,31 @@
+import KilnBasics
+import KilnIR
+
+extension SliceRows: CLowering {
+    var kernelFile: String? { nil }
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    /// A view; a copy only where the result must live elsewhere (a function's output).
+    func call(_ c: CallContext) throws -> String {
+        if c.isView { return "/* a view: the first \(c.attrs[Self.rows]) rows of \(c.name(0)) */" }
+        return "memcpy(\(c.dst), \(c.p[0]), \(c.count) * sizeof(real));"
+    }
+}
+
+extension PadRows: CLowering {
+    var kernelFile: String? { "rows.c" }
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    func call(_ c: CallContext) throws -> String {
+        let t = c.type, rest = Shape(Array(t.shape.dims.dropFirst())).elementCount.cExpression
+        return "pad_rows_forward(\(c.dst), \(c.p[0]), \(c.type(0).shape.dims[0]), \(t.shape.dims[0]), \(rest));"
+    }
+}
+
+extension Select: CLowering {
+    var kernelFile: String? { nil }
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    /// A view; a copy only where the result must live elsewhere (a function's output).
+    func call(_ c: CallContext) throws -> String {
+        if c.isView { return "/* a view: slice \(c.attrs[Self.index]) of \(c.name(0)) */" }
+        return "memcpy(\(c.dst), \(c.p[0]) + \(viewOffset(c.node).cExpression), \(c.count) * sizeof(real));"
+    }
+}

@@ -1,0 +1,109 @@
+import KilnBasics
+
+/// `attention(%q: [B, T, C], %k, %v: [B, S, C]) {heads, causal}` — multi-head scaled dot-product attention
+/// (Vaswani et al. 2017): per head softmax(q·kᵀ/√d)·v, with `causal` letting query t see keys 0..t.
+public struct Attention: Op {
+    public init() {}
+    public static let heads = AttrKey<Int>("heads")
+    public static let causal = AttrKey<Bool>("causal")
+    public let name = "attention"
+    public let summary = "q `[B, T, C]`, k, v `[B, S, C]` → `[B, T, C]`: multi-head softmax(q·kᵀ/√d)·v (Vaswani et al. 2017); `causal`: query t sees keys 0..t"
+    public let example = """
+        graph G {
+          dim B
+          dim T <= 8
+          %q = input : f32[B, T, 4]
+          %k = input : f32[B, T, 4]
+          %v = input : f32[B, T, 4]
+          %0 = attention(%q, %k, %v) {heads: 2, causal: true} : f32[B, T, 4]
+          output y = %0
+        }
+        """
+    public let arity = 3...3
+    public var attributes: [AttrSpec] { [Self.heads.spec, Self.causal.spec] }
+    public let traits: OpTraits = []
+    public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
+        let (q, k, v) = (ops[0], ops[1], ops[2])
+        guard q.shape.rank == 3 else { throw TypeError("attention expects [B, T, C] queries, got \(q.shape)") }
+        guard k.shape == v.shape else { throw TypeError("attention keys \(k.shape) and values \(v.shape) differ") }
+        guard k.shape.rank == 3, k.shape.dims[0] == q.shape.dims[0], k.shape.dims[2] == q.shape.dims[2] else {
+            throw TypeError("attention keys \(k.shape) do not match queries \(q.shape)")
+        }
+        let h = attrs[Self.heads]
+        guard h > 0 else { throw TypeError("attention needs heads > 0") }
+        guard let c = q.shape.dims[2].constValue, c % h == 0 else {
+            throw TypeError("attention: model dim \(q.shape.dims[2]) is not divisible by \(h) heads")
+        }
+        if attrs[Self.causal], k.shape.dims[1] != q.shape.dims[1] {
+            throw TypeError("causal attention needs keys of the same length as queries: \(k.shape.dims[1]) vs \(q.shape.dims[1])")
+        }
+        return q
+    }
+    public func differentiate(_ d: inout Differentiation) throws {
+        let n = d.node, o = d.operands, g = d.gradient
+        let types = o.map { d.type($0) }
+        let heads = n.attrs[Self.heads.name]!, causal = n.attrs[Self.causal.name]!
+        if d.wants(0) && d.wants(1) && d.wants(2) && types[0] == types[1] && types[1] == types[2] {
+            // Self-attention: one backward pass for all three, then views of its slices.
+            let all = d.emit(.attentionGrad, [g] + o, [("heads", heads), ("causal", causal), ("wrt", .word("all"))])
+            for k in 0..<3 { d.give(k, d.emit(.select, [all], [("index", .int(k))])) }
+            return
+        }
+        for (k, wrt) in ["q", "k", "v"].enumerated() where d.wants(k) {
+            d.give(k, d.emit(.attentionGrad, [g] + o, [("heads", heads), ("causal", causal), ("wrt", .word(wrt))]))
+        }
+    }
+    /// q·kᵀ and p·v: 4 FLOPs per (query, key) pair and channel; causal attention counts the unmasked pairs only.
+    public func flops(_ c: FlopContext) -> Int { 4 * Self.pairs(c, q: c.operands[0], k: c.operands[1]) * c.dim(c.operands[0].shape.dims[2]) }
+
+    /// The (query, key) pairs that attention computes.
+    static func pairs(_ c: FlopContext, q: TensorType, k: TensorType) -> Int {
+        let (b, t, s) = (c.dim(q.shape.dims[0]), c.dim(q.shape.dims[1]), c.dim(k.shape.dims[1]))
+        return c.node.attrs[causal] ? b * t * (t + 1) / 2 : b * t * s
+    }
+}
+
+/// `attention_grad(%dy, %q, %k, %v) {heads, causal, wrt}` — the gradient of `attention` with respect to q,
+/// k or v, or with `wrt: all` (self-attention) all three stacked as [3, B, T, C], computed in one pass.
+public struct AttentionGrad: Op {
+    public init() {}
+    public static let wrt = AttrKey<Word>("wrt", words: ["q", "k", "v", "all"])
+    public let name = "attention_grad"
+    public let summary = "dy, q, k, v → q's, k's or v's type; with `wrt: all` (self-attention) `[3, B, T, C]` holding all three, computed in one pass"
+    public let example = """
+        graph G {
+          dim B
+          dim T <= 8
+          %dy = input : f32[B, T, 4]
+          %q = input : f32[B, T, 4]
+          %0 = attention_grad(%dy, %q, %q, %q) {heads: 2, causal: false, wrt: all} : f32[3, B, T, 4]
+          output d = %0
+        }
+        """
+    public let arity = 4...4
+    public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.causal.spec, Self.wrt.spec] }
+    public let traits: OpTraits = [.gradient]
+    public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
+        var forward = attrs
+        forward[Self.wrt.name] = nil
+        let fwd = try Attention().inferType(Array(ops[1...3]), forward, env)
+        guard ops[0] == fwd else { throw TypeError("attention_grad: dy \(ops[0]) does not match the attention output \(fwd)") }
+        let wrt = attrs[Self.wrt].text
+        if wrt == "all" {
+            guard ops[1] == ops[2] else { throw TypeError("attention_grad with wrt: all needs self-attention shapes, got \(ops[1]) and \(ops[2])") }
+            return TensorType(ops[1].dtype, [.const(3)] + ops[1].shape.dims)
+        }
+        return ops[1 + ["q", "k", "v"].firstIndex(of: wrt)!]
+    }
+    public func differentiate(_ d: inout Differentiation) throws { throw d.notDifferentiable }
+    /// Per (query, key) pair and channel: dv needs q·k and p·dy (4); dq or dk q·k, dy·v and ds·k (6); all three 10.
+    public func flops(_ c: FlopContext) -> Int {
+        let perPair = ["v": 4, "all": 10][c.node.attrs[Self.wrt].text] ?? 6
+        return perPair * Attention.pairs(c, q: c.operands[1], k: c.operands[2]) * c.dim(c.operands[1].shape.dims[2])
+    }
+}
+
+extension OpKind {
+    public static let attention = OpKind("attention")
+    public static let attentionGrad = OpKind("attention_grad")
+}
