@@ -13,13 +13,12 @@ enum Builtins {
         "layernorm": [("x", true), ("eps", false), ("name", false)],
         "attention": [("x", true), ("heads", true), ("mask", false), ("bias", false), ("name", false)],
         "ffn": [("x", true), ("hidden", true), ("activation", false), ("bias", false), ("name", false)],
-        "relu": [("x", true)],
-        "gelu": [("x", true)],
-        "gelu_tanh": [("x", true)],
         "softmax": [("x", true)],
         "dropout": [("x", true), ("p", true)],
         "repeat": [("count", true), ("block", true), ("x", true), ("name", false)],
-    ]
+    ].merging(Activation.all.map { ($0.name, [("x", true)]) }, uniquingKeysWith: { a, _ in a })
+    /// The activations of the IR's table (`relu`, `gelu`, …): each is a built-in and an `ffn` activation.
+    static let activations = Activation.all.map(\.name)
     static let names = Set(signatures.keys)
 }
 
@@ -86,7 +85,7 @@ extension Lowering {
         case "layernorm": return try layernorm(a, r)
         case "attention": return try attention(a, r)
         case "ffn": return try ffn(a, r)
-        case "relu", "gelu", "gelu_tanh", "softmax":
+        case _ where Builtins.activations.contains(name), "softmax":
             let x = try tensor(a["x"]!.0, a["x"]!.1, "the argument of \(name)")
             return try emit(OpKind(rawValue: name)!, [x], [:], r)
         case "repeat": return try repeatBlock(a, r)
@@ -217,7 +216,7 @@ extension Lowering {
         let x = try tensor(a["x"]!.0, a["x"]!.1, "ffn's input")
         let c = try lastDim(x, a["x"]!.1, "ffn")
         let hidden = try positiveInt(a["hidden"]!.0, a["hidden"]!.1, "hidden")
-        let act = try a["activation"].map { try word($0.0, $0.1, "activation", ["relu", "gelu", "gelu_tanh"]) } ?? "gelu"
+        let act = try a["activation"].map { try word($0.0, $0.1, "activation", Builtins.activations) } ?? "gelu"
         let bias = try a["bias"].map { try bool($0.0, $0.1, "bias") } ?? true
         let o = try owner("ffn", explicit: a.explicitName)
         let up = try projection(x, o + ".up", hidden, c, bias: bias, std: 0.02, r)
