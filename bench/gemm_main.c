@@ -1,10 +1,9 @@
-/* GEMM throughput of Kiln's generated matrix-product kernel.
- * Built by bench/bench.py as: cc -O3 -march=native -fopenmp -I BUILD bench/gemm_main.c
- * (it includes a generated model.c to reach its static GEMM engine).
+/* GEMM throughput of Kiln's matrix-product engine (runtime/kernels/gemm.h).
+ * Built by bench/bench.py as: cc -O3 -march=native -fopenmp -I runtime/kernels bench/gemm_main.c
  * usage: gemm_bench M N K ITERS  -> prints the median GFLOP/s of C (M,N) = A (M,K) · B (K,N),
  * packing B into panels on every call (as a BLAS sgemm call does) */
 #define _POSIX_C_SOURCE 200809L
-#include "model.c"
+#include "gemm.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -39,7 +38,7 @@ int main(int argc, char **argv) {
     }
     qsort(t, iters, sizeof t[0], cmp);
     printf("%.2f\n", 2.0 * M * N * K / (t[iters / 2] * 1e6));
-    fprintf(stderr, "%s kernels\n", kiln_isa());
+    fprintf(stderr, "%s kernels\n", gemm_isa());
     free(A); free(B); free(C); free(P);
     return 0;
 }

@@ -1,16 +1,17 @@
 /*
- * infer_main.c - the `infer` command-line tool of a Kiln-compiled model.
- *
- * Linked with the generated model.c (which implements model.h), kiln_rt.c
- * and kiln_model_rt.c. Commands:
+ * infer_main.c - the `infer` command-line tool of a Kiln-compiled model: a program over the model's C library
+ * (libPREFIX.a, through model.h's KILN(...) names). Commands:
  *   init      random GPT-2-style weights -> safetensors
- *   forward   token ids (.npy) -> logits (.npy)
- *   generate  byte-level text generation from a prompt
- *   score     byte-level loss / perplexity of a file
- *   bench     time kiln_forward
+ *   run       any function of the model: inputs from .npy files, outputs to .npy files
+ *   forward   token ids (.npy) -> logits (.npy)           (language models)
+ *   generate  text or token ids from a prompt             (language models)
+ *   score     byte-level loss / perplexity of a file      (byte-level language models)
+ *   bench     time the forward pass
  *
- * Every error is one line on stderr; exit status 1 for runtime errors,
- * 2 for usage errors.
+ * A language model here is one whose forward function takes token ids [B, T] (role tokens) and returns
+ * logits [B, T, V]; the library checks every input of every call.
+ *
+ * Every error is one line on stderr; exit status 1 for runtime errors, 2 for usage errors.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -21,17 +22,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "kiln_model_rt.h"
+#include "kiln_cli.h"
 #include "kiln_rt.h"
 #include "model.h"
 
-#if defined(KILN_REAL_IS_DOUBLE) && KILN_REAL_IS_DOUBLE
+#if KILN_REAL_IS_DOUBLE
 #error "infer needs an f32 build of the model (kiln_real is double)"
 #endif
 
-#define TOKENS_FILE_LIMIT ((size_t)1 << 30) /* .npy token files */
+#define NPY_FILE_LIMIT ((size_t)1 << 31)    /* .npy input files */
 #define SCORE_FILE_LIMIT ((size_t)1 << 30)  /* text files to score */
-#define SCORE_MAX_BATCH 8                   /* full windows per kiln_forward call */
+#define SCORE_MAX_BATCH 8                   /* full windows per forward call */
 #define SCORE_LOGITS_BUDGET ((size_t)256 << 20) /* ...fewer if their logits exceed this */
 #define DEFAULT_SEED "1234"
 
@@ -42,6 +43,7 @@ typedef kiln_command command;
 typedef kiln_opts opts;
 
 static void cmd_init(const command *cmd, const opts *o);
+static void cmd_run(const command *cmd, const opts *o);
 static void cmd_forward(const command *cmd, const opts *o);
 static void cmd_generate(const command *cmd, const opts *o);
 static void cmd_score(const command *cmd, const opts *o);
@@ -51,17 +53,30 @@ static const command COMMANDS[] = {
     {"init", "--out W.safetensors [--seed N]",
      "write randomly initialized weights (GPT-2-style init)",
      "Normal weights use N(0, std^2) with each tensor's std; deterministic for a seed.",
-     {{"--out", "W.safetensors", "output weights file (required; written atomically)"},
-      {"--seed", "N", "random seed, 0..2^64-1 (default " DEFAULT_SEED ")"}},
+     {{"--out", "W.safetensors", "output weights file (required; written atomically)", 0},
+      {"--seed", "N", "random seed, 0..2^64-1 (default " DEFAULT_SEED ")", 0}},
      NULL,
      cmd_init},
+    {"run", "--weights W [--function F] --input NAME=IN.npy ... [--output NAME=OUT.npy ...]",
+     "run any function of the model on .npy inputs",
+     "Each input of the function comes from a .npy file (int32/int64 for integer inputs, float32/float64 for\n"
+     "float ones); each is checked against the function's signature (dtype, rank, dims and their bounds, token\n"
+     "ids inside the vocabulary, masks of 0 and 1). --output writes an output to a .npy file (float32).\n"
+     "'infer run --list' prints every function's signature.",
+     {{"--weights", "W", "weights file (.safetensors)", 0},
+      {"--function", "F", "the function to run (default forward)", 0},
+      {"--input", "NAME=IN.npy", "an input of the function", 1},
+      {"--output", "NAME=OUT.npy", "write an output (written atomically)", 1},
+      {"--list", NULL, "print the functions and their inputs and outputs, then exit", 0}},
+     NULL,
+     cmd_run},
     {"forward", "--weights W --tokens IN.npy --out LOGITS.npy",
      "compute logits for a batch of token ids",
      "IN.npy holds int32 or int64 ids of shape [B, T] (B >= 1, 1 <= T <= context);\n"
      "LOGITS.npy receives float32 logits of shape [B, T, out_dim].",
-     {{"--weights", "W", "weights file (.safetensors, required)"},
-      {"--tokens", "IN.npy", "token ids (required)"},
-      {"--out", "LOGITS.npy", "output logits (required; written atomically)"}},
+     {{"--weights", "W", "weights file (.safetensors, required)", 0},
+      {"--tokens", "IN.npy", "token ids (required)", 0},
+      {"--out", "LOGITS.npy", "output logits (required; written atomically)", 0}},
      NULL,
      cmd_forward},
     {"generate", "--weights W (--prompt TEXT | --prompt-ids IDS) --tokens N [options]",
@@ -74,53 +89,37 @@ static const command COMMANDS[] = {
      "the window is dropped and the rest re-encoded in one pass. --no-cache runs a full\n"
      "forward pass per token over the last <context> tokens (a window sliding by one), as\n"
      "models with bidirectional attention always do (a cache cannot serve them).",
-     {{"--weights", "W", "weights file (.safetensors, required)"},
-      {"--prompt", "TEXT", "prompt text, 1..context bytes"},
-      {"--prompt-ids", "IDS", "prompt token ids instead, e.g. 464,2068,7586 (1..context ids < vocab)"},
-      {"--tokens", "N", "number of tokens to generate (required)"},
-      {"--timing", NULL, "print the prompt's and the new tokens' times to stderr"},
-      {"--temperature", "T", "sampling temperature, 0 = greedy (default 1.0)"},
-      {"--top-k", "K", "sample from the K most likely tokens, 0 = off (default 0)"},
-      {"--top-p", "P", "nucleus sampling threshold in (0, 1], 1 = off (default 1.0)"},
-      {"--seed", "N", "random seed (default " DEFAULT_SEED ")"},
-      {"--no-cache", NULL, "recompute the whole window for every token (no KV cache)"}},
+     {{"--weights", "W", "weights file (.safetensors, required)", 0},
+      {"--prompt", "TEXT", "prompt text, 1..context bytes", 0},
+      {"--prompt-ids", "IDS", "prompt token ids instead, e.g. 464,2068,7586 (1..context ids < vocab)", 0},
+      {"--tokens", "N", "number of tokens to generate (required)", 0},
+      {"--timing", NULL, "print the prompt's and the new tokens' times to stderr", 0},
+      {"--temperature", "T", "sampling temperature, 0 = greedy (default 1.0)", 0},
+      {"--top-k", "K", "sample from the K most likely tokens, 0 = off (default 0)", 0},
+      {"--top-p", "P", "nucleus sampling threshold in (0, 1], 1 = off (default 1.0)", 0},
+      {"--seed", "N", "random seed (default " DEFAULT_SEED ")", 0},
+      {"--no-cache", NULL, "recompute the whole window for every token (no KV cache)", 0}},
      NULL,
      cmd_generate},
     {"score", "--weights W FILE", "report the byte-level loss of a file",
      "Scores every byte after the first, in windows of up to <context> predictions.\n"
      "Prints: tokens N  loss L nats  perplexity P  bits/char B  (N = predicted bytes).",
-     {{"--weights", "W", "weights file (.safetensors, required)"}},
+     {{"--weights", "W", "weights file (.safetensors, required)", 0}},
      "FILE",
      cmd_score},
     {"bench", "[--batch B] [--seq T] [options]", "time the forward pass",
-     "Uses seeded random weights unless --weights is given, and random tokens.",
-     {{"--batch", "B", "batch size (default 1)"},
-      {"--seq", "T", "sequence length, 1..context (default: the context)"},
-      {"--iters", "N", "timed iterations (default 10)"},
-      {"--warmup", "N", "untimed warm-up iterations (default 2)"},
-      {"--weights", "W", "weights file (default: random init)"},
-      {"--seed", "N", "seed for random weights and tokens (default " DEFAULT_SEED ")"}},
+     "Uses seeded random weights unless --weights is given, and random inputs: token ids in the\n"
+     "vocabulary, masks of ones, normal data. --batch sets every input's first dim, --seq its second.",
+     {{"--batch", "B", "batch size (default 1)", 0},
+      {"--seq", "T", "sequence length, up to its bound (default: the bound)", 0},
+      {"--iters", "N", "timed iterations (default 10)", 0},
+      {"--warmup", "N", "untimed warm-up iterations (default 2)", 0},
+      {"--weights", "W", "weights file (default: random init)", 0},
+      {"--seed", "N", "seed for random weights and inputs (default " DEFAULT_SEED ")", 0}},
      NULL,
      cmd_bench},
 };
 #define NUM_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
-
-/* Prints the top-level help. */
-static void print_main_help(FILE *f) {
-    fprintf(f,
-            "usage: %s [--threads N] COMMAND [flags]\n\n"
-            "Inference for the Kiln-compiled model '%s' (vocab %d, output dim %d, context %d,\n"
-            "%d parameter tensors, %lld parameters).\n\ncommands:\n",
-            kiln_progname(), KILN_MODEL_NAME, KILN_VOCAB, KILN_OUT_DIM, KILN_CONTEXT,
-            KILN_NUM_PARAMS, (long long)KILN_PARAM_FLOATS);
-    for (size_t i = 0; i < NUM_COMMANDS; i++)
-        fprintf(f, "  %-9s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
-    fprintf(f,
-            "\nglobal flags (also accepted after the command):\n"
-            "  --threads N   OpenMP threads, 1..%d (default: OpenMP's default, OMP_NUM_THREADS)\n"
-            "  --help, -h    show help; '%s COMMAND --help' shows a command's flags\n",
-            KILN_MAX_THREADS, kiln_progname());
-}
 
 /* Shorthands for the shared command-line helpers. */
 #define usage_die kiln_usage_die
@@ -130,26 +129,93 @@ static void print_main_help(FILE *f) {
 #define opt_double kiln_opt_double
 #define opt_seed(c, o) kiln_opt_seed(c, o, DEFAULT_SEED)
 
-/* Parameters for a command: from --weights if given, else seeded random init. */
-static float *get_params(const char *weights, uint64_t seed) {
-    kiln_check_param_table();
-    float *params = kiln_alloc_params();
-    if (weights) kiln_load_params(weights, params);
-    else kiln_init_params(params, seed);
-    return params;
+static const char *dtype_name(kiln_dtype t) {
+    static const char *const names[] = {"f32", "f64", "i32", "i64"};
+    return (unsigned)t < 4 ? names[t] : "?";
 }
 
-/* The same, rearranged for kiln_forward / kiln_decode_step (kiln_pack_params). */
-static float *get_packed_params(const char *weights, uint64_t seed) {
-    float *params = get_params(weights, seed);
-    if (kiln_pack_params(params) != 0) kiln_die("out of memory packing the weights");
-    return params;
+/* "[B, T, 256]" with bounds: "[B, T <= 256, 256]" */
+static const char *desc_shape(char *buf, size_t cap, const kiln_tensor_desc *d) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int k = 0; k < d->rank && n < cap; k++) {
+        if (d->dims[k]) n += (size_t)snprintf(buf + n, cap - n, "%s%s", k ? ", " : "", d->dims[k]);
+        else n += (size_t)snprintf(buf + n, cap - n, "%s%lld", k ? ", " : "", (long long)d->shape[k]);
+        if (d->dims[k] && d->bounds[k] > 0 && n < cap) n += (size_t)snprintf(buf + n, cap - n, " <= %lld", (long long)d->bounds[k]);
+    }
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+    return buf;
 }
 
-/* Allocates n zeroed floats (64-byte aligned), naming `what` on failure. */
-static float *alloc_floats(size_t n, const char *what) { return kiln_xcalloc_floats(n, what); }
+/* Prints the top-level help: the commands and the model's functions. */
+static void print_main_help(FILE *f) {
+    fprintf(f,
+            "usage: %s [--threads N] COMMAND [flags]\n\n"
+            "Inference for the Kiln-compiled model '%s' (%d parameter tensors, %zu parameters).\n\ncommands:\n",
+            kiln_progname(), KILN(model_name)(), KILN(num_params)(), KILN(param_elements)());
+    for (size_t i = 0; i < NUM_COMMANDS; i++)
+        fprintf(f, "  %-9s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(f, "\nfunctions (%s run --list for their signatures):", kiln_progname());
+    for (int i = 0; i < KILN(num_functions)(); i++) fprintf(f, " %s", KILN(function)(i)->name);
+    fprintf(f,
+            "\n\nglobal flags (also accepted after the command):\n"
+            "  --threads N   OpenMP threads, 1..%d (default: OpenMP's default, OMP_NUM_THREADS)\n"
+            "  --help, -h    show help; '%s COMMAND --help' shows a command's flags\n",
+            KILN_MAX_THREADS, kiln_progname());
+}
 
-#define logits_floats kiln_logits_floats
+/* A context with the weights of --weights, or seeded random ones. */
+static kiln_ctx *open_model(const char *weights, uint64_t seed) {
+    kiln_ctx *ctx;
+    if (KILN(create)(&ctx) != KILN_OK) kiln_die("out of memory for the model's weights");
+    if ((weights ? KILN(load)(ctx, weights) : KILN(init)(ctx, seed)) != KILN_OK) kiln_die("%s", KILN(error)(ctx));
+    return ctx;
+}
+
+/* Runs a function; dies with the library's message. */
+static void run_or_die(kiln_ctx *ctx, const char *fn, const kiln_tensor *in, int nin, kiln_tensor *out, int nout) {
+    if (KILN(run)(ctx, fn, in, nin, out, nout) != KILN_OK) kiln_die("%s", KILN(error)(ctx));
+}
+
+static void *xcalloc_or_die(size_t count, size_t size, const char *what) { return kiln_xcalloc(count, size, what); }
+
+/* ------------------------------------------------------------------------- */
+/* The language-model view of a model: forward(tokens [B, T]) -> logits [B, T, V] */
+
+typedef struct {
+    const kiln_function_desc *forward;
+    int64_t vocab;     /* token ids lie in [0, vocab) */
+    int64_t out_dim;   /* logits' last dim */
+    int64_t context;   /* the bound of T */
+} lm_info;
+
+static lm_info language_model(const char *command) {
+    lm_info m = {KILN(find_function)("forward"), 0, 0, 0};
+    const kiln_function_desc *f = m.forward;
+    if (!f || f->num_inputs != 1 || f->num_outputs != 1 || f->inputs[0].role != KILN_ROLE_TOKENS || f->inputs[0].rank != 2 ||
+        !f->inputs[0].dims[0] || !f->inputs[0].dims[1] || f->outputs[0].rank != 3 || f->outputs[0].dims[2] ||
+        f->inputs[0].bounds[1] <= 0)
+        kiln_die("'%s' needs a language model, whose forward function takes token ids [B, T <= context] and returns "
+                 "logits [B, T, V]; this one does not (use '%s run')", command, kiln_progname());
+    m.vocab = f->inputs[0].limit;
+    m.out_dim = f->outputs[0].shape[2];
+    m.context = f->inputs[0].bounds[1];
+    return m;
+}
+
+/* logits (B, T, out_dim) of token ids (B, T) */
+static void lm_forward(kiln_ctx *ctx, const lm_info *m, const int32_t *tokens, int64_t B, int64_t T, float *logits) {
+    kiln_tensor in = {m->forward->inputs[0].name, KILN_I32, 2, {B, T}, (void *)tokens};
+    kiln_tensor out = {m->forward->outputs[0].name, KILN_F32, 3, {B, T, m->out_dim}, logits};
+    run_or_die(ctx, "forward", &in, 1, &out, 1);
+}
+
+/* elements of B x T x n floats; dies on overflow */
+static size_t floats_of(size_t B, size_t T, size_t n) {
+    size_t r;
+    if (kiln_size_mul(B, T, &r) || kiln_size_mul(r, n, &r) || r > SIZE_MAX / sizeof(float))
+        kiln_die("batch too large: %zu x %zu x %zu floats do not fit in memory", B, T, n);
+    return r;
+}
 
 /* ------------------------------------------------------------------------- */
 /* init */
@@ -157,19 +223,174 @@ static float *alloc_floats(size_t n, const char *what) { return kiln_xcalloc_flo
 static void cmd_init(const command *cmd, const opts *o) {
     const char *out = opt_required(cmd, o, "--out");
     uint64_t seed = opt_seed(cmd, o);
-    float *params = get_params(NULL, seed);
-    kiln_st_entry *entries = kiln_xcalloc(KILN_NUM_PARAMS, sizeof *entries, "tensor list");
-    for (int i = 0; i < KILN_NUM_PARAMS; i++)
-        kiln_param_entry(i, NULL, params + kiln_params[i].offset, &entries[i]);
-    const char *keys[] = {"format", "kiln_model"};
-    const char *values[] = {"pt", KILN_MODEL_NAME};
+    kiln_ctx *ctx = open_model(NULL, seed);
+    if (KILN(save)(ctx, out) != KILN_OK) kiln_die("%s", KILN(error)(ctx));
+    printf("init: wrote %s (%d tensors, %lld parameters, seed %" PRIu64 ")\n", out, KILN(num_params)(),
+           (long long)KILN(param_elements)(), seed);
+    KILN(free)(ctx);
+}
+
+/* ------------------------------------------------------------------------- */
+/* run */
+
+/* Splits "NAME=PATH"; dies on a malformed value. */
+static void split_pair(const char *flag, const char *v, char *name, size_t cap, const char **path) {
+    const char *eq = strchr(v, '=');
+    if (!eq || eq == v || !eq[1] || (size_t)(eq - v) >= cap)
+        usage_die("%s: expected NAME=FILE.npy, got '%s'", flag, v);
+    memcpy(name, v, (size_t)(eq - v));
+    name[eq - v] = '\0';
+    *path = eq + 1;
+}
+
+/* The file of each tensor of a function named by a repeatable flag (NAME=FILE, each at most once); NULL for
+ * the tensors not named. */
+static const char **name_paths(const command *cmd, const opts *o, const char *flag, const kiln_function_desc *f,
+                               const kiln_tensor_desc *tensors, int count) {
+    const char *const *values;
+    const int n = kiln_opt_list(cmd, o, flag, &values);
+    const char **paths = xcalloc_or_die((size_t)count + 1, sizeof *paths, "file names");
+    for (int i = 0; i < n; i++) {
+        char name[256];
+        const char *path;
+        split_pair(flag, values[i], name, sizeof name, &path);
+        int k = 0;
+        while (k < count && strcmp(tensors[k].name, name) != 0) k++;
+        if (k == count) usage_die("%s: %s has no %s '%s'", flag, f->name, flag + 2, name);
+        if (paths[k]) usage_die("%s: '%s' is given twice", flag, name);
+        paths[k] = path;
+    }
+    return paths;
+}
+
+static void list_functions(void) {
+    char shape[256];
+    printf("model %s\n", KILN(model_name)());
+    for (int i = 0; i < KILN(num_functions)(); i++) {
+        const kiln_function_desc *f = KILN(function)(i);
+        static const char *const roles[] = {"data", "tokens", "mask", "targets", "positions", "seed"};
+        printf("%s%s\n", f->name, f->uses_state ? "  (uses the KV cache)" : "");
+        for (int k = 0; k < f->num_inputs; k++) {
+            const kiln_tensor_desc *d = &f->inputs[k];
+            printf("  input  %-12s %s%s  %s", d->name, dtype_name(d->dtype), desc_shape(shape, sizeof shape, d),
+                   roles[d->role]);
+            if (d->limit) printf(" in [0, %lld)", (long long)d->limit);
+            if (d->has_ignore) printf(" or %lld (ignored)", (long long)d->ignore);
+            printf("\n");
+        }
+        for (int k = 0; k < f->num_outputs; k++)
+            printf("  output %-12s %s%s\n", f->outputs[k].name, dtype_name(f->outputs[k].dtype),
+                   desc_shape(shape, sizeof shape, &f->outputs[k]));
+        if (f->writes_grads) printf("  (and the gradient of every parameter)\n");
+    }
+}
+
+/* An input's data from a .npy file, converted to the declared dtype (integers to integers, floats to floats). */
+static void *load_input(const kiln_tensor_desc *d, const char *path, kiln_tensor *t) {
+    kiln_npy_array a;
     kiln_error err;
-    if (kiln_st_write(out, entries, KILN_NUM_PARAMS, keys, values, 2, &err))
-        kiln_die("%s", err.msg);
-    printf("init: wrote %s (%d tensors, %lld parameters, seed %" PRIu64 ")\n", out,
-           KILN_NUM_PARAMS, (long long)KILN_PARAM_FLOATS, seed);
-    free(entries);
-    free(params);
+    if (kiln_npy_read(path, NPY_FILE_LIMIT, &a, &err)) kiln_die("%s", err.msg);
+    const int file_int = a.dtype == KILN_NPY_I32 || a.dtype == KILN_NPY_I64;
+    const int want_int = d->dtype == KILN_I32 || d->dtype == KILN_I64;
+    if (file_int != want_int)
+        kiln_die("%s: input '%s' is %s, but the file holds %s numbers", path, d->name, dtype_name(d->dtype),
+                 file_int ? "integer" : "floating-point");
+    const size_t item = d->dtype == KILN_F64 || d->dtype == KILN_I64 ? 8 : 4;
+    void *data = xcalloc_or_die(a.numel ? a.numel : 1, item, "an input");
+    for (size_t i = 0; i < a.numel; i++) {
+        const uint8_t *src = (const uint8_t *)a.data + i * a.item;
+        if (want_int) {
+            int64_t v;
+            if (a.dtype == KILN_NPY_I32) { int32_t x; memcpy(&x, src, 4); v = x; } else memcpy(&v, src, 8);
+            if (d->dtype == KILN_I32) {
+                if (v < INT32_MIN || v > INT32_MAX) kiln_die("%s: input '%s': value %lld does not fit in int32", path, d->name, (long long)v);
+                ((int32_t *)data)[i] = (int32_t)v;
+            } else {
+                ((int64_t *)data)[i] = v;
+            }
+        } else {
+            double v;
+            if (a.dtype == KILN_NPY_F32) { float x; memcpy(&x, src, 4); v = x; } else memcpy(&v, src, 8);
+            if (d->dtype == KILN_F32) ((float *)data)[i] = (float)v;
+            else ((double *)data)[i] = v;
+        }
+    }
+    t->name = d->name;
+    t->dtype = d->dtype;
+    t->rank = a.ndim;
+    for (int k = 0; k < a.ndim; k++) t->shape[k] = a.shape[k];
+    t->data = data;
+    kiln_npy_free(&a);
+    return data;
+}
+
+/* The size a declared dim takes in this call: from an input with the same dim name. */
+static int64_t bound_dim(const kiln_function_desc *f, const kiln_tensor *ins, const char *dim) {
+    for (int k = 0; k < f->num_inputs; k++)
+        for (int j = 0; j < f->inputs[k].rank && j < ins[k].rank; j++)
+            if (f->inputs[k].dims[j] && strcmp(f->inputs[k].dims[j], dim) == 0) return ins[k].shape[j];
+    return -1;
+}
+
+static void cmd_run(const command *cmd, const opts *o) {
+    if (opt_get(cmd, o, "--list")) {
+        list_functions();
+        return;
+    }
+    const char *weights = opt_required(cmd, o, "--weights");
+    const char *fname = opt_get(cmd, o, "--function");
+    if (!fname) fname = "forward";
+    const kiln_function_desc *f = KILN(find_function)(fname);
+    if (!f) {
+        char names[512] = "";
+        for (int i = 0; i < KILN(num_functions)(); i++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "", KILN(function)(i)->name);
+        usage_die("--function: model %s has no function '%s' (it has %s)", KILN(model_name)(), fname, names);
+    }
+    /* inputs: one file each */
+    kiln_tensor *ins = xcalloc_or_die((size_t)f->num_inputs + 1, sizeof *ins, "inputs");
+    void **buffers = xcalloc_or_die((size_t)f->num_inputs + (size_t)f->num_outputs + 1, sizeof *buffers, "buffers");
+    const char **in_paths = name_paths(cmd, o, "--input", f, f->inputs, f->num_inputs);
+    for (int k = 0; k < f->num_inputs; k++) {
+        if (!in_paths[k]) usage_die("%s needs --input %s=FILE.npy", f->name, f->inputs[k].name);
+        buffers[k] = load_input(&f->inputs[k], in_paths[k], &ins[k]);
+    }
+    /* outputs: every one computed, the named ones written */
+    kiln_tensor *outs = xcalloc_or_die((size_t)f->num_outputs + 1, sizeof *outs, "outputs");
+    const char **out_paths = name_paths(cmd, o, "--output", f, f->outputs, f->num_outputs);
+    for (int k = 0; k < f->num_outputs; k++) {
+        const kiln_tensor_desc *d = &f->outputs[k];
+        outs[k].name = d->name;
+        outs[k].dtype = d->dtype;
+        outs[k].rank = d->rank;
+        size_t n = 1;
+        for (int j = 0; j < d->rank; j++) {
+            int64_t size = d->dims[j] ? bound_dim(f, ins, d->dims[j]) : d->shape[j];
+            if (size < 1) kiln_die("%s: no input gives the size of dim %s of output '%s'", f->name, d->dims[j], d->name);
+            outs[k].shape[j] = size;
+            if (kiln_size_mul(n, (size_t)size, &n)) kiln_die("output '%s' is too large", d->name);
+        }
+        buffers[f->num_inputs + k] = outs[k].data = xcalloc_or_die(n ? n : 1, d->dtype == KILN_F64 ? 8 : 4, "an output");
+    }
+    kiln_ctx *ctx = open_model(weights, 0);
+    run_or_die(ctx, f->name, ins, f->num_inputs, outs, f->num_outputs);
+    for (int k = 0; k < f->num_outputs; k++) {
+        if (!out_paths[k]) continue;
+        kiln_error err;
+        int rc = outs[k].dtype == KILN_F64 ? kiln_npy_write_f64(out_paths[k], outs[k].data, outs[k].rank, outs[k].shape, &err)
+                                           : kiln_npy_write_f32(out_paths[k], outs[k].data, outs[k].rank, outs[k].shape, &err);
+        if (rc) kiln_die("%s", err.msg);
+        printf("%s: wrote %s to %s [", f->name, outs[k].name, out_paths[k]);
+        for (int j = 0; j < outs[k].rank; j++) printf("%s%lld", j ? ", " : "", (long long)outs[k].shape[j]);
+        printf("]\n");
+    }
+    KILN(free)(ctx);
+    for (int k = 0; k < f->num_inputs + f->num_outputs; k++) free(buffers[k]);
+    free(buffers);
+    free(ins);
+    free(outs);
+    free(in_paths);
+    free(out_paths);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -179,103 +400,65 @@ static void cmd_forward(const command *cmd, const opts *o) {
     const char *weights = opt_required(cmd, o, "--weights");
     const char *tokens_path = opt_required(cmd, o, "--tokens");
     const char *out = opt_required(cmd, o, "--out");
+    lm_info m = language_model("forward");
     kiln_error err;
 
     /* token ids first: cheap to validate */
     kiln_npy_ints ids;
-    if (kiln_npy_read_ints(tokens_path, TOKENS_FILE_LIMIT, &ids, &err)) kiln_die("%s", err.msg);
+    if (kiln_npy_read_ints(tokens_path, NPY_FILE_LIMIT, &ids, &err)) kiln_die("%s", err.msg);
     if (ids.ndim != 2) {
         char shape[256] = "(";
         for (int d = 0; d < ids.ndim; d++)
-            snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%" PRId64,
-                     d ? ", " : "", ids.shape[d]);
-        snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s)",
-                 ids.ndim == 1 ? "," : "");
-        kiln_die("%s: expected token ids of shape [B, T], got a %d-D array of shape %s",
-                 tokens_path, ids.ndim, shape);
+            snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%" PRId64, d ? ", " : "", ids.shape[d]);
+        snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s)", ids.ndim == 1 ? "," : "");
+        kiln_die("%s: expected token ids of shape [B, T], got a %d-D array of shape %s", tokens_path, ids.ndim, shape);
     }
     int64_t B = ids.shape[0], T = ids.shape[1];
     if (B < 1) kiln_die("%s: batch size must be at least 1, got %" PRId64, tokens_path, B);
     if (T < 1) kiln_die("%s: sequence length must be at least 1, got %" PRId64, tokens_path, T);
-    if (T > KILN_CONTEXT)
-        kiln_die("%s: sequence length %" PRId64 " exceeds the model context %d", tokens_path, T,
-                 KILN_CONTEXT);
+    if (T > m.context)
+        kiln_die("%s: sequence length %" PRId64 " exceeds the model context %lld", tokens_path, T, (long long)m.context);
     if (B > INT32_MAX) kiln_die("%s: batch size %" PRId64 " is too large", tokens_path, B);
     size_t n = ids.numel;
     for (size_t i = 0; i < n; i++) {
         int64_t v = ids.data[i];
-        if (v < 0 || v >= KILN_VOCAB)
-            kiln_die("%s: token id %" PRId64 " at [%zu, %zu] is outside the vocabulary [0, %d)",
-                     tokens_path, v, i / (size_t)T, i % (size_t)T, KILN_VOCAB);
+        if (v < 0 || v >= m.vocab)
+            kiln_die("%s: token id %" PRId64 " at [%zu, %zu] is outside the vocabulary [0, %lld)", tokens_path, v,
+                     i / (size_t)T, i % (size_t)T, (long long)m.vocab);
     }
-    int32_t *tokens = kiln_xcalloc(n, sizeof *tokens, "token ids");
+    int32_t *tokens = xcalloc_or_die(n, sizeof *tokens, "token ids");
     for (size_t i = 0; i < n; i++) tokens[i] = (int32_t)ids.data[i];
     kiln_npy_free_ints(&ids);
 
-    float *params = get_packed_params(weights, 0);
-    float *logits = alloc_floats(logits_floats((size_t)B, (size_t)T), "logits");
-    float *arena = alloc_floats(kiln_forward_arena_floats((int)B, (int)T), "the forward arena");
-    kiln_forward(params, arena, tokens, (int)B, (int)T, logits);
-
-    int64_t shape[3] = {B, T, KILN_OUT_DIM};
+    float *logits = kiln_xalloc_floats(floats_of((size_t)B, (size_t)T, (size_t)m.out_dim), "logits");
+    kiln_ctx *ctx = open_model(weights, 0);
+    lm_forward(ctx, &m, tokens, B, T, logits);
+    int64_t shape[3] = {B, T, m.out_dim};
     if (kiln_npy_write_f32(out, logits, 3, shape, &err)) kiln_die("%s", err.msg);
-    printf("forward: wrote %s [%" PRId64 ", %" PRId64 ", %d]\n", out, B, T, KILN_OUT_DIM);
-    free(arena);
+    printf("forward: wrote %s [%" PRId64 ", %" PRId64 ", %lld]\n", out, B, T, (long long)m.out_dim);
+    KILN(free)(ctx);
     free(logits);
-    free(params);
     free(tokens);
 }
 
 /* ------------------------------------------------------------------------- */
 /* generate */
 
-/* The generated KV-cache decode step, when the model has one. */
-#ifdef KILN_HAS_DECODE
-#define KILN_HAS_DECODE_VALUE 1
-#define decode_cache_floats kiln_decode_cache_floats
-#define decode_arena_floats kiln_decode_arena_floats
-#define decode_step kiln_decode_step
-#ifdef KILN_HAS_PREFILL
-#define KILN_HAS_PREFILL_VALUE 1
-#else
-#define KILN_HAS_PREFILL_VALUE 0
-#endif
-#else
-#define KILN_HAS_DECODE_VALUE 0
-#define KILN_HAS_PREFILL_VALUE 0
-static size_t decode_cache_floats(void) { return 1; }
-static size_t decode_arena_floats(void) { return 1; }
-static void decode_step(const float *p, float *c, float *a, int32_t t, int pos, float *l) {
-    (void)p; (void)c; (void)a; (void)t; (void)pos; (void)l;
-}
-#endif
-
-/* The largest forward arena a window of 1 .. context tokens (batch 1) needs. */
-static size_t window_arena_floats(void) {
-    size_t n = 0;
-    for (int t = 1; t <= KILN_CONTEXT; t++) {
-        const size_t a = kiln_forward_arena_floats(1, t);
-        if (a > n) n = a;
-    }
-    return n;
-}
-
-/* Parses --prompt-ids: comma-separated decimal ids, each < KILN_VOCAB, 1..context of them, into window. */
-static int parse_prompt_ids(const char *text, int32_t *window) {
+/* Parses --prompt-ids: comma-separated decimal ids, each < vocab, 1..context of them, into window. */
+static int parse_prompt_ids(const char *text, const lm_info *m, int32_t *window) {
     int n = 0;
     const char *p = text;
     for (;;) {
-        if (*p < '0' || *p > '9')
-            usage_die("--prompt-ids: expected a comma-separated list of token ids, got '%s'", text);
+        if (*p < '0' || *p > '9') usage_die("--prompt-ids: expected a comma-separated list of token ids, got '%s'", text);
         const char *start = p;
         long long v = 0;
         while (*p >= '0' && *p <= '9') {
-            if (v < KILN_VOCAB) v = v * 10 + (*p - '0');
+            if (v < m->vocab) v = v * 10 + (*p - '0');
             p++;
         }
-        if (v >= KILN_VOCAB)
-            usage_die("--prompt-ids: id %.*s is outside the vocabulary [0, %d)", (int)(p - start), start, KILN_VOCAB);
-        if (n == KILN_CONTEXT) usage_die("--prompt-ids: more than the model context of %d ids", KILN_CONTEXT);
+        if (v >= m->vocab)
+            usage_die("--prompt-ids: id %.*s is outside the vocabulary [0, %lld)", (int)(p - start), start, (long long)m->vocab);
+        if (n == m->context) usage_die("--prompt-ids: more than the model context of %lld ids", (long long)m->context);
         window[n++] = (int32_t)v;
         if (*p == '\0') return n;
         if (*p++ != ',') usage_die("--prompt-ids: expected a comma-separated list of token ids, got '%s'", text);
@@ -286,59 +469,47 @@ static void cmd_generate(const command *cmd, const opts *o) {
     const char *weights = opt_required(cmd, o, "--weights");
     const char *prompt = opt_get(cmd, o, "--prompt"), *prompt_ids = opt_get(cmd, o, "--prompt-ids");
     if (!prompt == !prompt_ids) usage_die("generate needs exactly one of --prompt and --prompt-ids");
+    lm_info m = language_model("generate");
     const int timing = opt_get(cmd, o, "--timing") != NULL;
     int64_t ntokens = opt_int(cmd, o, "--tokens", NULL, 0, INT64_MAX);
     double temperature = opt_double(cmd, o, "--temperature", "1.0", 0.0, 1e6);
-    int top_k = (int)opt_int(cmd, o, "--top-k", "0", 0, KILN_OUT_DIM);
+    int top_k = (int)opt_int(cmd, o, "--top-k", "0", 0, m.out_dim);
     double top_p = opt_double(cmd, o, "--top-p", "1.0", 0.0, 1.0);
     if (top_p <= 0.0) usage_die("--top-p: must be greater than 0 (1 disables nucleus sampling)");
     uint64_t seed = opt_seed(cmd, o);
 
-    if (KILN_OUT_DIM > KILN_VOCAB)
-        kiln_die("generate needs an output dimension (%d) no larger than the vocabulary (%d): each sampled "
-                 "output is fed back as a token", KILN_OUT_DIM, KILN_VOCAB);
-    if (prompt && KILN_OUT_DIM > 256)
-        kiln_die("--prompt needs a byte-level model, but the output dimension %d exceeds 256; "
-                 "use --prompt-ids", KILN_OUT_DIM);
-    const int ctx = KILN_CONTEXT;
-    int32_t *window = kiln_xcalloc((size_t)ctx, sizeof *window, "the token window");
+    if (m.out_dim > m.vocab)
+        kiln_die("generate needs an output dimension (%lld) no larger than the vocabulary (%lld): each sampled "
+                 "output is fed back as a token", (long long)m.out_dim, (long long)m.vocab);
+    if (prompt && m.out_dim > 256)
+        kiln_die("--prompt needs a byte-level model, but the output dimension %lld exceeds 256; use --prompt-ids",
+                 (long long)m.out_dim);
+    const int ctx_len = (int)m.context;
+    int32_t *window = xcalloc_or_die((size_t)ctx_len, sizeof *window, "the token window");
     size_t plen;
     if (prompt) {
         plen = strlen(prompt);
         if (plen == 0) kiln_die("the prompt is empty; generate needs at least one byte");
-        if (plen > (size_t)KILN_CONTEXT)
-            kiln_die("the prompt is %zu bytes, longer than the model context %d", plen, KILN_CONTEXT);
+        if (plen > (size_t)ctx_len) kiln_die("the prompt is %zu bytes, longer than the model context %d", plen, ctx_len);
         for (size_t i = 0; i < plen; i++) {
             unsigned b = (unsigned char)prompt[i];
-            if (b >= (unsigned)KILN_VOCAB)
-                kiln_die("prompt byte %u at offset %zu is outside the vocabulary [0, %d)", b, i,
-                         KILN_VOCAB);
+            if (b >= (unsigned)m.vocab)
+                kiln_die("prompt byte %u at offset %zu is outside the vocabulary [0, %lld)", b, i, (long long)m.vocab);
             window[i] = (int32_t)b;
         }
     } else {
-        plen = (size_t)parse_prompt_ids(prompt_ids, window);
+        plen = (size_t)parse_prompt_ids(prompt_ids, &m, window);
     }
 
-    float *params = get_packed_params(weights, 0);
-    int use_cache = KILN_HAS_DECODE_VALUE && !opt_get(cmd, o, "--no-cache");
-    /* With the KV cache: the cache (written position by position before it is read, so the positions never
-     * reached cost no memory), one row of logits and the decode arena. Without: the full forward's arena and
-     * logits for a whole window. */
-    float *arena = NULL, *logits, *cache = NULL, *darena = NULL;
-    if (use_cache) {
-        cache = kiln_xalloc_floats(decode_cache_floats(), "the KV cache");
-        darena = alloc_floats(decode_arena_floats(), "the decode arena");
-        logits = alloc_floats(logits_floats(1, 1), "logits");
-#if KILN_HAS_PREFILL_VALUE
-        /* the prompt's forward pass (kiln_prefill); pages are touched as far as a window uses them */
-        arena = kiln_xalloc_floats(window_arena_floats(), "the prompt's arena");
-#endif
-    } else {
-        arena = alloc_floats(window_arena_floats(), "the forward arena");
-        logits = alloc_floats(logits_floats(1, (size_t)ctx), "logits");
-    }
+    kiln_ctx *ctx = open_model(weights, 0);
+    /* the KV cache: prefill encodes a prompt at once, decode_step one token at a given position */
+    const kiln_function_desc *prefill = KILN(find_function)("prefill"), *decode = KILN(find_function)("decode_step");
+    int use_cache = prefill && decode && !opt_get(cmd, o, "--no-cache");
+    if (use_cache && KILN(reset_state)(ctx, 1) != KILN_OK) kiln_die("%s", KILN(error)(ctx));
+    /* one row of logits with the cache; a whole window's without */
+    float *logits = kiln_xalloc_floats(floats_of(1, use_cache ? 1 : (size_t)ctx_len, (size_t)m.out_dim), "logits");
     kiln_sampler sampler;
-    if (kiln_sampler_init(&sampler, KILN_OUT_DIM)) kiln_die("out of memory for the sampler");
+    if (kiln_sampler_init(&sampler, (int)m.out_dim)) kiln_die("out of memory for the sampler");
     kiln_rng rng;
     kiln_rng_seed(&rng, seed);
 
@@ -355,36 +526,40 @@ static void cmd_generate(const command *cmd, const opts *o) {
     for (int64_t step = 0; step < ntokens; step++) {
         const float *last;
         if (use_cache) {
-#if KILN_HAS_PREFILL_VALUE
             if (cached == 0 && len > 1) { /* a prompt, or the window kept after a drop: one forward pass */
-                kiln_prefill(params, cache, arena, window, len, logits);
+                kiln_tensor in = {"tokens", KILN_I32, 2, {1, len}, window};
+                kiln_tensor out = {prefill->outputs[0].name, KILN_F32, 2, {1, m.out_dim}, logits};
+                in.name = prefill->inputs[0].name;
+                run_or_die(ctx, "prefill", &in, 1, &out, 1);
                 cached = len;
             }
-#endif
-            for (; cached < len; cached++) /* encode what the cache lacks; logits of the last one */
-                decode_step(params, cache, darena, window[cached], cached, logits);
+            for (; cached < len; cached++) { /* encode what the cache lacks; logits of the last one */
+                int32_t position = cached;
+                kiln_tensor in[2] = {{"tokens", KILN_I32, 2, {1, 1}, &window[cached]}, {"positions", KILN_I32, 2, {1, 1}, &position}};
+                kiln_tensor out = {decode->outputs[0].name, KILN_F32, 3, {1, 1, m.out_dim}, logits};
+                in[0].name = m.forward->inputs[0].name;
+                run_or_die(ctx, "decode_step", in, 2, &out, 1);
+            }
             last = logits;
         } else {
-            kiln_forward(params, arena, window, 1, len, logits);
-            last = logits + (size_t)(len - 1) * KILN_OUT_DIM;
+            lm_forward(ctx, &m, window, 1, len, logits);
+            last = logits + (size_t)(len - 1) * (size_t)m.out_dim;
         }
         int tok = kiln_sample(&sampler, last, temperature, top_k, top_p, &rng);
         if (step == 0) t_first = kiln_time_ms();
         if (prompt) putchar(tok);
         else printf(" %d", tok);
         if (fflush(stdout) != 0) kiln_die("cannot write to stdout");
-        if (len == ctx) {
+        if (len == ctx_len) {
             /* full: without a cache slide by one token; with one, drop the oldest half and re-encode */
-            int drop = use_cache ? (ctx / 2 > 0 ? ctx / 2 : 1) : 1;
-            memmove(window, window + drop, (size_t)(ctx - drop) * sizeof *window);
+            int drop = use_cache ? (ctx_len / 2 > 0 ? ctx_len / 2 : 1) : 1;
+            memmove(window, window + drop, (size_t)(ctx_len - drop) * sizeof *window);
             len -= drop;
             cached = 0;
         }
         window[len++] = tok;
     }
     const double t_end = kiln_time_ms();
-    free(cache);
-    free(darena);
     if (!prompt || isatty(STDOUT_FILENO)) putchar('\n');
     if (timing && ntokens > 0)
         fprintf(stderr, "prompt %zu tokens + first token %.1f ms; %lld more tokens %.1f ms: %.1f tokens/s (%s)\n",
@@ -393,9 +568,8 @@ static void cmd_generate(const command *cmd, const opts *o) {
                 use_cache ? "KV cache" : "no cache");
     if (fflush(stdout) != 0 || ferror(stdout)) kiln_die("cannot write to stdout");
     kiln_sampler_free(&sampler);
+    KILN(free)(ctx);
     free(logits);
-    free(arena);
-    free(params);
     free(window);
 }
 
@@ -406,6 +580,7 @@ static void cmd_score(const command *cmd, const opts *o) {
     const char *weights = opt_required(cmd, o, "--weights");
     const char *path = o->positional;
     if (!path) usage_die("'score' needs a FILE argument (see '%s score --help')", kiln_progname());
+    lm_info m = language_model("score");
     kiln_error err;
     uint8_t *text;
     size_t n;
@@ -413,102 +588,116 @@ static void cmd_score(const command *cmd, const opts *o) {
     if (n < 2) kiln_die("%s: need at least 2 bytes to score, got %zu", path, n);
     for (size_t i = 0; i < n; i++) {
         unsigned b = text[i];
-        if (b >= (unsigned)KILN_VOCAB)
-            kiln_die("%s: byte %u at offset %zu is outside the vocabulary [0, %d)", path, b, i,
-                     KILN_VOCAB);
-        if (i > 0 && b >= (unsigned)KILN_OUT_DIM)
-            kiln_die("%s: byte %u at offset %zu cannot be predicted (output dimension %d)", path,
-                     b, i, KILN_OUT_DIM);
+        if (b >= (unsigned)m.vocab)
+            kiln_die("%s: byte %u at offset %zu is outside the vocabulary [0, %lld)", path, b, i, (long long)m.vocab);
+        if (i > 0 && b >= (unsigned)m.out_dim)
+            kiln_die("%s: byte %u at offset %zu cannot be predicted (output dimension %lld)", path, b, i, (long long)m.out_dim);
     }
 
-    float *params = get_packed_params(weights, 0);
-    const size_t ctx = KILN_CONTEXT, preds = n - 1;
-    const size_t nfull = preds / ctx, tail = preds % ctx;
+    kiln_ctx *ctx = open_model(weights, 0);
+    const size_t win = (size_t)m.context, preds = n - 1, V = (size_t)m.out_dim;
+    const size_t nfull = preds / win;
     size_t maxb = nfull < SCORE_MAX_BATCH ? nfull : SCORE_MAX_BATCH;
-    while (maxb > 1 && maxb * ctx * KILN_OUT_DIM * sizeof(float) > SCORE_LOGITS_BUDGET) maxb--;
-    size_t arena_n = 0, logit_n = 0, tok_n = 0;
-    if (maxb) {
-        arena_n = kiln_forward_arena_floats((int)maxb, (int)ctx);
-        logit_n = logits_floats(maxb, ctx);
-        tok_n = maxb * ctx;
-    }
-    if (tail) {
-        size_t a = kiln_forward_arena_floats(1, (int)tail), l = logits_floats(1, tail);
-        if (a > arena_n) arena_n = a;
-        if (l > logit_n) logit_n = l;
-        if (tail > tok_n) tok_n = tail;
-    }
-    float *arena = alloc_floats(arena_n, "the forward arena");
-    float *logits = alloc_floats(logit_n, "logits");
-    int32_t *tokens = kiln_xcalloc(tok_n, sizeof *tokens, "token ids");
+    while (maxb > 1 && maxb * win * V * sizeof(float) > SCORE_LOGITS_BUDGET) maxb--;
+    const size_t rows = maxb ? maxb * win : preds % win;
+    float *logits = kiln_xalloc_floats(floats_of(1, rows, V), "logits");
+    int32_t *tokens = xcalloc_or_die(rows, sizeof *tokens, "token ids");
 
     double nll = 0.0;
     size_t start = 0; /* first token of the current window */
     while (start < preds) {
         size_t left = preds - start;
         size_t B, T;
-        if (left >= ctx) { /* a batch of full windows */
-            B = left / ctx < maxb ? left / ctx : maxb;
-            T = ctx;
+        if (left >= win) { /* a batch of full windows */
+            B = left / win < maxb ? left / win : maxb;
+            T = win;
         } else { /* the shorter last window */
             B = 1;
             T = left;
         }
         for (size_t i = 0; i < B * T; i++) tokens[i] = text[start + i];
-        kiln_forward(params, arena, tokens, (int)B, (int)T, logits);
-        for (size_t i = 0; i < B * T; i++)
-            nll -= kiln_log_softmax_at(logits + i * KILN_OUT_DIM, KILN_OUT_DIM,
-                                       text[start + i + 1]);
+        lm_forward(ctx, &m, tokens, (int64_t)B, (int64_t)T, logits);
+        for (size_t i = 0; i < B * T; i++) nll -= kiln_log_softmax_at(logits + i * V, (int)V, text[start + i + 1]);
         start += B * T;
     }
     double loss = nll / (double)preds;
-    printf("tokens %zu  loss %.4f nats  perplexity %.4f  bits/char %.4f\n", preds, loss, exp(loss),
-           loss / log(2.0));
+    printf("tokens %zu  loss %.4f nats  perplexity %.4f  bits/char %.4f\n", preds, loss, exp(loss), loss / log(2.0));
+    KILN(free)(ctx);
     free(tokens);
     free(logits);
-    free(arena);
-    free(params);
     free(text);
 }
 
 /* ------------------------------------------------------------------------- */
 /* bench */
 
+/* Random data for an input by its role: token ids in range, a mask of ones, normal floats. */
+static void fill_input(const kiln_tensor_desc *d, void *data, size_t n, kiln_rng *rng) {
+    for (size_t i = 0; i < n; i++) {
+        if (d->dtype == KILN_F32) ((float *)data)[i] = (float)kiln_rng_normal(rng);
+        else if (d->dtype == KILN_F64) ((double *)data)[i] = kiln_rng_normal(rng);
+        else {
+            int64_t v = d->role == KILN_ROLE_MASK ? 1 : d->limit > 0 ? (int64_t)kiln_rng_below(rng, (uint64_t)d->limit) : 0;
+            if (d->dtype == KILN_I32) ((int32_t *)data)[i] = (int32_t)v;
+            else ((int64_t *)data)[i] = v;
+        }
+    }
+}
+
 static void cmd_bench(const command *cmd, const opts *o) {
-    int B = (int)opt_int(cmd, o, "--batch", "1", 1, 1 << 20);
-    char ctx_s[32];
-    snprintf(ctx_s, sizeof ctx_s, "%d", KILN_CONTEXT);
-    int T = (int)opt_int(cmd, o, "--seq", ctx_s, 1, KILN_CONTEXT);
+    const kiln_function_desc *f = KILN(find_function)("forward");
+    int64_t seq_bound = 0;
+    for (int k = 0; k < f->num_inputs; k++)
+        if (f->inputs[k].rank > 1 && f->inputs[k].dims[1]) seq_bound = f->inputs[k].bounds[1];
+    char bound_s[32];
+    snprintf(bound_s, sizeof bound_s, "%lld", (long long)(seq_bound > 0 ? seq_bound : 1));
+    int64_t B = opt_int(cmd, o, "--batch", "1", 1, 1 << 20);
+    int64_t T = opt_int(cmd, o, "--seq", bound_s, 1, seq_bound > 0 ? seq_bound : 1 << 20);
     int iters = (int)opt_int(cmd, o, "--iters", "10", 1, 1000000);
     int warmup = (int)opt_int(cmd, o, "--warmup", "2", 0, 1000000);
     const char *weights = opt_get(cmd, o, "--weights");
     uint64_t seed = opt_seed(cmd, o);
 
-    float *params = get_packed_params(weights, seed);
-    size_t ntok;
-    if (kiln_size_mul((size_t)B, (size_t)T, &ntok)) kiln_die("batch too large");
-    int32_t *tokens = kiln_xcalloc(ntok, sizeof *tokens, "token ids");
+    kiln_ctx *ctx = open_model(weights, seed);
     kiln_rng rng;
-    kiln_rng_seed(&rng, seed ^ 0x746f6b656e73ULL); /* independent stream for tokens */
-    for (size_t i = 0; i < ntok; i++) tokens[i] = (int32_t)kiln_rng_below(&rng, KILN_VOCAB);
-    float *logits = alloc_floats(logits_floats((size_t)B, (size_t)T), "logits");
-    float *arena = alloc_floats(kiln_forward_arena_floats(B, T), "the forward arena");
-    double *times = kiln_xcalloc((size_t)iters, sizeof *times, "timings");
-
-    for (int i = 0; i < warmup; i++) kiln_forward(params, arena, tokens, B, T, logits);
+    kiln_rng_seed(&rng, seed ^ 0x746f6b656e73ULL); /* independent stream for the inputs */
+    kiln_tensor *ins = xcalloc_or_die((size_t)f->num_inputs + 1, sizeof *ins, "inputs");
+    kiln_tensor *outs = xcalloc_or_die((size_t)f->num_outputs + 1, sizeof *outs, "outputs");
+    for (int io = 0; io < 2; io++) {
+        const int count = io ? f->num_outputs : f->num_inputs;
+        for (int k = 0; k < count; k++) {
+            const kiln_tensor_desc *d = io ? &f->outputs[k] : &f->inputs[k];
+            kiln_tensor *t = io ? &outs[k] : &ins[k];
+            t->name = d->name;
+            t->dtype = d->dtype;
+            t->rank = d->rank;
+            size_t n = 1;
+            for (int j = 0; j < d->rank; j++) {
+                int64_t size = !d->dims[j] ? d->shape[j] : j == 0 ? B : j == 1 ? T : d->bounds[j];
+                if (size < 1) kiln_die("bench: dim %s of '%s' has no bound to run at", d->dims[j], d->name);
+                t->shape[j] = size;
+                if (kiln_size_mul(n, (size_t)size, &n)) kiln_die("bench: '%s' is too large", d->name);
+            }
+            t->data = xcalloc_or_die(n ? n : 1, d->dtype == KILN_F64 || d->dtype == KILN_I64 ? 8 : 4, "a tensor");
+            if (!io) fill_input(d, t->data, n, &rng);
+        }
+    }
+    double *times = xcalloc_or_die((size_t)iters, sizeof *times, "timings");
+    for (int i = 0; i < warmup; i++) run_or_die(ctx, "forward", ins, f->num_inputs, outs, f->num_outputs);
     for (int i = 0; i < iters; i++) {
         double t0 = kiln_time_ms();
-        kiln_forward(params, arena, tokens, B, T, logits);
+        run_or_die(ctx, "forward", ins, f->num_inputs, outs, f->num_outputs);
         times[i] = kiln_time_ms() - t0;
     }
     double median = kiln_median(times, (size_t)iters);
-    printf("forward B=%d T=%d threads=%d: median %.3f ms  min %.3f ms  (%d iters, %s kernels)\n", B, T,
-           kiln_num_threads(), median, times[0], iters, kiln_isa());
+    printf("forward B=%lld T=%lld threads=%d: median %.3f ms  min %.3f ms  (%d iters, %s kernels)\n", (long long)B,
+           (long long)T, kiln_num_threads(), median, times[0], iters, KILN(isa)());
+    for (int k = 0; k < f->num_inputs; k++) free(ins[k].data);
+    for (int k = 0; k < f->num_outputs; k++) free(outs[k].data);
+    free(ins);
+    free(outs);
     free(times);
-    free(arena);
-    free(logits);
-    free(tokens);
-    free(params);
+    KILN(free)(ctx);
 }
 
 /* ------------------------------------------------------------------------- */

@@ -1,8 +1,12 @@
 /*
  * kiln_rt.c - the Kiln C runtime library (see kiln_rt.h).
  */
+#ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
+#endif
+#ifndef _DEFAULT_SOURCE
 #define _DEFAULT_SOURCE /* madvise */
+#endif
 
 #include "kiln_rt.h"
 
@@ -30,7 +34,7 @@
 
 static const char *g_progname = "kiln";
 
-void kiln_error_set(kiln_error *err, const char *fmt, ...) {
+KILN_RT_API void kiln_error_set(kiln_error *err, const char *fmt, ...) {
     if (!err) return;
     va_list ap;
     va_start(ap, fmt);
@@ -38,13 +42,13 @@ void kiln_error_set(kiln_error *err, const char *fmt, ...) {
     va_end(ap);
 }
 
-void kiln_set_progname(const char *argv0) {
+KILN_RT_API void kiln_set_progname(const char *argv0) {
     if (!argv0 || !*argv0) return;
     const char *slash = strrchr(argv0, '/');
     g_progname = (slash && slash[1]) ? slash + 1 : argv0;
 }
 
-const char *kiln_progname(void) { return g_progname; }
+KILN_RT_API const char *kiln_progname(void) { return g_progname; }
 
 /* Replaces control bytes so that a message is always exactly one line. */
 static void one_line(char *s) {
@@ -66,19 +70,19 @@ static KILN_NORETURN void vdie(int code, const char *fmt, va_list ap) {
     exit(code);
 }
 
-void kiln_die(const char *fmt, ...) {
+KILN_RT_API void kiln_die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vdie(1, fmt, ap);
 }
 
-void kiln_die_code(int code, const char *fmt, ...) {
+KILN_RT_API void kiln_die_code(int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vdie(code, fmt, ap);
 }
 
-const char *kiln_printable(char *dst, size_t cap, const char *s) {
+KILN_RT_API const char *kiln_printable(char *dst, size_t cap, const char *s) {
     if (cap == 0) return dst;
     size_t n = strlen(s), i;
     int cut = n + 1 > cap;
@@ -100,25 +104,25 @@ const char *kiln_printable(char *dst, size_t cap, const char *s) {
 /* ========================================================================= */
 /* Checked memory and size arithmetic */
 
-int kiln_size_mul(size_t a, size_t b, size_t *out) {
+KILN_RT_API int kiln_size_mul(size_t a, size_t b, size_t *out) {
     if (a != 0 && b > SIZE_MAX / a) return -1;
     *out = a * b;
     return 0;
 }
 
-int kiln_size_add(size_t a, size_t b, size_t *out) {
+KILN_RT_API int kiln_size_add(size_t a, size_t b, size_t *out) {
     if (b > SIZE_MAX - a) return -1;
     *out = a + b;
     return 0;
 }
 
-void *kiln_xmalloc(size_t n, const char *what) {
+KILN_RT_API void *kiln_xmalloc(size_t n, const char *what) {
     void *p = malloc(n ? n : 1);
     if (!p) kiln_die("out of memory allocating %zu bytes for %s", n, what);
     return p;
 }
 
-void *kiln_xcalloc(size_t count, size_t size, const char *what) {
+KILN_RT_API void *kiln_xcalloc(size_t count, size_t size, const char *what) {
     size_t n;
     if (kiln_size_mul(count, size, &n)) kiln_die("size overflow allocating %s", what);
     void *p = calloc(n ? count : 1, n ? size : 1);
@@ -126,7 +130,7 @@ void *kiln_xcalloc(size_t count, size_t size, const char *what) {
     return p;
 }
 
-float *kiln_xalloc_floats(size_t n, const char *what) {
+KILN_RT_API float *kiln_xalloc_floats(size_t n, const char *what) {
     size_t bytes;
     if (kiln_size_mul(n ? n : 1, sizeof(float), &bytes))
         kiln_die("size overflow allocating %s", what);
@@ -138,7 +142,7 @@ float *kiln_xalloc_floats(size_t n, const char *what) {
     return p;
 }
 
-float *kiln_xcalloc_floats(size_t n, const char *what) {
+KILN_RT_API float *kiln_xcalloc_floats(size_t n, const char *what) {
     float *p = kiln_xalloc_floats(n, what);
     memset(p, 0, (n ? n : 1) * sizeof(float));
     return p;
@@ -248,7 +252,7 @@ static size_t utf8_seq(const uint8_t *s, size_t n) {
     return len;
 }
 
-size_t kiln_utf8_check(const uint8_t *s, size_t len) {
+KILN_RT_API size_t kiln_utf8_check(const uint8_t *s, size_t len) {
     size_t i = 0;
     while (i < len) {
         size_t k = utf8_seq(s + i, len - i);
@@ -656,7 +660,7 @@ static int jparse_value(jparser *p, kiln_json *out) {
     }
 }
 
-int kiln_json_parse(const char *text, size_t len, kiln_json *out, size_t *end, kiln_error *err) {
+KILN_RT_API int kiln_json_parse(const char *text, size_t len, kiln_json *out, size_t *end, kiln_error *err) {
     jparser p = {text, len, 0, 0, err};
     if (jparse_value(&p, out)) {
         kiln_json_free(out);
@@ -666,7 +670,7 @@ int kiln_json_parse(const char *text, size_t len, kiln_json *out, size_t *end, k
     return 0;
 }
 
-void kiln_json_free(kiln_json *v) {
+KILN_RT_API void kiln_json_free(kiln_json *v) {
     if (!v) return;
     for (size_t i = 0; i < v->count; i++) {
         if (v->items) kiln_json_free(&v->items[i]);
@@ -678,7 +682,7 @@ void kiln_json_free(kiln_json *v) {
     memset(v, 0, sizeof *v);
 }
 
-const kiln_json *kiln_json_get(const kiln_json *obj, const char *key) {
+KILN_RT_API const kiln_json *kiln_json_get(const kiln_json *obj, const char *key) {
     if (!obj || obj->type != KILN_JSON_OBJECT) return NULL;
     for (size_t i = 0; i < obj->count; i++)
         if (strcmp(obj->keys[i], key) == 0) return &obj->items[i];
@@ -692,16 +696,16 @@ static const char *const DTYPE_NAMES[KILN_DT_COUNT] = {"F64", "F32", "F16", "BF1
                                                        "I32", "I16", "I8",  "U8",   "BOOL"};
 static const size_t DTYPE_SIZES[KILN_DT_COUNT] = {8, 4, 2, 2, 8, 4, 2, 1, 1, 1};
 
-const char *kiln_dtype_name(kiln_dtype dt) {
+KILN_RT_API const char *kiln_st_dtype_name(kiln_st_dtype dt) {
     return (unsigned)dt < KILN_DT_COUNT ? DTYPE_NAMES[dt] : "?";
 }
 
-size_t kiln_dtype_size(kiln_dtype dt) { return (unsigned)dt < KILN_DT_COUNT ? DTYPE_SIZES[dt] : 0; }
+KILN_RT_API size_t kiln_st_dtype_size(kiln_st_dtype dt) { return (unsigned)dt < KILN_DT_COUNT ? DTYPE_SIZES[dt] : 0; }
 
-int kiln_dtype_from_name(const char *name, kiln_dtype *out) {
+KILN_RT_API int kiln_st_dtype_from_name(const char *name, kiln_st_dtype *out) {
     for (int i = 0; i < KILN_DT_COUNT; i++) {
         if (strcmp(name, DTYPE_NAMES[i]) == 0) {
-            *out = (kiln_dtype)i;
+            *out = (kiln_st_dtype)i;
             return 0;
         }
     }
@@ -770,7 +774,7 @@ static int st_parse_entry(const char *label, const char *name, const kiln_json *
 
     if (dtype->type != KILN_JSON_STRING)
         return st_tensor_fail(err, label, name, "dtype must be a string");
-    if (kiln_dtype_from_name(dtype->str, &t->dtype)) {
+    if (kiln_st_dtype_from_name(dtype->str, &t->dtype)) {
         char db[NAME_SHOW];
         return st_tensor_fail(err, label, name,
                               "unknown dtype '%s' (known: F64 F32 F16 BF16 I64 I32 I16 I8 U8 BOOL)",
@@ -798,10 +802,10 @@ static int st_parse_entry(const char *label, const char *name, const kiln_json *
             return st_tensor_fail(err, label, name, "shape %s overflows the element count",
                                   fmt_shape(sb, sizeof sb, t->ndim, t->shape));
     }
-    if (kiln_size_mul(numel, kiln_dtype_size(t->dtype), &nbytes))
+    if (kiln_size_mul(numel, kiln_st_dtype_size(t->dtype), &nbytes))
         return st_tensor_fail(err, label, name, "shape %s of %s overflows the byte count",
                               fmt_shape(sb, sizeof sb, t->ndim, t->shape),
-                              kiln_dtype_name(t->dtype));
+                              kiln_st_dtype_name(t->dtype));
     t->numel = numel;
     t->nbytes = nbytes;
 
@@ -824,7 +828,7 @@ static int st_parse_entry(const char *label, const char *name, const kiln_json *
                               "data_offsets [%" PRIu64 ", %" PRIu64
                               "] do not match shape %s of %s (%zu bytes)",
                               begin, end, fmt_shape(sb, sizeof sb, t->ndim, t->shape),
-                              kiln_dtype_name(t->dtype), nbytes);
+                              kiln_st_dtype_name(t->dtype), nbytes);
     t->offset = (size_t)begin;
     return 0;
 }
@@ -911,7 +915,7 @@ static int st_check_coverage(const char *label, kiln_safetensors *st, kiln_error
     return 0;
 }
 
-int kiln_st_parse(const uint8_t *bytes, size_t size, const char *label, kiln_safetensors *st,
+KILN_RT_API int kiln_st_parse(const uint8_t *bytes, size_t size, const char *label, kiln_safetensors *st,
                   kiln_error *err) {
     memset(st, 0, sizeof *st);
     if (size < 8) {
@@ -1027,7 +1031,7 @@ static int open_regular(const char *path, int *fd_out, off_t *size_out, kiln_err
     return 0;
 }
 
-int kiln_st_open(const char *path, kiln_safetensors *st, kiln_error *err) {
+KILN_RT_API int kiln_st_open(const char *path, kiln_safetensors *st, kiln_error *err) {
     memset(st, 0, sizeof *st);
     int fd;
     off_t fsize;
@@ -1058,7 +1062,7 @@ int kiln_st_open(const char *path, kiln_safetensors *st, kiln_error *err) {
     return 0;
 }
 
-void kiln_st_close(kiln_safetensors *st) {
+KILN_RT_API void kiln_st_close(kiln_safetensors *st) {
     if (!st) return;
     if (st->tensors)
         for (size_t i = 0; i < st->num_tensors; i++) free(st->tensors[i].name);
@@ -1075,7 +1079,7 @@ void kiln_st_close(kiln_safetensors *st) {
     memset(st, 0, sizeof *st);
 }
 
-const kiln_st_tensor *kiln_st_find(const kiln_safetensors *st, const char *name) {
+KILN_RT_API const kiln_st_tensor *kiln_st_find(const kiln_safetensors *st, const char *name) {
     size_t lo = 0, hi = st->num_tensors;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -1087,7 +1091,7 @@ const kiln_st_tensor *kiln_st_find(const kiln_safetensors *st, const char *name)
     return NULL;
 }
 
-const char *kiln_st_meta_get(const kiln_safetensors *st, const char *key) {
+KILN_RT_API const char *kiln_st_meta_get(const kiln_safetensors *st, const char *key) {
     for (size_t i = 0; i < st->num_meta; i++)
         if (strcmp(st->meta[i].key, key) == 0) return st->meta[i].value;
     return NULL;
@@ -1112,7 +1116,7 @@ static int spec_has(const kiln_tensor_spec **sorted, size_t n, const char *name)
     return 0;
 }
 
-int kiln_st_load_f32(const kiln_safetensors *st, const kiln_tensor_spec *specs, size_t num_specs,
+KILN_RT_API int kiln_st_load_f32(const kiln_safetensors *st, const kiln_tensor_spec *specs, size_t num_specs,
                      float *dst, size_t dst_floats, kiln_error *err) {
     return kiln_st_load_f32_ignoring(st, specs, num_specs, dst, dst_floats, NULL, err);
 }
@@ -1142,7 +1146,7 @@ static void copy_out_of_mapping(const kiln_safetensors *st, void *dst, const uin
     }
 }
 
-int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln_tensor_spec *specs,
+KILN_RT_API int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln_tensor_spec *specs,
                               size_t num_specs, float *dst, size_t dst_floats,
                               const char *ignore_prefix, kiln_error *err) {
     const char *label = st->label ? st->label : "safetensors";
@@ -1158,7 +1162,7 @@ int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln_tensor_spec
         }
         if (t->dtype != KILN_DT_F32) {
             kiln_error_set(err, "%s: tensor '%s' has dtype %s, expected F32", label, nb,
-                           kiln_dtype_name(t->dtype));
+                           kiln_st_dtype_name(t->dtype));
             return -1;
         }
         int same = t->ndim == sp->ndim;
@@ -1206,7 +1210,7 @@ int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln_tensor_spec
 /* ========================================================================= */
 /* Atomic file replacement */
 
-int kiln_atomic_open(kiln_atomic_file *af, const char *path, kiln_error *err) {
+KILN_RT_API int kiln_atomic_open(kiln_atomic_file *af, const char *path, kiln_error *err) {
     memset(af, 0, sizeof *af);
     size_t n = strlen(path);
     af->path = strdup(path);
@@ -1244,7 +1248,7 @@ fail:
     return -1;
 }
 
-int kiln_atomic_write(kiln_atomic_file *af, const void *buf, size_t n, kiln_error *err) {
+KILN_RT_API int kiln_atomic_write(kiln_atomic_file *af, const void *buf, size_t n, kiln_error *err) {
     if (n && fwrite(buf, 1, n, af->fp) != n) {
         kiln_error_set(err, "error writing '%s': %s", af->path, strerror(errno));
         return -1;
@@ -1274,7 +1278,7 @@ static int fsync_parent_dir(const char *path, kiln_error *err) {
     return rc;
 }
 
-int kiln_atomic_commit(kiln_atomic_file *af, kiln_error *err) {
+KILN_RT_API int kiln_atomic_commit(kiln_atomic_file *af, kiln_error *err) {
     int rc = -1;
     if (fflush(af->fp) != 0 || ferror(af->fp)) {
         kiln_error_set(err, "error writing '%s': %s", af->path, strerror(errno));
@@ -1304,7 +1308,7 @@ fail:
     return rc;
 }
 
-void kiln_atomic_abort(kiln_atomic_file *af) {
+KILN_RT_API void kiln_atomic_abort(kiln_atomic_file *af) {
     if (af->fp) fclose(af->fp);
     if (af->tmp_path) unlink(af->tmp_path);
     free(af->path);
@@ -1339,7 +1343,7 @@ static int check_writable_string(const char *what, const char *s, kiln_error *er
     return 0;
 }
 
-int kiln_st_write(const char *path, const kiln_st_entry *tensors, size_t num_tensors,
+KILN_RT_API int kiln_st_write(const char *path, const kiln_st_entry *tensors, size_t num_tensors,
                   const char *const *meta_keys, const char *const *meta_values, size_t num_meta,
                   kiln_error *err) {
     char nb[NAME_SHOW];
@@ -1372,7 +1376,7 @@ int kiln_st_write(const char *path, const kiln_st_entry *tensors, size_t num_ten
                 goto done;
             }
         }
-        if (kiln_size_mul(numel, kiln_dtype_size(e->dtype), &nbytes[i])) {
+        if (kiln_size_mul(numel, kiln_st_dtype_size(e->dtype), &nbytes[i])) {
             kiln_error_set(err, "tensor '%s': size overflow", nb);
             goto done;
         }
@@ -1417,7 +1421,7 @@ int kiln_st_write(const char *path, const kiln_st_entry *tensors, size_t num_ten
         const kiln_st_entry *e = &tensors[i];
         if (num_meta || i) sb_putc(&h, ',');
         sb_put_json_string(&h, e->name);
-        sb_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", kiln_dtype_name(e->dtype));
+        sb_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", kiln_st_dtype_name(e->dtype));
         for (int d = 0; d < e->ndim; d++) sb_printf(&h, "%s%" PRId64, d ? "," : "", e->shape[d]);
         sb_printf(&h, "],\"data_offsets\":[%zu,", offset);
         if (kiln_size_add(offset, nbytes[i], &offset)) {
@@ -1534,9 +1538,14 @@ static int npy_shape(npy_cur *c, int *ndim, int64_t *shape) {
     return 0;
 }
 
-int kiln_npy_parse_ints(const uint8_t *b, size_t size, const char *label, kiln_npy_ints *out,
-                        kiln_error *err) {
-    memset(out, 0, sizeof *out);
+static int npy_write(const char *path, const char *descr, size_t item, const void *data, int ndim,
+                     const int64_t *shape, kiln_error *err);
+
+/* Parses the .npy header of b[0, size): its dtype descr, shape (rank and dims in *ndim, shape), and where
+ * the data starts; checks the version, the header's bytes and keys, and that the order is C. */
+static int npy_header(const uint8_t *b, size_t size, const char *label, char descr[32], int *ndim,
+                      int64_t shape[KILN_MAX_RANK], size_t *data_start, kiln_error *err) {
+    *ndim = 0;
     if (size < 10 || memcmp(b, NPY_MAGIC, 6) != 0) {
         kiln_error_set(err, "%s: not a .npy file (missing the \\x93NUMPY magic)", label);
         return -1;
@@ -1569,7 +1578,7 @@ int kiln_npy_parse_ints(const uint8_t *b, size_t size, const char *label, kiln_n
             return -1;
         }
     }
-    char descr[32] = "";
+    descr[0] = '\0';
     int have_descr = 0, have_fortran = 0, have_shape = 0, fortran = 0;
     npy_ws(&c);
     if (c.pos >= c.len || c.s[c.pos] != '{') goto syntax;
@@ -1587,7 +1596,7 @@ int kiln_npy_parse_ints(const uint8_t *b, size_t size, const char *label, kiln_n
         c.pos++;
         npy_ws(&c);
         if (strcmp(key, "descr") == 0 && !have_descr) {
-            if (npy_string(&c, descr, sizeof descr)) goto syntax;
+            if (npy_string(&c, descr, 32)) goto syntax;
             have_descr = 1;
         } else if (strcmp(key, "fortran_order") == 0 && !have_fortran) {
             if (npy_word(&c, "False") == 0) fortran = 0;
@@ -1595,7 +1604,7 @@ int kiln_npy_parse_ints(const uint8_t *b, size_t size, const char *label, kiln_n
             else goto syntax;
             have_fortran = 1;
         } else if (strcmp(key, "shape") == 0 && !have_shape) {
-            int rc = npy_shape(&c, &out->ndim, out->shape);
+            int rc = npy_shape(&c, ndim, shape);
             if (rc == -2) {
                 kiln_error_set(err, "%s: .npy shape has more than %d dimensions or a huge one",
                                label, KILN_MAX_RANK);
@@ -1627,8 +1636,59 @@ int kiln_npy_parse_ints(const uint8_t *b, size_t size, const char *label, kiln_n
                        !have_descr ? "descr" : !have_fortran ? "fortran_order" : "shape");
         return -1;
     }
-    size_t item;
+    if (fortran) {
+        kiln_error_set(err, "%s: Fortran-order .npy arrays are not supported", label);
+        return -1;
+    }
+    *data_start = hstart + hlen;
+    return 0;
+syntax:
+    kiln_error_set(err, "%s: malformed .npy header dict near header offset %zu", label, c.pos);
+    return -1;
+}
+
+/* The elements of a shape, and their bytes at `item` bytes each (with the room for a widened copy). */
+static int npy_sizes(const char *label, int ndim, const int64_t *shape, size_t item, size_t widen, size_t *numel,
+                     size_t *nbytes, kiln_error *err) {
     char sb[256];
+    size_t n = 1, w;
+    for (int i = 0; i < ndim; i++) {
+        if ((uint64_t)shape[i] > SIZE_MAX || kiln_size_mul(n, (size_t)shape[i], &n)) {
+            kiln_error_set(err, "%s: .npy shape %s is too large", label, fmt_shape(sb, sizeof sb, ndim, shape));
+            return -1;
+        }
+    }
+    if (kiln_size_mul(n, item, nbytes) || kiln_size_mul(n, widen, &w)) {
+        kiln_error_set(err, "%s: .npy shape %s is too large", label, fmt_shape(sb, sizeof sb, ndim, shape));
+        return -1;
+    }
+    *numel = n;
+    return 0;
+}
+
+/* Checks that the data after the header holds exactly nbytes. */
+static int npy_data_size(const char *label, size_t size, size_t start, size_t nbytes, int ndim, const int64_t *shape,
+                         kiln_error *err) {
+    char sb[256];
+    size_t avail = size - start;
+    if (avail < nbytes) {
+        kiln_error_set(err, "%s: .npy data is truncated (shape %s needs %zu bytes, found %zu)", label,
+                       fmt_shape(sb, sizeof sb, ndim, shape), nbytes, avail);
+        return -1;
+    }
+    if (avail > nbytes) {
+        kiln_error_set(err, "%s: %zu unexpected trailing bytes after the .npy data", label, avail - nbytes);
+        return -1;
+    }
+    return 0;
+}
+
+KILN_RT_API int kiln_npy_parse_ints(const uint8_t *b, size_t size, const char *label, kiln_npy_ints *out,
+                        kiln_error *err) {
+    memset(out, 0, sizeof *out);
+    char descr[32], sb[256];
+    size_t start, item, numel, nbytes;
+    if (npy_header(b, size, label, descr, &out->ndim, out->shape, &start, err)) return -1;
     if (strcmp(descr, "<i4") == 0) item = 4;
     else if (strcmp(descr, "<i8") == 0) item = 8;
     else {
@@ -1637,43 +1697,15 @@ int kiln_npy_parse_ints(const uint8_t *b, size_t size, const char *label, kiln_n
                        label, kiln_printable(sb, sizeof sb, descr));
         return -1;
     }
-    if (fortran) {
-        kiln_error_set(err, "%s: Fortran-order .npy arrays are not supported", label);
-        return -1;
-    }
-    size_t numel = 1, nbytes;
-    for (int i = 0; i < out->ndim; i++) {
-        if ((uint64_t)out->shape[i] > SIZE_MAX ||
-            kiln_size_mul(numel, (size_t)out->shape[i], &numel)) {
-            kiln_error_set(err, "%s: .npy shape %s is too large", label,
-                           fmt_shape(sb, sizeof sb, out->ndim, out->shape));
-            return -1;
-        }
-    }
-    size_t widened; /* the int64 copy must fit too */
-    if (kiln_size_mul(numel, item, &nbytes) || kiln_size_mul(numel, 8, &widened)) {
-        kiln_error_set(err, "%s: .npy shape %s is too large", label,
-                       fmt_shape(sb, sizeof sb, out->ndim, out->shape));
-        return -1;
-    }
-    size_t avail = size - hstart - hlen;
-    if (avail < nbytes) {
-        kiln_error_set(err, "%s: .npy data is truncated (shape %s needs %zu bytes, found %zu)",
-                       label, fmt_shape(sb, sizeof sb, out->ndim, out->shape), nbytes, avail);
-        return -1;
-    }
-    if (avail > nbytes) {
-        kiln_error_set(err, "%s: %zu unexpected trailing bytes after the .npy data", label,
-                       avail - nbytes);
-        return -1;
-    }
+    if (npy_sizes(label, out->ndim, out->shape, item, 8, &numel, &nbytes, err)) return -1;
+    if (npy_data_size(label, size, start, nbytes, out->ndim, out->shape, err)) return -1;
     out->numel = numel;
-    out->data = malloc(widened ? widened : 1);
+    out->data = malloc(numel ? numel * 8 : 1);
     if (!out->data) {
         kiln_error_set(err, "%s: out of memory reading %zu integers", label, numel);
         return -1;
     }
-    const uint8_t *d = b + hstart + hlen;
+    const uint8_t *d = b + start;
     for (size_t i = 0; i < numel; i++) {
         if (item == 4) {
             int32_t v;
@@ -1686,12 +1718,61 @@ int kiln_npy_parse_ints(const uint8_t *b, size_t size, const char *label, kiln_n
         }
     }
     return 0;
-syntax:
-    kiln_error_set(err, "%s: malformed .npy header dict near header offset %zu", label, c.pos);
-    return -1;
 }
 
-int kiln_npy_read_ints(const char *path, size_t max_bytes, kiln_npy_ints *out, kiln_error *err) {
+KILN_RT_API int kiln_npy_parse(const uint8_t *b, size_t size, const char *label, kiln_npy_array *out, kiln_error *err) {
+    memset(out, 0, sizeof *out);
+    char descr[32], sb[256];
+    size_t start, nbytes;
+    if (npy_header(b, size, label, descr, &out->ndim, out->shape, &start, err)) return -1;
+    static const char *const names[] = {"<f4", "<f8", "<i4", "<i8"};
+    int kind = -1;
+    for (int k = 0; k < 4; k++)
+        if (strcmp(descr, names[k]) == 0) kind = k;
+    if (kind < 0) {
+        kiln_error_set(err, "%s: unsupported .npy dtype '%s' (expected float32 '<f4', float64 '<f8', int32 '<i4' or int64 '<i8')",
+                       label, kiln_printable(sb, sizeof sb, descr));
+        return -1;
+    }
+    out->dtype = (kiln_npy_dtype)kind;
+    out->item = kind == 0 || kind == 2 ? 4 : 8;
+    if (npy_sizes(label, out->ndim, out->shape, out->item, out->item, &out->numel, &nbytes, err)) return -1;
+    if (npy_data_size(label, size, start, nbytes, out->ndim, out->shape, err)) return -1;
+    out->data = malloc(nbytes ? nbytes : 1);
+    if (!out->data) {
+        kiln_error_set(err, "%s: out of memory reading %zu bytes", label, nbytes);
+        return -1;
+    }
+    memcpy(out->data, b + start, nbytes);
+    return 0;
+}
+
+KILN_RT_API int kiln_npy_read(const char *path, size_t max_bytes, kiln_npy_array *out, kiln_error *err) {
+    uint8_t *bytes;
+    size_t len;
+    memset(out, 0, sizeof *out);
+    if (kiln_read_file(path, max_bytes, &bytes, &len, err)) return -1;
+    int rc = kiln_npy_parse(bytes, len, path, out, err);
+    free(bytes);
+    return rc;
+}
+
+KILN_RT_API void kiln_npy_free(kiln_npy_array *a) {
+    free(a->data);
+    memset(a, 0, sizeof *a);
+}
+
+KILN_RT_API int kiln_npy_write_i64(const char *path, const int64_t *data, int ndim, const int64_t *shape,
+                       kiln_error *err) {
+    return npy_write(path, "<i8", 8, data, ndim, shape, err);
+}
+
+KILN_RT_API int kiln_npy_write_f64(const char *path, const double *data, int ndim, const int64_t *shape,
+                       kiln_error *err) {
+    return npy_write(path, "<f8", 8, data, ndim, shape, err);
+}
+
+KILN_RT_API int kiln_npy_read_ints(const char *path, size_t max_bytes, kiln_npy_ints *out, kiln_error *err) {
     uint8_t *bytes;
     size_t len;
     memset(out, 0, sizeof *out);
@@ -1701,7 +1782,7 @@ int kiln_npy_read_ints(const char *path, size_t max_bytes, kiln_npy_ints *out, k
     return rc;
 }
 
-void kiln_npy_free_ints(kiln_npy_ints *out) {
+KILN_RT_API void kiln_npy_free_ints(kiln_npy_ints *out) {
     free(out->data);
     memset(out, 0, sizeof *out);
 }
@@ -1752,12 +1833,12 @@ static int npy_write(const char *path, const char *descr, size_t item, const voi
     return rc;
 }
 
-int kiln_npy_write_f32(const char *path, const float *data, int ndim, const int64_t *shape,
+KILN_RT_API int kiln_npy_write_f32(const char *path, const float *data, int ndim, const int64_t *shape,
                        kiln_error *err) {
     return npy_write(path, "<f4", 4, data, ndim, shape, err);
 }
 
-int kiln_npy_write_i32(const char *path, const int32_t *data, int ndim, const int64_t *shape,
+KILN_RT_API int kiln_npy_write_i32(const char *path, const int32_t *data, int ndim, const int64_t *shape,
                        kiln_error *err) {
     return npy_write(path, "<i4", 4, data, ndim, shape, err);
 }
@@ -1773,9 +1854,9 @@ static uint64_t splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
-uint64_t kiln_mix64(uint64_t x) { return splitmix64(&x); }
+KILN_RT_API uint64_t kiln_mix64(uint64_t x) { return splitmix64(&x); }
 
-uint64_t kiln_fnv1a64(uint64_t h, const void *data, size_t n) {
+KILN_RT_API uint64_t kiln_fnv1a64(uint64_t h, const void *data, size_t n) {
     const uint8_t *p = data;
     for (size_t i = 0; i < n; i++) {
         h ^= p[i];
@@ -1786,14 +1867,14 @@ uint64_t kiln_fnv1a64(uint64_t h, const void *data, size_t n) {
 
 static uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-void kiln_rng_seed(kiln_rng *rng, uint64_t seed) {
+KILN_RT_API void kiln_rng_seed(kiln_rng *rng, uint64_t seed) {
     uint64_t x = seed;
     for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&x);
     rng->has_spare = 0;
     rng->spare = 0.0;
 }
 
-uint64_t kiln_rng_u64(kiln_rng *rng) {
+KILN_RT_API uint64_t kiln_rng_u64(kiln_rng *rng) {
     uint64_t *s = rng->s;
     uint64_t result = rotl64(s[1] * 5, 7) * 9;
     uint64_t t = s[1] << 17;
@@ -1806,7 +1887,7 @@ uint64_t kiln_rng_u64(kiln_rng *rng) {
     return result;
 }
 
-uint64_t kiln_rng_below(kiln_rng *rng, uint64_t n) {
+KILN_RT_API uint64_t kiln_rng_below(kiln_rng *rng, uint64_t n) {
     if (n == 0) return 0;
     uint64_t threshold = (0 - n) % n; /* 2^64 mod n: reject the biased low values */
     for (;;) {
@@ -1815,11 +1896,11 @@ uint64_t kiln_rng_below(kiln_rng *rng, uint64_t n) {
     }
 }
 
-double kiln_rng_double(kiln_rng *rng) { return (double)(kiln_rng_u64(rng) >> 11) * 0x1.0p-53; }
+KILN_RT_API double kiln_rng_double(kiln_rng *rng) { return (double)(kiln_rng_u64(rng) >> 11) * 0x1.0p-53; }
 
-float kiln_rng_float(kiln_rng *rng) { return (float)(kiln_rng_u64(rng) >> 40) * 0x1.0p-24f; }
+KILN_RT_API float kiln_rng_float(kiln_rng *rng) { return (float)(kiln_rng_u64(rng) >> 40) * 0x1.0p-24f; }
 
-double kiln_rng_normal(kiln_rng *rng) {
+KILN_RT_API double kiln_rng_normal(kiln_rng *rng) {
     if (rng->has_spare) {
         rng->has_spare = 0;
         return rng->spare;
@@ -1836,19 +1917,19 @@ double kiln_rng_normal(kiln_rng *rng) {
 /* ========================================================================= */
 /* Sampling and softmax */
 
-int kiln_sampler_init(kiln_sampler *s, int n) {
+KILN_RT_API int kiln_sampler_init(kiln_sampler *s, int n) {
     s->n = n;
     s->cand = malloc((size_t)(n > 0 ? n : 1) * sizeof *s->cand);
     return s->cand ? 0 : -1;
 }
 
-void kiln_sampler_free(kiln_sampler *s) {
+KILN_RT_API void kiln_sampler_free(kiln_sampler *s) {
     free(s->cand);
     s->cand = NULL;
     s->n = 0;
 }
 
-int kiln_argmax(const float *x, int n) {
+KILN_RT_API int kiln_argmax(const float *x, int n) {
     int best = -1;
     for (int i = 0; i < n; i++)
         if (!isnan(x[i]) && (best < 0 || x[i] > x[best])) best = i;
@@ -1862,7 +1943,7 @@ static int cmp_prob_desc(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
-int kiln_sample(kiln_sampler *s, const float *logits, double temperature, int top_k, double top_p,
+KILN_RT_API int kiln_sample(kiln_sampler *s, const float *logits, double temperature, int top_k, double top_p,
                 kiln_rng *rng) {
     int n = s->n;
     if (n <= 0) return 0;
@@ -1911,7 +1992,7 @@ int kiln_sample(kiln_sampler *s, const float *logits, double temperature, int to
     return last; /* rounding: u landed at the very top */
 }
 
-double kiln_log_softmax_at(const float *logits, int n, int target) {
+KILN_RT_API double kiln_log_softmax_at(const float *logits, int n, int target) {
     double mx = -INFINITY;
     for (int i = 0; i < n; i++)
         if ((double)logits[i] > mx) mx = logits[i];
@@ -1923,13 +2004,13 @@ double kiln_log_softmax_at(const float *logits, int n, int target) {
 /* ========================================================================= */
 /* Time and files */
 
-double kiln_time_ms(void) {
+KILN_RT_API double kiln_time_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
-int kiln_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *len,
+KILN_RT_API int kiln_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *len,
                    kiln_error *err) {
     *data = NULL;
     *len = 0;
@@ -1971,7 +2052,7 @@ int kiln_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *l
 /* ========================================================================= */
 /* Command-line numbers */
 
-int kiln_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+KILN_RT_API int kiln_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
     if (!s) return KILN_PARSE_SYNTAX;
     int neg = s[0] == '-';
     size_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
@@ -1992,7 +2073,7 @@ int kiln_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
     return 0;
 }
 
-int kiln_parse_u64(const char *s, uint64_t *out) {
+KILN_RT_API int kiln_parse_u64(const char *s, uint64_t *out) {
     if (!s) return KILN_PARSE_SYNTAX;
     size_t i = s[0] == '+' ? 1 : 0;
     if (s[i] < '0' || s[i] > '9') return KILN_PARSE_SYNTAX;
@@ -2009,7 +2090,7 @@ int kiln_parse_u64(const char *s, uint64_t *out) {
     return 0;
 }
 
-int kiln_parse_f64(const char *s, double lo, double hi, double *out) {
+KILN_RT_API int kiln_parse_f64(const char *s, double lo, double hi, double *out) {
     if (!s || !*s) return KILN_PARSE_SYNTAX;
     char c = s[0];
     if (!((c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.')) return KILN_PARSE_SYNTAX;
@@ -2037,7 +2118,7 @@ static int flag_fail(const char *flag, const char *s, int rc, const char *kind, 
     return -1;
 }
 
-int kiln_flag_i64(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out,
+KILN_RT_API int kiln_flag_i64(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out,
                   kiln_error *err) {
     int rc = kiln_parse_i64(s, lo, hi, out);
     if (rc == 0) return 0;
@@ -2046,13 +2127,13 @@ int kiln_flag_i64(const char *flag, const char *s, int64_t lo, int64_t hi, int64
     return flag_fail(flag, s, rc, "an integer", range, err);
 }
 
-int kiln_flag_u64(const char *flag, const char *s, uint64_t *out, kiln_error *err) {
+KILN_RT_API int kiln_flag_u64(const char *flag, const char *s, uint64_t *out, kiln_error *err) {
     int rc = kiln_parse_u64(s, out);
     if (rc == 0) return 0;
     return flag_fail(flag, s, rc, "a non-negative integer", "[0, 18446744073709551615]", err);
 }
 
-int kiln_flag_f64(const char *flag, const char *s, double lo, double hi, double *out,
+KILN_RT_API int kiln_flag_f64(const char *flag, const char *s, double lo, double hi, double *out,
                   kiln_error *err) {
     int rc = kiln_parse_f64(s, lo, hi, out);
     if (rc == 0) return 0;

@@ -28,6 +28,17 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Every function of the runtime. Built as a library of its own (kiln_rt.c), they are external; a model's C
+ * library includes kiln_rt.c into its one translation unit with KILN_RT_STATIC defined, so that they are
+ * internal to it and two models' libraries link into one program. */
+#if defined(KILN_RT_STATIC) && (defined(__GNUC__) || defined(__clang__))
+#define KILN_RT_API static __attribute__((unused))
+#elif defined(KILN_RT_STATIC)
+#define KILN_RT_API static
+#else
+#define KILN_RT_API
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define KILN_NORETURN __attribute__((noreturn))
 #define KILN_PRINTF(fmt_index, first_arg) __attribute__((format(printf, fmt_index, first_arg)))
@@ -47,45 +58,45 @@ typedef struct {
 } kiln_error;
 
 /* Formats a message into err (err may be NULL). */
-void kiln_error_set(kiln_error *err, const char *fmt, ...) KILN_PRINTF(2, 3);
+KILN_RT_API void kiln_error_set(kiln_error *err, const char *fmt, ...) KILN_PRINTF(2, 3);
 
 /* Sets the program name used as the prefix of fatal errors (basename of argv0). */
-void kiln_set_progname(const char *argv0);
+KILN_RT_API void kiln_set_progname(const char *argv0);
 /* The program name set by kiln_set_progname ("kiln" by default). */
-const char *kiln_progname(void);
+KILN_RT_API const char *kiln_progname(void);
 
 /* Prints "PROGNAME: error: <message>" as one line on stderr and exits 1. */
-KILN_NORETURN void kiln_die(const char *fmt, ...) KILN_PRINTF(1, 2);
+KILN_RT_API KILN_NORETURN void kiln_die(const char *fmt, ...) KILN_PRINTF(1, 2);
 /* Like kiln_die, with an explicit exit code (2 is used for usage errors). */
-KILN_NORETURN void kiln_die_code(int code, const char *fmt, ...) KILN_PRINTF(2, 3);
+KILN_RT_API KILN_NORETURN void kiln_die_code(int code, const char *fmt, ...) KILN_PRINTF(2, 3);
 
 /* Copies s into dst (capacity cap) for display in a one-line message:
  * control bytes become '?', long strings are cut and end with "...". */
-const char *kiln_printable(char *dst, size_t cap, const char *s);
+KILN_RT_API const char *kiln_printable(char *dst, size_t cap, const char *s);
 
 /* ------------------------------------------------------------------------- */
 /* Checked memory and size arithmetic */
 
 /* *out = a * b; returns 0, or -1 on overflow. */
-int kiln_size_mul(size_t a, size_t b, size_t *out);
+KILN_RT_API int kiln_size_mul(size_t a, size_t b, size_t *out);
 /* *out = a + b; returns 0, or -1 on overflow. */
-int kiln_size_add(size_t a, size_t b, size_t *out);
+KILN_RT_API int kiln_size_add(size_t a, size_t b, size_t *out);
 /* malloc that dies with "out of memory" naming `what`; n == 0 is allowed. */
-void *kiln_xmalloc(size_t n, const char *what);
+KILN_RT_API void *kiln_xmalloc(size_t n, const char *what);
 /* calloc(count, size) that dies on overflow or out of memory. */
-void *kiln_xcalloc(size_t count, size_t size, const char *what);
+KILN_RT_API void *kiln_xcalloc(size_t count, size_t size, const char *what);
 /* Zeroed floats[n] aligned to 64 bytes (free with free()); dies like kiln_xcalloc. */
-float *kiln_xcalloc_floats(size_t n, const char *what);
+KILN_RT_API float *kiln_xcalloc_floats(size_t n, const char *what);
 /* The same without zeroing, for buffers every element of which is written before it is read: pages of a large
  * buffer that are never touched then cost no memory. Free with free(). */
-float *kiln_xalloc_floats(size_t n, const char *what);
+KILN_RT_API float *kiln_xalloc_floats(size_t n, const char *what);
 
 /* ------------------------------------------------------------------------- */
 /* UTF-8 and JSON */
 
 /* Offset of the first byte of the first invalid UTF-8 sequence in s[0, len),
  * or len when all of it is valid (strict: no overlongs, surrogates, > U+10FFFF). */
-size_t kiln_utf8_check(const uint8_t *s, size_t len);
+KILN_RT_API size_t kiln_utf8_check(const uint8_t *s, size_t len);
 
 #define KILN_JSON_MAX_DEPTH 64
 
@@ -115,11 +126,11 @@ typedef struct kiln_json {
  * the offset just past the value (the caller decides what may follow).
  * Rejects malformed input, duplicate object keys and nesting deeper than
  * KILN_JSON_MAX_DEPTH. On failure *out is left empty (nothing to free). */
-int kiln_json_parse(const char *text, size_t len, kiln_json *out, size_t *end, kiln_error *err);
+KILN_RT_API int kiln_json_parse(const char *text, size_t len, kiln_json *out, size_t *end, kiln_error *err);
 /* Frees a value from kiln_json_parse and zeroes it. */
-void kiln_json_free(kiln_json *v);
+KILN_RT_API void kiln_json_free(kiln_json *v);
 /* Value of `key` in object obj, or NULL (also when obj is not an object). */
-const kiln_json *kiln_json_get(const kiln_json *obj, const char *key);
+KILN_RT_API const kiln_json *kiln_json_get(const kiln_json *obj, const char *key);
 
 /* ------------------------------------------------------------------------- */
 /* Safetensors */
@@ -136,14 +147,14 @@ typedef enum {
     KILN_DT_U8,
     KILN_DT_BOOL,
     KILN_DT_COUNT
-} kiln_dtype;
+} kiln_st_dtype;
 
 /* Safetensors name of a dtype ("F32"), or "?" if out of range. */
-const char *kiln_dtype_name(kiln_dtype dt);
+KILN_RT_API const char *kiln_st_dtype_name(kiln_st_dtype dt);
 /* Size in bytes of one element of dt (0 if out of range). */
-size_t kiln_dtype_size(kiln_dtype dt);
+KILN_RT_API size_t kiln_st_dtype_size(kiln_st_dtype dt);
 /* Looks up a dtype by its safetensors name; returns 0, or -1 if unknown. */
-int kiln_dtype_from_name(const char *name, kiln_dtype *out);
+KILN_RT_API int kiln_st_dtype_from_name(const char *name, kiln_st_dtype *out);
 
 #define KILN_MAX_RANK 8
 #define KILN_ST_MAX_HEADER 100000000u
@@ -151,7 +162,7 @@ int kiln_dtype_from_name(const char *name, kiln_dtype *out);
 /* One tensor of a parsed safetensors file. */
 typedef struct {
     char *name;
-    kiln_dtype dtype;
+    kiln_st_dtype dtype;
     int ndim;                      /* 0..KILN_MAX_RANK */
     int64_t shape[KILN_MAX_RANK];
     size_t numel;
@@ -183,16 +194,16 @@ typedef struct {
 
 /* Parses and validates a safetensors file held in memory (bytes must outlive
  * st). label names the file in error messages ("W.safetensors: ..."). */
-int kiln_st_parse(const uint8_t *bytes, size_t size, const char *label, kiln_safetensors *st,
+KILN_RT_API int kiln_st_parse(const uint8_t *bytes, size_t size, const char *label, kiln_safetensors *st,
                   kiln_error *err);
 /* Maps the file at path read-only and parses it with kiln_st_parse. */
-int kiln_st_open(const char *path, kiln_safetensors *st, kiln_error *err);
+KILN_RT_API int kiln_st_open(const char *path, kiln_safetensors *st, kiln_error *err);
 /* Releases everything held by st (safe on a zeroed or failed st). */
-void kiln_st_close(kiln_safetensors *st);
+KILN_RT_API void kiln_st_close(kiln_safetensors *st);
 /* The tensor called name, or NULL. */
-const kiln_st_tensor *kiln_st_find(const kiln_safetensors *st, const char *name);
+KILN_RT_API const kiln_st_tensor *kiln_st_find(const kiln_safetensors *st, const char *name);
 /* The __metadata__ value for key, or NULL. */
-const char *kiln_st_meta_get(const kiln_safetensors *st, const char *key);
+KILN_RT_API const char *kiln_st_meta_get(const kiln_safetensors *st, const char *key);
 
 /* An expected F32 tensor of a model: where it goes in the parameter block. */
 typedef struct {
@@ -204,18 +215,18 @@ typedef struct {
 
 /* Checks that st holds exactly the tensors in specs (same names, dtype F32,
  * exact shapes, nothing extra) and copies them into dst (dst_floats floats). */
-int kiln_st_load_f32(const kiln_safetensors *st, const kiln_tensor_spec *specs, size_t num_specs,
+KILN_RT_API int kiln_st_load_f32(const kiln_safetensors *st, const kiln_tensor_spec *specs, size_t num_specs,
                      float *dst, size_t dst_floats, kiln_error *err);
 /* Like kiln_st_load_f32, but tensors whose names start with ignore_prefix
  * (when not NULL) are skipped instead of being "unexpected". */
-int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln_tensor_spec *specs,
+KILN_RT_API int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln_tensor_spec *specs,
                               size_t num_specs, float *dst, size_t dst_floats,
                               const char *ignore_prefix, kiln_error *err);
 
-/* A tensor to write: data holds numel * kiln_dtype_size(dtype) bytes. */
+/* A tensor to write: data holds numel * kiln_st_dtype_size(dtype) bytes. */
 typedef struct {
     const char *name;
-    kiln_dtype dtype;
+    kiln_st_dtype dtype;
     int ndim;
     int64_t shape[KILN_MAX_RANK];
     const void *data;
@@ -224,7 +235,7 @@ typedef struct {
 /* Writes a safetensors file atomically (temp file + fsync + rename + fsync of
  * the directory). Tensors are laid out in the given order; the header is
  * space-padded so that 8 + header length is a multiple of 8. */
-int kiln_st_write(const char *path, const kiln_st_entry *tensors, size_t num_tensors,
+KILN_RT_API int kiln_st_write(const char *path, const kiln_st_entry *tensors, size_t num_tensors,
                   const char *const *meta_keys, const char *const *meta_values, size_t num_meta,
                   kiln_error *err);
 
@@ -239,14 +250,14 @@ typedef struct {
 } kiln_atomic_file;
 
 /* Creates a temporary file in the directory of path, opened for writing in af->fp. */
-int kiln_atomic_open(kiln_atomic_file *af, const char *path, kiln_error *err);
+KILN_RT_API int kiln_atomic_open(kiln_atomic_file *af, const char *path, kiln_error *err);
 /* fwrite n bytes to af; returns 0, or -1 with a message. */
-int kiln_atomic_write(kiln_atomic_file *af, const void *buf, size_t n, kiln_error *err);
+KILN_RT_API int kiln_atomic_write(kiln_atomic_file *af, const void *buf, size_t n, kiln_error *err);
 /* Flushes, fsyncs, closes, renames over the target and fsyncs the directory.
  * On failure the temporary file is removed. Always releases af. */
-int kiln_atomic_commit(kiln_atomic_file *af, kiln_error *err);
+KILN_RT_API int kiln_atomic_commit(kiln_atomic_file *af, kiln_error *err);
 /* Closes and removes the temporary file, releasing af. */
-void kiln_atomic_abort(kiln_atomic_file *af);
+KILN_RT_API void kiln_atomic_abort(kiln_atomic_file *af);
 
 /* ------------------------------------------------------------------------- */
 /* NumPy .npy */
@@ -260,17 +271,38 @@ typedef struct {
 } kiln_npy_ints;
 
 /* Parses an in-memory .npy (v1.0/v2.0, '<i4' or '<i8', C order) into out. */
-int kiln_npy_parse_ints(const uint8_t *bytes, size_t size, const char *label, kiln_npy_ints *out,
+KILN_RT_API int kiln_npy_parse_ints(const uint8_t *bytes, size_t size, const char *label, kiln_npy_ints *out,
                         kiln_error *err);
 /* Reads path (at most max_bytes) and parses it with kiln_npy_parse_ints. */
-int kiln_npy_read_ints(const char *path, size_t max_bytes, kiln_npy_ints *out, kiln_error *err);
+KILN_RT_API int kiln_npy_read_ints(const char *path, size_t max_bytes, kiln_npy_ints *out, kiln_error *err);
 /* Frees out->data and zeroes out. */
-void kiln_npy_free_ints(kiln_npy_ints *out);
+KILN_RT_API void kiln_npy_free_ints(kiln_npy_ints *out);
+/* An array read from .npy as it is stored: float32, float64, int32 or int64, C order. */
+typedef enum { KILN_NPY_F32 = 0, KILN_NPY_F64 = 1, KILN_NPY_I32 = 2, KILN_NPY_I64 = 3 } kiln_npy_dtype;
+typedef struct {
+    kiln_npy_dtype dtype;
+    size_t item;            /* bytes per element */
+    int ndim;
+    int64_t shape[KILN_MAX_RANK];
+    size_t numel;
+    void *data;             /* numel * item bytes (malloc'd) */
+} kiln_npy_array;
+
+/* Parses an in-memory .npy (v1.0/v2.0, '<f4', '<f8', '<i4' or '<i8', C order) into out. */
+KILN_RT_API int kiln_npy_parse(const uint8_t *bytes, size_t size, const char *label, kiln_npy_array *out, kiln_error *err);
+/* Reads path (at most max_bytes) and parses it with kiln_npy_parse. */
+KILN_RT_API int kiln_npy_read(const char *path, size_t max_bytes, kiln_npy_array *out, kiln_error *err);
+/* Frees out->data and zeroes out. */
+KILN_RT_API void kiln_npy_free(kiln_npy_array *out);
+/* Writes a C-order int64 ('<i8') or float64 ('<f8') array as .npy v1.0, atomically. */
+KILN_RT_API int kiln_npy_write_i64(const char *path, const int64_t *data, int ndim, const int64_t *shape, kiln_error *err);
+KILN_RT_API int kiln_npy_write_f64(const char *path, const double *data, int ndim, const int64_t *shape, kiln_error *err);
+
 /* Writes a C-order float32 ('<f4') array as .npy v1.0, atomically. */
-int kiln_npy_write_f32(const char *path, const float *data, int ndim, const int64_t *shape,
+KILN_RT_API int kiln_npy_write_f32(const char *path, const float *data, int ndim, const int64_t *shape,
                        kiln_error *err);
 /* Writes a C-order int32 ('<i4') array as .npy v1.0, atomically. */
-int kiln_npy_write_i32(const char *path, const int32_t *data, int ndim, const int64_t *shape,
+KILN_RT_API int kiln_npy_write_i32(const char *path, const int32_t *data, int ndim, const int64_t *shape,
                        kiln_error *err);
 
 /* ------------------------------------------------------------------------- */
@@ -283,23 +315,23 @@ typedef struct {
 } kiln_rng;
 
 /* Seeds rng from a 64-bit seed. */
-void kiln_rng_seed(kiln_rng *rng, uint64_t seed);
+KILN_RT_API void kiln_rng_seed(kiln_rng *rng, uint64_t seed);
 /* Next 64 random bits. */
-uint64_t kiln_rng_u64(kiln_rng *rng);
+KILN_RT_API uint64_t kiln_rng_u64(kiln_rng *rng);
 /* Uniform integer in [0, n) without modulo bias (0 if n == 0). */
-uint64_t kiln_rng_below(kiln_rng *rng, uint64_t n);
+KILN_RT_API uint64_t kiln_rng_below(kiln_rng *rng, uint64_t n);
 /* Uniform double in [0, 1) with 53 random bits. */
-double kiln_rng_double(kiln_rng *rng);
+KILN_RT_API double kiln_rng_double(kiln_rng *rng);
 /* Uniform float in [0, 1) with 24 random bits. */
-float kiln_rng_float(kiln_rng *rng);
+KILN_RT_API float kiln_rng_float(kiln_rng *rng);
 /* Standard normal N(0, 1) by the Box-Muller transform (pairs are cached). */
-double kiln_rng_normal(kiln_rng *rng);
+KILN_RT_API double kiln_rng_normal(kiln_rng *rng);
 
 /* FNV-1a 64-bit hash of n bytes, continuing from h (start with KILN_FNV1A64_INIT). */
 #define KILN_FNV1A64_INIT 0xcbf29ce484222325ULL
-uint64_t kiln_fnv1a64(uint64_t h, const void *data, size_t n);
+KILN_RT_API uint64_t kiln_fnv1a64(uint64_t h, const void *data, size_t n);
 /* The splitmix64 output function: a bijective 64-bit mix (for deriving seeds). */
-uint64_t kiln_mix64(uint64_t x);
+KILN_RT_API uint64_t kiln_mix64(uint64_t x);
 
 /* ------------------------------------------------------------------------- */
 /* Sampling and softmax */
@@ -317,45 +349,45 @@ typedef struct {
 } kiln_sampler;
 
 /* Allocates a sampler for rows of n logits; returns 0, or -1 if out of memory. */
-int kiln_sampler_init(kiln_sampler *s, int n);
+KILN_RT_API int kiln_sampler_init(kiln_sampler *s, int n);
 /* Frees the sampler's buffers. */
-void kiln_sampler_free(kiln_sampler *s);
+KILN_RT_API void kiln_sampler_free(kiln_sampler *s);
 /* Samples a token id from logits[0, s->n): temperature <= 0 means greedy
  * argmax; top_k <= 0 or >= n disables top-k; top_p >= 1 disables nucleus
  * sampling. Softmax is computed in double with the maximum subtracted. */
-int kiln_sample(kiln_sampler *s, const float *logits, double temperature, int top_k, double top_p,
+KILN_RT_API int kiln_sample(kiln_sampler *s, const float *logits, double temperature, int top_k, double top_p,
                 kiln_rng *rng);
 /* Index of the first maximum of x[0, n), ignoring NaNs (0 if none). */
-int kiln_argmax(const float *x, int n);
+KILN_RT_API int kiln_argmax(const float *x, int n);
 /* log softmax(logits)[target], computed stably in double. */
-double kiln_log_softmax_at(const float *logits, int n, int target);
+KILN_RT_API double kiln_log_softmax_at(const float *logits, int n, int target);
 
 /* ------------------------------------------------------------------------- */
 /* Time, files and command-line numbers */
 
 /* Milliseconds from a monotonic clock. */
-double kiln_time_ms(void);
+KILN_RT_API double kiln_time_ms(void);
 
 /* Reads a whole regular file of at most max_bytes into a malloc'd buffer
  * (NUL-terminated for convenience; *len excludes the NUL). */
-int kiln_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *len,
+KILN_RT_API int kiln_read_file(const char *path, size_t max_bytes, uint8_t **data, size_t *len,
                    kiln_error *err);
 
 /* Strict whole-string parsers: return 0, KILN_PARSE_SYNTAX or KILN_PARSE_RANGE. */
 #define KILN_PARSE_SYNTAX (-1)
 #define KILN_PARSE_RANGE (-2)
 /* Decimal integer in [lo, hi]; optional sign, no spaces. */
-int kiln_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
+KILN_RT_API int kiln_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
 /* Unsigned decimal integer in [0, 2^64). */
-int kiln_parse_u64(const char *s, uint64_t *out);
+KILN_RT_API int kiln_parse_u64(const char *s, uint64_t *out);
 /* Finite decimal number in [lo, hi]. */
-int kiln_parse_f64(const char *s, double lo, double hi, double *out);
+KILN_RT_API int kiln_parse_f64(const char *s, double lo, double hi, double *out);
 
 /* Flag-value parsers with messages like "--threads: 0 is out of range [1, 4096]". */
-int kiln_flag_i64(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out,
+KILN_RT_API int kiln_flag_i64(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out,
                   kiln_error *err);
-int kiln_flag_u64(const char *flag, const char *s, uint64_t *out, kiln_error *err);
-int kiln_flag_f64(const char *flag, const char *s, double lo, double hi, double *out,
+KILN_RT_API int kiln_flag_u64(const char *flag, const char *s, uint64_t *out, kiln_error *err);
+KILN_RT_API int kiln_flag_f64(const char *flag, const char *s, double lo, double hi, double *out,
                   kiln_error *err);
 
 #endif /* KILN_RT_H */

@@ -1,13 +1,11 @@
 /*
- * train_main.c - the `train` command-line tool of a Kiln-compiled model.
- *
- * Linked with the generated model.c (which implements model.h, including its
- * KILN_HAS_TRAIN part: kiln_train_step and the training defaults), kiln_rt.c
- * and kiln_model_rt.c. Commands:
+ * train_main.c - the `train` command-line tool of a Kiln-compiled model: a program over the model's C library
+ * (libPREFIX.a, through model.h's KILN(...) names), which computes each micro-batch's loss and gradients
+ * (its train_step function) and validation losses (its loss function). Commands:
  *   train [flags]   train on a byte-level text file, writing checkpoints
  *   train bench     time one full training step
  *
- * A step: `accumulate` micro-batches through kiln_train_step (gradients
+ * A step: `accumulate` micro-batches through train_step (gradients
  * averaged), global-norm clipping as torch.nn.utils.clip_grad_norm_, then
  * AdamW or SGD with momentum with the same float32 arithmetic as
  * torch.optim (single-tensor path). Everything that decides a step (data
@@ -30,7 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "kiln_model_rt.h"
+#include "kiln_cli.h"
 #include "kiln_rt.h"
 #include "model.h"
 
@@ -84,7 +82,7 @@ typedef struct {
 #define HP_I(field) 1, offsetof(hparams, field)
 #define HP_F(field) 0, offsetof(hparams, field)
 
-static const hp_def HPARAMS[] = {
+static hp_def HPARAMS[] = {
     {"--steps", "steps", HP_I(steps), 1, (double)MAX_STEPS, 0, 0, NULL, "N",
      "train until N optimizer steps in total"},
     {"--val-fraction", "val_fraction", HP_F(val_fraction), 0, 1, 1, 1, NULL, "F",
@@ -111,7 +109,7 @@ static const hp_def HPARAMS[] = {
     {"--clip", "clip", HP_F(clip), 0, 1e30, 0, 0, NULL, "C",
      "clip the global gradient norm to C, 0 = off"},
     {"--batch", "batch", HP_I(batch), 1, MAX_BATCH, 0, 0, NULL, "B", "sequences per micro-batch"},
-    {"--seq", "seq", HP_I(seq), 1, KILN_CONTEXT, 0, 0, NULL, "T", "sequence length"},
+    {"--seq", "seq", HP_I(seq), 1, 1, 0, 0, NULL, "T", "sequence length"}, /* hi: the context (main) */
     {"--accumulate", "accumulate", HP_I(accumulate), 1, MAX_BATCH, 0, 0, NULL, "K",
      "micro-batches per optimizer step"},
     {"--eval-interval", "eval_interval", HP_I(eval_interval), 0, (double)MAX_STEPS, 0, 0, NULL,
@@ -149,6 +147,70 @@ static hparams model_defaults(void) {
     h.eval_iters = KILN_TRAIN_EVAL_ITERS;
     h.checkpoint_interval = KILN_TRAIN_EVAL_INTERVAL; /* default: the eval interval */
     return h;
+}
+
+/* ------------------------------------------------------------------------- */
+/* The model, through its C library */
+
+/* The functions train reads: train_step (loss and gradients of a micro-batch) and loss (validation), each
+ * with inputs tokens [B, T] (role tokens) and targets [B, T] (role targets), and a dropout seed when the
+ * model has dropout. */
+typedef struct {
+    const kiln_function_desc *step, *loss;
+    int tokens, targets, seed;  /* train_step's inputs (seed: -1 when there is none) */
+    int64_t vocab;              /* token ids lie in [0, vocab) */
+    int64_t classes;            /* targets lie in [0, classes) */
+    int64_t context;            /* the bound of T */
+    size_t pf;                  /* elements of the parameter block */
+} model_info;
+static model_info g_model;
+
+/* The input of function f with this role, or -1. */
+static int input_with_role(const kiln_function_desc *f, kiln_role role) {
+    for (int k = 0; f && k < f->num_inputs; k++)
+        if (f->inputs[k].role == role) return k;
+    return -1;
+}
+
+static void find_model(void) {
+    model_info *m = &g_model;
+    m->step = KILN(find_function)("train_step");
+    m->loss = KILN(find_function)("loss");
+    m->tokens = input_with_role(m->step, KILN_ROLE_TOKENS);
+    m->targets = input_with_role(m->step, KILN_ROLE_TARGETS);
+    m->seed = input_with_role(m->step, KILN_ROLE_SEED);
+    if (!m->step || !m->loss || m->tokens < 0 || m->targets < 0 || m->step->num_inputs != 2 + (m->seed >= 0) ||
+        m->step->inputs[m->tokens].rank != 2 || m->step->inputs[m->tokens].bounds[1] <= 0)
+        kiln_die("this model is not trained on text: its train_step does not take token ids and next-token targets "
+                 "[B, T]");
+    m->vocab = m->step->inputs[m->tokens].limit;
+    m->classes = m->step->inputs[m->targets].limit;
+    m->context = m->step->inputs[m->tokens].bounds[1];
+    m->pf = KILN(param_elements)();
+}
+
+/* A context with all weights zero; dies when out of memory. */
+static kiln_ctx *new_context(void) {
+    kiln_ctx *ctx;
+    if (KILN(create)(&ctx) != KILN_OK) kiln_die("out of memory for the model's weights");
+    return ctx;
+}
+
+/* Runs a function of the model with token ids and targets (B, T), and the seed; returns the loss. */
+static float run_with_batch(kiln_ctx *ctx, const kiln_function_desc *f, const int32_t *tokens, const int32_t *targets,
+                            int B, int T, uint64_t seed) {
+    kiln_tensor in[3];
+    int n = 0;
+    float loss = 0;
+    int64_t seed_value = (int64_t)seed;
+    for (int k = 0; k < f->num_inputs; k++) {
+        const kiln_tensor_desc *d = &f->inputs[k];
+        if (d->role == KILN_ROLE_SEED) in[n++] = (kiln_tensor){d->name, KILN_I64, 0, {0}, &seed_value};
+        else in[n++] = (kiln_tensor){d->name, KILN_I32, 2, {B, T}, (void *)(d->role == KILN_ROLE_TOKENS ? tokens : targets)};
+    }
+    kiln_tensor out = {f->outputs[0].name, KILN_F32, 0, {0}, &loss};
+    if (KILN(run)(ctx, f->name, in, n, &out, 1) != KILN_OK) kiln_die("%s", KILN(error)(ctx));
+    return loss;
 }
 
 /* Shortest of %.15g, %.16g, %.17g that reads back as x (like Python's repr);
@@ -220,12 +282,12 @@ static void cmd_train(const command *cmd, const opts *o);
 static void cmd_bench(const command *cmd, const opts *o);
 
 static const kiln_flag_def TRAIN_FLAGS[] = {
-    {"--data", "FILE", "training text, one byte per token (required)"},
-    {"--out", "CKPT", "checkpoint file to write (required; replaced atomically)"},
-    {"--resume", "CKPT", "continue exactly from a checkpoint of this model and data"},
-    {"--init-from", "W", "start from these weights (.safetensors) instead of random init"},
-    {"--seed", "S", "seed of the init, the data order and dropout (default " DEFAULT_SEED ")"},
-    {"--log", "LOG.jsonl", "also write one JSON object per step and per evaluation"},
+    {"--data", "FILE", "training text, one byte per token (required)", 0},
+    {"--out", "CKPT", "checkpoint file to write (required; replaced atomically)", 0},
+    {"--resume", "CKPT", "continue exactly from a checkpoint of this model and data", 0},
+    {"--init-from", "W", "start from these weights (.safetensors) instead of random init", 0},
+    {"--seed", "S", "seed of the init, the data order and dropout (default " DEFAULT_SEED ")", 0},
+    {"--log", "LOG.jsonl", "also write one JSON object per step and per evaluation", 0},
 };
 #define NUM_TRAIN_FLAGS (sizeof TRAIN_FLAGS / sizeof TRAIN_FLAGS[0])
 
@@ -252,7 +314,7 @@ static command g_train = {
     "\n"
     "Output (stdout): per step 'step S/N  loss L  lr R  X tok/s  ETA T'; per evaluation\n"
     "'eval step S: val loss L  perplexity P  bits/char B'. 'bench --help' for timing.",
-    {{NULL, NULL, NULL}},
+    {{NULL, NULL, NULL, 0}},
     NULL,
     cmd_train};
 
@@ -261,11 +323,11 @@ static const command BENCH = {
     "time one training step (train step + gradient clipping + optimizer update)",
     "Random tokens and random init; the model file's optimizer and settings.\n"
     "Prints: train step B=.. T=.. threads=..: median X ms  min Y ms  (N iters).",
-    {{"--batch", "B", "batch size (default: the model's training batch)"},
-     {"--seq", "T", "sequence length, 1..context (default: the model's training seq)"},
-     {"--iters", "N", "timed iterations (default 10)"},
-     {"--warmup", "N", "untimed warm-up iterations (default 2)"},
-     {"--seed", "N", "seed for random weights and tokens (default " DEFAULT_SEED ")"}},
+    {{"--batch", "B", "batch size (default: the model's training batch)", 0},
+     {"--seq", "T", "sequence length, 1..context (default: the model's training seq)", 0},
+     {"--iters", "N", "timed iterations (default 10)", 0},
+     {"--warmup", "N", "untimed warm-up iterations (default 2)", 0},
+     {"--seed", "N", "seed for random weights and tokens (default " DEFAULT_SEED ")", 0}},
     NULL,
     cmd_bench};
 
@@ -279,9 +341,9 @@ static void build_train_command(void) {
     snprintf(usage, sizeof usage, g_train.usage, kiln_progname());
     g_train.usage = usage;
     snprintf(summary, sizeof summary,
-             "train the Kiln-compiled model '%s' (vocab %d, context %d, %lld parameters)\n"
+             "train the Kiln-compiled model '%s' (vocab %lld, context %lld, %zu parameters)\n"
              "on a byte-level text file",
-             KILN_MODEL_NAME, KILN_VOCAB, KILN_CONTEXT, (long long)KILN_PARAM_FLOATS);
+             KILN(model_name)(), (long long)g_model.vocab, (long long)g_model.context, g_model.pf);
     g_train.summary = summary;
     for (size_t i = 0; i < NUM_TRAIN_FLAGS; i++) g_train.flags[k++] = TRAIN_FLAGS[i];
     for (size_t i = 0; i < NUM_HPARAMS && k < KILN_MAX_FLAGS; i++) {
@@ -316,15 +378,15 @@ static const char *fmt_eta(double s, char *buf, size_t cap) {
 /* Hash of the model's interface: name, sizes, every parameter's name and shape. */
 static uint64_t model_fingerprint(void) {
     uint64_t h = KILN_FNV1A64_INIT;
-    h = kiln_fnv1a64(h, KILN_MODEL_NAME, strlen(KILN_MODEL_NAME) + 1);
-    int64_t dims[3] = {KILN_VOCAB, KILN_OUT_DIM, KILN_CONTEXT};
+    h = kiln_fnv1a64(h, KILN(model_name)(), strlen(KILN(model_name)()) + 1);
+    int64_t dims[3] = {g_model.vocab, g_model.classes, g_model.context};
     h = kiln_fnv1a64(h, dims, sizeof dims);
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-        const kiln_param_info *p = &kiln_params[i];
-        int64_t nd = p->ndim;
+    for (int i = 0; i < KILN(num_params)(); i++) {
+        const kiln_param_desc *p = KILN(param)(i);
+        int64_t nd = p->rank;
         h = kiln_fnv1a64(h, p->name, strlen(p->name) + 1);
         h = kiln_fnv1a64(h, &nd, sizeof nd);
-        h = kiln_fnv1a64(h, p->shape, sizeof(int64_t) * (size_t)p->ndim);
+        h = kiln_fnv1a64(h, p->shape, sizeof(int64_t) * (size_t)p->rank);
     }
     return h;
 }
@@ -346,8 +408,8 @@ static double lr_at(const hparams *h, int64_t step) {
 
 /* Whether weight decay applies to parameter i. */
 static int is_decayed(const hparams *h, int i) {
-    kiln_param_role r = kiln_params[i].role;
-    return r == KILN_ROLE_WEIGHT || (r == KILN_ROLE_EMBEDDING && h->decay_embeddings);
+    kiln_param_role r = KILN(param)(i)->role;
+    return r == KILN_PARAM_WEIGHT || (r == KILN_PARAM_EMBEDDING && h->decay_embeddings);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -365,15 +427,14 @@ static void load_data(const char *path, const hparams *h, dataset *d) {
     memset(d, 0, sizeof *d);
     d->path = path;
     if (kiln_read_file(path, DATA_FILE_LIMIT, &d->bytes, &d->n, &err)) kiln_die("%s", err.msg);
-    int limit = KILN_VOCAB < KILN_OUT_DIM ? KILN_VOCAB : KILN_OUT_DIM;
+    const int64_t vocab = g_model.vocab, classes = g_model.classes, limit = vocab < classes ? vocab : classes;
     for (size_t i = 0; i < d->n; i++) {
         unsigned b = d->bytes[i];
-        if (b >= (unsigned)limit) {
-            if (b >= (unsigned)KILN_VOCAB)
-                kiln_die("%s: byte %u at offset %zu is outside the vocabulary [0, %d)", path, b, i,
-                         KILN_VOCAB);
-            kiln_die("%s: byte %u at offset %zu cannot be predicted (output dimension %d)", path,
-                     b, i, KILN_OUT_DIM);
+        if (b >= (uint64_t)limit) {
+            if (b >= (uint64_t)vocab)
+                kiln_die("%s: byte %u at offset %zu is outside the vocabulary [0, %lld)", path, b, i, (long long)vocab);
+            kiln_die("%s: byte %u at offset %zu cannot be predicted (output dimension %lld)", path, b, i,
+                     (long long)classes);
         }
     }
     d->n_val = (size_t)floor((double)d->n * h->val_fraction);
@@ -448,8 +509,8 @@ static void adamw_update(const hparams *h, double lr, int64_t t, float *params, 
     const double bc1 = 1.0 - pow(h->beta1, (double)t), bc2 = 1.0 - pow(h->beta2, (double)t);
     const float neg_step = (float)(-(lr / bc1)), bc2_sqrt = (float)pow(bc2, 0.5);
     const float one_minus_w1 = 1.0f - w1;
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-        const kiln_param_info *pi = &kiln_params[i];
+    for (int i = 0; i < KILN(num_params)(); i++) {
+        const kiln_param_desc *pi = KILN(param)(i);
         const int decay = is_decayed(h, i) && h->weight_decay != 0.0;
         const float keep = (float)(1.0 - lr * h->weight_decay);
         float *p = params + pi->offset, *mm = m + pi->offset, *vv = v + pi->offset;
@@ -476,8 +537,8 @@ static void adamw_update(const hparams *h, double lr, int64_t t, float *params, 
 static void sgd_update(const hparams *h, double lr, int64_t t, float *params, const float *grads,
                        float gscale, float *buf) {
     const float mom = (float)h->momentum, wd = (float)h->weight_decay, neg_lr = (float)(-lr);
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-        const kiln_param_info *pi = &kiln_params[i];
+    for (int i = 0; i < KILN(num_params)(); i++) {
+        const kiln_param_desc *pi = KILN(param)(i);
         const int decay = is_decayed(h, i) && h->weight_decay != 0.0;
         float *p = params + pi->offset, *b = buf + pi->offset;
         const float *g = grads + pi->offset;
@@ -524,12 +585,33 @@ static char *concat(const char *a, const char *b) {
 
 /* Index of the first parameter/state tensor holding a non-finite value, or -1. */
 static int first_nonfinite(const float *block) {
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-        const float *x = block + kiln_params[i].offset;
-        for (size_t j = 0; j < kiln_params[i].numel; j++)
+    for (int i = 0; i < KILN(num_params)(); i++) {
+        const float *x = block + KILN(param)(i)->offset;
+        for (size_t j = 0; j < KILN(param)(i)->numel; j++)
             if (!isfinite(x[j])) return i;
     }
     return -1;
+}
+
+/* A checkpoint tensor: parameter i's shape, under a name, with data. */
+static void param_entry(int i, const char *name, const float *data, kiln_st_entry *e) {
+    const kiln_param_desc *p = KILN(param)(i);
+    memset(e, 0, sizeof *e);
+    e->name = name ? name : p->name;
+    e->dtype = KILN_DT_F32;
+    e->ndim = p->rank;
+    for (int d = 0; d < p->rank; d++) e->shape[d] = p->shape[d];
+    e->data = data;
+}
+
+/* What a checkpoint must hold: parameter i's shape, under a name, at an offset of the block being loaded. */
+static void param_spec(int i, const char *name, size_t offset, kiln_tensor_spec *spec) {
+    const kiln_param_desc *p = KILN(param)(i);
+    memset(spec, 0, sizeof *spec);
+    spec->name = name ? name : p->name;
+    spec->ndim = p->rank;
+    for (int d = 0; d < p->rank; d++) spec->shape[d] = p->shape[d];
+    spec->offset = offset;
 }
 
 #define MAX_META (16 + NUM_HPARAMS)
@@ -537,17 +619,17 @@ static int first_nonfinite(const float *block) {
 /* Writes the checkpoint atomically; values were checked to be finite. */
 static void write_checkpoint(const char *path, train_state *s, const dataset *data) {
     int nstate = s->hp.optimizer == OPT_ADAMW ? 2 : 1;
-    size_t nt = (size_t)KILN_NUM_PARAMS * (size_t)(1 + nstate);
+    const int np = KILN(num_params)();
+    size_t nt = (size_t)np * (size_t)(1 + nstate);
     kiln_st_entry *e = kiln_xcalloc(nt, sizeof *e, "the checkpoint tensor list");
     char **names = kiln_xcalloc(nt, sizeof *names, "the checkpoint tensor names");
     size_t k = 0;
-    for (int i = 0; i < KILN_NUM_PARAMS; i++)
-        kiln_param_entry(i, NULL, s->params + kiln_params[i].offset, &e[k++]);
+    for (int i = 0; i < np; i++) param_entry(i, NULL, s->params + KILN(param)(i)->offset, &e[k++]);
     for (int w = 0; w < nstate; w++) {
         const float *block = w == 0 ? s->m : s->v;
-        for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-            names[k] = concat(state_prefix((int)s->hp.optimizer, w), kiln_params[i].name);
-            kiln_param_entry(i, names[k], block + kiln_params[i].offset, &e[k]);
+        for (int i = 0; i < np; i++) {
+            names[k] = concat(state_prefix((int)s->hp.optimizer, w), KILN(param)(i)->name);
+            param_entry(i, names[k], block + KILN(param)(i)->offset, &e[k]);
             k++;
         }
     }
@@ -557,7 +639,7 @@ static void write_checkpoint(const char *path, train_state *s, const dataset *da
 #define META(K, ...)                                                                       \
     (keys[nm] = (K), snprintf(buf[nm], sizeof buf[nm], __VA_ARGS__), vals[nm] = buf[nm], nm++)
     META("format", "pt");
-    META("kiln_model", "%s", KILN_MODEL_NAME);
+    META("kiln_model", "%s", KILN(model_name)());
     META("kiln_checkpoint", CHECKPOINT_VERSION);
     META("step", "%" PRId64, s->step);
     META("train_seed", "%" PRIu64, s->seed);
@@ -631,24 +713,25 @@ static void meta_rng(const kiln_safetensors *st, const char *path, kiln_rng *rng
  * and settings; dies with a one-line message on anything missing or invalid. */
 static void load_checkpoint_tensors(const kiln_safetensors *st, const char *path, train_state *s) {
     int nstate = s->hp.optimizer == OPT_ADAMW ? 2 : 1;
-    const char *first = kiln_params[0].name;
+    const char *first = KILN(param)(0)->name;
     char *probe = concat(state_prefix((int)s->hp.optimizer, 0), first);
     if (!kiln_st_find(st, probe))
         kiln_die("checkpoint '%s' has no optimizer state for %s (missing tensor '%s')", path,
                  OPTIMIZER_NAMES[s->hp.optimizer], probe);
     free(probe);
     /* one block [params | m | v] so that the exact tensor set is checked in one call */
-    size_t pf = (size_t)KILN_PARAM_FLOATS, total = pf * (size_t)(1 + nstate);
-    size_t nt = (size_t)KILN_NUM_PARAMS * (size_t)(1 + nstate);
+    const int np = KILN(num_params)();
+    size_t pf = g_model.pf, total = pf * (size_t)(1 + nstate);
+    size_t nt = (size_t)np * (size_t)(1 + nstate);
     float *block = kiln_xcalloc_floats(total, "the checkpoint");
     kiln_tensor_spec *specs = kiln_xcalloc(nt, sizeof *specs, "the checkpoint tensor list");
     char **names = kiln_xcalloc(nt, sizeof *names, "the checkpoint tensor names");
     size_t k = 0;
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) kiln_param_spec(i, NULL, SIZE_MAX, &specs[k++]);
+    for (int i = 0; i < np; i++) param_spec(i, NULL, KILN(param)(i)->offset, &specs[k++]);
     for (int w = 0; w < nstate; w++) {
-        for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-            names[k] = concat(state_prefix((int)s->hp.optimizer, w), kiln_params[i].name);
-            kiln_param_spec(i, names[k], pf * (size_t)(1 + w) + kiln_params[i].offset, &specs[k]);
+        for (int i = 0; i < np; i++) {
+            names[k] = concat(state_prefix((int)s->hp.optimizer, w), KILN(param)(i)->name);
+            param_spec(i, names[k], pf * (size_t)(1 + w) + KILN(param)(i)->offset, &specs[k]);
             k++;
         }
     }
@@ -663,7 +746,7 @@ static void load_checkpoint_tensors(const kiln_safetensors *st, const char *path
         if (bad >= 0)
             kiln_die("checkpoint '%s': tensor '%s%s' holds non-finite values", path,
                      w == 0 ? "" : state_prefix((int)s->hp.optimizer, w - 1),
-                     kiln_params[bad].name);
+                     KILN(param)(bad)->name);
     }
     memcpy(s->params, block, pf * sizeof(float));
     memcpy(s->m, block + pf, pf * sizeof(float));
@@ -680,32 +763,18 @@ static void load_checkpoint_tensors(const kiln_safetensors *st, const char *path
 /* ------------------------------------------------------------------------- */
 /* Evaluation */
 
-typedef struct {
-    float *arena, *logits;
-    float *packed; /* a copy of the parameters in kiln_forward's layout (kiln_pack_params) */
-    double *nll;
-    int32_t *tokens, *targets;
-} eval_buffers;
-
-/* Mean validation loss over eval_iters batches drawn by an RNG re-seeded each time. */
-static double evaluate(const train_state *s, const dataset *d, eval_buffers *eb) {
+/* Mean validation loss over eval_iters batches drawn by an RNG re-seeded each time: the model's loss
+ * function (no dropout) on each batch. */
+static double evaluate(kiln_ctx *ctx, const train_state *s, const dataset *d, int32_t *tokens, int32_t *targets) {
     int B = (int)s->hp.batch, T = (int)s->hp.seq;
-    long n = (long)B * T;
     kiln_rng rng;
     kiln_rng_seed(&rng, s->seed ^ EVAL_RNG_TAG);
     double total = 0.0;
-    memcpy(eb->packed, s->params, (size_t)KILN_PARAM_FLOATS * sizeof(float));
-    if (kiln_pack_params(eb->packed) != 0) kiln_die("out of memory packing the weights");
     for (int64_t it = 0; it < s->hp.eval_iters; it++) {
-        draw_batch(&rng, d->bytes + d->n_train, d->n_val, B, T, eb->tokens, eb->targets);
-        kiln_forward(eb->packed, eb->arena, eb->tokens, B, T, eb->logits);
-#pragma omp parallel for schedule(static)
-        for (long i = 0; i < n; i++)
-            eb->nll[i] = -kiln_log_softmax_at(eb->logits + (size_t)i * KILN_OUT_DIM, KILN_OUT_DIM,
-                                              eb->targets[i]);
-        for (long i = 0; i < n; i++) total += eb->nll[i];
+        draw_batch(&rng, d->bytes + d->n_train, d->n_val, B, T, tokens, targets);
+        total += (double)run_with_batch(ctx, g_model.loss, tokens, targets, B, T, 0);
     }
-    return total / ((double)n * (double)s->hp.eval_iters);
+    return total / (double)s->hp.eval_iters;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -799,7 +868,7 @@ static void check_finite_state(const train_state *s, const char *out) {
         int bad = first_nonfinite(blocks[b]);
         if (bad >= 0)
             kiln_die("non-finite %s '%s' after step %" PRId64 "; %s", what[b],
-                     kiln_params[bad].name, s->step, ckpt_note(out, note, sizeof note));
+                     KILN(param)(bad)->name, s->step, ckpt_note(out, note, sizeof note));
     }
 }
 
@@ -822,7 +891,6 @@ static void cmd_train(const command *cmd, const opts *o) {
     s.seed = kiln_opt_seed(cmd, o, DEFAULT_SEED);
     hp_flags flags;
     parse_hp_flags(cmd, o, &flags);
-    kiln_check_param_table();
     kiln_error err;
 
     /* settings, the checkpoint's identity, the data */
@@ -842,14 +910,15 @@ static void cmd_train(const command *cmd, const opts *o) {
         if (fp != model_fingerprint())
             kiln_die("checkpoint '%s' was written for a different model (fingerprint %016" PRIx64
                      ", this model '%s' has %016" PRIx64 ")",
-                     resume, fp, KILN_MODEL_NAME, model_fingerprint());
+                     resume, fp, KILN(model_name)(), model_fingerprint());
     }
     resolve_hparams(&flags, resume ? &ckpt : NULL, resume, &s.hp);
     dataset data;
     load_data(data_path, &s.hp, &data);
 
-    size_t pf = (size_t)KILN_PARAM_FLOATS;
-    s.params = kiln_alloc_params();
+    size_t pf = g_model.pf;
+    kiln_ctx *ctx = new_context();
+    s.params = KILN(params)(ctx); /* the weights, in the layout of the weights file, trained in place */
     s.m = kiln_xcalloc_floats(pf, "the optimizer state");
     if (s.hp.optimizer == OPT_ADAMW) s.v = kiln_xcalloc_floats(pf, "the optimizer state");
     if (resume) {
@@ -871,12 +940,12 @@ static void cmd_train(const command *cmd, const opts *o) {
         load_checkpoint_tensors(&ckpt, resume, &s);
         kiln_st_close(&ckpt);
     } else {
-        if (init_from) kiln_load_params(init_from, s.params);
-        else kiln_init_params(s.params, s.seed);
+        if ((init_from ? KILN(load)(ctx, init_from) : KILN(init)(ctx, s.seed)) != KILN_OK)
+            kiln_die("%s", KILN(error)(ctx));
         int bad = first_nonfinite(s.params);
         if (bad >= 0)
             kiln_die("%s: tensor '%s' holds non-finite values", init_from ? init_from : "init",
-                     kiln_params[bad].name);
+                     KILN(param)(bad)->name);
         kiln_rng_seed(&s.data_rng, s.seed ^ DATA_RNG_TAG);
     }
 
@@ -886,14 +955,13 @@ static void cmd_train(const command *cmd, const opts *o) {
     kiln_atomic_abort(&probe);
 
     const hparams *h = &s.hp;
-    printf("train: model %s (%lld parameters), data %s: %zu bytes (train %zu, val %zu)\n",
-           KILN_MODEL_NAME, (long long)KILN_PARAM_FLOATS, data_path, data.n, data.n_train,
-           data.n_val);
+    printf("train: model %s (%zu parameters), data %s: %zu bytes (train %zu, val %zu)\n",
+           KILN(model_name)(), pf, data_path, data.n, data.n_train, data.n_val);
     if (resume) printf("train: resumed from %s at step %" PRId64 "\n", resume, s.step);
     if (s.step >= h->steps) {
         printf("train: already at step %" PRId64 " (--steps %" PRId64 "); nothing to do\n", s.step,
                h->steps);
-        free(s.params);
+        KILN(free)(ctx);
         free(s.m);
         free(s.v);
         free(data.bytes);
@@ -904,18 +972,14 @@ static void cmd_train(const command *cmd, const opts *o) {
     int B = (int)h->batch, T = (int)h->seq;
     size_t ntok;
     if (kiln_size_mul((size_t)B, (size_t)T, &ntok)) kiln_die("batch too large");
-    float *grads = kiln_xcalloc_floats(pf, "the gradients");
-    float *micro = h->accumulate > 1 ? kiln_xcalloc_floats(pf, "the gradients") : NULL;
-    float *arena = kiln_xcalloc_floats(kiln_train_arena_floats(B, T), "the training arena");
+    /* train_step writes each micro-batch's gradients into the context's block; with accumulation they are
+     * summed in `sum` */
+    float *micro = KILN(grads)(ctx);
+    if (!micro) kiln_die("%s", KILN(error)(ctx));
+    float *sum = h->accumulate > 1 ? kiln_xcalloc_floats(pf, "the gradients") : NULL;
+    float *grads = sum ? sum : micro;
     int32_t *tokens = kiln_xcalloc(ntok, sizeof *tokens, "token ids");
     int32_t *targets = kiln_xcalloc(ntok, sizeof *targets, "targets");
-    eval_buffers eb;
-    eb.arena = kiln_xcalloc_floats(kiln_forward_arena_floats(B, T), "the forward arena");
-    eb.logits = kiln_xcalloc_floats(kiln_logits_floats((size_t)B, (size_t)T), "logits");
-    eb.packed = kiln_xcalloc_floats(KILN_PARAM_FLOATS, "the evaluation weights");
-    eb.nll = kiln_xcalloc(ntok, sizeof *eb.nll, "losses");
-    eb.tokens = tokens;
-    eb.targets = targets;
 
     FILE *jlog = NULL;
     if (log_path) {
@@ -931,14 +995,13 @@ static void cmd_train(const command *cmd, const opts *o) {
         double lr = lr_at(h, step), loss = 0.0;
         for (int64_t k = 0; k < h->accumulate; k++) {
             draw_batch(&s.data_rng, data.bytes, data.n_train, B, T, tokens, targets);
-            float *dst = k == 0 ? grads : micro;
-            loss += (double)kiln_train_step(s.params, dst, arena, tokens, targets, B, T,
-                                            step_seed(s.seed, step, k));
-            if (k > 0) {
+            loss += (double)run_with_batch(ctx, g_model.step, tokens, targets, B, T, step_seed(s.seed, step, k));
+            if (sum) {
 #pragma omp parallel for schedule(static)
-                for (long j = 0; j < (long)pf; j++) grads[j] += micro[j];
+                for (long j = 0; j < (long)pf; j++) sum[j] = k == 0 ? micro[j] : sum[j] + micro[j];
             }
         }
+        s.params = KILN(params)(ctx); /* after a validation, which reads them rearranged */
         if (h->accumulate > 1) {
             float div = (float)h->accumulate;
 #pragma omp parallel for schedule(static)
@@ -976,7 +1039,8 @@ static void cmd_train(const command *cmd, const opts *o) {
 
         int end = s.step == h->steps;
         if ((h->eval_interval > 0 && s.step % h->eval_interval == 0) || end) {
-            double vl = evaluate(&s, &data, &eb);
+            double vl = evaluate(ctx, &s, &data, tokens, targets);
+            s.params = KILN(params)(ctx);
             printf("eval step %" PRId64 ": val loss %.4f  perplexity %.2f  bits/char %.4f\n",
                    s.step, vl, exp(vl), vl / log(2.0));
             fflush(stdout);
@@ -995,16 +1059,10 @@ static void cmd_train(const command *cmd, const opts *o) {
         }
     }
     if (jlog && fclose(jlog) != 0) kiln_die("error writing the log '%s'", log_path);
-    free(eb.arena);
-    free(eb.logits);
-    free(eb.packed);
-    free(eb.nll);
     free(tokens);
     free(targets);
-    free(arena);
-    free(micro);
-    free(grads);
-    free(s.params);
+    free(sum);
+    KILN(free)(ctx);
     free(s.m);
     free(s.v);
     free(data.bytes);
@@ -1018,34 +1076,32 @@ static void cmd_bench(const command *cmd, const opts *o) {
     snprintf(def_b, sizeof def_b, "%d", (int)KILN_TRAIN_BATCH);
     snprintf(def_t, sizeof def_t, "%d", (int)KILN_TRAIN_SEQ);
     int B = (int)kiln_opt_int(cmd, o, "--batch", def_b, 1, MAX_BATCH);
-    int T = (int)kiln_opt_int(cmd, o, "--seq", def_t, 1, KILN_CONTEXT);
+    int T = (int)kiln_opt_int(cmd, o, "--seq", def_t, 1, g_model.context);
     int iters = (int)kiln_opt_int(cmd, o, "--iters", "10", 1, 1000000);
     int warmup = (int)kiln_opt_int(cmd, o, "--warmup", "2", 0, 1000000);
     uint64_t seed = kiln_opt_seed(cmd, o, DEFAULT_SEED);
-    kiln_check_param_table();
     hparams h = model_defaults();
-    size_t pf = (size_t)KILN_PARAM_FLOATS, ntok;
+    size_t pf = g_model.pf, ntok;
     if (kiln_size_mul((size_t)B, (size_t)T, &ntok)) kiln_die("batch too large");
-    float *params = kiln_alloc_params();
-    kiln_init_params(params, seed);
-    float *grads = kiln_xcalloc_floats(pf, "the gradients");
+    kiln_ctx *ctx = new_context();
+    if (KILN(init)(ctx, seed) != KILN_OK) kiln_die("%s", KILN(error)(ctx));
+    float *params = KILN(params)(ctx), *grads = KILN(grads)(ctx);
+    if (!params || !grads) kiln_die("%s", KILN(error)(ctx));
     float *m = kiln_xcalloc_floats(pf, "the optimizer state");
     float *v = kiln_xcalloc_floats(pf, "the optimizer state");
-    float *arena = kiln_xcalloc_floats(kiln_train_arena_floats(B, T), "the training arena");
     int32_t *tokens = kiln_xcalloc(ntok, sizeof *tokens, "token ids");
     int32_t *targets = kiln_xcalloc(ntok, sizeof *targets, "targets");
     kiln_rng rng;
     kiln_rng_seed(&rng, seed ^ 0x746f6b656e73ULL);
     for (size_t i = 0; i < ntok; i++) {
-        tokens[i] = (int32_t)kiln_rng_below(&rng, KILN_VOCAB);
-        targets[i] = (int32_t)kiln_rng_below(&rng, KILN_OUT_DIM < KILN_VOCAB ? KILN_OUT_DIM
-                                                                            : KILN_VOCAB);
+        tokens[i] = (int32_t)kiln_rng_below(&rng, (uint64_t)g_model.vocab);
+        targets[i] = (int32_t)kiln_rng_below(&rng, (uint64_t)(g_model.classes < g_model.vocab ? g_model.classes
+                                                                                              : g_model.vocab));
     }
     double *times = kiln_xcalloc((size_t)iters, sizeof *times, "timings");
     for (int i = 0; i < warmup + iters; i++) {
         double t0 = kiln_time_ms();
-        float loss = kiln_train_step(params, grads, arena, tokens, targets, B, T,
-                                     step_seed(seed, i, 0));
+        float loss = run_with_batch(ctx, g_model.step, tokens, targets, B, T, step_seed(seed, i, 0));
         double norm = grad_norm(grads, pf);
         if (!isfinite(loss) || !isfinite(norm))
             kiln_die("non-finite loss in bench iteration %d (%s)", i + 1,
@@ -1065,17 +1121,18 @@ static void cmd_bench(const command *cmd, const opts *o) {
     free(times);
     free(targets);
     free(tokens);
-    free(arena);
     free(v);
     free(m);
-    free(grads);
-    free(params);
+    KILN(free)(ctx);
 }
 
 /* ------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
     kiln_set_progname(argc > 0 ? argv[0] : "train");
+    find_model();
+    for (size_t i = 0; i < NUM_HPARAMS; i++)
+        if (strcmp(HPARAMS[i].key, "seq") == 0) HPARAMS[i].hi = (double)g_model.context;
     check_defaults();
     build_train_command();
     const command *cmd = &g_train;

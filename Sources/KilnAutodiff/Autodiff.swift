@@ -1,35 +1,45 @@
 import KilnBasics
 import KilnIR
 
-/// Reverse-mode automatic differentiation on the IR.
+/// Reverse-mode automatic differentiation on the IR, and the training entry points built with it.
 ///
-/// `training(from:)` turns an inference graph with a `logits` output into a
-/// training graph: it adds a `targets` input and the loss
-/// `cross_entropy(logits, targets)` (next-token prediction: targets are the
-/// inputs shifted by one, supplied by the data loader), then walks the nodes
-/// in reverse order, applying each op's VJP rule (`OpDefinition.differentiate`). A value used several times
-/// receives one gradient contribution per use; they are summed in one place,
-/// in use order, when the walk reaches the value. Outputs: `loss`, then
-/// `grad.NAME` for every parameter in weights-file order.
+/// `trainStep(from:objective:)` turns a model's graph into its `train_step` function: it adds the
+/// objective's loss (its target inputs and loss ops, `Objectives.swift`), then walks the nodes in reverse
+/// order, applying each op's vector–Jacobian product (`OpDefinition.differentiate`). A value used several
+/// times receives one gradient contribution per use; they are summed in one place, in use order, when the
+/// walk reaches the value. Outputs: `loss`, then `grad.NAME` for every parameter in weights-file order.
+/// `loss(from:objective:)` is the `loss` function: the same loss without the backward pass (evaluation).
 public enum Autodiff {
-    public struct Failure: Error, CustomStringConvertible, Sendable { public var description: String }
+    public struct Failure: Error, CustomStringConvertible, Sendable {
+        public var description: String
+        public init(description: String) { self.description = description }
+    }
 
-    public static func training(from forward: Graph, logits: String = "logits") throws -> Graph {
-        guard let out = forward.outputs.first(where: { $0.name == logits }) else {
-            throw Failure(description: "training needs an output named '\(logits)'")
-        }
-        let tokens = forward.inputs.filter { forward.nodes[$0].type.dtype == .i32 }
-        guard tokens.count == 1 else { throw Failure(description: "training needs exactly one integer input (the token ids)") }
-        var b = GraphBuilder(graph: forward)
+    /// The `train_step` function: loss and the gradient of every parameter.
+    public static func trainStep(from model: Graph, objective: Objective) throws -> Graph {
+        var b = GraphBuilder(graph: model)
+        b.graph.function = "train_step"
         b.graph.outputs = []
-        let targets = b.graph.add(Node(.input, type: forward.nodes[tokens[0]].type, name: "targets"))
-        let loss = b.emit(.crossEntropy, [out.value, targets])
-        let params = forward.parameters
+        let loss = try Objectives.build(objective, &b, outputs: model.outputs)
+        let params = model.parameters
         let grads = try backward(&b, loss: loss, wrt: params)
         b.graph.outputs = [GraphOutput(name: "loss", value: loss)]
         for (p, g) in zip(params, grads) {
             b.graph.outputs.append(GraphOutput(name: "grad." + b.graph.nodes[p].name!, value: g))
         }
+        b.graph = b.graph.removingUnusedInputs()
+        try Verifier.verify(b.graph)
+        return b.graph
+    }
+
+    /// The `loss` function: the objective's loss of a batch, without gradients (for validation).
+    public static func loss(from model: Graph, objective: Objective) throws -> Graph {
+        var b = GraphBuilder(graph: model)
+        b.graph.function = "loss"
+        b.graph.outputs = []
+        let loss = try Objectives.build(objective, &b, outputs: model.outputs)
+        b.graph.outputs = [GraphOutput(name: "loss", value: loss)]
+        b.graph = b.graph.removingUnusedInputs()
         try Verifier.verify(b.graph)
         return b.graph
     }

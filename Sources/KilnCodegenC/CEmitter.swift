@@ -4,279 +4,188 @@ import KilnIR
 /// A reason the C backend cannot compile a (valid) graph.
 public struct CodegenError: Error, CustomStringConvertible, Sendable {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
 /// Settings of the C backend.
 public struct CodegenOptions: Sendable {
     /// Element type of weights and activations: f32 (the binaries) or f64 (gradient checks).
     public var dtype: DType = .f32
-    /// `#define KILN_TRAIN_*` defaults written into model.h when there is a training graph.
-    public var trainDefines: [(String, String)] = []
-    public init(dtype: DType = .f32, trainDefines: [(String, String)] = []) { self.dtype = dtype; self.trainDefines = trainDefines }
+    /// The train section's defaults, (name, C value): `#define KILN_TRAIN_NAME value` in the programs' model.h.
+    public var trainDefaults: [(String, String)] = []
+    /// The prefix of the library's symbols (`char_gpt`); by default the model's name in snake case.
+    public var prefix: String?
+    public init(dtype: DType = .f32, trainDefaults: [(String, String)] = [], prefix: String? = nil) {
+        self.dtype = dtype; self.trainDefaults = trainDefaults; self.prefix = prefix
+    }
 }
 
 /// The generated sources of one model.
 public struct GeneratedModel: Sendable {
-    public var header: String
+    /// The prefix of the library's symbols and files (`libPREFIX.a`, `PREFIX.h`).
+    public var prefix: String
+    /// `PREFIX.h`, the library's documented header.
+    public var apiHeader: String
+    /// `model.h`, what the build directory's programs include: the API under generic names (`KILN(run)`).
+    public var programHeader: String
+    /// `model.c`: kernels, functions, tables, and the API implementation included at its end.
     public var source: String
-    public var forwardPlan: MemoryPlan
-    public var trainPlan: MemoryPlan?
+    /// The entry points, in order, with their memory plans.
+    public var functions: [(name: String, plan: MemoryPlan)]
+    public func plan(_ function: String) -> MemoryPlan? { functions.first { $0.name == function }?.plan }
+    public var forwardPlan: MemoryPlan { plan("forward")! }
+    public var trainPlan: MemoryPlan? { plan("train_step") }
 }
 
-/// Lowers graphs to C: `model.h` (the interface the runtime's programs use:
-/// sizes, the parameter table, the training defaults) and `model.c`
-/// (kernels, the parameter table, `kiln_forward` and, for a training graph,
-/// `kiln_train_step`: one kernel call per IR node with a comment giving the
-/// node, buffers from one arena).
+/// Lowers a model's entry points to one C translation unit, `model.c`: the kernels its ops need (included
+/// from runtime/kernels/), one C function per entry point (one kernel call per IR node, under a comment giving
+/// the node; activations in one arena), the tables that describe the parameters, state and functions to
+/// the C API, and the API itself (runtime/kiln_lib.c) with the model's prefix.
 public struct CEmitter {
-    let inference: Graph
-    let training: Graph?
+    let functions: [Graph]
     let options: CodegenOptions
     let sourceName: String
-
-    /// The model's interface, as the programs need it.
-    struct Interface {
-        var input: Int, output: Int
-        var batch: String, seq: String
-        var context: Int, vocab: Int, outDim: Int
-    }
-
-    public static func emit(_ g: Graph, training: Graph? = nil, options: CodegenOptions = CodegenOptions(), sourceName: String) throws -> GeneratedModel {
-        let e = CEmitter(inference: g, training: training, options: options, sourceName: sourceName)
-        let iface = try e.interface()
-        if let t = training {
-            let a = g.parameters.map { g.nodes[$0].name! }, b = t.parameters.map { t.nodes[$0].name! }
-            guard a == b else { throw CodegenError(description: "the training graph's parameters differ from the inference graph's") }
-        }
-        let packed = packedWeights(g)
-        let forward = FunctionEmitter(g: g, plan: MemoryPlan(g, external: [iface.output: "logits"], packed: packed), real: e.real,
-                                      packed: packed)
-        var trainFn: FunctionEmitter?
-        if let t = training {
-            var ext: [Int: String] = [:]
-            var offset = 0
-            for p in t.parameters {
-                if let out = t.outputs.first(where: { $0.name == "grad." + t.nodes[p].name! }), ext[out.value] == nil {
-                    ext[out.value] = "(grads + \(offset))"
-                }
-                offset += t.nodes[p].type.shape.elementCount.evaluate([:])
-            }
-            trainFn = FunctionEmitter(g: t, plan: MemoryPlan(t, external: ext), real: e.real)
-        }
-        return GeneratedModel(header: e.header(iface, forward.plan),
-                              source: try e.source(iface, forward, trainFn),
-                              forwardPlan: forward.plan, trainPlan: trainFn?.plan)
-    }
+    let prefix: String
+    /// The parameters, in weights-file order, with their element offsets in the parameter block.
+    let params: [(name: String, node: Node, offset: Int)]
+    /// Parameters that inference functions read in the matrix-product engine's panel layout, by name.
+    let packedNames: Set<String>
+    /// The state tensors (KV caches) by name, in order.
+    let states: [(name: String, type: TensorType)]
 
     var real: String { options.dtype == .f64 ? "double" : "float" }
+    var model: Graph { functions[0] }
 
-    /// Whether every attention of the graph is causal: then a position's output depends only on the positions
-    /// before it, and a KV cache (`kiln_decode_step`, `kiln_prefill`) computes what the forward pass does.
-    /// Models with bidirectional attention generate with a full forward pass per token.
-    static func allAttentionCausal(_ g: Graph) -> Bool {
-        g.nodes.allSatisfy { $0.kind != .attention || $0.attrs.bool("causal") == true }
+    public static func emit(_ functions: [Graph], options: CodegenOptions = CodegenOptions(), sourceName: String) throws -> GeneratedModel {
+        let e = try CEmitter(functions, options: options, sourceName: sourceName)
+        var emitters: [FunctionEmitter] = []
+        for f in functions {
+            let packed = f.function == "train_step" ? [] : Set(f.parameters.filter { e.packedNames.contains(f.nodes[$0].name!) })
+            var fe = try FunctionEmitter(g: f, real: e.real, packed: packed, paramOffsets: e.paramOffsets)
+            fe.stateTable = e.states.map(\.name)
+            emitters.append(fe)
+        }
+        return GeneratedModel(prefix: e.prefix, apiHeader: e.apiHeader(), programHeader: e.programHeader(),
+                              source: try e.source(emitters), functions: emitters.map { ($0.g.function, $0.plan) })
     }
 
-    /// The node whose call `kiln_prefill` restricts to the last row: the output's producer, when it is a linear
-    /// layer over packed weights without a residual operand (a row-wise product, so the last position's logits
-    /// need only the last input row) in a model a KV cache serves; nil otherwise, and then there is no prefill.
-    static func prefillHead(_ g: Graph, packed: Set<Int>) -> Int? {
-        guard allAttentionCausal(g), g.outputs.count == 1 else { return nil }
-        let i = g.outputs[0].value, n = g.nodes[i]
-        guard n.kind == .linear, packed.contains(n.operands[1]), n.attrs.bool("residual") != true,
-              n.type.shape.rank == 3 else { return nil }
-        return i
+    init(_ functions: [Graph], options: CodegenOptions, sourceName: String) throws {
+        guard let first = functions.first else { throw CodegenError(description: "a model needs at least one function") }
+        self.functions = functions
+        self.options = options
+        self.sourceName = sourceName
+        let prefix = options.prefix ?? Self.snakeCase(first.name)
+        guard Self.isCIdentifier(prefix) else { throw CodegenError(description: "the prefix '\(prefix)' is not a C identifier") }
+        self.prefix = prefix
+        // the parameters of all functions, in their order (each function's are in the model's order)
+        var order: [String] = []
+        var nodes: [String: Node] = [:]
+        for f in functions {
+            var at = 0
+            for p in f.parameters {
+                let n = f.nodes[p], name = n.name!
+                if let old = nodes[name] {
+                    guard old.type == n.type else { throw CodegenError(description: "parameter '\(name)' is \(old.type) in one function and \(n.type) in another") }
+                    at = order.firstIndex(of: name)! + 1
+                } else {
+                    nodes[name] = n
+                    order.insert(name, at: at)
+                    at += 1
+                }
+            }
+        }
+        var offset = 0
+        var params: [(String, Node, Int)] = []
+        for name in order {
+            let n = nodes[name]!
+            guard n.type.shape.dims.allSatisfy({ $0.constValue != nil }) else { throw CodegenError(description: "parameter '\(name)' has a symbolic shape \(n.type.shape)") }
+            guard (1...4).contains(n.type.shape.rank) else { throw CodegenError(description: "parameter '\(name)' has rank \(n.type.shape.rank); the C backend supports 1 to 4") }
+            params.append((name, n, offset))
+            offset += n.type.shape.elementCount.evaluate([:])
+        }
+        self.params = params
+        // packed: a weight every inference function that reads it reads as a linear layer's weight
+        var packable: Set<String>?
+        for f in functions where f.function != "train_step" {
+            let mine = Set(Self.packedWeights(f).map { f.nodes[$0].name! })
+            let used = Set(f.parameters.map { f.nodes[$0].name! })
+            let allowed = mine.union(Set(order).subtracting(used))
+            packable = packable.map { $0.intersection(allowed) } ?? allowed
+        }
+        let usedByInference = Set(functions.filter { $0.function != "train_step" }.flatMap { f in f.parameters.map { f.nodes[$0].name! } })
+        packedNames = (packable ?? []).intersection(usedByInference)
+        // the state tensors
+        var states: [(String, TensorType)] = []
+        for f in functions {
+            for s in f.states {
+                let n = f.nodes[s]
+                if let old = states.first(where: { $0.0 == n.name! }) {
+                    guard old.1 == n.type else { throw CodegenError(description: "state '\(n.name!)' is \(old.1) in one function and \(n.type) in another") }
+                } else {
+                    states.append((n.name!, n.type))
+                }
+            }
+        }
+        self.states = states
     }
 
-    /// Which generation entry points the model gets: `kiln_decode_step` (and `kiln_prefill`) need a KV cache.
-    var emitsDecode: Bool { Self.allAttentionCausal(inference) }
-    var emitsPrefill: Bool { Self.prefillHead(inference, packed: Self.packedWeights(inference)) != nil }
+    var paramOffsets: [String: Int] { Dictionary(uniqueKeysWithValues: params.map { ($0.name, $0.offset) }) }
+    var paramCount: Int { params.reduce(0) { $0 + $1.node.type.shape.elementCount.evaluate([:]) } }
 
-    /// Parameters that `kiln_pack_params` rearranges into the GEMM's panel layout for inference:
-    /// weights of linear layers whose every other use is an embedding lookup (a tied output head),
-    /// which then reads the packed table.
+    /// `CharGPTSmall` → `char_gpt_small`, `GPT2Small` → `gpt2_small`.
+    public static func snakeCase(_ name: String) -> String {
+        let chars = Array(name)
+        var out = ""
+        for (i, c) in chars.enumerated() {
+            if c.isUppercase && i > 0 {
+                let prev = chars[i - 1], next = i + 1 < chars.count ? chars[i + 1] : nil
+                if prev.isLowercase || prev.isNumber || (prev.isUppercase && next?.isLowercase == true) { out += "_" }
+            }
+            out += c.isLetter || c.isNumber ? String(c).lowercased() : "_"
+        }
+        return out.isEmpty || out.first!.isNumber ? "model_" + out : out
+    }
+
+    static func isCIdentifier(_ s: String) -> Bool {
+        guard let f = s.unicodeScalars.first, f.properties.isAlphabetic || f == "_" else { return false }
+        return s.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "_" }
+    }
+
+    /// Parameters that a function reads in the GEMM's panel layout: weights of linear layers whose every other
+    /// use is an embedding lookup (a tied output head), which then reads the packed table.
     public static func packedWeights(_ g: Graph) -> Set<Int> {
         var asWeight = Set<Int>(), otherUse = Set<Int>()
         for n in g.nodes {
             for (k, o) in n.operands.enumerated() {
-                let weight = (n.kind == .linear && k == 1) || (n.kind == .linearStack && k >= 1 && k <= n.attrs.int("count")!)
+                let weight = (n.kind == .linear && k == 1) || (n.kind == .linearStack && k >= 1 && k <= n.attrs[LinearStack.count])
                 if weight { asWeight.insert(o) } else if !(n.kind == .embedding && k == 0) { otherUse.insert(o) }
             }
         }
         return Set(g.parameters.filter { asWeight.contains($0) && !otherUse.contains($0) && g.nodes[$0].type.shape.rank == 2 })
     }
 
-    /// Checks the graph has the shape of a language model: one `i32[B, T]`
-    /// input with `T` bounded, one float output `[B, T, N]`.
-    func interface() throws -> Interface {
-        let g = inference
-        let inputs = g.inputs
-        guard inputs.count == 1 else { throw CodegenError(description: "the C backend needs exactly one input (token ids i32[B, T]); the model has \(inputs.count)") }
-        let inp = g.nodes[inputs[0]]
-        guard inp.type.dtype == .i32, inp.type.shape.rank == 2, case .sym(let b) = inp.type.shape.dims[0], case .sym(let t) = inp.type.shape.dims[1] else {
-            throw CodegenError(description: "input '\(inp.name ?? "")' must be i32[B, T] with symbolic B and T, got \(inp.type)")
-        }
-        guard let context = g.bound(of: .sym(t)) else { throw CodegenError(description: "the sequence dim \(t) needs a bound: declare 'where \(t) <= context'") }
-        guard g.outputs.count == 1 else { throw CodegenError(description: "the C backend needs exactly one output (logits); the model has \(g.outputs.count)") }
-        let outIndex = g.outputs[0].value
-        let out = g.nodes[outIndex]
-        guard out.type.dtype == .f32, out.type.shape.rank == 3, out.type.shape.dims[0] == .sym(b), out.type.shape.dims[1] == .sym(t),
-              let outDim = out.type.shape.dims[2].constValue else {
-            throw CodegenError(description: "output '\(g.outputs[0].name)' must be f32[\(b), \(t), N], got \(out.type)")
-        }
-        guard out.kind.isPure, out.kind != .sliceRows else {
-            throw CodegenError(description: "output '\(g.outputs[0].name)' must be computed by an operation")
-        }
-        guard let emb = g.nodes.first(where: { $0.kind == .embedding && $0.operands[1] == inputs[0] }),
-              let vocab = g.nodes[emb.operands[0]].type.shape.dims[0].constValue else {
-            throw CodegenError(description: "input '\(inp.name ?? "")' must feed an embedding (the vocabulary is its row count)")
-        }
-        return Interface(input: inputs[0], output: outIndex, batch: b, seq: t, context: context, vocab: vocab, outDim: outDim)
-    }
-
     /// How the optimiser treats a parameter: embedding tables, norm gains, biases, other weights.
-    func role(_ p: Int) -> String {
-        let g = inference
-        if g.nodes.contains(where: { ($0.kind == .embedding || $0.kind == .sliceRows) && $0.operands.first == p }) { return "KILN_ROLE_EMBEDDING" }
-        if g.nodes.contains(where: { $0.kind == .layernorm && $0.operands.count > 1 && $0.operands[1] == p }) { return "KILN_ROLE_NORM" }
-        if g.nodes[p].type.shape.rank == 1 { return "KILN_ROLE_BIAS" }
-        return "KILN_ROLE_WEIGHT"
-    }
-
-    // MARK: model.h
-
-    func header(_ i: Interface, _ plan: MemoryPlan) -> String {
-        let params = inference.parameters
-        var h = """
-        /* Generated by kiln from \(sourceName): model \(inference.name). Do not edit; rebuild with kiln. */
-        #ifndef KILN_MODEL_H
-        #define KILN_MODEL_H
-        #include <stddef.h>
-        #include <stdint.h>
-
-        #define KILN_MODEL_NAME "\(inference.name)"
-        #define KILN_VOCAB \(i.vocab)        /* input token ids must be in [0, KILN_VOCAB) */
-        #define KILN_OUT_DIM \(i.outDim)      /* logits last dimension */
-        #define KILN_CONTEXT \(i.context)      /* maximum sequence length \(i.seq) */
-        #define KILN_NUM_PARAMS \(params.count)    /* number of parameter tensors */
-        #define KILN_PARAM_FLOATS \(plan.paramCount) /* total elements of all parameters */
-
-        /* element type of weights and activations */
-        typedef \(real) kiln_real;
-        #define KILN_REAL_IS_DOUBLE \(options.dtype == .f64 ? 1 : 0)
-
-        typedef enum { KILN_INIT_ZEROS = 0, KILN_INIT_ONES = 1, KILN_INIT_NORMAL = 2 } kiln_init_kind;
-        /* how the optimiser treats a parameter (weight decay skips biases and norm gains) */
-        typedef enum { KILN_ROLE_WEIGHT = 0, KILN_ROLE_BIAS = 1, KILN_ROLE_NORM = 2, KILN_ROLE_EMBEDDING = 3 } kiln_param_role;
-
-        /* One parameter tensor: its safetensors name, shape, place in the parameter block, initialisation. */
-        typedef struct {
-            const char *name;      /* safetensors tensor name, e.g. "layers.0.attention.query.weight" */
-            int ndim;              /* 1..4 */
-            int64_t shape[4];
-            size_t offset;         /* offset in elements into the parameter block */
-            size_t numel;
-            kiln_init_kind init;
-            float init_std;        /* for KILN_INIT_NORMAL: N(0, init_std^2) */
-            kiln_param_role role;
-        } kiln_param_info;
-
-        extern const kiln_param_info kiln_params[KILN_NUM_PARAMS];
-
-        /* elements of scratch memory kiln_forward needs for a batch of shape [B, T] */
-        size_t kiln_forward_arena_floats(int B, int T);
-
-        /* Rearranges the weights of the linear layers in params, in place, into the panel layout that kiln_forward and
-         * kiln_decode_step read (same size; the parameter block is no longer in weights-file layout afterwards).
-         * Call once after loading. Returns 0, or -1 when its scratch (64 x the widest layer input) cannot be allocated. */
-        int kiln_pack_params(kiln_real *params);
-
-        /* the matrix-product microkernel this CPU runs: "avx512", "avx2" or "portable" (KILN_ISA overrides) */
-        const char *kiln_isa(void);
-
-        /* tokens: [B, T] int32 in [0, KILN_VOCAB); logits out: [B, T, KILN_OUT_DIM];
-         * params: KILN_PARAM_FLOATS elements after kiln_pack_params; arena: kiln_forward_arena_floats(B, T) elements */
-        void kiln_forward(const kiln_real *params, kiln_real *arena, const int32_t *tokens, int B, int T, kiln_real *logits);
-
-        """
-        if emitsDecode {
-            h += """
-            /* Generation with a KV cache (batch 1): kiln_decode_step(pos) computes the logits of the token at
-             * position pos (0 <= pos < KILN_CONTEXT) in O(pos) time, reading and extending the cache that the
-             * steps 0 .. pos-1 filled. cache: kiln_decode_cache_floats() elements; arena: kiln_decode_arena_floats(). */
-            #define KILN_HAS_DECODE 1
-            size_t kiln_decode_cache_floats(void);
-            size_t kiln_decode_arena_floats(void);
-            void kiln_decode_step(const kiln_real *params, kiln_real *cache, kiln_real *arena, int32_t token, int pos, kiln_real *logits);
-
-            """
+    func role(_ name: String) -> String {
+        for g in functions {
+            guard let p = g.parameters.first(where: { g.nodes[$0].name == name }) else { continue }
+            if g.nodes.contains(where: { ($0.kind == .embedding || $0.kind == .sliceRows) && $0.operands.first == p }) { return "KILN_PARAM_EMBEDDING" }
+            if g.nodes.contains(where: { $0.kind == .layernorm && $0.operands.count > 1 && $0.operands[1] == p }) { return "KILN_PARAM_NORM" }
         }
-        if emitsPrefill {
-            h += """
-            /* The prompt (batch 1, 1 <= T <= KILN_CONTEXT) in one forward pass: fills cache positions 0 .. T-1 and
-             * writes the logits of position T-1, as T kiln_decode_step calls would. arena: kiln_forward_arena_floats(1, T). */
-            #define KILN_HAS_PREFILL 1
-            void kiln_prefill(const kiln_real *params, kiln_real *cache, kiln_real *arena, const int32_t *tokens, int T, kiln_real *logits);
-
-            """
-        }
-        if training != nil {
-            h += """
-
-            /* ---- training ---- */
-            #define KILN_HAS_TRAIN 1
-            /* Training defaults from the model file's train section; every one is overridable on train's command line. */
-
-            """
-            for (k, v) in options.trainDefines { h += "#define KILN_TRAIN_\(k) \(v)\n" }
-            h += """
-
-            /* elements of scratch memory kiln_train_step needs for [B, T] */
-            size_t kiln_train_arena_floats(int B, int T);
-
-            /* forward + backward for one micro-batch: tokens and targets are [B, T] int32 in [0, KILN_VOCAB);
-             * OVERWRITES grads (KILN_PARAM_FLOATS elements) with d(loss)/d(params), where loss is the mean
-             * cross-entropy of logits[b, t] against targets[b, t]; returns the loss. seed drives dropout masks. */
-            kiln_real kiln_train_step(const kiln_real *params, kiln_real *grads, kiln_real *arena, const int32_t *tokens,
-                                      const int32_t *targets, int B, int T, uint64_t seed);
-
-            """
-        }
-        return h + "\n#endif\n"
+        return params.first { $0.name == name }!.node.type.shape.rank == 1 ? "KILN_PARAM_BIAS" : "KILN_PARAM_WEIGHT"
     }
 
     // MARK: model.c
 
-    /// `kiln_isa` and `kiln_pack_params` (the packing itself is `pack_weight_in_place` of kernels/gemm.h).
-    func packFunction(_ f: FunctionEmitter) -> String {
-        var out = "const char *kiln_isa(void) { return gemm_isa(); }\n\n"
-        let weights = f.packed.sorted()
-        if weights.isEmpty {
-            return out + "int kiln_pack_params(real *params) { (void)params; return 0; }\n\n"
-        }
-        let maxK = weights.map { inference.nodes[$0].type.shape.dims[1].constValue ?? 0 }.max()!
-        out += """
-        int kiln_pack_params(real *params) {
-            real *tmp = malloc((size_t)GEMM_NR * \(maxK) * sizeof(real));
-            if (!tmp) return -1;
-
-        """
-        for p in weights {
-            let n = inference.nodes[p]
-            guard case .param(let off) = f.plan.storage[p] else { continue }
-            let d = n.type.shape.dims.map { $0.constValue ?? 0 }
-            out += "    pack_weight_in_place(params + \(off), \(d[0]), \(d[1]), tmp);  /* \(n.name!) (\(d[0]), \(d[1])) */\n"
-        }
-        return out + "    free(tmp);\n    return 0;\n}\n\n"
-    }
-
-    func source(_ i: Interface, _ forward: FunctionEmitter, _ train: FunctionEmitter?) throws -> String {
+    func source(_ fns: [FunctionEmitter]) throws -> String {
         var out = """
-        /* Generated by kiln from \(sourceName): model \(inference.name). Do not edit; rebuild with kiln.
-         * The kernels its ops call (runtime/kernels/), then the parameter table, then kiln_forward\(train != nil ? " and kiln_train_step" : ""):
-         * one kernel call per IR op. */
-        #include "model.h"
-        #include "kernels/kiln_kernel.h"
+        /* Generated by kiln from \(sourceName): model \(model.name). Do not edit; rebuild with kiln.
+         * The kernels its ops call (runtime/kernels/), the parameter table, one C function per entry point (\(fns.map(\.g.function).joined(separator: ", "))),
+         * each one kernel call per IR op, then the tables that describe them to the C API (\(prefix).h), which
+         * runtime/kiln_lib.c implements, included at the end. */
+        #define _POSIX_C_SOURCE 200809L
+        #define _DEFAULT_SOURCE
+        #define KILN_REAL_IS_DOUBLE \(options.dtype == .f64 ? 1 : 0)
+        #include "kiln_model.h"
 
         /* size in elements rounded up to a 64-byte boundary */
         #define KILN_ALIGN(n) (((n) + (size_t)(64 / sizeof(real)) - 1) & ~((size_t)(64 / sizeof(real)) - 1))
@@ -284,8 +193,7 @@ public struct CEmitter {
         /* the kernels of this model's ops */
 
         """
-        let fns = [forward] + (train.map { [$0] } ?? [])
-        // the matrix-product engine first (kiln_isa reports its choice), then each op's kernel file once
+        // the matrix-product engine first (packing and the API's isa use it), then each op's kernel file once
         var files = ["gemm.h"]
         var fused: [String] = []
         var fusedNames: [String: FusedExpr] = [:]
@@ -308,228 +216,246 @@ public struct CEmitter {
         for file in files { out += "#include \"kernels/\(file)\"\n" }
         out += "\n"
         for k in fused { out += k + "\n\n" }
-        out += packFunction(forward)
+        out += paramTable()
+        for f in fns {
+            out += "/* ---- \(f.g.function) ---- */\n\n"
+            out += f.layout()
+            out += try f.function()
+        }
+        out += descriptors(fns)
+        out += "/* the C API (\(prefix).h) */\n#define KILN_PREFIX \(prefix)\n#include \"kiln_lib.c\"\n"
+        return out
+    }
 
-        out += "/* The parameter tensors, in the weights file's order. */\n"
-        out += "const kiln_param_info kiln_params[KILN_NUM_PARAMS] = {\n"
-        for p in inference.parameters {
-            let n = inference.nodes[p]
-            guard case .param(let off) = forward.plan.storage[p] else { continue }
-            let dims = n.type.shape.dims.map { $0.constValue ?? 0 }
-            guard dims.count >= 1, dims.count <= 4 else { throw CodegenError(description: "parameter '\(n.name!)' has rank \(dims.count); the C backend supports 1 to 4") }
+    /// The parameter table and the functions that rearrange the packed weights.
+    func paramTable() -> String {
+        var out = "/* The parameter tensors, in the weights file's order: name, rank, shape, offset, elements, initialisation, role. */\n"
+        out += "static const kiln_param_desc kiln_params[\(max(params.count, 1))] = {\n"
+        if params.isEmpty { out += "    {NULL, 0, {0}, 0, 0, KILN_INIT_ZEROS, 0.0f, KILN_PARAM_WEIGHT},\n" }
+        for p in params {
+            let dims = p.node.type.shape.dims.map { $0.constValue! }
             let shape = (dims + Array(repeating: 0, count: 4 - dims.count)).map(String.init).joined(separator: ", ")
-            let initKind = ["zeros": "KILN_INIT_ZEROS", "ones": "KILN_INIT_ONES", "normal": "KILN_INIT_NORMAL"][n.attrs.word("init") ?? ""] ?? "KILN_INIT_ZEROS"
-            out += "    {\"\(n.name!)\", \(dims.count), {\(shape)}, \(off), \(dims.reduce(1, *)), \(initKind), \(cFloat(n.attrs.float("std") ?? 0, "float")), \(role(p))},\n"
+            let initKind = ["zeros": "KILN_INIT_ZEROS", "ones": "KILN_INIT_ONES", "normal": "KILN_INIT_NORMAL"][p.node.attrs[Param.initKind].text]!
+            let std = p.node.attrs[Param.initKind] == "normal" ? p.node.attrs[Param.std] : 0
+            out += "    {\"\(p.name)\", \(dims.count), {\(shape)}, \(p.offset), \(dims.reduce(1, *)), \(initKind), \(cFloat(std, "float")), \(role(p.name))},\n"
         }
         out += "};\n\n"
-
-        out += forward.layout(name: "forward_layout", b: i.batch, t: i.seq)
-        out += """
-        size_t kiln_forward_arena_floats(int B, int T) {
-            size_t off[\(max(forward.plan.slotSizes.count, 1))];
-            return forward_layout(B, T, off);
+        let packed = params.filter { packedNames.contains($0.name) }
+        for (fn, kernel, doc) in [("pack_params", "pack_weight_in_place", "weights-file layout -> the panel layout the inference functions read"),
+                                  ("unpack_params", "unpack_weight_in_place", "the panel layout -> weights-file layout")] {
+            out += "/* The linear layers' weights, in place: \(doc). 0, or -1 when out of memory. */\n"
+            guard !packed.isEmpty else {
+                out += "static int \(fn)(real *params) { (void)params; return 0; }\n\n"
+                continue
+            }
+            let maxK = packed.map { $0.node.type.shape.dims[1].constValue! }.max()!
+            out += "static int \(fn)(real *params) {\n"
+            out += "    real *tmp = malloc((size_t)GEMM_NR * \(maxK) * sizeof(real));\n    if (!tmp) return -1;\n"
+            for p in packed {
+                let d = p.node.type.shape.dims.map { $0.constValue! }
+                out += "    \(kernel)(params + \(p.offset), \(d[0]), \(d[1]), tmp);  /* \(p.name) (\(d[0]), \(d[1])) */\n"
+            }
+            out += "    free(tmp);\n    return 0;\n}\n\n"
         }
+        return out
+    }
 
-        void kiln_forward(const real *params, real *arena, const int32_t *tokens, int \(i.batch), int \(i.seq), real *logits) {
-            size_t off[\(max(forward.plan.slotSizes.count, 1))];
-            forward_layout(\(i.batch), \(i.seq), off);
+    func cDType(_ t: DType) -> String {
+        switch t { case .f32, .f64: options.dtype == .f64 ? "KILN_F64" : "KILN_F32"; case .i32: "KILN_I32"; case .i64: "KILN_I64" }
+    }
+
+    /// A `kiln_tensor_desc` initializer.
+    func tensorDesc(_ name: String, _ n: Node, _ g: Graph) -> String {
+        let d = n.type.shape.dims
+        func list(_ items: [String], empty: String) -> String { items.isEmpty ? empty : items.joined(separator: ", ") }
+        let shape = list(d.map { $0.constValue.map(String.init) ?? "-1" }, empty: "0")
+        let names = list(d.map { if case .sym(let s) = $0 { "\"\(s)\"" } else { "NULL" } }, empty: "NULL")
+        let bounds = list(d.map { String(g.bound(of: $0) ?? 0) }, empty: "0")
+        var role = "KILN_ROLE_DATA", limit = 0, ignore: Int?
+        if n.kind == .input {
+            role = "KILN_ROLE_" + n.attrs[Input.role].text.uppercased()
+            limit = n.attrs.value(Input.limit) ?? 0
+            ignore = n.attrs.value(Input.ignore)
+        }
+        return "{\"\(name)\", \(cDType(n.type.dtype)), \(d.count), {\(shape)}, {\(names)}, {\(bounds)}, \(role), \(limit), \(ignore != nil ? 1 : 0), \(ignore ?? 0)}"
+    }
+
+    /// The tables the API reads: each function's signature, the state, the train section's defaults, the model.
+    func descriptors(_ fns: [FunctionEmitter]) -> String {
+        var out = "/* ---- the model, as the C API describes it ---- */\n\n"
+        var infos: [String] = []
+        for f in fns {
+            let g = f.g, c = f.cName
+            let results = g.outputs.filter { !$0.name.hasPrefix("grad.") }
+            let none = "    {NULL, KILN_F32, 0, {0}, {NULL}, {0}, KILN_ROLE_DATA, 0, 0, 0},\n"
+            out += "static const kiln_tensor_desc \(c)_inputs[\(max(g.inputs.count, 1))] = {\n"
+            for i in g.inputs { out += "    \(tensorDesc(g.nodes[i].name!, g.nodes[i], g)),\n" }
+            if g.inputs.isEmpty { out += none }
+            out += "};\nstatic const kiln_tensor_desc \(c)_outputs[\(max(results.count, 1))] = {\n"
+            for o in results { out += "    \(tensorDesc(o.name, g.nodes[o.value], g)),\n" }
+            if results.isEmpty { out += none }
+            out += "};\n"
+            out += "static const char *const \(c)_dims[\(max(f.dims.count, 1))] = {\(f.dims.isEmpty ? "NULL" : f.dims.map { "\"\($0.name)\"" }.joined(separator: ", "))};\n"
+            out += "static const int64_t \(c)_bounds[\(max(f.dims.count, 1))] = {\(f.dims.isEmpty ? "0" : f.dims.map { String($0.bound ?? 0) }.joined(separator: ", "))};\n\n"
+            let grads = g.outputs.contains { $0.name.hasPrefix("grad.") }
+            infos.append("{{\"\(g.function)\", \(g.inputs.count), \(c)_inputs, \(results.count), \(c)_outputs, \(g.states.isEmpty ? 0 : 1), \(grads ? 1 : 0)},\n"
+                         + "     \(f.dims.count), \(c)_dims, \(c)_bounds, \(f.packed.isEmpty ? 0 : 1), \(c)_arena, \(c)}")
+        }
+        out += "static const kiln_state_info kiln_state[\(max(states.count, 1))] = {\n"
+        if states.isEmpty { out += "    {NULL, 0, {0}, 0},\n" }
+        for s in states {
+            let row = Array(s.type.shape.dims.dropFirst())
+            let dims = row.isEmpty ? "0" : row.map { $0.constValue.map(String.init) ?? "0" }.joined(separator: ", ")
+            out += "    {\"\(s.name)\", \(row.count), {\(dims)}, \(Shape(row).elementCount.evaluate([:]))},\n"
+        }
+        out += "};\n\n"
+        out += "static const kiln_function_info kiln_functions[\(fns.count)] = {\n" + infos.map { "    " + $0 + ",\n" }.joined() + "};\n\n"
+        out += """
+        static const kiln_model_info kiln_model = {
+            "\(model.name)", \(params.count), kiln_params, \(paramCount), \(states.count), kiln_state, \(fns.count), kiln_functions,
+            pack_params, unpack_params
+        };
+
 
         """
-        out += try forward.body(indent: "    ")
-        out += "}\n"
-        let slots = max(forward.plan.slotSizes.count, 1)
-        if emitsDecode {  // decoding token by token equals the forward pass only then
-            let dec = FunctionEmitter(g: inference, plan: forward.plan, real: real, decode: true, packed: forward.packed)
-            out += """
-
-            size_t kiln_decode_cache_floats(void) { return \(dec.cacheCount); }
-
-            size_t kiln_decode_arena_floats(void) {
-                size_t off[\(slots)];
-                return forward_layout(1, 1, off);
-            }
-
-            /* One step of generation with a KV cache: the logits (KILN_OUT_DIM) of `token` at position `pos`,
-             * given that steps 0 .. pos-1 ran before with the same cache. */
-            void kiln_decode_step(const real *params, real *cache, real *arena, int32_t token, int pos, real *logits) {
-                size_t off[\(slots)];
-                forward_layout(1, 1, off);
-                const int \(i.batch) = 1, \(i.seq) = 1;
-                const int32_t *tokens = &token;
-
-            """
-            out += try dec.body(indent: "    ")
-            out += "    (void)\(i.batch); (void)\(i.seq); (void)cache; (void)pos;  /* unused by models without attention or positions */\n}\n"
-        }
-        if emitsPrefill {
-            let pre = FunctionEmitter(g: inference, plan: forward.plan, real: real, prefill: true, packed: forward.packed)
-            out += """
-
-            /* The prompt in one pass: fills cache positions 0 .. T-1 with the keys and values of tokens[0 .. T-1] and
-             * writes the logits (KILN_OUT_DIM) of the last one, as T calls of kiln_decode_step would. */
-            void kiln_prefill(const real *params, real *cache, real *arena, const int32_t *tokens, int \(i.seq), real *logits) {
-                size_t off[\(slots)];
-                forward_layout(1, \(i.seq), off);
-                const int \(i.batch) = 1;
-
-            """
-            out += try pre.body(indent: "    ")
-            out += "    (void)\(i.batch); (void)cache;\n}\n"
-        }
-        if let t = train {
-            let loss = t.g.outputs.first { $0.name == "loss" }!.value
-            out += "\n" + t.layout(name: "train_layout", b: i.batch, t: i.seq)
-            out += """
-            size_t kiln_train_arena_floats(int B, int T) {
-                size_t off[\(max(t.plan.slotSizes.count, 1))];
-                return train_layout(B, T, off);
-            }
-
-            real kiln_train_step(const real *params, real *grads, real *arena, const int32_t *tokens,
-                                 const int32_t *targets, int \(i.batch), int \(i.seq), uint64_t seed) {
-                size_t off[\(max(t.plan.slotSizes.count, 1))];
-                train_layout(\(i.batch), \(i.seq), off);
-
-            """
-            out += try t.body(indent: "    ")
-            out += "    (void)seed;\n    return \(t.ptr(loss))[0];\n}\n"
-        }
         return out
+    }
+
+    // MARK: headers
+
+    /// `PREFIX.h`: the library's documented header.
+    func apiHeader() -> String {
+        let p = prefix
+        var sigs = ""
+        for f in functions {
+            let ins = f.inputs.map { "\(f.nodes[$0].name!): \(f.nodes[$0].type)" }.joined(separator: ", ")
+            let outs = f.outputs.filter { !$0.name.hasPrefix("grad.") }.map { "\($0.name): \(f.nodes[$0.value].type)" }.joined(separator: ", ")
+            sigs += " *   \(f.function)(\(ins)) -> (\(outs))\(f.outputs.contains { $0.name.hasPrefix("grad.") } ? " and the gradients" : "")\n"
+        }
+        var dims = ""
+        for d in model.dims { dims += " *   \(d.name)\(d.bound.map { " <= \($0)" } ?? " (unbounded)")\n" }
+        return """
+        /* \(p).h - the C API of model \(model.name), generated by kiln from \(sourceName) (docs/c-api.md).
+         *
+         * Link with lib\(p).a (or lib\(p).so) and OpenMP (-fopenmp) and libm; include with -I on this directory.
+         * Every symbol of the library starts with \(p)_, so several models link into one program.
+         *
+         * Its functions, run with \(p)_run (dims are symbolic, each no larger than its bound):
+        \(sigs) * Dims:
+        \(dims) *
+         * Usage:
+         *   \(p)_context *ctx;
+         *   if (\(p)_open("weights.safetensors", &ctx) != KILN_OK) { puts(\(p)_error(ctx)); \(p)_free(ctx); return 1; }
+         *   kiln_tensor in = {"tokens", KILN_I32, 2, {1, 5}, tokens};
+         *   kiln_tensor out = {"logits", KILN_F32, 3, {1, 5, 256}, logits};
+         *   if (\(p)_run(ctx, "forward", &in, 1, &out, 1) != KILN_OK) puts(\(p)_error(ctx));
+         *   \(p)_free(ctx);
+         * Each call returns KILN_OK or an error code, with a one-line message for \(p)_error(ctx). The library
+         * never prints or exits. A context may be used by one thread at a time. */
+        #ifndef \(p.uppercased())_H
+        #define \(p.uppercased())_H
+
+        #include "kiln.h"
+
+        #ifdef __cplusplus
+        extern "C" {
+        #endif
+
+        /* The element type of the model's weights and float tensors. */
+        typedef \(real) \(p)_real;
+
+        /* A model instance: its weights, scratch memory, state and last error. */
+        typedef struct \(p)_context \(p)_context;
+
+        /* ---- the model ---- */
+        const char *\(p)_model_name(void);
+        /* The entry points: 0 <= i < \(p)_num_functions(); NULL out of range. */
+        int \(p)_num_functions(void);
+        const kiln_function_desc *\(p)_function(int i);
+        /* The entry point of that name, or NULL. */
+        const kiln_function_desc *\(p)_find_function(const char *name);
+        /* The parameter tensors, in the weights file's order, and the elements of the parameter block. */
+        int \(p)_num_params(void);
+        const kiln_param_desc *\(p)_param(int i);
+        size_t \(p)_param_elements(void);
+        /* The matrix-product microkernel this CPU runs: "avx512", "avx2" or "portable" (KILN_ISA overrides). */
+        const char *\(p)_isa(void);
+
+        /* ---- contexts ---- */
+        /* A context with all weights zero (KILN_ERR_MEMORY, and *ctx NULL, when out of memory). */
+        kiln_status \(p)_create(\(p)_context **ctx);
+        /* A context with the weights of a safetensors file. Like sqlite3_open, *ctx is set even on failure (unless
+         * out of memory): read \(p)_error(*ctx), then \(p)_free it. */
+        kiln_status \(p)_open(const char *weights_path, \(p)_context **ctx);
+        void \(p)_free(\(p)_context *ctx);
+        /* The message of the last failed call ("" after a success). */
+        const char *\(p)_error(const \(p)_context *ctx);
+        /* OpenMP threads for this context's calls; 0 (the default): OpenMP's default (OMP_NUM_THREADS). */
+        kiln_status \(p)_set_threads(\(p)_context *ctx, int threads);
+
+        /* ---- weights ---- */
+        /* Loads weights from a safetensors file, or from the bytes of one in memory (not retained): every parameter
+         * as F32 with its exact shape, nothing else (a training checkpoint's "train.*" tensors are skipped). The
+         * file is validated first; on failure the weights are unspecified. */
+        kiln_status \(p)_load(\(p)_context *ctx, const char *path);
+        kiln_status \(p)_load_memory(\(p)_context *ctx, const void *data, size_t size);
+        /* GPT-2-style initialisation, deterministic for the seed: N(0, std^2) weights, zero biases, unit gains. */
+        kiln_status \(p)_init(\(p)_context *ctx, uint64_t seed);
+        /* Writes the weights as safetensors, atomically (a temporary file renamed over the path). */
+        kiln_status \(p)_save(\(p)_context *ctx, const char *path);
+
+        /* ---- running ---- */
+        /* Runs an entry point. Inputs and outputs are matched by name; each must have the declared dtype, rank and
+         * shape (a symbolic dim the same wherever it appears, and no larger than its bound); token ids, targets and
+         * positions must lie in [0, limit), masks hold 0 and 1, float inputs are finite. Outputs are written into
+         * the caller's buffers. */
+        kiln_status \(p)_run(\(p)_context *ctx, const char *function, const kiln_tensor *inputs, int num_inputs,
+                             kiln_tensor *outputs, int num_outputs);
+
+        /* ---- state: the KV cache of prefill and decode_step ---- */
+        /* Allocates the state for `rows` sequences (its pages are touched as positions are written); a batch of B
+         * rows uses rows 0 .. B-1. The first stateful call allocates it for its batch if this was not called. */
+        kiln_status \(p)_reset_state(\(p)_context *ctx, int64_t rows);
+        int64_t \(p)_state_rows(const \(p)_context *ctx);
+        /* Copies one row's state to another (beam search: a beam continues from another). */
+        kiln_status \(p)_copy_state_row(\(p)_context *ctx, int64_t from, int64_t to);
+
+        /* ---- training: the parameter and gradient blocks (\(p)_param_elements() each, offsets in \(p)_param) ---- */
+        /* The weights in weights-file layout (NULL when out of memory); valid until the next call on the context. */
+        \(p)_real *\(p)_params(\(p)_context *ctx);
+        /* Where train_step writes each parameter's gradient (allocated on first use; NULL when out of memory). */
+        \(p)_real *\(p)_grads(\(p)_context *ctx);
+
+        #ifdef __cplusplus
+        }
+        #endif
+
+        #endif
+
+        """
+    }
+
+    /// `model.h`: the header of the build directory's programs: the API under generic names.
+    func programHeader() -> String {
+        var h = """
+        /* model.h - generated by kiln for the programs of this build directory (infer, train, gradcheck): the
+         * C API of model \(model.name) (\(prefix).h) under generic names, KILN(run) for \(prefix)_run. */
+        #ifndef KILN_PROGRAM_MODEL_H
+        #define KILN_PROGRAM_MODEL_H
+        #include "\(prefix).h"
+        #define KILN(fn) \(prefix)_##fn
+        typedef \(prefix)_context kiln_ctx;
+        typedef \(prefix)_real kiln_real;
+        #define KILN_REAL_IS_DOUBLE \(options.dtype == .f64 ? 1 : 0)
+
+        """
+        if !options.trainDefaults.isEmpty {
+            h += "\n/* the train section's defaults: each is also a flag of train */\n#define KILN_HAS_TRAIN 1\n"
+            for (k, v) in options.trainDefaults { h += "#define KILN_TRAIN_\(k.uppercased()) \(v)\n" }
+        }
+        return h + "\n#endif\n"
     }
 }
-
-/// Emits the body of one generated function: the arena layout and one
-/// kernel call per node.
-struct FunctionEmitter {
-    let g: Graph
-    let plan: MemoryPlan
-    let real: String
-    let names: [String]
-    /// Decode mode: one new token at position `pos` (B = T = 1); attention
-    /// appends its key and value to a per-layer cache and attends over it.
-    var decode = false
-    /// Prefill mode: the forward pass of a prompt (B = 1, positions 0 .. T-1) that also stores each attention's
-    /// keys and values in the KV cache, with the output's producing linear run on the last row only.
-    var prefill = false
-    /// Decode and prefill: element offset of each attention node's K cache (V follows it).
-    var cacheOffsets: [Int: Int] = [:]
-    var cacheCount = 0
-    /// Parameters stored in the GEMM's panel layout (inference only).
-    var packed: Set<Int> = []
-    /// Prefill mode: the node run on the last row only (`CEmitter.prefillHead`).
-    var lastRow: Int?
-
-    init(g: Graph, plan: MemoryPlan, real: String, decode: Bool = false, prefill: Bool = false, packed: Set<Int> = []) {
-        self.g = g; self.plan = plan; self.real = real; self.decode = decode; self.prefill = prefill; self.packed = packed
-        if prefill { lastRow = CEmitter.prefillHead(g, packed: packed) }
-        if decode || prefill {
-            let context = g.dims.compactMap(\.bound).max() ?? 1
-            for (i, n) in g.nodes.enumerated() where n.kind == .attention {
-                cacheOffsets[i] = cacheCount
-                cacheCount += 2 * context * (n.type.shape.last?.constValue ?? 0)
-            }
-        }
-        var counter = 0
-        names = g.nodes.map { n in
-            if let name = n.name { return "%" + name }
-            defer { counter += 1 }
-            return "%\(counter)"
-        }
-    }
-
-    /// `static size_t NAME(int B, int T, size_t off[])`: slot k starts at off[k].
-    func layout(name: String, b: String, t: String) -> String {
-        var out = "/* Activation arena of \(name == "forward_layout" ? "kiln_forward" : "kiln_train_step"): slot k starts at off[k] elements; returns the total. */\n"
-        out += "static size_t \(name)(int \(b), int \(t), size_t off[\(max(plan.slotSizes.count, 1))]) {\n"
-        out += "    size_t total = 0;\n"
-        for (k, s) in plan.slotSizes.enumerated() {
-            out += "    off[\(k)] = total; total += KILN_ALIGN(\(s.cExpression));\n"
-        }
-        if plan.slotSizes.isEmpty { out += "    off[0] = 0;\n" }
-        out += "    (void)\(b); (void)\(t);\n    return total;\n}\n\n"
-        return out
-    }
-
-    func body(indent: String) throws -> String {
-        var out = ""
-        var written = Set<Int>()
-        for (idx, n) in g.nodes.enumerated() where n.kind != .param && n.kind != .input {
-            var attrs = ""
-            if !n.attrs.isEmpty { attrs = " {" + n.attrs.entries.map { "\($0.0): \($0.1)" }.joined(separator: ", ") + "}" }
-            out += "\n\(indent)/* \(names[idx]) = \(n.kind.rawValue)(\(n.operands.map { names[$0] }.joined(separator: ", ")))\(attrs) : \(n.type) */\n"
-            out += try call(idx).split(separator: "\n", omittingEmptySubsequences: false).map { indent + $0 }.joined(separator: "\n") + "\n"
-            written.insert(idx)
-        }
-        // A value that is several outputs (two parameters with the same gradient) is copied.
-        var placed = Set<Int>()
-        for o in g.outputs where o.name.hasPrefix("grad.") {
-            if placed.insert(o.value).inserted { continue }
-            let p = g.parameters.first { "grad." + g.nodes[$0].name! == o.name }!
-            var off = 0
-            for q in g.parameters where q < p { off += g.nodes[q].type.shape.elementCount.evaluate([:]) }
-            out += "\(indent)memcpy(grads + \(off), \(ptr(o.value)), \(count(o.value)) * sizeof(real));\n"
-        }
-        return out
-    }
-
-    /// A C expression for the memory of a value.
-    func ptr(_ i: Int) -> String {
-        switch plan.storage[i] {
-        case .input(let name): return name == "targets" ? "targets" : "tokens"
-        case .param(let off): return "(params + \(off))"
-        case .slot(let s): return "(arena + off[\(s)])"
-        case .external(let e): return e
-        case .view(let src):
-            // Decode: the view is row `pos` of a position table.
-            if decode, g.nodes[i].kind == .sliceRows {
-                let row = Shape(Array(g.nodes[i].type.shape.dims.dropFirst())).elementCount.cExpression
-                return "(\(ptr(src)) + (size_t)pos * \(row))"
-            }
-            if let off = plan.viewOffset[i], off != SizeExpr(constant: 0) { return "(\(ptr(src)) + \(off.cExpression))" }
-            return ptr(src)
-        }
-    }
-
-    func workspace(_ i: Int) -> String { "(arena + off[\(plan.workspace[i]!)])" }
-
-    /// Element count of a value as a C expression.
-    func count(_ i: Int) -> String { g.nodes[i].type.shape.elementCount.cExpression }
-    func rows(_ t: TensorType) -> String { Shape(Array(t.shape.dims.dropLast())).elementCount.cExpression }
-    func lastDim(_ t: TensorType) -> String { t.shape.dims.last.map(\.description) ?? "1" }
-    func type(_ i: Int) -> TensorType { g.nodes[i].type }
-
-    /// The C statements of one node: its op's lowering (`CLowering.call`). Decoding and prefilling
-    /// rewrite attention here to read and write the KV cache.
-    func call(_ idx: Int) throws -> String {
-        let n = g.nodes[idx]
-        let o = n.operands
-        let p = o.map(ptr)
-        let dst = ptr(idx)
-        let t = n.type
-        if n.kind == .attention && decode {
-            let c = lastDim(t), off = cacheOffsets[idx]!
-            let context = g.dims.compactMap(\.bound).max() ?? 1
-            return """
-            /* append this token's key and value to the cache, attend over positions 0..pos */
-            memcpy(cache + \(off) + (size_t)pos * \(c), \(p[1]), \(c) * sizeof(real));
-            memcpy(cache + \(off + context * (t.shape.last!.constValue ?? 0)) + (size_t)pos * \(c), \(p[2]), \(c) * sizeof(real));
-            attention_rows_forward(\(dst), \(p[0]), cache + \(off), cache + \(off + context * (t.shape.last!.constValue ?? 0)), 1, 1, pos + 1, \(c), \(n.attrs[Attention.heads]), 0);
-            """
-        }
-        if n.kind == .attention && prefill {
-            let q = t.shape.dims, k = type(o[1]).shape.dims, off = cacheOffsets[idx]!
-            let c = t.shape.last!.constValue ?? 0, context = g.dims.compactMap(\.bound).max() ?? 1
-            return """
-            /* keys and values of positions 0..T-1 into the cache (batch 1: rows are positions), then attention */
-            memcpy(cache + \(off), \(p[1]), \(count(o[1])) * sizeof(real));
-            memcpy(cache + \(off + context * c), \(p[2]), \(count(o[2])) * sizeof(real));
-            attention_forward(\(dst), \(p[0]), \(p[1]), \(p[2]), \(workspace(idx)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(n.attrs[Attention.heads]), \(n.attrs[Attention.causal] ? 1 : 0));
-            """
-        }
-        return try n.kind.lowering().call(CallContext(f: self, index: idx))
-    }
-}
-
 
 /// A floating-point literal for C: shortest round-trip text of the value
 /// in the target type (`1e-05f` for float, `1e-05` for double).

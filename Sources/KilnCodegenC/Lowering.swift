@@ -70,13 +70,4 @@ struct CallContext {
     func literal(_ v: Double) -> String { cFloat(v, f.real) }
     /// The name of operand k in the IR comment above the call.
     func name(_ k: Int) -> String { f.names[operands[k]] }
-    /// Prefill: the node runs on the last row of its input only (the output head of the prompt's last position).
-    var lastRowOnly: Bool { f.lastRow == index }
-    /// The first position of a position table's rows: `pos` when decoding one token, else 0.
-    var firstPosition: String { f.decode ? "pos" : "0" }
-}
-
-/// The element count of a value as a C expression, and other sizes, for code generation.
-extension Shape {
-    var rowCount: SizeExpr { Shape(Array(dims.dropLast())).elementCount }
 }

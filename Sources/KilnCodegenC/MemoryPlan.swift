@@ -3,8 +3,10 @@ import KilnIR
 
 /// Where each value of the graph lives when the generated code runs.
 public enum Storage: Equatable, Sendable {
-    /// A runtime input (token ids, targets): the C parameter of that name.
+    /// An input of the function, by its name.
     case input(String)
+    /// A state tensor of the model (a KV cache), by its name; also the result of an op that writes it in place.
+    case state(String)
     /// A trained weight at this element offset in the parameter block.
     case param(offset: Int)
     /// A slot of the activation arena.
@@ -46,7 +48,9 @@ public struct MemoryPlan: Sendable {
         (g.nodes[i].kind.definition as? any InPlaceLowering)?.inPlaceOperand(g.nodes[i])
     }
 
-    public init(_ g: Graph, external: [Int: String], packed: Set<Int> = []) {
+    /// `paramOffsets`: each parameter's element offset in the model's parameter block, by name (default: the
+    /// graph's parameters one after the other).
+    public init(_ g: Graph, external: [Int: String], packed: Set<Int> = [], paramOffsets: [String: Int]? = nil) {
         // An in-place result that the caller passes in (a gradient in `grads`): the operand it accumulates is
         // computed straight into that memory when nothing else reads it (a tied head's weight gradient).
         var external = external
@@ -66,11 +70,14 @@ public struct MemoryPlan: Sendable {
         for (i, n) in g.nodes.enumerated() {
             switch n.kind {
             case .input: storage[i] = .input(n.name ?? "input")
+            case .state: storage[i] = .state(n.name ?? "state")
             case .param:
-                storage[i] = .param(offset: paramOffset)
+                storage[i] = .param(offset: paramOffsets?[n.name ?? ""] ?? paramOffset)
                 paramOffset += n.type.shape.elementCount.evaluate([:])
             default:
-                if external[i] == nil, let view = n.kind.definition as? any ViewDefinition {
+                if let a = Self.inPlaceOperand(g, i), case .state(let s) = storage[a] {
+                    storage[i] = .state(s)  // a write into a state tensor: the result is the state
+                } else if external[i] == nil, let view = n.kind.definition as? any ViewDefinition {
                     storage[i] = .view(of: n.operands[0])
                     viewOffset[i] = view.viewOffset(n)
                 } else {

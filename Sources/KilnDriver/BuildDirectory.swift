@@ -2,35 +2,34 @@ import Foundation
 import KilnBasics
 import KilnCodegenC
 
-/// Writes a self-contained build directory: generated `model.c`/`model.h`,
-/// the C runtime, and a Makefile, so the directory can be copied to a
-/// machine without Swift and rebuilt there with `make`.
+/// Writes a self-contained build directory: the generated `model.c`, the library's header `PREFIX.h` (and
+/// `kiln.h`), the programs' `model.h`, the C runtime, and a Makefile, so the directory can be copied to a
+/// machine without Swift and rebuilt there with `make`. It makes the model's C library (`libPREFIX.a`,
+/// `libPREFIX.so`) and the programs over it.
 public enum BuildDirectory {
-    /// The programs a build directory makes: `infer` (and `train` and
-    /// `gradcheck` when the model has a train section) for f32; `gradcheck`
-    /// alone for f64 builds.
+    /// The programs a build directory makes: `infer` (and `train` and `gradcheck` when the model has a train
+    /// section) for f32; `gradcheck` alone for f64 builds.
     public static func programs(training: Bool, dtype: DType) -> [String] {
         dtype == .f64 ? ["gradcheck"] : (training ? ["infer", "train", "gradcheck"] : ["infer"])
     }
 
-    /// Runtime sources linked into every program (the top-level `.c` files but the `*_main.c` ones).
-    static var runtimeLibrary: [String] {
-        RuntimeSources.files.map(\.0).filter { !$0.contains("/") && $0.hasSuffix(".c") && !$0.hasSuffix("_main.c") }
-    }
-    /// Files the programs' objects depend on: the headers, and the kernel files that model.c includes.
-    static var runtimeHeaders: [String] {
-        RuntimeSources.files.map(\.0).filter { $0.hasSuffix(".h") || $0.hasPrefix("kernels/") }
+    /// Runtime sources the programs compile (the model's library has its own copy of kiln_rt.c inside).
+    static let programRuntime = ["runtime/kiln_rt.c", "runtime/kiln_cli.c"]
+    /// Files model.c depends on: the runtime headers, kiln_rt.c and kiln_lib.c (included), the kernel files.
+    static var libraryInputs: [String] {
+        RuntimeSources.files.map(\.0).filter { $0.hasSuffix(".h") || $0.hasPrefix("kernels/") || $0 == "kiln_rt.c" || $0 == "kiln_lib.c" }
+            .map { "runtime/" + $0 }
     }
 
     /// `portable`: build for the compiler's baseline target instead of `-march=native`, so the binaries run on
     /// any CPU of the architecture; the matrix products still pick AVX-512 or AVX2 at run time (cpuid).
-    public static func makefile(modelName: String, programs: [String], portable: Bool = false) -> String {
+    public static func makefile(modelName: String, prefix: String, programs: [String], portable: Bool = false) -> String {
         var rules = ""
         for p in programs {
             rules += """
 
-            \(p): model.c $(RT) runtime/\(p)_main.c $(HDR)
-            \t$(CC) $(CFLAGS) $(KILN_CFLAGS) $(ARCH) $(OPENMP) -I. -Iruntime -o $@ model.c $(RT) runtime/\(p)_main.c $(LDLIBS)
+            \(p): runtime/\(p)_main.c $(PROGRAM_RT) lib\(prefix).a model.h \(prefix).h kiln.h runtime/kiln_cli.h runtime/kiln_rt.h build.flags
+            \t$(CC) $(CFLAGS) $(KILN_CFLAGS) $(ARCH) $(OPENMP) -I. -Iruntime -o $@ runtime/\(p)_main.c $(PROGRAM_RT) lib\(prefix).a $(LDLIBS)
 
             """
         }
@@ -39,6 +38,9 @@ public enum BuildDirectory {
         # Needs only a C compiler with OpenMP: `make CC=clang` (with libomp) or `make CC=gcc`.
         # `make OPENMP=-fopenmp-simd` builds single-threaded; ARCH sets the target CPU (\(portable ? "default: the compiler's baseline, so the binaries run on any CPU of this architecture" : "default: this machine; `make ARCH=` for binaries that run on any CPU of the architecture")).
         # Either way the matrix products choose AVX-512, AVX2 or portable code at run time from the CPU.
+        #
+        # lib\(prefix).a and lib\(prefix).so are the model as a C library (\(prefix).h, docs/c-api.md); the programs
+        # (\(programs.joined(separator: ", "))) are built over it.
         CC ?= cc
         OPENMP ?= -fopenmp
         ARCH ?=\(portable ? "" : " -march=native")
@@ -47,15 +49,31 @@ public enum BuildDirectory {
         # results are the same floats, only errno is not set).
         KILN_CFLAGS = -fno-math-errno
         LDLIBS = -lm
-        RT = \(runtimeLibrary.map { "runtime/" + $0 }.joined(separator: " "))
-        HDR = model.h \(runtimeHeaders.map { "runtime/" + $0 }.joined(separator: " "))
+        PROGRAM_RT = \(programRuntime.joined(separator: " "))
+        LIBRARY_INPUTS = \(libraryInputs.joined(separator: " "))
 
-        all: \(programs.joined(separator: " "))
+        all: lib\(prefix).a lib\(prefix).so \(programs.joined(separator: " "))
+
+        # the compiler and flags of the last build: a change rebuilds everything (objects of one compiler's OpenMP
+        # do not link with another's)
+        build.flags: FORCE
+        	@echo '$(CC) $(CFLAGS) $(KILN_CFLAGS) $(ARCH) $(OPENMP)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(KILN_CFLAGS) $(ARCH) $(OPENMP)' > $@
+
+        # the model, its kernels, the runtime and the C API in one object, whose only external symbols are \(prefix)_*
+        model.o: model.c $(LIBRARY_INPUTS) build.flags
+        \t$(CC) $(CFLAGS) $(KILN_CFLAGS) $(ARCH) $(OPENMP) -fPIC -fvisibility=hidden -I. -Iruntime -c -o $@ model.c
+
+        lib\(prefix).a: model.o
+        \trm -f $@ && ar rcs $@ model.o
+
+        lib\(prefix).so: model.o
+        \t$(CC) -shared $(OPENMP) -o $@ model.o $(LDLIBS)
         \(rules)
         clean:
-        \trm -f \(programs.joined(separator: " "))
+        \trm -f model.o build.flags lib\(prefix).a lib\(prefix).so \(programs.joined(separator: " "))
 
-        .PHONY: all clean
+        FORCE:
+        .PHONY: all clean FORCE
 
         """
     }
@@ -65,13 +83,17 @@ public enum BuildDirectory {
         let fm = FileManager.default
         do {
             try fm.createDirectory(atPath: dir + "/runtime", withIntermediateDirectories: true)
-            try model.header.write(toFile: dir + "/model.h", atomically: true, encoding: .utf8)
             try model.source.write(toFile: dir + "/model.c", atomically: true, encoding: .utf8)
-            try makefile(modelName: modelName, programs: programs, portable: portable).write(toFile: dir + "/Makefile", atomically: true, encoding: .utf8)
+            try model.programHeader.write(toFile: dir + "/model.h", atomically: true, encoding: .utf8)
+            try model.apiHeader.write(toFile: dir + "/\(model.prefix).h", atomically: true, encoding: .utf8)
+            try makefile(modelName: modelName, prefix: model.prefix, programs: programs, portable: portable)
+                .write(toFile: dir + "/Makefile", atomically: true, encoding: .utf8)
             for (name, text) in RuntimeSources.files {
                 let path = dir + "/runtime/" + name
                 try fm.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
                 try text.write(toFile: path, atomically: true, encoding: .utf8)
+                // the API's shared types beside the library's header, so that -I DIR is all a user needs
+                if name == "kiln.h" { try text.write(toFile: dir + "/kiln.h", atomically: true, encoding: .utf8) }
             }
         } catch {
             throw DriverError.message("cannot write the build directory '\(dir)': \(error.localizedDescription)")

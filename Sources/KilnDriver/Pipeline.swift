@@ -68,37 +68,60 @@ public struct Pipeline {
     /// The passes run on the training graph (after autodiff), in order.
     public static var trainingPassNames: [String] { PassManager.training().passNames }
 
-    /// The training graph: forward, loss and backward, optimised; `after` sees the graph after autodiff
-    /// (index -1, pass name "autodiff") and after each pass.
-    public func backward(_ g: Graph, logits: String = "logits", after: (Int, String, Bool, Graph) -> Void = { _, _, _, _ in }) throws -> Graph {
+    /// The entry points a model has, in order: `forward` always; `train_step` and `loss` with a train section
+    /// (or for an f64 gradient-check build); `prefill` and `decode_step` when the model is causal.
+    public static func functionNames(_ g: Graph, training: Bool) -> [String] {
+        ["forward"] + (training ? ["train_step", "loss"] : []) + (KVCachePlan(g) != nil ? ["prefill", "decode_step"] : [])
+    }
+
+    /// One entry point of the model, before optimisation: the transform that makes it from the model's graph
+    /// (`make-train-step` and `make-loss` in KilnAutodiff, `make-prefill` and `make-decode` in KilnTransforms).
+    public func unoptimized(_ name: String, of g: Graph, train: TrainConfig?) throws -> Graph {
+        let objective = (train ?? TrainConfig()).objective
         do {
-            let t = try Autodiff.training(from: g, logits: logits)
-            after(-1, "autodiff", true, t)
-            return try optimize(t, training: true, after: after)
+            switch name {
+            case "forward": return g.removingUnusedInputs()
+            case "train_step": return try Autodiff.trainStep(from: g, objective: objective)
+            case "loss": return try Autodiff.loss(from: g, objective: objective)
+            case "prefill", "decode_step":
+                let f = name == "prefill" ? MakePrefill.apply(g) : MakeDecodeStep.apply(g)
+                guard let f else { throw DriverError.message("model \(g.name) has no \(name): it is not causal (docs/ir.md, make-prefill)") }
+                return f
+            default:
+                throw DriverError.message("model \(g.name) has no function '\(name)' (it has \(Self.functionNames(g, training: true).joined(separator: ", ")))")
+            }
         } catch let e as Autodiff.Failure {
             throw DriverError.message(e.description)
         }
     }
 
-    /// The result of compiling a model file.
-    public struct Compiled {
-        public var inference: Graph
-        public var training: Graph?
-        public var train: TrainConfig?
-        public var generated: GeneratedModel
+    /// One entry point, optimised: `train_step` by the training pipeline, the others by the inference one;
+    /// `after` sees the graph after each pass. Inputs the passes leave unread (a dropout seed) leave the signature.
+    public func function(_ name: String, of g: Graph, train: TrainConfig?,
+                         after: (Int, String, Bool, Graph) -> Void = { _, _, _, _ in }) throws -> Graph {
+        try optimize(try unoptimized(name, of: g, train: train), training: name == "train_step", after: after).removingUnusedInputs()
     }
 
-    /// Everything up to generated C. The training graph is built when the
-    /// file has a `train` section, or always for f64 (gradient-check) builds.
+    /// The result of compiling a model file.
+    public struct Compiled {
+        /// The entry points, optimised, `forward` first.
+        public var functions: [Graph]
+        public var train: TrainConfig?
+        public var generated: GeneratedModel
+        public var inference: Graph { functions[0] }
+        public var training: Graph? { functions.first { $0.function == "train_step" } }
+    }
+
+    /// Everything up to generated C. The training functions are built when the file has a `train` section,
+    /// or always for f64 (gradient-check) builds.
     public func generate(_ file: SourceFile, dtype: DType = .f32) throws -> Compiled {
         let (g, trainConfig) = try frontendWithTrain(file)
-        let inference = try optimize(g)
-        var training: Graph?
-        if trainConfig != nil || dtype == .f64 { training = try backward(g, logits: trainConfig?.logits ?? "logits") }
-        let options = CodegenOptions(dtype: dtype, trainDefines: Self.defines(trainConfig ?? TrainConfig()))
+        let training = trainConfig != nil || dtype == .f64
+        let functions = try Self.functionNames(g, training: training).map { try function($0, of: g, train: trainConfig) }
+        let options = CodegenOptions(dtype: dtype, trainDefaults: trainConfig != nil || dtype == .f64 ? Self.defines(trainConfig ?? TrainConfig()) : [])
         do {
-            let gen = try CEmitter.emit(inference, training: training, options: options, sourceName: (file.path as NSString).lastPathComponent)
-            return Compiled(inference: inference, training: training, train: trainConfig, generated: gen)
+            let gen = try CEmitter.emit(functions, options: options, sourceName: (file.path as NSString).lastPathComponent)
+            return Compiled(functions: functions, train: trainConfig, generated: gen)
         } catch let e as CodegenError {
             throw DriverError.message("\(file.path): \(e.description)")
         }

@@ -95,7 +95,7 @@ extension Lowering {
             guard p >= 0, p < 1 else { throw report("the dropout probability must be in [0, 1), got \(p)", a["p"]!.1) }
             if p == 0 { return .tensor(x) }
             dropoutCount += 1
-            return try emit(.dropout, [x], ["p": .float(p), "id": .int(dropoutCount)], r, order: ["p", "id"])
+            return try emit(.dropout, [x, seedInput()], ["p": .float(p), "id": .int(dropoutCount)], r, order: ["p", "id"])
         default: throw report("unknown function '\(name)'", nr)
         }
     }
@@ -113,6 +113,7 @@ extension Lowering {
         guard !graph.nodes[ids].type.dtype.isFloat else { throw report("embed's ids must be an integer tensor, got \(graph.nodes[ids].type)", a["ids"]!.1) }
         let vocab = try positiveInt(a["vocab"]!.0, a["vocab"]!.1, "vocab")
         let dim = try positiveInt(a["dim"]!.0, a["dim"]!.1, "dim")
+        try markInput(ids, .tokens, limit: vocab, a["ids"]!.1)
         let o = try owner("embed", explicit: a.explicitName)
         let w = try param(o + ".weight", [.const(vocab), .const(dim)], .normal(0.02), r)
         registerWeight(owner: o, w)

@@ -402,6 +402,28 @@ final class Lowering {
         return try add(Node(.param, attrs: attrs, type: TensorType(.f32, dims), name: fullName, loc: r), r)
     }
 
+    /// The dropout seed, an input `seed: i64[]` the first dropout adds (training steps take it; inference
+    /// functions, without dropout, do not).
+    func seedInput() -> Int {
+        if let s = graph.inputs.first(where: { graph.nodes[$0].name == "seed" && graph.nodes[$0].attrs[Input.role] == "seed" }) { return s }
+        var attrs = Attributes()
+        attrs.set(Input.role, Word(Input.Role.seed.rawValue))
+        return graph.add(Node(.input, attrs: attrs, type: TensorType(.i64, []), name: "seed"))
+    }
+
+    /// When `node` is a model input, records what its values are (its role; for ids, the range they must lie
+    /// in), which the runtime checks before each call. An input has one role.
+    func markInput(_ node: Int, _ role: Input.Role, limit: Int? = nil, _ r: SourceRange) throws {
+        guard graph.nodes[node].kind == .input else { return }
+        let n = graph.nodes[node]
+        let old = Input.Role(rawValue: n.attrs[Input.role].text) ?? .data
+        guard old == .data || old == role else {
+            throw report("input '\(n.name ?? "")' is used as \(role.rawValue) here but as \(old.rawValue) before", r)
+        }
+        graph.nodes[node].attrs.set(Input.role, Word(role.rawValue))
+        if let limit { graph.nodes[node].attrs.set(Input.limit, min(limit, n.attrs.value(Input.limit) ?? limit)) }
+    }
+
     func registerWeight(owner fullName: String, _ node: Int) {
         let short = String(fullName.dropFirst(scopes[scopes.count - 1].prefix.count))
         scopes[scopes.count - 1].ownerWeights[short] = node

@@ -1,4 +1,5 @@
 import KilnBasics
+import KilnIR
 
 /// The `train { … }` section of a model file: how the training binary
 /// trains the model by default. Every field is overridable on the command
@@ -25,8 +26,8 @@ public struct TrainConfig: Sendable, Equatable {
     public var accumulate = 1
     public var evalInterval = 100
     public var evalIters = 20
-    /// The output the objective reads (next-token cross-entropy).
-    public var logits = "logits"
+    /// What training minimises (`objective = …`).
+    public var objective = Objective.nextToken("logits")
 
     public init() {}
 }
@@ -50,7 +51,7 @@ extension Lowering {
                         throw report("objective must be next_token(OUTPUT): cross-entropy of each position's logits against the next token", e.value.range)
                     }
                     guard graph.outputs.contains(where: { $0.name == out }) || diags.hasErrors else { throw report("no output named '\(out)'", r) }
-                    c.logits = out
+                    c.objective = .nextToken(out)
                 case "optimizer":
                     let (name, args) = try callArgs(e.value, ["adamw": ["lr", "beta1", "beta2", "eps", "weight_decay", "decay_embeddings"],
                                                               "sgd": ["lr", "momentum", "weight_decay"]])

@@ -95,7 +95,9 @@ public struct AttrSpec: Sendable {
     public var name: String
     public var kind: AttrKind
     public var defaultValue: AttrValue?
-    public var isRequired: Bool { defaultValue == nil }
+    /// An attribute without a default that a node may leave out (read it with `Attributes.value`).
+    public var isOptional = false
+    public var isRequired: Bool { defaultValue == nil && !isOptional }
 }
 
 /// A Swift type an attribute value converts to.
@@ -157,13 +159,15 @@ public struct AttrKey<Value: AttrConvertible>: Sendable {
     public let defaultValue: Value?
     /// Words the attribute allows (for `Word` keys; empty: any).
     public let words: [String]
-    public init(_ name: String, default defaultValue: Value? = nil, words: [String] = []) {
-        self.name = name; self.defaultValue = defaultValue; self.words = words
+    /// No default, and nodes may leave it out: read with `Attributes.value(key)`.
+    public let isOptional: Bool
+    public init(_ name: String, default defaultValue: Value? = nil, words: [String] = [], optional: Bool = false) {
+        self.name = name; self.defaultValue = defaultValue; self.words = words; self.isOptional = optional
     }
     public var spec: AttrSpec {
         var kind = Value.attrKind
         if case .word = kind { kind = .word(words) }
-        return AttrSpec(name: name, kind: kind, defaultValue: defaultValue?.attrValue)
+        return AttrSpec(name: name, kind: kind, defaultValue: defaultValue?.attrValue, isOptional: isOptional)
     }
 }
 

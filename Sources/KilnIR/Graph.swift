@@ -35,12 +35,20 @@ public struct GraphOutput: Sendable, Hashable {
 /// A typed tensor graph: the program representation every stage of Kiln
 /// works on, from the frontend's output to the C code generator's input.
 public struct Graph: Sendable {
+    /// The model's name.
     public var name: String
+    /// Which of the model's entry points this graph is (`forward`, `train_step`, `decode_step`, …).
+    public var function: String
     public var dims: [SymbolicDim]
     public var nodes: [Node] = []
     public var outputs: [GraphOutput] = []
 
-    public init(name: String, dims: [SymbolicDim] = []) { self.name = name; self.dims = dims }
+    public init(name: String, function: String = "forward", dims: [SymbolicDim] = []) {
+        self.name = name; self.function = function; self.dims = dims
+    }
+
+    /// The function's name as the IR text heads it: `CharGPT` for the forward pass, `CharGPT.decode_step`.
+    public var qualifiedName: String { function == "forward" ? name : name + "." + function }
 
     /// Appends a node and returns its index.
     @discardableResult
@@ -56,6 +64,8 @@ public struct Graph: Sendable {
     /// Indices of `param` nodes, in graph order (the weights file order).
     public var parameters: [Int] { nodes.indices.filter { nodes[$0].kind == .param } }
     public var inputs: [Int] { nodes.indices.filter { nodes[$0].kind == .input } }
+    /// Indices of `state` nodes, in graph order.
+    public var states: [Int] { nodes.indices.filter { nodes[$0].kind == .state } }
 
     /// Number of users of each node (outputs count as users).
     public func useCounts() -> [Int] {
@@ -79,7 +89,7 @@ public struct Graph: Sendable {
     /// Returns the compacted graph; order is preserved.
     public func compacted(keep: [Bool], replace: [Int: Int] = [:]) -> Graph {
         func resolve(_ i: Int) -> Int { var j = i; while let r = replace[j], r != j { j = r }; return j }
-        var g = Graph(name: name, dims: dims)
+        var g = Graph(name: name, function: function, dims: dims)
         var newIndex = [Int](repeating: -1, count: nodes.count)
         for (i, n) in nodes.enumerated() where keep[i] {
             var m = n
@@ -88,5 +98,15 @@ public struct Graph: Sendable {
         }
         g.outputs = outputs.map { GraphOutput(name: $0.name, value: newIndex[resolve($0.value)]) }
         return g
+    }
+}
+
+extension Graph {
+    /// The graph without the inputs that nothing reads (a function's signature lists only what it uses:
+    /// the forward pass has no training targets).
+    public func removingUnusedInputs() -> Graph {
+        let uses = useCounts()
+        let keep = nodes.indices.map { nodes[$0].kind != .input || uses[$0] > 0 }
+        return keep.allSatisfy { $0 } ? self : compacted(keep: keep)
     }
 }

@@ -99,7 +99,14 @@ public struct IRParser {
 
     private mutating func parseGraph() throws -> Graph {
         guard try expectIdent() == "graph" else { throw fail("expected 'graph'") }
-        var g = Graph(name: try expectIdent())
+        // `graph Model` is a model's forward pass; `graph Model.decode_step` names another of its functions
+        let qualified = try expectIdent()
+        var g = Graph(name: qualified)
+        if let dot = qualified.lastIndex(of: ".") {
+            g.name = String(qualified[..<dot])
+            g.function = String(qualified[qualified.index(after: dot)...])
+            guard !g.name.isEmpty, !g.function.isEmpty else { throw fail("expected 'graph MODEL' or 'graph MODEL.FUNCTION'") }
+        }
         try expect("{")
         var values: [String: Int] = [:]
         while tok != .punct("}") {

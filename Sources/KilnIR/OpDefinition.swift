@@ -61,6 +61,11 @@ public struct OpTraits: OptionSet, Sendable {
     public static let gradient = OpTraits(rawValue: 1 << 4)
     /// An op that only passes after autodiff create (`fused`, `linear_stack`, `select`): it has no derivative.
     public static let afterAutodiff = OpTraits(rawValue: 1 << 8)
+    /// Writes memory that outlives the call (a `state`): dead-code elimination keeps it though nothing reads it.
+    public static let effect = OpTraits(rawValue: 1 << 9)
+    /// Row-wise over its first operand: each row of the result (all dims but the last) depends only on the same
+    /// row of operand 0 and on operands that have no rows (weights); so taking one row commutes with the op.
+    public static let rowwise = OpTraits(rawValue: 1 << 10)
     /// Takes `{accumulate: true}` and one more operand of its result type, which it adds to its result
     /// (set by the `fuse-grad-acc` pass).
     public static let accumulates = OpTraits(rawValue: 1 << 5)

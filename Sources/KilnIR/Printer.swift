@@ -15,7 +15,7 @@ public enum IRPrinter {
     public static func print(_ g: Graph) -> String {
         var names = [String](repeating: "", count: g.nodes.count)
         var counter = 0
-        var out = "graph \(g.name) {\n"
+        var out = "graph \(g.qualifiedName) {\n"
         for d in g.dims { out += "  dim \(d.name)" + (d.bound.map { " <= \($0)" } ?? "") + "\n" }
         for (i, n) in g.nodes.enumerated() {
             if let name = n.name { names[i] = "%" + name } else { names[i] = "%\(counter)"; counter += 1 }

@@ -52,7 +52,7 @@ public struct MergeParallelLinears: Pass {
         }
         guard !mergeAt.isEmpty else { return false }
 
-        var out = Graph(name: g.name, dims: g.dims)
+        var out = Graph(name: g.name, function: g.function, dims: g.dims)
         var map = [Int](repeating: -1, count: g.nodes.count)
         for (i, n) in g.nodes.enumerated() {
             if let members = mergeAt[i] {

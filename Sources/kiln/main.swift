@@ -10,8 +10,8 @@ struct Kiln: ParsableCommand {
         abstract: "Compile transformer model files (.kiln) to standalone OpenMP C binaries.",
         discussion: """
         kiln check FILE              check a model file (parse, types, shapes)
-        kiln ir FILE                 print the typed IR (after optimisation)
-        kiln build FILE -o DIR       write C sources + Makefile to DIR and build DIR/infer (and DIR/train)
+        kiln ir FILE                 print the typed IR of the forward function (--function NAME for another)
+        kiln build FILE -o DIR       write C sources + Makefile to DIR and build the model's C library and DIR/infer (and DIR/train)
         kiln stats FILE              parameters, FLOPs per op kind, arena and optimiser bytes
         The language is documented in docs/language.md, the IR in docs/ir.md.
         """,
@@ -77,12 +77,19 @@ struct Check: ParsableCommand {
 struct IR: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ir",
-        abstract: "Print the typed IR of a model file.",
-        discussion: "Passes, in order: \(Pipeline.passNames.joined(separator: ", ")); on the training graph (--stage backward): \(Pipeline.trainingPassNames.joined(separator: ", ")). The printed IR parses back (docs/ir.md).")
+        abstract: "Print the typed IR of a model file: one of its functions (entry points).",
+        discussion: """
+        Functions: forward; train_step and loss (with a train section); prefill and decode_step (causal models). \
+        Passes, in order: \(Pipeline.passNames.joined(separator: ", ")); on train_step: \(Pipeline.trainingPassNames.joined(separator: ", ")). \
+        The printed IR parses back (docs/ir.md).
+        """)
 
     @OptionGroup var model: ModelOptions
 
-    @Option(help: ArgumentHelp("Which IR: 'frontend' (as generated), 'optimized' (after all passes) or 'backward' (the training graph: forward, loss and gradients).", valueName: "stage"))
+    @Option(help: ArgumentHelp("Which function: forward, train_step, loss, prefill or decode_step.", valueName: "name"))
+    var function: String = "forward"
+
+    @Option(help: ArgumentHelp("Which IR: 'frontend' (as the transform makes it, before the passes), 'optimized' (after all passes), or 'backward' (the train_step function, optimized).", valueName: "stage"))
     var stage: String = "optimized"
 
     @Option(name: .customLong("print-after"), help: ArgumentHelp("Print the IR after each pass ('all') or after the named pass.", valueName: "all|PASS"))
@@ -90,32 +97,26 @@ struct IR: ParsableCommand {
 
     func validate() throws {
         guard ["frontend", "optimized", "backward"].contains(stage) else { throw ValidationError("--stage must be 'frontend', 'optimized' or 'backward', got '\(stage)'") }
-        let names = stage == "backward" ? Pipeline.trainingPassNames : Pipeline.passNames
+        let names = functionName == "train_step" ? Pipeline.trainingPassNames : Pipeline.passNames
         if let p = printAfter, p != "all", !names.contains(p) {
-            throw ValidationError("--print-after: unknown pass '\(p)'\(stage == "backward" ? " on the training graph" : "") (passes: all, \(names.joined(separator: ", ")))")
+            throw ValidationError("--print-after: unknown pass '\(p)'\(functionName == "train_step" ? " on the training graph" : "") (passes: all, \(names.joined(separator: ", ")))")
         }
     }
+
+    var functionName: String { stage == "backward" ? "train_step" : function }
 
     func run() throws {
         do {
             let p = model.pipeline
             let (g, train) = try p.frontendWithTrain(try Pipeline.load(model.file))
-            if stage == "frontend" && printAfter == nil { print(IRText.print(g), terminator: ""); return }
-            if printAfter != nil && stage != "backward" { print("// IR after frontend\n" + IRText.print(g)) }
+            let unoptimized = try p.unoptimized(functionName, of: g, train: train)
+            if stage == "frontend" && printAfter == nil { print(IRText.print(unoptimized), terminator: ""); return }
+            if printAfter != nil { print("// IR after \(functionName == "forward" ? "frontend" : "the \(functionName) transform")\n" + IRText.print(unoptimized)) }
             let printAfter = printAfter
-            let text: String
-            if stage == "backward" {
-                text = IRText.print(try p.backward(g, logits: train?.logits ?? "logits") { i, name, changed, g in
-                    if i < 0, printAfter != nil { print("// IR after \(name)\n" + IRText.print(g)); return }
-                    guard printAfter == "all" || printAfter == name else { return }
-                    print("// IR after pass \(i + 1): \(name)\(changed ? "" : " (no change)")\n" + IRText.print(g))
-                })
-            } else {
-                text = IRText.print(try p.optimize(g) { i, name, changed, g in
-                    guard printAfter == "all" || printAfter == name else { return }
-                    print("// IR after pass \(i + 1): \(name)\(changed ? "" : " (no change)")\n" + IRText.print(g))
-                })
-            }
+            let text = IRText.print(try p.optimize(unoptimized, training: functionName == "train_step") { i, name, changed, g in
+                guard printAfter == "all" || printAfter == name else { return }
+                print("// IR after pass \(i + 1): \(name)\(changed ? "" : " (no change)")\n" + IRText.print(g))
+            }.removingUnusedInputs())
             if printAfter == nil { print(text, terminator: "") }
         } catch { throw fail(error) }
     }
@@ -153,13 +154,14 @@ struct Build: ParsableCommand {
             let g = c.inference
             let programs = BuildDirectory.programs(training: c.training != nil, dtype: DTypeName.parse(dtype))
             try BuildDirectory.write(c.generated, modelName: g.name, programs: programs, portable: portable, to: output)
+            let libraries = ["lib\(c.generated.prefix).a", "lib\(c.generated.prefix).so"].map { output + "/" + $0 }
             if noMake { print("wrote \(output) (run make there to build infer)"); return }
             guard let cc = Toolchain.find() else { throw DriverError.message("no C compiler found (install clang and libomp-dev, or gcc, or set CC)") }
             if !cc.openmp {
                 FileHandle.standardError.write(Data("kiln: warning: \(cc.path) cannot build OpenMP code; \(output)/infer will use one thread (install libomp-dev for clang, or use gcc)\n".utf8))
             }
             try BuildDirectory.make(output, compiler: cc, verbose: verbose)
-            print("built \(programs.map { output + "/" + $0 }.joined(separator: ", ")) (model \(g.name), \(cc.path)\(cc.openmp ? " with OpenMP" : ", single-threaded"))")
+            print("built \((programs.map { output + "/" + $0 } + libraries).joined(separator: ", ")) (model \(g.name), \(cc.path)\(cc.openmp ? " with OpenMP" : ", single-threaded"))")
         } catch { throw fail(error) }
     }
 }

@@ -20,7 +20,7 @@ import KilnDriver
     """
 
     @Test func trainingGraphHasLossAndOneGradientPerParameter() throws {
-        let g = try Autodiff.training(from: try parseIR(Self.tiny))
+        let g = try Autodiff.trainStep(from: try parseIR(Self.tiny), objective: .nextToken("logits"))
         #expect(g.outputs.map(\.name) == ["loss", "grad.e.weight"])
         #expect(g.nodes[g.outputs[0].value].kind == .crossEntropy)
         #expect(g.nodes[g.outputs[0].value].type.description == "f32[]")
@@ -31,7 +31,7 @@ import KilnDriver
     }
 
     @Test func gradientsOfSeveralUsesAreSummedOnce() throws {
-        let g = try Autodiff.training(from: try parseIR(Self.tiny))
+        let g = try Autodiff.trainStep(from: try parseIR(Self.tiny), objective: .nextToken("logits"))
         // e.weight is used by the embedding and the (tied) linear: its gradient is one add of the two.
         let grad = g.nodes[g.outputs[1].value]
         #expect(grad.kind == .add)
@@ -48,13 +48,18 @@ import KilnDriver
         input t: i32[B, T] where T <= 4
         output logits = linear(dropout(embed(t, 7, 4), 0.5), 7)
         """)
-        let g = try Autodiff.training(from: try #require(g0, "\(d)"))
+        let g = try Autodiff.trainStep(from: try #require(g0, "\(d)"), objective: .nextToken("logits"))
         let drops = g.nodes.filter { $0.kind == .dropout }
         #expect(drops.count == 2)
         #expect(drops[0].attrs == drops[1].attrs)
-        // Inference drops dropout entirely.
-        let inference = try Pipeline().optimize(try #require(g0))
+        // both masks come from the step's seed, an input of train_step
+        let seed = try #require(g.inputs.first { g.nodes[$0].name == "seed" })
+        #expect(drops.allSatisfy { $0.operands[1] == seed })
+        #expect(g.nodes[seed].type.description == "i64[]")
+        // Inference drops dropout entirely, and with it the seed input.
+        let inference = try Pipeline().function("forward", of: try #require(g0), train: nil)
         #expect(!inference.nodes.contains { $0.kind == .dropout })
+        #expect(inference.inputs.map { inference.nodes[$0].name! } == ["t"])
     }
 
     @Test func trainSectionIsParsedAndChecked() throws {
@@ -87,7 +92,7 @@ import KilnDriver
 
     @Test func trainingArenaKeepsWhatTheBackwardPassNeeds() throws {
         let (g0, d, _) = compile(readRepoFile("examples/odd-postnorm.kiln"))
-        let t = try Pipeline().backward(try #require(g0, "\(d)"))
+        let t = try Pipeline().function("train_step", of: try #require(g0, "\(d)"), train: nil)
         // Every gradient output exists and has its parameter's type.
         for p in t.parameters {
             let name = t.nodes[p].name!
@@ -104,7 +109,7 @@ import KilnDriver
         input t: i32[B, T] where T <= 4
         output logits = linear(attention(embed(t, 7, 4), heads: 2, mask: causal), 7)
         """)
-        let g = try Autodiff.training(from: try #require(g0, "\(d)"))
+        let g = try Autodiff.trainStep(from: try #require(g0, "\(d)"), objective: .nextToken("logits"))
         let grads = g.nodes.filter { $0.kind == .attentionGrad }
         #expect(grads.count == 1)
         #expect(grads.first?.attrs.word("wrt") == "all")

@@ -11,6 +11,19 @@ import KilnDriver
         return try Pipeline().optimize(try #require(g, "\(d)"))
     }
 
+    /// Every function of a model file, compiled.
+    func compiled(_ path: String, fuse: Bool = true) throws -> Pipeline.Compiled {
+        var p = Pipeline()
+        p.fuse = fuse
+        return try p.generate(SourceFile(path: path, text: readRepoFile(path)))
+    }
+
+    /// The text of one generated C function.
+    func cFunction(_ m: GeneratedModel, _ name: String) throws -> String {
+        try #require(m.source.components(separatedBy: "static void fn_\(name)(const kiln_call *call) {").dropFirst().first)
+            .components(separatedBy: "\n}\n")[0]
+    }
+
     // The build plugin embeds every .c and .h file of runtime/ (subfolders included) exactly.
     @Test func runtimeSourcesEmbeddedInKilnMatchRuntimeDirectory() throws {
         let dir = repoRoot + "/runtime"
@@ -50,40 +63,52 @@ import KilnDriver
     }
 
     @Test func emitsOneKernelPerOpKindAndOneCallPerNode() throws {
-        let g = try graph("examples/char-gpt.kiln")
-        let m = try CEmitter.emit(g, sourceName: "char-gpt.kiln")
+        let c = try compiled("examples/char-gpt.kiln")
+        let m = c.generated
+        #expect(c.functions.map(\.function) == ["forward", "train_step", "loss", "prefill", "decode_step"])
         // the kernel file of each op kind, once; inference reads packed weights, and the tied embedding reads the packed head
         for k in ["embedding", "linear", "layernorm", "attention", "elementwise"] {
             #expect(m.source.components(separatedBy: "#include \"kernels/\(k).c\"\n").count == 2, "\(k)")
         }
-        #expect(m.source.contains("    embedding_packed_forward("))
+        let forward = try cFunction(m, "forward")
+        #expect(forward.contains("    embedding_packed_forward("))
         // GELU runs in the epilogue of the first FFN layer (fuse-epilogue), so it has no kernel call of its own
-        #expect(!m.source.contains("#include \"kernels/activation.c\""))
-        #expect(m.source.contains(", KILN_ACT_gelu, "))
-        #expect(!m.source.contains("    linear_forward("))
-        // once each in kiln_forward, kiln_decode_step and kiln_prefill: per layer the output projection and the
-        // FFN's two layers, plus the head; the query, key and value projections are one stacked product (merge-linears)
-        #expect(m.source.components(separatedBy: "    linear_packed_forward(").count - 1 == 3 * (6 * 3 + 1))
-        #expect(m.source.components(separatedBy: "    linear_stack_packed_forward(").count - 1 == 3 * 6)
-        // the prompt's pass: keys and values into the cache, and the head on the last row only
-        let prefill = try #require(m.source.components(separatedBy: "void kiln_prefill(").last)
-        #expect(prefill.components(separatedBy: "memcpy(cache + ").count - 1 == 2 * 6)
-        #expect(prefill.contains("linear_packed_forward(logits, ") && prefill.contains("(size_t)((size_t)B * (size_t)T - 1) * 384"))
-        #expect(m.header.contains("#define KILN_HAS_PREFILL 1"))
-        // kiln_pack_params packs the 36 layer weights and the tied table once each
+        #expect(!forward.contains("activation_forward("))
+        #expect(forward.contains(", KILN_ACT_gelu, "))
+        #expect(!forward.contains("    linear_forward("))
+        // per layer the output projection and the FFN's two layers, plus the head; the query, key and value
+        // projections are one stacked product (merge-linears); the same in prefill and decode_step
+        for f in ["forward", "prefill", "decode_step"] {
+            let body = try cFunction(m, f)
+            #expect(body.components(separatedBy: "    linear_packed_forward(").count - 1 == 6 * 3 + 1, "\(f)")
+            #expect(body.components(separatedBy: "    linear_stack_packed_forward(").count - 1 == 6, "\(f)")
+        }
+        // the prompt's pass: keys and values into each layer's caches, and the final norm and head on the last
+        // position only
+        let prefill = try cFunction(m, "prefill")
+        #expect(prefill.components(separatedBy: "    cache_write_forward(").count - 1 == 2 * 6)
+        #expect(prefill.contains("take_forward("))
+        #expect(prefill.contains("linear_packed_forward(logits, ") && prefill.contains(", (size_t)B, 384, 256);"))
+        // decoding: one token per row at its position, attending over the cache
+        let decode = try cFunction(m, "decode_step")
+        #expect(decode.components(separatedBy: "    attention_cached_forward(").count - 1 == 6)
+        #expect(decode.contains("const int32_t *positions = (const int32_t *)call->inputs[1];"))
+        // pack_params packs the 36 layer weights and the tied table once each, and unpack_params reverses it
         #expect(m.source.components(separatedBy: "    pack_weight_in_place(params + ").count - 1 == 6 * 6 + 1)
-        #expect(m.source.contains("void kiln_decode_step("))
-        #expect(m.source.contains("#include \"kernels/kiln_kernel.h\"\n"))
-        #expect(m.header.contains("#define KILN_CONTEXT 256"))
-        #expect(m.header.contains("#define KILN_NUM_PARAMS 100"))
+        #expect(m.source.components(separatedBy: "    unpack_weight_in_place(params + ").count - 1 == 6 * 6 + 1)
+        #expect(m.source.contains("#include \"kiln_model.h\"\n") && m.source.hasSuffix("#include \"kiln_lib.c\"\n"))
+        // the state: two caches per attention, each sized by its own key length
+        #expect(m.source.components(separatedBy: "{\"cache.").count - 1 == 2 * 6)
+        #expect(m.source.contains("{\"cache.0.k\", 2, {256, 384}, 98304},"))
+        #expect(m.prefix == "char_gpt" && m.apiHeader.contains("kiln_status char_gpt_run(char_gpt_context *ctx, const char *function,"))
     }
 
     @Test func noKVCacheForBidirectionalAttention() throws {
         // decoding with a cache, token by token or a prompt at once, equals the forward pass only when every
         // attention is causal; all-ops has a bidirectional one
-        let m = try CEmitter.emit(try graph("tests/models/all-ops.kiln"), sourceName: "all-ops.kiln")
-        #expect(!m.source.contains("kiln_prefill") && !m.header.contains("KILN_HAS_PREFILL"))
-        #expect(!m.source.contains("kiln_decode_step") && !m.header.contains("KILN_HAS_DECODE"))
+        let c = try compiled("tests/models/all-ops.kiln")
+        #expect(c.functions.map(\.function) == ["forward", "train_step", "loss"])
+        #expect(!c.generated.source.contains("fn_prefill") && !c.generated.source.contains("cache_write"))
     }
 
     // One kernel per distinct expression, however its text is spaced; each fused op calls it with its
@@ -103,23 +128,19 @@ import KilnDriver
           output logits = %3
         }
         """)
-        let m = try CEmitter.emit(g, sourceName: "g.ir")
+        let m = try CEmitter.emit([g], sourceName: "g.ir")
         let name = "fused_mul_add_"
         #expect(m.source.components(separatedBy: "static void \(name)").count == 2)
         #expect(m.source.contains("#include \"kernels/activations.h\""))
-        let forward = m.source.components(separatedBy: "void kiln_forward(")[1].components(separatedBy: "\n}\n")[0]
+        let forward = try cFunction(m, "forward")
         #expect(forward.components(separatedBy: "    \(name)").count == 3)
         #expect(forward.contains("_forward((arena + off[1]), (arena + off[0]), (params + 15), (size_t)B * (size_t)T * 3, (size_t)B * (size_t)T * 3, (size_t)T * 3);"))
     }
 
     @Test func tiedEmbeddingGradientIsScatteredInPlaceIntoTheHeadGradient() throws {
-        let (g0, d, _) = compile(readRepoFile("examples/char-gpt-small.kiln"))
-        let g = try #require(g0, "\(d)")
         func step(fuse: Bool) throws -> (String, MemoryPlan) {
-            var p = Pipeline()
-            p.fuse = fuse
-            let m = try CEmitter.emit(try p.optimize(g), training: try p.backward(g), sourceName: "char-gpt-small.kiln")
-            return (m.source.components(separatedBy: "kiln_train_step(").last!, try #require(m.trainPlan))
+            let m = try compiled("examples/char-gpt-small.kiln", fuse: fuse).generated
+            return (try cFunction(m, "train_step"), try #require(m.trainPlan))
         }
         let table = SizeExpr(constant: 256 * 128)
         // fused: the head's weight gradient is computed straight into grads + 0 and the embedding's rows are
@@ -154,8 +175,20 @@ import KilnDriver
         }
     }
 
-    @Test func rejectsGraphsWithoutALanguageModelInterface() throws {
-        let (g, _, _) = compile("model M\ninput x: i32[B, T] where T <= 4\ninput y: i32[B, T]\noutput o = embed(x, 5, 3)\n")
-        #expect(throws: CodegenError.self) { try CEmitter.emit(try #require(g), sourceName: "m") }
+    // Any signature compiles: several inputs and outputs of any rank, and the tables the C API reads list them.
+    @Test func compilesAnySignature() throws {
+        let (g, d, _) = compile("""
+        model M
+        input x: i32[B, T] where T <= 4
+        input y: f32[B, 3]
+        h = embed(x, 5, 3)
+        output o = h
+        output p = linear(y, 2)
+        """)
+        let m = try CEmitter.emit([try Pipeline().function("forward", of: try #require(g, "\(d)"), train: nil)], sourceName: "m")
+        #expect(m.source.contains("{\"x\", KILN_I32, 2, {-1, -1}, {\"B\", \"T\"}, {0, 4}, KILN_ROLE_TOKENS, 5, 0, 0},"))
+        #expect(m.source.contains("{\"y\", KILN_F32, 2, {-1, 3}, {\"B\", NULL}, {0, 3}, KILN_ROLE_DATA, 0, 0, 0},"))
+        #expect(m.source.contains("{\"o\", KILN_F32, 3, {-1, -1, 3}"))
+        #expect(m.source.contains("{\"p\", KILN_F32, 2, {-1, 2}"))
     }
 }

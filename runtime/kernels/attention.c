@@ -1,7 +1,7 @@
 /*
  * attention.c - multi-head scaled dot-product attention (Vaswani et al. 2017): the forward pass on the
- * matrix-product engine's tiles, the row-at-a-time form that decoding with a KV cache runs, and the
- * gradients `attention_grad` (all three at once for self-attention, or one of q, k, v).
+ * matrix-product engine's tiles, the KV cache's write and the row-at-a-time attention that decoding runs over
+ * it (ops `cache_write`, `cached_attention`), and the gradients `attention_grad` (all three at once for self-attention, or one of q, k, v).
  */
 #ifndef KILN_KERNELS_ATTENTION_C
 #define KILN_KERNELS_ATTENTION_C
@@ -102,11 +102,28 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
 }
 
 
-/* the same attention one query row at a time (generation: T = 1 against the KV cache, no scratch);
- * keys in blocks of 64: scores, one rescale per new maximum, exp, weighted sum of values */
-KILN_KERNEL void attention_rows_forward(real *restrict out, const real *restrict q,
-                                        const real *restrict k, const real *restrict v,
-                                        int B, int T, int S, int C, int NH, int causal) {
+/* Decoding against a KV cache. The caches kc, vc are (R, S, C): row b holds positions 0 .. S-1 of the keys
+ * (values) of sequence b.
+ *
+ * cache_write_forward: cache row b gets x (B, T, C) at positions positions[b, t] (positions (B, T) may be
+ * NULL: positions 0 .. T-1). */
+KILN_KERNEL void cache_write_forward(real *cache, const real *restrict x, const int32_t *restrict positions,
+                                     int B, int T, int S, int C) {
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < T; t++) {
+            const int p = positions ? positions[(size_t)b * T + t] : t;
+            memcpy(cache + ((size_t)b * S + p) * C, x + ((size_t)b * T + t) * C, (size_t)C * sizeof(real));
+        }
+    }
+}
+
+/* attention_cached_forward: query t of row b (q, out are (B, T, C)) attends over positions
+ * 0 .. positions[b, t] of cache row b, one query row at a time with no scratch; keys in blocks of 64:
+ * scores, one rescale per new maximum, exp, weighted sum of values. */
+KILN_KERNEL void attention_cached_forward(real *restrict out, const real *restrict q, const real *restrict kc,
+                                          const real *restrict vc, const int32_t *restrict positions, int B, int T,
+                                          int S, int C, int NH) {
     const int hs = C / NH;
     const real scale = 1 / sqrt((real)hs);
     #pragma omp parallel for collapse(3) schedule(static)
@@ -117,13 +134,13 @@ KILN_KERNEL void attention_rows_forward(real *restrict out, const real *restrict
                 real *ot = out + ((size_t)b * T + t) * C + h * hs;
                 for (int d = 0; d < hs; d++) ot[d] = 0;
                 real maxv = -INFINITY, sum = 0;
-                const int len = causal ? t + 1 : S;
+                const int len = positions[(size_t)b * T + t] + 1;
                 for (int s0 = 0; s0 < len; s0 += 64) {
                     const int nb = len - s0 < 64 ? len - s0 : 64;
                     real score[64];
                     real bmax = -INFINITY;
                     for (int j = 0; j < nb; j++) {
-                        const real *ks = k + ((size_t)b * S + s0 + j) * C + h * hs;
+                        const real *ks = kc + ((size_t)b * S + s0 + j) * C + h * hs;
                         real dot = 0;
                         #pragma omp simd reduction(+:dot)
                         for (int d = 0; d < hs; d++) dot += qt[d] * ks[d];
@@ -141,7 +158,7 @@ KILN_KERNEL void attention_rows_forward(real *restrict out, const real *restrict
                     #pragma omp simd reduction(+:sum)
                     for (int j = 0; j < nb; j++) { score[j] = kiln_exp(score[j] - maxv); sum += score[j]; }
                     for (int j = 0; j < nb; j++) {
-                        const real *vs = v + ((size_t)b * S + s0 + j) * C + h * hs;
+                        const real *vs = vc + ((size_t)b * S + s0 + j) * C + h * hs;
                         const real pj = score[j];
                         #pragma omp simd
                         for (int d = 0; d < hs; d++) ot[d] += pj * vs[d];
@@ -154,7 +171,6 @@ KILN_KERNEL void attention_rows_forward(real *restrict out, const real *restrict
         }
     }
 }
-
 
 /* attention backward for self-attention, all three gradients, on the GEMM engine's tiles: out is
  * (3, B, T, C) holding dq, dk, dv; dout, q, k, v are (B, T, C). Per (batch, head):

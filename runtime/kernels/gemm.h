@@ -278,4 +278,15 @@ KILN_KERNEL void pack_weight_in_place(real *restrict w, int N, int K, real *rest
     }
 }
 
+/* The inverse of pack_weight_in_place: each panel (K x 64) back to its 64 rows of W (64 x K). */
+KILN_KERNEL void unpack_weight_in_place(real *restrict w, int N, int K, real *restrict tmp) {
+    for (int t = 0; t < N / GEMM_NR; t++) {
+        real *blk = w + (size_t)t * GEMM_NR * K;
+        memcpy(tmp, blk, (size_t)GEMM_NR * K * sizeof(real));
+        #pragma omp parallel for schedule(static)
+        for (int j = 0; j < GEMM_NR; j++)
+            for (int p = 0; p < K; p++) blk[(size_t)j * K + p] = tmp[(size_t)p * GEMM_NR + j];
+    }
+}
+
 #endif /* KILN_GEMM_H */

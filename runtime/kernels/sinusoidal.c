@@ -1,5 +1,6 @@
 /*
- * sinusoidal.c - the `sinusoidal` op: the fixed position table of Vaswani et al. 2017.
+ * sinusoidal.c - the `sinusoidal` op: the fixed position table of Vaswani et al. 2017, its first rows or the
+ * rows of given positions.
  */
 #ifndef KILN_KERNELS_SINUSOIDAL_C
 #define KILN_KERNELS_SINUSOIDAL_C
@@ -17,6 +18,12 @@ KILN_KERNEL void sinusoidal_forward(real *restrict out, int t0, int T, int C) {
             out[(size_t)t * C + c] = (real)((c % 2 == 0) ? sin(angle) : cos(angle));
         }
     }
+}
+
+/* the rows of the table at the given positions (decoding): out is (N, C), positions (N) */
+KILN_KERNEL void sinusoidal_at_forward(real *restrict out, const int32_t *restrict positions, size_t N, int C) {
+    #pragma omp parallel for schedule(static)
+    for (size_t n = 0; n < N; n++) sinusoidal_forward(out + n * C, positions[n], 1, C);
 }
 
 #endif /* KILN_KERNELS_SINUSOIDAL_C */

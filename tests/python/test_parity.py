@@ -126,7 +126,7 @@ def test_fused_and_unfused_builds_agree(builds, kiln, tmp_path, name):
                        forward_logits(unfused / "infer", w, tokens, tmp_path))
     # the unfused code calls separate activation and residual-add kernels; the fused one folds them into the GEMMs,
     # and other adds into elementwise trees (the odd model's 2 * embedding + positions)
-    fwd = lambda d: (d / "model.c").read_text().split("void kiln_forward(")[1].split("\n}\n")[0]
+    fwd = lambda d: (d / "model.c").read_text().split("static void fn_forward(const kiln_call *call) {")[1].split("\n}\n")[0]
     adds = lambda d: len(re.findall(r"\badd_forward\(", fwd(d)))
     fused_adds = len(re.findall(r"\bfused_\w*add\w*_forward\(", fwd(fused)))
     assert fused_adds == (1 if name == "odd" else 0)

@@ -40,7 +40,7 @@ static int st_dump(const char *path) {
         if (kiln_st_find(&st, t->name) != t) kiln_die("kiln_st_find is broken");
         printf("tensor ");
         print_hex(t->name);
-        printf(" %s [", kiln_dtype_name(t->dtype));
+        printf(" %s [", kiln_st_dtype_name(t->dtype));
         for (int d = 0; d < t->ndim; d++) printf("%s%" PRId64, d ? ", " : "", t->shape[d]);
         printf("] %zu %zu\n", t->offset, t->nbytes);
     }

@@ -18,7 +18,7 @@ PARAM_SHAPES = {
 WARN = ["-std=c11", "-Wall", "-Wextra", "-Werror"]
 SAN_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
              "-fno-omit-frame-pointer"]
-COMMON_SRCS = [HERE / "fake_model.c", RT / "kiln_rt.c", RT / "kiln_model_rt.c"]
+COMMON_SRCS = [HERE / "fake_model.c", RT / "kiln_rt.c", RT / "kiln_cli.c"]
 INFER_SRCS = COMMON_SRCS + [RT / "infer_main.c"]
 TRAIN_SRCS = COMMON_SRCS + [RT / "train_main.c"]
 SAN_ENV = {
@@ -37,7 +37,7 @@ def find_clang():
 
 def build_jobs():
     """name -> compiler command line (without -o) for every test binary."""
-    inc = ["-I", str(HERE), "-I", str(RT)]
+    inc = ["-I", str(HERE), "-I", str(RT), "-I", str(RT / "kernels")]
     gcc = ["gcc", *WARN, "-O2", "-fopenmp", *inc]
     asan = ["gcc", *WARN, "-O1", "-g", "-fopenmp", *SAN_FLAGS, *inc]
     jobs = {

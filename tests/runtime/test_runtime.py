@@ -200,7 +200,7 @@ def test_bench_output(build, weights):
     out = expect_ok(run(build["infer"], "bench", "--batch", 2, "--seq", 16, "--iters", 3,
                         "--warmup", 1, "--threads", 2))
     assert re.fullmatch(r"forward B=2 T=16 threads=2: median \d+\.\d{3} ms  min \d+\.\d{3} ms  "
-                        r"\(3 iters, portable kernels\)\n", out), out
+                        r"\(3 iters, (portable|avx2|avx512) kernels\)\n", out), out
     out = expect_ok(run(build["infer"], "bench", "--weights", weights[0], "--iters", 1))
     assert out.startswith(f"forward B=1 T={CONTEXT} ")
 

@@ -20,3 +20,9 @@ extension Scalar: CLowering {
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
     func call(_ c: CallContext) throws -> String { "\(c.dst)[0] = \(c.literal(c.attrs[Self.value]));" }
 }
+
+extension State: CLowering {
+    var kernelFile: String? { nil }
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    func call(_ c: CallContext) throws -> String { "" }
+}

@@ -18,10 +18,6 @@ extension Linear: CLowering {
         guard c.isPacked(1) else {
             return "linear_forward(\(c.dst), \(p[0]), \(p[1]), \(epilogue), \(c.workspace), \(c.rows(t)), \(c.lastDim(x)), \(c.lastDim(t)));"
         }
-        if c.lastRowOnly {  // the logits of the prompt's last position only
-            let last = "\(p[0]) + (size_t)(\(c.rows(t)) - 1) * \(c.lastDim(x))"
-            return "linear_packed_forward(\(c.dst), \(last), \(p[1]), \(epilogue), \(c.workspaceOrNull), 1, \(c.lastDim(x)), \(c.lastDim(t)));"
-        }
         return "linear_packed_forward(\(c.dst), \(p[0]), \(p[1]), \(epilogue), \(c.workspaceOrNull), \(c.rows(t)), \(c.lastDim(x)), \(c.lastDim(t)));"
     }
 }

@@ -19,7 +19,7 @@ public struct LayerNorm: Op {
         """
     public let arity = 3...3
     public var attributes: [AttrSpec] { [Self.eps.spec] }
-    public let traits: OpTraits = []
+    public let traits: OpTraits = [.rowwise]
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         let x = ops[0]
         try requireFloat(x, "layernorm input")

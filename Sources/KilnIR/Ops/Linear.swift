@@ -23,7 +23,7 @@ public struct Linear: Op {
         """
     public let arity = 2...4
     public var attributes: [AttrSpec] { [Self.activation.spec, Self.residual.spec] }
-    public let traits: OpTraits = []
+    public let traits: OpTraits = [.rowwise]
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         let (x, w) = (ops[0], ops[1])
         try requireFloat(x, "linear input")

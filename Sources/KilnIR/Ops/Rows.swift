@@ -99,3 +99,77 @@ extension OpKind {
     public static let padRows = OpKind("pad_rows")
     public static let select = OpKind("select")
 }
+
+/// `take(%x) {axis, index}` — the slice at `index` of one axis, which the result no longer has: the last
+/// position of a sequence (`{axis: 1, index: -1}`, a prefill's logits) or the first (`{axis: 1, index: 0}`,
+/// first-token pooling). A negative index counts from the end.
+public struct Take: Op {
+    public init() {}
+    public static let axis = AttrKey<Int>("axis")
+    public static let index = AttrKey<Int>("index")
+    public let name = "take"
+    public let summary = "x → x without `axis`: the slice at `index` of that axis (negative: from the end), e.g. the last or first position"
+    public let example = """
+        graph G {
+          dim B
+          dim T <= 8
+          %x = input : f32[B, T, 4]
+          %0 = take(%x) {axis: 1, index: -1} : f32[B, 4]
+          output y = %0
+        }
+        """
+    public let arity = 1...1
+    public var attributes: [AttrSpec] { [Self.axis.spec, Self.index.spec] }
+    public let traits: OpTraits = []
+    public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
+        let x = ops[0], axis = attrs[Self.axis], index = attrs[Self.index]
+        guard axis >= 0, axis < x.shape.rank else { throw TypeError("take: axis \(axis) is not an axis of \(x.shape)") }
+        let d = x.shape.dims[axis]
+        if let n = d.constValue {
+            guard index >= -n, index < n else { throw TypeError("take: index \(index) is outside dim \(d)") }
+        } else {
+            guard index == 0 || index == -1 else { throw TypeError("take: only index 0 or -1 of the symbolic dim \(d)") }
+        }
+        var dims = x.shape.dims
+        dims.remove(at: axis)
+        return TensorType(x.dtype, dims)
+    }
+    public func differentiate(_ d: inout Differentiation) throws {
+        if d.wants(0) {
+            d.give(0, d.emit(.takeGrad, [d.gradient, d.operands[0]], [(Self.axis.name, .int(d.node.attrs[Self.axis])), (Self.index.name, .int(d.node.attrs[Self.index]))]))
+        }
+    }
+    public func flops(_ c: FlopContext) -> Int { 0 }
+}
+
+/// `take_grad(%dy, %x) {axis, index}` — the gradient of `take`: dy at that slice of x's shape, zeros elsewhere.
+public struct TakeGrad: Op {
+    public init() {}
+    public let name = "take_grad"
+    public let summary = "dy, x → x's type: dy at slice `index` of `axis`, zeros elsewhere"
+    public let example = """
+        graph G {
+          dim B
+          dim T <= 8
+          %dy = input : f32[B, 4]
+          %x = input : f32[B, T, 4]
+          %0 = take_grad(%dy, %x) {axis: 1, index: 0} : f32[B, T, 4]
+          output d = %0
+        }
+        """
+    public let arity = 2...2
+    public var attributes: [AttrSpec] { [Take.axis.spec, Take.index.spec] }
+    public let traits: OpTraits = [.gradient]
+    public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
+        let sliced = try Take().inferType([ops[1]], attrs, env)
+        guard ops[0] == sliced else { throw TypeError("take_grad: dy \(ops[0]) does not match the slice \(sliced)") }
+        return ops[1]
+    }
+    public func differentiate(_ d: inout Differentiation) throws { throw d.notDifferentiable }
+    public func flops(_ c: FlopContext) -> Int { 0 }
+}
+
+extension OpKind {
+    public static let take = OpKind("take")
+    public static let takeGrad = OpKind("take_grad")
+}

@@ -15,7 +15,7 @@ public struct Softmax: Op {
         """
     public let arity = 1...1
     public let attributes: [AttrSpec] = []
-    public let traits: OpTraits = []
+    public let traits: OpTraits = [.rowwise]
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         try requireFloat(ops[0], "softmax input")
         return ops[0]

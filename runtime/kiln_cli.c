@@ -1,18 +1,15 @@
 /*
- * kiln_model_rt.c - command-line framework and parameter block of a
- * Kiln-compiled model (see kiln_model_rt.h).
+ * kiln_cli.c - the command-line framework of the programs of a Kiln build directory (see kiln_cli.h).
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include "kiln_model_rt.h"
+#include "kiln_cli.h"
 
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-#include "model.h"
 
 /* ========================================================================= */
 /* Command line */
@@ -27,7 +24,7 @@ void kiln_cli_command_help(const kiln_command *c, FILE *f) {
     for (int i = 0; i < KILN_MAX_FLAGS && c->flags[i].name; i++) {
         char left[64];
         snprintf(left, sizeof left, "%s %s", c->flags[i].name, c->flags[i].metavar ? c->flags[i].metavar : "");
-        fprintf(f, "  %-28s %s\n", left, c->flags[i].help);
+        fprintf(f, "  %-28s %s%s\n", left, c->flags[i].help, c->flags[i].repeatable ? " (repeatable)" : "");
     }
     fprintf(f, "  %-28s %s\n", "--threads N", "OpenMP threads (default: OpenMP's default)");
     fprintf(f, "  %-28s %s\n", "--help, -h", "show this help");
@@ -83,8 +80,13 @@ void kiln_cli_parse(const kiln_command *c, int argc, char **argv, kiln_opts *o) 
             } else if (eq) value = eq + 1;
             else if (i + 1 < argc) value = argv[++i];
             else kiln_usage_die("flag '%.*s' needs a value", (int)name_len, a);
-            if (*slot && idx >= 0)
+            if (idx >= 0 && c->flags[idx].repeatable) {
+                if (o->counts[idx] == KILN_MAX_FLAG_VALUES)
+                    kiln_usage_die("flag '%.*s' is given more than %d times", (int)name_len, a, KILN_MAX_FLAG_VALUES);
+                o->lists[idx][o->counts[idx]++] = value;
+            } else if (*slot && idx >= 0) {
                 kiln_usage_die("flag '%.*s' is given more than once", (int)name_len, a);
+            }
             *slot = value;
             continue;
         }
@@ -120,6 +122,13 @@ const char *kiln_opt_get(const kiln_command *c, const kiln_opts *o, const char *
     int idx = find_flag(c, name, strlen(name));
     if (idx < 0) kiln_die("internal error: '%s' has no flag '%s'", c->name, name);
     return o->values[idx];
+}
+
+int kiln_opt_list(const kiln_command *c, const kiln_opts *o, const char *name, const char *const **values) {
+    int idx = find_flag(c, name, strlen(name));
+    if (idx < 0) kiln_die("internal error: '%s' has no flag '%s'", c->name, name);
+    *values = o->lists[idx];
+    return o->counts[idx];
 }
 
 const char *kiln_opt_required(const kiln_command *c, const kiln_opts *o, const char *name) {
@@ -167,100 +176,4 @@ double kiln_median(double *x, size_t n) {
     if (n == 0) return 0.0;
     qsort(x, n, sizeof *x, cmp_double);
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
-/* ========================================================================= */
-/* The model's parameter block */
-
-void kiln_check_param_table(void) {
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-        const kiln_param_info *p = &kiln_params[i];
-        size_t numel = 1, end;
-        if (p->ndim < 1 || p->ndim > 4)
-            kiln_die("internal error: parameter '%s' has rank %d", p->name, p->ndim);
-        for (int d = 0; d < p->ndim; d++)
-            if (p->shape[d] < 0 || kiln_size_mul(numel, (size_t)p->shape[d], &numel))
-                kiln_die("internal error: parameter '%s' has an invalid shape", p->name);
-        if (numel != p->numel || kiln_size_add(p->offset, p->numel, &end) ||
-            end > (size_t)KILN_PARAM_FLOATS)
-            kiln_die("internal error: parameter '%s' does not fit the parameter block", p->name);
-    }
-}
-
-float *kiln_alloc_params(void) {
-    return kiln_xcalloc_floats((size_t)KILN_PARAM_FLOATS, "the model parameters");
-}
-
-void kiln_init_params(float *params, uint64_t seed) {
-    kiln_rng rng;
-    kiln_rng_seed(&rng, seed);
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) {
-        const kiln_param_info *p = &kiln_params[i];
-        float *dst = params + p->offset;
-        switch (p->init) {
-        case KILN_INIT_ZEROS:
-            for (size_t j = 0; j < p->numel; j++) dst[j] = 0.0f;
-            break;
-        case KILN_INIT_ONES:
-            for (size_t j = 0; j < p->numel; j++) dst[j] = 1.0f;
-            break;
-        case KILN_INIT_NORMAL:
-            for (size_t j = 0; j < p->numel; j++)
-                dst[j] = (float)(kiln_rng_normal(&rng) * (double)p->init_std);
-            break;
-        default:
-            kiln_die("internal error: parameter '%s' has unknown init kind %d", p->name,
-                     (int)p->init);
-        }
-    }
-}
-
-void kiln_param_spec(int i, const char *name, size_t offset, kiln_tensor_spec *spec) {
-    const kiln_param_info *p = &kiln_params[i];
-    memset(spec, 0, sizeof *spec);
-    spec->name = name ? name : p->name;
-    spec->ndim = p->ndim;
-    for (int d = 0; d < p->ndim; d++) spec->shape[d] = p->shape[d];
-    spec->offset = offset == SIZE_MAX ? p->offset : offset;
-}
-
-void kiln_param_entry(int i, const char *name, const float *data, kiln_st_entry *entry) {
-    const kiln_param_info *p = &kiln_params[i];
-    memset(entry, 0, sizeof *entry);
-    entry->name = name ? name : p->name;
-    entry->dtype = KILN_DT_F32;
-    entry->ndim = p->ndim;
-    for (int d = 0; d < p->ndim; d++) entry->shape[d] = p->shape[d];
-    entry->data = data;
-}
-
-int kiln_load_params_st(const kiln_safetensors *st, float *params, kiln_error *err) {
-    kiln_tensor_spec *specs = calloc(KILN_NUM_PARAMS, sizeof *specs);
-    if (!specs) {
-        kiln_error_set(err, "out of memory for the parameter table");
-        return -1;
-    }
-    for (int i = 0; i < KILN_NUM_PARAMS; i++) kiln_param_spec(i, NULL, SIZE_MAX, &specs[i]);
-    const char *ignore = kiln_st_meta_get(st, "kiln_checkpoint") ? "train." : NULL;
-    int rc = kiln_st_load_f32_ignoring(st, specs, KILN_NUM_PARAMS, params,
-                                       (size_t)KILN_PARAM_FLOATS, ignore, err);
-    free(specs);
-    return rc;
-}
-
-void kiln_load_params(const char *path, float *params) {
-    kiln_error err;
-    kiln_safetensors st;
-    if (kiln_st_open(path, &st, &err)) kiln_die("%s", err.msg);
-    int rc = kiln_load_params_st(&st, params, &err);
-    kiln_st_close(&st);
-    if (rc) kiln_die("%s", err.msg);
-}
-
-size_t kiln_logits_floats(size_t B, size_t T) {
-    size_t n;
-    if (kiln_size_mul(B, T, &n) || kiln_size_mul(n, (size_t)KILN_OUT_DIM, &n) ||
-        n > SIZE_MAX / sizeof(float))
-        kiln_die("batch too large: logits for B=%zu, T=%zu do not fit in memory", B, T);
-    return n;
 }

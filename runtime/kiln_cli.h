@@ -1,13 +1,9 @@
 /*
- * kiln_model_rt.h - support shared by the programs of a Kiln-compiled model
- * (infer_main.c, train_main.c): the command-line framework and the model's
- * parameter block (table check, GPT-2-style init, loading weights files).
- *
- * Unlike kiln_rt.c, kiln_model_rt.c includes the generated model.h, so it is
- * compiled once per model together with model.c.
+ * kiln_cli.h - the command-line framework shared by the programs of a Kiln build directory (infer_main.c,
+ * train_main.c, gradcheck_main.c): commands with strict flags, --help and --threads, one-line usage errors.
  */
-#ifndef KILN_MODEL_RT_H
-#define KILN_MODEL_RT_H
+#ifndef KILN_CLI_H
+#define KILN_CLI_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -30,11 +26,16 @@ typedef struct {
     const char *name;
     const char *metavar;
     const char *help;
+    int repeatable;         /* may be given several times (read with kiln_opt_list) */
 } kiln_flag_def;
+
+#define KILN_MAX_FLAG_VALUES 64
 
 /* Flag values of one invocation, indexed like the command's flag table. */
 typedef struct {
     const char *values[KILN_MAX_FLAGS];
+    const char *lists[KILN_MAX_FLAGS][KILN_MAX_FLAG_VALUES]; /* every value of a repeatable flag */
+    int counts[KILN_MAX_FLAGS];
     const char *positional; /* at most one positional argument */
 } kiln_opts;
 
@@ -64,6 +65,8 @@ int kiln_num_threads(void);
 
 /* Value of flag `name` (NULL if not given); dies if c has no such flag. */
 const char *kiln_opt_get(const kiln_command *c, const kiln_opts *o, const char *name);
+/* The values of a repeatable flag, in the order given: their count, *values pointing at them. */
+int kiln_opt_list(const kiln_command *c, const kiln_opts *o, const char *name, const char *const **values);
 /* Value of a required flag; usage error if missing. */
 const char *kiln_opt_required(const kiln_command *c, const kiln_opts *o, const char *name);
 /* Integer flag in [lo, hi] with a default string (def NULL: required). */
@@ -78,29 +81,4 @@ uint64_t kiln_opt_seed(const kiln_command *c, const kiln_opts *o, const char *de
 /* Median of x[0, n) (sorts x in place); 0 if n == 0. */
 double kiln_median(double *x, size_t n);
 
-/* ------------------------------------------------------------------------- */
-/* The model's parameter block */
-
-/* Checks the generated parameter table once (a failure is a compiler bug). */
-void kiln_check_param_table(void);
-/* The zeroed, 64-byte aligned parameter block (KILN_PARAM_FLOATS floats). */
-float *kiln_alloc_params(void);
-/* Fills params with the table's initializers (GPT-2 style: N(0, std^2),
- * zeros, ones), deterministically for seed, in table order. */
-void kiln_init_params(float *params, uint64_t seed);
-/* Fills spec with the name, shape and offset of parameter i; name and offset
- * replace the table's when not NULL / not SIZE_MAX. */
-void kiln_param_spec(int i, const char *name, size_t offset, kiln_tensor_spec *spec);
-/* Fills entry for writing parameter i as F32 from data under name. */
-void kiln_param_entry(int i, const char *name, const float *data, kiln_st_entry *entry);
-/* Loads and validates model weights from an open safetensors file: every
- * parameter present as F32 with its exact shape and nothing else, except
- * that a training checkpoint (metadata "kiln_checkpoint") may also hold
- * tensors named "train.*" (optimizer state), which are ignored. */
-int kiln_load_params_st(const kiln_safetensors *st, float *params, kiln_error *err);
-/* Opens path and loads it with kiln_load_params_st; dies on any error. */
-void kiln_load_params(const char *path, float *params);
-/* Floats of logits for [B, T]; dies on overflow. */
-size_t kiln_logits_floats(size_t B, size_t T);
-
-#endif /* KILN_MODEL_RT_H */
+#endif /* KILN_CLI_H */

@@ -1,0 +1,58 @@
+import KilnBasics
+import KilnIR
+
+/// `make-decode`: the model's `decode_step` function — one new token per row at a given position, reading
+/// and extending the KV cache — made from its graph (`KVCachePlan` says when a model has one):
+///
+/// - every input `[B, T, …]` becomes `[B, 1, …]`, and an input `positions: i32[B, 1]` gives each row's position;
+/// - the position tables read those positions: `slice_rows(table) {rows: T}` → `embedding(table, positions)`,
+///   `sinusoidal() {rows: T}` → `sinusoidal(positions)`;
+/// - `attention(q, k, v)` → `cached_attention(q, cache_write(kc, k, positions), cache_write(vc, v, positions),
+///   positions)`: the new key and value go into the attention's caches, and each row attends over its
+///   positions 0 … p;
+/// - every other op is copied, its type inferred again (T is 1 now).
+///
+/// Rows decode independently: each may be at its own position, so one call advances a batch of sequences of
+/// different lengths, or the beams of a search.
+public enum MakeDecodeStep {
+    public static let name = "make-decode"
+
+    public static func apply(_ g: Graph) -> Graph? {
+        guard let plan = KVCachePlan(g) else { return nil }
+        let T = Dim.sym(plan.sequence)
+        var positions: Int?
+        var attentions = 0
+        func position(_ b: inout GraphBuilder) -> Int {
+            if let p = positions { return p }
+            var attrs = Attributes()
+            attrs.set(Input.role, Word(Input.Role.positions.rawValue))
+            attrs.set(Input.limit, plan.context)
+            positions = b.graph.add(Node(.input, attrs: attrs, type: TensorType(.i32, [.sym(plan.batch), .const(1)]), name: "positions"))
+            return positions!
+        }
+        var b = plan.rebuild(g, function: "decode_step") { b, n, _ in
+            switch n.kind {
+            case .input:
+                var m = n
+                m.type.shape.dims = n.type.shape.dims.map { $0 == T ? .const(1) : $0 }
+                return b.graph.add(m)
+            case .sliceRows:
+                return b.emit(.embedding, [n.operands[0], position(&b)])
+            case .sinusoidal:
+                return b.emit(.sinusoidal, [position(&b)], [(Sinusoidal.dim.name, .int(n.attrs[Sinusoidal.dim]))])
+            case .attention:
+                let (kc, vc) = plan.caches(attentions, of: n, in: &b)
+                attentions += 1
+                let p = position(&b)
+                let k = b.emit(.cacheWrite, [kc, n.operands[1], p]), v = b.emit(.cacheWrite, [vc, n.operands[2], p])
+                return b.emit(.cachedAttention, [n.operands[0], k, v, p], [(Attention.heads.name, .int(n.attrs[Attention.heads]))])
+            default:
+                return nil
+            }
+        }
+        // the positions input even where no op reads them (a model without positions or attention)
+        _ = position(&b)
+        let out = b.graph.removingUnusedDims()
+        return (try? Verifier.verify(out)) != nil ? out : nil
+    }
+}
