@@ -23,6 +23,13 @@ enum Objectives {
         return o.value
     }
 
+    static func input(_ name: String, _ b: GraphBuilder) throws -> Int {
+        guard let i = b.graph.inputs.first(where: { b.graph.nodes[$0].name == name }) else {
+            throw Autodiff.Failure(description: "the objective reads an input named '\(name)', which the model does not have")
+        }
+        return i
+    }
+
     static func loss(_ loss: Objective.Loss, _ b: inout GraphBuilder, _ outputs: [GraphOutput]) throws -> Int {
         switch loss {
         case .nextToken(let name):
@@ -42,8 +49,13 @@ enum Objectives {
                 throw Autodiff.Failure(description: "the loss term '\(name)' must be a scalar output, got \(b.type(o))")
             }
             return o
-        case .crossEntropy, .meanSquaredError:
-            throw Autodiff.Failure(description: "this objective is not supported yet")
+        case .crossEntropy(let name, let targets, let ignore, let smoothing):
+            var attrs: [(String, AttrValue)] = []
+            if let ignore { attrs.append((CrossEntropy.ignore.name, .int(ignore))) }
+            if smoothing != 0 { attrs.append((CrossEntropy.smoothing.name, .float(smoothing))) }
+            return b.emit(.crossEntropy, [try output(name, outputs), try input(targets, b)], attrs)
+        case .meanSquaredError(let name, let targets):
+            return b.emit(.mse, [try output(name, outputs), try input(targets, b)])
         }
     }
 }

@@ -139,6 +139,8 @@ public struct Pipeline {
             ("MOMENTUM", f(c.momentum)), ("CLIP", f(c.clip)),
             ("BATCH", "\(c.batch)"), ("SEQ", "\(c.seq)"), ("ACCUMULATE", "\(c.accumulate)"),
             ("EVAL_INTERVAL", "\(c.evalInterval)"), ("EVAL_ITERS", "\(c.evalIters)"),
+            // 1: the data is text cut into windows (next-token prediction); 0: .npy arrays of the inputs
+            ("TEXT", c.objective.readsText ? "1" : "0"),
         ]
     }
 }

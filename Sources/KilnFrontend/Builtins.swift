@@ -11,7 +11,9 @@ enum Builtins {
         "positions": [("kind", true), ("length", true), ("dim", true), ("name", false)],
         "linear": [("x", true), ("out", false), ("bias", false), ("tied", false), ("name", false)],
         "layernorm": [("x", true), ("eps", false), ("name", false)],
-        "attention": [("x", true), ("heads", true), ("mask", false), ("bias", false), ("name", false)],
+        "attention": [("x", true), ("heads", true), ("mask", false), ("padding", false), ("bias", false), ("name", false)],
+        "mean_pool": [("x", true), ("mask", false)],
+        "first_token": [("x", true)],
         "ffn": [("x", true), ("hidden", true), ("activation", false), ("bias", false), ("name", false)],
         "softmax": [("x", true)],
         "dropout": [("x", true), ("p", true)],
@@ -77,6 +79,15 @@ extension Lowering {
             if let near = (Array(Builtins.names) + Array(blocks.keys)).first(where: { editDistance($0, name) <= 2 }) { msg += "; did you mean '\(near)'?" }
             throw report(msg, nr)
         }
+        // repeat(count, Block, x, extra...): positional arguments after x go to the block's other parameters
+        var args = args, extras: [Argument] = []
+        if name == "repeat" {
+            let positional = args.indices.filter { args[$0].label == nil }
+            if positional.count > 3 {
+                extras = positional.dropFirst(3).map { args[$0] }
+                args = args.enumerated().filter { !positional.dropFirst(3).contains($0.offset) }.map(\.element)
+            }
+        }
         let a = try bind(name, sig, args, r)
         switch name {
         case "embed": return try embed(a, r)
@@ -88,7 +99,17 @@ extension Lowering {
         case _ where Builtins.activations.contains(name), "softmax":
             let x = try tensor(a["x"]!.0, a["x"]!.1, "the argument of \(name)")
             return try emit(OpKind(rawValue: name)!, [x], [:], r)
-        case "repeat": return try repeatBlock(a, r)
+        case "repeat": return try repeatBlock(a, extras, r)
+        case "mean_pool":
+            let x = try tensor(a["x"]!.0, a["x"]!.1, "mean_pool's input")
+            guard let (mv, mr) = a["mask"] else { return try emit(.meanPool, [x], [:], r) }
+            let m = try tensor(mv, mr, "mean_pool's mask")
+            try markInput(m, .mask, mr)
+            return try emit(.meanPool, [x, m], [:], r)
+        case "first_token":
+            let x = try tensor(a["x"]!.0, a["x"]!.1, "first_token's input")
+            guard graph.nodes[x].type.shape.rank == 3 else { throw report("first_token expects a [B, T, C] tensor, got \(graph.nodes[x].type)", a["x"]!.1) }
+            return try emit(.take, [x], ["axis": .int(1), "index": .int(0)], r, order: ["axis", "index"])
         case "dropout":
             let x = try tensor(a["x"]!.0, a["x"]!.1, "dropout's input")
             let p = try float(a["p"]!.0, a["p"]!.1, "the dropout probability")
@@ -193,8 +214,9 @@ extension Lowering {
     /// Standard deviation of residual output projections (GPT-2: 0.02/√(2·layers)).
     private var residualStd: Double { 0.02 / (2.0 * Double(residualDepth)).squareRoot() }
 
-    /// `attention(x, heads: H, mask: none|causal, bias: true)`: multi-head self-attention
-    /// with `NAME.query`, `NAME.key`, `NAME.value` and `NAME.output` projections.
+    /// `attention(x, heads: H, mask: none|causal, padding: MASK, bias: true)`: multi-head self-attention
+    /// with `NAME.query`, `NAME.key`, `NAME.value` and `NAME.output` projections; `padding` is an `i32[B, T]`
+    /// input, 1 for a token and 0 for padding: no query sees a padding key.
     func attention(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
         let x = try tensor(a["x"]!.0, a["x"]!.1, "attention's input")
         guard graph.nodes[x].type.shape.rank == 3 else { throw report("attention expects a [B, T, C] tensor, got \(graph.nodes[x].type)", a["x"]!.1) }
@@ -203,11 +225,21 @@ extension Lowering {
         guard c % heads == 0 else { throw report("model dim \(c) is not divisible by \(heads) heads", a["heads"]!.1) }
         let mask = try a["mask"].map { try word($0.0, $0.1, "mask", ["none", "causal"]) } ?? "none"
         let bias = try a["bias"].map { try bool($0.0, $0.1, "bias") } ?? true
+        var padding: [Int] = []
+        if let (pv, pr) = a["padding"] {
+            let m = try tensor(pv, pr, "the padding mask")
+            let want = Array(graph.nodes[x].type.shape.dims.prefix(2))
+            guard !graph.nodes[m].type.dtype.isFloat, graph.nodes[m].type.shape.dims == want else {
+                throw report("the padding mask must be an integer tensor [\(want.map(\.description).joined(separator: ", "))] (1 for a token, 0 for padding), got \(graph.nodes[m].type)", pr)
+            }
+            try markInput(m, .mask, pr)
+            padding = [m]
+        }
         let o = try owner("attention", explicit: a.explicitName)
         let q = try projection(x, o + ".query", c, c, bias: bias, std: 0.02, r)
         let k = try projection(x, o + ".key", c, c, bias: bias, std: 0.02, r)
         let v = try projection(x, o + ".value", c, c, bias: bias, std: 0.02, r)
-        guard case .tensor(let att) = try emit(.attention, [q, k, v], ["heads": .int(heads), "causal": .bool(mask == "causal")], r, order: ["heads", "causal"]) else { throw Reported() }
+        guard case .tensor(let att) = try emit(.attention, [q, k, v] + padding, ["heads": .int(heads), "causal": .bool(mask == "causal")], r, order: ["heads", "causal"]) else { throw Reported() }
         return .tensor(try projection(att, o + ".output", c, c, bias: bias, std: residualStd, r))
     }
 
@@ -225,20 +257,25 @@ extension Lowering {
         return .tensor(try projection(h, o + ".down", c, hidden, bias: bias, std: residualStd, r))
     }
 
-    /// `repeat(N, Block, x)`: N calls of Block, each with its own weights `NAME.i.…`.
-    func repeatBlock(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
+    /// `repeat(N, Block, x, extra…)`: N calls of Block, each with its own weights `NAME.i.…`; x is the first
+    /// argument of the first call and the result of each call the first argument of the next; the extra
+    /// arguments (a padding mask) are the same for every call.
+    func repeatBlock(_ a: BoundArgs, _ extras: [Argument], _ r: SourceRange) throws -> Value {
         let n = try positiveInt(a["count"]!.0, a["count"]!.1, "the repeat count")
         guard n <= Self.maxRepeat else { throw report("repeat count \(n) is too large (limit \(Self.maxRepeat))", a["count"]!.1) }
         let (bv, br) = a["block"]!
         guard case .word(let bn) = bv, let block = blocks[bn] else { throw report("repeat's second argument must be a block, got \(describe(bv))", br) }
-        guard block.params.count == 1 else { throw report("repeat needs a block with one parameter; '\(bn)' has \(block.params.count)", br) }
+        guard block.params.count == 1 + extras.count else {
+            throw report("repeat passes \(1 + extras.count) argument\(extras.isEmpty ? "" : "s") to each call, but '\(bn)' has \(block.params.count) parameter\(block.params.count == 1 ? "" : "s")", br)
+        }
+        let more = try extras.map { (try eval($0.value), $0.value.range) }
         var x = a["x"]!.0
         let o = try owner("layers", explicit: a.explicitName)
         let outerPrefix = scopes[scopes.count - 1].prefix
         residualDepth *= n
         defer { residualDepth /= n }
         for i in 0..<n {
-            x = try callBlock(block, [], r, prefixName: String(o.dropFirst(outerPrefix.count)) + ".\(i)", values: [(x, a["x"]!.1)])
+            x = try callBlock(block, [], r, prefixName: String(o.dropFirst(outerPrefix.count)) + ".\(i)", values: [(x, a["x"]!.1)] + more)
         }
         return x
     }

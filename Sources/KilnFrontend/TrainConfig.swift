@@ -34,7 +34,8 @@ public struct TrainConfig: Sendable, Equatable {
 
 extension Lowering {
     /// Evaluates the `train` section. Entries:
-    /// `objective = next_token(logits)`,
+    /// `objective = next_token(logits) | cross_entropy(logits, labels, ignore:, smoothing:) | classification(…) |
+    ///  mse(output, target) | OUTPUT, and weighted sums of them (`next_token(logits) + 0.01 * balance`)`,
     /// `optimizer = adamw(lr:, beta1:, beta2:, eps:, weight_decay:, decay_embeddings:) | sgd(lr:, momentum:, weight_decay:)`,
     /// `schedule = constant(warmup:) | cosine(warmup:, min_lr:)`,
     /// `steps`, `clip`, `batch`, `seq`, `accumulate`, `eval_interval`, `eval_iters`.
@@ -46,12 +47,10 @@ extension Lowering {
             do {
                 switch e.name {
                 case "objective":
-                    guard case .call("next_token", _, let args, _) = e.value, args.count == 1, args[0].label == nil,
-                          case .name(let out, let r) = args[0].value else {
-                        throw report("objective must be next_token(OUTPUT): cross-entropy of each position's logits against the next token", e.value.range)
+                    c.objective = Objective(try objectiveTerms(e.value, weight: 1))
+                    if c.objective.readsText && c.objective.terms.contains(where: { if case .nextToken = $0.loss { false } else if case .output = $0.loss { false } else { true } }) {
+                        throw report("next_token reads text; it combines only with scalar outputs of the model, not with losses over target inputs", e.value.range)
                     }
-                    guard graph.outputs.contains(where: { $0.name == out }) || diags.hasErrors else { throw report("no output named '\(out)'", r) }
-                    c.objective = .nextToken(out)
                 case "optimizer":
                     let (name, args) = try callArgs(e.value, ["adamw": ["lr", "beta1", "beta2", "eps", "weight_decay", "decay_embeddings"],
                                                               "sgd": ["lr", "momentum", "weight_decay"]])
@@ -89,6 +88,95 @@ extension Lowering {
             } catch {}
         }
         return c
+    }
+
+    /// The terms of an objective: a sum of weighted losses. A term is `next_token(OUTPUT)`,
+    /// `cross_entropy(OUTPUT, TARGETS, ignore: ID, smoothing: ε)` (`classification` is the same for one row of
+    /// logits per sequence), `mse(OUTPUT, TARGET)`, or the name of a scalar output (an auxiliary loss), each
+    /// optionally multiplied by a number.
+    func objectiveTerms(_ e: Expr, weight: Double) throws -> [Objective.Term] {
+        let usage = "an objective is a loss, e.g. next_token(logits), cross_entropy(logits, labels, ignore: -100, smoothing: 0.1), classification(logits, label), mse(output, target), the name of a scalar output, or a weighted sum of them"
+        switch e {
+        case .binary("+", let a, let b, _):
+            return try objectiveTerms(a, weight: weight) + objectiveTerms(b, weight: weight)
+        case .binary("*", let a, let b, let r):
+            if let f = try? float(try eval(a), a.range, "a weight") { return try objectiveTerms(b, weight: weight * f) }
+            if let f = try? float(try eval(b), b.range, "a weight") { return try objectiveTerms(a, weight: weight * f) }
+            throw report("a term of the objective may be multiplied by a number only", r)
+        case .name(let out, let r):
+            let o = try objectiveOutput(out, r)
+            guard graph.nodes[o].type.shape.rank == 0, graph.nodes[o].type.dtype.isFloat else {
+                throw report("the output '\(out)' is \(graph.nodes[o].type); as a term of the objective it must be a scalar f32[]", r)
+            }
+            return [Objective.Term(weight, .output(out))]
+        case .call(let name, let nr, let args, let r):
+            let known: [String: ([String], [String])] = [
+                "next_token": (["logits"], []), "cross_entropy": (["logits", "targets"], ["ignore", "smoothing"]),
+                "classification": (["logits", "targets"], ["ignore", "smoothing"]), "mse": (["output", "target"], []),
+            ]
+            guard let (positional, named) = known[name] else { throw report("unknown loss '\(name)': \(usage)", nr) }
+            var names: [String] = []
+            var options: [String: (Value, SourceRange)] = [:]
+            for a in args {
+                if let l = a.label {
+                    guard named.contains(l) else { throw report("'\(name)' has no argument '\(l)'\(named.isEmpty ? "" : " (it takes \(named.joined(separator: ", ")))")", a.labelRange) }
+                    options[l] = (try eval(a.value), a.value.range)
+                } else {
+                    guard case .name(let n, _) = a.value, names.count < positional.count else {
+                        throw report("'\(name)' takes \(positional.joined(separator: " and ")) by name", a.value.range)
+                    }
+                    names.append(n)
+                }
+            }
+            guard names.count == positional.count else { throw report("'\(name)' needs \(positional.joined(separator: " and "))", r) }
+            let ranges = args.filter { $0.label == nil }.map(\.value.range)
+            let out = try objectiveOutput(names[0], ranges[0])
+            switch name {
+            case "next_token":
+                return [Objective.Term(weight, .nextToken(output: names[0]))]
+            case "mse":
+                let t = try objectiveTarget(names[1], ranges[1])
+                guard graph.nodes[t].type == graph.nodes[out].type else {
+                    throw report("mse's target '\(names[1])' is \(graph.nodes[t].type), but the output '\(names[0])' is \(graph.nodes[out].type)", ranges[1])
+                }
+                return [Objective.Term(weight, .meanSquaredError(output: names[0], targets: names[1]))]
+            default:
+                let t = try objectiveTarget(names[1], ranges[1])
+                let smoothing = try options["smoothing"].map { try float($0.0, $0.1, "smoothing") } ?? 0
+                guard smoothing >= 0, smoothing < 1 else { throw report("smoothing must be in [0, 1), got \(smoothing)", options["smoothing"]!.1) }
+                var ignore: Int?
+                if let (v, vr) = options["ignore"] {
+                    guard case .int(let i) = v, i >= Int(Int32.min), i <= Int(Int32.max) else { throw report("ignore must be a 32-bit integer, got \(describe(v))", vr) }
+                    ignore = i
+                }
+                var attrs = Attributes()
+                attrs.set(CrossEntropy.ignore, ignore)
+                attrs.set(CrossEntropy.smoothing, smoothing == 0 ? nil : smoothing)
+                do { _ = try OpKind.crossEntropy.inferType([graph.nodes[out].type, graph.nodes[t].type], attrs, bound: graph.bound(of:)) }
+                catch let err as TypeError { throw report(err.message, r) }
+                if let classes = graph.nodes[out].type.shape.last?.constValue {
+                    try markInput(t, .targets, limit: classes, ranges[1])
+                    if let ignore { graph.nodes[t].attrs.set(Input.ignore, ignore) }
+                }
+                return [Objective.Term(weight, .crossEntropy(output: names[0], targets: names[1], ignore: ignore, smoothing: smoothing))]
+            }
+        default:
+            throw report(usage, e.range)
+        }
+    }
+
+    private func objectiveOutput(_ name: String, _ r: SourceRange) throws -> Int {
+        guard let o = graph.outputs.first(where: { $0.name == name }) else {
+            throw report("no output named '\(name)' (the model's outputs: \(graph.outputs.map(\.name).joined(separator: ", ")))", r)
+        }
+        return o.value
+    }
+
+    private func objectiveTarget(_ name: String, _ r: SourceRange) throws -> Int {
+        guard let i = graph.inputs.first(where: { graph.nodes[$0].name == name }) else {
+            throw report("no input named '\(name)': declare the targets, e.g. 'input \(name): i32[B]'", r)
+        }
+        return i
     }
 
     private func callArgs(_ e: Expr, _ known: [String: [String]]) throws -> (String, [(String, (Value, SourceRange))]) {

@@ -40,7 +40,7 @@ public struct KVCachePlan {
                 guard n.attrs.value(SliceRows.rows) == T || n.attrs.value(Sinusoidal.rows) == T, n.operands.count <= 1 else { return nil }
             case .attention:
                 let types = n.operands.map { g.nodes[$0].type }
-                guard n.attrs[Attention.causal], types[0].shape.dims[1] == T, types[1] == types[0], types[2] == types[0] else { return nil }
+                guard n.operands.count == 3, n.attrs[Attention.causal], types[0].shape.dims[1] == T, types[1] == types[0], types[2] == types[0] else { return nil }
             default:
                 if k.traits.contains(.elementwise) { continue }
                 guard k.traits.contains(.rowwise), g.nodes[n.operands[0]].type.shape.last != T, n.type.shape.last != T else { return nil }

@@ -76,9 +76,40 @@ import KilnIR
         }
     }
 
-    @Test(arguments: ops)
-    func docsDescribeEveryOp(_ name: String) {
-        #expect(readRepoFile("docs/ir.md").contains("`\(name)`"), "docs/ir.md does not list \(name)")
+    /// docs/ir.md's tables of ops, made from the registry: one row per op with its summary and attributes.
+    static func opTables() -> String {
+        func row(_ d: any OpDefinition) -> String {
+            var attrs = d.attributes
+            if d.traits.contains(.accumulates) { attrs.append(accumulateKey.spec) }
+            let a = attrs.map { spec -> String in
+                let suffix = spec.defaultValue.map { " = \($0)" } ?? (spec.isOptional ? "?" : "")
+                return "`\(spec.name)`" + suffix
+            }
+            return "| `\(d.name)` | \(d.summary.replacingOccurrences(of: "|", with: "\\|")) | \(a.isEmpty ? "—" : a.joined(separator: ", ")) |\n"
+        }
+        let ops = OpRegistry.all.sorted { $0.name < $1.name }
+        var out = "Ops of models (and of the passes and entry-point transforms that rewrite them):\n\n"
+        out += "| op | operands → result | attributes (= default; ? optional) |\n|---|---|---|\n"
+        for d in ops where !d.traits.contains(.gradient) { out += row(d) }
+        out += "\nOps of training graphs (made by autodiff; none of them is differentiated again):\n\n"
+        out += "| op | operands → result | attributes (= default; ? optional) |\n|---|---|---|\n"
+        for d in ops where d.traits.contains(.gradient) { out += row(d) }
+        return out
+    }
+
+    /// The tables in docs/ir.md are the registry's; KILN_RECORD=1 rewrites them.
+    @Test func docsListEveryOpWithItsSummary() throws {
+        let path = repoRoot + "/docs/ir.md"
+        let doc = try String(contentsOfFile: path, encoding: .utf8)
+        let begin = "<!-- ops: made from the registry by OpRegistryTests; KILN_RECORD=1 swift test rewrites them -->\n"
+        let end = "<!-- ops: end -->\n"
+        let start = try #require(doc.range(of: begin), "docs/ir.md has no ops section"), stop = try #require(doc.range(of: end))
+        let tables = Self.opTables()
+        if ProcessInfo.processInfo.environment["KILN_RECORD"] == "1" {
+            try (String(doc[..<start.upperBound]) + tables + String(doc[stop.lowerBound...])).write(toFile: path, atomically: true, encoding: .utf8)
+            return
+        }
+        #expect(String(doc[start.upperBound..<stop.lowerBound]) == tables, "docs/ir.md's op tables are stale: run KILN_RECORD=1 swift test")
     }
 
     // An attribute has one typed default, and the verifier checks its kind against the op's spec.

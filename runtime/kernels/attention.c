@@ -12,12 +12,13 @@
  * online softmax (Milakov & Gimelshein 2018; the FlashAttention loop): per (batch, head) and tile of
  * GEMM_MR queries, each block of 64 keys gives a (GEMM_MR, 64) tile of scores Q K^T; its rows update the
  * running maxima and sums, and the tile P V is added to the rescaled output rows. No (T, S) buffer.
- * out, q are (B, T, C); k, v are (B, S, C); NH heads of size hs = C/NH; causal: query t sees keys 0..t.
- * ws: B*NH*S*(hs + hs64) elements (hs64 = hs rounded up to 64): per (batch, head), K^T as (hs, S) and then
+ * out, q are (B, T, C); k, v are (B, S, C); NH heads of size hs = C/NH; causal: query t sees keys 0..t;
+ * mask (B, S), or NULL: key s of row b is seen only where mask[b, s] is 1 (padding). A query that sees no key
+ * gets zeros. ws: B*NH*S*(hs + hs64) elements (hs64 = hs rounded up to 64): per (batch, head), K^T as (hs, S) and then
  * V as (S, hs64), zero past column hs. A key block reads 64 columns of K^T; past S they run into the next
  * row (or into V), values that are masked out, never used. */
 KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, const real *restrict k,
-                                   const real *restrict v, real *restrict ws,
+                                   const real *restrict v, const int32_t *restrict mask, real *restrict ws,
                                    int B, int T, int S, int C, int NH, int causal) {
     const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
     const size_t per_head = (size_t)S * (hs + hs64);
@@ -64,6 +65,9 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
                         real *pi = p + i * GEMM_NR;
                         const int seen = causal ? t0 + i - s0 + 1 : nb;  /* keys of row i in the block */
                         const int lim = seen < nb ? (seen > 0 ? seen : 0) : nb;
+                        const int32_t *mk = mask ? mask + (size_t)b * S + s0 : NULL;
+                        if (mk)  /* padding keys take no part in the maximum */
+                            for (int j = 0; j < lim; j++) pi[j] = mk[j] ? pi[j] : -INFINITY;
                         const real bmax = row_max(pi, lim) * scale;  /* of the raw scores (scale > 0) */
                         corr[i] = 1;
                         if (bmax > maxv[i]) {
@@ -74,8 +78,14 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
                         }
                         const real m = maxv[i];
                         real rs = 0;
-                        #pragma omp simd reduction(+:rs)
-                        for (int j = 0; j < lim; j++) { pi[j] = kiln_exp(pi[j] * scale - m); rs += pi[j]; }
+                        if (!mk) {
+                            #pragma omp simd reduction(+:rs)
+                            for (int j = 0; j < lim; j++) { pi[j] = kiln_exp(pi[j] * scale - m); rs += pi[j]; }
+                        } else if (m == -INFINITY) {  /* no key seen yet: nothing to add */
+                            for (int j = 0; j < lim; j++) pi[j] = 0;
+                        } else {
+                            for (int j = 0; j < lim; j++) { pi[j] = mk[j] ? kiln_exp(pi[j] * scale - m) : 0; rs += pi[j]; }
+                        }
                         for (int j = lim; j < nb; j++) pi[j] = 0;
                         sum[i] += rs;
                     }
@@ -92,7 +102,7 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
                     }
                 }
                 for (int i = 0; i < mb; i++) {
-                    const real inv = 1 / sum[i];
+                    const real inv = sum[i] > 0 ? 1 / sum[i] : 0;  /* 0: a query that saw no key */
                     #pragma omp simd
                     for (int d = 0; d < hs; d++) ot[(size_t)i * C + d] *= inv;
                 }
@@ -173,7 +183,8 @@ KILN_KERNEL void attention_cached_forward(real *restrict out, const real *restri
 }
 
 /* attention backward for self-attention, all three gradients, on the GEMM engine's tiles: out is
- * (3, B, T, C) holding dq, dk, dv; dout, q, k, v are (B, T, C). Per (batch, head):
+ * (3, B, T, C) holding dq, dk, dv; dout, q, k, v are (B, T, C); mask (B, T) of the keys, or NULL. Per
+ * (batch, head):
  *   P = softmax(q·kᵀ·scale) (masked), dP = dout·vᵀ  (tiles of 6 queries x 64 keys),
  *   dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale  (row by row, zero where masked),
  *   dq = dS·k, dk = dSᵀ·q, dv = Pᵀ·dout  (tiles of 6 rows x 64 of the head's columns).
@@ -184,8 +195,9 @@ KILN_KERNEL void attention_cached_forward(real *restrict out, const real *restri
  * array, and those scores are masked. */
 enum { ATT_BWD_GROUP = 16 };
 KILN_KERNEL void attention_backward_all(real *restrict out, const real *restrict dout, const real *restrict q,
-                                        const real *restrict k, const real *restrict v, real *restrict ws,
-                                        int B, int T, int C, int NH, int causal) {
+                                        const real *restrict k, const real *restrict v,
+                                        const int32_t *restrict mask, real *restrict ws, int B, int T, int C, int NH,
+                                        int causal) {
     const gemm_tile_fn tile = gemm_tile();
     const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
     const int T64 = (T + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
@@ -234,11 +246,18 @@ KILN_KERNEL void attention_backward_all(real *restrict out, const real *restrict
                 for (int i = 0; i < mb; i++) {
                     const int n = causal ? t0 + i + 1 : T;
                     real *p = P + (size_t)(t0 + i) * T64, *ds = dS + (size_t)(t0 + i) * T64;
+                    const int32_t *mk = mask ? mask + (size_t)b * T : NULL;
+                    if (mk)  /* padding keys take no part */
+                        for (int s = 0; s < n; s++) p[s] = mk[s] ? p[s] : -INFINITY;
                     const real maxv = row_max(p, n) * scale;  /* of the raw scores (scale > 0) */
                     real sum = 0;
-                    #pragma omp simd reduction(+:sum)
-                    for (int s = 0; s < n; s++) { p[s] = kiln_exp(p[s] * scale - maxv); sum += p[s]; }
-                    const real inv = 1 / sum;
+                    if (!mk) {
+                        #pragma omp simd reduction(+:sum)
+                        for (int s = 0; s < n; s++) { p[s] = kiln_exp(p[s] * scale - maxv); sum += p[s]; }
+                    } else {
+                        for (int s = 0; s < n; s++) { p[s] = mk[s] ? kiln_exp(p[s] * scale - maxv) : 0; sum += p[s]; }
+                    }
+                    const real inv = sum > 0 ? 1 / sum : 0;  /* 0: a query that sees no key */
                     real pdp = 0;
                     #pragma omp simd reduction(+:pdp)
                     for (int s = 0; s < n; s++) { p[s] *= inv; pdp += p[s] * ds[s]; }
@@ -279,14 +298,14 @@ KILN_KERNEL void attention_backward_all(real *restrict out, const real *restrict
 }
 
 
-/* attention backward for one of q, k, v (wrt 0, 1, 2). q, dout are (B, T, C); k, v are (B, S, C);
- * out has the shape of the input it differentiates. Per (batch, head), in query order:
+/* attention backward for one of q, k, v (wrt 0, 1, 2). q, dout are (B, T, C); k, v are (B, S, C); mask (B, S)
+ * of the keys, or NULL; out has the shape of the input it differentiates. Per (batch, head), in query order:
  *   P = softmax(q·kᵀ·scale) (masked), dP = dout·vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P))
  *   dq = dS·k·scale, dk = dSᵀ·q·scale, dv = Pᵀ·dout.
  * scratch holds two rows of S per (batch, head). */
 KILN_KERNEL void attention_backward(real *restrict out, const real *restrict dout, const real *restrict q,
-                                    const real *restrict k, const real *restrict v, real *restrict scratch,
-                                    int B, int T, int S, int C, int NH, int causal, int wrt) {
+                                    const real *restrict k, const real *restrict v, const int32_t *restrict mask,
+                                    real *restrict scratch, int B, int T, int S, int C, int NH, int causal, int wrt) {
     const int hs = C / NH;
     const real scale = 1 / sqrt((real)hs);
     #pragma omp parallel for collapse(2) schedule(static)
@@ -303,18 +322,24 @@ KILN_KERNEL void attention_backward(real *restrict out, const real *restrict dou
                 const real *qt = q + ((size_t)b * T + t) * C + h * hs;
                 const real *dyt = dout + ((size_t)b * T + t) * C + h * hs;
                 int len = causal ? t + 1 : S;
+                const int32_t *mk = mask ? mask + (size_t)b * S : NULL;
                 real maxv = -INFINITY;
                 for (int s = 0; s < len; s++) {
                     const real *ks = k + ((size_t)b * S + s) * C + h * hs;
                     real score = 0;
                     for (int d = 0; d < hs; d++) score += qt[d] * ks[d];
                     p[s] = score * scale;
+                    if (mk && !mk[s]) p[s] = -INFINITY;  /* a padding key */
                     maxv = p[s] > maxv ? p[s] : maxv;
                 }
                 real sum = 0;
-                #pragma omp simd reduction(+:sum)
-                for (int s = 0; s < len; s++) { p[s] = kiln_exp(p[s] - maxv); sum += p[s]; }
-                for (int s = 0; s < len; s++) p[s] /= sum;
+                if (!mk) {
+                    #pragma omp simd reduction(+:sum)
+                    for (int s = 0; s < len; s++) { p[s] = kiln_exp(p[s] - maxv); sum += p[s]; }
+                } else {
+                    for (int s = 0; s < len; s++) { p[s] = mk[s] && maxv > -INFINITY ? kiln_exp(p[s] - maxv) : 0; sum += p[s]; }
+                }
+                for (int s = 0; s < len; s++) p[s] = sum > 0 ? p[s] / sum : 0;
                 if (wrt == 2) {
                     for (int s = 0; s < len; s++) {
                         real *dv = out + ((size_t)b * S + s) * C + h * hs;

@@ -10,8 +10,8 @@ extension Attention: CLowering {
         return SizeExpr(constant: c + heads * GemmKernels.roundUp(hs)) * k[0] * k[1]
     }
     func call(_ c: CallContext) throws -> String {
-        let p = c.p, q = c.type.shape.dims, k = c.type(1).shape.dims
-        return "attention_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(c.attrs[Self.heads]), \(c.attrs[Self.causal] ? 1 : 0));"
+        let p = c.p, q = c.type.shape.dims, k = c.type(1).shape.dims, mask = p.count > 3 ? p[3] : "NULL"
+        return "attention_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(c.attrs[Self.heads]), \(c.attrs[Self.causal] ? 1 : 0));"
     }
 }
 
@@ -29,12 +29,13 @@ extension AttentionGrad: CLowering {
     }
     func call(_ c: CallContext) throws -> String {
         let p = c.p, heads = c.attrs[Attention.heads], causal = c.attrs[Attention.causal] ? 1 : 0
+        let mask = p.count > 4 ? p[4] : "NULL"
         if c.attrs[Self.wrt] == "all" {
             let q = c.type(1).shape.dims
-            return "attention_backward_all(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(c.workspace), \(q[0]), \(q[1]), \(q[2]), \(heads), \(causal));"
+            return "attention_backward_all(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(q[2]), \(heads), \(causal));"
         }
         let q = c.type(1).shape.dims, k = c.type(2).shape.dims
         let wrt = ["q", "k", "v"].firstIndex(of: c.attrs[Self.wrt].text)!
-        return "attention_backward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(causal), \(wrt));"
+        return "attention_backward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(causal), \(wrt));"
     }
 }

@@ -1,13 +1,15 @@
 import KilnBasics
 
-/// `attention(%q: [B, T, C], %k, %v: [B, S, C]) {heads, causal}` — multi-head scaled dot-product attention
-/// (Vaswani et al. 2017): per head softmax(q·kᵀ/√d)·v, with `causal` letting query t see keys 0..t.
+/// `attention(%q: [B, T, C], %k, %v: [B, S, C], %mask: i32[B, S]?) {heads, causal}` — multi-head scaled
+/// dot-product attention (Vaswani et al. 2017): per head softmax(q·kᵀ/√d)·v, with `causal` letting query t
+/// see keys 0..t, and the padding mask letting every query see only the keys whose mask is 1 (both may
+/// apply). A query that sees no key gets zeros.
 public struct Attention: Op {
     public init() {}
     public static let heads = AttrKey<Int>("heads")
     public static let causal = AttrKey<Bool>("causal")
     public let name = "attention"
-    public let summary = "q `[B, T, C]`, k, v `[B, S, C]` → `[B, T, C]`: multi-head softmax(q·kᵀ/√d)·v (Vaswani et al. 2017); `causal`: query t sees keys 0..t"
+    public let summary = "q `[B, T, C]`, k, v `[B, S, C]`, mask `i32[B, S]`? → `[B, T, C]`: multi-head softmax(q·kᵀ/√d)·v (Vaswani et al. 2017); `causal`: query t sees keys 0..t; the padding mask: keys whose mask is 0 are not seen"
     public let example = """
         graph G {
           dim B
@@ -19,7 +21,7 @@ public struct Attention: Op {
           output y = %0
         }
         """
-    public let arity = 3...3
+    public let arity = 3...4
     public var attributes: [AttrSpec] { [Self.heads.spec, Self.causal.spec] }
     public let traits: OpTraits = []
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
@@ -37,11 +39,17 @@ public struct Attention: Op {
         if attrs[Self.causal], k.shape.dims[1] != q.shape.dims[1] {
             throw TypeError("causal attention needs keys of the same length as queries: \(k.shape.dims[1]) vs \(q.shape.dims[1])")
         }
+        if ops.count == 4 {
+            try requireInteger(ops[3], "attention's padding mask")
+            guard ops[3].shape.dims == [k.shape.dims[0], k.shape.dims[1]] else {
+                throw TypeError("attention's padding mask must be [\(k.shape.dims[0]), \(k.shape.dims[1])] (one per key), got \(ops[3].shape)")
+            }
+        }
         return q
     }
     public func differentiate(_ d: inout Differentiation) throws {
         let n = d.node, o = d.operands, g = d.gradient
-        let types = o.map { d.type($0) }
+        let types = o.prefix(3).map { d.type($0) }
         let heads = n.attrs[Self.heads.name]!, causal = n.attrs[Self.causal.name]!
         if d.wants(0) && d.wants(1) && d.wants(2) && types[0] == types[1] && types[1] == types[2] {
             // Self-attention: one backward pass for all three, then views of its slices.
@@ -63,13 +71,13 @@ public struct Attention: Op {
     }
 }
 
-/// `attention_grad(%dy, %q, %k, %v) {heads, causal, wrt}` — the gradient of `attention` with respect to q,
-/// k or v, or with `wrt: all` (self-attention) all three stacked as [3, B, T, C], computed in one pass.
+/// `attention_grad(%dy, %q, %k, %v, %mask?) {heads, causal, wrt}` — the gradient of `attention` with respect
+/// to q, k or v, or with `wrt: all` (self-attention) all three stacked as [3, B, T, C], computed in one pass.
 public struct AttentionGrad: Op {
     public init() {}
     public static let wrt = AttrKey<Word>("wrt", words: ["q", "k", "v", "all"])
     public let name = "attention_grad"
-    public let summary = "dy, q, k, v → q's, k's or v's type; with `wrt: all` (self-attention) `[3, B, T, C]` holding all three, computed in one pass"
+    public let summary = "dy, q, k, v, mask? → q's, k's or v's type; with `wrt: all` (self-attention) `[3, B, T, C]` holding all three, computed in one pass"
     public let example = """
         graph G {
           dim B
@@ -80,13 +88,13 @@ public struct AttentionGrad: Op {
           output d = %0
         }
         """
-    public let arity = 4...4
+    public let arity = 4...5
     public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.causal.spec, Self.wrt.spec] }
     public let traits: OpTraits = [.gradient]
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         var forward = attrs
         forward[Self.wrt.name] = nil
-        let fwd = try Attention().inferType(Array(ops[1...3]), forward, env)
+        let fwd = try Attention().inferType(Array(ops[1...]), forward, env)
         guard ops[0] == fwd else { throw TypeError("attention_grad: dy \(ops[0]) does not match the attention output \(fwd)") }
         let wrt = attrs[Self.wrt].text
         if wrt == "all" {
