@@ -152,15 +152,21 @@ static hparams model_defaults(void) {
 /* ------------------------------------------------------------------------- */
 /* The model, through its C library */
 
-/* The functions train reads: train_step (loss and gradients of a micro-batch) and loss (validation), each
- * with inputs tokens [B, T] (role tokens) and targets [B, T] (role targets), and a dropout seed when the
- * model has dropout. */
+#ifndef KILN_TRAIN_TEXT
+#define KILN_TRAIN_TEXT 1
+#endif
+#define MAX_INPUTS 16
+
+/* The functions train reads: train_step (loss and gradients of a micro-batch) and loss (validation). With a
+ * next-token objective (KILN_TRAIN_TEXT) their inputs are token ids and targets [B, T] cut from text, and a
+ * dropout seed when the model has dropout; otherwise every input but the seed comes from a .npy file. */
 typedef struct {
     const kiln_function_desc *step, *loss;
-    int tokens, targets, seed;  /* train_step's inputs (seed: -1 when there is none) */
-    int64_t vocab;              /* token ids lie in [0, vocab) */
-    int64_t classes;            /* targets lie in [0, classes) */
-    int64_t context;            /* the bound of T */
+    int text;                   /* the data is text */
+    int tokens, targets, seed;  /* train_step's inputs of those roles, -1 when none */
+    int64_t vocab;              /* text: token ids lie in [0, vocab) */
+    int64_t classes;            /* text: targets lie in [0, classes) */
+    int64_t context;            /* the bound of T: the largest --seq */
     size_t pf;                  /* elements of the parameter block */
 } model_info;
 static model_info g_model;
@@ -176,17 +182,25 @@ static void find_model(void) {
     model_info *m = &g_model;
     m->step = KILN(find_function)("train_step");
     m->loss = KILN(find_function)("loss");
+    if (!m->step || !m->loss || m->step->num_inputs > MAX_INPUTS) kiln_die("internal error: the model has no train_step and loss");
+    m->text = KILN_TRAIN_TEXT;
     m->tokens = input_with_role(m->step, KILN_ROLE_TOKENS);
     m->targets = input_with_role(m->step, KILN_ROLE_TARGETS);
     m->seed = input_with_role(m->step, KILN_ROLE_SEED);
-    if (!m->step || !m->loss || m->tokens < 0 || m->targets < 0 || m->step->num_inputs != 2 + (m->seed >= 0) ||
+    m->pf = KILN(param_elements)();
+    m->context = 1 << 20;
+    if (!m->text) {
+        for (int k = 0; k < m->step->num_inputs; k++)
+            if (m->step->inputs[k].rank > 1 && m->step->inputs[k].dims[1] && m->step->inputs[k].bounds[1] > 0)
+                m->context = m->step->inputs[k].bounds[1];
+        return;
+    }
+    if (m->tokens < 0 || m->targets < 0 || m->step->num_inputs != 2 + (m->seed >= 0) ||
         m->step->inputs[m->tokens].rank != 2 || m->step->inputs[m->tokens].bounds[1] <= 0)
-        kiln_die("this model is not trained on text: its train_step does not take token ids and next-token targets "
-                 "[B, T]");
+        kiln_die("internal error: a next-token objective without token ids and targets [B, T]");
     m->vocab = m->step->inputs[m->tokens].limit;
     m->classes = m->step->inputs[m->targets].limit;
     m->context = m->step->inputs[m->tokens].bounds[1];
-    m->pf = KILN(param_elements)();
 }
 
 /* A context with all weights zero; dies when out of memory. */
@@ -196,20 +210,59 @@ static kiln_ctx *new_context(void) {
     return ctx;
 }
 
-/* Runs a function of the model with token ids and targets (B, T), and the seed; returns the loss. */
-static float run_with_batch(kiln_ctx *ctx, const kiln_function_desc *f, const int32_t *tokens, const int32_t *targets,
-                            int B, int T, uint64_t seed) {
-    kiln_tensor in[3];
-    int n = 0;
+/* The inputs of one call of train_step or loss: a tensor per input of train_step (the seed's holds the
+ * micro-batch's dropout seed), their rows filled by draw_batch. */
+typedef struct {
+    kiln_tensor t[MAX_INPUTS];
+    int64_t seed;
+} batch;
+
+static size_t dtype_size(kiln_dtype t) { return t == KILN_F64 || t == KILN_I64 ? 8 : 4; }
+
+/* The elements of one row (all dims but the first) of a tensor. */
+static size_t row_elements(const kiln_tensor *t) {
+    size_t n = 1;
+    for (int j = 1; j < t->rank; j++) n *= (size_t)t->shape[j];
+    return n;
+}
+
+/* Allocates a batch of B rows; row_shape[k] gives the dims after the first of input k (text: T). */
+static void batch_init(batch *bt, int B, const int64_t row_shape[][KILN_MAX_RANK]) {
+    memset(bt, 0, sizeof *bt);
+    for (int k = 0; k < g_model.step->num_inputs; k++) {
+        const kiln_tensor_desc *d = &g_model.step->inputs[k];
+        kiln_tensor *t = &bt->t[k];
+        *t = (kiln_tensor){d->name, d->dtype, d->rank, {0}, NULL};
+        if (d->role == KILN_ROLE_SEED) {
+            t->data = &bt->seed;
+            continue;
+        }
+        t->shape[0] = B;
+        for (int j = 1; j < d->rank; j++) t->shape[j] = row_shape[k][j];
+        size_t n;
+        if (kiln_size_mul((size_t)B, row_elements(t), &n)) kiln_die("batch too large");
+        t->data = kiln_xcalloc(n ? n : 1, dtype_size(d->dtype), "a batch");
+    }
+}
+
+static void batch_free(batch *bt) {
+    for (int k = 0; k < g_model.step->num_inputs; k++)
+        if (bt->t[k].data != &bt->seed) free(bt->t[k].data);
+}
+
+/* Runs train_step or loss on the batch; returns the loss. */
+static float run_batch(kiln_ctx *ctx, const kiln_function_desc *f, batch *bt, uint64_t seed) {
+    kiln_tensor in[MAX_INPUTS];
     float loss = 0;
-    int64_t seed_value = (int64_t)seed;
+    bt->seed = (int64_t)seed;
     for (int k = 0; k < f->num_inputs; k++) {
-        const kiln_tensor_desc *d = &f->inputs[k];
-        if (d->role == KILN_ROLE_SEED) in[n++] = (kiln_tensor){d->name, KILN_I64, 0, {0}, &seed_value};
-        else in[n++] = (kiln_tensor){d->name, KILN_I32, 2, {B, T}, (void *)(d->role == KILN_ROLE_TOKENS ? tokens : targets)};
+        int j = 0;
+        while (j < g_model.step->num_inputs && strcmp(g_model.step->inputs[j].name, f->inputs[k].name) != 0) j++;
+        if (j == g_model.step->num_inputs) kiln_die("internal error: %s's input '%s' is not train_step's", f->name, f->inputs[k].name);
+        in[k] = bt->t[j];
     }
     kiln_tensor out = {f->outputs[0].name, KILN_F32, 0, {0}, &loss};
-    if (KILN(run)(ctx, f->name, in, n, &out, 1) != KILN_OK) kiln_die("%s", KILN(error)(ctx));
+    if (KILN(run)(ctx, f->name, in, f->num_inputs, &out, 1) != KILN_OK) kiln_die("%s", KILN(error)(ctx));
     return loss;
 }
 
@@ -294,11 +347,16 @@ static const kiln_flag_def TRAIN_FLAGS[] = {
 static command g_train = {
     "", "--data FILE --out CKPT [flags]\n       %s bench [flags]",
     "train the Kiln-compiled model on a byte-level text file",
-    "Data: every byte of FILE is a token (at most 1 GiB; each byte must be < the vocabulary).\n"
+    "Data of a next-token objective: every byte of FILE is a token (at most 1 GiB; each byte must be < the vocabulary).\n"
     "The first (1 - val-fraction) of the bytes are for training, the last val-fraction for\n"
     "validation; each needs at least seq+1 bytes. A micro-batch is `batch` windows of\n"
     "seq+1 bytes at uniformly random offsets of the training part (inputs = window[:-1],\n"
     "targets = window[1:]). Evaluations use the same validation batches every time.\n"
+    "Data of any other objective: FILE is a directory holding NAME.npy for each input NAME of\n"
+    "train_step ('infer run --list' shows them), each [N, ...] with one example per row (int32/int64\n"
+    "for integer inputs, float32/float64 for float ones); all have the same N. The first\n"
+    "(1 - val-fraction) of the rows are for training, the rest for validation; a micro-batch is\n"
+    "`batch` rows drawn at random (seq does not apply: each file's rows have their own length).\n"
     "\n"
     "Learning rate at step s (0-based): cosine: lr*(s+1)/warmup while s < warmup, then\n"
     "min-lr + (lr-min-lr)*(1+cos(pi*(s-warmup)/(decay-steps-warmup)))/2 until decay-steps,\n"
@@ -415,17 +473,19 @@ static int is_decayed(const hparams *h, int i) {
 /* ------------------------------------------------------------------------- */
 /* Data */
 
+/* Text (a next-token objective): train = bytes[0, n_train), val = bytes[n_train, n). Arrays: one per input of
+ * train_step (none for the seed), N rows each; train = rows [0, rows_train), val = rows [rows_train, N). */
 typedef struct {
     const char *path;
     uint8_t *bytes;
-    size_t n, n_train, n_val; /* train = bytes[0, n_train), val = bytes[n_train, n) */
-    uint64_t fingerprint;     /* of the bytes and the val fraction */
+    size_t n, n_train, n_val;
+    kiln_npy_array arrays[MAX_INPUTS];
+    size_t rows, rows_train, rows_val;
+    uint64_t fingerprint;     /* of the data and the val fraction */
 } dataset;
 
-static void load_data(const char *path, const hparams *h, dataset *d) {
+static void load_text(const char *path, const hparams *h, dataset *d) {
     kiln_error err;
-    memset(d, 0, sizeof *d);
-    d->path = path;
     if (kiln_read_file(path, DATA_FILE_LIMIT, &d->bytes, &d->n, &err)) kiln_die("%s", err.msg);
     const int64_t vocab = g_model.vocab, classes = g_model.classes, limit = vocab < classes ? vocab : classes;
     for (size_t i = 0; i < d->n; i++) {
@@ -451,16 +511,126 @@ static void load_data(const char *path, const hparams *h, dataset *d) {
     d->fingerprint = kiln_fnv1a64(kiln_fnv1a64(KILN_FNV1A64_INIT, d->bytes, d->n), vf, strlen(vf));
 }
 
-/* Draws B windows of T+1 bytes from part[0, n) (n >= T+1). */
-static void draw_batch(kiln_rng *rng, const uint8_t *part, size_t n, int B, int T, int32_t *tokens,
-                       int32_t *targets) {
-    for (int b = 0; b < B; b++) {
-        size_t off = (size_t)kiln_rng_below(rng, (uint64_t)(n - (size_t)T));
-        for (int t = 0; t < T; t++) {
-            tokens[(size_t)b * T + t] = part[off + (size_t)t];
-            targets[(size_t)b * T + t] = part[off + (size_t)t + 1];
+/* Checks every value of an array against its input's role (ids in range, masks of 0 and 1, finite data),
+ * converted to the input's dtype in place of the file's (integers to integers, floats to floats). */
+static void check_array(const char *file, const kiln_tensor_desc *d, kiln_npy_array *a) {
+    const int want_int = d->dtype == KILN_I32 || d->dtype == KILN_I64;
+    if (want_int != (a->dtype == KILN_NPY_I32 || a->dtype == KILN_NPY_I64))
+        kiln_die("%s: input '%s' is %s, but the file holds %s numbers", file, d->name, want_int ? "an integer" : "a float",
+                 want_int ? "floating-point" : "integer");
+    const size_t item = dtype_size(d->dtype);
+    uint8_t *out = kiln_xcalloc(a->numel ? a->numel : 1, item, "an array");
+    for (size_t i = 0; i < a->numel; i++) {
+        const uint8_t *src = (const uint8_t *)a->data + i * a->item;
+        if (want_int) {
+            int64_t v;
+            if (a->dtype == KILN_NPY_I32) { int32_t x; memcpy(&x, src, 4); v = x; } else memcpy(&v, src, 8);
+            const int ok = d->role == KILN_ROLE_MASK ? (v == 0 || v == 1)
+                         : d->role == KILN_ROLE_DATA ? 1
+                         : (d->has_ignore && v == d->ignore) || (v >= 0 && (d->limit == 0 || v < d->limit));
+            if (!ok || (d->dtype == KILN_I32 && (v < INT32_MIN || v > INT32_MAX)))
+                kiln_die("%s: value %lld at flat index %zu is not a valid %s for input '%s'%s", file, (long long)v, i,
+                         d->role == KILN_ROLE_MASK ? "mask value (0 or 1)" : "id", d->name,
+                         d->limit ? " (ids lie in [0, limit))" : "");
+            if (d->dtype == KILN_I32) { int32_t x = (int32_t)v; memcpy(out + i * 4, &x, 4); }
+            else memcpy(out + i * 8, &v, 8);
+        } else {
+            double v;
+            if (a->dtype == KILN_NPY_F32) { float x; memcpy(&x, src, 4); v = x; } else memcpy(&v, src, 8);
+            if (!isfinite(v)) kiln_die("%s: a non-finite value at flat index %zu", file, i);
+            if (d->dtype == KILN_F32) { float x = (float)v; memcpy(out + i * 4, &x, 4); }
+            else memcpy(out + i * 8, &v, 8);
         }
     }
+    free(a->data);
+    a->data = out;
+    a->item = item;
+}
+
+/* Arrays: DIR/NAME.npy for each input NAME of train_step but the seed, each [N, ...] with one example per row. */
+static void load_arrays(const char *dir, const hparams *h, dataset *d) {
+    const kiln_function_desc *f = g_model.step;
+    uint64_t fp = KILN_FNV1A64_INIT;
+    for (int k = 0; k < f->num_inputs; k++) {
+        const kiln_tensor_desc *desc = &f->inputs[k];
+        if (desc->role == KILN_ROLE_SEED) continue;
+        char file[4096];
+        kiln_error err;
+        snprintf(file, sizeof file, "%s/%s.npy", dir, desc->name);
+        if (kiln_npy_read(file, DATA_FILE_LIMIT, &d->arrays[k], &err)) kiln_die("%s", err.msg);
+        kiln_npy_array *a = &d->arrays[k];
+        if (a->ndim != desc->rank || a->ndim < 1)
+            kiln_die("%s: input '%s' has rank %d (one row per example: [N, ...]), the file rank %d", file, desc->name,
+                     desc->rank, a->ndim);
+        if (k > 0 && d->rows != (size_t)a->shape[0])
+            kiln_die("%s: %lld rows, but the other arrays have %zu", file, (long long)a->shape[0], d->rows);
+        d->rows = (size_t)a->shape[0];
+        check_array(file, desc, a);
+        fp = kiln_fnv1a64(fp, desc->name, strlen(desc->name) + 1);
+        fp = kiln_fnv1a64(fp, a->shape, sizeof(int64_t) * (size_t)a->ndim);
+        fp = kiln_fnv1a64(fp, a->data, a->numel * a->item);
+    }
+    d->rows_val = (size_t)floor((double)d->rows * h->val_fraction);
+    d->rows_train = d->rows - d->rows_val;
+    if (d->rows_train < 1 || d->rows_val < 1)
+        kiln_die("%s: %zu examples (--val-fraction %g) leave %s; use more data or another --val-fraction", dir, d->rows,
+                 h->val_fraction, d->rows_train < 1 ? "none for training" : "none for validation");
+    char vf[64];
+    snprintf(vf, sizeof vf, "|val_fraction=%.17g", h->val_fraction);
+    d->fingerprint = kiln_fnv1a64(fp, vf, strlen(vf));
+}
+
+static void load_data(const char *path, const hparams *h, dataset *d) {
+    struct stat st;
+    memset(d, 0, sizeof *d);
+    d->path = path;
+    const int dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    if (g_model.text && dir) kiln_die("%s is a directory; this model learns next-token prediction from a text file", path);
+    if (!g_model.text && !dir)
+        kiln_die("%s: this model trains on .npy arrays: --data names a directory with one NAME.npy per input of "
+                 "train_step (see --help)", path);
+    if (g_model.text) load_text(path, h, d);
+    else load_arrays(path, h, d);
+}
+
+/* The dims after the first of each input, for batch_init: text [B, T]; arrays: the files' rows. */
+static void row_shapes(const dataset *d, int T, int64_t shapes[][KILN_MAX_RANK]) {
+    for (int k = 0; k < g_model.step->num_inputs; k++) {
+        if (g_model.text) shapes[k][1] = T;
+        else
+            for (int j = 1; j < d->arrays[k].ndim; j++) shapes[k][j] = d->arrays[k].shape[j];
+    }
+}
+
+/* Draws a batch from the training part (val = 0) or the validation part (val = 1): text, B windows of T+1
+ * bytes at random offsets (inputs window[:-1], targets window[1:]); arrays, B random rows. */
+static void draw_batch(kiln_rng *rng, const dataset *d, int val, int B, int T, batch *bt) {
+    if (g_model.text) {
+        const uint8_t *part = d->bytes + (val ? d->n_train : 0);
+        const size_t n = val ? d->n_val : d->n_train;
+        int32_t *tokens = bt->t[g_model.tokens].data, *targets = bt->t[g_model.targets].data;
+        for (int b = 0; b < B; b++) {
+            size_t off = (size_t)kiln_rng_below(rng, (uint64_t)(n - (size_t)T));
+            for (int t = 0; t < T; t++) {
+                tokens[(size_t)b * T + t] = part[off + (size_t)t];
+                targets[(size_t)b * T + t] = part[off + (size_t)t + 1];
+            }
+        }
+        return;
+    }
+    for (int b = 0; b < B; b++) {
+        const size_t r = (size_t)kiln_rng_below(rng, (uint64_t)(val ? d->rows_val : d->rows_train)) + (val ? d->rows_train : 0);
+        for (int k = 0; k < g_model.step->num_inputs; k++) {
+            if (k == g_model.seed) continue;
+            const size_t bytes = row_elements(&bt->t[k]) * d->arrays[k].item;
+            memcpy((uint8_t *)bt->t[k].data + (size_t)b * bytes, (const uint8_t *)d->arrays[k].data + r * bytes, bytes);
+        }
+    }
+}
+
+static void free_data(dataset *d) {
+    free(d->bytes);
+    for (int k = 0; k < MAX_INPUTS; k++) kiln_npy_free(&d->arrays[k]);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -647,7 +817,7 @@ static void write_checkpoint(const char *path, train_state *s, const dataset *da
          s->data_rng.s[1], s->data_rng.s[2], s->data_rng.s[3]);
     META("model_fingerprint", "%016" PRIx64, model_fingerprint());
     META("data_fingerprint", "%016" PRIx64, data->fingerprint);
-    META("data_bytes", "%zu", data->n);
+    META("data_bytes", "%zu", g_model.text ? data->n : data->rows);
 #undef META
     for (size_t i = 0; i < NUM_HPARAMS; i++) {
         keys[nm] = HPARAMS[i].key;
@@ -765,14 +935,14 @@ static void load_checkpoint_tensors(const kiln_safetensors *st, const char *path
 
 /* Mean validation loss over eval_iters batches drawn by an RNG re-seeded each time: the model's loss
  * function (no dropout) on each batch. */
-static double evaluate(kiln_ctx *ctx, const train_state *s, const dataset *d, int32_t *tokens, int32_t *targets) {
+static double evaluate(kiln_ctx *ctx, const train_state *s, const dataset *d, batch *bt) {
     int B = (int)s->hp.batch, T = (int)s->hp.seq;
     kiln_rng rng;
     kiln_rng_seed(&rng, s->seed ^ EVAL_RNG_TAG);
     double total = 0.0;
     for (int64_t it = 0; it < s->hp.eval_iters; it++) {
-        draw_batch(&rng, d->bytes + d->n_train, d->n_val, B, T, tokens, targets);
-        total += (double)run_with_batch(ctx, g_model.loss, tokens, targets, B, T, 0);
+        draw_batch(&rng, d, 1, B, T, bt);
+        total += (double)run_batch(ctx, g_model.loss, bt, 0);
     }
     return total / (double)s->hp.eval_iters;
 }
@@ -955,8 +1125,12 @@ static void cmd_train(const command *cmd, const opts *o) {
     kiln_atomic_abort(&probe);
 
     const hparams *h = &s.hp;
-    printf("train: model %s (%zu parameters), data %s: %zu bytes (train %zu, val %zu)\n",
-           KILN(model_name)(), pf, data_path, data.n, data.n_train, data.n_val);
+    if (g_model.text)
+        printf("train: model %s (%zu parameters), data %s: %zu bytes (train %zu, val %zu)\n",
+               KILN(model_name)(), pf, data_path, data.n, data.n_train, data.n_val);
+    else
+        printf("train: model %s (%zu parameters), data %s: %zu examples (train %zu, val %zu)\n",
+               KILN(model_name)(), pf, data_path, data.rows, data.rows_train, data.rows_val);
     if (resume) printf("train: resumed from %s at step %" PRId64 "\n", resume, s.step);
     if (s.step >= h->steps) {
         printf("train: already at step %" PRId64 " (--steps %" PRId64 "); nothing to do\n", s.step,
@@ -964,7 +1138,7 @@ static void cmd_train(const command *cmd, const opts *o) {
         KILN(free)(ctx);
         free(s.m);
         free(s.v);
-        free(data.bytes);
+        free_data(&data);
         return;
     }
 
@@ -978,8 +1152,11 @@ static void cmd_train(const command *cmd, const opts *o) {
     if (!micro) kiln_die("%s", KILN(error)(ctx));
     float *sum = h->accumulate > 1 ? kiln_xcalloc_floats(pf, "the gradients") : NULL;
     float *grads = sum ? sum : micro;
-    int32_t *tokens = kiln_xcalloc(ntok, sizeof *tokens, "token ids");
-    int32_t *targets = kiln_xcalloc(ntok, sizeof *targets, "targets");
+    int64_t shapes[MAX_INPUTS][KILN_MAX_RANK] = {{0}};
+    row_shapes(&data, T, shapes);
+    batch bt;
+    batch_init(&bt, B, shapes);
+    if (!g_model.text) ntok = (size_t)B; /* examples per micro-batch */
 
     FILE *jlog = NULL;
     if (log_path) {
@@ -994,8 +1171,8 @@ static void cmd_train(const command *cmd, const opts *o) {
         int64_t step = s.step; /* 0-based index of this step */
         double lr = lr_at(h, step), loss = 0.0;
         for (int64_t k = 0; k < h->accumulate; k++) {
-            draw_batch(&s.data_rng, data.bytes, data.n_train, B, T, tokens, targets);
-            loss += (double)run_with_batch(ctx, g_model.step, tokens, targets, B, T, step_seed(s.seed, step, k));
+            draw_batch(&s.data_rng, &data, 0, B, T, &bt);
+            loss += (double)run_batch(ctx, g_model.step, &bt, step_seed(s.seed, step, k));
             if (sum) {
 #pragma omp parallel for schedule(static)
                 for (long j = 0; j < (long)pf; j++) sum[j] = k == 0 ? micro[j] : sum[j] + micro[j];
@@ -1027,29 +1204,36 @@ static void cmd_train(const command *cmd, const opts *o) {
         double tok_s = (double)ntok * (double)h->accumulate / (dt > 0 ? dt / 1e3 : 1e-9);
         char eta[32];
         fmt_eta(t_steps / 1e3 / (double)done_here * (double)(h->steps - s.step), eta, sizeof eta);
-        printf("step %" PRId64 "/%" PRId64 "  loss %.4f  lr %.2e  %.0f tok/s  ETA %s\n", s.step,
-               h->steps, loss, lr, tok_s, eta);
+        /* text: tokens per second; arrays: examples */
+        const char *unit = g_model.text ? "tok" : "examples";
+        printf("step %" PRId64 "/%" PRId64 "  loss %.4f  lr %.2e  %.0f %s/s  ETA %s\n", s.step,
+               h->steps, loss, lr, tok_s, unit, eta);
         fflush(stdout);
         char b1[40], b2[40];
         log_line(jlog, log_path,
-                 "{\"step\":%" PRId64 ",\"loss\":%s,\"lr\":%s,\"tokens_per_s\":%.1f,"
+                 "{\"step\":%" PRId64 ",\"loss\":%s,\"lr\":%s,\"%s_per_s\":%.1f,"
                  "\"time_s\":%.3f}\n",
-                 s.step, fmt_exact(loss, b1, sizeof b1), fmt_exact(lr, b2, sizeof b2), tok_s,
-                 (kiln_time_ms() - t_start) / 1e3);
+                 s.step, fmt_exact(loss, b1, sizeof b1), fmt_exact(lr, b2, sizeof b2),
+                 g_model.text ? "tokens" : "examples", tok_s, (kiln_time_ms() - t_start) / 1e3);
 
         int end = s.step == h->steps;
         if ((h->eval_interval > 0 && s.step % h->eval_interval == 0) || end) {
-            double vl = evaluate(ctx, &s, &data, tokens, targets);
+            double vl = evaluate(ctx, &s, &data, &bt);
             s.params = KILN(params)(ctx);
-            printf("eval step %" PRId64 ": val loss %.4f  perplexity %.2f  bits/char %.4f\n",
-                   s.step, vl, exp(vl), vl / log(2.0));
-            fflush(stdout);
             char b3[40];
-            log_line(jlog, log_path,
-                     "{\"step\":%" PRId64 ",\"val_loss\":%s,\"val_perplexity\":%s,"
-                     "\"val_bits_per_char\":%s}\n",
-                     s.step, fmt_exact(vl, b1, sizeof b1), fmt_exact(exp(vl), b2, sizeof b2),
-                     fmt_exact(vl / log(2.0), b3, sizeof b3));
+            if (g_model.text) {  /* next-token losses: also perplexity and bits per character */
+                printf("eval step %" PRId64 ": val loss %.4f  perplexity %.2f  bits/char %.4f\n",
+                       s.step, vl, exp(vl), vl / log(2.0));
+                log_line(jlog, log_path,
+                         "{\"step\":%" PRId64 ",\"val_loss\":%s,\"val_perplexity\":%s,"
+                         "\"val_bits_per_char\":%s}\n",
+                         s.step, fmt_exact(vl, b1, sizeof b1), fmt_exact(exp(vl), b2, sizeof b2),
+                         fmt_exact(vl / log(2.0), b3, sizeof b3));
+            } else {
+                printf("eval step %" PRId64 ": val loss %.4f\n", s.step, vl);
+                log_line(jlog, log_path, "{\"step\":%" PRId64 ",\"val_loss\":%s}\n", s.step, fmt_exact(vl, b1, sizeof b1));
+            }
+            fflush(stdout);
         }
         if ((h->checkpoint_interval > 0 && s.step % h->checkpoint_interval == 0) || end) {
             check_finite_state(&s, out);
@@ -1059,13 +1243,12 @@ static void cmd_train(const command *cmd, const opts *o) {
         }
     }
     if (jlog && fclose(jlog) != 0) kiln_die("error writing the log '%s'", log_path);
-    free(tokens);
-    free(targets);
+    batch_free(&bt);
     free(sum);
     KILN(free)(ctx);
     free(s.m);
     free(s.v);
-    free(data.bytes);
+    free_data(&data);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1089,19 +1272,42 @@ static void cmd_bench(const command *cmd, const opts *o) {
     if (!params || !grads) kiln_die("%s", KILN(error)(ctx));
     float *m = kiln_xcalloc_floats(pf, "the optimizer state");
     float *v = kiln_xcalloc_floats(pf, "the optimizer state");
-    int32_t *tokens = kiln_xcalloc(ntok, sizeof *tokens, "token ids");
-    int32_t *targets = kiln_xcalloc(ntok, sizeof *targets, "targets");
+    /* random inputs: every dim after the batch at --seq (T) or its bound */
+    int64_t shapes[MAX_INPUTS][KILN_MAX_RANK] = {{0}};
+    for (int k = 0; k < g_model.step->num_inputs; k++) {
+        const kiln_tensor_desc *d = &g_model.step->inputs[k];
+        for (int j = 1; j < d->rank; j++) shapes[k][j] = !d->dims[j] ? d->shape[j] : j == 1 || !d->bounds[j] ? T : d->bounds[j];
+    }
+    batch bt;
+    batch_init(&bt, B, shapes);
     kiln_rng rng;
     kiln_rng_seed(&rng, seed ^ 0x746f6b656e73ULL);
-    for (size_t i = 0; i < ntok; i++) {
-        tokens[i] = (int32_t)kiln_rng_below(&rng, (uint64_t)g_model.vocab);
-        targets[i] = (int32_t)kiln_rng_below(&rng, (uint64_t)(g_model.classes < g_model.vocab ? g_model.classes
-                                                                                              : g_model.vocab));
+    if (g_model.text) {
+        int32_t *tokens = bt.t[g_model.tokens].data, *targets = bt.t[g_model.targets].data;
+        for (size_t i = 0; i < ntok; i++) {
+            tokens[i] = (int32_t)kiln_rng_below(&rng, (uint64_t)g_model.vocab);
+            targets[i] = (int32_t)kiln_rng_below(&rng, (uint64_t)(g_model.classes < g_model.vocab ? g_model.classes
+                                                                                                  : g_model.vocab));
+        }
+    } else {
+        for (int k = 0; k < g_model.step->num_inputs; k++) {
+            const kiln_tensor_desc *d = &g_model.step->inputs[k];
+            const size_t n = (size_t)B * row_elements(&bt.t[k]);
+            for (size_t i = 0; d->role != KILN_ROLE_SEED && i < n; i++) {
+                const int64_t id = d->role == KILN_ROLE_MASK ? 1 : d->limit > 0 ? (int64_t)kiln_rng_below(&rng, (uint64_t)d->limit) : 0;
+                switch (d->dtype) {
+                case KILN_I32: ((int32_t *)bt.t[k].data)[i] = (int32_t)id; break;
+                case KILN_I64: ((int64_t *)bt.t[k].data)[i] = id; break;
+                case KILN_F32: ((float *)bt.t[k].data)[i] = (float)kiln_rng_normal(&rng); break;
+                case KILN_F64: ((double *)bt.t[k].data)[i] = kiln_rng_normal(&rng); break;
+                }
+            }
+        }
     }
     double *times = kiln_xcalloc((size_t)iters, sizeof *times, "timings");
     for (int i = 0; i < warmup + iters; i++) {
         double t0 = kiln_time_ms();
-        float loss = run_with_batch(ctx, g_model.step, tokens, targets, B, T, step_seed(seed, i, 0));
+        float loss = run_batch(ctx, g_model.step, &bt, step_seed(seed, i, 0));
         double norm = grad_norm(grads, pf);
         if (!isfinite(loss) || !isfinite(norm))
             kiln_die("non-finite loss in bench iteration %d (%s)", i + 1,
@@ -1119,8 +1325,7 @@ static void cmd_bench(const command *cmd, const opts *o) {
     printf("train step B=%d T=%d threads=%d: median %.3f ms  min %.3f ms  (%d iters)\n", B, T,
            kiln_num_threads(), median, mn, iters);
     free(times);
-    free(targets);
-    free(tokens);
+    batch_free(&bt);
     free(v);
     free(m);
     KILN(free)(ctx);

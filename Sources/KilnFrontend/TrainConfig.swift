@@ -87,6 +87,8 @@ extension Lowering {
                 }
             } catch {}
         }
+        // the default sequence length, no longer than the context
+        if !seen.contains("seq"), let ctx = context, c.seq > ctx { c.seq = ctx }
         return c
     }
 

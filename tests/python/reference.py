@@ -112,3 +112,60 @@ def load(cfg, weights_path, dtype=torch.float64):
     state = {k: v.to(dtype) for k, v in load_file(str(weights_path)).items()}
     model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+class EncoderLayer(nn.Module):
+    """A post-norm encoder layer with a padding mask (examples/tiny-encoder.kiln's Layer)."""
+
+    def __init__(self, dim, heads, hidden, eps=1e-5):
+        super().__init__()
+        self.heads = heads
+        self.attention = SelfAttention(dim, heads, causal=False, bias=True)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.ffn = FFN(dim, hidden, "gelu", bias=True)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+
+    def attend(self, x, mask):
+        a = self.attention
+        B, T, C = x.shape
+        H, hs = self.heads, C // self.heads
+        q = a.query(x).view(B, T, H, hs).transpose(1, 2)
+        k = a.key(x).view(B, T, H, hs).transpose(1, 2)
+        v = a.value(x).view(B, T, H, hs).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
+        att = att.masked_fill(mask[:, None, None, :] == 0, float("-inf"))  # no query sees a padding key
+        y = F.softmax(att, dim=-1) @ v
+        return a.output(y.transpose(1, 2).reshape(B, T, C))
+
+    def forward(self, x, mask):
+        x = self.norm1(x + self.attend(x, mask))
+        return self.norm2(x + self.ffn(x))
+
+
+class TinyEncoder(nn.Module):
+    """examples/tiny-encoder.kiln: embeddings and learned positions, post-norm layers with a padding mask,
+    masked mean pooling, a classification head. Returns (embedding, logits)."""
+
+    def __init__(self, vocab=53, context=19, dim=36, heads=6, layers=2, hidden=70, classes=5):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.positions = nn.Embedding(context, dim)
+        self.layers = nn.ModuleList([EncoderLayer(dim, heads, hidden) for _ in range(layers)])
+        self.classifier = nn.Linear(dim, classes)
+
+    def forward(self, tokens, mask):
+        T = tokens.shape[1]
+        h = self.embed(tokens) + self.positions.weight[:T]
+        for layer in self.layers:
+            h = layer(h, mask)
+        m = mask[:, :, None].to(h.dtype)
+        e = (h * m).sum(1) / m.sum(1)
+        return e, self.classifier(e)
+
+
+def load_encoder(weights_path, dtype=torch.float64, **cfg):
+    from safetensors.torch import load_file
+
+    model = TinyEncoder(**cfg).to(dtype)
+    model.load_state_dict({k: v.to(dtype) for k, v in load_file(str(weights_path)).items()}, strict=True)
+    return model.eval()
