@@ -169,7 +169,7 @@ public struct CEmitter {
         for g in functions {
             guard let p = g.parameters.first(where: { g.nodes[$0].name == name }) else { continue }
             if g.nodes.contains(where: { ($0.kind == .embedding || $0.kind == .sliceRows) && $0.operands.first == p }) { return "KILN_PARAM_EMBEDDING" }
-            if g.nodes.contains(where: { $0.kind == .layernorm && $0.operands.count > 1 && $0.operands[1] == p }) { return "KILN_PARAM_NORM" }
+            if g.nodes.contains(where: { $0.kind.traits.contains(.normalization) && $0.operands.count > 1 && $0.operands[1] == p }) { return "KILN_PARAM_NORM" }
         }
         return params.first { $0.name == name }!.node.type.shape.rank == 1 ? "KILN_PARAM_BIAS" : "KILN_PARAM_WEIGHT"
     }

@@ -10,7 +10,6 @@ enum Builtins {
         "embed": [("ids", true), ("vocab", true), ("dim", true), ("name", false)],
         "positions": [("kind", true), ("length", true), ("dim", true), ("name", false)],
         "linear": [("x", true), ("out", false), ("bias", false), ("tied", false), ("name", false)],
-        "layernorm": [("x", true), ("eps", false), ("name", false)],
         "attention": [("x", true), ("heads", true), ("mask", false), ("padding", false), ("bias", false), ("name", false)],
         "mean_pool": [("x", true), ("mask", false)],
         "first_token": [("x", true)],
@@ -19,8 +18,15 @@ enum Builtins {
         "dropout": [("x", true), ("p", true)],
         "repeat": [("count", true), ("block", true), ("x", true), ("name", false)],
     ].merging(Activation.all.map { ($0.name, [("x", true)]) }, uniquingKeysWith: { a, _ in a })
+     .merging(layers.map { ($0.key, [("x", true)] + $0.value.layerArguments.map { ($0.name, false) } + [("name", false)]) },
+              uniquingKeysWith: { a, _ in a })
+    /// The ops that are built-in layers (`layernorm`, `rmsnorm`, …: `LayerBuiltin`), by name.
+    static let layers: [String: any LayerBuiltin] = Dictionary(
+        uniqueKeysWithValues: OpRegistry.all.compactMap { $0 as? any LayerBuiltin }.map { ($0.name, $0) })
     /// The activations of the IR's table (`relu`, `gelu`, …): each is a built-in and an `ffn` activation.
     static let activations = Activation.all.map(\.name)
+    /// `ffn`'s activations: the table's, and the gated linear units some of them have (`swiglu`).
+    static let ffnActivations = activations + Activation.all.compactMap(\.gated)
     static let names = Set(signatures.keys)
 }
 
@@ -93,13 +99,13 @@ extension Lowering {
         case "embed": return try embed(a, r)
         case "positions": return try positions(a, r)
         case "linear": return try linear(a, r)
-        case "layernorm": return try layernorm(a, r)
         case "attention": return try attention(a, r)
         case "ffn": return try ffn(a, r)
         case _ where Builtins.activations.contains(name), "softmax":
             let x = try tensor(a["x"]!.0, a["x"]!.1, "the argument of \(name)")
             return try emit(OpKind(rawValue: name)!, [x], [:], r)
         case "repeat": return try repeatBlock(a, extras, r)
+        case _ where Builtins.layers[name] != nil: return try layer(Builtins.layers[name]!, a, r)
         case "mean_pool":
             let x = try tensor(a["x"]!.0, a["x"]!.1, "mean_pool's input")
             guard let (mv, mr) = a["mask"] else { return try emit(.meanPool, [x], [:], r) }
@@ -191,16 +197,44 @@ extension Lowering {
         return try emit(.linear, ops, [:], r)
     }
 
-    /// `layernorm(x, eps: 1e-5)`: `NAME.weight` (ones) and `NAME.bias` (zeros) of [C].
-    func layernorm(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
-        let x = try tensor(a["x"]!.0, a["x"]!.1, "layernorm's input")
-        let c = try lastDim(x, a["x"]!.1, "layernorm")
-        let eps = try a["eps"].map { try float($0.0, $0.1, "eps") } ?? 1e-5
-        guard eps > 0 else { throw report("eps must be positive, got \(eps)", a["eps"]!.1) }
-        let o = try owner("layernorm", explicit: a.explicitName)
-        let w = try param(o + ".weight", [.const(c)], .ones, r)
-        let b = try param(o + ".bias", [.const(c)], .zeros, r)
-        return try emit(.layernorm, [x, w, b], ["eps": .float(eps)], r)
+    /// A built-in layer (`LayerBuiltin`): its parameters under NAME, then its op on x and them, with the
+    /// arguments as attributes (checked by the op's type rule).
+    func layer(_ def: any LayerBuiltin, _ a: BoundArgs, _ r: SourceRange) throws -> Value {
+        let x = try tensor(a["x"]!.0, a["x"]!.1, "\(def.name)'s input")
+        var attrs: [String: AttrValue] = [:]
+        var order: [String] = []
+        for (argument, defaultValue) in def.layerArguments {
+            order.append(argument)
+            guard let (v, vr) = a[argument] else { attrs[argument] = defaultValue; continue }
+            switch (defaultValue, v) {
+            case (.float, _): attrs[argument] = .float(try float(v, vr, argument))
+            case (.int, _): attrs[argument] = .int(try positiveInt(v, vr, argument))
+            case (.bool, _): attrs[argument] = .bool(try bool(v, vr, argument))
+            default:
+                guard case .word(let w) = v else { throw report("\(argument) must be a word, got \(describe(v))", vr) }
+                attrs[argument] = .word(w)
+            }
+        }
+        let params: [LayerParameter]
+        do { params = try def.layerParameters(graph.nodes[x].type) } catch let e as TypeError { throw report(e.message, a["x"]!.1) }
+        do { _ = try OpKind(def.name).inferType([graph.nodes[x].type] + params.map { TensorType(graph.nodes[x].type.dtype, $0.dims) },
+                                                Attributes(order.map { ($0, attrs[$0]!) }), bound: graph.bound(of:)) }
+        catch let e as TypeError {
+            let at = order.first { e.message.hasPrefix($0) && a[$0] != nil }.map { a[$0]!.1 } ?? r
+            throw report(e.message, at)
+        }
+        let o = try owner(def.name, explicit: a.explicitName)
+        var operands = [x]
+        for p in params {
+            let initKind: Init
+            switch p.initialization {
+            case .zeros: initKind = .zeros
+            case .ones: initKind = .ones
+            case .normal(let std): initKind = .normal(std)
+            }
+            operands.append(try param(o + "." + p.name, p.dims, initKind, r))
+        }
+        return try emit(OpKind(def.name), operands, attrs, r, order: order)
     }
 
     /// Emits `NAME.SUB.weight` [out, in] and optional bias, and the linear op.
@@ -243,17 +277,27 @@ extension Lowering {
         return .tensor(try projection(att, o + ".output", c, c, bias: bias, std: residualStd, r))
     }
 
-    /// `ffn(x, hidden: N, activation: gelu|gelu_tanh|relu, bias: true)`:
-    /// `NAME.up` [N, C], the activation, `NAME.down` [C, N].
+    /// `ffn(x, hidden: N, activation: gelu, bias: true)`: `NAME.up` [N, C], the activation, `NAME.down` [C, N].
+    /// A gated linear unit (Shazeer 2020; `activation: swiglu`) adds `NAME.gate` [N, C]:
+    /// down(act(gate(x)) · up(x)).
     func ffn(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
         let x = try tensor(a["x"]!.0, a["x"]!.1, "ffn's input")
         let c = try lastDim(x, a["x"]!.1, "ffn")
         let hidden = try positiveInt(a["hidden"]!.0, a["hidden"]!.1, "hidden")
-        let act = try a["activation"].map { try word($0.0, $0.1, "activation", Builtins.activations) } ?? "gelu"
+        let act = try a["activation"].map { try word($0.0, $0.1, "activation", Builtins.ffnActivations) } ?? "gelu"
         let bias = try a["bias"].map { try bool($0.0, $0.1, "bias") } ?? true
         let o = try owner("ffn", explicit: a.explicitName)
-        let up = try projection(x, o + ".up", hidden, c, bias: bias, std: 0.02, r)
-        guard case .tensor(let h) = try emit(OpKind(rawValue: act)!, [up], [:], r) else { throw Reported() }
+        var h: Int
+        if let unit = Activation.gated(act) {
+            let gate = try projection(x, o + ".gate", hidden, c, bias: bias, std: 0.02, r)
+            let up = try projection(x, o + ".up", hidden, c, bias: bias, std: 0.02, r)
+            guard case .tensor(let g) = try emit(unit.kind, [gate], [:], r), case .tensor(let gu) = try emit(.mul, [g, up], [:], r) else { throw Reported() }
+            h = gu
+        } else {
+            let up = try projection(x, o + ".up", hidden, c, bias: bias, std: 0.02, r)
+            guard case .tensor(let u) = try emit(OpKind(rawValue: act)!, [up], [:], r) else { throw Reported() }
+            h = u
+        }
         return .tensor(try projection(h, o + ".down", c, hidden, bias: bias, std: residualStd, r))
     }
 

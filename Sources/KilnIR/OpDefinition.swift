@@ -66,6 +66,8 @@ public struct OpTraits: OptionSet, Sendable {
     /// Row-wise over its first operand: each row of the result (all dims but the last) depends only on the same
     /// row of operand 0 and on operands that have no rows (weights); so taking one row commutes with the op.
     public static let rowwise = OpTraits(rawValue: 1 << 10)
+    /// A normalisation: operand 1 is a gain, which optimisers do not decay.
+    public static let normalization = OpTraits(rawValue: 1 << 11)
     /// Takes `{accumulate: true}` and one more operand of its result type, which it adds to its result
     /// (set by the `fuse-grad-acc` pass).
     public static let accumulates = OpTraits(rawValue: 1 << 5)
@@ -73,6 +75,28 @@ public struct OpTraits: OptionSet, Sendable {
     public static let fusible = OpTraits(rawValue: 1 << 6)
     /// The result is a part of operand 0's memory (`ViewDefinition` says where); no copy is made.
     public static let view = OpTraits(rawValue: 1 << 7)
+}
+
+/// An op that the model language offers as a built-in layer of the same name:
+/// `NAME(x, ARG: value, …, name: OWNER)` creates the op's parameters under OWNER (by default the built-in's
+/// name, numbered when taken: `rmsnorm`, `rmsnorm_1`) and applies the op to x and them. Its arguments are
+/// attributes of the op, with the language's defaults; the op's type rule checks them.
+public protocol LayerBuiltin: OpDefinition {
+    /// The built-in's arguments after x, each an attribute of the op, with its default in the language.
+    var layerArguments: [(name: String, defaultValue: AttrValue)] { get }
+    /// The parameters the layer creates for an input of this type, in operand order after x.
+    func layerParameters(_ x: TensorType) throws -> [LayerParameter]
+}
+
+/// A parameter a built-in layer creates: its name under the layer (`weight`), shape and initialisation.
+public struct LayerParameter: Sendable {
+    public enum Initialization: Sendable { case zeros, ones, normal(std: Double) }
+    public var name: String
+    public var dims: [Dim]
+    public var initialization: Initialization
+    public init(_ name: String, _ dims: [Dim], _ initialization: Initialization) {
+        self.name = name; self.dims = dims; self.initialization = initialization
+    }
 }
 
 /// An op whose result is a view of its first operand's memory.

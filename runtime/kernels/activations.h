@@ -18,7 +18,8 @@
 #define KILN_ACTIVATIONS(X) \
     X(relu, 1)              \
     X(gelu, 2)              \
-    X(gelu_tanh, 3)
+    X(gelu_tanh, 3)         \
+    X(silu, 4)
 
 enum {
     KILN_ACT_none = 0,
@@ -50,6 +51,14 @@ KILN_KERNEL inline real kiln_act_gelu_tanh_grad(real x, real dy) {
     real th = kiln_tanh(u);
     real du = s * (1 + 3 * (real)0.044715 * x * x);
     return dy * ((real)0.5 * (1 + th) + (real)0.5 * x * (1 - th * th) * du);
+}
+
+/* SiLU or Swish (Elfwing et al. 2018; Ramachandran et al. 2017): x * sigmoid(x); derivative
+ * sigmoid(x) * (1 + x * (1 - sigmoid(x))) */
+KILN_KERNEL inline real kiln_act_silu(real x) { return x / (1 + kiln_exp(-x)); }
+KILN_KERNEL inline real kiln_act_silu_grad(real x, real dy) {
+    const real s = 1 / (1 + kiln_exp(-x));
+    return dy * s * (1 + x * (1 - s));
 }
 
 /* act(x) for an activation code (KILN_ACT_none: x itself); for loops that pick the activation at run time,

@@ -169,3 +169,50 @@ def load_encoder(weights_path, dtype=torch.float64, **cfg):
     model = TinyEncoder(**cfg).to(dtype)
     model.load_state_dict({k: v.to(dtype) for k, v in load_file(str(weights_path)).items()}, strict=True)
     return model.eval()
+
+
+class RMSSwiGLULayer(nn.Module):
+    """A pre-norm decoder layer with RMSNorm (torch.nn.RMSNorm) and a SwiGLU feed-forward, no biases."""
+
+    def __init__(self, dim, heads, hidden, eps):
+        super().__init__()
+        self.rmsnorm = nn.RMSNorm(dim, eps=eps)
+        self.attention = SelfAttention(dim, heads, causal=True, bias=False)
+        self.rmsnorm_1 = nn.RMSNorm(dim, eps=eps)
+        self.ffn = nn.Module()
+        self.ffn.gate = nn.Linear(dim, hidden, bias=False)
+        self.ffn.up = nn.Linear(dim, hidden, bias=False)
+        self.ffn.down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x):
+        x = x + self.attention(self.rmsnorm(x))
+        h = self.rmsnorm_1(x)
+        return x + self.ffn.down(F.silu(self.ffn.gate(h)) * self.ffn.up(h))
+
+
+class RMSSwiGLU(nn.Module):
+    """tests/models/rms-swiglu.kiln."""
+
+    def __init__(self, vocab=41, context=12, dim=30, heads=3, layers=2, hidden=46):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.positions = nn.Embedding(context, dim)
+        self.layers = nn.ModuleList([RMSSwiGLULayer(dim, heads, hidden, 1e-5) for _ in range(layers)])
+        self.rmsnorm = nn.RMSNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, vocab, bias=False)
+
+    def forward(self, tokens):
+        T = tokens.shape[1]
+        x = self.embed(tokens) + self.positions.weight[:T]
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(self.rmsnorm(x))
+
+
+def load_module(model, weights_path, dtype=torch.float64):
+    """Loads Kiln's safetensors file into a reference module by name (strict)."""
+    from safetensors.torch import load_file
+
+    model = model.to(dtype)
+    model.load_state_dict({k: v.to(dtype) for k, v in load_file(str(weights_path)).items()}, strict=True)
+    return model.eval()

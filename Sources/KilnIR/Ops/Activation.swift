@@ -12,15 +12,22 @@ public struct Activation: Sendable, Hashable {
     /// FLOPs per element of the value and of the gradient (the arithmetic of the C functions' bodies).
     public let flops: Int
     public let gradFlops: Int
+    /// The name of its gated linear unit in `ffn` (Shazeer 2020: `swiglu` for silu), if the language offers one:
+    /// down(act(gate(x)) · up(x)).
+    public var gated: String? = nil
 
     /// The table, in the order of `KILN_ACTIVATIONS` in activations.h.
     public static let all: [Activation] = [
         Activation(name: "relu", formula: "max(x, 0) (Nair & Hinton 2010)", flops: 1, gradFlops: 1),
         Activation(name: "gelu", formula: "x·Φ(x), with erf (Hendrycks & Gimpel 2016)", flops: 10, gradFlops: 10),
         Activation(name: "gelu_tanh", formula: "x/2·(1 + tanh(√(2/π)(x + 0.044715x³))), GELU's approximation in GPT-2", flops: 10, gradFlops: 10),
+        Activation(name: "silu", formula: "x·σ(x), Swish (Ramachandran et al. 2017) or SiLU (Elfwing et al. 2018)", flops: 5,
+                   gradFlops: 8, gated: "swiglu"),
     ]
 
     public static func named(_ name: String) -> Activation? { all.first { $0.name == name } }
+    /// The activation whose gated linear unit is this (`swiglu` → silu).
+    public static func gated(_ name: String) -> Activation? { all.first { $0.gated == name } }
     public var kind: OpKind { OpKind(name) }
     public var gradKind: OpKind { OpKind(name + "_grad") }
 }

@@ -2,7 +2,7 @@ import KilnBasics
 
 /// `layernorm(%x: [..., C], %w: [C], %b: [C]) {eps}` — layer normalisation over the last axis
 /// (Ba et al. 2016), with the biased variance: (x − mean) / √(var + eps) · w + b.
-public struct LayerNorm: Op {
+public struct LayerNorm: Op, LayerBuiltin {
     public init() {}
     public static let eps = AttrKey<Double>("eps")
     public let name = "layernorm"
@@ -19,10 +19,18 @@ public struct LayerNorm: Op {
         """
     public let arity = 3...3
     public var attributes: [AttrSpec] { [Self.eps.spec] }
-    public let traits: OpTraits = [.rowwise]
+    public let traits: OpTraits = [.rowwise, .normalization]
+    /// `layernorm(x, eps: 1e-5)`: `NAME.weight` (ones) and `NAME.bias` (zeros) of [C].
+    public var layerArguments: [(name: String, defaultValue: AttrValue)] { [("eps", .float(1e-5))] }
+    public func layerParameters(_ x: TensorType) throws -> [LayerParameter] {
+        guard let c = x.shape.last, c.constValue != nil else { throw TypeError("layernorm needs a tensor whose last dimension is a constant, got \(x)") }
+        return [LayerParameter("weight", [c], .ones), LayerParameter("bias", [c], .zeros)]
+    }
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         let x = ops[0]
         try requireFloat(x, "layernorm input")
+        let eps = attrs[Self.eps]
+        guard eps > 0, eps.isFinite else { throw TypeError("eps must be positive, got \(eps)") }
         guard let c = x.shape.last else { throw TypeError("layernorm needs rank ≥ 1") }
         for (i, p) in ops.dropFirst().enumerated() where p.shape.dims != [c] {
             throw TypeError("layernorm \(i == 0 ? "weight" : "bias") must have shape [\(c)], got \(p.shape)")

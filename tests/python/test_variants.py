@@ -1,0 +1,84 @@
+"""The transformer variants papers compare, each against an independent PyTorch model (float64): forward
+outputs through `infer run`, gradients under the training objective against autograd, and every VJP of a
+float64 build against finite differences.
+
+tests/models/rms-swiglu.kiln: RMSNorm (torch.nn.RMSNorm) and a SwiGLU feed-forward (F.silu(gate) * up)."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+import reference
+from kilntest import ROOT, run
+
+VARIANTS = {
+    "rms-swiglu": dict(file="tests/models/rms-swiglu.kiln", reference=reference.RMSSwiGLU, vocab=41, context=12),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def variant(request, builds, tmp_path_factory):
+    """The spec, its build directory and weights far from the init (so every path of the model matters)."""
+    spec = VARIANTS[request.param]
+    out = builds.build(spec["file"])
+    w = tmp_path_factory.mktemp(request.param) / "w.safetensors"
+    r = run([out / "infer", "init", "--seed", 3, "--out", w])
+    assert r.returncode == 0, r.stderr
+    g = torch.Generator().manual_seed(3)
+    save_file({k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in load_file(str(w)).items()}, str(w))
+    return spec, out, w
+
+
+def tokens_of(spec, B, T, seed):
+    return np.random.default_rng(seed).integers(0, spec["vocab"], size=(B, T), dtype=np.int32)
+
+
+def test_forward_matches_pytorch(variant, tmp_path):
+    spec, out, w = variant
+    model = reference.load_module(spec["reference"](), w)
+    for B, T in [(3, spec["context"]), (1, 5)]:
+        tokens = tokens_of(spec, B, T, seed=T)
+        np.save(tmp_path / "tokens.npy", tokens)
+        r = run([out / "infer", "run", "--weights", w, "--input", f"tokens={tmp_path / 'tokens.npy'}",
+                 "--output", f"logits={tmp_path / 'logits.npy'}"])
+        assert r.returncode == 0, r.stderr
+        got = np.load(tmp_path / "logits.npy")
+        with torch.no_grad():
+            want = model(torch.from_numpy(tokens).long()).numpy()
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), (np.abs(got - want).max(), np.abs(want).max())
+
+
+def test_gradients_match_pytorch_autograd(variant, tmp_path):
+    spec, out, w = variant
+    B, T = 2, spec["context"]
+    tokens, targets = tokens_of(spec, B, T, seed=1), tokens_of(spec, B, T, seed=2)
+    np.save(tmp_path / "tok.npy", tokens)
+    np.save(tmp_path / "tgt.npy", targets)
+    r = run([out / "gradcheck", "dump", "--weights", w, "--tokens", tmp_path / "tok.npy", "--targets",
+             tmp_path / "tgt.npy", "--out", tmp_path / "g.safetensors"])
+    assert r.returncode == 0, r.stderr
+    ours, our_loss = load_file(str(tmp_path / "g.safetensors")), float(r.stdout.split()[1])
+    model = reference.load_module(spec["reference"](), w)
+    logits = model(torch.from_numpy(tokens).long())
+    loss = F.cross_entropy(logits.reshape(-1, spec["vocab"]), torch.from_numpy(targets).long().reshape(-1))
+    loss.backward()
+    assert abs(our_loss - loss.item()) <= 1e-5 * max(1.0, abs(loss.item()))
+    theirs = dict(model.named_parameters())
+    assert set(ours) == set(theirs)
+    floor = 1e-3 * max(p.grad.abs().max().item() for p in theirs.values())
+    for name, p in theirs.items():
+        want, got = p.grad.numpy(), ours[name].numpy().astype(np.float64)
+        assert np.abs(got - want).max() <= 1e-4 * max(np.abs(want).max(), floor), name
+
+
+def test_every_vjp_against_finite_differences(variant, kiln, tmp_path):
+    spec, _, _ = variant
+    out = tmp_path / "f64"
+    r = run([kiln, "build", ROOT / spec["file"], "--dtype", "f64", "-o", out])
+    assert r.returncode == 0, r.stderr
+    for seed, batch, seq in [(1, 2, 5), (2, 3, 9)]:
+        r = run([out / "gradcheck", "fd", "--seed", seed, "--batch", batch, "--seq", seq, "--samples", 10])
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert ": ok" in r.stdout
