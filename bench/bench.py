@@ -39,8 +39,8 @@ CC = "gcc"
 FORWARD_ROUNDS = 5  # forward cases get this many times --rounds
 
 
-def build(spec, out):
-    args = [KILN, "build", ROOT / spec["file"], "-o", out]
+def build(spec, out, kiln=None):
+    args = [kiln or KILN, "build", ROOT / spec["file"], "-o", out]
     for s in spec["set"]:
         args += ["--set", s]
     subprocess.run([str(a) for a in args], check=True, capture_output=True, env=dict(os.environ, CC=CC))
@@ -248,6 +248,62 @@ def ort_session(model, B, T, vocab, threads, tmp):
     return lambda: sess.run(None, feed)
 
 
+def generation_rate(out, model, weights, threads):
+    """Tokens/s of one `infer generate --timing` run (the new tokens after the first)."""
+    _, prompt, new = GEN_CASES[model]
+    r = subprocess.run([str(out / "infer"), "generate", "--threads", str(threads), "--weights", str(weights), *prompt,
+                        "--tokens", str(new), "--seed", "1", "--timing"], check=True, capture_output=True)
+    return float(re.search(r"([0-9.]+) tokens/s", r.stderr.decode(errors="replace")).group(1))
+
+
+def against_main(args):
+    """Kiln against another build of Kiln (bench/run.sh --against REV): each case built by both, run in
+    alternating rounds (which one goes first alternates too), medians and new/old ratios. Above 1.00 is slower
+    for times, faster for tokens/s."""
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="kiln-against-"))
+    models = [("char", CHAR)] + ([] if args.quick else [("GPT-2 124M", GPT2)])
+    rounds = max(args.rounds, 3)
+    rows = []
+    for label, spec in models:
+        outs = {who: build(spec, tmp / f"{who}-{pathlib.Path(spec['file']).stem}", kiln)
+                for who, kiln in (("old", pathlib.Path(args.against)), ("new", KILN))}
+        key = "char" if spec is CHAR else "gpt2"
+        w = tmp / f"{key}.safetensors"
+        subprocess.run([str(outs["new"] / "infer"), "init", "--seed", "1", "--out", str(w)], check=True, capture_output=True)
+        cases = [("forward", "infer", 1, 256), ("train step", "train", 8, 256) if spec is CHAR else ("train step", "train", 4, 64)]
+        for kind, program, B, T in cases:
+            for threads in (1, 2):
+                times = {"old": [], "new": []}
+                n = rounds * (FORWARD_ROUNDS if kind == "forward" else 1)
+                for i in range(n):
+                    for who in (("old", "new") if i % 2 == 0 else ("new", "old")):
+                        times[who].append(kiln_time(outs[who] / program, "bench", B, T, threads, args.iters))
+                old, new = statistics.median(times["old"]), statistics.median(times["new"])
+                rows.append((f"{label} {kind} B={B} T={T}", threads, "ms", old, new, new / old))
+                print(f"{rows[-1][0]:36s} threads={threads}  old {old:9.2f} ms  new {new:9.2f} ms  new/old {new / old:.3f}",
+                      flush=True)
+        for threads in (1, 2):
+            rates = {"old": [], "new": []}
+            for i in range(max(3, rounds)):
+                for who in (("old", "new") if i % 2 == 0 else ("new", "old")):
+                    rates[who].append(generation_rate(outs[who], key, w, threads))
+            old, new = statistics.median(rates["old"]), statistics.median(rates["new"])
+            rows.append((GEN_CASES[key][0], threads, "tokens/s", old, new, new / old))
+            print(f"{rows[-1][0]:36s} threads={threads}  old {old:9.1f} tokens/s  new {new:9.1f} tokens/s  new/old {new / old:.3f}",
+                  flush=True)
+    print(f"\nBoth built with CC={CC} in this run; old = {args.against_label or args.against}, new = this checkout; medians of "
+          f"alternating rounds of {args.iters} iterations ({FORWARD_ROUNDS * rounds} rounds for forward cases, {rounds} for "
+          "train steps, generation: median of as many runs).")
+    print("\n| case | threads | old | new | unit | new/old | slower? |")
+    print("|---|---|---|---|---|---|---|")
+    worst = 0.0
+    for name, threads, unit, old, new, ratio in rows:
+        slower = ratio - 1 if unit == "ms" else old / new - 1
+        worst = max(worst, slower)
+        print(f"| {name} | {threads} | {old:.2f} | {new:.2f} | {unit} | {ratio:.3f} | {f'{100 * slower:.1f}% slower' if slower > 0 else 'no'} |")
+    print(f"\nworst row: {100 * worst:.1f}% slower" if worst > 0 else "\nno row slower")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="the char model only")
@@ -257,9 +313,13 @@ def main():
     ap.add_argument("--no-gemm", action="store_true")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (char train step)")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
+    ap.add_argument("--against", metavar="KILN", help="compare with another kiln binary instead of the references")
+    ap.add_argument("--against-label", default="", help="what --against is (for the report)")
     args = ap.parse_args()
     global CC
     CC = args.cc
+    if args.against:
+        return against_main(args)
     tmp = tempfile.mkdtemp(prefix="kiln-bench-")
     rows = []
     cases = [("char forward B=1 T=256", CHAR, "forward", 1, 256), ("char train step B=8 T=256", CHAR, "train", 8, 256)]

@@ -403,12 +403,19 @@ final class Lowering {
     }
 
     /// The dropout seed, an input `seed: i64[]` the first dropout adds (training steps take it; inference
-    /// functions, without dropout, do not).
+    /// functions, without dropout, do not). Named `seed`, or `dropout_seed`, `dropout_seed_1`, … when the model
+    /// declares an input of that name (the runtime finds it by its role, not its name).
     func seedInput() -> Int {
-        if let s = graph.inputs.first(where: { graph.nodes[$0].name == "seed" && graph.nodes[$0].attrs[Input.role] == "seed" }) { return s }
+        if let s = graph.inputs.first(where: { graph.nodes[$0].attrs[Input.role].text == Input.Role.seed.rawValue }) { return s }
+        let taken = Set(graph.inputs.compactMap { graph.nodes[$0].name })
+        var name = "seed", k = 0
+        while taken.contains(name) {
+            name = k == 0 ? "dropout_seed" : "dropout_seed_\(k)"
+            k += 1
+        }
         var attrs = Attributes()
         attrs.set(Input.role, Word(Input.Role.seed.rawValue))
-        return graph.add(Node(.input, attrs: attrs, type: TensorType(.i64, []), name: "seed"))
+        return graph.add(Node(.input, attrs: attrs, type: TensorType(.i64, []), name: name))
     }
 
     /// When `node` is a model input, records what its values are (its role; for ids, the range they must lie

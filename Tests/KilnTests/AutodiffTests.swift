@@ -62,6 +62,22 @@ import KilnDriver
         #expect(inference.inputs.map { inference.nodes[$0].name! } == ["t"])
     }
 
+    // A model input named `seed` keeps its name; the dropout seed takes another, and the runtime finds it by role.
+    @Test func theDropoutSeedAvoidsTheNamesOfInputs() throws {
+        let (g0, d, _) = compile("""
+        model M
+        input t: i32[B, T] where T <= 4
+        input seed: f32[B, T, 4]
+        input dropout_seed: f32[B, T, 4]
+        output logits = linear(dropout(embed(t, 7, 4) + seed + dropout_seed, 0.5), 7)
+        """)
+        let g = try #require(g0, "\(d)")
+        let step = try Autodiff.trainStep(from: g, objective: .nextToken("logits"))
+        #expect(step.inputs.map { step.nodes[$0].name! } == ["t", "seed", "dropout_seed", "dropout_seed_1", "targets"])
+        let seed = try #require(step.inputs.first { step.nodes[$0].attrs[Input.role] == "seed" })
+        #expect(step.nodes[seed].name == "dropout_seed_1" && step.nodes[seed].type.description == "i64[]")
+    }
+
     @Test func trainSectionIsParsedAndChecked() throws {
         let file = SourceFile(path: "t.kiln", text: readRepoFile("examples/char-gpt-small.kiln"))
         let r = try Frontend.compile(file)
