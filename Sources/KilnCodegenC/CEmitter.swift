@@ -61,9 +61,8 @@ public struct CEmitter {
         var emitters: [FunctionEmitter] = []
         for f in functions {
             let packed = f.function == "train_step" ? [] : Set(f.parameters.filter { e.packedNames.contains(f.nodes[$0].name!) })
-            var fe = try FunctionEmitter(g: f, real: e.real, packed: packed, paramOffsets: e.paramOffsets)
-            fe.stateTable = e.states.map(\.name)
-            emitters.append(fe)
+            emitters.append(try FunctionEmitter(g: f, real: e.real, packed: packed, paramOffsets: e.paramOffsets,
+                                                stateTable: e.states.map(\.name)))
         }
         return GeneratedModel(prefix: e.prefix, apiHeader: e.apiHeader(), programHeader: e.programHeader(),
                               source: try e.source(emitters), functions: emitters.map { ($0.g.function, $0.plan) })

@@ -27,8 +27,13 @@ struct FunctionEmitter {
     /// The C name of the function (`fn_forward`).
     var cName: String { "fn_" + g.function }
 
-    init(g: Graph, real: String, packed: Set<Int>, paramOffsets: [String: Int]) throws {
+    /// `stateTable`: the names of the model's state tensors, in the order of its state table.
+    init(g: Graph, real: String, packed: Set<Int>, paramOffsets: [String: Int], stateTable: [String]) throws {
         self.g = g; self.real = real; self.packed = packed
+        for i in g.states where !stateTable.contains(g.nodes[i].name ?? "") {
+            throw CodegenError(description: "\(g.function): state '\(g.nodes[i].name ?? "")' is not in the model's state table")
+        }
+        self.stateTable = stateTable
         var used = Set<String>()
         for i in g.inputs + g.states { for d in g.nodes[i].type.shape.dims { if case .sym(let s) = d { used.insert(s) } } }
         dims = g.dims.filter { used.contains($0.name) }
@@ -162,9 +167,9 @@ struct FunctionEmitter {
         return out + "}\n\n"
     }
 
-    /// The index of a state tensor in the model's state table (set by the model emitter).
-    var stateTable: [String] = []
-    func stateIndex(_ i: Int) -> Int { stateTable.firstIndex(of: g.nodes[i].name!) ?? 0 }
+    /// The names of the model's state tensors, in table order (the index of each is its `call->state[i]`).
+    let stateTable: [String]
+    func stateIndex(_ i: Int) -> Int { stateTable.firstIndex(of: g.nodes[i].name!)! }
 
     func body(indent: String) throws -> String {
         var out = ""

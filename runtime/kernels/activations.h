@@ -8,7 +8,7 @@
  * `act` arguments (KILN_ACT_NAME; 0 is no activation). Each activation defines
  *   kiln_act_NAME(x)          its value,
  *   kiln_act_NAME_grad(x, dy) dy times its derivative at x.
- * Adding one: a row here, its two functions below, and its entry in Sources/KilnIR/Activations.swift.
+ * Adding one: a row here, its two functions below, and its row in Sources/KilnIR/Ops/Activation.swift.
  */
 #ifndef KILN_ACTIVATIONS_H
 #define KILN_ACTIVATIONS_H
@@ -59,17 +59,6 @@ KILN_KERNEL inline real kiln_act_silu(real x) { return x / (1 + kiln_exp(-x)); }
 KILN_KERNEL inline real kiln_act_silu_grad(real x, real dy) {
     const real s = 1 / (1 + kiln_exp(-x));
     return dy * s * (1 + x * (1 - s));
-}
-
-/* act(x) for an activation code (KILN_ACT_none: x itself); for loops that pick the activation at run time,
- * such as the matrix product's epilogue, which switches once per row and calls the functions above */
-KILN_KERNEL inline real kiln_act(int act, real x) {
-    switch (act) {
-#define KILN_ACT_CASE(name, id) case id: return kiln_act_##name(x);
-    KILN_ACTIVATIONS(KILN_ACT_CASE)
-#undef KILN_ACT_CASE
-    default: return x;
-    }
 }
 
 #endif /* KILN_ACTIVATIONS_H */

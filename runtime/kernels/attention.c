@@ -119,7 +119,8 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
  * NULL: positions 0 .. T-1). */
 KILN_KERNEL void cache_write_forward(real *cache, const real *restrict x, const int32_t *restrict positions,
                                      int B, int T, int S, int C) {
-    #pragma omp parallel for collapse(2) schedule(static)
+    /* a decode step writes a row or a few: copies that small cost less than waking the threads */
+    #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * C >= 32768)
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             const int p = positions ? positions[(size_t)b * T + t] : t;
