@@ -226,7 +226,10 @@ static kiln_status load_st(kiln_context *ctx, const kiln_safetensors *st) {
 #endif
     free(specs);
     ctx->packed = 0;
-    return rc ? fail(ctx, KILN_ERR_WEIGHTS, "%s", err.msg) : KILN_OK;
+    if (rc) return fail(ctx, KILN_ERR_WEIGHTS, "%s", err.msg);
+    /* ready for forward: its layout now, so that the first call does not pay for rearranging the weights
+     * (a training step rearranges them back once) */
+    return set_layout(ctx, kiln_model.functions[0].packed);
 }
 
 KILN_EXPORT kiln_status KILN_API(load)(kiln_context *ctx, const char *path) {

@@ -39,6 +39,12 @@ class FunctionDesc(ctypes.Structure):
                 ("uses_state", ctypes.c_int), ("writes_grads", ctypes.c_int)]
 
 
+class ParamDesc(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("rank", ctypes.c_int), ("shape", ctypes.c_int64 * 4),
+                ("offset", ctypes.c_size_t), ("numel", ctypes.c_size_t), ("init", ctypes.c_int),
+                ("init_std", ctypes.c_float), ("role", ctypes.c_int)]
+
+
 class KilnError(Exception):
     def __init__(self, status, message):
         super().__init__(message)
@@ -92,6 +98,9 @@ class Model:
             ("reset_state", ctypes.c_int, [ctypes.c_void_p, ctypes.c_int64]),
             ("state_rows", ctypes.c_int64, [ctypes.c_void_p]),
             ("copy_state_row", ctypes.c_int, [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]),
+            ("num_params", ctypes.c_int, []),
+            ("param", ctypes.POINTER(ParamDesc), [ctypes.c_int]),
+            ("params", ctypes.POINTER(ctypes.c_float), [ctypes.c_void_p]),
         ]:
             f = getattr(lib, f"{self.prefix}_{name}")
             f.restype, f.argtypes = res, args
@@ -151,6 +160,18 @@ class Model:
         ins, outs = tensors(f.inputs, arrays), tensors(f.outputs, outputs)
         self._check(self._run(self.ctx, function.encode(), ins, len(arrays), outs, len(outputs)))
         return outputs
+
+    def params(self):
+        """A copy of every parameter by its weights-file name (an f32 build's parameter block)."""
+        block = self._params(self.ctx)
+        if not block:
+            self._check(1)
+        out = {}
+        for i in range(self._num_params()):
+            d = self._param(i).contents
+            flat = np.ctypeslib.as_array(block, shape=(d.offset + d.numel,))[d.offset:]
+            out[d.name.decode()] = flat.reshape([d.shape[k] for k in range(d.rank)]).copy()
+        return out
 
     def reset_state(self, rows):
         self._check(self._reset_state(self.ctx, rows))

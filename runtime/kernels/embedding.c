@@ -11,7 +11,8 @@
  * out is (N, C), table is (V, C), ids is (N) with ids already checked to be in [0, V) */
 KILN_KERNEL void embedding_forward(real *restrict out, const real *restrict table,
                                    const int32_t *restrict ids, size_t N, int C) {
-    #pragma omp parallel for schedule(static)
+    /* a decode step looks up a row or a few: copies that small cost less than waking the threads */
+    #pragma omp parallel for schedule(static) if (N * (size_t)C >= 32768)
     for (size_t n = 0; n < N; n++) {
         memcpy(out + n * C, table + (size_t)ids[n] * C, (size_t)C * sizeof(real));
     }
@@ -24,7 +25,7 @@ KILN_KERNEL void embedding_forward(real *restrict out, const real *restrict tabl
 KILN_KERNEL void embedding_packed_forward(real *restrict out, const real *restrict table,
                                           const int32_t *restrict ids, size_t N, int C, int V) {
     const int full = V / 64 * 64;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if (N * (size_t)C >= 32768)
     for (size_t n = 0; n < N; n++) {
         const int v = ids[n];
         if (v < full) {

@@ -161,3 +161,19 @@ def test_kv_cache_decoding_of_a_batch_at_different_positions_gives_the_full_forw
     with pytest.raises(KilnError):
         m.copy_state_row(0, 4)
     m.close()
+
+
+def test_weights_read_back_as_loaded_between_forward_calls(c_api):
+    """load leaves the weights in the panels forward reads; params gives them back in the file's layout."""
+    build, _ = c_api
+    want = load_file(str(CHAR_WEIGHTS))
+    m = Model(build / "char_gpt_small/libchar_gpt_small.so", str(CHAR_WEIGHTS))
+    tokens = np.frombuffer(b"ROMEO: but soft, what light", np.uint8).astype(np.int32)[None, :]
+    first = m.run("forward", tokens=tokens)["logits"]
+    for _ in range(2):
+        got = m.params()
+        assert got.keys() == want.keys()
+        for k, v in want.items():
+            assert np.array_equal(got[k], v.numpy()), k
+        assert np.array_equal(m.run("forward", tokens=tokens)["logits"], first)
+    m.close()
