@@ -24,7 +24,7 @@
 static const kiln_function_desc *g_step;
 
 static void usage(void) {
-    printf("usage: gradcheck fd [--seed N] [--batch B] [--seq T] [--samples K] [--eps E] [--tol R]\n"
+    printf("usage: gradcheck fd [--seed N] [--batch B] [--seq T] [--dim NAME=N]... [--samples K] [--eps E] [--tol R]\n"
            "       gradcheck dump --weights W --input NAME=IN.npy ... --out G.safetensors [--seed S]\n"
            "       (dump also takes --tokens IN.npy and --targets TG.npy for the inputs of those roles)\n\n"
            "Model '%s' (%d parameter tensors), element type %s.\n"
@@ -32,7 +32,8 @@ static void usage(void) {
            "    each row's first position, normal data); for K random elements of every parameter tensor,\n"
            "    compares d(loss)/d(p) from the backward graph with (loss(p+E) - loss(p-E)) / 2E. The error of an\n"
            "    element is |fd - grad| / max(|fd|, |grad|, 1e-3 * the model's largest |grad|); it fails\n"
-           "    when any error exceeds R (default 1e-6). Defaults: B=2 T=min(5, bound) K=6 E=1e-5.\n"
+           "    when any error exceeds R (default 1e-6). Defaults: B=2 T=min(5, bound) K=6 E=1e-5. Every\n"
+           "    sequence dim (dim 1 of an input) is T unless --dim NAME=N sizes it (a source length S beside T).\n"
            "dump: loss and gradients of train_step for the given weights and inputs.\n",
            KILN(model_name)(), KILN(num_params)(), KILN_REAL_IS_DOUBLE ? "f64" : "f32");
 }
@@ -78,15 +79,29 @@ static double max_abs(const kiln_real *x, size_t n) {
     return m;
 }
 
-/* Random inputs of train_step: dims at index 0 are B, at index 1 T, others their bound. */
-static void random_inputs(kiln_tensor *in, int B, int T, uint64_t seed, kiln_rng *rng) {
+/* The size --dim NAME=N gives a symbolic dim, or 0. */
+static int64_t dim_flag(int argc, char **argv, const char *name) {
+    const size_t n = strlen(name);
+    for (int i = 2; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--dim") || strncmp(argv[i + 1], name, n) || argv[i + 1][n] != '=') continue;
+        char *end;
+        long long v = strtoll(argv[i + 1] + n + 1, &end, 10);
+        if (*end || v < 1 || v > (1 << 20)) kiln_die("--dim %s: expected NAME=N with N in [1, 1048576]", argv[i + 1]);
+        return v;
+    }
+    return 0;
+}
+
+/* Random inputs of train_step: dims at index 0 are B, at index 1 T (or their --dim size), others their bound. */
+static void random_inputs(kiln_tensor *in, int B, int T, uint64_t seed, kiln_rng *rng, int argc, char **argv) {
     for (int k = 0; k < g_step->num_inputs; k++) {
         const kiln_tensor_desc *d = &g_step->inputs[k];
         in[k] = (kiln_tensor){d->name, d->dtype, d->rank, {0}, NULL};
         size_t n = 1;
         for (int j = 0; j < d->rank; j++) {
-            int64_t size = !d->dims[j] ? d->shape[j] : j == 0 ? B : j == 1 ? (d->bounds[j] && d->bounds[j] < T ? d->bounds[j] : T)
-                                                                         : (d->bounds[j] ? d->bounds[j] : 3);
+            const int64_t given = d->dims[j] ? dim_flag(argc, argv, d->dims[j]) : 0;
+            int64_t size = !d->dims[j] ? d->shape[j] : given ? given : j == 0 ? B
+                         : j == 1 ? (d->bounds[j] && d->bounds[j] < T ? d->bounds[j] : T) : (d->bounds[j] ? d->bounds[j] : 3);
             in[k].shape[j] = size;
             n *= (size_t)size;
         }
@@ -138,10 +153,15 @@ static int cmd_fd(int argc, char **argv) {
     }
     kiln_tensor in[16];
     if (g_step->num_inputs > 16) kiln_die("train_step has too many inputs");
-    random_inputs(in, B, T, seed, &rng);
+    random_inputs(in, B, T, seed, &rng, argc, argv);
     double loss = loss_of(ctx, in);
     memcpy(saved, grads, pf * sizeof *saved);
     printf("model %s, B=%d T=%d, loss %.12g, eps %g\n", KILN(model_name)(), B, T, loss, eps);
+    for (int k = 0; k < g_step->num_inputs; k++) {
+        printf("  input %s [", in[k].name);
+        for (int j = 0; j < in[k].rank; j++) printf("%s%lld", j ? ", " : "", (long long)in[k].shape[j]);
+        printf("]\n");
+    }
 
     /* Errors are relative to the element's gradient, floored at 1e-3 of the largest gradient of
      * the model, so exactly-zero gradients (e.g. of a key bias) compare with round-off scale. */

@@ -6,6 +6,7 @@
  *   forward   token ids (.npy) -> logits (.npy)           (language models)
  *   generate  text or token ids from a prompt             (language models)
  *   score     byte-level loss / perplexity of a file      (byte-level language models)
+ *   translate greedy or beam-search decoding of token ids   (encoder–decoder models)
  *   bench     time the forward pass
  *
  * A language model here is one whose forward function takes token ids [B, T] (role tokens) and returns
@@ -22,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kiln_beam.h"
 #include "kiln_cli.h"
 #include "kiln_rt.h"
 #include "model.h"
@@ -48,6 +50,7 @@ static void cmd_forward(const command *cmd, const opts *o);
 static void cmd_generate(const command *cmd, const opts *o);
 static void cmd_score(const command *cmd, const opts *o);
 static void cmd_bench(const command *cmd, const opts *o);
+static void cmd_translate(const command *cmd, const opts *o);
 
 static const command COMMANDS[] = {
     {"init", "--out W.safetensors [--seed N]",
@@ -107,6 +110,26 @@ static const command COMMANDS[] = {
      {{"--weights", "W", "weights file (.safetensors, required)", 0}},
      "FILE",
      cmd_score},
+    {"translate", "--weights W (--ids IDS | --file IN.txt) --bos ID --eos ID [--beam K] [options]",
+     "translate token ids with an encoder-decoder model (greedy or beam search)",
+     "Each source (--ids, or each line of --file: ids separated by spaces or commas) is encoded once;\n"
+     "the decoder then starts from --bos and writes until --eos, with the KV cache, its K beams one\n"
+     "batch of rows. Beam search: candidates best first; one ending in eos finishes, scored by its\n"
+     "log-probability over ((5 + n) / 6)^A (Wu et al. 2016, n its tokens with eos); the rest continue\n"
+     "until K continue; the search stops when K have finished or after --max-len tokens. --beam 1 is\n"
+     "greedy decoding. Prints one line of ids per source (without bos and eos) as it goes; with --scores\n"
+     "each line starts with the log-probability and the normalized score, then a tab.",
+     {{"--weights", "W", "weights file (.safetensors, required)", 0},
+      {"--ids", "IDS", "one source of token ids, e.g. 17,4,9", 0},
+      {"--file", "IN.txt", "sources, one line of ids each", 0},
+      {"--bos", "ID", "the id the decoder starts from (required)", 0},
+      {"--eos", "ID", "the id that ends a translation (required)", 0},
+      {"--beam", "K", "beams, 1..64 (default 4)", 0},
+      {"--length-penalty", "A", "alpha of the length penalty (default 0.6)", 0},
+      {"--max-len", "N", "tokens generated at most, eos included (default: the decoder's context)", 0},
+      {"--scores", NULL, "print each translation's scores before it", 0}},
+     NULL,
+     cmd_translate},
     {"bench", "[--batch B] [--seq T] [options]", "time the forward pass",
      "Uses seeded random weights unless --weights is given, and random inputs: token ids in the\n"
      "vocabulary, masks of ones, normal data. --batch sets every input's first dim, --seq its second.",
@@ -626,6 +649,151 @@ static void cmd_score(const command *cmd, const opts *o) {
     free(tokens);
     free(logits);
     free(text);
+}
+
+/* ------------------------------------------------------------------------- */
+/* translate */
+
+/* An encoder-decoder model: encode (source ids and maybe their mask) and decode_step (target ids, positions). */
+typedef struct {
+    const kiln_function_desc *encode, *decode;
+    int source, mask;      /* encode's inputs: the ids, the mask (-1: none) */
+    int target, positions; /* decode_step's inputs */
+    int64_t vocab;         /* source ids lie in [0, vocab) */
+    int64_t target_vocab;  /* target ids */
+    int64_t out_dim;       /* logits per step */
+    int64_t source_len;    /* the bound of the source length */
+    int64_t context;       /* the decoder's positions lie in [0, context) */
+    kiln_ctx *ctx;
+} seq2seq_info;
+
+static seq2seq_info seq2seq_model(void) {
+    seq2seq_info m = {KILN(find_function)("encode"), KILN(find_function)("decode_step"), -1, -1, -1, -1, 0, 0, 0, 0, 0, NULL};
+    if (!m.encode || !m.decode)
+        kiln_die("'translate' needs an encoder-decoder model, with encode and decode_step functions (docs/language.md, "
+                 "Encoder-decoder models); this one has none");
+    for (int k = 0; k < m.encode->num_inputs; k++) {
+        const kiln_tensor_desc *d = &m.encode->inputs[k];
+        if (d->role == KILN_ROLE_TOKENS && d->rank == 2 && m.source < 0) m.source = k;
+        else if (d->role == KILN_ROLE_MASK && d->rank == 2 && m.mask < 0) m.mask = k;
+        else kiln_die("translate: encode's input '%s' is neither the source ids [B, S] nor their mask", d->name);
+    }
+    for (int k = 0; k < m.decode->num_inputs; k++) {
+        const kiln_tensor_desc *d = &m.decode->inputs[k];
+        if (d->role == KILN_ROLE_TOKENS && m.target < 0) m.target = k;
+        else if (d->role == KILN_ROLE_POSITIONS) m.positions = k;
+        else kiln_die("translate: decode_step's input '%s' is neither the target ids nor the positions", d->name);
+    }
+    const kiln_tensor_desc *out = m.decode->num_outputs == 1 ? &m.decode->outputs[0] : NULL;
+    if (m.source < 0 || m.target < 0 || m.positions < 0 || !out || out->rank != 3 || out->dims[2])
+        kiln_die("translate: the model's encode and decode_step do not take source and target ids and return logits");
+    m.vocab = m.encode->inputs[m.source].limit;
+    m.target_vocab = m.decode->inputs[m.target].limit;
+    m.out_dim = out->shape[2];
+    m.source_len = m.encode->inputs[m.source].bounds[1];
+    m.context = m.decode->inputs[m.positions].limit;
+    return m;
+}
+
+static int translate_step(void *user, int n, const int32_t *tokens, const int32_t *positions, float *logits) {
+    seq2seq_info *m = user;
+    kiln_tensor in[2];
+    in[m->target] = (kiln_tensor){m->decode->inputs[m->target].name, KILN_I32, 2, {n, 1}, (void *)tokens};
+    in[m->positions] = (kiln_tensor){m->decode->inputs[m->positions].name, KILN_I32, 2, {n, 1}, (void *)positions};
+    kiln_tensor out = {m->decode->outputs[0].name, KILN_F32, 3, {n, 1, m->out_dim}, logits};
+    if (KILN(run)(m->ctx, "decode_step", in, 2, &out, 1) == KILN_OK) return 0;
+    kiln_die("%s", KILN(error)(m->ctx));
+}
+
+static int translate_copy(void *user, int from, int to) {
+    seq2seq_info *m = user;
+    return KILN(copy_state_row)(m->ctx, from, to) != KILN_OK;
+}
+
+/* Parses one source: ids separated by spaces, tabs or commas, each in [0, vocab), 1..limit of them. */
+static int64_t parse_ids(const char *text, size_t len, int64_t vocab, int64_t limit, int32_t *ids, const char *where) {
+    int64_t n = 0;
+    size_t i = 0;
+    for (;;) {
+        while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == ',' || text[i] == '\r')) i++;
+        if (i == len) break;
+        if (text[i] < '0' || text[i] > '9') kiln_die("%s: expected token ids separated by spaces or commas, found '%c'", where, text[i]);
+        int64_t v = 0;
+        while (i < len && text[i] >= '0' && text[i] <= '9') {
+            if (v < vocab) v = v * 10 + (text[i] - '0');
+            i++;
+        }
+        if (v >= vocab) kiln_die("%s: id %lld is outside the vocabulary [0, %lld)", where, (long long)v, (long long)vocab);
+        if (n == limit) kiln_die("%s: more than the %lld source ids the model takes", where, (long long)limit);
+        ids[n++] = (int32_t)v;
+    }
+    if (n == 0) kiln_die("%s: an empty source", where);
+    return n;
+}
+
+static void translate_one(seq2seq_info *m, const int32_t *ids, int64_t n, const kiln_beam_options *bo, int scores) {
+    /* the source's memory in row 0 */
+    int32_t *mask = xcalloc_or_die((size_t)n, sizeof *mask, "the source mask");
+    for (int64_t i = 0; i < n; i++) mask[i] = 1;
+    kiln_tensor in[2];
+    in[m->source] = (kiln_tensor){m->encode->inputs[m->source].name, KILN_I32, 2, {1, n}, (void *)ids};
+    if (m->mask >= 0) in[m->mask] = (kiln_tensor){m->encode->inputs[m->mask].name, KILN_I32, 2, {1, n}, mask};
+    run_or_die(m->ctx, "encode", in, m->mask >= 0 ? 2 : 1, NULL, 0);
+    free(mask);
+    kiln_decoder d = {m, (int)m->out_dim, translate_step, translate_copy};
+    kiln_hypothesis best;
+    kiln_error err;
+    if (kiln_beam_search(&d, bo, &best, &err)) kiln_die("%s", err.msg);
+    if (scores) printf("%.6f %.6f\t", best.score, best.normalized);
+    const int len = best.finished ? best.len - 1 : best.len;
+    for (int i = 0; i < len; i++) printf(i ? " %d" : "%d", (int)best.tokens[i]);
+    putchar('\n');
+    if (fflush(stdout) != 0) kiln_die("cannot write to stdout");
+    free(best.tokens);
+}
+
+static void cmd_translate(const command *cmd, const opts *o) {
+    const char *weights = opt_required(cmd, o, "--weights");
+    const char *ids = opt_get(cmd, o, "--ids"), *file = opt_get(cmd, o, "--file");
+    if (!ids == !file) usage_die("translate needs exactly one of --ids and --file");
+    seq2seq_info m = seq2seq_model();
+    kiln_beam_options bo;
+    bo.bos = (int32_t)opt_int(cmd, o, "--bos", NULL, 0, m.target_vocab - 1);
+    bo.eos = (int32_t)opt_int(cmd, o, "--eos", NULL, 0, m.out_dim - 1);
+    bo.beam = (int)opt_int(cmd, o, "--beam", "4", 1, 64);
+    bo.length_penalty = opt_double(cmd, o, "--length-penalty", "0.6", 0.0, 100.0);
+    char context[32];
+    snprintf(context, sizeof context, "%lld", (long long)m.context);
+    bo.max_len = (int)opt_int(cmd, o, "--max-len", context, 1, m.context);
+    const int scores = opt_get(cmd, o, "--scores") != NULL;
+    if (m.out_dim > m.target_vocab)
+        kiln_die("translate needs logits (%lld) no wider than the target vocabulary (%lld): each output is fed back",
+                 (long long)m.out_dim, (long long)m.target_vocab);
+    m.ctx = open_model(weights, 0);
+    if (KILN(reset_state)(m.ctx, kiln_beam_rows(bo.beam)) != KILN_OK) kiln_die("%s", KILN(error)(m.ctx));
+    int32_t *source = xcalloc_or_die((size_t)m.source_len, sizeof *source, "the source ids");
+    if (ids) {
+        int64_t n = parse_ids(ids, strlen(ids), m.vocab, m.source_len, source, "--ids");
+        translate_one(&m, source, n, &bo, scores);
+    } else {
+        kiln_error err;
+        uint8_t *text;
+        size_t len;
+        if (kiln_read_file(file, SCORE_FILE_LIMIT, &text, &len, &err)) kiln_die("%s", err.msg);
+        size_t start = 0;
+        for (int64_t line = 1; start < len; line++) {
+            const uint8_t *nl = memchr(text + start, '\n', len - start);
+            const size_t end = nl ? (size_t)(nl - text) : len;
+            char where[4200];
+            snprintf(where, sizeof where, "%s:%lld", file, (long long)line);
+            int64_t n = parse_ids((const char *)text + start, end - start, m.vocab, m.source_len, source, where);
+            translate_one(&m, source, n, &bo, scores);
+            start = end + 1;
+        }
+        free(text);
+    }
+    free(source);
+    KILN(free)(m.ctx);
 }
 
 /* ------------------------------------------------------------------------- */

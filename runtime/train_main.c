@@ -53,7 +53,7 @@
 #define usage_die kiln_usage_die
 
 enum { OPT_ADAMW = 0, OPT_SGD = 1 };
-enum { SCHED_CONSTANT = 0, SCHED_COSINE = 1 };
+enum { SCHED_CONSTANT = 0, SCHED_COSINE = 1, SCHED_INVERSE_SQRT = 2 };
 
 /* ------------------------------------------------------------------------- */
 /* Hyperparameters: one table drives flags, defaults, checkpoint metadata */
@@ -65,7 +65,7 @@ typedef struct {
 } hparams;
 
 static const char *const OPTIMIZER_NAMES[] = {"adamw", "sgd", NULL};
-static const char *const SCHEDULE_NAMES[] = {"constant", "cosine", NULL};
+static const char *const SCHEDULE_NAMES[] = {"constant", "cosine", "inverse_sqrt", NULL};
 
 typedef struct {
     const char *flag;          /* "--min-lr" */
@@ -91,10 +91,10 @@ static hp_def HPARAMS[] = {
     {"--min-lr", "min_lr", HP_F(min_lr), 0, 1e30, 0, 0, NULL, "LR",
      "final learning rate of cosine"},
     {"--warmup", "warmup", HP_I(warmup), 0, (double)MAX_STEPS, 0, 0, NULL, "N",
-     "linear warmup steps (cosine schedule)"},
+     "linear warmup steps"},
     {"--decay-steps", "decay_steps", HP_I(decay_steps), 0, (double)MAX_STEPS, 0, 0, NULL, "N",
      "step at which cosine reaches --min-lr"},
-    {"--schedule", "schedule", HP_I(schedule), 0, 1, 0, 0, SCHEDULE_NAMES, "constant|cosine",
+    {"--schedule", "schedule", HP_I(schedule), 0, 2, 0, 0, SCHEDULE_NAMES, "constant|cosine|inverse_sqrt",
      "learning-rate schedule"},
     {"--optimizer", "optimizer", HP_I(optimizer), 0, 1, 0, 0, OPTIMIZER_NAMES, "adamw|sgd",
      "optimizer"},
@@ -360,7 +360,8 @@ static command g_train = {
     "\n"
     "Learning rate at step s (0-based): cosine: lr*(s+1)/warmup while s < warmup, then\n"
     "min-lr + (lr-min-lr)*(1+cos(pi*(s-warmup)/(decay-steps-warmup)))/2 until decay-steps,\n"
-    "then min-lr; constant: always lr. Weight decay applies to weight matrices (and to\n"
+    "then min-lr; inverse_sqrt (Vaswani et al. 2017): the same warmup, then lr*sqrt(warmup/(s+1));\n"
+    "constant: the same warmup, then lr. Weight decay applies to weight matrices (and to\n"
     "embeddings with --decay-embeddings 1), never to biases or norm gains.\n"
     "\n"
     "Checkpoints are one safetensors file holding every parameter under its name\n"
@@ -455,10 +456,12 @@ static uint64_t step_seed(uint64_t seed, int64_t step, int64_t micro) {
     return kiln_mix64(h ^ (uint64_t)micro);
 }
 
-/* Learning rate of step `step` (0-based), nanoGPT's get_lr. */
+/* Learning rate of step `step` (0-based): a linear warmup, then constant, nanoGPT's cosine (get_lr), or the
+ * inverse square root of Vaswani et al. 2017 (lr is its peak, d^-0.5 * warmup^-0.5 in the paper). */
 static double lr_at(const hparams *h, int64_t step) {
-    if (h->schedule == SCHED_CONSTANT) return h->lr;
     if (step < h->warmup) return h->lr * (double)(step + 1) / (double)h->warmup;
+    if (h->schedule == SCHED_CONSTANT) return h->lr;
+    if (h->schedule == SCHED_INVERSE_SQRT) return h->lr * sqrt((double)(h->warmup > 0 ? h->warmup : 1) / (double)(step + 1));
     if (step >= h->decay_steps) return h->min_lr;
     double ratio = (double)(step - h->warmup) / (double)(h->decay_steps - h->warmup);
     return h->min_lr + 0.5 * (h->lr - h->min_lr) * (1.0 + cos(3.14159265358979323846 * ratio));

@@ -69,9 +69,12 @@ public struct Pipeline {
     public static var trainingPassNames: [String] { PassManager.training().passNames }
 
     /// The entry points a model has, in order: `forward` always; `train_step` and `loss` with a train section
-    /// (or for an f64 gradient-check build); `prefill` and `decode_step` when the model is causal.
+    /// (or for an f64 gradient-check build); `prefill` and `decode_step` when the model is causal, after
+    /// `encode` when its decoder reads an encoder's memory.
     public static func functionNames(_ g: Graph, training: Bool) -> [String] {
-        ["forward"] + (training ? ["train_step", "loss"] : []) + (KVCachePlan(g) != nil ? ["prefill", "decode_step"] : [])
+        let plan = KVCachePlan(g)
+        return ["forward"] + (training ? ["train_step", "loss"] : []) + (plan?.hasMemory == true ? ["encode"] : [])
+            + (plan != nil ? ["prefill", "decode_step"] : [])
     }
 
     /// One entry point of the model, before optimisation: the transform that makes it from the model's graph
@@ -83,6 +86,9 @@ public struct Pipeline {
             case "forward": return g.removingUnusedInputs()
             case "train_step": return try Autodiff.trainStep(from: g, objective: objective)
             case "loss": return try Autodiff.loss(from: g, objective: objective)
+            case "encode":
+                guard let f = MakeEncode.apply(g) else { throw DriverError.message("model \(g.name) has no encode: no causal decoder reads an encoder's memory (docs/ir.md, make-encode)") }
+                return f
             case "prefill", "decode_step":
                 let f = name == "prefill" ? MakePrefill.apply(g) : MakeDecodeStep.apply(g)
                 guard let f else { throw DriverError.message("model \(g.name) has no \(name): it is not causal (docs/ir.md, make-prefill)") }
@@ -133,7 +139,7 @@ public struct Pipeline {
         return [
             ("OPTIMIZER", c.optimizer == .adamw ? "0" : "1"),
             ("LR", f(c.lr)), ("MIN_LR", f(c.minLR)), ("WARMUP", "\(c.warmup)"),
-            ("SCHEDULE", c.schedule == .cosine ? "1" : "0"), ("STEPS", "\(c.steps)"),
+            ("SCHEDULE", ["constant": "0", "cosine": "1", "inverse_sqrt": "2"][c.schedule.rawValue]!), ("STEPS", "\(c.steps)"),
             ("BETA1", f(c.beta1)), ("BETA2", f(c.beta2)), ("EPS", f(c.eps)),
             ("WEIGHT_DECAY", f(c.weightDecay)), ("DECAY_EMBEDDINGS", c.decayEmbeddings ? "1" : "0"),
             ("MOMENTUM", f(c.momentum)), ("CLIP", f(c.clip)),

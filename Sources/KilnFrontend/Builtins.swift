@@ -7,10 +7,11 @@ import KilnIR
 enum Builtins {
     /// Parameters of each built-in, in positional order; `true` = required.
     static let signatures: [String: [(String, Bool)]] = [
-        "embed": [("ids", true), ("vocab", true), ("dim", true), ("name", false)],
+        "embed": [("ids", true), ("vocab", false), ("dim", false), ("tied", false), ("name", false)],
         "positions": [("kind", true), ("length", true), ("dim", true), ("name", false)],
         "linear": [("x", true), ("out", false), ("bias", false), ("tied", false), ("name", false)],
-        "attention": [("x", true), ("heads", true), ("mask", false), ("padding", false), ("bias", false), ("name", false)],
+        "attention": [("x", true), ("heads", true), ("mask", false), ("padding", false), ("bias", false), ("memory", false), ("name", false)],
+        "sqrt": [("x", true)],
         "mean_pool": [("x", true), ("mask", false)],
         "first_token": [("x", true)],
         "ffn": [("x", true), ("hidden", true), ("activation", false), ("bias", false), ("name", false)],
@@ -116,6 +117,11 @@ extension Lowering {
             let x = try tensor(a["x"]!.0, a["x"]!.1, "first_token's input")
             guard graph.nodes[x].type.shape.rank == 3 else { throw report("first_token expects a [B, T, C] tensor, got \(graph.nodes[x].type)", a["x"]!.1) }
             return try emit(.take, [x], ["axis": .int(1), "index": .int(0)], r, order: ["axis", "index"])
+        case "sqrt":
+            let (v, vr) = a["x"]!
+            guard let x = number(v) else { throw report("sqrt takes a number (a config entry or a constant), got \(describe(v))", vr) }
+            guard x >= 0 else { throw report("sqrt of the negative number \(x)", vr) }
+            return .float(x.squareRoot())
         case "dropout":
             let x = try tensor(a["x"]!.0, a["x"]!.1, "dropout's input")
             let p = try float(a["p"]!.0, a["p"]!.1, "the dropout probability")
@@ -134,17 +140,42 @@ extension Lowering {
         return c
     }
 
-    /// `embed(ids, vocab, dim)`: token embedding table `NAME.weight` [vocab, dim].
+    /// `embed(ids, vocab, dim)`: token embedding table `NAME.weight` [vocab, dim]; `embed(ids, tied: OWNER)`
+    /// looks the ids up in the table of an earlier `embed` (shared source and target embeddings).
     func embed(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
         let ids = try tensor(a["ids"]!.0, a["ids"]!.1, "embed's ids")
         guard !graph.nodes[ids].type.dtype.isFloat else { throw report("embed's ids must be an integer tensor, got \(graph.nodes[ids].type)", a["ids"]!.1) }
-        let vocab = try positiveInt(a["vocab"]!.0, a["vocab"]!.1, "vocab")
-        let dim = try positiveInt(a["dim"]!.0, a["dim"]!.1, "dim")
-        try markInput(ids, .tokens, limit: vocab, a["ids"]!.1)
-        let o = try owner("embed", explicit: a.explicitName)
-        let w = try param(o + ".weight", [.const(vocab), .const(dim)], .normal(0.02), r)
-        registerWeight(owner: o, w)
+        var vocab = try a["vocab"].map { try positiveInt($0.0, $0.1, "vocab") }
+        var dim = try a["dim"].map { try positiveInt($0.0, $0.1, "dim") }
+        let w: Int
+        if let (tv, tr) = a["tied"] {
+            w = try tiedWeight(tv, tr)
+            let ws = graph.nodes[w].type.shape.dims
+            guard ws.count == 2, let v = ws[0].constValue, let d = ws[1].constValue else {
+                throw report("cannot look ids up in '\(graph.nodes[w].name!)' of shape \(Shape(ws)): it is not a [vocab, dim] table", tr)
+            }
+            for (given, want, what) in [(vocab, v, "vocab"), (dim, d, "dim")] where given != nil && given != want {
+                throw report("\(what) \(given!) does not match the tied table '\(graph.nodes[w].name!)' of shape \(Shape(ws))", a[what]!.1)
+            }
+            (vocab, dim) = (v, d)
+            if let (n, nr) = a.explicitName { throw report("a tied embed owns no parameters, so it takes no name (got '\(n)')", nr) }
+        } else {
+            guard vocab != nil else { throw report("missing argument 'vocab' in call to 'embed'", r) }
+            guard dim != nil else { throw report("missing argument 'dim' in call to 'embed'", r) }
+            let o = try owner("embed", explicit: a.explicitName)
+            w = try param(o + ".weight", [.const(vocab!), .const(dim!)], .normal(0.02), r)
+            registerWeight(owner: o, w)
+        }
+        try markInput(ids, .tokens, limit: vocab!, a["ids"]!.1)
         return try emit(.embedding, [w, ids], [:], r)
+    }
+
+    /// The weight that `tied: OWNER` names: the table or weight of an earlier call in scope.
+    private func tiedWeight(_ tv: Value, _ tr: SourceRange) throws -> Int {
+        guard case .word(let target) = tv, let node = scopes.reversed().lazy.compactMap({ $0.ownerWeights[target] }).first else {
+            throw report("tied: must name an earlier embed, positions or linear call in scope, got \(describe(tv))", tr)
+        }
+        return node
     }
 
     /// `positions(learned|sinusoidal, T, dim)`: a [T, dim] position table.
@@ -171,10 +202,7 @@ extension Lowering {
         var out: Int? = try a["out"].map { try positiveInt($0.0, $0.1, "out") }
         var w: Int
         if let (tv, tr) = a["tied"] {
-            guard case .word(let target) = tv, let tiedNode = scopes.reversed().lazy.compactMap({ $0.ownerWeights[target] }).first else {
-                throw report("tied: must name an earlier embed, positions or linear call in scope, got \(describe(tv))", tr)
-            }
-            w = tiedNode
+            w = try tiedWeight(tv, tr)
             let ws = graph.nodes[w].type.shape
             guard ws.dims.count == 2, ws.dims[1] == .const(inDim) else {
                 throw report("cannot tie to '\(graph.nodes[w].name!)' of shape \(ws): its second dim must equal the input's last dim \(inDim)", tr)
@@ -248,9 +276,11 @@ extension Lowering {
     /// Standard deviation of residual output projections (GPT-2: 0.02/√(2·layers)).
     private var residualStd: Double { 0.02 / (2.0 * Double(residualDepth)).squareRoot() }
 
-    /// `attention(x, heads: H, mask: none|causal, padding: MASK, bias: true)`: multi-head self-attention
-    /// with `NAME.query`, `NAME.key`, `NAME.value` and `NAME.output` projections; `padding` is an `i32[B, T]`
-    /// input, 1 for a token and 0 for padding: no query sees a padding key.
+    /// `attention(x, heads: H, mask: none|causal, padding: MASK, bias: true, memory: M)`: multi-head
+    /// attention with `NAME.query`, `NAME.key`, `NAME.value` and `NAME.output` projections. Self-attention
+    /// without `memory`; with `memory: M` (`[B, S, D]`, an encoder's output) cross-attention: queries from x,
+    /// keys and values from M. `padding` is an `i32` input over the keys (`[B, T]`, or `[B, S]` with a
+    /// memory), 1 for a token and 0 for padding: no query sees a padding key.
     func attention(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
         let x = try tensor(a["x"]!.0, a["x"]!.1, "attention's input")
         guard graph.nodes[x].type.shape.rank == 3 else { throw report("attention expects a [B, T, C] tensor, got \(graph.nodes[x].type)", a["x"]!.1) }
@@ -259,10 +289,20 @@ extension Lowering {
         guard c % heads == 0 else { throw report("model dim \(c) is not divisible by \(heads) heads", a["heads"]!.1) }
         let mask = try a["mask"].map { try word($0.0, $0.1, "mask", ["none", "causal"]) } ?? "none"
         let bias = try a["bias"].map { try bool($0.0, $0.1, "bias") } ?? true
+        var source = x, sourceDim = c
+        if let (mv, mr) = a["memory"] {
+            source = try tensor(mv, mr, "attention's memory")
+            let mt = graph.nodes[source].type, xt = graph.nodes[x].type
+            guard mt.shape.rank == 3, mt.dtype == xt.dtype, mt.shape.dims[0] == xt.shape.dims[0] else {
+                throw report("attention's memory must be a [\(xt.shape.dims[0]), S, D] tensor of \(xt.dtype) (one sequence per query sequence), got \(mt)", mr)
+            }
+            sourceDim = try lastDim(source, mr, "attention's memory")
+            if mask == "causal" { throw report("mask: causal orders a sequence against itself; cross-attention to a memory takes only a padding mask", a["mask"]!.1) }
+        }
         var padding: [Int] = []
         if let (pv, pr) = a["padding"] {
             let m = try tensor(pv, pr, "the padding mask")
-            let want = Array(graph.nodes[x].type.shape.dims.prefix(2))
+            let want = Array(graph.nodes[source].type.shape.dims.prefix(2))
             guard !graph.nodes[m].type.dtype.isFloat, graph.nodes[m].type.shape.dims == want else {
                 throw report("the padding mask must be an integer tensor [\(want.map(\.description).joined(separator: ", "))] (1 for a token, 0 for padding), got \(graph.nodes[m].type)", pr)
             }
@@ -271,8 +311,8 @@ extension Lowering {
         }
         let o = try owner("attention", explicit: a.explicitName)
         let q = try projection(x, o + ".query", c, c, bias: bias, std: 0.02, r)
-        let k = try projection(x, o + ".key", c, c, bias: bias, std: 0.02, r)
-        let v = try projection(x, o + ".value", c, c, bias: bias, std: 0.02, r)
+        let k = try projection(source, o + ".key", c, sourceDim, bias: bias, std: 0.02, r)
+        let v = try projection(source, o + ".value", c, sourceDim, bias: bias, std: 0.02, r)
         guard case .tensor(let att) = try emit(.attention, [q, k, v] + padding, ["heads": .int(heads), "causal": .bool(mask == "causal")], r, order: ["heads", "causal"]) else { throw Reported() }
         return .tensor(try projection(att, o + ".output", c, c, bias: bias, std: residualStd, r))
     }

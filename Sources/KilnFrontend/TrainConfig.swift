@@ -6,7 +6,7 @@ import KilnIR
 /// line of `DIR/train` (docs/training.md).
 public struct TrainConfig: Sendable, Equatable {
     public enum Optimizer: String, Sendable { case adamw, sgd }
-    public enum Schedule: String, Sendable { case constant, cosine }
+    public enum Schedule: String, Sendable { case constant, cosine, inverseSqrt = "inverse_sqrt" }
 
     public var optimizer = Optimizer.adamw
     public var lr = 1e-3
@@ -37,7 +37,7 @@ extension Lowering {
     /// `objective = next_token(logits) | cross_entropy(logits, labels, ignore:, smoothing:) | classification(…) |
     ///  mse(output, target) | OUTPUT, and weighted sums of them (`next_token(logits) + 0.01 * balance`)`,
     /// `optimizer = adamw(lr:, beta1:, beta2:, eps:, weight_decay:, decay_embeddings:) | sgd(lr:, momentum:, weight_decay:)`,
-    /// `schedule = constant(warmup:) | cosine(warmup:, min_lr:)`,
+    /// `schedule = constant(warmup:) | cosine(warmup:, min_lr:) | inverse_sqrt(warmup:)`,
     /// `steps`, `clip`, `batch`, `seq`, `accumulate`, `eval_interval`, `eval_iters`.
     func evaluateTrain(_ entries: [ConfigEntry], context: Int?) -> TrainConfig {
         var c = TrainConfig()
@@ -68,7 +68,7 @@ extension Lowering {
                         }
                     }
                 case "schedule":
-                    let (name, args) = try callArgs(e.value, ["constant": ["warmup"], "cosine": ["warmup", "min_lr"]])
+                    let (name, args) = try callArgs(e.value, ["constant": ["warmup"], "cosine": ["warmup", "min_lr"], "inverse_sqrt": ["warmup"]])
                     c.schedule = TrainConfig.Schedule(rawValue: name)!
                     for (k, (v, r)) in args {
                         if k == "warmup" { c.warmup = try count(v, r, "warmup", allowZero: true) } else { c.minLR = try nonNegative(v, r, "min_lr") }

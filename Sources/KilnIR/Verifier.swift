@@ -45,7 +45,9 @@ public enum Verifier {
                 errors.append("\(at): \(e.message)")
             }
         }
-        if g.outputs.isEmpty { errors.append("graph has no outputs") }
+        if g.outputs.isEmpty && !g.nodes.contains(where: { $0.kind.traits.contains(.effect) }) {
+            errors.append("graph has no outputs and no effect (it computes nothing)")
+        }
         for o in g.outputs where o.value < 0 || o.value >= g.nodes.count { errors.append("output \(o.name) refers to a missing node") }
         if !errors.isEmpty { throw Failure(messages: errors) }
     }

@@ -1,16 +1,26 @@
 import KilnBasics
 import KilnIR
 
-/// What the generation functions (`make-prefill`, `make-decode`) need to know of a model: that it is
-/// causal — the output at position t depends only on positions 0 … t — and which dims are its batch and
-/// sequence. Then keys and values can be cached: each attention gets two `state` tensors, `cache.K.k` and
-/// `cache.K.v` of shape [R, S, C] (R rows of the context, S the bound of that attention's key length, C its
-/// width), which prefill fills from position 0 and each decode step extends at the positions it is given.
+/// What the generation functions (`make-prefill`, `make-decode`, `make-encode`) need to know of a model: that
+/// its decoder is causal — the output at position t depends only on positions 0 … t of the sequence inputs
+/// and on a memory that does not depend on them — and which dims are its batch and sequence. Then keys and
+/// values can be cached: each self-attention gets two `state` tensors, `cache.K.k` and `cache.K.v` of shape
+/// [R, S, C] (R rows of the context, S the bound of that attention's key length, C its width), which prefill
+/// fills from position 0 and each decode step extends at the positions it is given.
 ///
-/// A model is causal when every input is [B, T, …] for one batch dim B and one bounded sequence dim T, every
-/// attention is causal self-attention over T, and every other op works on each position alone: elementwise
-/// ops, row-wise ops whose rows are not over T (linear, layernorm, softmax over the last axis), embedding
-/// lookups, and the position tables (`slice_rows` and `sinusoidal` of T rows).
+/// The *sequence inputs* are the inputs [B, T, …] for one batch dim B and one bounded sequence dim T, the
+/// length of the causal self-attentions. Every other input is a *memory input* [B, …] (an encoder–decoder's
+/// source and its padding mask). The *memory side* is what depends on memory inputs and not on sequence
+/// inputs: the encoder. Its values may reach the decoder only as the keys, values and padding mask of a
+/// cross-attention, `attention(q, k, v, mask?)` with q on the decoder and k, v [B, S, C] on the memory side;
+/// `encode` computes them once per source into the states `memory.J.k`, `memory.J.v` [R, S, C] and
+/// `memory.J.mask` [R, S] (J counts the cross-attentions; S is the bound of their length), and the decoder's
+/// functions read them there (`memory_attention`).
+///
+/// On the decoder side every attention is causal self-attention over T or such a cross-attention, and every
+/// other op works on each position alone: elementwise ops, row-wise ops whose rows are not over T (linear,
+/// layernorm, softmax over the last axis), embedding lookups, and the position tables (`slice_rows` and
+/// `sinusoidal` of T rows).
 public struct KVCachePlan {
     public let batch: String
     public let sequence: String
@@ -18,38 +28,104 @@ public struct KVCachePlan {
     public let context: Int
     /// The name of the state dim that counts a context's rows.
     public let rows: String
+    /// The nodes on the memory side (inputs included), which `encode` computes and the decoder's functions
+    /// drop; empty for a decoder-only model.
+    public let memory: Set<Int>
+    /// The nodes that depend on the sequence inputs (the decoder), which `encode` drops.
+    public let decoder: Set<Int>
+    /// The cross-attentions, in graph order.
+    public let crossAttentions: [Int]
+
+    public var hasMemory: Bool { !crossAttentions.isEmpty }
 
     /// The plan for a model graph, or nil when the model is not causal.
     public init?(_ g: Graph) {
-        // the batch and sequence dims, from the inputs
+        // the sequence dim: that of the causal attentions, or of every input when there is none
         var bt: (String, String)?
-        for i in g.inputs {
-            let d = g.nodes[i].type.shape.dims
-            guard d.count >= 2, case .sym(let b) = d[0], case .sym(let t) = d[1], g.bound(of: d[1]) != nil else { return nil }
-            guard Input.Role(rawValue: g.nodes[i].attrs[Input.role].text) != .mask else { return nil }
+        for n in g.nodes where n.kind == .attention && n.attrs[Attention.causal] {
+            let d = n.type.shape.dims
+            guard case .sym(let b) = d[0], case .sym(let t) = d[1] else { return nil }
             if let (b0, t0) = bt, b0 != b || t0 != t { return nil }
             bt = (b, t)
         }
+        if bt == nil {
+            for i in g.inputs where Input.Role(rawValue: g.nodes[i].attrs[Input.role].text) != .seed {
+                let d = g.nodes[i].type.shape.dims
+                guard d.count >= 2, case .sym(let b) = d[0], case .sym(let t) = d[1] else { return nil }
+                if let (b0, t0) = bt, b0 != b || t0 != t { return nil }
+                bt = (b, t)
+            }
+        }
         guard let (b, t) = bt, let context = g.bound(of: .sym(t)) else { return nil }
-        let T = Dim.sym(t)
-        for n in g.nodes {
+        let B = Dim.sym(b), T = Dim.sym(t)
+        // sequence inputs [B, T, …] (never a mask over T: padding is not per position); memory inputs [B, …]
+        var decoder = [Bool](repeating: false, count: g.nodes.count), onMemory = decoder
+        for i in g.inputs where Input.Role(rawValue: g.nodes[i].attrs[Input.role].text) != .seed {
+            let d = g.nodes[i].type.shape.dims
+            guard d.first == B else { return nil }
+            if d.count >= 2, d[1] == T {
+                guard Input.Role(rawValue: g.nodes[i].attrs[Input.role].text) != .mask else { return nil }
+                decoder[i] = true
+            } else {
+                guard !d.contains(T) else { return nil }
+                onMemory[i] = true
+            }
+        }
+        guard decoder.contains(true) else { return nil }
+        for (i, n) in g.nodes.enumerated() where n.kind != .input {
+            decoder[i] = n.operands.contains { decoder[$0] }
+            onMemory[i] = !decoder[i] && n.operands.contains { onMemory[$0] }
+        }
+        var cross: [Int] = []
+        for (i, n) in g.nodes.enumerated() where decoder[i] {
             let k = n.kind
             switch k {
-            case .input, .param, .scalar, .embedding: continue
+            case .input, .embedding: continue
             case .sliceRows, .sinusoidal:
                 guard n.attrs.value(SliceRows.rows) == T || n.attrs.value(Sinusoidal.rows) == T, n.operands.count <= 1 else { return nil }
             case .attention:
                 let types = n.operands.map { g.nodes[$0].type }
-                guard n.operands.count == 3, n.attrs[Attention.causal], types[0].shape.dims[1] == T, types[1] == types[0], types[2] == types[0] else { return nil }
+                guard types[0].shape.dims[1] == T else { return nil }
+                if n.attrs[Attention.causal] {
+                    guard n.operands.count == 3, types[1] == types[0], types[2] == types[0] else { return nil }
+                } else {
+                    // cross-attention: keys, values and mask from the memory side, of a bounded length
+                    guard n.operands.dropFirst().allSatisfy({ onMemory[$0] }), g.bound(of: types[1].shape.dims[1]) != nil else { return nil }
+                    cross.append(i)
+                }
+                continue
             default:
-                if k.traits.contains(.elementwise) { continue }
+                if k.traits.contains(.elementwise) { break }
                 guard k.traits.contains(.rowwise), g.nodes[n.operands[0]].type.shape.last != T, n.type.shape.last != T else { return nil }
             }
+            // apart from cross-attention, the decoder reads nothing of the memory side
+            guard !n.operands.contains(where: { onMemory[$0] }) else { return nil }
         }
+        if g.outputs.contains(where: { onMemory[$0.value] }) { return nil }
         batch = b; sequence = t; self.context = context
+        memory = Set(onMemory.indices.filter { onMemory[$0] })
+        self.decoder = Set(decoder.indices.filter { decoder[$0] })
+        crossAttentions = cross
         var r = "R"
         while g.dims.contains(where: { $0.name == r }) { r += "R" }
         rows = r
+    }
+
+    /// The three states of the j-th cross-attention (`memory.J.k`, `.v`, `.mask`), added to the builder.
+    func memoryStates(_ j: Int, of attention: Node, in g: Graph, _ b: inout GraphBuilder) -> (k: Int, v: Int, mask: Int) {
+        let k = g.nodes[attention.operands[1]].type
+        let length = Dim.const(g.bound(of: k.shape.dims[1])!)
+        let type = TensorType(k.dtype, [.sym(rows), length, k.shape.dims[2]])
+        return (b.graph.add(Node(.state, type: type, name: "memory.\(j).k")),
+                b.graph.add(Node(.state, type: type, name: "memory.\(j).v")),
+                b.graph.add(Node(.state, type: TensorType(k.dtype, [.sym(rows), length]), name: "memory.\(j).mask")))
+    }
+
+    /// The decoder's j-th cross-attention, node i of g, as `memory_attention` of the query q (in the builder's
+    /// graph) over its memory states.
+    func readMemory(_ j: Int, attention i: Int, of g: Graph, query q: Int, _ b: inout GraphBuilder) -> Int {
+        let s = memoryStates(j, of: g.nodes[i], in: g, &b)
+        return b.emit(.memoryAttention, [q, s.k, s.v, s.mask], [(Attention.heads.name, .int(g.nodes[i].attrs[Attention.heads]))])
     }
 
     /// The two state tensors of the k-th attention of the graph (in graph order), added to the builder.
@@ -62,15 +138,15 @@ public struct KVCachePlan {
     }
 
     /// The model's graph rebuilt into a function of that name, node by node: `rewrite` may replace a node
-    /// (given the builder and the node with its operands already mapped); other nodes are copied, their types
-    /// inferred again from the new operands.
-    func rebuild(_ g: Graph, function: String,
-                 _ rewrite: (inout GraphBuilder, Node, Int) throws -> Int?) rethrows -> GraphBuilder {
+    /// (given the builder and the node with its operands already mapped, -1 for a skipped one); other nodes
+    /// are copied, their types inferred again from the new operands; the nodes in `skip` are left out.
+    func rebuild(_ g: Graph, function: String, skip: Set<Int> = [],
+                 _ rewrite: (inout GraphBuilder, Node, Int) throws -> Int?) rethrows -> (GraphBuilder, map: [Int]) {
         var out = Graph(name: g.name, function: function, dims: g.dims)
         if !out.dims.contains(where: { $0.name == rows }) { out.dims.append(SymbolicDim(rows)) }
         var b = GraphBuilder(graph: out)
         var map = [Int](repeating: -1, count: g.nodes.count)
-        for (i, n) in g.nodes.enumerated() {
+        for (i, n) in g.nodes.enumerated() where !skip.contains(i) {
             var m = n
             m.operands = n.operands.map { map[$0] }
             if let r = try rewrite(&b, m, i) { map[i] = r; continue }
@@ -81,12 +157,20 @@ public struct KVCachePlan {
                 b.graph.nodes[map[i]].loc = n.loc
             }
         }
-        b.graph.outputs = g.outputs.map { GraphOutput(name: $0.name, value: map[$0.value]) }
-        return b
+        b.graph.outputs = g.outputs.filter { map[$0.value] >= 0 }.map { GraphOutput(name: $0.name, value: map[$0.value]) }
+        return (b, map)
     }
 }
 
 extension Graph {
+    /// The graph without the nodes that no output or effect needs (inputs stay), so that a dim only they
+    /// mention (the source length of an encoder the decoder's functions leave out) leaves too.
+    func pruned() -> Graph {
+        var g = self
+        _ = try? DeadCodeElimination().run(&g)
+        return g
+    }
+
     /// The graph without the symbolic dims that no node's type mentions.
     public func removingUnusedDims() -> Graph {
         var used = Set<String>()

@@ -9,7 +9,8 @@ import KilnIR
 ///   `sinusoidal() {rows: T}` → `sinusoidal(positions)`;
 /// - `attention(q, k, v)` → `cached_attention(q, cache_write(kc, k, positions), cache_write(vc, v, positions),
 ///   positions)`: the new key and value go into the attention's caches, and each row attends over its
-///   positions 0 … p;
+///   positions 0 … p; a cross-attention reads the memory that `encode` wrote (`memory_attention`), and the
+///   memory side is left out;
 /// - every other op is copied, its type inferred again (T is 1 now).
 ///
 /// Rows decode independently: each may be at its own position, so one call advances a batch of sequences of
@@ -30,7 +31,7 @@ public enum MakeDecodeStep {
             positions = b.graph.add(Node(.input, attrs: attrs, type: TensorType(.i32, [.sym(plan.batch), .const(1)]), name: "positions"))
             return positions!
         }
-        var b = plan.rebuild(g, function: "decode_step") { b, n, _ in
+        var (b, _) = plan.rebuild(g, function: "decode_step", skip: plan.memory) { b, n, i in
             switch n.kind {
             case .input:
                 var m = n
@@ -41,6 +42,7 @@ public enum MakeDecodeStep {
             case .sinusoidal:
                 return b.emit(.sinusoidal, [position(&b)], [(Sinusoidal.dim.name, .int(n.attrs[Sinusoidal.dim]))])
             case .attention:
+                if let j = plan.crossAttentions.firstIndex(of: i) { return plan.readMemory(j, attention: i, of: g, query: n.operands[0], &b) }
                 let (kc, vc) = plan.caches(attentions, of: n, in: &b)
                 attentions += 1
                 let p = position(&b)
@@ -52,7 +54,7 @@ public enum MakeDecodeStep {
         }
         // the positions input even where no op reads them (a model without positions or attention)
         _ = position(&b)
-        let out = b.graph.removingUnusedDims()
+        let out = b.graph.pruned().removingUnusedDims()
         return (try? Verifier.verify(out)) != nil ? out : nil
     }
 }

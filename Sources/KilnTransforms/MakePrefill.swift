@@ -5,8 +5,9 @@ import KilnIR
 /// positions 0 … T-1 of rows 0 … B-1 of the KV cache, and returns each output at the last position only —
 /// made from its graph (`KVCachePlan` says when a model has one):
 ///
-/// - each attention writes its keys and values into its caches (`cache_write(kc, k)`, positions 0 … T-1) and
-///   attends as in the forward pass;
+/// - each self-attention writes its keys and values into its caches (`cache_write(kc, k)`, positions 0 … T-1)
+///   and attends as in the forward pass; each cross-attention reads the memory that `encode` wrote
+///   (`memory_attention`), and the memory side is left out;
 /// - each output `[B, T, …]` becomes `take(output) {axis: 1, index: -1}`, `[B, …]`, and the take moves before
 ///   the row-wise ops that compute the output from one position alone (the final norm and the output head),
 ///   so they run on the last position only.
@@ -17,8 +18,9 @@ public enum MakePrefill {
         guard let plan = KVCachePlan(g) else { return nil }
         let T = Dim.sym(plan.sequence)
         var attentions = 0
-        var b = plan.rebuild(g, function: "prefill") { b, n, _ in
+        var (b, _) = plan.rebuild(g, function: "prefill", skip: plan.memory) { b, n, i in
             guard n.kind == .attention else { return nil }
+            if let j = plan.crossAttentions.firstIndex(of: i) { return plan.readMemory(j, attention: i, of: g, query: n.operands[0], &b) }
             let (kc, vc) = plan.caches(attentions, of: n, in: &b)
             attentions += 1
             b.emit(.cacheWrite, [kc, n.operands[1]])
@@ -44,7 +46,7 @@ public enum MakePrefill {
             }
             b.graph.outputs[k].value = v
         }
-        let out = b.graph.removingUnusedDims()
+        let out = b.graph.pruned().removingUnusedDims()
         return (try? Verifier.verify(out)) != nil ? out : nil
     }
 

@@ -32,6 +32,13 @@ import KilnFrontend
         ("h = embed(tokens, vocab, dim)\noutput y = layernorm(h, eps: -1.0)\n", "error: eps must be positive"),
         ("h = embed(tokens, vocab, dim)\noutput y = softmax(h, h)\n", "error: too many arguments to 'softmax'"),
         ("input more: q32[B] \noutput y = embed(tokens, vocab, dim)\n", "error: unknown dtype 'q32'"),
+        ("input src: i32[B, S] where S <= 6\nm = embed(src, vocab, dim)\nh = embed(tokens, tied: embed)\noutput y = attention(h, heads: 2, memory: m, mask: causal)\n", "7:52: error: mask: causal orders a sequence against itself"),
+        ("input src: i32[B, S] where S <= 6\ninput sm: i32[B, S]\nm = embed(src, vocab, dim)\nh = embed(tokens, tied: embed)\noutput y = attention(h, heads: 2, memory: m, padding: tokens)\n", "8:55: error: the padding mask must be an integer tensor [B, S]"),
+        ("input src: i32[C, S] where S <= 6\nm = embed(src, vocab, dim)\nh = embed(tokens, vocab, dim, name: e2)\noutput y = attention(h, heads: 2, memory: m)\n", "error: attention's memory must be a [B, S, D] tensor of f32 (one sequence per query sequence), got f32[C, S, 16]"),
+        ("h = embed(tokens, vocab, dim)\noutput y = embed(tokens, 40, tied: embed)\n", "5:26: error: vocab 40 does not match the tied table 'embed.weight' of shape [50, 16]"),
+        ("output y = embed(tokens, vocab)\n", "4:12: error: missing argument 'dim' in call to 'embed'"),
+        ("output y = embed(tokens, vocab, dim) * sqrt(0 - dim)\n", "error: sqrt of the negative number -16"),
+        ("h = embed(tokens, vocab, dim)\noutput y = h * sqrt(h)\n", "error: sqrt takes a number (a config entry or a constant), got a tensor"),
     ]
 
     @Test(arguments: cases)

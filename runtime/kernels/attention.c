@@ -183,6 +183,78 @@ KILN_KERNEL void attention_cached_forward(real *restrict out, const real *restri
     }
 }
 
+/* The memory of an encoder–decoder model, which encode stores once per source: keys and values (R, S, C) as
+ * in a KV cache, and a mask (R, S) of the positions that hold a source token.
+ *
+ * cache_write_mask_forward: row b of the mask (R, S) gets mask[b, l] ((B, L), or NULL: 1) for l < L and 0
+ * from L on. */
+KILN_KERNEL void cache_write_mask_forward(real *state, const int32_t *restrict mask, int B, int L, int S) {
+    for (int b = 0; b < B; b++)
+        for (int s = 0; s < S; s++) state[(size_t)b * S + s] = s < L ? (mask ? (real)(mask[(size_t)b * L + s] != 0) : 1) : 0;
+}
+
+/* attention_memory_forward: query t of row b (q, out are (B, T, C)) attends over the positions of memory row
+ * b whose mask is not 0, one query row at a time: keys in blocks of 64, scores (masked ones take no part),
+ * one rescale per new maximum, exp, weighted sum of values. A query that sees no position gets zeros.
+ * (attention_cached_forward's loop with a mask; kept apart so that decoding a language model pays for no
+ * mask.) */
+KILN_KERNEL void attention_memory_forward(real *restrict out, const real *restrict q, const real *restrict km,
+                                          const real *restrict vm, const real *restrict mask, int B, int T, int S,
+                                          int C, int NH) {
+    const int hs = C / NH;
+    const real scale = 1 / sqrt((real)hs);
+    #pragma omp parallel for collapse(3) schedule(static) if ((size_t)B * T * S * C >= 32768)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            for (int t = 0; t < T; t++) {
+                const real *qt = q + ((size_t)b * T + t) * C + h * hs;
+                const real *seen = mask + (size_t)b * S;
+                real *ot = out + ((size_t)b * T + t) * C + h * hs;
+                for (int d = 0; d < hs; d++) ot[d] = 0;
+                real maxv = -INFINITY, sum = 0;
+                for (int s0 = 0; s0 < S; s0 += 64) {
+                    const int nb = S - s0 < 64 ? S - s0 : 64;
+                    real score[64];
+                    real bmax = -INFINITY;
+                    for (int j = 0; j < nb; j++) {
+                        if (seen[s0 + j] == 0) { score[j] = -INFINITY; continue; }
+                        const real *ks = km + ((size_t)b * S + s0 + j) * C + h * hs;
+                        real dot = 0;
+                        #pragma omp simd reduction(+:dot)
+                        for (int d = 0; d < hs; d++) dot += qt[d] * ks[d];
+                        score[j] = dot * scale;
+                        bmax = score[j] > bmax ? score[j] : bmax;
+                    }
+                    if (bmax == -INFINITY) continue;  /* no position of this block is seen */
+                    if (bmax > maxv) {
+                        const real correction = sum > 0 ? kiln_exp(maxv - bmax) : 0;
+                        sum *= correction;
+                        #pragma omp simd
+                        for (int d = 0; d < hs; d++) ot[d] *= correction;
+                        maxv = bmax;
+                    }
+                    for (int j = 0; j < nb; j++) {
+                        score[j] = seen[s0 + j] != 0 ? kiln_exp(score[j] - maxv) : 0;
+                        sum += score[j];
+                    }
+                    for (int j = 0; j < nb; j++) {
+                        if (score[j] == 0) continue;
+                        const real *vs = vm + ((size_t)b * S + s0 + j) * C + h * hs;
+                        const real pj = score[j];
+                        #pragma omp simd
+                        for (int d = 0; d < hs; d++) ot[d] += pj * vs[d];
+                    }
+                }
+                if (sum > 0) {
+                    const real inv = 1 / sum;
+                    #pragma omp simd
+                    for (int d = 0; d < hs; d++) ot[d] *= inv;
+                }
+            }
+        }
+    }
+}
+
 /* attention backward for self-attention, all three gradients, on the GEMM engine's tiles: out is
  * (3, B, T, C) holding dq, dk, dv; dout, q, k, v are (B, T, C); mask (B, T) of the keys, or NULL. Per
  * (batch, head):

@@ -216,3 +216,90 @@ def load_module(model, weights_path, dtype=torch.float64):
     model = model.to(dtype)
     model.load_state_dict({k: v.to(dtype) for k, v in load_file(str(weights_path)).items()}, strict=True)
     return model.eval()
+
+
+class Seq2Seq(nn.Module):
+    """The encoder–decoder of Vaswani et al. 2017 as examples/transformer-base.kiln writes it, from
+    torch.nn.TransformerEncoderLayer / TransformerDecoderLayer (post-norm, ReLU, no final norms), with shared
+    embeddings scaled by sqrt(dim), sinusoidal positions and a tied output projection. `load` maps Kiln's
+    tensor names onto the torch modules (q, k, v stacked into in_proj)."""
+
+    def __init__(self, vocab, dim, heads, layers, hidden):
+        super().__init__()
+        self.dim = dim
+        self.embed = nn.Embedding(vocab, dim)
+        opts = dict(d_model=dim, nhead=heads, dim_feedforward=hidden, dropout=0.0, activation="relu",
+                    batch_first=True, norm_first=False)
+        self.encoder = nn.ModuleList(nn.TransformerEncoderLayer(**opts) for _ in range(layers))
+        self.decoder = nn.ModuleList(nn.TransformerDecoderLayer(**opts) for _ in range(layers))
+
+    def forward(self, source, source_mask, target):
+        S, T = source.shape[1], target.shape[1]
+        scale = math.sqrt(self.dim)
+        pos = sinusoidal(max(S, T), self.dim).to(self.embed.weight.dtype)
+        padding = source_mask == 0
+        x = self.embed(source) * scale + pos[:S]
+        for layer in self.encoder:
+            x = layer(x, src_key_padding_mask=padding)
+        causal = torch.triu(torch.full((T, T), float("-inf"), dtype=x.dtype), diagonal=1)
+        y = self.embed(target) * scale + pos[:T]
+        for layer in self.decoder:
+            y = layer(y, x, tgt_mask=causal, memory_key_padding_mask=padding)
+        return y @ self.embed.weight.T
+
+    def load(self, weights_path, dtype=torch.float64):
+        from safetensors.torch import load_file
+
+        w = {k: v.to(dtype) for k, v in load_file(str(weights_path)).items() if not k.startswith("train.")}
+        used = set()
+
+        def take(name):
+            used.add(name)
+            return w[name]
+
+        def attention(mha, prefix):
+            mha.in_proj_weight.data = torch.cat([take(f"{prefix}.{p}.weight") for p in ("query", "key", "value")])
+            mha.in_proj_bias.data = torch.cat([take(f"{prefix}.{p}.bias") for p in ("query", "key", "value")])
+            mha.out_proj.weight.data, mha.out_proj.bias.data = take(f"{prefix}.output.weight"), take(f"{prefix}.output.bias")
+
+        def rest(layer, prefix, norms):
+            layer.linear1.weight.data, layer.linear1.bias.data = take(f"{prefix}.ffn.up.weight"), take(f"{prefix}.ffn.up.bias")
+            layer.linear2.weight.data, layer.linear2.bias.data = take(f"{prefix}.ffn.down.weight"), take(f"{prefix}.ffn.down.bias")
+            for norm, name in zip(norms, ["layernorm", "layernorm_1", "layernorm_2"]):
+                norm.weight.data, norm.bias.data = take(f"{prefix}.{name}.weight"), take(f"{prefix}.{name}.bias")
+
+        self.to(dtype)
+        self.embed.weight.data = take("embed.weight")
+        for i, layer in enumerate(self.encoder):
+            attention(layer.self_attn, f"encoder.{i}.attention")
+            rest(layer, f"encoder.{i}", [layer.norm1, layer.norm2])
+        for i, layer in enumerate(self.decoder):
+            attention(layer.self_attn, f"decoder.{i}.attention")
+            attention(layer.multihead_attn, f"decoder.{i}.cross")
+            rest(layer, f"decoder.{i}", [layer.norm1, layer.norm2, layer.norm3])
+        assert used == set(w), sorted(set(w) - used)
+        return self.eval()
+
+    def kiln_gradients(self):
+        """The gradient of every parameter under Kiln's tensor names (in_proj split back into q, k, v)."""
+        out = {"embed.weight": self.embed.weight.grad}
+
+        def attention(mha, prefix):
+            for p, g, b in zip(("query", "key", "value"), mha.in_proj_weight.grad.chunk(3), mha.in_proj_bias.grad.chunk(3)):
+                out[f"{prefix}.{p}.weight"], out[f"{prefix}.{p}.bias"] = g, b
+            out[f"{prefix}.output.weight"], out[f"{prefix}.output.bias"] = mha.out_proj.weight.grad, mha.out_proj.bias.grad
+
+        def rest(layer, prefix, norms):
+            out[f"{prefix}.ffn.up.weight"], out[f"{prefix}.ffn.up.bias"] = layer.linear1.weight.grad, layer.linear1.bias.grad
+            out[f"{prefix}.ffn.down.weight"], out[f"{prefix}.ffn.down.bias"] = layer.linear2.weight.grad, layer.linear2.bias.grad
+            for norm, name in zip(norms, ["layernorm", "layernorm_1", "layernorm_2"]):
+                out[f"{prefix}.{name}.weight"], out[f"{prefix}.{name}.bias"] = norm.weight.grad, norm.bias.grad
+
+        for i, layer in enumerate(self.encoder):
+            attention(layer.self_attn, f"encoder.{i}.attention")
+            rest(layer, f"encoder.{i}", [layer.norm1, layer.norm2])
+        for i, layer in enumerate(self.decoder):
+            attention(layer.self_attn, f"decoder.{i}.attention")
+            attention(layer.multihead_attn, f"decoder.{i}.cross")
+            rest(layer, f"decoder.{i}", [layer.norm1, layer.norm2, layer.norm3])
+        return out

@@ -19,7 +19,7 @@ WARN = ["-std=c11", "-Wall", "-Wextra", "-Werror"]
 SAN_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
              "-fno-omit-frame-pointer"]
 COMMON_SRCS = [HERE / "fake_model.c", RT / "kiln_rt.c", RT / "kiln_cli.c"]
-INFER_SRCS = COMMON_SRCS + [RT / "infer_main.c"]
+INFER_SRCS = COMMON_SRCS + [RT / "kiln_beam.c", RT / "infer_main.c"]
 TRAIN_SRCS = COMMON_SRCS + [RT / "train_main.c"]
 SAN_ENV = {
     "ASAN_OPTIONS": "detect_leaks=0:exitcode=86",

@@ -186,7 +186,7 @@ def test_sgd_momentum_with_accumulation_matches_torch(build, text, init_file, tm
     log, out = tmp_path / "log.jsonl", tmp_path / "ck.safetensors"
     expect_ok(run(build["train"], *train_args(data_path, out), "--init-from", init_path,
                   "--steps", steps, "--batch", B, "--seq", T, "--accumulate", acc, "--seed", 3,
-                  "--optimizer", "sgd", "--lr", 0.5, "--schedule", "constant", "--momentum",
+                  "--optimizer", "sgd", "--lr", 0.5, "--schedule", "constant", "--warmup", 0, "--momentum",
                   0.9, "--weight-decay", 0.01, "--decay-embeddings", 0, "--clip", 0.6,
                   "--log", log, "--threads", 2))
     got, _ = read_log(log)
@@ -630,3 +630,17 @@ def test_sanitized_happy_path(build, text, tmp_path):
     expect_ok(run(build["train_asan"], *train_args(data_path, tmp_path / "s"), "--steps", 2,
                   "--optimizer", "sgd", "--schedule", "constant", "--clip", 0))
     expect_ok(run(build["train_clang"], *train_args(data_path, tmp_path / "c"), "--steps", 2))
+
+
+@pytest.mark.parametrize("schedule, want", [
+    # linear warmup over 3 steps, then: lr * sqrt(warmup / (s + 1)) (Vaswani et al. 2017) or lr
+    ("inverse_sqrt", lambda s: 0.1 * (s + 1) / 3 if s < 3 else 0.1 * math.sqrt(3 / (s + 1))),
+    ("constant", lambda s: 0.1 * (s + 1) / 3 if s < 3 else 0.1),
+])
+def test_schedules_warm_up_then_follow_their_rule(build, text, tmp_path, schedule, want):
+    data_path, _ = text
+    log = tmp_path / "log.jsonl"
+    expect_ok(run(build["train"], *train_args(data_path, tmp_path / "ck.safetensors"), "--steps", 8, "--batch", 2,
+                  "--seq", 8, "--lr", 0.1, "--schedule", schedule, "--warmup", 3, "--log", log))
+    got, _ = read_log(log)
+    assert [round(e["lr"], 9) for e in got] == [round(want(s), 9) for s in range(8)]

@@ -21,3 +21,23 @@ extension CachedAttention: CLowering {
         return "attention_cached_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(q[0]), \(q[1]), \(cache[1]), \(q[2]), \(c.attrs[Attention.heads]));"
     }
 }
+
+extension CacheWriteMask: CLowering, InPlaceLowering {
+    var kernelFile: String? { "attention.c" }
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    func call(_ c: CallContext) throws -> String {
+        let k = c.type(1).shape.dims, state = c.type(0).shape.dims
+        let mask = c.operands.count == 3 ? c.p[2] : "NULL"
+        return "cache_write_mask_forward(\(c.dst), \(mask), \(k[0]), \(k[1]), \(state[1]));"
+    }
+    func inPlaceOperand(_ n: Node) -> Int? { n.operands[0] }
+}
+
+extension MemoryAttention: CLowering {
+    var kernelFile: String? { "attention.c" }
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    func call(_ c: CallContext) throws -> String {
+        let p = c.p, q = c.type.shape.dims, memory = c.type(1).shape.dims
+        return "attention_memory_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(q[0]), \(q[1]), \(memory[1]), \(q[2]), \(c.attrs[Attention.heads]));"
+    }
+}
