@@ -10,7 +10,8 @@ enum Builtins {
         "embed": [("ids", true), ("vocab", false), ("dim", false), ("tied", false), ("name", false)],
         "positions": [("kind", true), ("length", true), ("dim", true), ("name", false)],
         "linear": [("x", true), ("out", false), ("bias", false), ("tied", false), ("name", false)],
-        "attention": [("x", true), ("heads", true), ("mask", false), ("padding", false), ("bias", false), ("memory", false), ("name", false)],
+        "attention": [("x", true), ("heads", true), ("mask", false), ("padding", false), ("bias", false), ("memory", false),
+                      ("position", false), ("name", false)],
         "sqrt": [("x", true)],
         "mean_pool": [("x", true), ("mask", false)],
         "first_token": [("x", true)],
@@ -26,8 +27,9 @@ enum Builtins {
         uniqueKeysWithValues: OpRegistry.all.compactMap { $0 as? any LayerBuiltin }.map { ($0.name, $0) })
     /// The activations of the IR's table (`relu`, `gelu`, …): each is a built-in and an `ffn` activation.
     static let activations = Activation.all.map(\.name)
-    /// `ffn`'s activations: the table's, and the gated linear units some of them have (`swiglu`).
-    static let ffnActivations = activations + Activation.all.compactMap(\.gated)
+    /// `ffn`'s activations: the table's, the gated linear units some of them have (`swiglu`, `geglu`, …), and
+    /// the bilinear unit with no activation (`liglu`).
+    static let ffnActivations = activations + Activation.all.compactMap(\.gated) + ["liglu"]
     static let names = Set(signatures.keys)
 }
 
@@ -289,6 +291,10 @@ extension Lowering {
         guard c % heads == 0 else { throw report("model dim \(c) is not divisible by \(heads) heads", a["heads"]!.1) }
         let mask = try a["mask"].map { try word($0.0, $0.1, "mask", ["none", "causal"]) } ?? "none"
         let bias = try a["bias"].map { try bool($0.0, $0.1, "bias") } ?? true
+        let position = try a["position"].map { try word($0.0, $0.1, "position", ["none", "rotary"]) } ?? "none"
+        if position == "rotary", (c / heads) % 2 != 0 {
+            throw report("rotary positions turn pairs of channels: the head size \(c / heads) must be even", a["position"]!.1)
+        }
         var source = x, sourceDim = c
         if let (mv, mr) = a["memory"] {
             source = try tensor(mv, mr, "attention's memory")
@@ -298,6 +304,7 @@ extension Lowering {
             }
             sourceDim = try lastDim(source, mr, "attention's memory")
             if mask == "causal" { throw report("mask: causal orders a sequence against itself; cross-attention to a memory takes only a padding mask", a["mask"]!.1) }
+            if position != "none" { throw report("position: \(position) relates positions of one sequence; cross-attention to a memory takes none", a["position"]!.1) }
         }
         var padding: [Int] = []
         if let (pv, pr) = a["padding"] {
@@ -310,16 +317,22 @@ extension Lowering {
             padding = [m]
         }
         let o = try owner("attention", explicit: a.explicitName)
-        let q = try projection(x, o + ".query", c, c, bias: bias, std: 0.02, r)
-        let k = try projection(source, o + ".key", c, sourceDim, bias: bias, std: 0.02, r)
+        var q = try projection(x, o + ".query", c, c, bias: bias, std: 0.02, r)
+        var k = try projection(source, o + ".key", c, sourceDim, bias: bias, std: 0.02, r)
+        if position == "rotary" {
+            // Su et al. 2021: queries and keys turned by their positions, so that q·k depends on their distance
+            guard case .tensor(let rq) = try emit(.rotary, [q], ["heads": .int(heads), "base": .float(10000), "inverse": .bool(false)], r, order: ["heads", "base", "inverse"]),
+                  case .tensor(let rk) = try emit(.rotary, [k], ["heads": .int(heads), "base": .float(10000), "inverse": .bool(false)], r, order: ["heads", "base", "inverse"]) else { throw Reported() }
+            (q, k) = (rq, rk)
+        }
         let v = try projection(source, o + ".value", c, sourceDim, bias: bias, std: 0.02, r)
         guard case .tensor(let att) = try emit(.attention, [q, k, v] + padding, ["heads": .int(heads), "causal": .bool(mask == "causal")], r, order: ["heads", "causal"]) else { throw Reported() }
         return .tensor(try projection(att, o + ".output", c, c, bias: bias, std: residualStd, r))
     }
 
     /// `ffn(x, hidden: N, activation: gelu, bias: true)`: `NAME.up` [N, C], the activation, `NAME.down` [C, N].
-    /// A gated linear unit (Shazeer 2020; `activation: swiglu`) adds `NAME.gate` [N, C]:
-    /// down(act(gate(x)) · up(x)).
+    /// A gated linear unit (Shazeer 2020; `activation: swiglu`, `geglu`, `reglu`, `glu`) adds `NAME.gate`
+    /// [N, C]: down(act(gate(x)) · up(x)); `liglu` (Shazeer's bilinear) has no activation: down(gate(x) · up(x)).
     func ffn(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
         let x = try tensor(a["x"]!.0, a["x"]!.1, "ffn's input")
         let c = try lastDim(x, a["x"]!.1, "ffn")
@@ -328,10 +341,15 @@ extension Lowering {
         let bias = try a["bias"].map { try bool($0.0, $0.1, "bias") } ?? true
         let o = try owner("ffn", explicit: a.explicitName)
         var h: Int
-        if let unit = Activation.gated(act) {
+        if act == "liglu" || Activation.gated(act) != nil {
             let gate = try projection(x, o + ".gate", hidden, c, bias: bias, std: 0.02, r)
             let up = try projection(x, o + ".up", hidden, c, bias: bias, std: 0.02, r)
-            guard case .tensor(let g) = try emit(unit.kind, [gate], [:], r), case .tensor(let gu) = try emit(.mul, [g, up], [:], r) else { throw Reported() }
+            var g = gate
+            if let unit = Activation.gated(act) {
+                guard case .tensor(let a) = try emit(unit.kind, [gate], [:], r) else { throw Reported() }
+                g = a
+            }
+            guard case .tensor(let gu) = try emit(.mul, [g, up], [:], r) else { throw Reported() }
             h = gu
         } else {
             let up = try projection(x, o + ".up", hidden, c, bias: bias, std: 0.02, r)

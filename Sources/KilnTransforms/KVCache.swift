@@ -83,6 +83,9 @@ public struct KVCachePlan {
             case .input, .embedding: continue
             case .sliceRows, .sinusoidal:
                 guard n.attrs.value(SliceRows.rows) == T || n.attrs.value(Sinusoidal.rows) == T, n.operands.count <= 1 else { return nil }
+            case .rotary:
+                // per position, given the position: decode_step passes it
+                guard n.operands.count == 1, Array(g.nodes[n.operands[0]].type.shape.dims.prefix(2)) == [B, T] else { return nil }
             case .attention:
                 let types = n.operands.map { g.nodes[$0].type }
                 guard types[0].shape.dims[1] == T else { return nil }

@@ -6,7 +6,7 @@ import KilnIR
 ///
 /// - every input `[B, T, …]` becomes `[B, 1, …]`, and an input `positions: i32[B, 1]` gives each row's position;
 /// - the position tables read those positions: `slice_rows(table) {rows: T}` → `embedding(table, positions)`,
-///   `sinusoidal() {rows: T}` → `sinusoidal(positions)`;
+///   `sinusoidal() {rows: T}` → `sinusoidal(positions)`, and so does `rotary(x)` → `rotary(x, positions)`;
 /// - `attention(q, k, v)` → `cached_attention(q, cache_write(kc, k, positions), cache_write(vc, v, positions),
 ///   positions)`: the new key and value go into the attention's caches, and each row attends over its
 ///   positions 0 … p; a cross-attention reads the memory that `encode` wrote (`memory_attention`), and the
@@ -41,6 +41,8 @@ public enum MakeDecodeStep {
                 return b.emit(.embedding, [n.operands[0], position(&b)])
             case .sinusoidal:
                 return b.emit(.sinusoidal, [position(&b)], [(Sinusoidal.dim.name, .int(n.attrs[Sinusoidal.dim]))])
+            case .rotary:
+                return b.emit(.rotary, [n.operands[0], position(&b)], n.attrs.entries)
             case .attention:
                 if let j = plan.crossAttentions.firstIndex(of: i) { return plan.readMemory(j, attention: i, of: g, query: n.operands[0], &b) }
                 let (kc, vc) = plan.caches(attentions, of: n, in: &b)

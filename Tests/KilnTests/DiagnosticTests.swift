@@ -37,6 +37,8 @@ import KilnFrontend
         ("input src: i32[C, S] where S <= 6\nm = embed(src, vocab, dim)\nh = embed(tokens, vocab, dim, name: e2)\noutput y = attention(h, heads: 2, memory: m)\n", "error: attention's memory must be a [B, S, D] tensor of f32 (one sequence per query sequence), got f32[C, S, 16]"),
         ("h = embed(tokens, vocab, dim)\noutput y = embed(tokens, 40, tied: embed)\n", "5:26: error: vocab 40 does not match the tied table 'embed.weight' of shape [50, 16]"),
         ("output y = embed(tokens, vocab)\n", "4:12: error: missing argument 'dim' in call to 'embed'"),
+        ("h = embed(tokens, vocab, 18)\noutput y = attention(h, heads: 2, position: rotary)\n", "5:45: error: rotary positions turn pairs of channels: the head size 9 must be even"),
+        ("h = embed(tokens, vocab, dim)\noutput y = attention(h, heads: 2, position: alibi)\n", "error: position must be one of none, rotary"),
         ("output y = embed(tokens, vocab, dim) * sqrt(0 - dim)\n", "error: sqrt of the negative number -16"),
         ("h = embed(tokens, vocab, dim)\noutput y = h * sqrt(h)\n", "error: sqrt takes a number (a config entry or a constant), got a tensor"),
     ]

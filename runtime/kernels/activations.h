@@ -19,7 +19,11 @@
     X(relu, 1)              \
     X(gelu, 2)              \
     X(gelu_tanh, 3)         \
-    X(silu, 4)
+    X(silu, 4)              \
+    X(sigmoid, 5)           \
+    X(elu, 6)               \
+    X(selu, 7)              \
+    X(softplus, 8)
 
 enum {
     KILN_ACT_none = 0,
@@ -60,5 +64,29 @@ KILN_KERNEL inline real kiln_act_silu_grad(real x, real dy) {
     const real s = 1 / (1 + kiln_exp(-x));
     return dy * s * (1 + x * (1 - s));
 }
+
+/* The logistic sigmoid: 1 / (1 + e^-x); derivative s (1 - s) */
+KILN_KERNEL inline real kiln_act_sigmoid(real x) { return 1 / (1 + kiln_exp(-x)); }
+KILN_KERNEL inline real kiln_act_sigmoid_grad(real x, real dy) {
+    const real s = 1 / (1 + kiln_exp(-x));
+    return dy * s * (1 - s);
+}
+
+/* ELU (Clevert et al. 2016), alpha 1: x if x > 0, else e^x - 1 */
+KILN_KERNEL inline real kiln_act_elu(real x) { return x > 0 ? x : kiln_exp(x) - 1; }
+KILN_KERNEL inline real kiln_act_elu_grad(real x, real dy) { return x > 0 ? dy : dy * kiln_exp(x); }
+
+/* SELU (Klambauer et al. 2017): lambda (x if x > 0, else alpha (e^x - 1)), with their constants */
+#define KILN_SELU_LAMBDA ((real)1.0507009873554804934)
+#define KILN_SELU_ALPHA ((real)1.6732632423543772848)
+KILN_KERNEL inline real kiln_act_selu(real x) { return KILN_SELU_LAMBDA * (x > 0 ? x : KILN_SELU_ALPHA * (kiln_exp(x) - 1)); }
+KILN_KERNEL inline real kiln_act_selu_grad(real x, real dy) {
+    return dy * KILN_SELU_LAMBDA * (x > 0 ? 1 : KILN_SELU_ALPHA * kiln_exp(x));
+}
+
+/* softplus (Dugas et al. 2001): log(1 + e^x), as max(x, 0) + log(1 + e^-|x|) so that no e^x overflows;
+ * derivative sigmoid(x) */
+KILN_KERNEL inline real kiln_act_softplus(real x) { return (x > 0 ? x : 0) + (real)log1p((double)kiln_exp(x > 0 ? -x : x)); }
+KILN_KERNEL inline real kiln_act_softplus_grad(real x, real dy) { return dy / (1 + kiln_exp(-x)); }
 
 #endif /* KILN_ACTIVATIONS_H */

@@ -8,10 +8,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def rotate(x, base=10000.0):
+    """Rotary positions (Su et al. 2021) as Hugging Face's Llama applies them (rotate_half): x is [B, H, T, d];
+    the pair (i, i + d/2) at position t turns by t * base^(-2i/d)."""
+    T, d = x.shape[-2], x.shape[-1]
+    inv_freq = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    angle = torch.arange(T, dtype=torch.float64)[:, None] * inv_freq[None, :]
+    cos, sin = torch.cat([angle.cos()] * 2, -1).to(x.dtype), torch.cat([angle.sin()] * 2, -1).to(x.dtype)
+    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    return x * cos + torch.cat([-x2, x1], -1) * sin
+
+
 class SelfAttention(nn.Module):
-    def __init__(self, dim, heads, causal, bias):
+    def __init__(self, dim, heads, causal, bias, rotary=False):
         super().__init__()
-        self.heads, self.causal = heads, causal
+        self.heads, self.causal, self.rotary = heads, causal, rotary
         self.query = nn.Linear(dim, dim, bias=bias)
         self.key = nn.Linear(dim, dim, bias=bias)
         self.value = nn.Linear(dim, dim, bias=bias)
@@ -23,6 +34,8 @@ class SelfAttention(nn.Module):
         q = self.query(x).view(B, T, H, hs).transpose(1, 2)
         k = self.key(x).view(B, T, H, hs).transpose(1, 2)
         v = self.value(x).view(B, T, H, hs).transpose(1, 2)
+        if self.rotary:
+            q, k = rotate(q), rotate(k)
         att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
         if self.causal:
             mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
@@ -174,10 +187,10 @@ def load_encoder(weights_path, dtype=torch.float64, **cfg):
 class RMSSwiGLULayer(nn.Module):
     """A pre-norm decoder layer with RMSNorm (torch.nn.RMSNorm) and a SwiGLU feed-forward, no biases."""
 
-    def __init__(self, dim, heads, hidden, eps):
+    def __init__(self, dim, heads, hidden, eps, rotary=False):
         super().__init__()
         self.rmsnorm = nn.RMSNorm(dim, eps=eps)
-        self.attention = SelfAttention(dim, heads, causal=True, bias=False)
+        self.attention = SelfAttention(dim, heads, causal=True, bias=False, rotary=rotary)
         self.rmsnorm_1 = nn.RMSNorm(dim, eps=eps)
         self.ffn = nn.Module()
         self.ffn.gate = nn.Linear(dim, hidden, bias=False)
@@ -204,6 +217,23 @@ class RMSSwiGLU(nn.Module):
     def forward(self, tokens):
         T = tokens.shape[1]
         x = self.embed(tokens) + self.positions.weight[:T]
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(self.rmsnorm(x))
+
+
+class RotaryLM(nn.Module):
+    """tests/models/rotary.kiln: RMSSwiGLU's layers with rotary positions and no position table."""
+
+    def __init__(self, vocab=41, dim=30, heads=3, layers=2, hidden=46):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.layers = nn.ModuleList([RMSSwiGLULayer(dim, heads, hidden, 1e-5, rotary=True) for _ in range(layers)])
+        self.rmsnorm = nn.RMSNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, vocab, bias=False)
+
+    def forward(self, tokens):
+        x = self.embed(tokens)
         for layer in self.layers:
             x = layer(x)
         return self.head(self.rmsnorm(x))

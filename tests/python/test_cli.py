@@ -221,6 +221,17 @@ def test_stats_counts_exactly(kiln):
     assert r.returncode != 0 and "exceeds the context 1024" in r.stderr
 
 
+def test_stats_counts_rotary_positions_exactly(kiln):
+    """Rotary positions turn q and k of every layer: 4 products and 2 sums per pair of channels (3 per element),
+    once forward and once backward (the rotation by the opposite angle)."""
+    r = run([kiln, "stats", ROOT / "tests/models/rotary.kiln", "--batch", 2, "--seq", 12])
+    assert r.returncode == 0, r.stderr
+    B, T, C, L = 2, 12, 30, 2
+    forward = 2 * L * 3 * B * T * C
+    assert f"  rotary                     {forward:,} FLOPs" in r.stdout.split("training step")[0]
+    assert f"  rotary                           {2 * forward:,} FLOPs" in r.stdout.split("training step")[1]
+
+
 @pytest.mark.parametrize("model,prompt,n", [(ODD, "AB", 20), ("examples/char-gpt-small.kiln", "ROMEO:", 50)])
 def test_kv_cache_generation_matches_full_forward(builds, tmp_path, model, prompt, n):
     """Within the context, generating with the KV cache (one decode step per token) gives the

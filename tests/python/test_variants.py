@@ -2,7 +2,9 @@
 outputs through `infer run`, gradients under the training objective against autograd, and every VJP of a
 float64 build against finite differences.
 
-tests/models/rms-swiglu.kiln: RMSNorm (torch.nn.RMSNorm) and a SwiGLU feed-forward (F.silu(gate) * up)."""
+tests/models/rms-swiglu.kiln: RMSNorm (torch.nn.RMSNorm) and a SwiGLU feed-forward (F.silu(gate) * up).
+tests/models/rotary.kiln: the same with rotary positions (Su et al. 2021, Llama's rotate_half) and no table;
+its KV-cache decoding is checked against the full forward too."""
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from kilntest import ROOT, run
 
 VARIANTS = {
     "rms-swiglu": dict(file="tests/models/rms-swiglu.kiln", reference=reference.RMSSwiGLU, vocab=41, context=12),
+    "rotary": dict(file="tests/models/rotary.kiln", reference=reference.RotaryLM, vocab=41, context=12),
 }
 
 
@@ -82,3 +85,34 @@ def test_every_vjp_against_finite_differences(variant, kiln, tmp_path):
         r = run([out / "gradcheck", "fd", "--seed", seed, "--batch", batch, "--seq", seq, "--samples", 10])
         assert r.returncode == 0, r.stdout + r.stderr
         assert ": ok" in r.stdout
+
+
+def test_kv_cache_decoding_gives_the_full_forward(variant):
+    """prefill then decode_step, two rows a position apart, against the forward of each prefix."""
+    import sys
+    sys.path.insert(0, str(ROOT / "examples/c-api"))
+    from kiln_ctypes import Model
+
+    spec, out, w = variant
+    lib = next(out.glob("lib*.so"))
+    m = Model(lib, str(w))
+    T = spec["context"]
+    tokens = tokens_of(spec, 2, T, seed=5)
+
+    def close(got, want):
+        return np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+    m.reset_state(2)
+    logits = m.run("prefill", tokens=tokens[:, :3])["logits"]
+    for b in range(2):
+        assert close(logits[b], m.run("forward", tokens=tokens[b:b + 1, :3])["logits"][0, -1])
+    m.run("decode_step", tokens=tokens[:1, 3:4], positions=np.array([[3]], np.int32))  # row 0 one ahead
+    positions = np.array([4, 3])
+    while positions[0] < T:
+        step = np.array([[tokens[b, positions[b]]] for b in range(2)], np.int32)
+        logits = m.run("decode_step", tokens=step, positions=positions[:, None].astype(np.int32))["logits"]
+        for b in range(2):
+            want = m.run("forward", tokens=tokens[b:b + 1, :positions[b] + 1])["logits"][0, -1]
+            assert close(logits[b, 0], want), (b, positions[b])
+        positions += 1
+    m.close()

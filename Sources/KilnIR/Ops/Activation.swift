@@ -12,17 +12,21 @@ public struct Activation: Sendable, Hashable {
     /// FLOPs per element of the value and of the gradient (the arithmetic of the C functions' bodies).
     public let flops: Int
     public let gradFlops: Int
-    /// The name of its gated linear unit in `ffn` (Shazeer 2020: `swiglu` for silu), if the language offers one:
-    /// down(act(gate(x)) · up(x)).
+    /// The name of its gated linear unit in `ffn` (Shazeer 2020: `swiglu` for silu, `geglu`, `reglu`, and
+    /// Dauphin et al. 2017's `glu` for sigmoid), if the language offers one: down(act(gate(x)) · up(x)).
     public var gated: String? = nil
 
     /// The table, in the order of `KILN_ACTIVATIONS` in activations.h.
     public static let all: [Activation] = [
-        Activation(name: "relu", formula: "max(x, 0) (Nair & Hinton 2010)", flops: 1, gradFlops: 1),
-        Activation(name: "gelu", formula: "x·Φ(x), with erf (Hendrycks & Gimpel 2016)", flops: 10, gradFlops: 10),
+        Activation(name: "relu", formula: "max(x, 0) (Nair & Hinton 2010)", flops: 1, gradFlops: 1, gated: "reglu"),
+        Activation(name: "gelu", formula: "x·Φ(x), with erf (Hendrycks & Gimpel 2016)", flops: 10, gradFlops: 10, gated: "geglu"),
         Activation(name: "gelu_tanh", formula: "x/2·(1 + tanh(√(2/π)(x + 0.044715x³))), GELU's approximation in GPT-2", flops: 10, gradFlops: 10),
         Activation(name: "silu", formula: "x·σ(x), Swish (Ramachandran et al. 2017) or SiLU (Elfwing et al. 2018)", flops: 5,
                    gradFlops: 8, gated: "swiglu"),
+        Activation(name: "sigmoid", formula: "σ(x) = 1/(1 + e^−x); its GLU is Dauphin et al. 2017's", flops: 4, gradFlops: 7, gated: "glu"),
+        Activation(name: "elu", formula: "x if x > 0, else e^x − 1 (Clevert et al. 2016, α = 1)", flops: 2, gradFlops: 2),
+        Activation(name: "selu", formula: "λ·(x if x > 0, else α(e^x − 1)), λ ≈ 1.0507, α ≈ 1.6733 (Klambauer et al. 2017)", flops: 4, gradFlops: 3),
+        Activation(name: "softplus", formula: "log(1 + e^x), computed as max(x, 0) + log(1 + e^−|x|) (Dugas et al. 2001)", flops: 6, gradFlops: 5),
     ]
 
     public static func named(_ name: String) -> Activation? { all.first { $0.name == name } }
