@@ -18,7 +18,8 @@ enum Builtins {
         "ffn": [("x", true), ("hidden", true), ("activation", false), ("bias", false), ("name", false)],
         "softmax": [("x", true)],
         "dropout": [("x", true), ("p", true)],
-        "repeat": [("count", true), ("block", true), ("x", true), ("name", false)],
+        "repeat": [("count", true), ("block", true), ("x", true), ("shared", false), ("timestep", false), ("name", false)],
+        "rezero": [("x", true), ("name", false)],
     ].merging(Activation.all.map { ($0.name, [("x", true)]) }, uniquingKeysWith: { a, _ in a })
      .merging(layers.map { ($0.key, [("x", true)] + $0.value.layerArguments.map { ($0.name, false) } + [("name", false)]) },
               uniquingKeysWith: { a, _ in a })
@@ -108,6 +109,12 @@ extension Lowering {
             let x = try tensor(a["x"]!.0, a["x"]!.1, "the argument of \(name)")
             return try emit(OpKind(rawValue: name)!, [x], [:], r)
         case "repeat": return try repeatBlock(a, extras, r)
+        case "rezero":
+            // Bachlechner et al. 2020: a learned gate on a residual branch, from 0 (the layer starts as identity)
+            let x = try tensor(a["x"]!.0, a["x"]!.1, "rezero's input")
+            let o = try owner("rezero", explicit: a.explicitName)
+            let alpha = try param(o + ".alpha", [.const(1)], .zeros, r)
+            return try emit(.mul, [x, alpha], [:], r)
         case _ where Builtins.layers[name] != nil: return try layer(Builtins.layers[name]!, a, r)
         case "mean_pool":
             let x = try tensor(a["x"]!.0, a["x"]!.1, "mean_pool's input")
@@ -361,7 +368,9 @@ extension Lowering {
 
     /// `repeat(N, Block, x, extra…)`: N calls of Block, each with its own weights `NAME.i.…`; x is the first
     /// argument of the first call and the result of each call the first argument of the next; the extra
-    /// arguments (a padding mask) are the same for every call.
+    /// arguments (a padding mask) are the same for every call. `shared: true`: one set of weights `NAME.…` for
+    /// all N calls (ALBERT; the Universal Transformer); `timestep: true` adds row i of the sinusoidal table (of
+    /// N rows, the width of x) to x before call i (the Universal Transformer's timestep signal).
     func repeatBlock(_ a: BoundArgs, _ extras: [Argument], _ r: SourceRange) throws -> Value {
         let n = try positiveInt(a["count"]!.0, a["count"]!.1, "the repeat count")
         guard n <= Self.maxRepeat else { throw report("repeat count \(n) is too large (limit \(Self.maxRepeat))", a["count"]!.1) }
@@ -371,13 +380,30 @@ extension Lowering {
             throw report("repeat passes \(1 + extras.count) argument\(extras.isEmpty ? "" : "s") to each call, but '\(bn)' has \(block.params.count) parameter\(block.params.count == 1 ? "" : "s")", br)
         }
         let more = try extras.map { (try eval($0.value), $0.value.range) }
+        let shared = try a["shared"].map { try bool($0.0, $0.1, "shared") } ?? false
+        let timestep = try a["timestep"].map { try bool($0.0, $0.1, "timestep") } ?? false
         var x = a["x"]!.0
         let o = try owner("layers", explicit: a.explicitName)
         let outerPrefix = scopes[scopes.count - 1].prefix
+        var signal: Int?
+        if timestep {
+            let t = try tensor(x, a["x"]!.1, "repeat's input")
+            let width = try lastDim(t, a["x"]!.1, "timestep: true")
+            guard case .tensor(let s) = try emit(.sinusoidal, [], ["rows": .int(n), "dim": .int(width)], r, order: ["rows", "dim"]) else { throw Reported() }
+            signal = s
+        }
         residualDepth *= n
-        defer { residualDepth /= n }
+        let reusing = reuseParams
+        defer { residualDepth /= n; reuseParams = reusing }
         for i in 0..<n {
-            x = try callBlock(block, [], r, prefixName: String(o.dropFirst(outerPrefix.count)) + ".\(i)", values: [(x, a["x"]!.1)] + more)
+            if let s = signal {
+                let t = try tensor(x, a["x"]!.1, "repeat's input")
+                guard case .tensor(let row) = try emit(.take, [s], ["axis": .int(0), "index": .int(i)], r, order: ["axis", "index"]) else { throw Reported() }
+                x = try emit(.add, [t, row], [:], r)
+            }
+            let name = String(o.dropFirst(outerPrefix.count)) + (shared ? "" : ".\(i)")
+            reuseParams = reusing || (shared && i > 0)
+            x = try callBlock(block, [], r, prefixName: name, values: [(x, a["x"]!.1)] + more)
         }
         return x
     }

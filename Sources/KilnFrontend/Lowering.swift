@@ -44,6 +44,9 @@ final class Lowering {
     var scopes: [Scope] = []
     var callStack: [String] = []
     var paramNames = Set<String>()
+    /// Every parameter by name; while a shared `repeat` runs its later calls, a name that exists is reused.
+    var paramNodes: [String: Int] = [:]
+    var reuseParams = false
     var dropoutCount = 0
     /// Product of enclosing `repeat` counts: GPT-2 scales residual projections by 1/√(2·layers).
     var residualDepth = 1
@@ -392,6 +395,10 @@ final class Lowering {
             guard !o, p <= (1 << 34) else { throw report("parameter '\(fullName)' of shape \(Shape(dims)) is too large", r) }
             count = p
         }
+        if reuseParams, let p = paramNodes[fullName] {
+            guard graph.nodes[p].type.shape.dims == dims else { throw report("the shared parameter '\(fullName)' changes shape: \(graph.nodes[p].type.shape) vs \(Shape(dims))", r) }
+            return p
+        }
         guard paramNames.insert(fullName).inserted else { throw report("parameter name '\(fullName)' is used twice", r) }
         var attrs = Attributes()
         switch initKind {
@@ -399,7 +406,9 @@ final class Lowering {
         case .ones: attrs["init"] = .word("ones")
         case .normal(let std): attrs["init"] = .word("normal"); attrs["std"] = .float(std)
         }
-        return try add(Node(.param, attrs: attrs, type: TensorType(.f32, dims), name: fullName, loc: r), r)
+        let p = try add(Node(.param, attrs: attrs, type: TensorType(.f32, dims), name: fullName, loc: r), r)
+        paramNodes[fullName] = p
+        return p
     }
 
     /// The dropout seed, an input `seed: i64[]` the first dropout adds (training steps take it; inference

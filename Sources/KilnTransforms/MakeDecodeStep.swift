@@ -37,9 +37,9 @@ public enum MakeDecodeStep {
                 var m = n
                 m.type.shape.dims = n.type.shape.dims.map { $0 == T ? .const(1) : $0 }
                 return b.graph.add(m)
-            case .sliceRows:
+            case .sliceRows where n.attrs.value(SliceRows.rows) == T:
                 return b.emit(.embedding, [n.operands[0], position(&b)])
-            case .sinusoidal:
+            case .sinusoidal where n.attrs.value(Sinusoidal.rows) == T:
                 return b.emit(.sinusoidal, [position(&b)], [(Sinusoidal.dim.name, .int(n.attrs[Sinusoidal.dim]))])
             case .rotary:
                 return b.emit(.rotary, [n.operands[0], position(&b)], n.attrs.entries)

@@ -239,6 +239,67 @@ class RotaryLM(nn.Module):
         return self.head(self.rmsnorm(x))
 
 
+class ReZeroLayer(nn.Module):
+    """x + α·attention(LayerNorm(x)), then x + β·GeGLU(RMSNorm(x)), with α, β learned (Bachlechner et al. 2020)."""
+
+    def __init__(self, dim, heads, hidden):
+        super().__init__()
+        self.layernorm = nn.LayerNorm(dim)
+        self.attention = SelfAttention(dim, heads, causal=True, bias=True)
+        self.rezero = nn.Module()
+        self.rezero.alpha = nn.Parameter(torch.zeros(1))
+        self.rmsnorm = nn.RMSNorm(dim, eps=1e-6)
+        self.ffn = nn.Module()
+        self.ffn.gate = nn.Linear(dim, hidden)
+        self.ffn.up = nn.Linear(dim, hidden)
+        self.ffn.down = nn.Linear(hidden, dim)
+        self.rezero_1 = nn.Module()
+        self.rezero_1.alpha = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        x = x + self.rezero.alpha * self.attention(self.layernorm(x))
+        h = self.rmsnorm(x)
+        return x + self.rezero_1.alpha * self.ffn.down(F.gelu(self.ffn.gate(h)) * self.ffn.up(h))
+
+
+class ReZeroGeGLU(nn.Module):
+    """tests/models/rezero.kiln."""
+
+    def __init__(self, vocab=41, context=12, dim=30, heads=3, layers=2, hidden=46):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.positions = nn.Embedding(context, dim)
+        self.layers = nn.ModuleList([ReZeroLayer(dim, heads, hidden) for _ in range(layers)])
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, tokens):
+        x = self.embed(tokens) + self.positions.weight[:tokens.shape[1]]
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+
+class Universal(nn.Module):
+    """tests/models/universal.kiln: one pre-norm layer applied `steps` times with its weights shared, row s of
+    the sinusoidal table added before step s (Dehghani et al. 2019), sinusoidal positions."""
+
+    def __init__(self, vocab=41, dim=30, heads=3, steps=3, hidden=46):
+        super().__init__()
+        self.steps = steps
+        self.embed = nn.Embedding(vocab, dim)
+        self.step = Layer(dict(dim=dim, heads=heads, hidden=hidden, norm="pre", activation="relu", eps=1e-5))
+        self.layernorm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, tokens):
+        T, C = tokens.shape[1], self.embed.weight.shape[1]
+        x = self.embed(tokens) + sinusoidal(T, C).to(self.embed.weight.dtype)
+        signal = sinusoidal(self.steps, C).to(x.dtype)
+        for s in range(self.steps):
+            x = self.step(x + signal[s])
+        return self.head(self.layernorm(x))
+
+
 def load_module(model, weights_path, dtype=torch.float64):
     """Loads Kiln's safetensors file into a reference module by name (strict)."""
     from safetensors.torch import load_file

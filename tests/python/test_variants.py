@@ -4,7 +4,10 @@ float64 build against finite differences.
 
 tests/models/rms-swiglu.kiln: RMSNorm (torch.nn.RMSNorm) and a SwiGLU feed-forward (F.silu(gate) * up).
 tests/models/rotary.kiln: the same with rotary positions (Su et al. 2021, Llama's rotate_half) and no table;
-its KV-cache decoding is checked against the full forward too."""
+its KV-cache decoding is checked against the full forward too (for every variant).
+tests/models/rezero.kiln: ReZero gates (Bachlechner et al. 2020) with LayerNorm, RMSNorm and GeGLU.
+tests/models/universal.kiln: a Universal Transformer (Dehghani et al. 2019): one block, shared weights, a
+timestep signal."""
 import numpy as np
 import pytest
 import torch
@@ -17,6 +20,8 @@ from kilntest import ROOT, run
 VARIANTS = {
     "rms-swiglu": dict(file="tests/models/rms-swiglu.kiln", reference=reference.RMSSwiGLU, vocab=41, context=12),
     "rotary": dict(file="tests/models/rotary.kiln", reference=reference.RotaryLM, vocab=41, context=12),
+    "rezero": dict(file="tests/models/rezero.kiln", reference=reference.ReZeroGeGLU, vocab=41, context=12),
+    "universal": dict(file="tests/models/universal.kiln", reference=reference.Universal, vocab=41, context=12),
 }
 
 
