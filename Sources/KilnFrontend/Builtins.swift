@@ -11,7 +11,7 @@ enum Builtins {
         "positions": [("kind", true), ("length", true), ("dim", true), ("name", false)],
         "linear": [("x", true), ("out", false), ("bias", false), ("tied", false), ("name", false)],
         "attention": [("x", true), ("heads", true), ("mask", false), ("padding", false), ("bias", false), ("memory", false),
-                      ("position", false), ("name", false)],
+                      ("position", false), ("kv_heads", false), ("name", false)],
         "sqrt": [("x", true)],
         "mean_pool": [("x", true), ("mask", false)],
         "first_token": [("x", true)],
@@ -299,6 +299,11 @@ extension Lowering {
         let mask = try a["mask"].map { try word($0.0, $0.1, "mask", ["none", "causal"]) } ?? "none"
         let bias = try a["bias"].map { try bool($0.0, $0.1, "bias") } ?? true
         let position = try a["position"].map { try word($0.0, $0.1, "position", ["none", "rotary"]) } ?? "none"
+        let kvHeads = try a["kv_heads"].map { try positiveInt($0.0, $0.1, "kv_heads") } ?? heads
+        guard heads % kvHeads == 0 else { throw report("kv_heads \(kvHeads) must divide heads \(heads) (each key/value head serves heads / kv_heads query heads)", a["kv_heads"]!.1) }
+        let kvWidth = c / heads * kvHeads
+        var headAttrs: [String: AttrValue] = ["heads": .int(heads)]
+        if kvHeads != heads { headAttrs["kv_heads"] = .int(kvHeads) }
         if position == "rotary", (c / heads) % 2 != 0 {
             throw report("rotary positions turn pairs of channels: the head size \(c / heads) must be even", a["position"]!.1)
         }
@@ -325,15 +330,15 @@ extension Lowering {
         }
         let o = try owner("attention", explicit: a.explicitName)
         var q = try projection(x, o + ".query", c, c, bias: bias, std: 0.02, r)
-        var k = try projection(source, o + ".key", c, sourceDim, bias: bias, std: 0.02, r)
+        var k = try projection(source, o + ".key", kvWidth, sourceDim, bias: bias, std: 0.02, r)
         if position == "rotary" {
             // Su et al. 2021: queries and keys turned by their positions, so that q·k depends on their distance
             guard case .tensor(let rq) = try emit(.rotary, [q], ["heads": .int(heads), "base": .float(10000), "inverse": .bool(false)], r, order: ["heads", "base", "inverse"]),
-                  case .tensor(let rk) = try emit(.rotary, [k], ["heads": .int(heads), "base": .float(10000), "inverse": .bool(false)], r, order: ["heads", "base", "inverse"]) else { throw Reported() }
+                  case .tensor(let rk) = try emit(.rotary, [k], ["heads": .int(kvHeads), "base": .float(10000), "inverse": .bool(false)], r, order: ["heads", "base", "inverse"]) else { throw Reported() }
             (q, k) = (rq, rk)
         }
-        let v = try projection(source, o + ".value", c, sourceDim, bias: bias, std: 0.02, r)
-        guard case .tensor(let att) = try emit(.attention, [q, k, v] + padding, ["heads": .int(heads), "causal": .bool(mask == "causal")], r, order: ["heads", "causal"]) else { throw Reported() }
+        let v = try projection(source, o + ".value", kvWidth, sourceDim, bias: bias, std: 0.02, r)
+        guard case .tensor(let att) = try emit(.attention, [q, k, v] + padding, headAttrs.merging(["causal": .bool(mask == "causal")]) { a, _ in a }, r, order: ["heads", "kv_heads", "causal"]) else { throw Reported() }
         return .tensor(try projection(att, o + ".output", c, c, bias: bias, std: residualStd, r))
     }
 

@@ -90,7 +90,9 @@ public struct KVCachePlan {
                 let types = n.operands.map { g.nodes[$0].type }
                 guard types[0].shape.dims[1] == T else { return nil }
                 if n.attrs[Attention.causal] {
-                    guard n.operands.count == 3, types[1] == types[0], types[2] == types[0] else { return nil }
+                    // self-attention over T (keys and values may have fewer heads: grouped-query attention)
+                    guard n.operands.count == 3, types[1] == types[2], types[1].shape.dims.prefix(2) == types[0].shape.dims.prefix(2),
+                          n.operands.dropFirst().allSatisfy({ decoder[$0] }) else { return nil }
                 } else {
                     // cross-attention: keys, values and mask from the memory side, of a bounded length
                     guard n.operands.dropFirst().allSatisfy({ onMemory[$0] }), g.bound(of: types[1].shape.dims[1]) != nil else { return nil }
@@ -128,7 +130,7 @@ public struct KVCachePlan {
     /// graph) over its memory states.
     func readMemory(_ j: Int, attention i: Int, of g: Graph, query q: Int, _ b: inout GraphBuilder) -> Int {
         let s = memoryStates(j, of: g.nodes[i], in: g, &b)
-        return b.emit(.memoryAttention, [q, s.k, s.v, s.mask], [(Attention.heads.name, .int(g.nodes[i].attrs[Attention.heads]))])
+        return b.emit(.memoryAttention, [q, s.k, s.v, s.mask], Attention.headAttributes(g.nodes[i].attrs))
     }
 
     /// The two state tensors of the k-th attention of the graph (in graph order), added to the builder.

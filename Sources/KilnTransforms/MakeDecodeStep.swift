@@ -49,7 +49,7 @@ public enum MakeDecodeStep {
                 attentions += 1
                 let p = position(&b)
                 let k = b.emit(.cacheWrite, [kc, n.operands[1], p]), v = b.emit(.cacheWrite, [vc, n.operands[2], p])
-                return b.emit(.cachedAttention, [n.operands[0], k, v, p], [(Attention.heads.name, .int(n.attrs[Attention.heads]))])
+                return b.emit(.cachedAttention, [n.operands[0], k, v, p], Attention.headAttributes(n.attrs))
             default:
                 return nil
             }

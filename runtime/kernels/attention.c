@@ -12,15 +12,16 @@
  * online softmax (Milakov & Gimelshein 2018; the FlashAttention loop): per (batch, head) and tile of
  * GEMM_MR queries, each block of 64 keys gives a (GEMM_MR, 64) tile of scores Q K^T; its rows update the
  * running maxima and sums, and the tile P V is added to the rescaled output rows. No (T, S) buffer.
- * out, q are (B, T, C); k, v are (B, S, C); NH heads of size hs = C/NH; causal: query t sees keys 0..t;
+ * out, q are (B, T, C); k, v are (B, S, KVH * hs); NH heads of size hs = C/NH, head h reading key/value head
+ * h / (NH/KVH) (grouped-query attention; KVH = NH is multi-head attention); causal: query t sees keys 0..t;
  * mask (B, S), or NULL: key s of row b is seen only where mask[b, s] is 1 (padding). A query that sees no key
  * gets zeros. ws: B*NH*S*(hs + hs64) elements (hs64 = hs rounded up to 64): per (batch, head), K^T as (hs, S) and then
  * V as (S, hs64), zero past column hs. A key block reads 64 columns of K^T; past S they run into the next
  * row (or into V), values that are masked out, never used. */
 KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, const real *restrict k,
                                    const real *restrict v, const int32_t *restrict mask, real *restrict ws,
-                                   int B, int T, int S, int C, int NH, int causal) {
-    const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+                                   int B, int T, int S, int C, int NH, int KVH, int causal) {
+    const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR, Ckv = KVH * hs, group = NH / KVH;
     const size_t per_head = (size_t)S * (hs + hs64);
     const real scale = 1 / sqrt((real)hs);
     const gemm_tile_fn tile = gemm_tile();
@@ -31,12 +32,12 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
             real *restrict vh = kt + (size_t)hs * S;
             for (int s0 = 0; s0 < S; s0 += 16) {  /* K^T in blocks of 16 keys: contiguous stores */
                 const int sb = S - s0 < 16 ? S - s0 : 16;
-                const real *ks = k + ((size_t)b * S + s0) * C + h * hs;
+                const real *ks = k + ((size_t)b * S + s0) * Ckv + h / group * hs;
                 for (int d = 0; d < hs; d++)
-                    for (int j = 0; j < sb; j++) kt[(size_t)d * S + s0 + j] = ks[(size_t)j * C + d];
+                    for (int j = 0; j < sb; j++) kt[(size_t)d * S + s0 + j] = ks[(size_t)j * Ckv + d];
             }
             for (int s = 0; s < S; s++) {
-                const real *vs = v + ((size_t)b * S + s) * C + h * hs;
+                const real *vs = v + ((size_t)b * S + s) * Ckv + h / group * hs;
                 for (int d = 0; d < hs64; d++) vh[(size_t)s * hs64 + d] = d < hs ? vs[d] : 0;
             }
         }
@@ -129,13 +130,13 @@ KILN_KERNEL void cache_write_forward(real *cache, const real *restrict x, const 
     }
 }
 
-/* attention_cached_forward: query t of row b (q, out are (B, T, C)) attends over positions
+/* attention_cached_forward: query t of row b (q, out are (B, T, C); caches (R, S, KVH * hs)) attends over positions
  * 0 .. positions[b, t] of cache row b, one query row at a time with no scratch; keys in blocks of 64:
  * scores, one rescale per new maximum, exp, weighted sum of values. */
 KILN_KERNEL void attention_cached_forward(real *restrict out, const real *restrict q, const real *restrict kc,
                                           const real *restrict vc, const int32_t *restrict positions, int B, int T,
-                                          int S, int C, int NH) {
-    const int hs = C / NH;
+                                          int S, int C, int NH, int KVH) {
+    const int hs = C / NH, Ckv = KVH * hs, group = NH / KVH;
     const real scale = 1 / sqrt((real)hs);
     #pragma omp parallel for collapse(3) schedule(static)
     for (int b = 0; b < B; b++) {
@@ -143,6 +144,8 @@ KILN_KERNEL void attention_cached_forward(real *restrict out, const real *restri
             for (int t = 0; t < T; t++) {
                 const real *qt = q + ((size_t)b * T + t) * C + h * hs;
                 real *ot = out + ((size_t)b * T + t) * C + h * hs;
+                const real *kb = kc + (size_t)b * S * Ckv + (size_t)(h / group) * hs;  /* its key/value head */
+                const real *vb = vc + (size_t)b * S * Ckv + (size_t)(h / group) * hs;
                 for (int d = 0; d < hs; d++) ot[d] = 0;
                 real maxv = -INFINITY, sum = 0;
                 const int len = positions[(size_t)b * T + t] + 1;
@@ -151,7 +154,7 @@ KILN_KERNEL void attention_cached_forward(real *restrict out, const real *restri
                     real score[64];
                     real bmax = -INFINITY;
                     for (int j = 0; j < nb; j++) {
-                        const real *ks = kc + ((size_t)b * S + s0 + j) * C + h * hs;
+                        const real *ks = kb + (size_t)(s0 + j) * Ckv;
                         real dot = 0;
                         #pragma omp simd reduction(+:dot)
                         for (int d = 0; d < hs; d++) dot += qt[d] * ks[d];
@@ -169,7 +172,7 @@ KILN_KERNEL void attention_cached_forward(real *restrict out, const real *restri
                     #pragma omp simd reduction(+:sum)
                     for (int j = 0; j < nb; j++) { score[j] = kiln_exp(score[j] - maxv); sum += score[j]; }
                     for (int j = 0; j < nb; j++) {
-                        const real *vs = vc + ((size_t)b * S + s0 + j) * C + h * hs;
+                        const real *vs = vb + (size_t)(s0 + j) * Ckv;
                         const real pj = score[j];
                         #pragma omp simd
                         for (int d = 0; d < hs; d++) ot[d] += pj * vs[d];
@@ -200,8 +203,8 @@ KILN_KERNEL void cache_write_mask_forward(real *state, const int32_t *restrict m
  * mask.) */
 KILN_KERNEL void attention_memory_forward(real *restrict out, const real *restrict q, const real *restrict km,
                                           const real *restrict vm, const real *restrict mask, int B, int T, int S,
-                                          int C, int NH) {
-    const int hs = C / NH;
+                                          int C, int NH, int KVH) {
+    const int hs = C / NH, Ckv = KVH * hs, group = NH / KVH;
     const real scale = 1 / sqrt((real)hs);
     #pragma omp parallel for collapse(3) schedule(static) if ((size_t)B * T * S * C >= 32768)
     for (int b = 0; b < B; b++) {
@@ -209,6 +212,8 @@ KILN_KERNEL void attention_memory_forward(real *restrict out, const real *restri
             for (int t = 0; t < T; t++) {
                 const real *qt = q + ((size_t)b * T + t) * C + h * hs;
                 const real *seen = mask + (size_t)b * S;
+                const real *kb = km + (size_t)b * S * Ckv + (size_t)(h / group) * hs;  /* its key/value head */
+                const real *vb = vm + (size_t)b * S * Ckv + (size_t)(h / group) * hs;
                 real *ot = out + ((size_t)b * T + t) * C + h * hs;
                 for (int d = 0; d < hs; d++) ot[d] = 0;
                 real maxv = -INFINITY, sum = 0;
@@ -218,7 +223,7 @@ KILN_KERNEL void attention_memory_forward(real *restrict out, const real *restri
                     real bmax = -INFINITY;
                     for (int j = 0; j < nb; j++) {
                         if (seen[s0 + j] == 0) { score[j] = -INFINITY; continue; }
-                        const real *ks = km + ((size_t)b * S + s0 + j) * C + h * hs;
+                        const real *ks = kb + (size_t)(s0 + j) * Ckv;
                         real dot = 0;
                         #pragma omp simd reduction(+:dot)
                         for (int d = 0; d < hs; d++) dot += qt[d] * ks[d];
@@ -239,7 +244,7 @@ KILN_KERNEL void attention_memory_forward(real *restrict out, const real *restri
                     }
                     for (int j = 0; j < nb; j++) {
                         if (score[j] == 0) continue;
-                        const real *vs = vm + ((size_t)b * S + s0 + j) * C + h * hs;
+                        const real *vs = vb + (size_t)(s0 + j) * Ckv;
                         const real pj = score[j];
                         #pragma omp simd
                         for (int d = 0; d < hs; d++) ot[d] += pj * vs[d];
@@ -371,72 +376,80 @@ KILN_KERNEL void attention_backward_all(real *restrict out, const real *restrict
 }
 
 
-/* attention backward for one of q, k, v (wrt 0, 1, 2). q, dout are (B, T, C); k, v are (B, S, C); mask (B, S)
- * of the keys, or NULL; out has the shape of the input it differentiates. Per (batch, head), in query order:
+/* attention backward for one of q, k, v (wrt 0, 1, 2). q, dout are (B, T, C); k, v are (B, S, KVH * hs) with
+ * head h reading key/value head h / (NH/KVH); mask (B, S) of the keys, or NULL; out has the shape of the input
+ * it differentiates. Per (batch, head), in query order:
  *   P = softmax(q·kᵀ·scale) (masked), dP = dout·vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P))
  *   dq = dS·k·scale, dk = dSᵀ·q·scale, dv = Pᵀ·dout.
- * scratch holds two rows of S per (batch, head). */
+ * dk and dv sum over the query heads that share a key/value head: one thread takes them all (and so writes
+ * its slice alone). scratch holds two rows of S per (batch, head). */
 KILN_KERNEL void attention_backward(real *restrict out, const real *restrict dout, const real *restrict q,
                                     const real *restrict k, const real *restrict v, const int32_t *restrict mask,
-                                    real *restrict scratch, int B, int T, int S, int C, int NH, int causal, int wrt) {
-    const int hs = C / NH;
+                                    real *restrict scratch, int B, int T, int S, int C, int NH, int KVH, int causal,
+                                    int wrt) {
+    const int hs = C / NH, Ckv = KVH * hs, group = NH / KVH;
     const real scale = 1 / sqrt((real)hs);
+    /* the units of work: query heads for dq, key/value heads (with their group of query heads) for dk, dv */
+    const int units = wrt == 0 ? NH : KVH, per_unit = wrt == 0 ? 1 : group;
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            real *p = scratch + ((size_t)b * NH + h) * 2 * S;
+        for (int u = 0; u < units; u++) {
+            real *p = scratch + ((size_t)b * NH + u) * 2 * S;
             real *dp = p + S;
-            int rows = wrt == 0 ? T : S;
+            const int rows = wrt == 0 ? T : S, width = wrt == 0 ? C : Ckv;
             for (int r = 0; r < rows; r++) {
-                real *o = out + ((size_t)b * rows + r) * C + h * hs;
+                real *o = out + ((size_t)b * rows + r) * width + u * hs;
                 for (int d = 0; d < hs; d++) o[d] = 0;
             }
-            for (int t = 0; t < T; t++) {
-                const real *qt = q + ((size_t)b * T + t) * C + h * hs;
-                const real *dyt = dout + ((size_t)b * T + t) * C + h * hs;
-                int len = causal ? t + 1 : S;
-                const int32_t *mk = mask ? mask + (size_t)b * S : NULL;
-                real maxv = -INFINITY;
-                for (int s = 0; s < len; s++) {
-                    const real *ks = k + ((size_t)b * S + s) * C + h * hs;
-                    real score = 0;
-                    for (int d = 0; d < hs; d++) score += qt[d] * ks[d];
-                    p[s] = score * scale;
-                    if (mk && !mk[s]) p[s] = -INFINITY;  /* a padding key */
-                    maxv = p[s] > maxv ? p[s] : maxv;
-                }
-                real sum = 0;
-                if (!mk) {
-                    #pragma omp simd reduction(+:sum)
-                    for (int s = 0; s < len; s++) { p[s] = kiln_exp(p[s] - maxv); sum += p[s]; }
-                } else {
-                    for (int s = 0; s < len; s++) { p[s] = mk[s] && maxv > -INFINITY ? kiln_exp(p[s] - maxv) : 0; sum += p[s]; }
-                }
-                for (int s = 0; s < len; s++) p[s] = sum > 0 ? p[s] / sum : 0;
-                if (wrt == 2) {
+            for (int h = u * per_unit; h < (u + 1) * per_unit; h++) {
+                const size_t kvo = (size_t)(h / group) * hs;
+                for (int t = 0; t < T; t++) {
+                    const real *qt = q + ((size_t)b * T + t) * C + h * hs;
+                    const real *dyt = dout + ((size_t)b * T + t) * C + h * hs;
+                    int len = causal ? t + 1 : S;
+                    const int32_t *mk = mask ? mask + (size_t)b * S : NULL;
+                    real maxv = -INFINITY;
                     for (int s = 0; s < len; s++) {
-                        real *dv = out + ((size_t)b * S + s) * C + h * hs;
-                        for (int d = 0; d < hs; d++) dv[d] += p[s] * dyt[d];
+                        const real *ks = k + ((size_t)b * S + s) * Ckv + kvo;
+                        real score = 0;
+                        for (int d = 0; d < hs; d++) score += qt[d] * ks[d];
+                        p[s] = score * scale;
+                        if (mk && !mk[s]) p[s] = -INFINITY;  /* a padding key */
+                        maxv = p[s] > maxv ? p[s] : maxv;
                     }
-                    continue;
-                }
-                real dot = 0;
-                for (int s = 0; s < len; s++) {
-                    const real *vs = v + ((size_t)b * S + s) * C + h * hs;
-                    real acc = 0;
-                    for (int d = 0; d < hs; d++) acc += dyt[d] * vs[d];
-                    dp[s] = acc;
-                    dot += acc * p[s];
-                }
-                for (int s = 0; s < len; s++) {
-                    real ds = p[s] * (dp[s] - dot) * scale;
-                    if (wrt == 0) {
-                        real *dq = out + ((size_t)b * T + t) * C + h * hs;
-                        const real *ks = k + ((size_t)b * S + s) * C + h * hs;
-                        for (int d = 0; d < hs; d++) dq[d] += ds * ks[d];
+                    real sum = 0;
+                    if (!mk) {
+                        #pragma omp simd reduction(+:sum)
+                        for (int s = 0; s < len; s++) { p[s] = kiln_exp(p[s] - maxv); sum += p[s]; }
                     } else {
-                        real *dk = out + ((size_t)b * S + s) * C + h * hs;
-                        for (int d = 0; d < hs; d++) dk[d] += ds * qt[d];
+                        for (int s = 0; s < len; s++) { p[s] = mk[s] && maxv > -INFINITY ? kiln_exp(p[s] - maxv) : 0; sum += p[s]; }
+                    }
+                    for (int s = 0; s < len; s++) p[s] = sum > 0 ? p[s] / sum : 0;
+                    if (wrt == 2) {
+                        for (int s = 0; s < len; s++) {
+                            real *dv = out + ((size_t)b * S + s) * Ckv + kvo;
+                            for (int d = 0; d < hs; d++) dv[d] += p[s] * dyt[d];
+                        }
+                        continue;
+                    }
+                    real dot = 0;
+                    for (int s = 0; s < len; s++) {
+                        const real *vs = v + ((size_t)b * S + s) * Ckv + kvo;
+                        real acc = 0;
+                        for (int d = 0; d < hs; d++) acc += dyt[d] * vs[d];
+                        dp[s] = acc;
+                        dot += acc * p[s];
+                    }
+                    for (int s = 0; s < len; s++) {
+                        real ds = p[s] * (dp[s] - dot) * scale;
+                        if (wrt == 0) {
+                            real *dq = out + ((size_t)b * T + t) * C + h * hs;
+                            const real *ks = k + ((size_t)b * S + s) * Ckv + kvo;
+                            for (int d = 0; d < hs; d++) dq[d] += ds * ks[d];
+                        } else {
+                            real *dk = out + ((size_t)b * S + s) * Ckv + kvo;
+                            for (int d = 0; d < hs; d++) dk[d] += ds * qt[d];
+                        }
                     }
                 }
             }

@@ -20,20 +20,24 @@ def rotate(x, base=10000.0):
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, dim, heads, causal, bias, rotary=False):
+    def __init__(self, dim, heads, causal, bias, rotary=False, kv_heads=None):
         super().__init__()
         self.heads, self.causal, self.rotary = heads, causal, rotary
+        self.kv_heads = kv_heads or heads
+        kv_dim = dim // heads * self.kv_heads
         self.query = nn.Linear(dim, dim, bias=bias)
-        self.key = nn.Linear(dim, dim, bias=bias)
-        self.value = nn.Linear(dim, dim, bias=bias)
+        self.key = nn.Linear(dim, kv_dim, bias=bias)
+        self.value = nn.Linear(dim, kv_dim, bias=bias)
         self.output = nn.Linear(dim, dim, bias=bias)
 
     def forward(self, x):
         B, T, C = x.shape
         H, hs = self.heads, C // self.heads
         q = self.query(x).view(B, T, H, hs).transpose(1, 2)
-        k = self.key(x).view(B, T, H, hs).transpose(1, 2)
-        v = self.value(x).view(B, T, H, hs).transpose(1, 2)
+        # grouped-query attention: key/value head j serves query heads j*g … j*g+g-1 (Hugging Face's repeat_kv)
+        g = H // self.kv_heads
+        k = self.key(x).view(B, T, self.kv_heads, hs).transpose(1, 2).repeat_interleave(g, dim=1)
+        v = self.value(x).view(B, T, self.kv_heads, hs).transpose(1, 2).repeat_interleave(g, dim=1)
         if self.rotary:
             q, k = rotate(q), rotate(k)
         att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
@@ -187,10 +191,10 @@ def load_encoder(weights_path, dtype=torch.float64, **cfg):
 class RMSSwiGLULayer(nn.Module):
     """A pre-norm decoder layer with RMSNorm (torch.nn.RMSNorm) and a SwiGLU feed-forward, no biases."""
 
-    def __init__(self, dim, heads, hidden, eps, rotary=False):
+    def __init__(self, dim, heads, hidden, eps, rotary=False, kv_heads=None):
         super().__init__()
         self.rmsnorm = nn.RMSNorm(dim, eps=eps)
-        self.attention = SelfAttention(dim, heads, causal=True, bias=False, rotary=rotary)
+        self.attention = SelfAttention(dim, heads, causal=True, bias=False, rotary=rotary, kv_heads=kv_heads)
         self.rmsnorm_1 = nn.RMSNorm(dim, eps=eps)
         self.ffn = nn.Module()
         self.ffn.gate = nn.Linear(dim, hidden, bias=False)
@@ -223,12 +227,14 @@ class RMSSwiGLU(nn.Module):
 
 
 class RotaryLM(nn.Module):
-    """tests/models/rotary.kiln: RMSSwiGLU's layers with rotary positions and no position table."""
+    """tests/models/rotary.kiln: RMSSwiGLU's layers with rotary positions and no position table; with kv_heads,
+    tests/models/gqa.kiln (grouped-query attention: the Llama layer)."""
 
-    def __init__(self, vocab=41, dim=30, heads=3, layers=2, hidden=46):
+    def __init__(self, vocab=41, dim=30, heads=3, layers=2, hidden=46, kv_heads=None):
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
-        self.layers = nn.ModuleList([RMSSwiGLULayer(dim, heads, hidden, 1e-5, rotary=True) for _ in range(layers)])
+        self.layers = nn.ModuleList([RMSSwiGLULayer(dim, heads, hidden, 1e-5, rotary=True, kv_heads=kv_heads)
+                                     for _ in range(layers)])
         self.rmsnorm = nn.RMSNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, vocab, bias=False)
 

@@ -7,7 +7,9 @@ tests/models/rotary.kiln: the same with rotary positions (Su et al. 2021, Llama'
 its KV-cache decoding is checked against the full forward too (for every variant).
 tests/models/rezero.kiln: ReZero gates (Bachlechner et al. 2020) with LayerNorm, RMSNorm and GeGLU.
 tests/models/universal.kiln: a Universal Transformer (Dehghani et al. 2019): one block, shared weights, a
-timestep signal."""
+timestep signal.
+tests/models/gqa.kiln: grouped-query attention (6 query heads on 2 key/value heads) with rotary positions,
+RMSNorm and SwiGLU, the Llama layer."""
 import numpy as np
 import pytest
 import torch
@@ -22,6 +24,8 @@ VARIANTS = {
     "rotary": dict(file="tests/models/rotary.kiln", reference=reference.RotaryLM, vocab=41, context=12),
     "rezero": dict(file="tests/models/rezero.kiln", reference=reference.ReZeroGeGLU, vocab=41, context=12),
     "universal": dict(file="tests/models/universal.kiln", reference=reference.Universal, vocab=41, context=12),
+    "gqa": dict(file="tests/models/gqa.kiln", reference=lambda: reference.RotaryLM(dim=36, heads=6, kv_heads=2),
+                vocab=41, context=12),
 }
 
 

@@ -6,12 +6,12 @@ extension Attention: CLowering {
     /// Per (batch, head): Kᵀ (hs, S) and V (S, hs rounded up to 64).
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
         let n = g.nodes[i], k = g.nodes[n.operands[1]].type.shape.dims
-        let heads = n.attrs[Self.heads], c = k.last?.constValue ?? 0, hs = c / max(heads, 1)
+        let heads = n.attrs[Self.heads], c = n.type.shape.dims.last?.constValue ?? 0, hs = c / max(heads, 1)
         return SizeExpr(constant: c + heads * GemmKernels.roundUp(hs)) * k[0] * k[1]
     }
     func call(_ c: CallContext) throws -> String {
         let p = c.p, q = c.type.shape.dims, k = c.type(1).shape.dims, mask = p.count > 3 ? p[3] : "NULL"
-        return "attention_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(c.attrs[Self.heads]), \(c.attrs[Self.causal] ? 1 : 0));"
+        return "attention_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(c.attrs[Self.heads]), \(Self.keyValueHeads(c.attrs)), \(c.attrs[Self.causal] ? 1 : 0));"
     }
 }
 
@@ -36,6 +36,6 @@ extension AttentionGrad: CLowering {
         }
         let q = c.type(1).shape.dims, k = c.type(2).shape.dims
         let wrt = ["q", "k", "v"].firstIndex(of: c.attrs[Self.wrt].text)!
-        return "attention_backward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(causal), \(wrt));"
+        return "attention_backward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(Attention.keyValueHeads(c.attrs)), \(causal), \(wrt));"
     }
 }

@@ -1,15 +1,37 @@
 import KilnBasics
 
-/// `attention(%q: [B, T, C], %k, %v: [B, S, C], %mask: i32[B, S]?) {heads, causal}` — multi-head scaled
-/// dot-product attention (Vaswani et al. 2017): per head softmax(q·kᵀ/√d)·v, with `causal` letting query t
-/// see keys 0..t, and the padding mask letting every query see only the keys whose mask is 1 (both may
-/// apply). A query that sees no key gets zeros.
+/// `attention(%q: [B, T, C], %k, %v: [B, S, Ckv], %mask: i32[B, S]?) {heads, kv_heads?, causal}` —
+/// multi-head scaled dot-product attention (Vaswani et al. 2017): per head softmax(q·kᵀ/√d)·v, with `causal`
+/// letting query t see keys 0..t, and the padding mask letting every query see only the keys whose mask is 1
+/// (both may apply). A query that sees no key gets zeros. With `kv_heads` (grouped-query attention, Ainslie
+/// et al. 2023; multi-query with 1, Shazeer 2019) keys and values have kv_heads heads of the same size d,
+/// Ckv = kv_heads·d, and query head h reads key/value head h / (heads / kv_heads).
 public struct Attention: Op {
     public init() {}
     public static let heads = AttrKey<Int>("heads")
     public static let causal = AttrKey<Bool>("causal")
+    public static let kvHeads = AttrKey<Int>("kv_heads", optional: true)
+    /// The key/value heads: `kv_heads`, or `heads` without it.
+    public static func keyValueHeads(_ attrs: Attributes) -> Int { attrs.value(kvHeads) ?? attrs[heads] }
+    /// The attributes that say how heads are laid out, for ops made from an attention (decoding).
+    public static func headAttributes(_ attrs: Attributes) -> [(String, AttrValue)] {
+        [(heads.name, .int(attrs[heads]))] + (attrs.value(kvHeads).map { [(kvHeads.name, AttrValue.int($0))] } ?? [])
+    }
+    /// Checks heads against the queries' and keys' widths: C divides by heads, kv_heads divides heads, and the
+    /// keys have kv_heads heads of C / heads.
+    static func checkHeads(q: TensorType, k: TensorType, _ attrs: Attributes, _ op: String) throws {
+        let h = attrs[heads], kvh = keyValueHeads(attrs)
+        guard h > 0 else { throw TypeError("\(op) needs heads > 0") }
+        guard let c = q.shape.dims[2].constValue, c % h == 0 else {
+            throw TypeError("\(op): model dim \(q.shape.dims[2]) is not divisible by \(h) heads")
+        }
+        guard kvh > 0, h % kvh == 0 else { throw TypeError("\(op): kv_heads \(kvh) must divide heads \(h)") }
+        guard k.shape.dims[2] == .const(c / h * kvh) else {
+            throw TypeError("\(op): keys \(k) need \(kvh) heads of \(c / h) channels (\(c / h * kvh)) for queries \(q)")
+        }
+    }
     public let name = "attention"
-    public let summary = "q `[B, T, C]`, k, v `[B, S, C]`, mask `i32[B, S]`? → `[B, T, C]`: multi-head softmax(q·kᵀ/√d)·v (Vaswani et al. 2017); `causal`: query t sees keys 0..t; the padding mask: keys whose mask is 0 are not seen"
+    public let summary = "q `[B, T, C]`, k, v `[B, S, Ckv]`, mask `i32[B, S]`? → `[B, T, C]`: multi-head softmax(q·kᵀ/√d)·v (Vaswani et al. 2017); `causal`: query t sees keys 0..t; the padding mask: keys whose mask is 0 are not seen; `kv_heads`: grouped-query attention (Ckv = kv_heads·C/heads)"
     public let example = """
         graph G {
           dim B
@@ -22,20 +44,16 @@ public struct Attention: Op {
         }
         """
     public let arity = 3...4
-    public var attributes: [AttrSpec] { [Self.heads.spec, Self.causal.spec] }
+    public var attributes: [AttrSpec] { [Self.heads.spec, Self.kvHeads.spec, Self.causal.spec] }
     public let traits: OpTraits = []
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         let (q, k, v) = (ops[0], ops[1], ops[2])
         guard q.shape.rank == 3 else { throw TypeError("attention expects [B, T, C] queries, got \(q.shape)") }
         guard k.shape == v.shape else { throw TypeError("attention keys \(k.shape) and values \(v.shape) differ") }
-        guard k.shape.rank == 3, k.shape.dims[0] == q.shape.dims[0], k.shape.dims[2] == q.shape.dims[2] else {
+        guard k.shape.rank == 3, k.shape.dims[0] == q.shape.dims[0] else {
             throw TypeError("attention keys \(k.shape) do not match queries \(q.shape)")
         }
-        let h = attrs[Self.heads]
-        guard h > 0 else { throw TypeError("attention needs heads > 0") }
-        guard let c = q.shape.dims[2].constValue, c % h == 0 else {
-            throw TypeError("attention: model dim \(q.shape.dims[2]) is not divisible by \(h) heads")
-        }
+        try Self.checkHeads(q: q, k: k, attrs, "attention")
         if attrs[Self.causal], k.shape.dims[1] != q.shape.dims[1] {
             throw TypeError("causal attention needs keys of the same length as queries: \(k.shape.dims[1]) vs \(q.shape.dims[1])")
         }
@@ -50,15 +68,15 @@ public struct Attention: Op {
     public func differentiate(_ d: inout Differentiation) throws {
         let n = d.node, o = d.operands, g = d.gradient
         let types = o.prefix(3).map { d.type($0) }
-        let heads = n.attrs[Self.heads.name]!, causal = n.attrs[Self.causal.name]!
+        let heads = Self.headAttributes(n.attrs), causal = n.attrs[Self.causal.name]!
         if d.wants(0) && d.wants(1) && d.wants(2) && types[0] == types[1] && types[1] == types[2] {
             // Self-attention: one backward pass for all three, then views of its slices.
-            let all = d.emit(.attentionGrad, [g] + o, [("heads", heads), ("causal", causal), ("wrt", .word("all"))])
+            let all = d.emit(.attentionGrad, [g] + o, heads + [("causal", causal), ("wrt", .word("all"))])
             for k in 0..<3 { d.give(k, d.emit(.select, [all], [("index", .int(k))])) }
             return
         }
         for (k, wrt) in ["q", "k", "v"].enumerated() where d.wants(k) {
-            d.give(k, d.emit(.attentionGrad, [g] + o, [("heads", heads), ("causal", causal), ("wrt", .word(wrt))]))
+            d.give(k, d.emit(.attentionGrad, [g] + o, heads + [("causal", causal), ("wrt", .word(wrt))]))
         }
     }
     /// q·kᵀ and p·v: 4 FLOPs per (query, key) pair and channel; causal attention counts the unmasked pairs only.
@@ -89,7 +107,7 @@ public struct AttentionGrad: Op {
         }
         """
     public let arity = 4...5
-    public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.causal.spec, Self.wrt.spec] }
+    public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.kvHeads.spec, Attention.causal.spec, Self.wrt.spec] }
     public let traits: OpTraits = [.gradient]
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         var forward = attrs

@@ -61,21 +61,18 @@ public struct CachedAttention: Op {
         }
         """
     public let arity = 4...4
-    public var attributes: [AttrSpec] { [Attention.heads.spec] }
+    public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.kvHeads.spec] }
     public let traits: OpTraits = [.afterAutodiff]
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         let (q, k, v, pos) = (ops[0], ops[1], ops[2], ops[3])
-        guard q.shape.rank == 3, k.shape.rank == 3, k == v, k.shape.dims[2] == q.shape.dims[2], k.dtype == q.dtype else {
+        guard q.shape.rank == 3, k.shape.rank == 3, k == v, k.dtype == q.dtype else {
             throw TypeError("cached_attention: queries \(q) do not match the caches \(k) and \(v)")
         }
         try requireInteger(pos, "cached_attention positions")
         guard pos.shape.dims == Array(q.shape.dims.prefix(2)) else {
             throw TypeError("cached_attention: positions \(pos.shape) do not match queries \(q.shape)")
         }
-        let h = attrs[Attention.heads]
-        guard h > 0, let c = q.shape.dims[2].constValue, c % h == 0 else {
-            throw TypeError("cached_attention: model dim \(q.shape.dims[2]) is not divisible by \(h) heads")
-        }
+        try Attention.checkHeads(q: q, k: k, attrs, "cached_attention")
         return q
     }
     public func differentiate(_ d: inout Differentiation) throws { throw d.notDifferentiable }
@@ -147,20 +144,17 @@ public struct MemoryAttention: Op {
         }
         """
     public let arity = 4...4
-    public var attributes: [AttrSpec] { [Attention.heads.spec] }
+    public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.kvHeads.spec] }
     public let traits: OpTraits = [.afterAutodiff]
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         let (q, k, v, mask) = (ops[0], ops[1], ops[2], ops[3])
-        guard q.shape.rank == 3, k.shape.rank == 3, k == v, k.shape.dims[2] == q.shape.dims[2], k.dtype == q.dtype else {
+        guard q.shape.rank == 3, k.shape.rank == 3, k == v, k.dtype == q.dtype else {
             throw TypeError("memory_attention: queries \(q) do not match the memory \(k) and \(v)")
         }
         guard mask.dtype == k.dtype, mask.shape.dims == Array(k.shape.dims.prefix(2)) else {
             throw TypeError("memory_attention: the mask \(mask) does not match the memory \(k)")
         }
-        let h = attrs[Attention.heads]
-        guard h > 0, let c = q.shape.dims[2].constValue, c % h == 0 else {
-            throw TypeError("memory_attention: model dim \(q.shape.dims[2]) is not divisible by \(h) heads")
-        }
+        try Attention.checkHeads(q: q, k: k, attrs, "memory_attention")
         return q
     }
     public func differentiate(_ d: inout Differentiation) throws { throw d.notDifferentiable }
