@@ -84,9 +84,9 @@ KILN_KERNEL inline real kiln_act_selu_grad(real x, real dy) {
     return dy * KILN_SELU_LAMBDA * (x > 0 ? 1 : KILN_SELU_ALPHA * kiln_exp(x));
 }
 
-/* softplus (Dugas et al. 2001): log(1 + e^x), as max(x, 0) + log(1 + e^-|x|) so that no e^x overflows;
- * derivative sigmoid(x) */
-KILN_KERNEL inline real kiln_act_softplus(real x) { return (x > 0 ? x : 0) + (real)log1p((double)kiln_exp(x > 0 ? -x : x)); }
+/* softplus (Dugas et al. 2001): log(1 + e^x), as max(x, 0) + log(1 + e^-|x|) so that no e^x overflows (the
+ * log's argument lies in (1, 2]); derivative sigmoid(x) */
+KILN_KERNEL inline real kiln_act_softplus(real x) { return (x > 0 ? x : 0) + kiln_log(1 + kiln_exp(x > 0 ? -x : x)); }
 KILN_KERNEL inline real kiln_act_softplus_grad(real x, real dy) { return dy / (1 + kiln_exp(-x)); }
 
 #endif /* KILN_ACTIVATIONS_H */

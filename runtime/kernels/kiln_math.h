@@ -55,6 +55,37 @@ KILN_KERNEL inline real kiln_tanh(real x) { return tanh(x); }
 KILN_KERNEL inline float kiln_tanh(float x) { return 1.0f - 2.0f / (kiln_exp(2.0f * x) + 1.0f); }
 #endif
 
+/* kiln_log: for positive normal x. Float builds split x = m 2^e with m in [sqrt(1/2), sqrt(2)) by its bits and
+ * take log(m) from a degree-9 polynomial in m - 1 (Cephes logf), e ln 2 in two parts; relative error <= 2e-7.
+ * libm log in double builds. */
+#if KILN_REAL_IS_DOUBLE
+KILN_KERNEL inline real kiln_log(real x) { return log(x); }
+#else
+KILN_KERNEL inline float kiln_log(float x) {
+    int32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    float e = (float)(((bits >> 23) & 0xff) - 126);
+    bits = (bits & 0x007fffff) | 0x3f000000;  /* m in [0.5, 1) */
+    float m;
+    memcpy(&m, &bits, sizeof m);
+    const int low = m < 0.70710678f;
+    e = low ? e - 1.0f : e;
+    m = low ? m + m - 1.0f : m - 1.0f;
+    const float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z - 2.12194440e-4f * e - 0.5f * z;
+    return m + y + 0.693359375f * e;
+}
+#endif
+
 /* the largest of x[0 .. n-1] (-INFINITY when n = 0), kept as 16 running maxima so that the loop
  * vectorises (a maximum does not depend on the order it is taken in) */
 KILN_KERNEL inline real row_max(const real *restrict x, int n) {

@@ -94,9 +94,10 @@ def test_generated_c_has_no_warnings(kiln, tmp_path, cc, openmp):
     if not shutil.which(cc):
         pytest.skip(f"{cc} not installed")
     # the examples, two test models with bidirectional attention (no KV-cache functions), one with no
-    # attention at all and fused elementwise kernels, and the RMSNorm/SwiGLU variant
+    # attention at all and fused elementwise kernels, the variants, the Llama layout and the encoder–decoder
     for model in EXAMPLES + ["tests/models/all-ops.kiln", "tests/models/attention-shapes.kiln", "tests/models/elementwise.kiln",
-                             "tests/models/rms-swiglu.kiln"]:
+                             "tests/models/rms-swiglu.kiln", "tests/models/rezero.kiln", "tests/models/universal.kiln",
+                             "examples/llama-tiny.kiln", "examples/transformer-base.kiln"]:
         out = tmp_path / model.split("/")[-1]
         r = run([kiln, "build", ROOT / model, "-o", out, "--no-make"])
         assert r.returncode == 0, r.stderr

@@ -1,4 +1,4 @@
-"""The vectorisable exp, erf and tanh in generated float code, against double-precision libm
+"""The vectorisable exp, erf, tanh and log in generated float code, against double-precision libm
 (Python's math module) at the accuracy their comments promise."""
 import math
 import shutil
@@ -42,6 +42,13 @@ def test_exp_relative_error(values):
 def test_erf_absolute_error(values):
     worst = max(abs(y - math.erf(x)) for x, y in values["erf"])
     assert worst <= 5e-7, worst
+
+
+def test_log_error(values):
+    """Relative to log(x), or absolute where log(x) is small (near 1)."""
+    worst = max(abs(y - math.log(x)) / max(1.0, abs(math.log(x))) for x, y in values["log"])
+    assert worst <= 2e-7, worst
+    assert len(values["log"]) == 2 * 2 * 20001  # both models' builds
 
 
 def test_tanh_absolute_error(values):

@@ -1,4 +1,4 @@
-/* Prints kiln_exp, kiln_erf and kiln_tanh (the float approximations in generated code) on a grid, for
+/* Prints kiln_exp, kiln_erf, kiln_tanh and kiln_log (the float approximations in generated code) on a grid, for
  * tests/python/test_fast_math.py to compare with double-precision libm in Python.
  * Built as: cc -O2 -I BUILD -DWANT_ERF (a model with gelu) or -DWANT_TANH (gelu_tanh) fast_math_main.c -lm;
  * it includes that build's generated model.c. */
@@ -18,6 +18,11 @@ int main(void) {
 #ifdef WANT_TANH
         printf("tanh %.9g %.9g\n", (double)x, (double)kiln_tanh(x));
 #endif
+    }
+    for (int i = 0; i <= 20000; i++) {
+        const float x = powf(10.0f, -30.0f + 60.0f * (float)i / 20000.0f); /* log on [1e-30, 1e30] */
+        const float y = 1.0f + (float)i / 20000.0f;                        /* and densely on [1, 2] (softplus) */
+        printf("log %.9g %.9g\nlog %.9g %.9g\n", (double)x, (double)kiln_log(x), (double)y, (double)kiln_log(y));
     }
     return 0;
 }
