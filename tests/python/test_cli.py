@@ -1,5 +1,6 @@
 """The kiln CLI and the inference binary as a user runs them."""
 import hashlib
+import os
 import shutil
 
 import numpy as np
@@ -292,3 +293,10 @@ def test_gemm_benchmark_builds_against_the_engine(tmp_path):
     r = run([exe, 70, 130, 50, 2])
     assert r.returncode == 0, r.stderr
     assert float(r.stdout) > 0
+
+def test_the_variant_table_is_the_commands_output(kiln, tmp_path):
+    """docs/variants.md is generated (parameters and FLOPs of every variant): a change to the counts or the
+    variants must regenerate it with `bash scripts/variants-table.sh`."""
+    r = run(["bash", ROOT / "scripts/variants-table.sh"], env={**os.environ, "KILN": str(kiln), "OUT": str(tmp_path / "v.md")})
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "v.md").read_text() == (ROOT / "docs/variants.md").read_text()
