@@ -47,6 +47,8 @@ variant "sinusoidal positions" "Vaswani et al. 2017" "embed(tokens, vocab, dim) 
 variant "no positions" "Haviv et al. 2022" "embed(tokens, vocab, dim)" "$pre" "layernorm(h)"
 variant "rotary positions" "Su et al. 2021" "embed(tokens, vocab, dim)" "  x = x + attention(layernorm(x), heads: heads, mask: causal, position: rotary)
   return x + ffn(layernorm(x), hidden: 4 * dim, activation: gelu)" "layernorm(h)"
+variant "ALiBi" "Press et al. 2022" "embed(tokens, vocab, dim)" "  x = x + attention(layernorm(x), heads: heads, mask: causal, position: alibi)
+  return x + ffn(layernorm(x), hidden: 4 * dim, activation: gelu)" "layernorm(h)"
 variant "post-norm" "Vaswani et al. 2017" "$learned" "  x = layernorm(x + attention(x, heads: heads, mask: causal))
   return layernorm(x + ffn(x, hidden: 4 * dim, activation: gelu))" "h"
 variant "RMSNorm" "Zhang & Sennrich 2019" "$learned" "  x = x + attention(rmsnorm(x), heads: heads, mask: causal)

@@ -298,12 +298,13 @@ extension Lowering {
         guard c % heads == 0 else { throw report("model dim \(c) is not divisible by \(heads) heads", a["heads"]!.1) }
         let mask = try a["mask"].map { try word($0.0, $0.1, "mask", ["none", "causal"]) } ?? "none"
         let bias = try a["bias"].map { try bool($0.0, $0.1, "bias") } ?? true
-        let position = try a["position"].map { try word($0.0, $0.1, "position", ["none", "rotary"]) } ?? "none"
+        let position = try a["position"].map { try word($0.0, $0.1, "position", ["none", "rotary", "alibi"]) } ?? "none"
         let kvHeads = try a["kv_heads"].map { try positiveInt($0.0, $0.1, "kv_heads") } ?? heads
         guard heads % kvHeads == 0 else { throw report("kv_heads \(kvHeads) must divide heads \(heads) (each key/value head serves heads / kv_heads query heads)", a["kv_heads"]!.1) }
         let kvWidth = c / heads * kvHeads
         var headAttrs: [String: AttrValue] = ["heads": .int(heads)]
         if kvHeads != heads { headAttrs["kv_heads"] = .int(kvHeads) }
+        if position == "alibi" { headAttrs["alibi"] = .bool(true) }
         if position == "rotary", (c / heads) % 2 != 0 {
             throw report("rotary positions turn pairs of channels: the head size \(c / heads) must be even", a["position"]!.1)
         }
@@ -338,7 +339,7 @@ extension Lowering {
             (q, k) = (rq, rk)
         }
         let v = try projection(source, o + ".value", kvWidth, sourceDim, bias: bias, std: 0.02, r)
-        guard case .tensor(let att) = try emit(.attention, [q, k, v] + padding, headAttrs.merging(["causal": .bool(mask == "causal")]) { a, _ in a }, r, order: ["heads", "kv_heads", "causal"]) else { throw Reported() }
+        guard case .tensor(let att) = try emit(.attention, [q, k, v] + padding, headAttrs.merging(["causal": .bool(mask == "causal")]) { a, _ in a }, r, order: ["heads", "kv_heads", "alibi", "causal"]) else { throw Reported() }
         return .tensor(try projection(att, o + ".output", c, c, bias: bias, std: residualStd, r))
     }
 

@@ -38,7 +38,7 @@ import KilnFrontend
         ("h = embed(tokens, vocab, dim)\noutput y = embed(tokens, 40, tied: embed)\n", "5:26: error: vocab 40 does not match the tied table 'embed.weight' of shape [50, 16]"),
         ("output y = embed(tokens, vocab)\n", "4:12: error: missing argument 'dim' in call to 'embed'"),
         ("h = embed(tokens, vocab, 18)\noutput y = attention(h, heads: 2, position: rotary)\n", "5:45: error: rotary positions turn pairs of channels: the head size 9 must be even"),
-        ("h = embed(tokens, vocab, dim)\noutput y = attention(h, heads: 2, position: alibi)\n", "error: position must be one of none, rotary"),
+        ("h = embed(tokens, vocab, dim)\noutput y = attention(h, heads: 2, position: relative)\n", "error: position must be one of none, rotary, alibi"),
         ("h = embed(tokens, vocab, dim)\noutput y = attention(h, heads: 4, kv_heads: 3)\n", "5:45: error: kv_heads 3 must divide heads 4"),
         ("output y = embed(tokens, vocab, dim) * sqrt(0 - dim)\n", "error: sqrt of the negative number -16"),
         ("h = embed(tokens, vocab, dim)\noutput y = h * sqrt(h)\n", "error: sqrt takes a number (a config entry or a constant), got a tensor"),

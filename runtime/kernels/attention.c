@@ -8,6 +8,26 @@
 
 #include "gemm.h"
 
+/* ALiBi (Press et al. 2022): head h of NH adds -slope_h * |t - s| to the score of query t and key s, with the
+ * paper's slopes: for NH a power of 2, 2^(-8 (h+1) / NH); otherwise those of the power of 2 below NH, then
+ * every other slope of twice that power. */
+KILN_KERNEL double alibi_slope(int h, int NH) {
+    int p = 1;
+    while (2 * p <= NH) p *= 2;
+    if (h < p) return pow(2.0, -8.0 * (h + 1) / p);
+    return pow(2.0, -8.0 * (2 * (h - p) + 1) / (2 * p));
+}
+
+/* Adds ALiBi's bias to n raw scores x[j] = q·k (keys s0 + j) of the query at position t, divided by the
+ * score scale that the caller applies next: x[j] · scale is then q·k · scale − slope · |t − s|. (The loops
+ * that scale the scores stay as they are without ALiBi.) */
+KILN_KERNEL inline void alibi_scores(real *restrict x, int n, double slope_over_scale, int t, int s0) {
+    for (int j = 0; j < n; j++) {
+        const int dist = t - (s0 + j);
+        x[j] -= (real)(slope_over_scale * (dist < 0 ? -dist : dist));
+    }
+}
+
 /* multi-head scaled dot-product attention (Vaswani et al. 2017) on the GEMM engine's tiles, with an
  * online softmax (Milakov & Gimelshein 2018; the FlashAttention loop): per (batch, head) and tile of
  * GEMM_MR queries, each block of 64 keys gives a (GEMM_MR, 64) tile of scores Q K^T; its rows update the
@@ -15,12 +35,12 @@
  * out, q are (B, T, C); k, v are (B, S, KVH * hs); NH heads of size hs = C/NH, head h reading key/value head
  * h / (NH/KVH) (grouped-query attention; KVH = NH is multi-head attention); causal: query t sees keys 0..t;
  * mask (B, S), or NULL: key s of row b is seen only where mask[b, s] is 1 (padding). A query that sees no key
- * gets zeros. ws: B*NH*S*(hs + hs64) elements (hs64 = hs rounded up to 64): per (batch, head), K^T as (hs, S) and then
+ * gets zeros. alibi: each head adds ALiBi's bias (alibi_slope). ws: B*NH*S*(hs + hs64) elements (hs64 = hs rounded up to 64): per (batch, head), K^T as (hs, S) and then
  * V as (S, hs64), zero past column hs. A key block reads 64 columns of K^T; past S they run into the next
  * row (or into V), values that are masked out, never used. */
 KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, const real *restrict k,
                                    const real *restrict v, const int32_t *restrict mask, real *restrict ws,
-                                   int B, int T, int S, int C, int NH, int KVH, int causal) {
+                                   int B, int T, int S, int C, int NH, int KVH, int causal, int alibi) {
     const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR, Ckv = KVH * hs, group = NH / KVH;
     const size_t per_head = (size_t)S * (hs + hs64);
     const real scale = 1 / sqrt((real)hs);
@@ -49,6 +69,7 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
             for (int tt = 0; tt < tiles; tt++) {
                 const real *kt = ws + ((size_t)b * NH + h) * per_head, *vh = kt + (size_t)hs * S;
                 const int t0 = tt * GEMM_MR, mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR;
+                const double slope = alibi ? alibi_slope(h, NH) / scale : 0;
                 const real *qt = q + ((size_t)b * T + t0) * C + h * hs;
                 real *ot = out + ((size_t)b * T + t0) * C + h * hs;
                 real p[GEMM_MR * GEMM_NR], pv[GEMM_MR * GEMM_NR];
@@ -67,6 +88,7 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
                         const int seen = causal ? t0 + i - s0 + 1 : nb;  /* keys of row i in the block */
                         const int lim = seen < nb ? (seen > 0 ? seen : 0) : nb;
                         const int32_t *mk = mask ? mask + (size_t)b * S + s0 : NULL;
+                        if (alibi) alibi_scores(pi, lim, slope, t0 + i, s0);
                         if (mk)  /* padding keys take no part in the maximum */
                             for (int j = 0; j < lim; j++) pi[j] = mk[j] ? pi[j] : -INFINITY;
                         const real bmax = row_max(pi, lim) * scale;  /* of the raw scores (scale > 0) */
@@ -135,7 +157,7 @@ KILN_KERNEL void cache_write_forward(real *cache, const real *restrict x, const 
  * scores, one rescale per new maximum, exp, weighted sum of values. */
 KILN_KERNEL void attention_cached_forward(real *restrict out, const real *restrict q, const real *restrict kc,
                                           const real *restrict vc, const int32_t *restrict positions, int B, int T,
-                                          int S, int C, int NH, int KVH) {
+                                          int S, int C, int NH, int KVH, int alibi) {
     const int hs = C / NH, Ckv = KVH * hs, group = NH / KVH;
     const real scale = 1 / sqrt((real)hs);
     #pragma omp parallel for collapse(3) schedule(static)
@@ -149,6 +171,7 @@ KILN_KERNEL void attention_cached_forward(real *restrict out, const real *restri
                 for (int d = 0; d < hs; d++) ot[d] = 0;
                 real maxv = -INFINITY, sum = 0;
                 const int len = positions[(size_t)b * T + t] + 1;
+                const double slope = alibi ? alibi_slope(h, NH) : 0;
                 for (int s0 = 0; s0 < len; s0 += 64) {
                     const int nb = len - s0 < 64 ? len - s0 : 64;
                     real score[64];
@@ -160,6 +183,13 @@ KILN_KERNEL void attention_cached_forward(real *restrict out, const real *restri
                         for (int d = 0; d < hs; d++) dot += qt[d] * ks[d];
                         score[j] = dot * scale;
                         bmax = score[j] > bmax ? score[j] : bmax;
+                    }
+                    if (alibi) {  /* the query is at position len - 1 */
+                        bmax = -INFINITY;
+                        for (int j = 0; j < nb; j++) {
+                            score[j] -= (real)(slope * (len - 1 - (s0 + j)));
+                            bmax = score[j] > bmax ? score[j] : bmax;
+                        }
                     }
                     if (bmax > maxv) {
                         /* a new maximum: rescale what has been accumulated */
@@ -275,7 +305,7 @@ enum { ATT_BWD_GROUP = 16 };
 KILN_KERNEL void attention_backward_all(real *restrict out, const real *restrict dout, const real *restrict q,
                                         const real *restrict k, const real *restrict v,
                                         const int32_t *restrict mask, real *restrict ws, int B, int T, int C, int NH,
-                                        int causal) {
+                                        int causal, int alibi) {
     const gemm_tile_fn tile = gemm_tile();
     const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
     const int T64 = (T + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
@@ -288,6 +318,7 @@ KILN_KERNEL void attention_backward_all(real *restrict out, const real *restrict
         #pragma omp parallel for schedule(static)
         for (int gi = 0; gi < gn; gi++) {
             const int b = (g0 + gi) / NH, h = (g0 + gi) % NH;
+            const double slope = alibi ? alibi_slope(h, NH) / scale : 0;
             const size_t base = (size_t)b * T * C + (size_t)h * hs;
             real *kt = ws + (size_t)gi * per, *vt = kt + (size_t)hs * T;
             real *P = vt + (size_t)hs * T, *dS = P + (size_t)T * T64;
@@ -325,6 +356,7 @@ KILN_KERNEL void attention_backward_all(real *restrict out, const real *restrict
                     const int n = causal ? t0 + i + 1 : T;
                     real *p = P + (size_t)(t0 + i) * T64, *ds = dS + (size_t)(t0 + i) * T64;
                     const int32_t *mk = mask ? mask + (size_t)b * T : NULL;
+                    if (alibi) alibi_scores(p, n, slope, t0 + i, 0);
                     if (mk)  /* padding keys take no part */
                         for (int s = 0; s < n; s++) p[s] = mk[s] ? p[s] : -INFINITY;
                     const real maxv = row_max(p, n) * scale;  /* of the raw scores (scale > 0) */
@@ -386,7 +418,7 @@ KILN_KERNEL void attention_backward_all(real *restrict out, const real *restrict
 KILN_KERNEL void attention_backward(real *restrict out, const real *restrict dout, const real *restrict q,
                                     const real *restrict k, const real *restrict v, const int32_t *restrict mask,
                                     real *restrict scratch, int B, int T, int S, int C, int NH, int KVH, int causal,
-                                    int wrt) {
+                                    int alibi, int wrt) {
     const int hs = C / NH, Ckv = KVH * hs, group = NH / KVH;
     const real scale = 1 / sqrt((real)hs);
     /* the units of work: query heads for dq, key/value heads (with their group of query heads) for dk, dv */
@@ -403,6 +435,7 @@ KILN_KERNEL void attention_backward(real *restrict out, const real *restrict dou
             }
             for (int h = u * per_unit; h < (u + 1) * per_unit; h++) {
                 const size_t kvo = (size_t)(h / group) * hs;
+                const double slope = alibi ? alibi_slope(h, NH) : 0;
                 for (int t = 0; t < T; t++) {
                     const real *qt = q + ((size_t)b * T + t) * C + h * hs;
                     const real *dyt = dout + ((size_t)b * T + t) * C + h * hs;
@@ -413,7 +446,7 @@ KILN_KERNEL void attention_backward(real *restrict out, const real *restrict dou
                         const real *ks = k + ((size_t)b * S + s) * Ckv + kvo;
                         real score = 0;
                         for (int d = 0; d < hs; d++) score += qt[d] * ks[d];
-                        p[s] = score * scale;
+                        p[s] = score * scale - (real)(slope * (t > s ? t - s : s - t));
                         if (mk && !mk[s]) p[s] = -INFINITY;  /* a padding key */
                         maxv = p[s] > maxv ? p[s] : maxv;
                     }

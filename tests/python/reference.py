@@ -19,10 +19,22 @@ def rotate(x, base=10000.0):
     return x * cos + torch.cat([-x2, x1], -1) * sin
 
 
+def alibi_slopes(n):
+    """ALiBi's slopes (Press et al. 2022, their get_slopes): a geometric sequence from 2^(-8/n) for n a power of
+    2; otherwise those of the power of 2 below n, then every other slope of twice that power."""
+    def power_of_2(n):
+        start = 2 ** (-2 ** -(math.log2(n) - 3))
+        return [start * start ** i for i in range(n)]
+    if math.log2(n).is_integer():
+        return power_of_2(n)
+    closest = 2 ** math.floor(math.log2(n))
+    return power_of_2(closest) + alibi_slopes(2 * closest)[0::2][:n - closest]
+
+
 class SelfAttention(nn.Module):
-    def __init__(self, dim, heads, causal, bias, rotary=False, kv_heads=None):
+    def __init__(self, dim, heads, causal, bias, rotary=False, kv_heads=None, alibi=False):
         super().__init__()
-        self.heads, self.causal, self.rotary = heads, causal, rotary
+        self.heads, self.causal, self.rotary, self.alibi = heads, causal, rotary, alibi
         self.kv_heads = kv_heads or heads
         kv_dim = dim // heads * self.kv_heads
         self.query = nn.Linear(dim, dim, bias=bias)
@@ -41,6 +53,10 @@ class SelfAttention(nn.Module):
         if self.rotary:
             q, k = rotate(q), rotate(k)
         att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
+        if self.alibi:
+            pos = torch.arange(T, dtype=att.dtype)
+            slopes = torch.tensor(alibi_slopes(H), dtype=att.dtype)[:, None, None]
+            att = att - slopes * (pos[:, None] - pos[None, :]).abs()
         if self.causal:
             mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
             att = att.masked_fill(~mask, float("-inf"))
@@ -191,10 +207,10 @@ def load_encoder(weights_path, dtype=torch.float64, **cfg):
 class RMSSwiGLULayer(nn.Module):
     """A pre-norm decoder layer with RMSNorm (torch.nn.RMSNorm) and a SwiGLU feed-forward, no biases."""
 
-    def __init__(self, dim, heads, hidden, eps, rotary=False, kv_heads=None):
+    def __init__(self, dim, heads, hidden, eps, rotary=False, kv_heads=None, alibi=False):
         super().__init__()
         self.rmsnorm = nn.RMSNorm(dim, eps=eps)
-        self.attention = SelfAttention(dim, heads, causal=True, bias=False, rotary=rotary, kv_heads=kv_heads)
+        self.attention = SelfAttention(dim, heads, causal=True, bias=False, rotary=rotary, kv_heads=kv_heads, alibi=alibi)
         self.rmsnorm_1 = nn.RMSNorm(dim, eps=eps)
         self.ffn = nn.Module()
         self.ffn.gate = nn.Linear(dim, hidden, bias=False)
@@ -230,11 +246,11 @@ class RotaryLM(nn.Module):
     """tests/models/rotary.kiln: RMSSwiGLU's layers with rotary positions and no position table; with kv_heads,
     tests/models/gqa.kiln (grouped-query attention: the Llama layer)."""
 
-    def __init__(self, vocab=41, dim=30, heads=3, layers=2, hidden=46, kv_heads=None):
+    def __init__(self, vocab=41, dim=30, heads=3, layers=2, hidden=46, kv_heads=None, position="rotary"):
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
-        self.layers = nn.ModuleList([RMSSwiGLULayer(dim, heads, hidden, 1e-5, rotary=True, kv_heads=kv_heads)
-                                     for _ in range(layers)])
+        self.layers = nn.ModuleList([RMSSwiGLULayer(dim, heads, hidden, 1e-5, rotary=position == "rotary", kv_heads=kv_heads,
+                                                    alibi=position == "alibi") for _ in range(layers)])
         self.rmsnorm = nn.RMSNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, vocab, bias=False)
 

@@ -233,6 +233,13 @@ def test_stats_counts_rotary_positions_exactly(kiln):
     assert f"  rotary                     {forward:,} FLOPs" in r.stdout.split("training step")[0]
     assert f"  rotary                           {2 * forward:,} FLOPs" in r.stdout.split("training step")[1]
 
+    # ALiBi: 2 FLOPs (slope times distance, subtracted) per causal (query, key) pair and head
+    a = run([kiln, "stats", ROOT / "tests/models/alibi.kiln", "--batch", 2, "--seq", 12])
+    assert a.returncode == 0, a.stderr
+    attention = lambda text: int(text.split("  attention ")[1].split("FLOPs")[0].replace(",", ""))
+    heads, pairs = 3, B * T * (T + 1) // 2
+    assert attention(a.stdout) - attention(r.stdout) == 2 * pairs * heads * L
+
 
 @pytest.mark.parametrize("model,prompt,n", [(ODD, "AB", 20), ("examples/char-gpt-small.kiln", "ROMEO:", 50)])
 def test_kv_cache_generation_matches_full_forward(builds, tmp_path, model, prompt, n):

@@ -9,7 +9,9 @@ tests/models/rezero.kiln: ReZero gates (Bachlechner et al. 2020) with LayerNorm,
 tests/models/universal.kiln: a Universal Transformer (Dehghani et al. 2019): one block, shared weights, a
 timestep signal.
 tests/models/gqa.kiln: grouped-query attention (6 query heads on 2 key/value heads) with rotary positions,
-RMSNorm and SwiGLU, the Llama layer."""
+RMSNorm and SwiGLU, the Llama layer.
+tests/models/alibi.kiln: ALiBi (Press et al. 2022) with 3 heads (slopes of a head count not a power of 2) and
+multi-query attention."""
 import numpy as np
 import pytest
 import torch
@@ -24,6 +26,11 @@ VARIANTS = {
     "rotary": dict(file="tests/models/rotary.kiln", reference=reference.RotaryLM, vocab=41, context=12),
     "rezero": dict(file="tests/models/rezero.kiln", reference=reference.ReZeroGeGLU, vocab=41, context=12),
     "universal": dict(file="tests/models/universal.kiln", reference=reference.Universal, vocab=41, context=12),
+    "alibi": dict(file="tests/models/alibi.kiln", reference=lambda: reference.RotaryLM(position="alibi", kv_heads=1), vocab=41,
+                  context=12),
+    # ALiBi with as many key/value heads as queries: self-attention's one-pass backward
+    "alibi-mha": dict(file="tests/models/alibi.kiln", set=["kv_heads=3"], reference=lambda: reference.RotaryLM(position="alibi"),
+                      vocab=41, context=12),
     "gqa": dict(file="tests/models/gqa.kiln", reference=lambda: reference.RotaryLM(dim=36, heads=6, kv_heads=2),
                 vocab=41, context=12),
 }
@@ -33,7 +40,7 @@ VARIANTS = {
 def variant(request, builds, tmp_path_factory):
     """The spec, its build directory and weights far from the init (so every path of the model matters)."""
     spec = VARIANTS[request.param]
-    out = builds.build(spec["file"])
+    out = builds.build(spec["file"], *spec.get("set", []))
     w = tmp_path_factory.mktemp(request.param) / "w.safetensors"
     r = run([out / "infer", "init", "--seed", 3, "--out", w])
     assert r.returncode == 0, r.stderr
@@ -88,7 +95,7 @@ def test_gradients_match_pytorch_autograd(variant, tmp_path):
 def test_every_vjp_against_finite_differences(variant, kiln, tmp_path):
     spec, _, _ = variant
     out = tmp_path / "f64"
-    r = run([kiln, "build", ROOT / spec["file"], "--dtype", "f64", "-o", out])
+    r = run([kiln, "build", ROOT / spec["file"], "--dtype", "f64", "-o", out] + [a for o in spec.get("set", []) for a in ("--set", o)])
     assert r.returncode == 0, r.stderr
     for seed, batch, seq in [(1, 2, 5), (2, 3, 9)]:
         r = run([out / "gradcheck", "fd", "--seed", seed, "--batch", batch, "--seq", seq, "--samples", 10])

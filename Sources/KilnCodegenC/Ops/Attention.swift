@@ -11,7 +11,7 @@ extension Attention: CLowering {
     }
     func call(_ c: CallContext) throws -> String {
         let p = c.p, q = c.type.shape.dims, k = c.type(1).shape.dims, mask = p.count > 3 ? p[3] : "NULL"
-        return "attention_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(c.attrs[Self.heads]), \(Self.keyValueHeads(c.attrs)), \(c.attrs[Self.causal] ? 1 : 0));"
+        return "attention_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(c.attrs[Self.heads]), \(Self.keyValueHeads(c.attrs)), \(c.attrs[Self.causal] ? 1 : 0), \(Self.hasALiBi(c.attrs) ? 1 : 0));"
     }
 }
 
@@ -29,13 +29,14 @@ extension AttentionGrad: CLowering {
     }
     func call(_ c: CallContext) throws -> String {
         let p = c.p, heads = c.attrs[Attention.heads], causal = c.attrs[Attention.causal] ? 1 : 0
+        let alibi = Attention.hasALiBi(c.attrs) ? 1 : 0
         let mask = p.count > 4 ? p[4] : "NULL"
         if c.attrs[Self.wrt] == "all" {
             let q = c.type(1).shape.dims
-            return "attention_backward_all(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(q[2]), \(heads), \(causal));"
+            return "attention_backward_all(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(q[2]), \(heads), \(causal), \(alibi));"
         }
         let q = c.type(1).shape.dims, k = c.type(2).shape.dims
         let wrt = ["q", "k", "v"].firstIndex(of: c.attrs[Self.wrt].text)!
-        return "attention_backward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(Attention.keyValueHeads(c.attrs)), \(causal), \(wrt));"
+        return "attention_backward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(Attention.keyValueHeads(c.attrs)), \(causal), \(alibi), \(wrt));"
     }
 }

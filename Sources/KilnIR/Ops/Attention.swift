@@ -11,11 +11,16 @@ public struct Attention: Op {
     public static let heads = AttrKey<Int>("heads")
     public static let causal = AttrKey<Bool>("causal")
     public static let kvHeads = AttrKey<Int>("kv_heads", optional: true)
+    /// ALiBi (Press et al. 2022): each head adds −slope·|t − s| to its scores, with the paper's slopes.
+    public static let alibi = AttrKey<Bool>("alibi", optional: true)
+    public static func hasALiBi(_ attrs: Attributes) -> Bool { attrs.value(alibi) ?? false }
     /// The key/value heads: `kv_heads`, or `heads` without it.
     public static func keyValueHeads(_ attrs: Attributes) -> Int { attrs.value(kvHeads) ?? attrs[heads] }
-    /// The attributes that say how heads are laid out, for ops made from an attention (decoding).
+    /// The attributes that say how heads attend (their layout, ALiBi), for the ops made from an attention
+    /// (its gradient, decoding).
     public static func headAttributes(_ attrs: Attributes) -> [(String, AttrValue)] {
         [(heads.name, .int(attrs[heads]))] + (attrs.value(kvHeads).map { [(kvHeads.name, AttrValue.int($0))] } ?? [])
+            + (hasALiBi(attrs) ? [(alibi.name, AttrValue.bool(true))] : [])
     }
     /// Checks heads against the queries' and keys' widths: C divides by heads, kv_heads divides heads, and the
     /// keys have kv_heads heads of C / heads.
@@ -44,7 +49,7 @@ public struct Attention: Op {
         }
         """
     public let arity = 3...4
-    public var attributes: [AttrSpec] { [Self.heads.spec, Self.kvHeads.spec, Self.causal.spec] }
+    public var attributes: [AttrSpec] { [Self.heads.spec, Self.kvHeads.spec, Self.alibi.spec, Self.causal.spec] }
     public let traits: OpTraits = []
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         let (q, k, v) = (ops[0], ops[1], ops[2])
@@ -80,7 +85,11 @@ public struct Attention: Op {
         }
     }
     /// q·kᵀ and p·v: 4 FLOPs per (query, key) pair and channel; causal attention counts the unmasked pairs only.
-    public func flops(_ c: FlopContext) -> Int { 4 * Self.pairs(c, q: c.operands[0], k: c.operands[1]) * c.dim(c.operands[0].shape.dims[2]) }
+    /// ALiBi adds 2 per pair and head (the slope times the distance, subtracted).
+    public func flops(_ c: FlopContext) -> Int {
+        let pairs = Self.pairs(c, q: c.operands[0], k: c.operands[1])
+        return 4 * pairs * c.dim(c.operands[0].shape.dims[2]) + (Self.hasALiBi(c.node.attrs) ? 2 * pairs * c.node.attrs[Self.heads] : 0)
+    }
 
     /// The (query, key) pairs that attention computes.
     static func pairs(_ c: FlopContext, q: TensorType, k: TensorType) -> Int {
@@ -107,7 +116,7 @@ public struct AttentionGrad: Op {
         }
         """
     public let arity = 4...5
-    public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.kvHeads.spec, Attention.causal.spec, Self.wrt.spec] }
+    public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.kvHeads.spec, Attention.alibi.spec, Attention.causal.spec, Self.wrt.spec] }
     public let traits: OpTraits = [.gradient]
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         var forward = attrs
@@ -123,9 +132,11 @@ public struct AttentionGrad: Op {
     }
     public func differentiate(_ d: inout Differentiation) throws { throw d.notDifferentiable }
     /// Per (query, key) pair and channel: dv needs q·k and p·dy (4); dq or dk q·k, dy·v and ds·k (6); all three 10.
+    /// ALiBi's bias is recomputed with the scores: 2 per pair and head.
     public func flops(_ c: FlopContext) -> Int {
         let perPair = ["v": 4, "all": 10][c.node.attrs[Self.wrt].text] ?? 6
-        return perPair * Attention.pairs(c, q: c.operands[1], k: c.operands[2]) * c.dim(c.operands[1].shape.dims[2])
+        let pairs = Attention.pairs(c, q: c.operands[1], k: c.operands[2])
+        return perPair * pairs * c.dim(c.operands[1].shape.dims[2]) + (Attention.hasALiBi(c.node.attrs) ? 2 * pairs * c.node.attrs[Attention.heads] : 0)
     }
 }
 

@@ -61,7 +61,7 @@ public struct CachedAttention: Op {
         }
         """
     public let arity = 4...4
-    public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.kvHeads.spec] }
+    public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.kvHeads.spec, Attention.alibi.spec] }
     public let traits: OpTraits = [.afterAutodiff]
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         let (q, k, v, pos) = (ops[0], ops[1], ops[2], ops[3])
