@@ -334,9 +334,12 @@ extension Lowering {
         var k = try projection(source, o + ".key", kvWidth, sourceDim, bias: bias, std: 0.02, r)
         if position == "rotary" {
             // Su et al. 2021: queries and keys turned by their positions, so that q·k depends on their distance
-            guard case .tensor(let rq) = try emit(.rotary, [q], ["heads": .int(heads), "base": .float(10000), "inverse": .bool(false)], r, order: ["heads", "base", "inverse"]),
-                  case .tensor(let rk) = try emit(.rotary, [k], ["heads": .int(kvHeads), "base": .float(10000), "inverse": .bool(false)], r, order: ["heads", "base", "inverse"]) else { throw Reported() }
-            (q, k) = (rq, rk)
+            func turn(_ x: Int, heads: Int) throws -> Int {
+                let attrs: [String: AttrValue] = ["heads": .int(heads), "base": .float(10000), "inverse": .bool(false)]
+                guard case .tensor(let y) = try emit(.rotary, [x], attrs, r, order: ["heads", "base", "inverse"]) else { throw Reported() }
+                return y
+            }
+            (q, k) = (try turn(q, heads: heads), try turn(k, heads: kvHeads))
         }
         let v = try projection(source, o + ".value", kvWidth, sourceDim, bias: bias, std: 0.02, r)
         guard case .tensor(let att) = try emit(.attention, [q, k, v] + padding, headAttrs.merging(["causal": .bool(mask == "causal")]) { a, _ in a }, r, order: ["heads", "kv_heads", "alibi", "causal"]) else { throw Reported() }

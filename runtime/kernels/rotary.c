@@ -14,13 +14,15 @@ KILN_KERNEL void rotary_forward(real *out, const real *x, const int32_t *restric
                                 int NH, double base, int inverse) {
     const int d = C / NH, half = d / 2;
     const double sign = inverse ? -1.0 : 1.0;
+    double inv_freq[half > 0 ? half : 1];  /* base^(-2i/d), once per call rather than per token */
+    for (int i = 0; i < half; i++) inv_freq[i] = pow(base, -2.0 * i / d);
     #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * T * C >= 32768)
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) {
             const size_t row = ((size_t)b * T + t) * C;
             const double p = positions ? (double)positions[(size_t)b * T + t] : (double)t;
             for (int i = 0; i < half; i++) {
-                const double angle = p * pow(base, -2.0 * i / d);
+                const double angle = p * inv_freq[i];
                 const real c = (real)cos(angle), s = (real)(sign * sin(angle));
                 for (int h = 0; h < NH; h++) {
                     const size_t k = row + (size_t)h * d + i;

@@ -3,6 +3,7 @@ model builds cached per session."""
 import os
 import pathlib
 import subprocess
+import sys
 
 import pytest
 
@@ -59,3 +60,11 @@ class Builds:
         return self.cache[key]
 
 
+
+
+def ctypes_model(library, weights=None):
+    """A model's C library through examples/c-api/kiln_ctypes.py (the binding users copy)."""
+    if str(ROOT / "examples/c-api") not in sys.path:
+        sys.path.insert(0, str(ROOT / "examples/c-api"))
+    from kiln_ctypes import Model
+    return Model(library, weights)

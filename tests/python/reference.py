@@ -360,53 +360,23 @@ class Seq2Seq(nn.Module):
             y = layer(y, x, tgt_mask=causal, memory_key_padding_mask=padding)
         return y @ self.embed.weight.T
 
-    def load(self, weights_path, dtype=torch.float64):
-        from safetensors.torch import load_file
-
-        w = {k: v.to(dtype) for k, v in load_file(str(weights_path)).items() if not k.startswith("train.")}
-        used = set()
-
-        def take(name):
-            used.add(name)
-            return w[name]
+    def tensors(self):
+        """(Kiln's name, the torch parameter, the rows of it that name holds, or None for all) for every
+        parameter: q, k and v are thirds of a MultiheadAttention's in_proj."""
+        out = [("embed.weight", self.embed.weight, None)]
 
         def attention(mha, prefix):
-            mha.in_proj_weight.data = torch.cat([take(f"{prefix}.{p}.weight") for p in ("query", "key", "value")])
-            mha.in_proj_bias.data = torch.cat([take(f"{prefix}.{p}.bias") for p in ("query", "key", "value")])
-            mha.out_proj.weight.data, mha.out_proj.bias.data = take(f"{prefix}.output.weight"), take(f"{prefix}.output.bias")
+            C = mha.embed_dim
+            for j, p in enumerate(("query", "key", "value")):
+                rows = slice(j * C, (j + 1) * C)
+                out.extend([(f"{prefix}.{p}.weight", mha.in_proj_weight, rows), (f"{prefix}.{p}.bias", mha.in_proj_bias, rows)])
+            out.extend([(f"{prefix}.output.weight", mha.out_proj.weight, None), (f"{prefix}.output.bias", mha.out_proj.bias, None)])
 
         def rest(layer, prefix, norms):
-            layer.linear1.weight.data, layer.linear1.bias.data = take(f"{prefix}.ffn.up.weight"), take(f"{prefix}.ffn.up.bias")
-            layer.linear2.weight.data, layer.linear2.bias.data = take(f"{prefix}.ffn.down.weight"), take(f"{prefix}.ffn.down.bias")
+            for name, linear in (("ffn.up", layer.linear1), ("ffn.down", layer.linear2)):
+                out.extend([(f"{prefix}.{name}.weight", linear.weight, None), (f"{prefix}.{name}.bias", linear.bias, None)])
             for norm, name in zip(norms, ["layernorm", "layernorm_1", "layernorm_2"]):
-                norm.weight.data, norm.bias.data = take(f"{prefix}.{name}.weight"), take(f"{prefix}.{name}.bias")
-
-        self.to(dtype)
-        self.embed.weight.data = take("embed.weight")
-        for i, layer in enumerate(self.encoder):
-            attention(layer.self_attn, f"encoder.{i}.attention")
-            rest(layer, f"encoder.{i}", [layer.norm1, layer.norm2])
-        for i, layer in enumerate(self.decoder):
-            attention(layer.self_attn, f"decoder.{i}.attention")
-            attention(layer.multihead_attn, f"decoder.{i}.cross")
-            rest(layer, f"decoder.{i}", [layer.norm1, layer.norm2, layer.norm3])
-        assert used == set(w), sorted(set(w) - used)
-        return self.eval()
-
-    def kiln_gradients(self):
-        """The gradient of every parameter under Kiln's tensor names (in_proj split back into q, k, v)."""
-        out = {"embed.weight": self.embed.weight.grad}
-
-        def attention(mha, prefix):
-            for p, g, b in zip(("query", "key", "value"), mha.in_proj_weight.grad.chunk(3), mha.in_proj_bias.grad.chunk(3)):
-                out[f"{prefix}.{p}.weight"], out[f"{prefix}.{p}.bias"] = g, b
-            out[f"{prefix}.output.weight"], out[f"{prefix}.output.bias"] = mha.out_proj.weight.grad, mha.out_proj.bias.grad
-
-        def rest(layer, prefix, norms):
-            out[f"{prefix}.ffn.up.weight"], out[f"{prefix}.ffn.up.bias"] = layer.linear1.weight.grad, layer.linear1.bias.grad
-            out[f"{prefix}.ffn.down.weight"], out[f"{prefix}.ffn.down.bias"] = layer.linear2.weight.grad, layer.linear2.bias.grad
-            for norm, name in zip(norms, ["layernorm", "layernorm_1", "layernorm_2"]):
-                out[f"{prefix}.{name}.weight"], out[f"{prefix}.{name}.bias"] = norm.weight.grad, norm.bias.grad
+                out.extend([(f"{prefix}.{name}.weight", norm.weight, None), (f"{prefix}.{name}.bias", norm.bias, None)])
 
         for i, layer in enumerate(self.encoder):
             attention(layer.self_attn, f"encoder.{i}.attention")
@@ -416,3 +386,20 @@ class Seq2Seq(nn.Module):
             attention(layer.multihead_attn, f"decoder.{i}.cross")
             rest(layer, f"decoder.{i}", [layer.norm1, layer.norm2, layer.norm3])
         return out
+
+    def load(self, weights_path, dtype=torch.float64):
+        from safetensors.torch import load_file
+
+        w = {k: v.to(dtype) for k, v in load_file(str(weights_path)).items() if not k.startswith("train.")}
+        self.to(dtype)
+        names = set()
+        with torch.no_grad():
+            for name, param, rows in self.tensors():
+                (param if rows is None else param[rows]).copy_(w[name])
+                names.add(name)
+        assert names == set(w), sorted(set(w) ^ names)
+        return self.eval()
+
+    def kiln_gradients(self):
+        """The gradient of every parameter under Kiln's tensor names."""
+        return {name: param.grad if rows is None else param.grad[rows] for name, param, rows in self.tensors()}

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import reference
-from kilntest import ROOT, run
+from kilntest import ROOT, ctypes_model, run
 
 MODEL = "examples/transformer-base.kiln"
 # odd sizes: dim 36 (6 heads of 6) is not a multiple of 8; no dropout, so PyTorch sees the same function
@@ -171,12 +171,8 @@ def test_trains_on_reversal_from_npy_arrays_and_resumes_exactly(seq2seq, tmp_pat
 def test_encode_once_then_decode_gives_the_forward_logits(seq2seq):
     """encode stores each source's memory; prefill and decode_step run the decoder against it, a batch of rows
     at different positions, and a row copied to another (a beam) continues from the copy."""
-    import sys
-    sys.path.insert(0, str(ROOT / "examples/c-api"))
-    from kiln_ctypes import Model
-
     out, w = seq2seq
-    m = Model(out / "libtransformer_base.so", str(w))
+    m = ctypes_model(out / "libtransformer_base.so", str(w))
     assert set(m.functions) >= {"forward", "encode", "prefill", "decode_step"}
     assert [p.name for p in m.functions["encode"].inputs] == ["source", "source_mask"]
     assert {p.name for p in m.functions["decode_step"].inputs} == {"target", "positions"}

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import reference
-from kilntest import ROOT, run
+from kilntest import ROOT, ctypes_model, run
 
 VARIANTS = {
     "rms-swiglu": dict(file="tests/models/rms-swiglu.kiln", reference=reference.RMSSwiGLU, vocab=41, context=12),
@@ -105,13 +105,8 @@ def test_every_vjp_against_finite_differences(variant, kiln, tmp_path):
 
 def test_kv_cache_decoding_gives_the_full_forward(variant):
     """prefill then decode_step, two rows a position apart, against the forward of each prefix."""
-    import sys
-    sys.path.insert(0, str(ROOT / "examples/c-api"))
-    from kiln_ctypes import Model
-
     spec, out, w = variant
-    lib = next(out.glob("lib*.so"))
-    m = Model(lib, str(w))
+    m = ctypes_model(next(out.glob("lib*.so")), str(w))
     T = spec["context"]
     tokens = tokens_of(spec, 2, T, seed=5)
 
