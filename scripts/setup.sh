@@ -26,6 +26,16 @@ if ! $PY -c "import numpy, pytest, safetensors" >/dev/null 2>&1; then
   echo "setup: installing numpy, pytest, safetensors"
   $PY -m pip install -q numpy pytest safetensors
 fi
+# sacreBLEU (the reference for the runtime's BLEU and chrF) and Hugging Face tokenizers (for its byte-level BPE;
+# --no-deps: its hub client is not needed offline)
+if ! $PY -c "import sacrebleu, regex" >/dev/null 2>&1; then
+  echo "setup: installing sacrebleu"
+  $PY -m pip install -q "sacrebleu==2.6.0"
+fi
+if ! $PY -c "import tokenizers" >/dev/null 2>&1; then
+  echo "setup: installing tokenizers"
+  $PY -m pip install -q --no-deps "tokenizers==0.23.3"
+fi
 if ! $PY -c "import torch" >/dev/null 2>&1; then
   # Prefer a local CPU-only wheel (PIP_FIND_LINKS); PyPI's default torch is the CUDA build.
   wheel=$(ls ${PIP_FIND_LINKS:-/opt/wheels}/torch-*+cpu-*.whl 2>/dev/null | sort -V | tail -n 1 || true)

@@ -47,6 +47,8 @@ def build_jobs():
         "asan": [*asan, *INFER_SRCS, "-lm"],
         "rt_tool": ["gcc", *WARN, "-O2", "-I", str(RT), HERE / "rt_tool.c", RT / "kiln_rt.c",
                     "-lm"],
+        "text_tool": ["gcc", *WARN, "-O2", "-I", str(RT), HERE / "text_tool.c", RT / "kiln_bpe.c",
+                      RT / "kiln_metrics.c", RT / "kiln_rt.c", "-lm"],
         "train": [*gcc, *TRAIN_SRCS, "-lm"],
         "train_drop": [*gcc, "-DFAKE_DROPOUT", *TRAIN_SRCS, "-lm"],
         "train128": [*gcc, "-DFAKE_VOCAB=128", *TRAIN_SRCS, "-lm"],

@@ -1,0 +1,247 @@
+"""The runtime's text code against independent references: GPT-2's pre-tokenisation pattern (the `regex`
+module), byte-level BPE encoding (Hugging Face `tokenizers` with our merges), BPE learning (a plain Python
+learner of the textbook algorithm), and corpus BLEU / chrF (sacreBLEU)."""
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from rtkit import expect_error, expect_ok, run
+
+ROOT = Path(__file__).resolve().parents[2]
+PAIRS = ROOT / "examples" / "data" / "eng-fra.tsv"
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+TRICKY = [
+    "Hello world", "I'm here, you're there; they'll go. We've won! He'd've", "  two  spaces   three",
+    "tabs\tand\nnot newlines", "trailing spaces   ", "   leading", "Ça va ? Très bien, merci. « Oui » — non…",
+    "numbers 12345 and 3.14 and ١٢٣", "emoji 🙂🙂 mixed😀text", "日本語のテキスト、句読点。", "x'sy 'S 'Re ''s",
+    "combining e\u0301 marks", "nbsp\u00a0here\u2003em", "a  \u00a0b", "end with newline \n", "",
+    "Don't stop   me now !!! ...", "über-naïve café's", "MiXeD CaSe 123abc abc123",
+]
+
+
+def corpus_lines():
+    return [side for line in PAIRS.read_text(encoding="utf-8").splitlines() for side in line.split("\t")[:2]]
+
+
+def write_lines(path, lines):
+    # newlines inside a test string would split it: the tool reads lines
+    path.write_bytes("\n".join(lines).encode() + b"\n")
+
+
+def test_pretokenisation_matches_gpt2_pattern(build, tmp_path):
+    import regex
+    rng = random.Random(5)
+    lines = [t for t in TRICKY if "\n" not in t] + rng.sample(corpus_lines(), 300)
+    alphabet = list("ab Z9 .,'!\t  é日🙂\u00a0-") + ["'s", "'ll", " '", "  "]
+    lines += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30))) for _ in range(300)]
+    f = tmp_path / "lines.txt"
+    write_lines(f, lines)
+    out = expect_ok(run(build["text_tool"], "pieces", f)).split("\n")
+    pat = regex.compile(GPT2_PATTERN)
+    for text, got in zip(lines, out):
+        want = " ".join(p.encode().hex() for p in pat.findall(text))
+        assert got == want, f"{text!r}: {got} != {want}"
+
+
+def python_learn(words, vocab_size, specials=3):
+    """The textbook BPE learner (Sennrich et al. 2016) over byte tokens: merge the most frequent adjacent pair
+    (ties: smaller left id, then smaller right id) while it occurs at least twice."""
+    counts = {}
+    for w in words:
+        counts[w] = counts.get(w, 0) + 1
+    seqs = {w: [specials + b for b in w.encode()] for w in counts}
+    merges, next_id = [], specials + 256
+    while next_id < vocab_size:
+        pairs = {}
+        for w, s in seqs.items():
+            for a, b in zip(s, s[1:]):
+                pairs[(a, b)] = pairs.get((a, b), 0) + counts[w]
+        if not pairs:
+            break
+        best = min(pairs, key=lambda p: (-pairs[p], p))
+        if pairs[best] < 2:
+            break
+        merges.append(best)
+        for w, s in seqs.items():
+            out, i = [], 0
+            while i < len(s):
+                if i + 1 < len(s) and (s[i], s[i + 1]) == best:
+                    out.append(next_id)
+                    i += 2
+                else:
+                    out.append(s[i])
+                    i += 1
+            seqs[w] = out
+        next_id += 1
+    return merges
+
+
+def test_learning_matches_the_textbook_algorithm(build, tmp_path):
+    import regex
+    lines = corpus_lines()[:600]
+    f, tok = tmp_path / "corpus.txt", tmp_path / "tok.bpe"
+    write_lines(f, lines)
+    size = int(expect_ok(run(build["text_tool"], "learn", 420, tok, f)))
+    assert size == 420
+    pat = regex.compile(GPT2_PATTERN)
+    words = [p for line in lines for p in pat.findall(line)]
+    want = python_learn(words, 420)
+    text = tok.read_text().splitlines()
+    assert text[:3] == ["kiln-bpe 1", "specials <pad> <bos> <eos>", f"merges {len(want)}"]
+    got = [tuple(map(int, line.split())) for line in text[3:]]
+    assert got == want
+
+
+def gpt2_files(tok_path, directory):
+    """Our tokenizer as GPT-2's vocab.json + merges.txt (bytes written with GPT-2's byte-to-unicode table)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    byte_char = {b: chr(c) for b, c in zip(bs, cs)}
+    lines = Path(tok_path).read_text().splitlines()
+    specials = lines[1].split()[1:]
+    vocab = {s: i for i, s in enumerate(specials)}
+    strings = {len(specials) + b: byte_char[b] for b in range(256)}
+    for b in range(256):
+        vocab[byte_char[b]] = len(specials) + b
+    merges = []
+    for k, line in enumerate(lines[3:]):
+        a, b = map(int, line.split())
+        new = len(specials) + 256 + k
+        strings[new] = strings[a] + strings[b]
+        vocab[strings[new]] = new
+        merges.append(f"{strings[a]} {strings[b]}")
+    (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    return directory / "vocab.json", directory / "merges.txt"
+
+
+def test_encoding_matches_hugging_face_tokenizers(build, tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    corpus, tok = tmp_path / "corpus.txt", tmp_path / "tok.bpe"
+    lines = corpus_lines()
+    write_lines(corpus, lines[::2])
+    expect_ok(run(build["text_tool"], "learn", 1500, tok, corpus))
+    vocab, merges = gpt2_files(tok, tmp_path)
+    hf = Tokenizer(models.BPE.from_file(str(vocab), str(merges)))
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    hf.decoder = decoders.ByteLevel()
+    tests = [t for t in TRICKY if "\n" not in t] + lines[1::2][:2000] + ["x" * 3000, "é" * 1500]
+    f = tmp_path / "text.txt"
+    write_lines(f, tests)
+    got = expect_ok(run(build["text_tool"], "encode", tok, f)).split("\n")
+    for text, ids in zip(tests, got):
+        if len(text.encode()) > 1024:  # pieces over KILN_BPE_MAX_PIECE bytes are encoded in parts
+            continue
+        assert ids == " ".join(map(str, hf.encode(text).ids)), text
+    # decoding gives the text back
+    ids_file = tmp_path / "ids.txt"
+    write_lines(ids_file, got)
+    back = expect_ok(run(build["text_tool"], "decode", tok, ids_file)).split("\n")
+    assert back[:len(tests)] == tests
+
+
+def test_decoding_replaces_broken_utf8(build, tmp_path):
+    tok = tmp_path / "tok.bpe"
+    tok.write_text("kiln-bpe 1\nspecials <pad> <bos> <eos>\nmerges 0\n")
+    ids = tmp_path / "ids.txt"
+    # "é" is c3 a9 (ids 3 + byte); a lone c3, then "a", then specials, which decode to nothing
+    ids.write_text(f"{3 + 0xc3} {3 + 0xa9} {3 + 0xc3} {3 + ord('a')} 0 1 2\n")
+    assert expect_ok(run(build["text_tool"], "decode", tok, ids)) == "é\ufffda\n"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", "not a Kiln BPE tokenizer"),
+    ("kiln-bpe 2\nspecials\nmerges 0\n", "not a Kiln BPE tokenizer"),
+    ("kiln-bpe 1\nspecials <pad> <pad>\nmerges 0\n", "appears twice"),
+    ("kiln-bpe 1\nspecials <pad>\nmerges x\n", "line 3"),
+    ("kiln-bpe 1\nspecials <pad>\nmerges 2\n1 2\n", "line 5"),
+    ("kiln-bpe 1\nspecials <pad>\nmerges 1\n1 999\n", "line 4: expected two ids below 257"),
+    ("kiln-bpe 1\nspecials <pad>\nmerges 1\n0 5\n", "line 4: a merge of a special token"),
+    ("kiln-bpe 1\nspecials <pad>\nmerges 2\n1 2\n1 2\n", "line 5: the merge 1 2 appears twice"),
+    ("kiln-bpe 1\nspecials <pad>\nmerges 1\n1 2\nextra", "text after the 1 merges"),
+    ("kiln-bpe 1\nspecials <pad>\nmerges 99999999999999999999\n", "line 3"),
+])
+def test_bad_tokenizer_files_are_refused_with_the_line(build, tmp_path, text, message):
+    tok = tmp_path / "tok.bpe"
+    tok.write_text(text)
+    expect_error(run(build["text_tool"], "parse", tok), message)
+
+
+def test_invalid_utf8_is_an_error_not_a_crash(build, tmp_path):
+    tok, f = tmp_path / "tok.bpe", tmp_path / "bad.txt"
+    tok.write_text("kiln-bpe 1\nspecials <pad>\nmerges 0\n")
+    f.write_bytes(b"good\nbad \xff byte\n")
+    expect_error(run(build["text_tool"], "encode", tok, f), "line 2: invalid UTF-8 at byte 4")
+
+
+TOKENISE = [
+    "Hello, world.", "It costs $3.50, or 3,50 €.", "1990-2000 and a-b", "x&amp;y &lt;tag&gt; &quot;q&quot;",
+    "<skipped> words", "dots... and,commas,", "(brackets) [square] {curly} ~tilde^ `back`", "a/b\\c|d",
+    "Ça va ? « Oui » — l'été.", "trailing   ", "  lead", "é.", ".é.", "5.a", "a.5", "12,000.50", "",
+    "quote's \"double\" @home #tag", "日本語。テスト", "em\u2003space\u00a0nbsp", "tab\there",
+]
+
+
+def test_13a_tokenisation_matches_sacrebleu(build, tmp_path):
+    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+    lines = TOKENISE + corpus_lines()[:400]
+    f = tmp_path / "lines.txt"
+    write_lines(f, lines)
+    got = expect_ok(run(build["text_tool"], "tok13a", f)).split("\n")
+    t13a = Tokenizer13a()
+    for text, tokens in zip(lines, got):
+        assert tokens == t13a(text.rstrip()), text
+
+
+def perturb(rng, words):
+    words = list(words)
+    for _ in range(rng.randint(0, 3)):
+        op = rng.randint(0, 3)
+        if op == 0 and words:
+            del words[rng.randrange(len(words))]
+        elif op == 1 and len(words) > 1:
+            i = rng.randrange(len(words) - 1)
+            words[i], words[i + 1] = words[i + 1], words[i]
+        elif op == 2:
+            words.insert(rng.randint(0, len(words)), rng.choice(["le", "la", "un", ",", "pas"]))
+        elif words:
+            w = words[rng.randrange(len(words))]
+            words[words.index(w)] = w[::-1]
+    return " ".join(words)
+
+
+@pytest.mark.parametrize("case", ["perturbed", "short", "identical", "disjoint", "empty-hyps", "one-pair"])
+def test_corpus_bleu_and_chrf_match_sacrebleu(build, tmp_path, case):
+    import sacrebleu
+    rng = random.Random(11)
+    refs = [line.split("\t")[1] for line in PAIRS.read_text(encoding="utf-8").splitlines()[:500]]
+    if case == "perturbed":
+        hyps = [perturb(rng, r.split()) for r in refs]
+    elif case == "short":  # many hypotheses shorter than 4 tokens: smoothing and the brevity penalty
+        hyps = [" ".join(r.split()[:rng.randint(0, 3)]) for r in refs]
+    elif case == "identical":
+        hyps = list(refs)
+    elif case == "disjoint":
+        hyps = ["zzz qqq"] * len(refs)
+    elif case == "empty-hyps":
+        hyps = [""] * len(refs)
+    else:
+        refs, hyps = ["Le chat est sur le tapis."], ["Le chat sur le tapis."]
+    h, r = tmp_path / "hyp.txt", tmp_path / "ref.txt"
+    write_lines(h, hyps)
+    write_lines(r, refs)
+    out = expect_ok(run(build["text_tool"], "score", h, r)).split()
+    bleu, chrf = float(out[1]), float(out[3])
+    want_bleu = sacrebleu.corpus_bleu(hyps, [refs]).score
+    want_chrf = sacrebleu.corpus_chrf(hyps, [refs]).score
+    assert abs(bleu - want_bleu) < 1e-6, (bleu, want_bleu)
+    assert abs(chrf - want_chrf) < 1e-6, (chrf, want_chrf)
