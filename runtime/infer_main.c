@@ -6,7 +6,8 @@
  *   forward   token ids (.npy) -> logits (.npy)           (language models)
  *   generate  text or token ids from a prompt             (language models)
  *   score     byte-level loss / perplexity of a file      (byte-level language models)
- *   translate greedy or beam-search decoding of token ids   (encoder–decoder models)
+ *             loss, BLEU and chrF of sentence pairs        (encoder–decoder models)
+ *   translate greedy or beam-search translation          (encoder–decoder models)
  *   bench     time the forward pass
  *
  * A language model here is one whose forward function takes token ids [B, T] (role tokens) and returns
@@ -27,6 +28,7 @@
 #include "kiln_cli.h"
 #include "kiln_rt.h"
 #include "model.h"
+#include "kiln_program_api.h"
 
 #if KILN_REAL_IS_DOUBLE
 #error "infer needs an f32 build of the model (kiln_real is double)"
@@ -51,6 +53,7 @@ static void cmd_generate(const command *cmd, const opts *o);
 static void cmd_score(const command *cmd, const opts *o);
 static void cmd_bench(const command *cmd, const opts *o);
 static void cmd_translate(const command *cmd, const opts *o);
+static void cmd_tokenize(const command *cmd, const opts *o);
 
 static const command COMMANDS[] = {
     {"init", "--out W.safetensors [--seed N]",
@@ -104,32 +107,58 @@ static const command COMMANDS[] = {
       {"--no-cache", NULL, "recompute the whole window for every token (no KV cache)", 0}},
      NULL,
      cmd_generate},
-    {"score", "--weights W FILE", "report the byte-level loss of a file",
-     "Scores every byte after the first, in windows of up to <context> predictions.\n"
-     "Prints: tokens N  loss L nats  perplexity P  bits/char B  (N = predicted bytes).",
-     {{"--weights", "W", "weights file (.safetensors, required)", 0}},
+    {"score", "--weights W (FILE | --pairs FILE.tsv)", "report the loss of a text file, or score translations",
+     "A text file (byte-level language models): scores every byte after the first, in windows of up to\n"
+     "<context> predictions. Prints: tokens N  loss L nats  perplexity P  bits/char B.\n"
+     "--pairs (encoder-decoder models): source TAB target per line. Prints the teacher-forced cross-entropy\n"
+     "per target token (eos included, no label smoothing) and its perplexity, then corpus BLEU and chrF\n"
+     "(sacreBLEU's defaults: 13a tokens; character 6-grams, beta 2) of the translations of the sources\n"
+     "(greedy, or --beam K) against the targets.",
+     {{"--weights", "W", "weights file (.safetensors, required)", 0},
+      {"--pairs", "FILE.tsv", "sentence pairs to score (encoder-decoder models)", 0},
+      {"--tokenizer", "FILE", "the tokenizer (default: the one saved with the weights)", 0},
+      {"--beam", "K", "--pairs: beams, 1..64 (default 1: greedy)", 0},
+      {"--length-penalty", "A", "--pairs: alpha of the length penalty (default 0.6)", 0},
+      {"--max-len", "N", "--pairs: tokens generated at most (default: the decoder's context)", 0},
+      {"--hypotheses", "OUT.txt", "--pairs: also write the translations there, one line each", 0}},
      "FILE",
      cmd_score},
-    {"translate", "--weights W (--ids IDS | --file IN.txt) --bos ID --eos ID [--beam K] [options]",
-     "translate token ids with an encoder-decoder model (greedy or beam search)",
-     "Each source (--ids, or each line of --file: ids separated by spaces or commas) is encoded once;\n"
-     "the decoder then starts from --bos and writes until --eos, with the KV cache, its K beams one\n"
-     "batch of rows. Beam search: candidates best first; one ending in eos finishes, scored by its\n"
-     "log-probability over ((5 + n) / 6)^A (Wu et al. 2016, n its tokens with eos); the rest continue\n"
-     "until K continue; the search stops when K have finished or after --max-len tokens. --beam 1 is\n"
-     "greedy decoding. Prints one line of ids per source (without bos and eos) as it goes; with --scores\n"
-     "each line starts with the log-probability and the normalized score, then a tab.",
+    {"translate", "--weights W (--text TEXT | --file IN.txt | --ids IDS | --ids-file IN.txt) [--beam K] [options]",
+     "translate with an encoder-decoder model (greedy or beam search)",
+     "Each source (--text, or each line of --file) is cut into tokens by the model's tokenizer (saved\n"
+     "with the weights of a model trained from sentence pairs), followed by <eos>, and encoded once; the\n"
+     "decoder then starts from <bos> and writes until <eos>, with the KV cache, its K beams one batch of\n"
+     "rows. Beam search: candidates best first; one ending in eos finishes, scored by its log-probability\n"
+     "over ((5 + n) / 6)^A (Wu et al. 2016, n its tokens with eos); the rest continue until K continue; the\n"
+     "search stops when K have finished or after --max-len tokens. --beam 1 is greedy decoding. Prints one\n"
+     "line per source as it goes. --ids and --ids-file take and print token ids instead of text (ids\n"
+     "separated by spaces or commas; bos and eos left out of the output). With --scores each line starts\n"
+     "with the log-probability and the normalized score, then a tab.",
      {{"--weights", "W", "weights file (.safetensors, required)", 0},
+      {"--text", "TEXT", "one source sentence", 0},
+      {"--file", "IN.txt", "sources, one sentence per line", 0},
       {"--ids", "IDS", "one source of token ids, e.g. 17,4,9", 0},
-      {"--file", "IN.txt", "sources, one line of ids each", 0},
-      {"--bos", "ID", "the id the decoder starts from (required)", 0},
-      {"--eos", "ID", "the id that ends a translation (required)", 0},
+      {"--ids-file", "IN.txt", "sources, one line of ids each", 0},
+      {"--tokenizer", "FILE", "the tokenizer (default: the one saved with the weights)", 0},
+      {"--bos", "ID", "the id the decoder starts from (default: the tokenizer's <bos>)", 0},
+      {"--eos", "ID", "the id that ends a translation (default: the tokenizer's <eos>)", 0},
       {"--beam", "K", "beams, 1..64 (default 4)", 0},
       {"--length-penalty", "A", "alpha of the length penalty (default 0.6)", 0},
       {"--max-len", "N", "tokens generated at most, eos included (default: the decoder's context)", 0},
       {"--scores", NULL, "print each translation's scores before it", 0}},
      NULL,
      cmd_translate},
+    {"tokenize", "(--weights W | --tokenizer FILE) (--text TEXT | --file IN.txt) [--decode]",
+     "cut text into token ids with a model's tokenizer, or ids back into text",
+     "Prints one line of ids per line of text (the tokenizer's byte-level BPE, no <bos> or <eos> added);\n"
+     "with --decode the input lines are ids and each comes out as text (special tokens left out).",
+     {{"--weights", "W", "weights file whose tokenizer to use", 0},
+      {"--tokenizer", "FILE", "a tokenizer file instead", 0},
+      {"--text", "TEXT", "one line", 0},
+      {"--file", "IN.txt", "lines", 0},
+      {"--decode", NULL, "ids to text", 0}},
+     NULL,
+     cmd_tokenize},
     {"bench", "[--batch B] [--seq T] [options]", "time the forward pass",
      "Uses seeded random weights unless --weights is given, and random inputs: token ids in the\n"
      "vocabulary, masks of ones, normal data. --batch sets every input's first dim, --seq its second.",
@@ -143,6 +172,8 @@ static const command COMMANDS[] = {
      cmd_bench},
 };
 #define NUM_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
+/* score's flags that only --pairs reads */
+static const char *const SEQ2SEQ_FLAGS[] = {"--tokenizer", "--beam", "--length-penalty", "--max-len", "--hypotheses"};
 
 /* Shorthands for the shared command-line helpers. */
 #define usage_die kiln_usage_die
@@ -599,10 +630,19 @@ static void cmd_generate(const command *cmd, const opts *o) {
 /* ------------------------------------------------------------------------- */
 /* score */
 
+static void score_pairs(const command *cmd, const opts *o, const char *weights, const char *path);
+
 static void cmd_score(const command *cmd, const opts *o) {
     const char *weights = opt_required(cmd, o, "--weights");
-    const char *path = o->positional;
-    if (!path) usage_die("'score' needs a FILE argument (see '%s score --help')", kiln_progname());
+    const char *path = o->positional, *pairs = opt_get(cmd, o, "--pairs");
+    if (pairs) {
+        if (path) usage_die("'score' takes either --pairs FILE.tsv or a FILE of text, not both");
+        score_pairs(cmd, o, weights, pairs);
+        return;
+    }
+    for (size_t i = 0; i < sizeof SEQ2SEQ_FLAGS / sizeof SEQ2SEQ_FLAGS[0]; i++)
+        if (opt_get(cmd, o, SEQ2SEQ_FLAGS[i])) usage_die("%s goes with --pairs", SEQ2SEQ_FLAGS[i]);
+    if (!path) usage_die("'score' needs a FILE argument or --pairs FILE.tsv (see '%s score --help')", kiln_progname());
     lm_info m = language_model("score");
     kiln_error err;
     uint8_t *text;
@@ -652,62 +692,45 @@ static void cmd_score(const command *cmd, const opts *o) {
 }
 
 /* ------------------------------------------------------------------------- */
-/* translate */
+/* translate, score --pairs: encoder-decoder models (kiln_seq2seq.c) */
 
-/* An encoder-decoder model: encode (source ids and maybe their mask) and decode_step (target ids, positions). */
+/* The model, its tokenizer (NULL when neither the weights nor --tokenizer have one) and its special ids. */
 typedef struct {
-    const kiln_function_desc *encode, *decode;
-    int source, mask;      /* encode's inputs: the ids, the mask (-1: none) */
-    int target, positions; /* decode_step's inputs */
-    int64_t vocab;         /* source ids lie in [0, vocab) */
-    int64_t target_vocab;  /* target ids */
-    int64_t out_dim;       /* logits per step */
-    int64_t source_len;    /* the bound of the source length */
-    int64_t context;       /* the decoder's positions lie in [0, context) */
+    kiln_seq2seq m;
     kiln_ctx *ctx;
-} seq2seq_info;
+    kiln_bpe *tok;
+    int32_t pad, bos, eos;
+} translator;
 
-static seq2seq_info seq2seq_model(void) {
-    seq2seq_info m = {KILN(find_function)("encode"), KILN(find_function)("decode_step"), -1, -1, -1, -1, 0, 0, 0, 0, 0, NULL};
-    if (!m.encode || !m.decode)
-        kiln_die("'translate' needs an encoder-decoder model, with encode and decode_step functions (docs/language.md, "
-                 "Encoder-decoder models); this one has none");
-    for (int k = 0; k < m.encode->num_inputs; k++) {
-        const kiln_tensor_desc *d = &m.encode->inputs[k];
-        if (d->role == KILN_ROLE_TOKENS && d->rank == 2 && m.source < 0) m.source = k;
-        else if (d->role == KILN_ROLE_MASK && d->rank == 2 && m.mask < 0) m.mask = k;
-        else kiln_die("translate: encode's input '%s' is neither the source ids [B, S] nor their mask", d->name);
-    }
-    for (int k = 0; k < m.decode->num_inputs; k++) {
-        const kiln_tensor_desc *d = &m.decode->inputs[k];
-        if (d->role == KILN_ROLE_TOKENS && m.target < 0) m.target = k;
-        else if (d->role == KILN_ROLE_POSITIONS) m.positions = k;
-        else kiln_die("translate: decode_step's input '%s' is neither the target ids nor the positions", d->name);
-    }
-    const kiln_tensor_desc *out = m.decode->num_outputs == 1 ? &m.decode->outputs[0] : NULL;
-    if (m.source < 0 || m.target < 0 || m.positions < 0 || !out || out->rank != 3 || out->dims[2])
-        kiln_die("translate: the model's encode and decode_step do not take source and target ids and return logits");
-    m.vocab = m.encode->inputs[m.source].limit;
-    m.target_vocab = m.decode->inputs[m.target].limit;
-    m.out_dim = out->shape[2];
-    m.source_len = m.encode->inputs[m.source].bounds[1];
-    m.context = m.decode->inputs[m.positions].limit;
-    return m;
+static translator open_translator(const command *cmd, const opts *o, const char *weights) {
+    translator t;
+    memset(&t, 0, sizeof t);
+    kiln_error err;
+    t.ctx = open_model(weights, 0);
+    kiln_api api = kiln_model_api(t.ctx);
+    if (kiln_s2s_open(&t.m, &api, &err)) kiln_die("%s: %s", cmd->name, err.msg);
+    if (kiln_s2s_tokenizer(weights, opt_get(cmd, o, "--tokenizer"), &t.tok, &err)) kiln_die("%s", err.msg);
+    t.pad = t.bos = t.eos = -1;
+    if (t.tok && kiln_s2s_check_tokenizer(&t.m, t.tok, &t.pad, &t.bos, &t.eos, &err)) kiln_die("%s", err.msg);
+    return t;
 }
 
-static int translate_step(void *user, int n, const int32_t *tokens, const int32_t *positions, float *logits) {
-    seq2seq_info *m = user;
-    kiln_tensor in[2];
-    in[m->target] = (kiln_tensor){m->decode->inputs[m->target].name, KILN_I32, 2, {n, 1}, (void *)tokens};
-    in[m->positions] = (kiln_tensor){m->decode->inputs[m->positions].name, KILN_I32, 2, {n, 1}, (void *)positions};
-    kiln_tensor out = {m->decode->outputs[0].name, KILN_F32, 3, {n, 1, m->out_dim}, logits};
-    if (KILN(run)(m->ctx, "decode_step", in, 2, &out, 1) == KILN_OK) return 0;
-    kiln_die("%s", KILN(error)(m->ctx));
+static void free_translator(translator *t) {
+    kiln_bpe_free(t->tok);
+    KILN(free)(t->ctx);
 }
 
-static int translate_copy(void *user, int from, int to) {
-    seq2seq_info *m = user;
-    return KILN(copy_state_row)(m->ctx, from, to) != KILN_OK;
+/* The search options of --beam, --length-penalty, --max-len (bos and eos from the tokenizer). */
+static kiln_beam_options beam_options(const command *cmd, const opts *o, const translator *t) {
+    kiln_beam_options bo;
+    bo.bos = t->bos;
+    bo.eos = t->eos;
+    bo.beam = (int)opt_int(cmd, o, "--beam", cmd->run == cmd_translate ? "4" : "1", 1, 64);
+    bo.length_penalty = opt_double(cmd, o, "--length-penalty", "0.6", 0.0, 100.0);
+    char context[32];
+    snprintf(context, sizeof context, "%lld", (long long)t->m.target_len);
+    bo.max_len = (int)opt_int(cmd, o, "--max-len", context, 1, t->m.target_len);
+    return bo;
 }
 
 /* Parses one source: ids separated by spaces, tabs or commas, each in [0, vocab), 1..limit of them. */
@@ -731,22 +754,37 @@ static int64_t parse_ids(const char *text, size_t len, int64_t vocab, int64_t li
     return n;
 }
 
-static void translate_one(seq2seq_info *m, const int32_t *ids, int64_t n, const kiln_beam_options *bo, int scores) {
-    /* the source's memory in row 0 */
-    int32_t *mask = xcalloc_or_die((size_t)n, sizeof *mask, "the source mask");
-    for (int64_t i = 0; i < n; i++) mask[i] = 1;
-    kiln_tensor in[2];
-    in[m->source] = (kiln_tensor){m->encode->inputs[m->source].name, KILN_I32, 2, {1, n}, (void *)ids};
-    if (m->mask >= 0) in[m->mask] = (kiln_tensor){m->encode->inputs[m->mask].name, KILN_I32, 2, {1, n}, mask};
-    run_or_die(m->ctx, "encode", in, m->mask >= 0 ? 2 : 1, NULL, 0);
-    free(mask);
-    kiln_decoder d = {m, (int)m->out_dim, translate_step, translate_copy};
+/* Encodes a line of text and <eos>. */
+static int64_t encode_text(const translator *t, const char *text, size_t len, int32_t *ids, const char *where) {
+    kiln_error err;
+    if (len > 0 && text[len - 1] == '\r') len--;
+    const int64_t n = kiln_bpe_encode(t->tok, (const uint8_t *)text, len, ids, (size_t)t->m.source_len, &err);
+    if (n < 0) kiln_die("%s: %s", where, err.msg);
+    if (n == 0) kiln_die("%s: an empty source", where);
+    if (n + 1 > t->m.source_len)
+        kiln_die("%s: the source is %lld tokens; with <eos> that is %lld, and the model takes at most %lld", where,
+                 (long long)n, (long long)n + 1, (long long)t->m.source_len);
+    ids[n] = t->eos;
+    return n + 1;
+}
+
+/* Translates one source and prints it: text with a tokenizer (unless ids_out), else ids. */
+static void translate_one(translator *t, const int32_t *ids, int64_t n, const kiln_beam_options *bo, int scores, int ids_out) {
     kiln_hypothesis best;
     kiln_error err;
-    if (kiln_beam_search(&d, bo, &best, &err)) kiln_die("%s", err.msg);
+    if (kiln_s2s_translate(&t->m, ids, n, bo, &best, &err)) kiln_die("%s", err.msg);
     if (scores) printf("%.6f %.6f\t", best.score, best.normalized);
     const int len = best.finished ? best.len - 1 : best.len;
-    for (int i = 0; i < len; i++) printf(i ? " %d" : "%d", (int)best.tokens[i]);
+    if (ids_out) {
+        for (int i = 0; i < len; i++) printf(i ? " %d" : "%d", (int)best.tokens[i]);
+    } else {
+        char *text = kiln_bpe_decode(t->tok, best.tokens, (size_t)len);
+        if (!text) kiln_die("out of memory");
+        for (char *c = text; *c; c++)
+            if (*c == '\n' || *c == '\r') *c = ' '; /* one line per source */
+        fputs(text, stdout);
+        free(text);
+    }
     putchar('\n');
     if (fflush(stdout) != 0) kiln_die("cannot write to stdout");
     free(best.tokens);
@@ -754,46 +792,128 @@ static void translate_one(seq2seq_info *m, const int32_t *ids, int64_t n, const 
 
 static void cmd_translate(const command *cmd, const opts *o) {
     const char *weights = opt_required(cmd, o, "--weights");
-    const char *ids = opt_get(cmd, o, "--ids"), *file = opt_get(cmd, o, "--file");
-    if (!ids == !file) usage_die("translate needs exactly one of --ids and --file");
-    seq2seq_info m = seq2seq_model();
-    kiln_beam_options bo;
-    bo.bos = (int32_t)opt_int(cmd, o, "--bos", NULL, 0, m.target_vocab - 1);
-    bo.eos = (int32_t)opt_int(cmd, o, "--eos", NULL, 0, m.out_dim - 1);
-    bo.beam = (int)opt_int(cmd, o, "--beam", "4", 1, 64);
-    bo.length_penalty = opt_double(cmd, o, "--length-penalty", "0.6", 0.0, 100.0);
-    char context[32];
-    snprintf(context, sizeof context, "%lld", (long long)m.context);
-    bo.max_len = (int)opt_int(cmd, o, "--max-len", context, 1, m.context);
+    const char *ids = opt_get(cmd, o, "--ids"), *ids_file = opt_get(cmd, o, "--ids-file");
+    const char *text = opt_get(cmd, o, "--text"), *file = opt_get(cmd, o, "--file");
+    if (!!ids + !!ids_file + !!text + !!file != 1) usage_die("translate needs exactly one of --text, --file, --ids and --ids-file");
+    translator t = open_translator(cmd, o, weights);
+    const int ids_mode = ids || ids_file;
+    if (!ids_mode && !t.tok)
+        kiln_die("%s has no tokenizer (models trained from sentence pairs save theirs); give --tokenizer FILE, or ids "
+                 "with --ids or --ids-file", weights);
+    const char *bos = opt_get(cmd, o, "--bos"), *eos = opt_get(cmd, o, "--eos");
+    if (ids_mode && !t.tok && (!bos || !eos)) usage_die("without a tokenizer, translating ids needs --bos and --eos");
+    if (bos) t.bos = (int32_t)opt_int(cmd, o, "--bos", NULL, 0, t.m.target_vocab - 1);
+    if (eos) t.eos = (int32_t)opt_int(cmd, o, "--eos", NULL, 0, t.m.out_dim - 1);
+    const kiln_beam_options bo = beam_options(cmd, o, &t);
     const int scores = opt_get(cmd, o, "--scores") != NULL;
-    if (m.out_dim > m.target_vocab)
-        kiln_die("translate needs logits (%lld) no wider than the target vocabulary (%lld): each output is fed back",
-                 (long long)m.out_dim, (long long)m.target_vocab);
-    m.ctx = open_model(weights, 0);
-    if (KILN(reset_state)(m.ctx, kiln_beam_rows(bo.beam)) != KILN_OK) kiln_die("%s", KILN(error)(m.ctx));
-    int32_t *source = xcalloc_or_die((size_t)m.source_len, sizeof *source, "the source ids");
-    if (ids) {
-        int64_t n = parse_ids(ids, strlen(ids), m.vocab, m.source_len, source, "--ids");
-        translate_one(&m, source, n, &bo, scores);
+    int32_t *source = xcalloc_or_die((size_t)t.m.source_len, sizeof *source, "the source ids");
+    if (ids || text) {
+        const int64_t n = ids ? parse_ids(ids, strlen(ids), t.m.vocab, t.m.source_len, source, "--ids")
+                              : encode_text(&t, text, strlen(text), source, "--text");
+        translate_one(&t, source, n, &bo, scores, ids_mode);
     } else {
+        const char *path = ids_file ? ids_file : file;
         kiln_error err;
-        uint8_t *text;
+        uint8_t *buf;
         size_t len;
-        if (kiln_read_file(file, SCORE_FILE_LIMIT, &text, &len, &err)) kiln_die("%s", err.msg);
+        if (kiln_read_file(path, SCORE_FILE_LIMIT, &buf, &len, &err)) kiln_die("%s", err.msg);
         size_t start = 0;
         for (int64_t line = 1; start < len; line++) {
-            const uint8_t *nl = memchr(text + start, '\n', len - start);
-            const size_t end = nl ? (size_t)(nl - text) : len;
+            const uint8_t *nl = memchr(buf + start, '\n', len - start);
+            const size_t end = nl ? (size_t)(nl - buf) : len;
             char where[4200];
-            snprintf(where, sizeof where, "%s:%lld", file, (long long)line);
-            int64_t n = parse_ids((const char *)text + start, end - start, m.vocab, m.source_len, source, where);
-            translate_one(&m, source, n, &bo, scores);
+            snprintf(where, sizeof where, "%s:%lld", path, (long long)line);
+            const char *at = (const char *)buf + start;
+            const int64_t n = ids_file ? parse_ids(at, end - start, t.m.vocab, t.m.source_len, source, where)
+                                       : encode_text(&t, at, end - start, source, where);
+            translate_one(&t, source, n, &bo, scores, ids_mode);
             start = end + 1;
         }
-        free(text);
+        free(buf);
     }
     free(source);
-    KILN(free)(m.ctx);
+    free_translator(&t);
+}
+
+/* tokenize: one line of text to ids, or (--decode) of ids to text */
+static void tokenize_line(const kiln_bpe *tok, const char *text, size_t len, int decode, const char *where) {
+    if (len > 0 && text[len - 1] == '\r') len--;
+    int32_t *ids = xcalloc_or_die(len + 1, sizeof *ids, "the ids");
+    if (decode) {
+        const int64_t n = parse_ids(text, len, kiln_bpe_size(tok), (int64_t)len + 1, ids, where);
+        char *s = kiln_bpe_decode(tok, ids, (size_t)n);
+        if (!s) kiln_die("out of memory");
+        for (char *c = s; *c; c++)
+            if (*c == '\n' || *c == '\r') *c = ' ';
+        puts(s);
+        free(s);
+    } else {
+        kiln_error err;
+        const int64_t n = kiln_bpe_encode(tok, (const uint8_t *)text, len, ids, len + 1, &err);
+        if (n < 0) kiln_die("%s: %s", where, err.msg);
+        for (int64_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+        putchar('\n');
+    }
+    free(ids);
+}
+
+static void cmd_tokenize(const command *cmd, const opts *o) {
+    const char *weights = opt_get(cmd, o, "--weights"), *tok_path = opt_get(cmd, o, "--tokenizer");
+    const char *text = opt_get(cmd, o, "--text"), *file = opt_get(cmd, o, "--file");
+    if (!text == !file) usage_die("tokenize needs exactly one of --text and --file");
+    if (!weights && !tok_path) usage_die("tokenize needs --weights or --tokenizer");
+    kiln_bpe *tok;
+    kiln_error err;
+    if (kiln_s2s_tokenizer(weights, tok_path, &tok, &err)) kiln_die("%s", err.msg);
+    if (!tok) kiln_die("%s has no tokenizer", weights);
+    const int decode = opt_get(cmd, o, "--decode") != NULL;
+    if (text) tokenize_line(tok, text, strlen(text), decode, "--text");
+    else {
+        uint8_t *buf;
+        size_t len;
+        if (kiln_read_file(file, SCORE_FILE_LIMIT, &buf, &len, &err)) kiln_die("%s", err.msg);
+        size_t start = 0;
+        for (int64_t line = 1; start < len; line++) {
+            const uint8_t *nl = memchr(buf + start, '\n', len - start);
+            const size_t end = nl ? (size_t)(nl - buf) : len;
+            char where[4200];
+            snprintf(where, sizeof where, "%s:%lld", file, (long long)line);
+            tokenize_line(tok, (const char *)buf + start, end - start, decode, where);
+            start = end + 1;
+        }
+        free(buf);
+    }
+    if (fflush(stdout) != 0) kiln_die("cannot write to stdout");
+    kiln_bpe_free(tok);
+}
+
+/* score --pairs: teacher-forced loss, and BLEU and chrF of the translations, of every pair of a file. */
+static void score_pairs(const command *cmd, const opts *o, const char *weights, const char *path) {
+    translator t = open_translator(cmd, o, weights);
+    if (!t.tok) kiln_die("%s has no tokenizer (models trained from sentence pairs save theirs); give --tokenizer FILE", weights);
+    const kiln_beam_options bo = beam_options(cmd, o, &t);
+    kiln_error err;
+    kiln_pairs p;
+    kiln_token_lists src, tgt;
+    if (kiln_pairs_read(path, SCORE_FILE_LIMIT, &p, &err) ||
+        kiln_pairs_encode(&p, path, 0, t.tok, t.eos, t.m.source_len, &src, &err) ||
+        kiln_pairs_encode(&p, path, 1, t.tok, t.eos, t.m.target_len, &tgt, &err))
+        kiln_die("%s", err.msg);
+    size_t *idx = xcalloc_or_die(p.n, sizeof *idx, "the pairs");
+    for (size_t i = 0; i < p.n; i++) idx[i] = i;
+    const char *hyp_path = opt_get(cmd, o, "--hypotheses");
+    FILE *hyps = NULL;
+    if (hyp_path && !(hyps = fopen(hyp_path, "w"))) kiln_die("cannot open '%s' for writing", hyp_path);
+    kiln_s2s_scores sc;
+    if (kiln_s2s_score(&t.m, &p, &src, &tgt, idx, p.n, t.tok, t.pad, &bo, hyps, &sc, &err)) kiln_die("%s", err.msg);
+    if (hyps && fclose(hyps) != 0) kiln_die("error writing '%s'", hyp_path);
+    printf("pairs %zu  tokens %lld  loss %.4f nats  perplexity %.4f  BLEU %.2f  chrF %.2f  (%s, beam %d)\n", sc.pairs,
+           (long long)sc.tokens, sc.loss, exp(sc.loss), sc.bleu, sc.chrf, bo.beam == 1 ? "greedy" : "beam search", bo.beam);
+    free(idx);
+    kiln_token_lists_free(&src);
+    kiln_token_lists_free(&tgt);
+    kiln_pairs_free(&p);
+    free_translator(&t);
 }
 
 /* ------------------------------------------------------------------------- */

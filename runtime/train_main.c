@@ -29,8 +29,10 @@
 #include <unistd.h>
 
 #include "kiln_cli.h"
+#include "kiln_pairs.h"
 #include "kiln_rt.h"
 #include "model.h"
+#include "kiln_program_api.h"
 
 #ifndef KILN_HAS_TRAIN
 #error "train_main.c needs a model compiled with a train section (KILN_HAS_TRAIN in model.h)"
@@ -45,6 +47,7 @@
 #define CHECKPOINT_VERSION "1"
 #define MAX_STEPS 1000000000000LL
 #define MAX_BATCH (1 << 20)
+#define MAX_BATCH_PAIRS 65536 /* pairs per micro-batch */
 #define NORM_CHUNK 65536 /* floats per partial sum of the gradient norm */
 #define DATA_RNG_TAG 0x6b696c6e64617461ULL /* "kilndata": data RNG = seed ^ tag */
 #define EVAL_RNG_TAG 0x6b696c6e6576616cULL /* "kilneval" */
@@ -168,6 +171,8 @@ typedef struct {
     int64_t classes;            /* text: targets lie in [0, classes) */
     int64_t context;            /* the bound of T: the largest --seq */
     size_t pf;                  /* elements of the parameter block */
+    int pairs;                  /* an encoder-decoder: it can also train from sentence pairs */
+    kiln_s2s_inputs s2s;        /* then, train_step's inputs */
 } model_info;
 static model_info g_model;
 
@@ -190,6 +195,7 @@ static void find_model(void) {
     m->pf = KILN(param_elements)();
     m->context = 1 << 20;
     if (!m->text) {
+        m->pairs = kiln_s2s_find_inputs(m->step, &m->s2s) == 0 && m->s2s.labels >= 0;
         for (int k = 0; k < m->step->num_inputs; k++)
             if (m->step->inputs[k].rank > 1 && m->step->inputs[k].dims[1] && m->step->inputs[k].bounds[1] > 0)
                 m->context = m->step->inputs[k].bounds[1];
@@ -341,6 +347,7 @@ static const kiln_flag_def TRAIN_FLAGS[] = {
     {"--init-from", "W", "start from these weights (.safetensors) instead of random init", 0},
     {"--seed", "S", "seed of the init, the data order and dropout (default " DEFAULT_SEED ")", 0},
     {"--log", "LOG.jsonl", "also write one JSON object per step and per evaluation", 0},
+    {"--tokenizer", "FILE", "sentence pairs: this tokenizer instead of one learned from the data", 0},
 };
 #define NUM_TRAIN_FLAGS (sizeof TRAIN_FLAGS / sizeof TRAIN_FLAGS[0])
 
@@ -357,6 +364,16 @@ static command g_train = {
     "for integer inputs, float32/float64 for float ones); all have the same N. The first\n"
     "(1 - val-fraction) of the rows are for training, the rest for validation; a micro-batch is\n"
     "`batch` rows drawn at random (seq does not apply: each file's rows have their own length).\n"
+    "Data of an encoder-decoder (inputs: source ids, their mask, target ids, labels): FILE may also be\n"
+    "a file of sentence pairs, source TAB target per line (UTF-8; further columns are ignored). Every\n"
+    "10th pair (lines 1, 11, 21, ...) is held out for validation. Both sides are cut into tokens by a\n"
+    "byte-level BPE learned from the training pairs at the start (as many ids as the model's vocabulary,\n"
+    "<pad> <bos> <eos> first) or given with --tokenizer; it is saved in every checkpoint. A micro-batch\n"
+    "is `batch` pairs of similar lengths (drawn from a window of 8*batch neighbours in length order),\n"
+    "padded to the longest: source + <eos> with its mask; decoder input <bos> + target; labels target\n"
+    "+ <eos>, padded with <pad>, which the objective must ignore. Evaluations print the loss per target\n"
+    "token without label smoothing, its perplexity, and BLEU and chrF of greedy translations of all\n"
+    "held-out pairs.\n"
     "\n"
     "Learning rate at step s (0-based): cosine: lr*(s+1)/warmup while s < warmup, then\n"
     "min-lr + (lr-min-lr)*(1+cos(pi*(s-warmup)/(decay-steps-warmup)))/2 until decay-steps,\n"
@@ -484,7 +501,17 @@ typedef struct {
     size_t n, n_train, n_val;
     kiln_npy_array arrays[MAX_INPUTS];
     size_t rows, rows_train, rows_val;
-    uint64_t fingerprint;     /* of the data and the val fraction */
+    /* sentence pairs: the file, its token lists (each ending in eos), the training pairs in length order, the
+     * held-out ones, the tokenizer and its text form */
+    kiln_pairs pairs;
+    kiln_token_lists src, tgt;
+    size_t *train_idx, *val_idx, n_train_pairs, n_val_pairs;
+    int32_t max_src, max_tgt;
+    kiln_bpe *tok;
+    char *tok_text;
+    int32_t pad, bos, eos;
+    size_t batch_tokens;      /* source and target tokens of the last batch drawn */
+    uint64_t fingerprint;     /* of the data and the val fraction (pairs: and the tokenizer) */
 } dataset;
 
 static void load_text(const char *path, const hparams *h, dataset *d) {
@@ -583,12 +610,91 @@ static void load_arrays(const char *dir, const hparams *h, dataset *d) {
     d->fingerprint = kiln_fnv1a64(fp, vf, strlen(vf));
 }
 
-static void load_data(const char *path, const hparams *h, dataset *d) {
+static const int32_t *g_sort_len_a, *g_sort_len_b; /* qsort has no context argument */
+static int by_pair_length(const void *x, const void *y) {
+    const size_t i = *(const size_t *)x, j = *(const size_t *)y;
+    const int32_t li = g_sort_len_b[i] * 1024 + g_sort_len_a[i], lj = g_sort_len_b[j] * 1024 + g_sort_len_a[j];
+    if (li != lj) return li < lj ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+/* Sentence pairs: tok is the tokenizer to use (NULL: learn one from the training pairs). */
+static void load_pairs(const char *path, kiln_bpe *tok, dataset *d) {
+    const model_info *m = &g_model;
+    const kiln_tensor_desc *src = &m->step->inputs[m->s2s.source], *tgt = &m->step->inputs[m->s2s.target],
+                           *lab = &m->step->inputs[m->s2s.labels];
+    kiln_error err;
+    if (kiln_pairs_read(path, DATA_FILE_LIMIT, &d->pairs, &err)) kiln_die("%s", err.msg);
+    const size_t n = d->pairs.n;
+    d->n_val_pairs = (n + KILN_PAIRS_HOLDOUT - 1) / KILN_PAIRS_HOLDOUT;
+    d->n_train_pairs = n - d->n_val_pairs;
+    if (d->n_train_pairs < 1)
+        kiln_die("%s: %zu pairs leave none for training (every %dth is held out)", path, n, KILN_PAIRS_HOLDOUT);
+    d->train_idx = kiln_xcalloc(d->n_train_pairs, sizeof *d->train_idx, "the pairs");
+    d->val_idx = kiln_xcalloc(d->n_val_pairs, sizeof *d->val_idx, "the pairs");
+    for (size_t i = 0, a = 0, b = 0; i < n; i++) {
+        if (i % KILN_PAIRS_HOLDOUT == 0) d->val_idx[b++] = i;
+        else d->train_idx[a++] = i;
+    }
+    int64_t vocab = src->limit < tgt->limit ? src->limit : tgt->limit;
+    if (lab->limit < vocab) vocab = lab->limit;
+    if (!tok) { /* learn one from both sides of the training pairs */
+        const size_t nt = 2 * d->n_train_pairs;
+        const uint8_t **texts = kiln_xcalloc(nt, sizeof *texts, "the texts");
+        size_t *lens = kiln_xcalloc(nt, sizeof *lens, "the texts");
+        for (size_t k = 0; k < d->n_train_pairs; k++) {
+            const size_t i = d->train_idx[k];
+            texts[2 * k] = d->pairs.buf + d->pairs.src[i];
+            lens[2 * k] = d->pairs.src_len[i];
+            texts[2 * k + 1] = d->pairs.buf + d->pairs.tgt[i];
+            lens[2 * k + 1] = d->pairs.tgt_len[i];
+        }
+        static const char *const specials[] = {"<pad>", "<bos>", "<eos>"};
+        const double t0 = kiln_time_ms();
+        if (vocab > KILN_BPE_MAX_TOKENS) vocab = KILN_BPE_MAX_TOKENS;
+        if (kiln_bpe_learn(texts, lens, nt, specials, 3, (int)vocab, &tok, &err)) kiln_die("learning the tokenizer: %s", err.msg);
+        printf("train: learned a byte-level BPE of %d ids (%d merges) from the training pairs in %.2f s\n",
+               kiln_bpe_size(tok), kiln_bpe_size(tok) - 259, (kiln_time_ms() - t0) / 1e3);
+        free(texts);
+        free(lens);
+    }
+    d->tok = tok;
+    if (kiln_bpe_size(tok) > vocab)
+        kiln_die("the tokenizer has %d ids, but the model's vocabulary has %lld", kiln_bpe_size(tok), (long long)vocab);
+    d->pad = kiln_bpe_special(tok, "<pad>");
+    d->bos = kiln_bpe_special(tok, "<bos>");
+    d->eos = kiln_bpe_special(tok, "<eos>");
+    if (d->pad < 0 || d->bos < 0 || d->eos < 0)
+        kiln_die("the tokenizer has no %s token", d->pad < 0 ? "<pad>" : d->bos < 0 ? "<bos>" : "<eos>");
+    if (!lab->has_ignore || lab->ignore != d->pad)
+        kiln_die("the tokenizer's <pad> is id %d, but the objective %s; write cross_entropy(..., ignore: %d)", d->pad,
+                 lab->has_ignore ? "ignores another id" : "ignores none", d->pad);
+    if (kiln_pairs_encode(&d->pairs, path, 0, tok, d->eos, src->bounds[1] > 0 ? src->bounds[1] : INT32_MAX, &d->src, &err) ||
+        kiln_pairs_encode(&d->pairs, path, 1, tok, d->eos, tgt->bounds[1] > 0 ? tgt->bounds[1] : INT32_MAX, &d->tgt, &err))
+        kiln_die("%s", err.msg);
+    for (size_t i = 0; i < n; i++) {
+        if (d->src.len[i] > d->max_src) d->max_src = d->src.len[i];
+        if (d->tgt.len[i] > d->max_tgt) d->max_tgt = d->tgt.len[i];
+    }
+    g_sort_len_a = d->src.len;
+    g_sort_len_b = d->tgt.len;
+    qsort(d->train_idx, d->n_train_pairs, sizeof *d->train_idx, by_pair_length);
+    if (!(d->tok_text = kiln_bpe_format(tok))) kiln_die("out of memory");
+    uint64_t fp = kiln_fnv1a64(KILN_FNV1A64_INIT, d->pairs.buf, d->pairs.size);
+    fp = kiln_fnv1a64(fp, "|pairs|", 7);
+    d->fingerprint = kiln_fnv1a64(fp, d->tok_text, strlen(d->tok_text));
+}
+
+static void load_data(const char *path, const hparams *h, kiln_bpe *tok, dataset *d) {
     struct stat st;
     memset(d, 0, sizeof *d);
     d->path = path;
     const int dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
     if (g_model.text && dir) kiln_die("%s is a directory; this model learns next-token prediction from a text file", path);
+    if (g_model.pairs && !dir) {
+        load_pairs(path, tok, d);
+        return;
+    }
     if (!g_model.text && !dir)
         kiln_die("%s: this model trains on .npy arrays: --data names a directory with one NAME.npy per input of "
                  "train_step (see --help)", path);
@@ -596,10 +702,12 @@ static void load_data(const char *path, const hparams *h, dataset *d) {
     else load_arrays(path, h, d);
 }
 
-/* The dims after the first of each input, for batch_init: text [B, T]; arrays: the files' rows. */
+/* The dims after the first of each input, for batch_init: text [B, T]; arrays: the files' rows; pairs: the
+ * longest source and target (each batch sets its own). */
 static void row_shapes(const dataset *d, int T, int64_t shapes[][KILN_MAX_RANK]) {
     for (int k = 0; k < g_model.step->num_inputs; k++) {
         if (g_model.text) shapes[k][1] = T;
+        else if (d->tok) shapes[k][1] = k == g_model.s2s.source || k == g_model.s2s.mask ? d->max_src : d->max_tgt;
         else
             for (int j = 1; j < d->arrays[k].ndim; j++) shapes[k][j] = d->arrays[k].shape[j];
     }
@@ -607,7 +715,13 @@ static void row_shapes(const dataset *d, int T, int64_t shapes[][KILN_MAX_RANK])
 
 /* Draws a batch from the training part (val = 0) or the validation part (val = 1): text, B windows of T+1
  * bytes at random offsets (inputs window[:-1], targets window[1:]); arrays, B random rows. */
-static void draw_batch(kiln_rng *rng, const dataset *d, int val, int B, int T, batch *bt) {
+static void draw_pairs(kiln_rng *rng, dataset *d, int val, int B, batch *bt);
+
+static void draw_batch(kiln_rng *rng, dataset *d, int val, int B, int T, batch *bt) {
+    if (d->tok) {
+        draw_pairs(rng, d, val, B, bt);
+        return;
+    }
     if (g_model.text) {
         const uint8_t *part = d->bytes + (val ? d->n_train : 0);
         const size_t n = val ? d->n_val : d->n_train;
@@ -631,7 +745,49 @@ static void draw_batch(kiln_rng *rng, const dataset *d, int val, int B, int T, b
     }
 }
 
+/* Pairs: B of similar lengths (from a random window of 8B neighbours in length order), padded to the longest. */
+static void draw_pairs(kiln_rng *rng, dataset *d, int val, int B, batch *bt) {
+    const size_t *idx = val ? d->val_idx : d->train_idx, n = val ? d->n_val_pairs : d->n_train_pairs;
+    const size_t W = n < 8 * (size_t)B ? n : 8 * (size_t)B;
+    const size_t start = (size_t)kiln_rng_below(rng, (uint64_t)(n - W + 1));
+    const kiln_s2s_inputs *in = &g_model.s2s;
+    size_t pick[MAX_BATCH_PAIRS];
+    int32_t S = 1, T = 1;
+    for (int b = 0; b < B; b++) {
+        pick[b] = idx[start + (size_t)kiln_rng_below(rng, (uint64_t)W)];
+        if (d->src.len[pick[b]] > S) S = d->src.len[pick[b]];
+        if (d->tgt.len[pick[b]] > T) T = d->tgt.len[pick[b]];
+    }
+    int32_t *source = bt->t[in->source].data, *target = bt->t[in->target].data, *labels = bt->t[in->labels].data;
+    int32_t *mask = in->mask >= 0 ? bt->t[in->mask].data : NULL;
+    d->batch_tokens = 0;
+    for (int b = 0; b < B; b++) {
+        const int32_t *s = d->src.ids + d->src.off[pick[b]], *t = d->tgt.ids + d->tgt.off[pick[b]];
+        const int32_t ns = d->src.len[pick[b]], nt = d->tgt.len[pick[b]];
+        for (int32_t j = 0; j < S; j++) {
+            source[(size_t)b * S + j] = j < ns ? s[j] : d->pad;
+            if (mask) mask[(size_t)b * S + j] = j < ns;
+        }
+        for (int32_t j = 0; j < T; j++) {
+            target[(size_t)b * T + j] = j == 0 ? d->bos : j < nt ? t[j - 1] : d->pad;
+            labels[(size_t)b * T + j] = j < nt ? t[j] : d->pad;
+        }
+        d->batch_tokens += (size_t)(ns + nt);
+    }
+    bt->t[in->source].shape[1] = S;
+    if (mask) bt->t[in->mask].shape[1] = S;
+    bt->t[in->target].shape[1] = T;
+    bt->t[in->labels].shape[1] = T;
+}
+
 static void free_data(dataset *d) {
+    kiln_pairs_free(&d->pairs);
+    kiln_token_lists_free(&d->src);
+    kiln_token_lists_free(&d->tgt);
+    free(d->train_idx);
+    free(d->val_idx);
+    kiln_bpe_free(d->tok);
+    free(d->tok_text);
     free(d->bytes);
     for (int k = 0; k < MAX_INPUTS; k++) kiln_npy_free(&d->arrays[k]);
 }
@@ -787,7 +943,7 @@ static void param_spec(int i, const char *name, size_t offset, kiln_tensor_spec 
     spec->offset = offset;
 }
 
-#define MAX_META (16 + NUM_HPARAMS)
+#define MAX_META (17 + NUM_HPARAMS)
 
 /* Writes the checkpoint atomically; values were checked to be finite. */
 static void write_checkpoint(const char *path, train_state *s, const dataset *data) {
@@ -820,8 +976,12 @@ static void write_checkpoint(const char *path, train_state *s, const dataset *da
          s->data_rng.s[1], s->data_rng.s[2], s->data_rng.s[3]);
     META("model_fingerprint", "%016" PRIx64, model_fingerprint());
     META("data_fingerprint", "%016" PRIx64, data->fingerprint);
-    META("data_bytes", "%zu", g_model.text ? data->n : data->rows);
+    META("data_bytes", "%zu", g_model.text ? data->n : data->tok ? data->pairs.n : data->rows);
 #undef META
+    if (data->tok_text) {
+        keys[nm] = "tokenizer";
+        vals[nm++] = data->tok_text;
+    }
     for (size_t i = 0; i < NUM_HPARAMS; i++) {
         keys[nm] = HPARAMS[i].key;
         vals[nm] = hp_format(&HPARAMS[i], &s->hp, buf[nm], sizeof buf[nm]);
@@ -938,7 +1098,7 @@ static void load_checkpoint_tensors(const kiln_safetensors *st, const char *path
 
 /* Mean validation loss over eval_iters batches drawn by an RNG re-seeded each time: the model's loss
  * function (no dropout) on each batch. */
-static double evaluate(kiln_ctx *ctx, const train_state *s, const dataset *d, batch *bt) {
+static double evaluate(kiln_ctx *ctx, const train_state *s, dataset *d, batch *bt) {
     int B = (int)s->hp.batch, T = (int)s->hp.seq;
     kiln_rng rng;
     kiln_rng_seed(&rng, s->seed ^ EVAL_RNG_TAG);
@@ -948,6 +1108,20 @@ static double evaluate(kiln_ctx *ctx, const train_state *s, const dataset *d, ba
         total += (double)run_batch(ctx, g_model.loss, bt, 0);
     }
     return total / (double)s->hp.eval_iters;
+}
+
+/* Sentence pairs: the loss per target token (no label smoothing) and BLEU and chrF of greedy translations of
+ * every held-out pair. */
+static kiln_s2s_scores evaluate_pairs(kiln_ctx *ctx, const dataset *d) {
+    kiln_api api = kiln_model_api(ctx);
+    kiln_seq2seq m;
+    kiln_error err;
+    if (kiln_s2s_open(&m, &api, &err)) kiln_die("evaluating: %s", err.msg);
+    kiln_beam_options bo = {1, 0.6, (int)m.target_len, d->bos, d->eos};
+    kiln_s2s_scores sc;
+    if (kiln_s2s_score(&m, &d->pairs, &d->src, &d->tgt, d->val_idx, d->n_val_pairs, d->tok, d->pad, &bo, NULL, &sc, &err))
+        kiln_die("evaluating: %s", err.msg);
+    return sc;
 }
 
 /* ------------------------------------------------------------------------- */
@@ -1086,8 +1260,15 @@ static void cmd_train(const command *cmd, const opts *o) {
                      resume, fp, KILN(model_name)(), model_fingerprint());
     }
     resolve_hparams(&flags, resume ? &ckpt : NULL, resume, &s.hp);
+    /* sentence pairs: the tokenizer of the checkpoint, of --init-from's weights or --tokenizer, else a new one */
+    kiln_bpe *tok = NULL;
+    const char *tok_path = kiln_opt_get(cmd, o, "--tokenizer");
+    if (g_model.pairs && kiln_s2s_tokenizer(resume ? resume : init_from, tok_path, &tok, &err)) kiln_die("%s", err.msg);
+    if (!g_model.pairs && tok_path) usage_die("--tokenizer is for encoder-decoder models trained from sentence pairs");
+    if (g_model.pairs && s.hp.batch > MAX_BATCH_PAIRS) usage_die("--batch: at most %d sentence pairs", MAX_BATCH_PAIRS);
     dataset data;
-    load_data(data_path, &s.hp, &data);
+    load_data(data_path, &s.hp, tok, &data);
+    if (resume && data.tok && !tok) kiln_die("checkpoint '%s' has no tokenizer to read its sentence pairs with", resume);
 
     size_t pf = g_model.pf;
     kiln_ctx *ctx = new_context();
@@ -1131,6 +1312,10 @@ static void cmd_train(const command *cmd, const opts *o) {
     if (g_model.text)
         printf("train: model %s (%zu parameters), data %s: %zu bytes (train %zu, val %zu)\n",
                KILN(model_name)(), pf, data_path, data.n, data.n_train, data.n_val);
+    else if (data.tok)
+        printf("train: model %s (%zu parameters), data %s: %zu sentence pairs (train %zu, held out %zu), "
+               "tokenizer of %d ids\n",
+               KILN(model_name)(), pf, data_path, data.pairs.n, data.n_train_pairs, data.n_val_pairs, kiln_bpe_size(data.tok));
     else
         printf("train: model %s (%zu parameters), data %s: %zu examples (train %zu, val %zu)\n",
                KILN(model_name)(), pf, data_path, data.rows, data.rows_train, data.rows_val);
@@ -1159,7 +1344,7 @@ static void cmd_train(const command *cmd, const opts *o) {
     row_shapes(&data, T, shapes);
     batch bt;
     batch_init(&bt, B, shapes);
-    if (!g_model.text) ntok = (size_t)B; /* examples per micro-batch */
+    if (!g_model.text) ntok = (size_t)B; /* examples per micro-batch (pairs: their tokens, counted per step) */
 
     FILE *jlog = NULL;
     if (log_path) {
@@ -1173,8 +1358,10 @@ static void cmd_train(const command *cmd, const opts *o) {
         double t0 = kiln_time_ms();
         int64_t step = s.step; /* 0-based index of this step */
         double lr = lr_at(h, step), loss = 0.0;
+        size_t step_tokens = 0;
         for (int64_t k = 0; k < h->accumulate; k++) {
             draw_batch(&s.data_rng, &data, 0, B, T, &bt);
+            step_tokens += data.batch_tokens;
             loss += (double)run_batch(ctx, g_model.step, &bt, step_seed(s.seed, step, k));
             if (sum) {
 #pragma omp parallel for schedule(static)
@@ -1204,11 +1391,11 @@ static void cmd_train(const command *cmd, const opts *o) {
 
         double dt = kiln_time_ms() - t0;
         t_steps += dt;
-        double tok_s = (double)ntok * (double)h->accumulate / (dt > 0 ? dt / 1e3 : 1e-9);
+        double tok_s = (data.tok ? (double)step_tokens : (double)ntok * (double)h->accumulate) / (dt > 0 ? dt / 1e3 : 1e-9);
         char eta[32];
         fmt_eta(t_steps / 1e3 / (double)done_here * (double)(h->steps - s.step), eta, sizeof eta);
         /* text: tokens per second; arrays: examples */
-        const char *unit = g_model.text ? "tok" : "examples";
+        const char *unit = g_model.text || data.tok ? "tok" : "examples";
         printf("step %" PRId64 "/%" PRId64 "  loss %.4f  lr %.2e  %.0f %s/s  ETA %s\n", s.step,
                h->steps, loss, lr, tok_s, unit, eta);
         fflush(stdout);
@@ -1217,10 +1404,23 @@ static void cmd_train(const command *cmd, const opts *o) {
                  "{\"step\":%" PRId64 ",\"loss\":%s,\"lr\":%s,\"%s_per_s\":%.1f,"
                  "\"time_s\":%.3f}\n",
                  s.step, fmt_exact(loss, b1, sizeof b1), fmt_exact(lr, b2, sizeof b2),
-                 g_model.text ? "tokens" : "examples", tok_s, (kiln_time_ms() - t_start) / 1e3);
+                 g_model.text || data.tok ? "tokens" : "examples", tok_s, (kiln_time_ms() - t_start) / 1e3);
 
         int end = s.step == h->steps;
-        if ((h->eval_interval > 0 && s.step % h->eval_interval == 0) || end) {
+        if (((h->eval_interval > 0 && s.step % h->eval_interval == 0) || end) && data.tok) {
+            const double t_eval = kiln_time_ms();
+            kiln_s2s_scores sc = evaluate_pairs(ctx, &data);
+            s.params = KILN(params)(ctx);
+            printf("eval step %" PRId64 ": val loss %.4f  perplexity %.2f  BLEU %.2f  chrF %.2f  (%zu held-out pairs, "
+                   "greedy, %.1f s)\n", s.step, sc.loss, exp(sc.loss), sc.bleu, sc.chrf, sc.pairs,
+                   (kiln_time_ms() - t_eval) / 1e3);
+            char b3[40], b4[40];
+            log_line(jlog, log_path,
+                     "{\"step\":%" PRId64 ",\"val_loss\":%s,\"val_perplexity\":%s,\"val_bleu\":%s,\"val_chrf\":%s}\n",
+                     s.step, fmt_exact(sc.loss, b1, sizeof b1), fmt_exact(exp(sc.loss), b2, sizeof b2),
+                     fmt_exact(sc.bleu, b3, sizeof b3), fmt_exact(sc.chrf, b4, sizeof b4));
+            fflush(stdout);
+        } else if ((h->eval_interval > 0 && s.step % h->eval_interval == 0) || end) {
             double vl = evaluate(ctx, &s, &data, &bt);
             s.params = KILN(params)(ctx);
             char b3[40];

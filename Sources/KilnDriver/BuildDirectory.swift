@@ -14,7 +14,11 @@ public enum BuildDirectory {
     }
 
     /// Runtime sources the programs compile (the model's library has its own copy of kiln_rt.c inside).
-    static let programRuntime = ["runtime/kiln_rt.c", "runtime/kiln_cli.c", "runtime/kiln_beam.c"]
+    static let programRuntime = ["kiln_rt", "kiln_cli", "kiln_beam", "kiln_bpe", "kiln_metrics", "kiln_pairs", "kiln_seq2seq"]
+        .map { "runtime/\($0).c" }
+    /// Headers the programs include besides the model's.
+    static let programHeaders = ["kiln_rt", "kiln_cli", "kiln_beam", "kiln_bpe", "kiln_metrics", "kiln_pairs", "kiln_seq2seq",
+                                 "kiln_program_api", "kiln_unicode"].map { "runtime/\($0).h" }
     /// Files model.c depends on: the runtime headers, kiln_rt.c and kiln_lib.c (included), the kernel files.
     static var libraryInputs: [String] {
         RuntimeSources.files.map(\.0).filter { $0.hasSuffix(".h") || $0.hasPrefix("kernels/") || $0 == "kiln_rt.c" || $0 == "kiln_lib.c" }
@@ -28,7 +32,7 @@ public enum BuildDirectory {
         for p in programs {
             rules += """
 
-            \(p): runtime/\(p)_main.c $(PROGRAM_RT) lib\(prefix).a model.h \(prefix).h kiln.h runtime/kiln_cli.h runtime/kiln_rt.h runtime/kiln_beam.h build.flags
+            \(p): runtime/\(p)_main.c $(PROGRAM_RT) lib\(prefix).a model.h \(prefix).h kiln.h $(PROGRAM_HEADERS) build.flags
             \t$(CC) $(CFLAGS) $(KILN_CFLAGS) $(ARCH) $(OPENMP) -I. -Iruntime -o $@ runtime/\(p)_main.c $(PROGRAM_RT) lib\(prefix).a $(LDLIBS)
 
             """
@@ -50,6 +54,7 @@ public enum BuildDirectory {
         KILN_CFLAGS = -fno-math-errno
         LDLIBS = -lm
         PROGRAM_RT = \(programRuntime.joined(separator: " "))
+        PROGRAM_HEADERS = \(programHeaders.joined(separator: " "))
         LIBRARY_INPUTS = \(libraryInputs.joined(separator: " "))
 
         all: lib\(prefix).a lib\(prefix).so \(programs.joined(separator: " "))

@@ -264,7 +264,7 @@ def test_beam_search_matches_a_python_beam_search_over_pytorch(seq2seq, reversal
     (tmp_path / "src.txt").write_text("".join(" ".join(map(str, s)) + "\n" for s in sources))
     got = {}
     for K in (1, 4, 5):
-        r = run([out / "infer", "translate", "--weights", reversal_model, "--file", tmp_path / "src.txt", "--bos", bos,
+        r = run([out / "infer", "translate", "--weights", reversal_model, "--ids-file", tmp_path / "src.txt", "--bos", bos,
                  "--eos", eos, "--beam", K, "--length-penalty", alpha, "--max-len", max_len, "--scores"])
         assert r.returncode == 0, r.stderr
         lines = r.stdout.splitlines()
@@ -301,7 +301,7 @@ def test_translate_rejects_bad_input_in_one_line(seq2seq, args, expected):
 def test_translate_names_the_bad_line_of_a_file(seq2seq, tmp_path):
     out, w = seq2seq
     (tmp_path / "in.txt").write_text("3 4 5\n7 99 8\n")
-    r = run([out / "infer", "translate", "--weights", w, "--bos", 1, "--eos", 2, "--beam", 2, "--file", tmp_path / "in.txt"])
+    r = run([out / "infer", "translate", "--weights", w, "--bos", 1, "--eos", 2, "--beam", 2, "--ids-file", tmp_path / "in.txt"])
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "in.txt:2: id 99 is outside the vocabulary" in r.stderr
     assert len(r.stdout.splitlines()) == 1  # the first line's translation came out before the error
     r = run([out / "infer", "translate", "--weights", w, "--bos", 1, "--eos", 2, "--ids", "3 4"])
