@@ -348,6 +348,7 @@ static const kiln_flag_def TRAIN_FLAGS[] = {
     {"--seed", "S", "seed of the init, the data order and dropout (default " DEFAULT_SEED ")", 0},
     {"--log", "LOG.jsonl", "also write one JSON object per step and per evaluation", 0},
     {"--tokenizer", "FILE", "sentence pairs: this tokenizer instead of one learned from the data", 0},
+    {"--weights-out", "W", "at the end, also write the weights alone (no optimizer state), for infer", 0},
 };
 #define NUM_TRAIN_FLAGS (sizeof TRAIN_FLAGS / sizeof TRAIN_FLAGS[0])
 
@@ -751,7 +752,7 @@ static void draw_pairs(kiln_rng *rng, dataset *d, int val, int B, batch *bt) {
     const size_t W = n < 8 * (size_t)B ? n : 8 * (size_t)B;
     const size_t start = (size_t)kiln_rng_below(rng, (uint64_t)(n - W + 1));
     const kiln_s2s_inputs *in = &g_model.s2s;
-    size_t pick[MAX_BATCH_PAIRS];
+    static size_t pick[MAX_BATCH_PAIRS]; /* not on the stack: up to 512 KiB */
     int32_t S = 1, T = 1;
     for (int b = 0; b < B; b++) {
         pick[b] = idx[start + (size_t)kiln_rng_below(rng, (uint64_t)W)];
@@ -996,6 +997,18 @@ static void write_checkpoint(const char *path, train_state *s, const dataset *da
 }
 
 /* Strict readers of checkpoint metadata. */
+/* The weights alone, with the model's name and the tokenizer (if any) in the metadata: what a trained model
+ * ships as. Written atomically. */
+static void write_weights(const char *path, const train_state *s, const dataset *data) {
+    const int np = KILN(num_params)();
+    kiln_st_entry *e = kiln_xcalloc((size_t)np, sizeof *e, "the tensor list");
+    for (int i = 0; i < np; i++) param_entry(i, NULL, s->params + KILN(param)(i)->offset, &e[i]);
+    const char *keys[3] = {"format", "kiln_model", "tokenizer"}, *vals[3] = {"pt", KILN(model_name)(), data->tok_text};
+    kiln_error err;
+    if (kiln_st_write(path, e, (size_t)np, keys, vals, data->tok_text ? 3 : 2, &err)) kiln_die("%s", err.msg);
+    free(e);
+}
+
 static const char *meta_required(const kiln_safetensors *st, const char *path, const char *key) {
     const char *v = kiln_st_meta_get(st, key);
     if (!v) kiln_die("checkpoint '%s' has no '%s' metadata", path, key);
@@ -1323,6 +1336,11 @@ static void cmd_train(const command *cmd, const opts *o) {
     if (s.step >= h->steps) {
         printf("train: already at step %" PRId64 " (--steps %" PRId64 "); nothing to do\n", s.step,
                h->steps);
+        const char *weights_out = kiln_opt_get(cmd, o, "--weights-out");
+        if (weights_out) { /* the weights of a finished run */
+            write_weights(weights_out, &s, &data);
+            printf("weights step %" PRId64 ": wrote %s\n", s.step, weights_out);
+        }
         KILN(free)(ctx);
         free(s.m);
         free(s.v);
@@ -1444,6 +1462,12 @@ static void cmd_train(const command *cmd, const opts *o) {
             printf("checkpoint step %" PRId64 ": wrote %s\n", s.step, out);
             fflush(stdout);
         }
+    }
+    const char *weights_out = kiln_opt_get(cmd, o, "--weights-out");
+    if (weights_out) {
+        s.params = KILN(params)(ctx);
+        write_weights(weights_out, &s, &data);
+        printf("weights step %" PRId64 ": wrote %s\n", s.step, weights_out);
     }
     if (jlog && fclose(jlog) != 0) kiln_die("error writing the log '%s'", log_path);
     batch_free(&bt);

@@ -337,28 +337,42 @@ class Seq2Seq(nn.Module):
     embeddings scaled by sqrt(dim), sinusoidal positions and a tied output projection. `load` maps Kiln's
     tensor names onto the torch modules (q, k, v stacked into in_proj)."""
 
-    def __init__(self, vocab, dim, heads, layers, hidden):
+    def __init__(self, vocab, dim, heads, layers, hidden, drop=0.0):
         super().__init__()
         self.dim = dim
         self.embed = nn.Embedding(vocab, dim)
-        opts = dict(d_model=dim, nhead=heads, dim_feedforward=hidden, dropout=0.0, activation="relu",
+        opts = dict(d_model=dim, nhead=heads, dim_feedforward=hidden, dropout=drop, activation="relu",
                     batch_first=True, norm_first=False)
         self.encoder = nn.ModuleList(nn.TransformerEncoderLayer(**opts) for _ in range(layers))
         self.decoder = nn.ModuleList(nn.TransformerDecoderLayer(**opts) for _ in range(layers))
+        # dropout where the Kiln model has it (on each sub-layer's output and on the embedded inputs), not inside
+        # the feed-forward or on the attention weights, where torch's layers also put it
+        self.drop = nn.Dropout(drop)
+        for layer in [*self.encoder, *self.decoder]:
+            layer.dropout.p = 0.0
+            for attention in (layer.self_attn, getattr(layer, "multihead_attn", None)):
+                if attention is not None:
+                    attention.dropout = 0.0
+
+    def encode(self, source, source_mask):
+        S = source.shape[1]
+        pos = sinusoidal(S, self.dim).to(self.embed.weight.dtype)
+        x = self.drop(self.embed(source) * math.sqrt(self.dim) + pos)
+        for layer in self.encoder:
+            x = layer(x, src_key_padding_mask=source_mask == 0)
+        return x
+
+    def decode(self, memory, source_mask, target):
+        T = target.shape[1]
+        pos = sinusoidal(T, self.dim).to(self.embed.weight.dtype)
+        causal = torch.triu(torch.full((T, T), float("-inf"), dtype=memory.dtype), diagonal=1)
+        y = self.drop(self.embed(target) * math.sqrt(self.dim) + pos)
+        for layer in self.decoder:
+            y = layer(y, memory, tgt_mask=causal, memory_key_padding_mask=source_mask == 0)
+        return y @ self.embed.weight.T
 
     def forward(self, source, source_mask, target):
-        S, T = source.shape[1], target.shape[1]
-        scale = math.sqrt(self.dim)
-        pos = sinusoidal(max(S, T), self.dim).to(self.embed.weight.dtype)
-        padding = source_mask == 0
-        x = self.embed(source) * scale + pos[:S]
-        for layer in self.encoder:
-            x = layer(x, src_key_padding_mask=padding)
-        causal = torch.triu(torch.full((T, T), float("-inf"), dtype=x.dtype), diagonal=1)
-        y = self.embed(target) * scale + pos[:T]
-        for layer in self.decoder:
-            y = layer(y, x, tgt_mask=causal, memory_key_padding_mask=padding)
-        return y @ self.embed.weight.T
+        return self.decode(self.encode(source, source_mask), source_mask, target)
 
     def tensors(self):
         """(Kiln's name, the torch parameter, the rows of it that name holds, or None for all) for every

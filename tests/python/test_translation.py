@@ -204,13 +204,26 @@ def test_bad_tokenizers_and_flags_get_one_line(small, tmp_path):
         assert r.returncode in (1, 2) and r.stderr.count("\n") == 1 and message in r.stderr, (args, r.stderr)
 
 
-def test_a_given_tokenizer_is_used_and_saved(small, tmp_path):
+def test_a_given_tokenizer_is_used_and_saved_and_weights_out_ships_it(small, tmp_path):
     out, pairs, ckpt, _ = small
     tok = tmp_path / "tok.bpe"
     tok.write_text(metadata(ckpt)["tokenizer"])
     c = tmp_path / "c.safetensors"
-    r = run([out / "train", "--data", pairs, "--out", c, "--steps", 2, "--tokenizer", tok])
+    w = tmp_path / "w.safetensors"
+    r = run([out / "train", "--data", pairs, "--out", c, "--steps", 2, "--tokenizer", tok, "--weights-out", w])
     assert r.returncode == 0 and "learned" not in r.stdout, r.stderr
-    assert metadata(c)["tokenizer"] == tok.read_text()
-    r = run([out / "infer", "translate", "--weights", c, "--tokenizer", tok, "--text", "Hi.", "--beam", 2])
-    assert r.returncode == 0 and r.stdout.count("\n") == 1, r.stderr
+    assert metadata(c)["tokenizer"] == tok.read_text() == metadata(w)["tokenizer"]
+    # --weights-out: the parameters of the checkpoint alone, which translate the same
+    cw, ww = tensors(c), tensors(w)
+    assert set(ww) == {k for k in cw if not k.startswith("train.")} and all((ww[k] == cw[k]).all() for k in ww)
+    outs = []
+    for weights in (c, w):
+        r = run([out / "infer", "translate", "--weights", weights, "--tokenizer", tok, "--text", "Hi.", "--beam", 2])
+        assert r.returncode == 0 and r.stdout.count("\n") == 1, r.stderr
+        outs.append(r.stdout)
+    assert outs[0] == outs[1]
+    # and from a finished run's checkpoint
+    w2 = tmp_path / "w2.safetensors"
+    r = run([out / "train", "--data", pairs, "--out", c, "--steps", 2, "--resume", c, "--weights-out", w2])
+    assert r.returncode == 0 and "nothing to do" in r.stdout, r.stderr
+    assert tensors(w2).keys() == ww.keys() and all((tensors(w2)[k] == ww[k]).all() for k in ww)
