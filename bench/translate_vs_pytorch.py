@@ -177,8 +177,8 @@ def kiln_run(out, tmp, steps, seed, threads, held, rows):
 def torch_run(out, tmp, cfg, steps, seed, ckpt, held, train, rows):
     """The same with PyTorch, on Kiln's token ids and from Kiln's initial weights for this seed."""
     torch.manual_seed(seed)
-    src = ids_of(out / "infer", ckpt, [r[0] for r in rows], tmp, "src")
-    tgt = ids_of(out / "infer", ckpt, [r[1] for r in rows], tmp, "tgt")
+    src = ids_of(out / "infer", ckpt, [r[0] for r in rows], tmp, "all-sources")
+    tgt = ids_of(out / "infer", ckpt, [r[1] for r in rows], tmp, "all-targets")
     tok = metadata(ckpt)["tokenizer"].splitlines()[1].split()[1:]
     pad_id, bos, eos = (tok.index(s) for s in ("<pad>", "<bos>", "<eos>"))
     init = tmp / "init.safetensors"

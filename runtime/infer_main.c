@@ -109,12 +109,14 @@ static const command COMMANDS[] = {
      cmd_generate},
     {"score", "--weights W (FILE | --pairs FILE.tsv)", "report the loss of a text file, or score translations",
      "A text file (byte-level language models): scores every byte after the first, in windows of up to\n"
-     "<context> predictions. Prints: tokens N  loss L nats  perplexity P  bits/char B.\n"
+     "<context> predictions (--seq N: N; above the context only for models whose positions extrapolate:\n"
+     "sinusoidal, rotary, ALiBi or none). Prints: tokens N  loss L nats  perplexity P  bits/char B.\n"
      "--pairs (encoder-decoder models): source TAB target per line. Prints the teacher-forced cross-entropy\n"
      "per target token (eos included, no label smoothing) and its perplexity, then corpus BLEU and chrF\n"
      "(sacreBLEU's defaults: 13a tokens; character 6-grams, beta 2) of the translations of the sources\n"
      "(greedy, or --beam K) against the targets.",
      {{"--weights", "W", "weights file (.safetensors, required)", 0},
+      {"--seq", "N", "a text file: predictions per window (default: the context)", 0},
       {"--pairs", "FILE.tsv", "sentence pairs to score (encoder-decoder models)", 0},
       {"--tokenizer", "FILE", "the tokenizer (default: the one saved with the weights)", 0},
       {"--beam", "K", "--pairs: beams, 1..64 (default 1: greedy)", 0},
@@ -637,6 +639,7 @@ static void cmd_score(const command *cmd, const opts *o) {
     const char *path = o->positional, *pairs = opt_get(cmd, o, "--pairs");
     if (pairs) {
         if (path) usage_die("'score' takes either --pairs FILE.tsv or a FILE of text, not both");
+        if (opt_get(cmd, o, "--seq")) usage_die("--seq goes with a text FILE, not --pairs");
         score_pairs(cmd, o, weights, pairs);
         return;
     }
@@ -657,8 +660,10 @@ static void cmd_score(const command *cmd, const opts *o) {
             kiln_die("%s: byte %u at offset %zu cannot be predicted (output dimension %lld)", path, b, i, (long long)m.out_dim);
     }
 
+    char context[32];
+    snprintf(context, sizeof context, "%lld", (long long)m.context);
+    const size_t win = (size_t)opt_int(cmd, o, "--seq", context, 1, (int64_t)1 << 24), preds = n - 1, V = (size_t)m.out_dim;
     kiln_ctx *ctx = open_model(weights, 0);
-    const size_t win = (size_t)m.context, preds = n - 1, V = (size_t)m.out_dim;
     const size_t nfull = preds / win;
     size_t maxb = nfull < SCORE_MAX_BATCH ? nfull : SCORE_MAX_BATCH;
     while (maxb > 1 && maxb * win * V * sizeof(float) > SCORE_LOGITS_BUDGET) maxb--;
@@ -711,7 +716,9 @@ static translator open_translator(const command *cmd, const opts *o, const char 
     if (kiln_s2s_open(&t.m, &api, &err)) kiln_die("%s: %s", cmd->name, err.msg);
     if (kiln_s2s_tokenizer(weights, opt_get(cmd, o, "--tokenizer"), &t.tok, &err)) kiln_die("%s", err.msg);
     t.pad = t.bos = t.eos = -1;
-    if (t.tok && kiln_s2s_check_tokenizer(&t.m, t.tok, &t.pad, &t.bos, &t.eos, &err)) kiln_die("%s", err.msg);
+    int64_t limit = t.m.vocab < t.m.target_vocab ? t.m.vocab : t.m.target_vocab;
+    if (t.m.out_dim < limit) limit = t.m.out_dim;
+    if (t.tok && kiln_s2s_check_tokenizer(t.tok, limit, &t.pad, &t.bos, &t.eos, &err)) kiln_die("%s", err.msg);
     return t;
 }
 

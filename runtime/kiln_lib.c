@@ -406,10 +406,10 @@ static kiln_status bind(kiln_context *ctx, const kiln_function_info *f, const ch
         if (size < 1)
             return fail(ctx, KILN_ERR_INPUT, "%s: %s '%s' has shape %s: dim %s must be at least 1", fname, what, d->name,
                         shape_text(a, sizeof a, t->rank, t->shape), d->dims[k]);
-        if (f->dim_bounds[j] > 0 && size > f->dim_bounds[j])
-            return fail(ctx, KILN_ERR_INPUT, "%s: %s '%s' has shape %s: dim %s = %lld exceeds its bound %lld", fname, what,
-                        d->name, shape_text(a, sizeof a, t->rank, t->shape), d->dims[k], (long long)size,
-                        (long long)f->dim_bounds[j]);
+        if (f->dim_bounds[j] > 0 && size > f->dim_bounds[j] && f->dim_limits[j])
+            return fail(ctx, KILN_ERR_INPUT, "%s: %s '%s' has shape %s: dim %s = %lld exceeds its bound %lld, which %s needs",
+                        fname, what, d->name, shape_text(a, sizeof a, t->rank, t->shape), d->dims[k], (long long)size,
+                        (long long)f->dim_bounds[j], f->dim_limits[j]);
         if (values[j] > 0 && values[j] != size)
             return fail(ctx, KILN_ERR_INPUT, "%s: %s '%s' has shape %s, expected %s (dim %s)", fname, what, d->name,
                         shape_text(a, sizeof a, t->rank, t->shape), declared_text(b, sizeof b, d, values, f), d->dims[k]);

@@ -26,6 +26,8 @@ typedef struct {
     int num_dims;                /* its symbolic dims: each is a dim of an input, or the rows of the state */
     const char *const *dim_names;
     const int64_t *dim_bounds;   /* 0: unbounded */
+    const char *const *dim_limits; /* per dim: what needs it within its bound, or NULL when sizes above the
+                                    * bound run too (computed or no positions: the model extrapolates) */
     int packed;                  /* reads the parameters in the matrix-product engine's panel layout */
     size_t (*arena_size)(const int64_t *dims);
     void (*run)(const kiln_call *call);

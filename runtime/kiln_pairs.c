@@ -111,3 +111,17 @@ fail:
     kiln_token_lists_free(out);
     return -1;
 }
+
+static const int32_t *sort_src, *sort_tgt; /* qsort has no context argument */
+static int by_length(const void *x, const void *y) {
+    const size_t i = *(const size_t *)x, j = *(const size_t *)y;
+    if (sort_tgt[i] != sort_tgt[j]) return sort_tgt[i] < sort_tgt[j] ? -1 : 1;
+    if (sort_src[i] != sort_src[j]) return sort_src[i] < sort_src[j] ? -1 : 1;
+    return (i > j) - (i < j);
+}
+
+KILN_RT_API void kiln_pairs_sort_by_length(size_t *idx, size_t n, const kiln_token_lists *src, const kiln_token_lists *tgt) {
+    sort_src = src->len;
+    sort_tgt = tgt->len;
+    qsort(idx, n, sizeof *idx, by_length);
+}

@@ -42,4 +42,8 @@ KILN_RT_API int kiln_pairs_encode(const kiln_pairs *p, const char *path, int sid
                                   int64_t max_len, kiln_token_lists *out, kiln_error *err);
 KILN_RT_API void kiln_token_lists_free(kiln_token_lists *l);
 
+/* Sorts pair indices idx[0, n) by target length, then source length, then index: batches of neighbours in this
+ * order pad little. */
+KILN_RT_API void kiln_pairs_sort_by_length(size_t *idx, size_t n, const kiln_token_lists *src, const kiln_token_lists *tgt);
+
 #endif /* KILN_PAIRS_H */

@@ -138,10 +138,8 @@ KILN_RT_API int kiln_s2s_tokenizer(const char *weights, const char *tok_path, ki
     return rc;
 }
 
-KILN_RT_API int kiln_s2s_check_tokenizer(const kiln_seq2seq *m, const kiln_bpe *t, int32_t *pad, int32_t *bos,
-                                         int32_t *eos, kiln_error *err) {
-    int64_t limit = m->vocab < m->target_vocab ? m->vocab : m->target_vocab;
-    if (m->out_dim < limit) limit = m->out_dim;
+KILN_RT_API int kiln_s2s_check_tokenizer(const kiln_bpe *t, int64_t limit, int32_t *pad, int32_t *bos, int32_t *eos,
+                                         kiln_error *err) {
     if (kiln_bpe_size(t) > limit) {
         kiln_error_set(err, "the tokenizer has %d ids, but the model's vocabulary has %lld", kiln_bpe_size(t), (long long)limit);
         return -1;
@@ -217,14 +215,6 @@ KILN_RT_API int kiln_s2s_translate(kiln_seq2seq *m, const int32_t *source, int64
 /* ------------------------------------------------------------------------- */
 /* Scoring */
 
-static const int32_t *sort_len_a, *sort_len_b; /* qsort has no context argument */
-static int by_length(const void *x, const void *y) {
-    const size_t i = *(const size_t *)x, j = *(const size_t *)y;
-    const int32_t li = sort_len_a[i] + sort_len_b[i], lj = sort_len_a[j] + sort_len_b[j];
-    if (li != lj) return li < lj ? -1 : 1;
-    return (i > j) - (i < j);
-}
-
 /* The summed cross-entropy of pairs order[0, count) (sorted by length, so that batches pad little). */
 static int teacher_forced(kiln_seq2seq *m, const kiln_token_lists *src, const kiln_token_lists *tgt, const size_t *order,
                           size_t count, int32_t bos, int32_t pad, double *nll, int64_t *tokens, kiln_error *err) {
@@ -298,9 +288,7 @@ KILN_RT_API int kiln_s2s_score(kiln_seq2seq *m, const kiln_pairs *p, const kiln_
         return -1;
     }
     memcpy(order, idx, count * sizeof *order);
-    sort_len_a = src->len;
-    sort_len_b = tgt->len;
-    qsort(order, count, sizeof *order, by_length);
+    kiln_pairs_sort_by_length(order, count, src, tgt);
     double nll;
     int rc = teacher_forced(m, src, tgt, order, count, o->bos, pad, &nll, &out->tokens, err);
     free(order);

@@ -65,10 +65,10 @@ KILN_RT_API int kiln_s2s_translate(kiln_seq2seq *m, const int32_t *source, int64
  * when there is none. 0, or -1 with *err set. */
 KILN_RT_API int kiln_s2s_tokenizer(const char *weights, const char *tok_path, kiln_bpe **out, kiln_error *err);
 
-/* Checks that a tokenizer fits the model (its ids lie in the source and target vocabularies and the logits; it
- * has <pad>, <bos> and <eos>) and gives their ids. 0, or -1 with *err set. */
-KILN_RT_API int kiln_s2s_check_tokenizer(const kiln_seq2seq *m, const kiln_bpe *t, int32_t *pad, int32_t *bos,
-                                         int32_t *eos, kiln_error *err);
+/* Checks that a tokenizer fits a model whose ids lie in [0, limit) (the smallest of its source and target
+ * vocabularies and its logits) and has <pad>, <bos> and <eos>, and gives their ids. 0, or -1 with *err set. */
+KILN_RT_API int kiln_s2s_check_tokenizer(const kiln_bpe *t, int64_t limit, int32_t *pad, int32_t *bos, int32_t *eos,
+                                         kiln_error *err);
 
 /* The scores of a set of pairs. */
 typedef struct {

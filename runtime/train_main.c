@@ -611,14 +611,6 @@ static void load_arrays(const char *dir, const hparams *h, dataset *d) {
     d->fingerprint = kiln_fnv1a64(fp, vf, strlen(vf));
 }
 
-static const int32_t *g_sort_len_a, *g_sort_len_b; /* qsort has no context argument */
-static int by_pair_length(const void *x, const void *y) {
-    const size_t i = *(const size_t *)x, j = *(const size_t *)y;
-    const int32_t li = g_sort_len_b[i] * 1024 + g_sort_len_a[i], lj = g_sort_len_b[j] * 1024 + g_sort_len_a[j];
-    if (li != lj) return li < lj ? -1 : 1;
-    return (i > j) - (i < j);
-}
-
 /* Sentence pairs: tok is the tokenizer to use (NULL: learn one from the training pairs). */
 static void load_pairs(const char *path, kiln_bpe *tok, dataset *d) {
     const model_info *m = &g_model;
@@ -660,13 +652,7 @@ static void load_pairs(const char *path, kiln_bpe *tok, dataset *d) {
         free(lens);
     }
     d->tok = tok;
-    if (kiln_bpe_size(tok) > vocab)
-        kiln_die("the tokenizer has %d ids, but the model's vocabulary has %lld", kiln_bpe_size(tok), (long long)vocab);
-    d->pad = kiln_bpe_special(tok, "<pad>");
-    d->bos = kiln_bpe_special(tok, "<bos>");
-    d->eos = kiln_bpe_special(tok, "<eos>");
-    if (d->pad < 0 || d->bos < 0 || d->eos < 0)
-        kiln_die("the tokenizer has no %s token", d->pad < 0 ? "<pad>" : d->bos < 0 ? "<bos>" : "<eos>");
+    if (kiln_s2s_check_tokenizer(tok, vocab, &d->pad, &d->bos, &d->eos, &err)) kiln_die("%s", err.msg);
     if (!lab->has_ignore || lab->ignore != d->pad)
         kiln_die("the tokenizer's <pad> is id %d, but the objective %s; write cross_entropy(..., ignore: %d)", d->pad,
                  lab->has_ignore ? "ignores another id" : "ignores none", d->pad);
@@ -677,9 +663,7 @@ static void load_pairs(const char *path, kiln_bpe *tok, dataset *d) {
         if (d->src.len[i] > d->max_src) d->max_src = d->src.len[i];
         if (d->tgt.len[i] > d->max_tgt) d->max_tgt = d->tgt.len[i];
     }
-    g_sort_len_a = d->src.len;
-    g_sort_len_b = d->tgt.len;
-    qsort(d->train_idx, d->n_train_pairs, sizeof *d->train_idx, by_pair_length);
+    kiln_pairs_sort_by_length(d->train_idx, d->n_train_pairs, &d->src, &d->tgt);
     if (!(d->tok_text = kiln_bpe_format(tok))) kiln_die("out of memory");
     uint64_t fp = kiln_fnv1a64(KILN_FNV1A64_INIT, d->pairs.buf, d->pairs.size);
     fp = kiln_fnv1a64(fp, "|pairs|", 7);

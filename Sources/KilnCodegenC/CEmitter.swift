@@ -259,6 +259,13 @@ public struct CEmitter {
         return out
     }
 
+    /// The text of a C string literal's contents: backslashes and quotes escaped, control characters as spaces.
+    func cString(_ s: String) -> String {
+        String(s.unicodeScalars.flatMap { c -> [Character] in
+            c == "\\" || c == "\"" ? ["\\", Character(c)] : c.value < 0x20 ? [" "] : [Character(c)]
+        })
+    }
+
     func cDType(_ t: DType) -> String {
         switch t { case .f32, .f64: options.dtype == .f64 ? "KILN_F64" : "KILN_F32"; case .i32: "KILN_I32"; case .i64: "KILN_I64" }
     }
@@ -295,10 +302,14 @@ public struct CEmitter {
             if results.isEmpty { out += none }
             out += "};\n"
             out += "static const char *const \(c)_dims[\(max(f.dims.count, 1))] = {\(f.dims.isEmpty ? "NULL" : f.dims.map { "\"\($0.name)\"" }.joined(separator: ", "))};\n"
-            out += "static const int64_t \(c)_bounds[\(max(f.dims.count, 1))] = {\(f.dims.isEmpty ? "0" : f.dims.map { String($0.bound ?? 0) }.joined(separator: ", "))};\n\n"
+            out += "static const int64_t \(c)_bounds[\(max(f.dims.count, 1))] = {\(f.dims.isEmpty ? "0" : f.dims.map { String($0.bound ?? 0) }.joined(separator: ", "))};\n"
+            let limits = g.lengthLimits()
+            let limitList = f.dims.map { d in (limits[d.name] ?? nil).map { "\"\(cString($0))\"" } ?? "NULL" }
+            out += "/* what needs each dim within its bound (NULL: it may grow past it) */\n"
+            out += "static const char *const \(c)_limits[\(max(f.dims.count, 1))] = {\(limitList.isEmpty ? "NULL" : limitList.joined(separator: ", "))};\n\n"
             let grads = g.outputs.contains { $0.name.hasPrefix("grad.") }
             infos.append("{{\"\(g.function)\", \(g.inputs.count), \(c)_inputs, \(results.count), \(c)_outputs, \(g.states.isEmpty ? 0 : 1), \(grads ? 1 : 0)},\n"
-                         + "     \(f.dims.count), \(c)_dims, \(c)_bounds, \(f.packed.isEmpty ? 0 : 1), \(c)_arena, \(c)}")
+                         + "     \(f.dims.count), \(c)_dims, \(c)_bounds, \(c)_limits, \(f.packed.isEmpty ? 0 : 1), \(c)_arena, \(c)}")
         }
         out += "static const kiln_state_info kiln_state[\(max(states.count, 1))] = {\n"
         if states.isEmpty { out += "    {NULL, 0, {0}, 0},\n" }

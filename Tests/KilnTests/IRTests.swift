@@ -105,3 +105,31 @@ import KilnFrontend
         }
     }
 }
+
+/// Which bounded dims a function needs within their bounds (Sources/KilnIR/LengthLimits.swift).
+@Suite struct LengthLimitTests {
+    static func graph(_ positions: String) throws -> Graph {
+        try parseIR("""
+        graph G {
+          dim B
+          dim T <= 4
+          %tokens = input {role: tokens, limit: 5} : i32[B, T]
+          %e = param {init: normal, std: 0.02} : f32[5, 4]
+          %pos = param {init: normal, std: 0.02} : f32[4, 4]
+          %0 = embedding(%e, %tokens) : f32[B, T, 4]
+          \(positions)
+          %2 = add(%0, %1) : f32[B, T, 4]
+          %3 = attention(%2, %2, %2) {heads: 2, causal: true} : f32[B, T, 4]
+          output y = %3
+        }
+        """)
+    }
+
+    @Test func learnedPositionsNeedTheBoundComputedOnesDoNot() throws {
+        let learned = try Self.graph("%1 = slice_rows(%pos) {rows: T} : f32[T, 4]").lengthLimits()
+        #expect(learned["T"] == .some("slice_rows of 'pos' f32[4, 4]"))
+        #expect(learned["B"] == nil)  // unbounded dims are not listed
+        let computed = try Self.graph("%1 = sinusoidal() {rows: T, dim: 4} : f32[T, 4]").lengthLimits()
+        #expect(computed["T"] == .some(nil))
+    }
+}

@@ -12,6 +12,8 @@ tests/models/gqa.kiln: grouped-query attention (6 query heads on 2 key/value hea
 RMSNorm and SwiGLU, the Llama layer.
 tests/models/alibi.kiln: ALiBi (Press et al. 2022) with 3 heads (slopes of a head count not a power of 2) and
 multi-query attention."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -67,6 +69,39 @@ def test_forward_matches_pytorch(variant, tmp_path):
             want = model(torch.from_numpy(tokens).long()).numpy()
         assert got.shape == want.shape
         assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), (np.abs(got - want).max(), np.abs(want).max())
+
+
+def test_beyond_the_context_positions_extrapolate_or_refuse(variant, tmp_path):
+    """Computed positions (sinusoidal, rotary, ALiBi) run at three times the context, as PyTorch computes them
+    there; a learned position table refuses in one line that names it (issue #14)."""
+    spec, out, w = variant
+    T = 3 * spec["context"]
+    tokens = tokens_of(spec, 2, T, seed=7)
+    np.save(tmp_path / "tokens.npy", tokens)
+    r = run([out / "infer", "run", "--weights", w, "--input", f"tokens={tmp_path / 'tokens.npy'}",
+             "--output", f"logits={tmp_path / 'logits.npy'}"])
+    learned = "positions(learned" in (ROOT / spec["file"]).read_text()
+    if learned:
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+        (tmp_path / "text.bin").write_bytes(bytes(tokens[0].astype(np.uint8)))
+        r2 = run([out / "infer", "score", "--weights", w, "--seq", T - 1, tmp_path / "text.bin"])
+        assert r2.returncode == 1 and r2.stderr.count("\n") == 1 and "which slice_rows of" in r2.stderr, r2.stderr
+        assert re.search(rf"dim T = {T} exceeds its bound {spec['context']}, which slice_rows of '\w+\.weight' "
+                         rf"f32\[{spec['context']}, \d+\] needs", r.stderr), r.stderr
+        return
+    assert r.returncode == 0, r.stderr
+    with torch.no_grad():
+        want = reference.load_module(spec["reference"](), w)(torch.from_numpy(tokens).long()).numpy()
+    got = np.load(tmp_path / "logits.npy")
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), (np.abs(got - want).max(), np.abs(want).max())
+    # infer score --seq T: one window of T predictions over those bytes, the loss of PyTorch's logits
+    text = np.append(tokens[0], tokens[1][0]).astype(np.uint8)
+    (tmp_path / "text.bin").write_bytes(text.tobytes())
+    r = run([out / "infer", "score", "--weights", w, "--seq", T, tmp_path / "text.bin"])
+    assert r.returncode == 0, r.stderr
+    logp = torch.log_softmax(torch.from_numpy(want[0]).double(), -1)
+    nll = -logp[torch.arange(T), torch.from_numpy(text[1:]).long()].mean().item()
+    assert abs(float(re.search(r"loss ([\d.]+) nats", r.stdout).group(1)) - nll) < 1e-4, (r.stdout, nll)
 
 
 def test_gradients_match_pytorch_autograd(variant, tmp_path):

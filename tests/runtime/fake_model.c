@@ -164,6 +164,7 @@ static const kiln_tensor_desc forward_inputs[1] = {TOKENS("tokens", KILN_ROLE_TO
 static const kiln_tensor_desc forward_outputs[1] = {{"logits", KILN_F32, 3, {-1, -1, V}, {"B", "T", NULL}, {0, C, V}, KILN_ROLE_DATA, 0, 0, 0}};
 static const char *const bt_dims[2] = {"B", "T"};
 static const int64_t bt_bounds[2] = {0, C};
+static const char *const bt_limits[2] = {NULL, "the fake model's position table"};
 #ifndef FAKE_NO_TRAIN
 static const kiln_tensor_desc train_inputs[3] = {
     TOKENS("tokens", KILN_ROLE_TOKENS), TOKENS("targets", KILN_ROLE_TARGETS),
@@ -177,10 +178,10 @@ static const kiln_tensor_desc loss_outputs[1] = {{"loss", KILN_F32, 0, {0}, {NUL
 #endif
 
 static const kiln_function_info kiln_functions[] = {
-    {{"forward", 1, forward_inputs, 1, forward_outputs, 0, 0}, 2, bt_dims, bt_bounds, 1, forward_arena, forward},
+    {{"forward", 1, forward_inputs, 1, forward_outputs, 0, 0}, 2, bt_dims, bt_bounds, bt_limits, 1, forward_arena, forward},
 #ifndef FAKE_NO_TRAIN
-    {{"train_step", TRAIN_INPUTS, train_inputs, 1, loss_outputs, 0, 1}, 2, bt_dims, bt_bounds, 0, train_arena, train_step},
-    {{"loss", 2, train_inputs, 1, loss_outputs, 0, 0}, 2, bt_dims, bt_bounds, 1, loss_arena, loss_fn},
+    {{"train_step", TRAIN_INPUTS, train_inputs, 1, loss_outputs, 0, 1}, 2, bt_dims, bt_bounds, bt_limits, 0, train_arena, train_step},
+    {{"loss", 2, train_inputs, 1, loss_outputs, 0, 0}, 2, bt_dims, bt_bounds, bt_limits, 1, loss_arena, loss_fn},
 #endif
 };
 

@@ -681,6 +681,8 @@ static const kiln_tensor_desc fn_forward_outputs[1] = {
 };
 static const char *const fn_forward_dims[2] = {"B", "T"};
 static const int64_t fn_forward_bounds[2] = {0, 4};
+/* what needs each dim within its bound (NULL: it may grow past it) */
+static const char *const fn_forward_limits[2] = {NULL, "slice_rows of 'positions.weight' f32[4, 4]"};
 
 static const kiln_tensor_desc fn_train_step_inputs[2] = {
     {"tokens", KILN_I32, 2, {-1, -1}, {"B", "T"}, {0, 4}, KILN_ROLE_TOKENS, 7, 0, 0},
@@ -691,6 +693,8 @@ static const kiln_tensor_desc fn_train_step_outputs[1] = {
 };
 static const char *const fn_train_step_dims[2] = {"B", "T"};
 static const int64_t fn_train_step_bounds[2] = {0, 4};
+/* what needs each dim within its bound (NULL: it may grow past it) */
+static const char *const fn_train_step_limits[2] = {NULL, "training (its scratch is sized by the bound)"};
 
 static const kiln_tensor_desc fn_loss_inputs[2] = {
     {"tokens", KILN_I32, 2, {-1, -1}, {"B", "T"}, {0, 4}, KILN_ROLE_TOKENS, 7, 0, 0},
@@ -701,6 +705,8 @@ static const kiln_tensor_desc fn_loss_outputs[1] = {
 };
 static const char *const fn_loss_dims[2] = {"B", "T"};
 static const int64_t fn_loss_bounds[2] = {0, 4};
+/* what needs each dim within its bound (NULL: it may grow past it) */
+static const char *const fn_loss_limits[2] = {NULL, "slice_rows of 'positions.weight' f32[4, 4]"};
 
 static const kiln_tensor_desc fn_prefill_inputs[1] = {
     {"tokens", KILN_I32, 2, {-1, -1}, {"B", "T"}, {0, 4}, KILN_ROLE_TOKENS, 7, 0, 0},
@@ -710,6 +716,8 @@ static const kiln_tensor_desc fn_prefill_outputs[1] = {
 };
 static const char *const fn_prefill_dims[3] = {"B", "T", "R"};
 static const int64_t fn_prefill_bounds[3] = {0, 4, 0};
+/* what needs each dim within its bound (NULL: it may grow past it) */
+static const char *const fn_prefill_limits[3] = {NULL, "the KV cache (its 4 positions)", NULL};
 
 static const kiln_tensor_desc fn_decode_step_inputs[2] = {
     {"tokens", KILN_I32, 2, {-1, 1}, {"B", NULL}, {0, 1}, KILN_ROLE_TOKENS, 7, 0, 0},
@@ -720,6 +728,8 @@ static const kiln_tensor_desc fn_decode_step_outputs[1] = {
 };
 static const char *const fn_decode_step_dims[2] = {"B", "R"};
 static const int64_t fn_decode_step_bounds[2] = {0, 0};
+/* what needs each dim within its bound (NULL: it may grow past it) */
+static const char *const fn_decode_step_limits[2] = {NULL, NULL};
 
 static const kiln_state_info kiln_state[2] = {
     {"cache.0.k", 2, {4, 4}, 16},
@@ -728,15 +738,15 @@ static const kiln_state_info kiln_state[2] = {
 
 static const kiln_function_info kiln_functions[5] = {
     {{"forward", 1, fn_forward_inputs, 1, fn_forward_outputs, 0, 0},
-     2, fn_forward_dims, fn_forward_bounds, 1, fn_forward_arena, fn_forward},
+     2, fn_forward_dims, fn_forward_bounds, fn_forward_limits, 1, fn_forward_arena, fn_forward},
     {{"train_step", 2, fn_train_step_inputs, 1, fn_train_step_outputs, 0, 1},
-     2, fn_train_step_dims, fn_train_step_bounds, 0, fn_train_step_arena, fn_train_step},
+     2, fn_train_step_dims, fn_train_step_bounds, fn_train_step_limits, 0, fn_train_step_arena, fn_train_step},
     {{"loss", 2, fn_loss_inputs, 1, fn_loss_outputs, 0, 0},
-     2, fn_loss_dims, fn_loss_bounds, 1, fn_loss_arena, fn_loss},
+     2, fn_loss_dims, fn_loss_bounds, fn_loss_limits, 1, fn_loss_arena, fn_loss},
     {{"prefill", 1, fn_prefill_inputs, 1, fn_prefill_outputs, 1, 0},
-     3, fn_prefill_dims, fn_prefill_bounds, 1, fn_prefill_arena, fn_prefill},
+     3, fn_prefill_dims, fn_prefill_bounds, fn_prefill_limits, 1, fn_prefill_arena, fn_prefill},
     {{"decode_step", 2, fn_decode_step_inputs, 1, fn_decode_step_outputs, 1, 0},
-     2, fn_decode_step_dims, fn_decode_step_bounds, 1, fn_decode_step_arena, fn_decode_step},
+     2, fn_decode_step_dims, fn_decode_step_bounds, fn_decode_step_limits, 1, fn_decode_step_arena, fn_decode_step},
 };
 
 static const kiln_model_info kiln_model = {
