@@ -699,6 +699,24 @@ static void cmd_score(const command *cmd, const opts *o) {
 /* ------------------------------------------------------------------------- */
 /* translate, score --pairs: encoder-decoder models (kiln_seq2seq.c) */
 
+/* Calls fn for each line of the file (without its newline), with "FILE:LINE" for messages. */
+static void each_line(const char *path, void (*fn)(void *user, const char *line, size_t len, const char *where), void *user) {
+    kiln_error err;
+    uint8_t *buf;
+    size_t len;
+    if (kiln_read_file(path, SCORE_FILE_LIMIT, &buf, &len, &err)) kiln_die("%s", err.msg);
+    size_t start = 0;
+    for (int64_t line = 1; start < len; line++) {
+        const uint8_t *nl = memchr(buf + start, '\n', len - start);
+        const size_t end = nl ? (size_t)(nl - buf) : len;
+        char where[4200];
+        snprintf(where, sizeof where, "%s:%lld", path, (long long)line);
+        fn(user, (const char *)buf + start, end - start, where);
+        start = end + 1;
+    }
+    free(buf);
+}
+
 /* The model, its tokenizer (NULL when neither the weights nor --tokenizer have one) and its special ids. */
 typedef struct {
     kiln_seq2seq m;
@@ -797,6 +815,21 @@ static void translate_one(translator *t, const int32_t *ids, int64_t n, const ki
     free(best.tokens);
 }
 
+/* translate --file / --ids-file: one source per line */
+typedef struct {
+    translator *t;
+    int32_t *source;
+    const kiln_beam_options *bo;
+    int scores, ids_mode;
+} translate_job;
+
+static void translate_line(void *user, const char *line, size_t len, const char *where) {
+    translate_job *j = user;
+    const int64_t n = j->ids_mode ? parse_ids(line, len, j->t->m.vocab, j->t->m.source_len, j->source, where)
+                                  : encode_text(j->t, line, len, j->source, where);
+    translate_one(j->t, j->source, n, j->bo, j->scores, j->ids_mode);
+}
+
 static void cmd_translate(const command *cmd, const opts *o) {
     const char *weights = opt_required(cmd, o, "--weights");
     const char *ids = opt_get(cmd, o, "--ids"), *ids_file = opt_get(cmd, o, "--ids-file");
@@ -819,31 +852,23 @@ static void cmd_translate(const command *cmd, const opts *o) {
                               : encode_text(&t, text, strlen(text), source, "--text");
         translate_one(&t, source, n, &bo, scores, ids_mode);
     } else {
-        const char *path = ids_file ? ids_file : file;
-        kiln_error err;
-        uint8_t *buf;
-        size_t len;
-        if (kiln_read_file(path, SCORE_FILE_LIMIT, &buf, &len, &err)) kiln_die("%s", err.msg);
-        size_t start = 0;
-        for (int64_t line = 1; start < len; line++) {
-            const uint8_t *nl = memchr(buf + start, '\n', len - start);
-            const size_t end = nl ? (size_t)(nl - buf) : len;
-            char where[4200];
-            snprintf(where, sizeof where, "%s:%lld", path, (long long)line);
-            const char *at = (const char *)buf + start;
-            const int64_t n = ids_file ? parse_ids(at, end - start, t.m.vocab, t.m.source_len, source, where)
-                                       : encode_text(&t, at, end - start, source, where);
-            translate_one(&t, source, n, &bo, scores, ids_mode);
-            start = end + 1;
-        }
-        free(buf);
+        translate_job job = {&t, source, &bo, scores, ids_mode};
+        each_line(ids_file ? ids_file : file, translate_line, &job);
     }
     free(source);
     free_translator(&t);
 }
 
 /* tokenize: one line of text to ids, or (--decode) of ids to text */
-static void tokenize_line(const kiln_bpe *tok, const char *text, size_t len, int decode, const char *where) {
+typedef struct {
+    const kiln_bpe *tok;
+    int decode;
+} tokenize_job;
+
+static void tokenize_line(void *user, const char *text, size_t len, const char *where) {
+    const tokenize_job *j = user;
+    const kiln_bpe *tok = j->tok;
+    const int decode = j->decode;
     if (len > 0 && text[len - 1] == '\r') len--;
     int32_t *ids = xcalloc_or_die(len + 1, sizeof *ids, "the ids");
     if (decode) {
@@ -874,22 +899,9 @@ static void cmd_tokenize(const command *cmd, const opts *o) {
     if (kiln_s2s_tokenizer(weights, tok_path, &tok, &err)) kiln_die("%s", err.msg);
     if (!tok) kiln_die("%s has no tokenizer", weights);
     const int decode = opt_get(cmd, o, "--decode") != NULL;
-    if (text) tokenize_line(tok, text, strlen(text), decode, "--text");
-    else {
-        uint8_t *buf;
-        size_t len;
-        if (kiln_read_file(file, SCORE_FILE_LIMIT, &buf, &len, &err)) kiln_die("%s", err.msg);
-        size_t start = 0;
-        for (int64_t line = 1; start < len; line++) {
-            const uint8_t *nl = memchr(buf + start, '\n', len - start);
-            const size_t end = nl ? (size_t)(nl - buf) : len;
-            char where[4200];
-            snprintf(where, sizeof where, "%s:%lld", file, (long long)line);
-            tokenize_line(tok, (const char *)buf + start, end - start, decode, where);
-            start = end + 1;
-        }
-        free(buf);
-    }
+    tokenize_job job = {tok, decode};
+    if (text) tokenize_line(&job, text, strlen(text), "--text");
+    else each_line(file, tokenize_line, &job);
     if (fflush(stdout) != 0) kiln_die("cannot write to stdout");
     kiln_bpe_free(tok);
 }

@@ -8,15 +8,14 @@ import re
 import struct
 
 import pytest
-import regex
 
+import bpe_reference
 from kilntest import ROOT, run
 
 MODEL = "examples/translate-en-fr.kiln"
 PAIRS = ROOT / "examples" / "data" / "eng-fra.tsv"
 WEIGHTS = ROOT / "examples" / "weights" / "translate-en-fr.safetensors"
 SMALL = ["vocab=300", "dim=32", "heads=2", "layers=1", "hidden=48"]
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 
 def metadata(path):
@@ -47,46 +46,15 @@ def small(builds, tmp_path_factory):
     return out, pairs, ckpt, r.stdout
 
 
-def python_learn(words, vocab_size, specials=3):
-    """The textbook BPE learner: merge the most frequent adjacent pair (ties: smaller ids) while it occurs twice."""
-    counts = {}
-    for w in words:
-        counts[w] = counts.get(w, 0) + 1
-    seqs = {w: [specials + b for b in w.encode()] for w in counts}
-    merges, next_id = [], specials + 256
-    while next_id < vocab_size:
-        pairs = {}
-        for w, s in seqs.items():
-            for a, b in zip(s, s[1:]):
-                pairs[(a, b)] = pairs.get((a, b), 0) + counts[w]
-        best = min(pairs, key=lambda p: (-pairs[p], p), default=None)
-        if best is None or pairs[best] < 2:
-            break
-        merges.append(best)
-        for w, s in seqs.items():
-            out, i = [], 0
-            while i < len(s):
-                if i + 1 < len(s) and (s[i], s[i + 1]) == best:
-                    out.append(next_id)
-                    i += 2
-                else:
-                    out.append(s[i])
-                    i += 1
-            seqs[w] = out
-        next_id += 1
-    return merges
-
-
 def test_tokenizer_is_learned_from_the_training_pairs_only_and_saved(small):
     out, pairs, ckpt, stdout = small
     assert "400 sentence pairs (train 360, held out 40), tokenizer of 300 ids" in stdout
     text = metadata(ckpt)["tokenizer"]
     lines = text.splitlines()
     assert lines[:2] == ["kiln-bpe 1", "specials <pad> <bos> <eos>"]
-    pat = regex.compile(GPT2_PATTERN)
     rows = [line.split("\t") for line in pairs.read_text(encoding="utf-8").splitlines()]
-    words = [p for i, r in enumerate(rows) if i % 10 != 0 for side in r[:2] for p in pat.findall(side)]
-    assert [tuple(map(int, line.split())) for line in lines[3:]] == python_learn(words, 300)
+    words = bpe_reference.pieces([side for i, r in enumerate(rows) if i % 10 != 0 for side in r[:2]])
+    assert [tuple(map(int, line.split())) for line in lines[3:]] == bpe_reference.learn(words, 300)
 
 
 def test_trains_evaluates_and_resumes_exactly(small, tmp_path):
@@ -227,3 +195,19 @@ def test_a_given_tokenizer_is_used_and_saved_and_weights_out_ships_it(small, tmp
     r = run([out / "train", "--data", pairs, "--out", c, "--steps", 2, "--resume", c, "--weights-out", w2])
     assert r.returncode == 0 and "nothing to do" in r.stdout, r.stderr
     assert tensors(w2).keys() == ww.keys() and all((tensors(w2)[k] == ww[k]).all() for k in ww)
+
+
+def test_tokenize_round_trips_and_names_bad_lines(small, tmp_path):
+    out, pairs, ckpt, _ = small
+    lines = [row.split("\t")[1] for row in pairs.read_text(encoding="utf-8").splitlines()[:50]]
+    (tmp_path / "text.txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    r = run([out / "infer", "tokenize", "--weights", ckpt, "--file", tmp_path / "text.txt"])
+    assert r.returncode == 0, r.stderr
+    ids = r.stdout.splitlines()
+    assert len(ids) == 50 and all(int(x) < 300 for row in ids for x in row.split())
+    (tmp_path / "ids.txt").write_text(r.stdout)
+    r = run([out / "infer", "tokenize", "--weights", ckpt, "--decode", "--file", tmp_path / "ids.txt"])
+    assert r.returncode == 0 and r.stdout.splitlines() == lines, r.stderr
+    (tmp_path / "bad.txt").write_text("3 4\n5 999\n")
+    r = run([out / "infer", "tokenize", "--weights", ckpt, "--decode", "--file", tmp_path / "bad.txt"])
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "bad.txt:2: id 999 is outside the vocabulary" in r.stderr

@@ -3,15 +3,18 @@ module), byte-level BPE encoding (Hugging Face `tokenizers` with our merges), BP
 learner of the textbook algorithm), and corpus BLEU / chrF (sacreBLEU)."""
 import json
 import random
+import sys
 from pathlib import Path
 
 import pytest
 
 from rtkit import expect_error, expect_ok, run
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+import bpe_reference  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 PAIRS = ROOT / "examples" / "data" / "eng-fra.tsv"
-GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 TRICKY = [
     "Hello world", "I'm here, you're there; they'll go. We've won! He'd've", "  two  spaces   three",
@@ -40,55 +43,19 @@ def test_pretokenisation_matches_gpt2_pattern(build, tmp_path):
     f = tmp_path / "lines.txt"
     write_lines(f, lines)
     out = expect_ok(run(build["text_tool"], "pieces", f)).split("\n")
-    pat = regex.compile(GPT2_PATTERN)
+    pat = regex.compile(bpe_reference.GPT2_PATTERN)
     for text, got in zip(lines, out):
         want = " ".join(p.encode().hex() for p in pat.findall(text))
         assert got == want, f"{text!r}: {got} != {want}"
 
 
-def python_learn(words, vocab_size, specials=3):
-    """The textbook BPE learner (Sennrich et al. 2016) over byte tokens: merge the most frequent adjacent pair
-    (ties: smaller left id, then smaller right id) while it occurs at least twice."""
-    counts = {}
-    for w in words:
-        counts[w] = counts.get(w, 0) + 1
-    seqs = {w: [specials + b for b in w.encode()] for w in counts}
-    merges, next_id = [], specials + 256
-    while next_id < vocab_size:
-        pairs = {}
-        for w, s in seqs.items():
-            for a, b in zip(s, s[1:]):
-                pairs[(a, b)] = pairs.get((a, b), 0) + counts[w]
-        if not pairs:
-            break
-        best = min(pairs, key=lambda p: (-pairs[p], p))
-        if pairs[best] < 2:
-            break
-        merges.append(best)
-        for w, s in seqs.items():
-            out, i = [], 0
-            while i < len(s):
-                if i + 1 < len(s) and (s[i], s[i + 1]) == best:
-                    out.append(next_id)
-                    i += 2
-                else:
-                    out.append(s[i])
-                    i += 1
-            seqs[w] = out
-        next_id += 1
-    return merges
-
-
 def test_learning_matches_the_textbook_algorithm(build, tmp_path):
-    import regex
     lines = corpus_lines()[:600]
     f, tok = tmp_path / "corpus.txt", tmp_path / "tok.bpe"
     write_lines(f, lines)
     size = int(expect_ok(run(build["text_tool"], "learn", 420, tok, f)))
     assert size == 420
-    pat = regex.compile(GPT2_PATTERN)
-    words = [p for line in lines for p in pat.findall(line)]
-    want = python_learn(words, 420)
+    want = bpe_reference.learn(bpe_reference.pieces(lines), 420)
     text = tok.read_text().splitlines()
     assert text[:3] == ["kiln-bpe 1", "specials <pad> <bos> <eos>", f"merges {len(want)}"]
     got = [tuple(map(int, line.split())) for line in text[3:]]
