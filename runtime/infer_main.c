@@ -8,6 +8,8 @@
  *   score     byte-level loss / perplexity of a file      (byte-level language models)
  *             loss, BLEU and chrF of sentence pairs        (encoder–decoder models)
  *   translate greedy or beam-search translation          (encoder–decoder models)
+ *   embed     sentence embeddings, WordPiece tokens in     (BERT-style encoders)
+ *   tokenize  text to token ids and back
  *   bench     time the forward pass
  *
  * A language model here is one whose forward function takes token ids [B, T] (role tokens) and returns
@@ -27,6 +29,7 @@
 #include "kiln_beam.h"
 #include "kiln_cli.h"
 #include "kiln_rt.h"
+#include "kiln_wordpiece.h"
 #include "model.h"
 #include "kiln_program_api.h"
 
@@ -54,6 +57,7 @@ static void cmd_score(const command *cmd, const opts *o);
 static void cmd_bench(const command *cmd, const opts *o);
 static void cmd_translate(const command *cmd, const opts *o);
 static void cmd_tokenize(const command *cmd, const opts *o);
+static void cmd_embed(const command *cmd, const opts *o);
 
 static const command COMMANDS[] = {
     {"init", "--out W.safetensors [--seed N]",
@@ -121,6 +125,7 @@ static const command COMMANDS[] = {
       {"--tokenizer", "FILE", "the tokenizer (default: the one saved with the weights)", 0},
       {"--beam", "K", "--pairs: beams, 1..64 (default 1: greedy)", 0},
       {"--length-penalty", "A", "--pairs: alpha of the length penalty (default 0.6)", 0},
+      {"--length-style", "S", "--pairs: wu (((5 + n) / 6)^A, the default) or power (n^A, as transformers)", 0},
       {"--max-len", "N", "--pairs: tokens generated at most (default: the decoder's context)", 0},
       {"--hypotheses", "OUT.txt", "--pairs: also write the translations there, one line each", 0}},
      "FILE",
@@ -130,9 +135,10 @@ static const command COMMANDS[] = {
      "Each source (--text, or each line of --file) is cut into tokens by the model's tokenizer (saved\n"
      "with the weights of a model trained from sentence pairs), followed by <eos>, and encoded once; the\n"
      "decoder then starts from <bos> and writes until <eos>, with the KV cache, its K beams one batch of\n"
-     "rows. Beam search: candidates best first; one ending in eos finishes, scored by its log-probability\n"
-     "over ((5 + n) / 6)^A (Wu et al. 2016, n its tokens with eos); the rest continue until K continue; the\n"
-     "search stops when K have finished or after --max-len tokens. --beam 1 is greedy decoding. Prints one\n"
+     "rows. Beam search: candidates best first; one ending in eos among the K best finishes, scored by its\n"
+     "log-probability over ((5 + n) / 6)^A (Wu et al. 2016, n its tokens with eos; --length-style power: n^A),\n"
+     "one further down is dropped; the rest continue until K continue; the search stops when K have\n"
+     "finished or after --max-len tokens. --beam 1 is greedy decoding. Prints one\n"
      "line per source as it goes. --ids and --ids-file take and print token ids instead of text (ids\n"
      "separated by spaces or commas; bos and eos left out of the output). With --scores each line starts\n"
      "with the log-probability and the normalized score, then a tab.",
@@ -146,6 +152,7 @@ static const command COMMANDS[] = {
       {"--eos", "ID", "the id that ends a translation (default: the tokenizer's <eos>)", 0},
       {"--beam", "K", "beams, 1..64 (default 4)", 0},
       {"--length-penalty", "A", "alpha of the length penalty (default 0.6)", 0},
+      {"--length-style", "S", "wu: divide scores by ((5 + n) / 6)^A (Wu et al. 2016, the default); power: by n^A (fairseq, transformers)", 0},
       {"--max-len", "N", "tokens generated at most, eos included (default: the decoder's context)", 0},
       {"--scores", NULL, "print each translation's scores before it", 0}},
      NULL,
@@ -161,6 +168,27 @@ static const command COMMANDS[] = {
       {"--decode", NULL, "ids to text", 0}},
      NULL,
      cmd_tokenize},
+    {"embed", "--weights W --vocab vocab.txt (--text TEXT | --file LINES.txt) --out EMB.npy [options]",
+     "sentence embeddings of a BERT-style encoder",
+     "Each line (or --text) is cut into WordPiece tokens with vocab.txt as BERT's tokenizer does it, between\n"
+     "[CLS] and [SEP], and truncated to --max-len tokens; sentences of similar lengths are run together in\n"
+     "batches, padded and masked. The model's forward function takes tokens, mask (and token_types, zeros\n"
+     "here) [B, T]; its 'embedding' output [B, C] is used, or else its hidden states [B, T, C] averaged over\n"
+     "the tokens. Each embedding is divided by its length (as sentence-transformers' Normalize does).\n"
+     "Writes one row per line, in the file's order, to EMB.npy (float32 [N, C]), or with --out - prints\n"
+     "each as a JSON list on its own line.",
+     {{"--weights", "W", "weights file (.safetensors, required)", 0},
+      {"--vocab", "FILE", "the WordPiece vocabulary, vocab.txt (required)", 0},
+      {"--text", "TEXT", "one sentence", 0},
+      {"--file", "LINES.txt", "sentences, one per line", 0},
+      {"--out", "EMB.npy", "where the embeddings go; - prints JSON lines (required)", 0},
+      {"--max-len", "N", "tokens per sentence at most, [CLS] and [SEP] included (default: the model's context)", 0},
+      {"--batch", "B", "sentences per forward call (default 32)", 0},
+      {"--cased", NULL, "a cased vocabulary: keep case and accents", 0},
+      {"--no-normalize", NULL, "leave the embeddings unnormalized", 0},
+      {"--verbose", NULL, "say which lines were truncated", 0}},
+     NULL,
+     cmd_embed},
     {"bench", "[--batch B] [--seq T] [options]", "time the forward pass",
      "Uses seeded random weights unless --weights is given, and random inputs: token ids in the\n"
      "vocabulary, masks of ones, normal data. --batch sets every input's first dim, --seq its second.",
@@ -175,7 +203,7 @@ static const command COMMANDS[] = {
 };
 #define NUM_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 /* score's flags that only --pairs reads */
-static const char *const SEQ2SEQ_FLAGS[] = {"--tokenizer", "--beam", "--length-penalty", "--max-len", "--hypotheses"};
+static const char *const SEQ2SEQ_FLAGS[] = {"--tokenizer", "--beam", "--length-penalty", "--length-style", "--max-len", "--hypotheses"};
 
 /* Shorthands for the shared command-line helpers. */
 #define usage_die kiln_usage_die
@@ -752,6 +780,9 @@ static kiln_beam_options beam_options(const command *cmd, const opts *o, const t
     bo.eos = t->eos;
     bo.beam = (int)opt_int(cmd, o, "--beam", cmd->run == cmd_translate ? "4" : "1", 1, 64);
     bo.length_penalty = opt_double(cmd, o, "--length-penalty", "0.6", 0.0, 100.0);
+    const char *style = opt_get(cmd, o, "--length-style");
+    if (style && strcmp(style, "wu") && strcmp(style, "power")) usage_die("--length-style must be wu or power, got '%s'", style);
+    bo.length_power = style && !strcmp(style, "power");
     char context[32];
     snprintf(context, sizeof context, "%lld", (long long)t->m.target_len);
     bo.max_len = (int)opt_int(cmd, o, "--max-len", context, 1, t->m.target_len);
@@ -904,6 +935,193 @@ static void cmd_tokenize(const command *cmd, const opts *o) {
     else each_line(file, tokenize_line, &job);
     if (fflush(stdout) != 0) kiln_die("cannot write to stdout");
     kiln_bpe_free(tok);
+}
+
+/* ------------------------------------------------------------------------- */
+/* embed: sentence embeddings of an encoder (kiln_wordpiece.c) */
+
+/* The encoder view of a model: forward(tokens [B, T], mask [B, T], token_types [B, T]?) returns an embedding
+ * [B, C] (pooled by the model) or hidden states [B, T, C] (mean-pooled here over the mask). */
+typedef struct {
+    const kiln_function_desc *f;
+    int tokens, mask, types; /* input indices (types -1 when the model has none) */
+    int out, pooled;         /* the output read; whether it is [B, C] */
+    int64_t vocab, context, dim;
+} encoder_info;
+
+static encoder_info encoder_model(void) {
+    encoder_info e = {KILN(find_function)("forward"), -1, -1, -1, -1, 0, 0, 0, 0};
+    const kiln_function_desc *f = e.f;
+    int fits = f != NULL;
+    for (int k = 0; fits && k < f->num_inputs; k++) {
+        const kiln_tensor_desc *d = &f->inputs[k];
+        if (d->rank != 2 || d->dtype != KILN_I32) fits = 0;
+        else if (d->role == KILN_ROLE_MASK && e.mask < 0) e.mask = k;
+        else if (d->role == KILN_ROLE_TOKENS && strcmp(d->name, "token_types") == 0 && e.types < 0) e.types = k;
+        else if (d->role == KILN_ROLE_TOKENS && e.tokens < 0) e.tokens = k;
+        else fits = 0;
+    }
+    for (int k = 0; fits && k < f->num_outputs && e.out < 0; k++)
+        if (strcmp(f->outputs[k].name, "embedding") == 0 && f->outputs[k].rank == 2 && !f->outputs[k].dims[1]) e.out = k, e.pooled = 1;
+    for (int k = 0; fits && k < f->num_outputs && e.out < 0; k++)
+        if (f->outputs[k].rank == 3 && !f->outputs[k].dims[2]) e.out = k;
+    if (!fits || e.tokens < 0 || e.mask < 0 || e.out < 0 || f->inputs[e.tokens].bounds[1] <= 0 || f->outputs[e.out].dtype != KILN_F32)
+        kiln_die("'embed' needs an encoder whose forward function takes token ids [B, T <= context], a padding mask "
+                 "[B, T] (and optionally token_types [B, T]) and returns an embedding [B, C] or hidden states [B, T, C]; "
+                 "this one does not (use '%s run')", kiln_progname());
+    e.vocab = f->inputs[e.tokens].limit;
+    e.context = f->inputs[e.tokens].bounds[1];
+    e.dim = f->outputs[e.out].shape[e.pooled ? 1 : 2];
+    return e;
+}
+
+/* The sentences of an embed run, as ids with [CLS] and [SEP]. */
+typedef struct {
+    const kiln_wordpiece *wp;
+    int32_t cls, sep;
+    int64_t max_len;
+    int verbose;
+    int32_t **ids;
+    int64_t *len;
+    size_t n, cap;
+} sentences;
+
+static void add_sentence(void *user, const char *text, size_t len, const char *where) {
+    sentences *s = user;
+    if (len > 0 && text[len - 1] == '\r') len--;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 64;
+        s->ids = realloc(s->ids, s->cap * sizeof *s->ids);
+        s->len = realloc(s->len, s->cap * sizeof *s->len);
+        if (!s->ids || !s->len) kiln_die("out of memory for the sentences");
+    }
+    int32_t *ids = xcalloc_or_die((size_t)s->max_len, sizeof *ids, "the ids");
+    kiln_error err;
+    const int64_t n = kiln_wordpiece_encode(s->wp, (const uint8_t *)text, len, ids + 1, (size_t)s->max_len - 2, &err);
+    if (n < 0) kiln_die("%s: %s", where, err.msg);
+    const int64_t kept = n < s->max_len - 2 ? n : s->max_len - 2;
+    if (kept < n && s->verbose)
+        fprintf(stderr, "%s: %lld tokens, truncated to the first %lld (--max-len %lld with [CLS] and [SEP])\n", where,
+                (long long)n, (long long)kept, (long long)s->max_len);
+    ids[0] = s->cls;
+    ids[kept + 1] = s->sep;
+    s->ids[s->n] = ids;
+    s->len[s->n++] = kept + 2;
+}
+
+static const int64_t *sort_lengths;
+static int by_length(const void *a, const void *b) {
+    const size_t i = *(const size_t *)a, j = *(const size_t *)b;
+    if (sort_lengths[i] != sort_lengths[j]) return sort_lengths[i] < sort_lengths[j] ? -1 : 1;
+    return i < j ? -1 : i > j;
+}
+
+static void cmd_embed(const command *cmd, const opts *o) {
+    const char *weights = opt_required(cmd, o, "--weights"), *vocab = opt_required(cmd, o, "--vocab");
+    const char *text = opt_get(cmd, o, "--text"), *file = opt_get(cmd, o, "--file"), *out = opt_required(cmd, o, "--out");
+    if (!text == !file) usage_die("embed needs exactly one of --text and --file");
+    const encoder_info e = encoder_model();
+    char context[32];
+    snprintf(context, sizeof context, "%lld", (long long)e.context);
+    const int64_t max_len = opt_int(cmd, o, "--max-len", context, 2, e.context);
+    const int64_t batch = opt_int(cmd, o, "--batch", "32", 1, 4096);
+    const int normalize = opt_get(cmd, o, "--no-normalize") == NULL;
+    kiln_wordpiece *wp;
+    kiln_error err;
+    if (kiln_wordpiece_load(vocab, opt_get(cmd, o, "--cased") == NULL, &wp, &err)) kiln_die("%s", err.msg);
+    if (e.vocab > 0 && kiln_wordpiece_size(wp) > e.vocab)
+        kiln_die("%s has %d tokens, more than the model's vocabulary of %lld", vocab, kiln_wordpiece_size(wp), (long long)e.vocab);
+    sentences s = {wp, kiln_wordpiece_id(wp, "[CLS]"), kiln_wordpiece_id(wp, "[SEP]"), max_len,
+                   opt_get(cmd, o, "--verbose") != NULL, NULL, NULL, 0, 0};
+    const int32_t pad = kiln_wordpiece_id(wp, "[PAD]") >= 0 ? kiln_wordpiece_id(wp, "[PAD]") : 0;
+    if (s.cls < 0 || s.sep < 0) kiln_die("%s: no [CLS] or no [SEP] token", vocab);
+    if (text) add_sentence(&s, text, strlen(text), "--text");
+    else each_line(file, add_sentence, &s);
+
+    /* batches of sentences of similar lengths, each padded to its longest */
+    size_t *order = xcalloc_or_die(s.n + 1, sizeof *order, "the order");
+    for (size_t i = 0; i < s.n; i++) order[i] = i;
+    sort_lengths = s.len;
+    qsort(order, s.n, sizeof *order, by_length);
+    const kiln_function_desc *f = e.f;
+    const size_t T = (size_t)max_len, B = (size_t)batch, C = (size_t)e.dim;
+    float *emb = xcalloc_or_die(s.n * C + 1, sizeof *emb, "the embeddings");
+    int32_t *tokens = xcalloc_or_die(B * T, sizeof *tokens, "a batch"), *mask = xcalloc_or_die(B * T, sizeof *mask, "a batch");
+    int32_t *types = xcalloc_or_die(B * T, sizeof *types, "a batch");
+    kiln_tensor ins[3], *outs = xcalloc_or_die((size_t)f->num_outputs, sizeof *outs, "outputs");
+    kiln_ctx *ctx = open_model(weights, 0);
+    for (size_t first = 0; first < s.n; first += B) {
+        const size_t rows = s.n - first < B ? s.n - first : B, len = (size_t)s.len[order[first + rows - 1]];
+        for (size_t r = 0; r < rows; r++) {
+            const size_t i = order[first + r];
+            for (size_t t = 0; t < len; t++) {
+                const int in = t < (size_t)s.len[i];
+                tokens[r * len + t] = in ? s.ids[i][t] : pad;
+                mask[r * len + t] = in;
+                types[r * len + t] = 0;
+            }
+        }
+        const int32_t *data[3] = {tokens, mask, types};
+        const int which[3] = {e.tokens, e.mask, e.types};
+        for (int k = 0; k < f->num_inputs; k++) {
+            int w = 0;
+            while (which[w] != k) w++;
+            ins[k] = (kiln_tensor){f->inputs[k].name, KILN_I32, 2, {(int64_t)rows, (int64_t)len}, (void *)data[w]};
+        }
+        for (int k = 0; k < f->num_outputs; k++) {
+            const kiln_tensor_desc *d = &f->outputs[k];
+            outs[k] = (kiln_tensor){d->name, d->dtype, d->rank, {0}, NULL};
+            size_t n = 1;
+            for (int j = 0; j < d->rank; j++) {
+                outs[k].shape[j] = !d->dims[j] ? d->shape[j] : j == 0 ? (int64_t)rows : (int64_t)len;
+                n *= (size_t)outs[k].shape[j];
+            }
+            outs[k].data = xcalloc_or_die(n ? n : 1, d->dtype == KILN_F64 ? 8 : 4, "an output");
+        }
+        run_or_die(ctx, f->name, ins, f->num_inputs, outs, f->num_outputs);
+        const float *y = outs[e.out].data;
+        for (size_t r = 0; r < rows; r++) {
+            float *v = emb + order[first + r] * C;
+            if (e.pooled) {
+                memcpy(v, y + r * C, C * sizeof *v);
+            } else { /* the mean over the sentence's tokens */
+                const size_t n = (size_t)s.len[order[first + r]];
+                for (size_t t = 0; t < n; t++)
+                    for (size_t c = 0; c < C; c++) v[c] += y[(r * len + t) * C + c];
+                for (size_t c = 0; c < C; c++) v[c] /= (float)n;
+            }
+            if (normalize) { /* divided by max(|v|, 1e-12), as torch.nn.functional.normalize does */
+                double sq = 0;
+                for (size_t c = 0; c < C; c++) sq += (double)v[c] * v[c];
+                const double norm = sqrt(sq) > 1e-12 ? sqrt(sq) : 1e-12;
+                for (size_t c = 0; c < C; c++) v[c] = (float)(v[c] / norm);
+            }
+        }
+        for (int k = 0; k < f->num_outputs; k++) free(outs[k].data);
+    }
+    if (strcmp(out, "-") == 0) { /* JSON lines */
+        for (size_t i = 0; i < s.n; i++) {
+            putchar('[');
+            for (size_t c = 0; c < C; c++) printf(c ? ", %.9g" : "%.9g", (double)emb[i * C + c]);
+            puts("]");
+        }
+        if (fflush(stdout) != 0) kiln_die("cannot write to stdout");
+    } else {
+        const int64_t shape[2] = {(int64_t)s.n, (int64_t)C};
+        if (kiln_npy_write_f32(out, emb, 2, shape, &err)) kiln_die("%s", err.msg);
+        printf("embed: wrote %zu embeddings of %zu to %s\n", s.n, C, out);
+    }
+    KILN(free)(ctx);
+    for (size_t i = 0; i < s.n; i++) free(s.ids[i]);
+    free(s.ids);
+    free(s.len);
+    free(order);
+    free(emb);
+    free(tokens);
+    free(mask);
+    free(types);
+    free(outs);
+    kiln_wordpiece_free(wp);
 }
 
 /* score --pairs: teacher-forced loss, and BLEU and chrF of the translations, of every pair of a file. */

@@ -21,7 +21,10 @@ static int by_rank(const void *pa, const void *pb) {
     return (a->token > b->token) - (a->token < b->token);
 }
 
-static double length_penalty(double alpha, int len) { return alpha == 0 ? 1.0 : pow((5.0 + len) / 6.0, alpha); }
+static double length_penalty(const kiln_beam_options *o, int len) {
+    if (o->length_penalty == 0) return 1.0;
+    return o->length_power ? pow((double)len, o->length_penalty) : pow((5.0 + len) / 6.0, o->length_penalty);
+}
 
 KILN_RT_API int kiln_beam_rows(int beam) { return 2 * beam; }
 
@@ -83,13 +86,14 @@ KILN_RT_API int kiln_beam_search(const kiln_decoder *d, const kiln_beam_options 
             const candidate *c = &cand[k];
             const int32_t *from = toks + (size_t)c->beam * L;
             if (c->token == o->eos) {
+                if (k >= K) continue;  /* only the K best candidates may finish */
                 kiln_hypothesis *h = &done[ndone];
                 h->tokens = done_toks + (size_t)ndone * L;
                 memcpy(h->tokens, from, (size_t)t * sizeof *from);
                 h->tokens[t] = o->eos;
                 h->len = t + 1;
                 h->score = c->score;
-                h->normalized = c->score / length_penalty(o->length_penalty, h->len);
+                h->normalized = c->score / length_penalty(o, h->len);
                 h->finished = 1;
                 ndone++;
                 continue;
@@ -118,7 +122,7 @@ KILN_RT_API int kiln_beam_search(const kiln_decoder *d, const kiln_beam_options 
         memcpy(h->tokens, toks + (size_t)i * L, (size_t)L * sizeof *toks);
         h->len = L;
         h->score = score[i];
-        h->normalized = score[i] / length_penalty(o->length_penalty, L);
+        h->normalized = score[i] / length_penalty(o, L);
         h->finished = 0;
     }
     int b = 0;

@@ -6,8 +6,10 @@
  *   - K live hypotheses; at step t every live one is fed its last token (bos first) at position t, and every
  *     (hypothesis, token) is a candidate scored by the sum of its log-probabilities.
  *   - Candidates are taken best first (ties: the earlier hypothesis, then the smaller id). One ending in eos
- *     finishes, its score normalized by the length penalty of Wu et al. 2016, lp = ((5 + n) / 6)^alpha with n
- *     the tokens it generated (eos included); any other continues, until K continue.
+ *     among the K best finishes, its score normalized by a length penalty: Wu et al. 2016's
+ *     lp = ((5 + n) / 6)^alpha, or n^alpha (fairseq, Hugging Face), with n the tokens it generated (eos
+ *     included); one ending in eos further down is dropped (as fairseq and transformers do); any other
+ *     continues, until K continue.
  *   - The search ends when K hypotheses have finished, or after max_len tokens (the live ones then finish
  *     without eos). The result is the finished one of highest normalized score (ties: the first finished).
  *   With K = 1 this is greedy decoding.
@@ -31,6 +33,7 @@ typedef struct {
 typedef struct {
     int beam;              /* K >= 1 (1: greedy) */
     double length_penalty; /* alpha >= 0 (0: the plain sum of log-probabilities) */
+    int length_power;      /* 1: divide by n^alpha; 0: by ((5 + n) / 6)^alpha (Wu et al. 2016) */
     int max_len;           /* tokens generated at most, eos included, >= 1 */
     int32_t bos, eos;
 } kiln_beam_options;

@@ -199,8 +199,18 @@ KILN_EXPORT kiln_status KILN_API(init)(kiln_context *ctx, uint64_t seed) {
     return KILN_OK;
 }
 
+/* Whether st names the parameters as the model does: a Kiln checkpoint, or a file holding every parameter
+ * under its own name. Otherwise a model with a weights section reads it by that section's names. */
+static int own_names(const kiln_safetensors *st) {
+    if (!kiln_model.sources || kiln_st_meta_get(st, "kiln_checkpoint")) return 1;
+    for (int i = 0; i < kiln_model.num_params; i++)
+        if (!kiln_st_find(st, kiln_model.params[i].name)) return 0;
+    return 1;
+}
+
 /* Loads parsed safetensors into the parameter block: every parameter present as F32 with its exact shape,
- * nothing else except the optimizer state ("train.*") of a training checkpoint. */
+ * nothing else except the optimizer state ("train.*") of a training checkpoint; or, for a model with a
+ * weights section, a file that names (and lays out) them as that section says. */
 static kiln_status load_st(kiln_context *ctx, const kiln_safetensors *st) {
     kiln_tensor_spec *specs = calloc((size_t)kiln_model.num_params + 1, sizeof *specs);
     if (!specs) return fail(ctx, KILN_ERR_MEMORY, "out of memory for the parameter table");
@@ -211,20 +221,34 @@ static kiln_status load_st(kiln_context *ctx, const kiln_safetensors *st) {
         for (int d = 0; d < p->rank; d++) specs[i].shape[d] = p->shape[d];
         specs[i].offset = p->offset;
     }
+    const int own = own_names(st);
+    kiln_tensor_source *sources = own ? NULL : calloc((size_t)kiln_model.num_params + 1, sizeof *sources);
+    if (!own && !sources) {
+        free(specs);
+        return fail(ctx, KILN_ERR_MEMORY, "out of memory for the parameter table");
+    }
+    for (int i = 0; !own && i < kiln_model.num_params; i++) {
+        const kiln_param_source *src = &kiln_model.sources[i];
+        sources[i] = (kiln_tensor_source){src->tensor, src->slice_axis, src->slice_start, src->transposed};
+    }
     const char *ignore = kiln_st_meta_get(st, "kiln_checkpoint") ? "train." : NULL;
     kiln_error err;
 #if KILN_REAL_IS_DOUBLE
-    float *tmp = malloc((kiln_model.param_count ? kiln_model.param_count : 1) * sizeof(float));
-    int rc = tmp ? kiln_st_load_f32_ignoring(st, specs, (size_t)kiln_model.num_params, tmp, kiln_model.param_count,
-                                             ignore, &err) : -1;
-    if (!tmp) snprintf(err.msg, sizeof err.msg, "out of memory loading the weights");
-    for (size_t i = 0; rc == 0 && i < kiln_model.param_count; i++) ctx->params[i] = tmp[i];
-    free(tmp);
+    float *block = malloc((kiln_model.param_count ? kiln_model.param_count : 1) * sizeof(float));
+    if (!block) snprintf(err.msg, sizeof err.msg, "out of memory loading the weights");
 #else
-    int rc = kiln_st_load_f32_ignoring(st, specs, (size_t)kiln_model.num_params, ctx->params, kiln_model.param_count,
-                                       ignore, &err);
+    float *block = ctx->params;
+#endif
+    int rc = !block ? -1
+             : own ? kiln_st_load_f32_ignoring(st, specs, (size_t)kiln_model.num_params, block, kiln_model.param_count, ignore, &err)
+                   : kiln_st_load_mapped(st, specs, sources, (size_t)kiln_model.num_params, kiln_model.ignore,
+                                         (size_t)kiln_model.num_ignore, block, kiln_model.param_count, &err);
+#if KILN_REAL_IS_DOUBLE
+    for (size_t i = 0; rc == 0 && i < kiln_model.param_count; i++) ctx->params[i] = block[i];
+    free(block);
 #endif
     free(specs);
+    free(sources);
     ctx->packed = 0;
     if (rc) return fail(ctx, KILN_ERR_WEIGHTS, "%s", err.msg);
     /* ready for forward: its layout now, so that the first call does not pay for rearranging the weights

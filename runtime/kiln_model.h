@@ -41,6 +41,16 @@ typedef struct {
     size_t row_elements;
 } kiln_state_info;
 
+/* Where a parameter is in a checkpoint that names it otherwise (a Hugging Face model.safetensors), from the
+ * model file's weights section: that file's tensor, a slice of it along one axis, then transposed (the
+ * loader reads it as kiln_rt.h's kiln_tensor_source). */
+typedef struct {
+    const char *tensor;          /* "h.0.attn.c_attn.weight" */
+    int slice_axis;              /* of the file's tensor; -1: the whole tensor */
+    int64_t slice_start;
+    int transposed;
+} kiln_param_source;
+
 /* The whole model. */
 typedef struct {
     const char *name;
@@ -53,6 +63,9 @@ typedef struct {
     const kiln_function_info *functions;
     int (*pack)(real *params);   /* file layout -> panel layout, in place; 0, or -1 when out of memory */
     int (*unpack)(real *params); /* the inverse */
+    const kiln_param_source *sources; /* parallel to params, or NULL: the model reads only its own names */
+    int num_ignore;
+    const char *const *ignore;   /* the other file's tensors the model does not read ('*' matches anything) */
 } kiln_model_info;
 
 #endif /* KILN_MODEL_H */

@@ -1207,6 +1207,159 @@ KILN_RT_API int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln
     return 0;
 }
 
+KILN_RT_API int kiln_glob_match(const char *pattern, const char *s) {
+    const char *star = NULL, *resume = NULL;
+    while (*s) {
+        if (*pattern == '*') { star = pattern++; resume = s; }
+        else if (*pattern == *s) { pattern++; s++; }
+        else if (star) { pattern = star + 1; s = ++resume; }
+        else return 0;
+    }
+    while (*pattern == '*') pattern++;
+    return *pattern == 0;
+}
+
+/* One element of a float tensor as a float (IEEE half and bfloat16 widened exactly). */
+static float st_float_at(const kiln_st_tensor *t, size_t i) {
+    const uint8_t *p = t->data + i * kiln_st_dtype_size(t->dtype);
+    switch (t->dtype) {
+    case KILN_DT_F32: { float v; memcpy(&v, p, 4); return v; }
+    case KILN_DT_F64: { double v; memcpy(&v, p, 8); return (float)v; }
+    case KILN_DT_BF16: {
+        uint16_t h; memcpy(&h, p, 2);
+        uint32_t u = (uint32_t)h << 16; float v; memcpy(&v, &u, 4); return v;
+    }
+    case KILN_DT_F16: {
+        uint16_t h; memcpy(&h, p, 2);
+        const uint32_t sign = (uint32_t)(h >> 15) << 31, ex = (h >> 10) & 31, man = h & 1023;
+        uint32_t u;
+        if (ex == 31) u = sign | 0x7f800000u | (man << 13);          /* inf, nan */
+        else if (ex) u = sign | ((ex + 112) << 23) | (man << 13);     /* normal */
+        else if (!man) u = sign;                                       /* zero */
+        else {                                                         /* subnormal: man * 2^-24 */
+            float v = (float)man * 5.9604644775390625e-8f;
+            return sign ? -v : v;
+        }
+        float v; memcpy(&v, &u, 4); return v;
+    }
+    default: return 0;
+    }
+}
+
+/* Whether two shapes are equal once their axes of size 1 are dropped. */
+static int same_but_unit_axes(int na, const int64_t *a, int nb, const int64_t *b) {
+    int i = 0, j = 0;
+    for (;;) {
+        while (i < na && a[i] == 1) i++;
+        while (j < nb && b[j] == 1) j++;
+        if (i == na || j == nb) return i == na && j == nb;
+        if (a[i++] != b[j++]) return 0;
+    }
+}
+
+/* "[768, 2304]", with the sliced axis written as at least its end: "[768, >=2304]". */
+static const char *fmt_wanted(char *dst, size_t cap, int ndim, const int64_t *shape, int axis) {
+    size_t n = 0;
+    n += (size_t)snprintf(dst + n, n < cap ? cap - n : 0, "[");
+    for (int d = 0; d < ndim; d++)
+        n += (size_t)snprintf(dst + n, n < cap ? cap - n : 0, "%s%s%lld", d ? ", " : "", d == axis ? ">=" : "", (long long)shape[d]);
+    snprintf(dst + n, n < cap ? cap - n : 0, "]");
+    return dst;
+}
+
+KILN_RT_API int kiln_st_load_mapped(const kiln_safetensors *st, const kiln_tensor_spec *specs,
+                        const kiln_tensor_source *sources, size_t num_specs, const char *const *ignore,
+                        size_t num_ignore, float *dst, size_t dst_floats, kiln_error *err) {
+    const char *label = st->label ? st->label : "safetensors";
+    char nb[NAME_SHOW], mb[NAME_SHOW], s1[256], s2[256];
+    /* 1. every source tensor is present, a float, and of a shape the parameter can be cut from */
+    for (size_t i = 0; i < num_specs; i++) {
+        const kiln_tensor_spec *sp = &specs[i];
+        const kiln_tensor_source *src = &sources[i];
+        const kiln_st_tensor *t = kiln_st_find(st, src->tensor);
+        kiln_printable(nb, sizeof nb, src->tensor);
+        kiln_printable(mb, sizeof mb, sp->name);
+        if (!t) {
+            kiln_error_set(err, "%s: missing tensor '%s' (the model's %s)", label, nb, mb);
+            return -1;
+        }
+        if (t->dtype != KILN_DT_F32 && t->dtype != KILN_DT_F64 && t->dtype != KILN_DT_F16 && t->dtype != KILN_DT_BF16) {
+            kiln_error_set(err, "%s: tensor '%s' (the model's %s) has dtype %s, expected a float (F32, F16, BF16 or F64)",
+                           label, nb, mb, kiln_st_dtype_name(t->dtype));
+            return -1;
+        }
+        /* the file tensor's expected shape: the parameter's, transposed back, with the slice's axis longer */
+        int64_t want[KILN_MAX_RANK];
+        for (int d = 0; d < sp->ndim; d++) want[d] = sp->shape[d];
+        if (src->transposed) { want[0] = sp->shape[1]; want[1] = sp->shape[0]; }
+        int ok = t->ndim == sp->ndim && (!src->transposed || sp->ndim == 2) && src->slice_axis < sp->ndim;
+        for (int d = 0; ok && d < t->ndim; d++) {
+            if (d == src->slice_axis) ok = src->slice_start >= 0 && t->shape[d] >= src->slice_start + want[d];
+            else ok = t->shape[d] == want[d];
+        }
+        /* a whole tensor may differ by axes of size 1 (Marian's final_logits_bias [1, V] for a [V] bias):
+         * the same elements in the same order */
+        if (!ok && src->slice_axis < 0 && !src->transposed) ok = same_but_unit_axes(t->ndim, t->shape, sp->ndim, sp->shape);
+        if (!ok) {
+            if (src->slice_axis >= 0 && src->slice_axis < sp->ndim) want[src->slice_axis] += src->slice_start;
+            char s3[256];
+            kiln_error_set(err, "%s: tensor '%s' (the model's %s %s) has shape %s, expected %s", label, nb, mb,
+                           fmt_shape(s2, sizeof s2, sp->ndim, sp->shape), fmt_shape(s1, sizeof s1, t->ndim, t->shape),
+                           fmt_wanted(s3, sizeof s3, sp->ndim, want, src->slice_axis));
+            return -1;
+        }
+        size_t numel = 1, end;
+        for (int d = 0; d < sp->ndim; d++) numel *= (size_t)sp->shape[d];
+        if (kiln_size_add(sp->offset, numel, &end) || end > dst_floats) {
+            kiln_error_set(err, "%s: the model's %s does not fit the parameter block (%zu floats)", label, mb, dst_floats);
+            return -1;
+        }
+    }
+    /* 2. nothing unexpected */
+    for (size_t i = 0; i < st->num_tensors; i++) {
+        const char *name = st->tensors[i].name;
+        int known = 0;
+        for (size_t k = 0; !known && k < num_ignore; k++) known = kiln_glob_match(ignore[k], name);
+        for (size_t k = 0; !known && k < num_specs; k++) known = strcmp(sources[k].tensor, name) == 0;
+        if (!known) {
+            kiln_error_set(err, "%s: unexpected tensor '%s': the model reads no such tensor (its weights section can ignore it)",
+                           label, kiln_printable(nb, sizeof nb, name));
+            return -1;
+        }
+    }
+    /* 3. copy, cutting and transposing: destination element (i0, i1, ...) of the parameter reads the
+     * file's element at the same index (swapped when transposed), shifted by the slice's start */
+    for (size_t i = 0; i < num_specs; i++) {
+        const kiln_tensor_spec *sp = &specs[i];
+        const kiln_tensor_source *src = &sources[i];
+        const kiln_st_tensor *t = kiln_st_find(st, src->tensor);
+        size_t numel = 1;
+        for (int d = 0; d < sp->ndim; d++) numel *= (size_t)sp->shape[d];
+        int64_t stride[KILN_MAX_RANK];           /* of the file's tensor */
+        int64_t acc = 1;
+        for (int d = t->ndim - 1; d >= 0; d--) { stride[d] = acc; acc *= t->shape[d]; }
+        int64_t idx[KILN_MAX_RANK] = {0};        /* in the parameter */
+        float *out = dst + sp->offset;
+        if (t->ndim != sp->ndim) {                /* the same elements, with other axes of size 1 */
+            for (size_t e = 0; e < numel; e++) out[e] = st_float_at(t, e);
+            continue;
+        }
+        for (size_t e = 0; e < numel; e++) {
+            int64_t at = 0;
+            for (int d = 0; d < sp->ndim; d++) {
+                const int fd = src->transposed ? 1 - d : d;   /* the file's axis of the parameter's axis d */
+                at += (idx[d] + (fd == src->slice_axis ? src->slice_start : 0)) * stride[fd];
+            }
+            out[e] = st_float_at(t, (size_t)at);
+            for (int d = sp->ndim - 1; d >= 0; d--) {
+                if (++idx[d] < sp->shape[d]) break;
+                idx[d] = 0;
+            }
+        }
+    }
+    return 0;
+}
+
 /* ========================================================================= */
 /* Atomic file replacement */
 

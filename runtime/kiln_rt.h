@@ -223,6 +223,25 @@ KILN_RT_API int kiln_st_load_f32_ignoring(const kiln_safetensors *st, const kiln
                               size_t num_specs, float *dst, size_t dst_floats,
                               const char *ignore_prefix, kiln_error *err);
 
+/* Where an expected tensor is in a file that names and lays it out otherwise (a model file's weights
+ * section): that file's tensor, a slice of it along one axis (as long as the expected tensor is there),
+ * then transposed (rank 2). */
+typedef struct {
+    const char *tensor;            /* "h.0.attn.c_attn.weight" */
+    int slice_axis;                /* of the file's tensor; -1: the whole tensor */
+    int64_t slice_start;
+    int transposed;
+} kiln_tensor_source;
+
+/* Like kiln_st_load_f32 for a file with other names: each specs[i] is read from sources[i], converting
+ * F64, F16 and BF16 to F32. Every tensor of the file must be read or match one of the ignore patterns
+ * ('*' matches any run of characters). Errors name the tensor in both namings. */
+KILN_RT_API int kiln_st_load_mapped(const kiln_safetensors *st, const kiln_tensor_spec *specs,
+                        const kiln_tensor_source *sources, size_t num_specs, const char *const *ignore,
+                        size_t num_ignore, float *dst, size_t dst_floats, kiln_error *err);
+/* Whether s matches pattern, in which '*' matches any run of characters (also empty). */
+KILN_RT_API int kiln_glob_match(const char *pattern, const char *s);
+
 /* A tensor to write: data holds numel * kiln_st_dtype_size(dtype) bytes. */
 typedef struct {
     const char *name;

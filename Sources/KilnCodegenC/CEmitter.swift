@@ -15,8 +15,10 @@ public struct CodegenOptions: Sendable {
     public var trainDefaults: [(String, String)] = []
     /// The prefix of the library's symbols (`char_gpt`); by default the model's name in snake case.
     public var prefix: String?
-    public init(dtype: DType = .f32, trainDefaults: [(String, String)] = [], prefix: String? = nil) {
-        self.dtype = dtype; self.trainDefaults = trainDefaults; self.prefix = prefix
+    /// The model file's `weights` section: where each parameter is in another library's checkpoint.
+    public var weights: WeightSources?
+    public init(dtype: DType = .f32, trainDefaults: [(String, String)] = [], prefix: String? = nil, weights: WeightSources? = nil) {
+        self.dtype = dtype; self.trainDefaults = trainDefaults; self.prefix = prefix; self.weights = weights
     }
 }
 
@@ -73,8 +75,11 @@ public struct CEmitter {
         self.functions = functions
         self.options = options
         self.sourceName = sourceName
-        let prefix = options.prefix ?? Self.snakeCase(first.name)
+        let prefix = options.prefix ?? Self.libraryPrefix(first.name)
         guard Self.isCIdentifier(prefix) else { throw CodegenError(description: "the prefix '\(prefix)' is not a C identifier") }
+        guard !Self.reservedPrefixes.contains(prefix) else {
+            throw CodegenError(description: "the prefix '\(prefix)' would name the library's header \(prefix).h, which a build directory already has")
+        }
         self.prefix = prefix
         // the parameters of all functions, in their order (each function's are in the model's order)
         var order: [String] = []
@@ -143,6 +148,17 @@ public struct CEmitter {
             out += c.isLetter || c.isNumber ? String(c).lowercased() : "_"
         }
         return out.isEmpty || out.first!.isNumber ? "model_" + out : out
+    }
+
+    /// Prefixes whose header PREFIX.h would overwrite a file of the build directory (the programs' model.h,
+    /// the shared kiln.h).
+    static let reservedPrefixes: Set<String> = ["model", "kiln"]
+
+    /// The prefix of a model's C names: its name in snake case, with "_lib" after a reserved one (a model
+    /// named Model gets model_lib.h and libmodel_lib.a).
+    public static func libraryPrefix(_ name: String) -> String {
+        let p = snakeCase(name)
+        return reservedPrefixes.contains(p) ? p + "_lib" : p
     }
 
     static func isCIdentifier(_ s: String) -> Bool {
@@ -239,6 +255,7 @@ public struct CEmitter {
             out += "    {\"\(p.name)\", \(dims.count), {\(shape)}, \(p.offset), \(dims.reduce(1, *)), \(initKind), \(cFloat(std, "float")), \(role(p.name))},\n"
         }
         out += "};\n\n"
+        out += sourceTable()
         let packed = params.filter { packedNames.contains($0.name) }
         for (fn, kernel, doc) in [("pack_params", "pack_weight_in_place", "weights-file layout -> the panel layout the inference functions read"),
                                   ("unpack_params", "unpack_weight_in_place", "the panel layout -> weights-file layout")] {
@@ -256,6 +273,23 @@ public struct CEmitter {
             }
             out += "    free(tmp);\n    return 0;\n}\n\n"
         }
+        return out
+    }
+
+    /// The weights section's table, parallel to the parameter table: each parameter's tensor in the other
+    /// library's checkpoint, its slice and transposition; and the patterns of the file's tensors to ignore.
+    func sourceTable() -> String {
+        guard let w = options.weights else { return "" }
+        var out = "/* Where each parameter is in a checkpoint that names it otherwise (the model file's weights section):\n"
+        out += " * tensor, slice axis (-1: none), slice start, transposed. */\n"
+        out += "static const kiln_param_source kiln_sources[\(max(params.count, 1))] = {\n"
+        if params.isEmpty { out += "    {NULL, -1, 0, 0},\n" }
+        for p in params {
+            let s = w.params[p.name]!
+            out += "    {\"\(cString(s.tensor))\", \(s.sliceAxis ?? -1), \(s.sliceStart), \(s.transposed ? 1 : 0)},  /* \(p.name) */\n"
+        }
+        out += "};\n"
+        out += "static const char *const kiln_ignore[\(max(w.ignore.count, 1))] = {\(w.ignore.isEmpty ? "NULL" : w.ignore.map { "\"\(cString($0))\"" }.joined(separator: ", "))};\n\n"
         return out
     }
 
@@ -323,7 +357,7 @@ public struct CEmitter {
         out += """
         static const kiln_model_info kiln_model = {
             "\(model.name)", \(params.count), kiln_params, \(paramCount), \(states.count), kiln_state, \(fns.count), kiln_functions,
-            pack_params, unpack_params
+            pack_params, unpack_params, \(options.weights == nil ? "NULL" : "kiln_sources"), \(options.weights?.ignore.count ?? 0), \(options.weights == nil ? "NULL" : "kiln_ignore")
         };
 
 

@@ -47,6 +47,12 @@ public struct Pipeline {
 
     /// The graph and the `train` section (nil when the file has none).
     public func frontendWithTrain(_ file: SourceFile) throws -> (Graph, TrainConfig?) {
+        let (g, t, _) = try frontendAll(file)
+        return (g, t)
+    }
+
+    /// The graph, the `train` section and the `weights` section (nil when the file has none).
+    public func frontendAll(_ file: SourceFile) throws -> (Graph, TrainConfig?, WeightSources?) {
         let r: Frontend.Result
         do { r = try Frontend.compile(file, options: FrontendOptions(overrides: overrides)) } catch let e as OptionError {
             throw DriverError.message(e.description)
@@ -54,7 +60,7 @@ public struct Pipeline {
         guard let g = r.graph, !r.diagnostics.hasErrors else {
             throw DriverError.diagnostics(r.diagnostics.render(), count: r.diagnostics.errorCount)
         }
-        return (g, r.train)
+        return (g, r.train, r.weights)
     }
 
     /// Runs the optimisation pipeline; `after` sees the graph after each pass.
@@ -121,10 +127,11 @@ public struct Pipeline {
     /// Everything up to generated C. The training functions are built when the file has a `train` section,
     /// or always for f64 (gradient-check) builds.
     public func generate(_ file: SourceFile, dtype: DType = .f32) throws -> Compiled {
-        let (g, trainConfig) = try frontendWithTrain(file)
+        let (g, trainConfig, weights) = try frontendAll(file)
         let training = trainConfig != nil || dtype == .f64
         let functions = try Self.functionNames(g, training: training).map { try function($0, of: g, train: trainConfig) }
-        let options = CodegenOptions(dtype: dtype, trainDefaults: trainConfig != nil || dtype == .f64 ? Self.defines(trainConfig ?? TrainConfig()) : [])
+        let options = CodegenOptions(dtype: dtype, trainDefaults: trainConfig != nil || dtype == .f64 ? Self.defines(trainConfig ?? TrainConfig()) : [],
+                                     weights: weights)
         do {
             let gen = try CEmitter.emit(functions, options: options, sourceName: (file.path as NSString).lastPathComponent)
             return Compiled(functions: functions, train: trainConfig, generated: gen)

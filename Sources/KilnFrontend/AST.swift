@@ -75,7 +75,38 @@ public struct Program: Sendable {
     public var inputs: [InputDecl] = []
     public var blocks: [BlockDecl] = []
     public var statements: [Statement] = []
+    /// The `weights { … }` section, if any: where each parameter comes from in another library's checkpoint.
+    public var weights: WeightsSection? = nil
     /// The `train { … }` section, if any.
     public var train: [ConfigEntry]? = nil
     public var trainRange = SourceRange.none
+}
+
+/// Where a parameter is read from in a checkpoint with other names (`weights { … }`, docs/language.md):
+/// a tensor of the file, optionally a slice of it along one axis, optionally transposed.
+public indirect enum WeightSourceExpr: Sendable {
+    /// `"h.*.attn.c_attn.weight"`
+    case tensor(String, SourceRange)
+    /// `transpose(SOURCE)` (rank 2)
+    case transpose(WeightSourceExpr, SourceRange)
+    /// `slice(SOURCE, axis: A, start: S, size: N)`: rows S ..< S + N of axis A
+    case slice(WeightSourceExpr, axis: Expr, start: Expr, size: Expr, SourceRange)
+
+    public var range: SourceRange {
+        switch self { case .tensor(_, let r), .transpose(_, let r), .slice(_, _, _, _, let r): r }
+    }
+}
+
+/// One line `"layers.*.attention.query.weight" = SOURCE` of the weights section.
+public struct WeightEntry: Sendable {
+    public var pattern: String
+    public var range: SourceRange
+    public var source: WeightSourceExpr
+}
+
+/// The `weights { … }` section: one entry per parameter pattern, and the file's tensors the model ignores.
+public struct WeightsSection: Sendable {
+    public var range: SourceRange
+    public var entries: [WeightEntry] = []
+    public var ignore: [(String, SourceRange)] = []
 }

@@ -8,10 +8,10 @@ enum Builtins {
     /// Parameters of each built-in, in positional order; `true` = required.
     static let signatures: [String: [(String, Bool)]] = [
         "embed": [("ids", true), ("vocab", false), ("dim", false), ("tied", false), ("name", false)],
-        "positions": [("kind", true), ("length", true), ("dim", true), ("name", false)],
+        "positions": [("kind", true), ("length", true), ("dim", true), ("layout", false), ("name", false)],
         "linear": [("x", true), ("out", false), ("bias", false), ("tied", false), ("name", false)],
         "attention": [("x", true), ("heads", true), ("mask", false), ("padding", false), ("bias", false), ("memory", false),
-                      ("position", false), ("kv_heads", false), ("name", false)],
+                      ("position", false), ("kv_heads", false), ("rope_base", false), ("name", false)],
         "sqrt": [("x", true)],
         "mean_pool": [("x", true), ("mask", false)],
         "first_token": [("x", true)],
@@ -196,7 +196,15 @@ extension Lowering {
         }
         let dim = try positiveInt(a["dim"]!.0, a["dim"]!.1, "dim")
         let rows: AttrValue = len.constValue.map { .int($0) } ?? .word(len.description)
-        if kind == "sinusoidal" { return try emit(.sinusoidal, [], ["rows": rows, "dim": .int(dim)], r, order: ["rows", "dim"]) }
+        let layout = try a["layout"].map { (v, lr) -> String in
+            guard kind == "sinusoidal" else { throw report("layout: is the column order of sinusoidal positions", lr) }
+            return try word(v, lr, "layout", ["interleaved", "halves"])
+        } ?? "interleaved"
+        if kind == "sinusoidal" {
+            if layout == "halves" && dim % 2 != 0 { throw report("layout: halves needs an even dim, got \(dim)", a["dim"]!.1) }
+            let halves: [String: AttrValue] = layout == "halves" ? ["halves": .bool(true)] : [:]
+            return try emit(.sinusoidal, [], ["rows": rows, "dim": .int(dim)].merging(halves) { a, _ in a }, r, order: ["rows", "dim", "halves"])
+        }
         let o = try owner("positions", explicit: a.explicitName)
         let w = try param(o + ".weight", [.const(maxLen), .const(dim)], .normal(0.02), r)
         registerWeight(owner: o, w)
@@ -300,6 +308,11 @@ extension Lowering {
         let bias = try a["bias"].map { try bool($0.0, $0.1, "bias") } ?? true
         let position = try a["position"].map { try word($0.0, $0.1, "position", ["none", "rotary", "alibi"]) } ?? "none"
         let kvHeads = try a["kv_heads"].map { try positiveInt($0.0, $0.1, "kv_heads") } ?? heads
+        let ropeBase = try a["rope_base"].map { (v, r) -> Double in
+            guard position == "rotary" else { throw report("rope_base is the base of rotary positions; write position: rotary", r) }
+            guard let b = number(v), b > 1, b.isFinite else { throw report("rope_base must be a number above 1", r) }
+            return b
+        } ?? 10000
         guard heads % kvHeads == 0 else { throw report("kv_heads \(kvHeads) must divide heads \(heads) (each key/value head serves heads / kv_heads query heads)", a["kv_heads"]!.1) }
         let kvWidth = c / heads * kvHeads
         var headAttrs: [String: AttrValue] = ["heads": .int(heads)]
@@ -335,7 +348,7 @@ extension Lowering {
         if position == "rotary" {
             // Su et al. 2021: queries and keys turned by their positions, so that q·k depends on their distance
             func turn(_ x: Int, heads: Int) throws -> Int {
-                let attrs: [String: AttrValue] = ["heads": .int(heads), "base": .float(10000), "inverse": .bool(false)]
+                let attrs: [String: AttrValue] = ["heads": .int(heads), "base": .float(ropeBase), "inverse": .bool(false)]
                 guard case .tensor(let y) = try emit(.rotary, [x], attrs, r, order: ["heads", "base", "inverse"]) else { throw Reported() }
                 return y
             }

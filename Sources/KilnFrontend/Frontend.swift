@@ -8,6 +8,8 @@ public enum Frontend {
         public var graph: Graph?
         /// The `train` section, when the file has one.
         public var train: TrainConfig?
+        /// The `weights` section resolved per parameter, when the file has one.
+        public var weights: WeightSources? = nil
         public var diagnostics: DiagnosticEngine
     }
 
@@ -24,6 +26,6 @@ public enum Frontend {
                 return Result(graph: nil, train: nil, diagnostics: diags)
             }
         }
-        return Result(graph: graph, train: lowered?.1, diagnostics: diags)
+        return Result(graph: graph, train: lowered?.1, weights: lowered?.2, diagnostics: diags)
     }
 }

@@ -6,6 +6,8 @@ public struct Token: Sendable, Equatable {
         case ident(String)
         case int(Int)
         case float(Double)
+        /// A quoted text on one line (`"h.*.attn.c_attn.weight"`), without its quotes.
+        case string(String)
         /// Punctuation and operators: ( ) [ ] { } , : = + - * / -> <= ;
         case punct(String)
         case eof
@@ -36,7 +38,18 @@ public struct Lexer {
                 continue
             }
             let start = i
-            if isAlpha(c) {
+            if c == 34 {  // '"' a quoted text, ending on its line
+                i += 1
+                while i < b.count, b[i] != 34, b[i] != 10 { i += 1 }
+                let text = String(decoding: b[(start + 1)..<i], as: UTF8.self)
+                if i < b.count, b[i] == 34 {
+                    i += 1
+                    if text.unicodeScalars.contains("\u{FFFD}") { diags.error("invalid UTF-8 in source", at: SourceRange(start, i)) }
+                } else {
+                    diags.error("unterminated text: a '\"' is missing before the end of the line", at: SourceRange(start, i))
+                }
+                toks.append(Token(kind: .string(text), range: SourceRange(start, i), startsLine: lineStart))
+            } else if isAlpha(c) {
                 while i < b.count, isAlpha(b[i]) || isDigit(b[i]) { i += 1 }
                 toks.append(Token(kind: .ident(String(decoding: b[start..<i], as: UTF8.self)), range: SourceRange(start, i), startsLine: lineStart))
             } else if isDigit(c) || (c == 46 && i + 1 < b.count && isDigit(b[i + 1])) {

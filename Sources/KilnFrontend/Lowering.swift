@@ -74,7 +74,7 @@ final class Lowering {
 
     // MARK: entry point
 
-    static func lower(_ prog: Program, diags: DiagnosticEngine, options: FrontendOptions) throws -> (Graph, TrainConfig?)? {
+    static func lower(_ prog: Program, diags: DiagnosticEngine, options: FrontendOptions) throws -> (Graph, TrainConfig?, WeightSources?)? {
         let l = Lowering(diags: diags, modelName: prog.modelName)
         try l.evaluateConfig(prog.config, overrides: options.overrides)
         for b in prog.blocks {
@@ -96,8 +96,10 @@ final class Lowering {
                 diags.error("the train section needs an objective, e.g. 'objective = next_token(logits)'", at: prog.trainRange)
             }
         }
+        var weights: WeightSources? = nil
+        if let section = prog.weights, !diags.hasErrors { weights = l.resolveWeights(section) }
         if diags.hasErrors { return nil }
-        return (l.graph, train)
+        return (l.graph, train, weights)
     }
 
     // MARK: config and inputs

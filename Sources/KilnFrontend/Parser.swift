@@ -12,7 +12,7 @@ public struct Parser {
     private var depth = 0
     static let maxDepth = 200
     /// Words that start declarations and statements; they are not names.
-    static let keywords: Set<String> = ["model", "config", "input", "block", "return", "output", "where", "train"]
+    static let keywords: Set<String> = ["model", "config", "input", "block", "return", "output", "where", "train", "weights"]
 
     private struct Bail: Error {}
 
@@ -35,6 +35,7 @@ public struct Parser {
         case .ident(let s): "'\(s)'"
         case .int(let v): "'\(v)'"
         case .float(let v): "'\(v)'"
+        case .string(let v): "\"\(v)\""
         case .punct(let s): "'\(s)'"
         case .eof: "end of file"
         }
@@ -82,6 +83,9 @@ public struct Parser {
                     if prog.train != nil { throw fail("only one 'train' section is allowed") }
                     prog.trainRange = tok.range
                     prog.train = try parseConfig()
+                case .ident("weights"):
+                    if prog.weights != nil { throw fail("only one 'weights' section is allowed") }
+                    prog.weights = try parseWeights()
                 case .ident("input"): prog.inputs.append(try parseInput())
                 case .ident("block"): prog.blocks.append(try parseBlock())
                 case .ident("model"): throw fail("only one 'model' line is allowed")
@@ -116,6 +120,75 @@ public struct Parser {
         }
         bump()
         return entries
+    }
+
+    /// `weights { "PATTERN" = SOURCE … ignore "PATTERN", … }`
+    private mutating func parseWeights() throws -> WeightsSection {
+        var section = WeightsSection(range: tok.range)
+        bump()
+        try expect("{", "after 'weights'")
+        while !isPunct("}") {
+            if tok.kind == .eof { throw fail("unterminated weights section: expected '}'") }
+            if isPunct(",") || isPunct(";") { bump(); continue }
+            let before = p
+            do {
+                if isWord("ignore") {
+                    bump()
+                    repeat {
+                        if isPunct(",") { bump() }
+                        guard case .string(let s) = tok.kind else { throw fail("expected a quoted tensor name pattern after 'ignore', found \(describe(tok))") }
+                        section.ignore.append((s, tok.range))
+                        bump()
+                    } while isPunct(",")
+                    continue
+                }
+                guard case .string(let pattern) = tok.kind else {
+                    throw fail("expected a quoted parameter name pattern such as \"layers.*.attention.query.weight\", found \(describe(tok))")
+                }
+                let r = tok.range
+                bump()
+                try expect("=", "after the parameter pattern (write \"PARAMETER\" = \"TENSOR IN THE FILE\")")
+                section.entries.append(WeightEntry(pattern: pattern, range: r, source: try parseWeightSource()))
+            } catch {
+                if p == before { bump() }  // always make progress
+                while !isPunct("}") && tok.kind != .eof && !tok.startsLine { bump() }
+                if diags.isFull { throw error }
+            }
+        }
+        bump()
+        return section
+    }
+
+    /// `"TENSOR"`, `transpose(SOURCE)` or `slice(SOURCE, axis: A, start: S, size: N)`.
+    private mutating func parseWeightSource() throws -> WeightSourceExpr {
+        depth += 1
+        defer { depth -= 1 }
+        guard depth < Self.maxDepth else { throw fail("expression is nested too deeply (limit \(Self.maxDepth))") }
+        let t = tok
+        if case .string(let s) = t.kind { bump(); return .tensor(s, t.range) }
+        guard case .ident(let f) = t.kind, f == "transpose" || f == "slice" else {
+            throw fail("expected a quoted tensor name, transpose(…) or slice(…, axis: A, start: S, size: N), found \(describe(t))")
+        }
+        bump()
+        try expect("(", "after '\(f)'")
+        let inner = try parseWeightSource()
+        var named: [String: Expr] = [:]
+        while isPunct(",") {
+            bump()
+            guard case .ident(let l) = tok.kind, toks[p + 1].kind == .punct(":") else { throw fail("expected 'axis:', 'start:' or 'size:' in \(f)(…), found \(describe(tok))") }
+            guard f == "slice", ["axis", "start", "size"].contains(l) else { throw fail("\(f) takes no argument '\(l)'") }
+            guard named[l] == nil else { throw fail("argument '\(l)' is given twice") }
+            bump(); bump()
+            named[l] = try parseExpr()
+        }
+        let end = tok.range.end
+        try expect(")", "to close '\(f)('")
+        let r = SourceRange(t.range.start, end)
+        if f == "transpose" { return .transpose(inner, r) }
+        guard let axis = named["axis"], let start = named["start"], let size = named["size"] else {
+            throw fail("slice needs axis:, start: and size:", at: r)
+        }
+        return .slice(inner, axis: axis, start: start, size: size, r)
     }
 
     private mutating func parseInput() throws -> InputDecl {
@@ -167,7 +240,7 @@ public struct Parser {
         var body: [Statement] = []
         while !isPunct("}") {
             if tok.kind == .eof { throw fail("unterminated block '\(name)': expected '}'") }
-            if isWord("block") || isWord("config") || isWord("input") || isWord("train") { throw fail("missing '}' at the end of block '\(name)'") }
+            if isWord("block") || isWord("config") || isWord("input") || isWord("train") || isWord("weights") { throw fail("missing '}' at the end of block '\(name)'") }
             if isPunct(";") { bump(); continue }
             let before = p
             do { body.append(try parseStatement(inBlock: true)) } catch {

@@ -40,7 +40,8 @@ public enum MakeDecodeStep {
             case .sliceRows where n.attrs.value(SliceRows.rows) == T:
                 return b.emit(.embedding, [n.operands[0], position(&b)])
             case .sinusoidal where n.attrs.value(Sinusoidal.rows) == T:
-                return b.emit(.sinusoidal, [position(&b)], [(Sinusoidal.dim.name, .int(n.attrs[Sinusoidal.dim]))])
+                return b.emit(.sinusoidal, [position(&b)], [(Sinusoidal.dim.name, .int(n.attrs[Sinusoidal.dim]))]
+                              + (n.attrs[Sinusoidal.halves] ? [(Sinusoidal.halves.name, .bool(true))] : []))
             case .rotary:
                 return b.emit(.rotary, [n.operands[0], position(&b)], n.attrs.entries)
             case .attention:

@@ -15,7 +15,7 @@ struct Kiln: ParsableCommand {
         kiln stats FILE              parameters, FLOPs per op kind, arena and optimiser bytes
         The language is documented in docs/language.md, the IR in docs/ir.md.
         """,
-        subcommands: [Check.self, IR.self, Build.self, Stats.self]
+        subcommands: [Check.self, IR.self, Build.self, Stats.self, Import.self]
     )
 }
 
@@ -187,6 +187,42 @@ struct Stats: ParsableCommand {
     func run() throws {
         do {
             print(try StatsReport.render(model.pipeline, file: try Pipeline.load(model.file), batch: batch, seq: seq), terminator: "")
+        } catch { throw fail(error) }
+    }
+}
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a model file for a Hugging Face model folder (config.json and model.safetensors).",
+        discussion: """
+            The model file's weights section reads the folder's model.safetensors under its own tensor names, \
+            so the built binaries load it as it is (--weights DIR/model.safetensors). Layouts: \
+            \(HFImport.layouts.keys.sorted().joined(separator: ", ")) (config.json's model_type). A configuration \
+            Kiln cannot express is refused with the key that causes it.
+            """)
+
+    @Argument(help: ArgumentHelp("The model folder.", valueName: "HF_DIR"))
+    var dir: String
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("The model file to write.", valueName: "MODEL.kiln"))
+    var output: String
+
+    @Option(help: "The model's name in the file (default: from the folder's name).")
+    var name: String?
+
+    func validate() throws {
+        if let n = name, n.isEmpty || !n.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) || n.first!.isNumber {
+            throw ValidationError("--name must be a name of letters, digits and '_', not starting with a digit")
+        }
+    }
+
+    func run() throws {
+        do {
+            let text = try HFImport.modelFile(dir: dir, name: name)
+            do { try text.write(toFile: output, atomically: true, encoding: .utf8) } catch {
+                throw DriverError.message("cannot write '\(output)': \(error.localizedDescription)")
+            }
+            print("wrote \(output)")
         } catch { throw fail(error) }
     }
 }

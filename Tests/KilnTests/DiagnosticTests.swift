@@ -42,6 +42,15 @@ import KilnFrontend
         ("h = embed(tokens, vocab, dim)\noutput y = attention(h, heads: 4, kv_heads: 3)\n", "5:45: error: kv_heads 3 must divide heads 4"),
         ("output y = embed(tokens, vocab, dim) * sqrt(0 - dim)\n", "error: sqrt of the negative number -16"),
         ("h = embed(tokens, vocab, dim)\noutput y = h * sqrt(h)\n", "error: sqrt takes a number (a config entry or a constant), got a tensor"),
+        ("h = embed(tokens, vocab, dim)\noutput y = linear(h, 7)\nweights {\n  \"embed.weight\" = \"wte\"\n}\n", "6:1: error: the weights section gives no source for 2 parameters, e.g. 'linear.weight', 'linear.bias'"),
+        ("h = embed(tokens, vocab, dim)\noutput y = linear(h, 7)\nweights {\n  \"embed.weight\" = \"wte\"\n  \"linear.*\" = \"head.*\"\n  \"nothing.*\" = \"x\"\n}\n", "9:3: error: 'nothing.*' matches no parameter of the model (its parameters are named like 'embed.weight')"),
+        ("h = embed(tokens, vocab, dim)\noutput y = linear(h, 7)\nweights {\n  \"embed.weight\" = transpose(\"wte\")\n  \"linear.weight\" = slice(\"w\", axis: 0, start: 0, size: 8)\n  \"linear.bias\" = transpose(\"b\")\n}\n", "8:21: error: slice size 8 differs from the parameter's dimension 7 (linear.weight is f32[7, 16])"),
+        ("h = embed(tokens, vocab, dim)\noutput y = linear(h, 7)\nweights {\n  \"embed.weight\" = \"wte\"\n  \"linear.bias\" = transpose(\"b\")\n  \"linear.weight\" = \"w.*\"\n}\n", "error: transpose needs a matrix; linear.bias is f32[7]"),
+        ("h = embed(tokens, vocab, dim)\noutput y = linear(h, 7)\nweights {\n  \"embed.weight\" = \"wte\"\n  \"linear.*\" = \"w.*.*\"\n}\n", "8:16: error: 'w.*.*' has 2 '*' but the parameter pattern has 1"),
+        ("h = embed(tokens, vocab, dim)\noutput y = linear(h, 7)\nweights {\n  \"embed.weight\" = \"wte\n}\n", "7:20: error: unterminated text"),
+        ("h = embed(tokens, vocab, dim)\noutput y = linear(h, 7)\nweights {\n  embed.weight = \"wte\"\n}\n", "7:3: error: expected a quoted parameter name pattern"),
+        ("h = embed(tokens, vocab, dim)\noutput y = linear(h, 7)\nweights {\n  \"embed.weight\" = reshape(\"wte\")\n}\n", "error: expected a quoted tensor name, transpose(…) or slice(…, axis: A, start: S, size: N), found 'reshape'"),
+        ("h = embed(tokens, vocab, dim)\noutput y = linear(h, 7)\nweights {\n  \"linear.*\" = slice(\"w\", axis: 0, start: 0)\n}\n", "error: slice needs axis:, start: and size:"),
     ]
 
     @Test(arguments: cases)

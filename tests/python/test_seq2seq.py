@@ -215,8 +215,9 @@ def test_encode_once_then_decode_gives_the_forward_logits(seq2seq):
 
 def python_beam_search(model, source, K, alpha, max_len, bos, eos):
     """The search of docs/translation.md over the reference model's float64 log-probabilities: candidates best
-    first (ties: earlier hypothesis, smaller id); eos finishes one (score / ((5 + n) / 6)^alpha), the others
-    continue until K do; stop when K have finished or after max_len tokens."""
+    first (ties: earlier hypothesis, smaller id); eos among the K best finishes one (score / ((5 + n) / 6)^alpha),
+    further down it is dropped; the others continue until K do; stop when K have finished or after max_len
+    tokens."""
     src = torch.tensor([source])
     mask = torch.ones_like(src)
     live, done, t = [([], 0.0)], [], 0
@@ -229,11 +230,12 @@ def python_beam_search(model, source, K, alpha, max_len, bos, eos):
                 cands.append((score + lp, i, v))
         cands.sort(key=lambda c: (-c[0], c[1], c[2]))
         nxt = []
-        for score, i, v in cands:
+        for rank, (score, i, v) in enumerate(cands):
             if len(nxt) == K or len(done) == K:
                 break
             if v == eos:
-                done.append((live[i][0] + [eos], score, True))
+                if rank < K:
+                    done.append((live[i][0] + [eos], score, True))
             else:
                 nxt.append((live[i][0] + [v], score))
         live, t = nxt, t + 1

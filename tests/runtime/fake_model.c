@@ -189,7 +189,7 @@ static const kiln_state_info kiln_state[1] = {{NULL, 0, {0}, 0}};
 
 static const kiln_model_info kiln_model = {
     "FakeBigram", 4, kiln_params, PARAM_COUNT, 0, kiln_state,
-    (int)(sizeof kiln_functions / sizeof kiln_functions[0]), kiln_functions, pack_params, pack_params};
+    (int)(sizeof kiln_functions / sizeof kiln_functions[0]), kiln_functions, pack_params, pack_params, NULL, 0, NULL};
 
 #define KILN_PREFIX fake
 #include "kiln_lib.c"

@@ -19,7 +19,7 @@ WARN = ["-std=c11", "-Wall", "-Wextra", "-Werror"]
 SAN_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
              "-fno-omit-frame-pointer"]
 COMMON_SRCS = [HERE / "fake_model.c", RT / "kiln_rt.c", RT / "kiln_cli.c"]
-PROGRAM_SRCS = [RT / f"{n}.c" for n in ("kiln_beam", "kiln_bpe", "kiln_metrics", "kiln_pairs", "kiln_seq2seq")]
+PROGRAM_SRCS = [RT / f"{n}.c" for n in ("kiln_beam", "kiln_bpe", "kiln_wordpiece", "kiln_metrics", "kiln_pairs", "kiln_seq2seq")]
 INFER_SRCS = COMMON_SRCS + PROGRAM_SRCS + [RT / "infer_main.c"]
 TRAIN_SRCS = COMMON_SRCS + PROGRAM_SRCS + [RT / "train_main.c"]
 SAN_ENV = {
@@ -48,7 +48,7 @@ def build_jobs():
         "asan": [*asan, *INFER_SRCS, "-lm"],
         "rt_tool": ["gcc", *WARN, "-O2", "-I", str(RT), HERE / "rt_tool.c", RT / "kiln_rt.c",
                     "-lm"],
-        "text_tool": ["gcc", *WARN, "-O2", "-I", str(RT), HERE / "text_tool.c", RT / "kiln_bpe.c",
+        "text_tool": ["gcc", *WARN, "-O2", "-I", str(RT), HERE / "text_tool.c", RT / "kiln_bpe.c", RT / "kiln_wordpiece.c",
                       RT / "kiln_metrics.c", RT / "kiln_rt.c", "-lm"],
         "train": [*gcc, *TRAIN_SRCS, "-lm"],
         "train_drop": [*gcc, "-DFAKE_DROPOUT", *TRAIN_SRCS, "-lm"],

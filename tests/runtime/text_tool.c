@@ -1,6 +1,6 @@
 /*
- * text_tool.c - exposes the runtime's text code to test_text.py: the byte-level BPE (kiln_bpe.c) and the
- * translation metrics (kiln_metrics.c). Every FILE is read as lines (without their newline).
+ * text_tool.c - exposes the runtime's text code to test_text.py: the byte-level BPE (kiln_bpe.c), WordPiece
+ * (kiln_wordpiece.c) and the translation metrics (kiln_metrics.c). Every FILE is read as lines (without their newline).
  *
  *   text_tool pieces FILE               each line's pre-tokenisation pieces, as hex, separated by spaces
  *   text_tool learn VOCAB OUT FILE      learns a tokenizer of VOCAB ids (<pad> <bos> <eos>) from the lines
@@ -9,6 +9,8 @@
  *   text_tool decode TOK FILE           each line of ids as text
  *   text_tool tok13a FILE               each line's 13a tokens
  *   text_tool score HYP REF             corpus BLEU and chrF of the lines of HYP against those of REF
+ *   text_tool wordpiece VOCAB FILE [cased]  each line's WordPiece ids (kiln_wordpiece.c; uncased unless cased)
+ *   text_tool wordpiece-parse VOCAB     reads a vocab.txt and prints its size
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -19,6 +21,7 @@
 #include "kiln_bpe.h"
 #include "kiln_metrics.h"
 #include "kiln_rt.h"
+#include "kiln_wordpiece.h"
 
 typedef struct {
     uint8_t *buf;
@@ -130,8 +133,26 @@ int main(int argc, char **argv) {
                 kiln_chrf_add(&c, (const char *)H.line[k], H.len[k], (const char *)R.line[k], R.len[k]))
                 kiln_die("out of memory");
         printf("bleu %.10f chrf %.10f\n", kiln_bleu_score(&b), kiln_chrf_score(&c));
+    } else if ((argc == 4 || argc == 5) && strcmp(argv[1], "wordpiece") == 0) {
+        kiln_wordpiece *t;
+        if (kiln_wordpiece_load(argv[2], !(argc == 5 && strcmp(argv[4], "cased") == 0), &t, &err)) kiln_die("%s", err.msg);
+        lines L = read_lines(argv[3]);
+        for (size_t k = 0; k < L.n; k++) {
+            int32_t *ids = kiln_xcalloc(4 * L.len[k] + 1, sizeof *ids, "ids");
+            const int64_t n = kiln_wordpiece_encode(t, L.line[k], L.len[k], ids, 4 * L.len[k] + 1, &err);
+            if (n < 0) kiln_die("line %zu: %s", k + 1, err.msg);
+            for (int64_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+            putchar('\n');
+            free(ids);
+        }
+        kiln_wordpiece_free(t);
+    } else if (argc == 3 && strcmp(argv[1], "wordpiece-parse") == 0) {
+        kiln_wordpiece *t;
+        if (kiln_wordpiece_load(argv[2], 1, &t, &err)) kiln_die("%s", err.msg);
+        printf("%d\n", kiln_wordpiece_size(t));
+        kiln_wordpiece_free(t);
     } else {
-        kiln_die("usage: text_tool pieces|learn|parse|encode|decode|tok13a|score ...");
+        kiln_die("usage: text_tool pieces|learn|parse|encode|decode|tok13a|score|wordpiece|wordpiece-parse ...");
     }
     return 0;
 }

@@ -751,7 +751,7 @@ static const kiln_function_info kiln_functions[5] = {
 
 static const kiln_model_info kiln_model = {
     "Tiny", 21, kiln_params, 231, 2, kiln_state, 5, kiln_functions,
-    pack_params, unpack_params
+    pack_params, unpack_params, NULL, 0, NULL
 };
 
 /* the C API (tiny.h) */
