@@ -90,10 +90,12 @@ static const command COMMANDS[] = {
      NULL,
      cmd_forward},
     {"generate", "--weights W (--prompt TEXT | --prompt-ids IDS) --tokens N [options]",
-     "generate text byte by byte from a prompt (or token ids)",
+     "generate text from a prompt (or token ids)",
      "With --prompt each prompt byte is a token (byte-level models): prints the prompt,\n"
-     "then streams each new byte. With --prompt-ids (any vocabulary) the prompt is token\n"
-     "ids, and the prompt's and each new token's id are printed, separated by spaces.\n"
+     "then streams each new byte. With --prompt and --tokenizer (e.g. GPT-2's gpt2.tiktoken,\n"
+     "or its vocab.json with merges.txt beside it) the prompt is cut into that tokenizer's\n"
+     "ids and each new token's text is streamed. With --prompt-ids (any vocabulary) the\n"
+     "prompt is token ids, and the prompt's and each new token's id are printed.\n"
      "With the KV cache (default) the prompt is encoded once, in one forward pass, and\n"
      "each new token costs one decode step; once the context is full, the oldest half of\n"
      "the window is dropped and the rest re-encoded in one pass. --no-cache runs a full\n"
@@ -102,6 +104,7 @@ static const command COMMANDS[] = {
      {{"--weights", "W", "weights file (.safetensors, required)", 0},
       {"--prompt", "TEXT", "prompt text, 1..context bytes", 0},
       {"--prompt-ids", "IDS", "prompt token ids instead, e.g. 464,2068,7586 (1..context ids < vocab)", 0},
+      {"--tokenizer", "FILE", "with --prompt: a byte-level BPE tokenizer (NAME.tiktoken, vocab.json, Kiln's)", 0},
       {"--tokens", "N", "number of tokens to generate (required)", 0},
       {"--timing", NULL, "print the prompt's and the new tokens' times to stderr", 0},
       {"--temperature", "T", "sampling temperature, 0 = greedy (default 1.0)", 0},
@@ -565,13 +568,33 @@ static void cmd_generate(const command *cmd, const opts *o) {
     if (m.out_dim > m.vocab)
         kiln_die("generate needs an output dimension (%lld) no larger than the vocabulary (%lld): each sampled "
                  "output is fed back as a token", (long long)m.out_dim, (long long)m.vocab);
-    if (prompt && m.out_dim > 256)
-        kiln_die("--prompt needs a byte-level model, but the output dimension %lld exceeds 256; use --prompt-ids",
-                 (long long)m.out_dim);
+    kiln_bpe *tok = NULL;
+    const char *tok_path = opt_get(cmd, o, "--tokenizer");
+    if (tok_path) {
+        kiln_error err;
+        if (!prompt) usage_die("--tokenizer goes with --prompt");
+        if (kiln_bpe_load_file(tok_path, &tok, &err)) kiln_die("%s", err.msg);
+        if (kiln_bpe_size(tok) > m.vocab)
+            kiln_die("%s has %d ids, more than the model's vocabulary of %lld", tok_path, kiln_bpe_size(tok), (long long)m.vocab);
+    }
+    if (prompt && !tok && m.out_dim > 256)
+        kiln_die("--prompt needs a byte-level model, but the output dimension %lld exceeds 256; use --tokenizer or "
+                 "--prompt-ids", (long long)m.out_dim);
     const int ctx_len = (int)m.context;
     int32_t *window = xcalloc_or_die((size_t)ctx_len, sizeof *window, "the token window");
     size_t plen;
-    if (prompt) {
+    if (prompt && tok) {
+        kiln_error err;
+        const size_t bytes = strlen(prompt);
+        int32_t *ids = xcalloc_or_die(bytes + 1, sizeof *ids, "the prompt's ids");
+        const int64_t n = kiln_bpe_encode(tok, (const uint8_t *)prompt, bytes, ids, bytes + 1, &err);
+        if (n < 0) kiln_die("--prompt: %s", err.msg);
+        if (n == 0) kiln_die("the prompt is empty; generate needs at least one token");
+        if (n > ctx_len) kiln_die("the prompt is %lld tokens, longer than the model context %d", (long long)n, ctx_len);
+        memcpy(window, ids, (size_t)n * sizeof *ids);
+        plen = (size_t)n;
+        free(ids);
+    } else if (prompt) {
         plen = strlen(prompt);
         if (plen == 0) kiln_die("the prompt is empty; generate needs at least one byte");
         if (plen > (size_t)ctx_len) kiln_die("the prompt is %zu bytes, longer than the model context %d", plen, ctx_len);
@@ -598,7 +621,7 @@ static void cmd_generate(const command *cmd, const opts *o) {
     kiln_rng_seed(&rng, seed);
 
     if (prompt) {
-        fwrite(prompt, 1, plen, stdout);
+        fputs(prompt, stdout);
     } else {
         for (size_t i = 0; i < plen; i++) printf(i ? " %d" : "%d", (int)window[i]);
     }
@@ -629,10 +652,14 @@ static void cmd_generate(const command *cmd, const opts *o) {
             lm_forward(ctx, &m, window, 1, len, logits);
             last = logits + (size_t)(len - 1) * (size_t)m.out_dim;
         }
-        int tok = kiln_sample(&sampler, last, temperature, top_k, top_p, &rng);
+        const int next = kiln_sample(&sampler, last, temperature, top_k, top_p, &rng);
         if (step == 0) t_first = kiln_time_ms();
-        if (prompt) putchar(tok);
-        else printf(" %d", tok);
+        if (tok) { /* the token's bytes (none for a special) */
+            size_t n;
+            const uint8_t *b = kiln_bpe_bytes(tok, next, &n);
+            if (n) fwrite(b, 1, n, stdout);
+        } else if (prompt) putchar(next);
+        else printf(" %d", next);
         if (fflush(stdout) != 0) kiln_die("cannot write to stdout");
         if (len == ctx_len) {
             /* full: without a cache slide by one token; with one, drop the oldest half and re-encode */
@@ -641,7 +668,7 @@ static void cmd_generate(const command *cmd, const opts *o) {
             len -= drop;
             cached = 0;
         }
-        window[len++] = tok;
+        window[len++] = next;
     }
     const double t_end = kiln_time_ms();
     if (!prompt || isatty(STDOUT_FILENO)) putchar('\n');
@@ -652,6 +679,7 @@ static void cmd_generate(const command *cmd, const opts *o) {
                 use_cache ? "KV cache" : "no cache");
     if (fflush(stdout) != 0 || ferror(stdout)) kiln_die("cannot write to stdout");
     kiln_sampler_free(&sampler);
+    kiln_bpe_free(tok);
     KILN(free)(ctx);
     free(logits);
     free(window);

@@ -102,7 +102,17 @@ struct kiln_bpe {
     uint64_t *keys;          /* open addressing: (a, b) -> rank + 1 in vals; capacity a power of two */
     int32_t *vals;
     size_t cap;
+    int32_t *ext;            /* GPT-2's files: [size] the file's id of each id (NULL: the ids are the file's) ... */
+    int32_t *intern;         /* ... and [ext_size] the id of each of the file's ids */
+    int ext_size;
 };
+
+/* The caller's id of an internal id, and back (-1 for an id that is none). */
+static int32_t to_ext(const kiln_bpe *t, int32_t id) { return t->ext ? t->ext[id] : id; }
+static int32_t to_int(const kiln_bpe *t, int32_t id) {
+    if (!t->ext) return id;
+    return id >= 0 && id < t->ext_size ? t->intern[id] : -1;
+}
 
 static uint64_t pair_key(int32_t a, int32_t b) { return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b; }
 static size_t hash64(uint64_t x) {
@@ -131,6 +141,8 @@ KILN_RT_API void kiln_bpe_free(kiln_bpe *t) {
     free(t->merged);
     free(t->keys);
     free(t->vals);
+    free(t->ext);
+    free(t->intern);
     free(t);
 }
 
@@ -187,15 +199,16 @@ static int bpe_add_merge(kiln_bpe *t, int32_t a, int32_t b) {
     return 0;
 }
 
-KILN_RT_API int kiln_bpe_size(const kiln_bpe *t) { return t->size; }
+KILN_RT_API int kiln_bpe_size(const kiln_bpe *t) { return t->ext ? t->ext_size : t->size; }
 
 KILN_RT_API int32_t kiln_bpe_special(const kiln_bpe *t, const char *name) {
     for (int i = 0; i < t->num_specials; i++)
-        if (strcmp(t->specials[i], name) == 0) return i;
+        if (strcmp(t->specials[i], name) == 0) return to_ext(t, i);
     return -1;
 }
 
 KILN_RT_API const uint8_t *kiln_bpe_bytes(const kiln_bpe *t, int32_t id, size_t *len) {
+    id = to_int(t, id);
     if (id < t->num_specials || id >= t->size) {
         *len = 0;
         return NULL;
@@ -230,7 +243,7 @@ KILN_RT_API int64_t kiln_bpe_encode(const kiln_bpe *t, const uint8_t *text, size
                                     kiln_error *err) {
     const size_t bad = kiln_utf8_check(text, len);
     if (bad < len) {
-        kiln_error_set(err, "invalid UTF-8 at byte %zu", bad);
+        kiln_error_set(err, "invalid UTF-8 at byte %zu", bad + 1);
         return -1;
     }
     int32_t sym[KILN_BPE_MAX_PIECE];
@@ -246,7 +259,7 @@ KILN_RT_API int64_t kiln_bpe_encode(const kiln_bpe *t, const uint8_t *text, size
             }
             const size_t m = encode_piece(t, text + i, part, sym);
             for (size_t j = 0; j < m; j++, count++)
-                if ((size_t)count < cap) ids[count] = sym[j];
+                if ((size_t)count < cap) ids[count] = to_ext(t, sym[j]);
             i += part;
             piece -= part;
         }
@@ -303,6 +316,7 @@ static int special_ok(const char *s, size_t n) {
 }
 
 KILN_RT_API char *kiln_bpe_format(const kiln_bpe *t) {
+    if (t->ext) return NULL; /* GPT-2's ids are not the text form's */
     size_t cap = 64 + 70 * (size_t)t->num_specials + 24 * (size_t)t->num_merges, o = 0;
     char *s = malloc(cap);
     if (!s) return NULL;
@@ -620,7 +634,7 @@ KILN_RT_API int kiln_bpe_learn(const uint8_t *const *texts, const size_t *lens, 
     for (size_t k = 0; k < n; k++) {
         const size_t bad = kiln_utf8_check(texts[k], lens[k]);
         if (bad < lens[k]) {
-            kiln_error_set(err, "text %zu: invalid UTF-8 at byte %zu", k + 1, bad);
+            kiln_error_set(err, "text %zu: invalid UTF-8 at byte %zu", k + 1, bad + 1);
             return -1;
         }
     }
@@ -635,4 +649,361 @@ KILN_RT_API int kiln_bpe_learn(const uint8_t *const *texts, const size_t *lens, 
     learner_free(&L);
     *out = t;
     return 0;
+}
+
+/* ------------------------------------------------------------------------- */
+/* GPT-2's files: tiktoken ranks, vocab.json + merges.txt */
+
+/* The ids of byte strings: open addressing over the tokenizer's own bytes (capacity a power of two). */
+typedef struct {
+    int32_t *slot;
+    size_t cap;
+} bytes_map;
+
+static int32_t bytes_find(const bytes_map *m, const kiln_bpe *t, const uint8_t *s, size_t n) {
+    for (size_t i = fnv(s, n) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        const int32_t id = m->slot[i];
+        if (id < 0) return -1;
+        if (t->len[id] == n && memcmp(t->bytes[id], s, n) == 0) return id;
+    }
+}
+
+static void bytes_put(bytes_map *m, const kiln_bpe *t, int32_t id) {
+    size_t i = fnv(t->bytes[id], t->len[id]) & (m->cap - 1);
+    while (m->slot[i] >= 0) i = (i + 1) & (m->cap - 1);
+    m->slot[i] = id;
+}
+
+static int bytes_map_new(bytes_map *m, size_t ids) {
+    for (m->cap = 16; m->cap < 2 * ids;) m->cap *= 2;
+    m->slot = malloc(m->cap * sizeof *m->slot);
+    if (!m->slot) return -1;
+    memset(m->slot, 0xFF, m->cap * sizeof *m->slot);
+    return 0;
+}
+
+/* Gives the tokenizer the file's ids: ext[i] for each id i (all set), which must use every id below
+ * ext_size once. Takes ext. 0, or -1 with *err set. */
+static int set_ext(kiln_bpe *t, int32_t *ext, int ext_size, kiln_error *err) {
+    t->ext = ext;
+    t->ext_size = ext_size;
+    if (!(t->intern = malloc((size_t)ext_size * sizeof *t->intern))) {
+        kiln_error_set(err, "out of memory for the tokenizer's ids");
+        return -1;
+    }
+    memset(t->intern, 0xFF, (size_t)ext_size * sizeof *t->intern);
+    for (int32_t i = 0; i < t->size; i++) {
+        if (ext[i] < 0 || ext[i] >= ext_size) {
+            kiln_error_set(err, "id %d is out of range (%d tokens)", ext[i], ext_size);
+            return -1;
+        }
+        if (t->intern[ext[i]] >= 0) {
+            kiln_error_set(err, "id %d is given to two tokens", ext[i]);
+            return -1;
+        }
+        t->intern[ext[i]] = i;
+    }
+    for (int i = 0; i < ext_size; i++)
+        if (t->intern[i] < 0) {
+            kiln_error_set(err, "no token has id %d", i);
+            return -1;
+        }
+    return 0;
+}
+
+static int b64_value(uint8_t c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Decodes standard base64 (with its = padding) of s[0, n) into out (room for 3n/4); its length, or -1. */
+static int64_t b64_decode(const uint8_t *s, size_t n, uint8_t *out) {
+    if (n == 0 || n % 4) return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        const int pad = (s[i + 3] == '=') + (s[i + 2] == '=' && s[i + 3] == '=');
+        if (pad && i + 4 != n) return -1;
+        int v[4];
+        for (int k = 0; k < 4 - pad; k++)
+            if ((v[k] = b64_value(s[i + k])) < 0) return -1;
+        for (int k = 4 - pad; k < 4; k++) v[k] = 0;
+        const uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+        out[o++] = (uint8_t)(x >> 16);
+        if (pad < 2) out[o++] = (uint8_t)(x >> 8);
+        if (pad < 1) out[o++] = (uint8_t)x;
+    }
+    return (int64_t)o;
+}
+
+KILN_RT_API int kiln_bpe_load_tiktoken(const char *text, size_t len, kiln_bpe **out, kiln_error *err) {
+    *out = NULL;
+    const uint8_t *s = (const uint8_t *)text;
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) n += s[i] == '\n';
+    if (len && s[len - 1] != '\n') n++;
+    if (n < 256 || n > KILN_BPE_MAX_TOKENS - 1) {
+        kiln_error_set(err, "%zu ranks; a tiktoken file has the 256 bytes and at most %d tokens", n, KILN_BPE_MAX_TOKENS - 1);
+        return -1;
+    }
+    /* every line "BASE64 RANK", the ranks 0 .. n-1 once each */
+    const uint8_t **tok = calloc(n, sizeof *tok);
+    size_t *tlen = calloc(n, sizeof *tlen);
+    uint8_t *raw = malloc(len + 1);
+    kiln_bpe *t = NULL;
+    int32_t *ext = NULL;
+    int rc = -1;
+    if (!tok || !tlen || !raw) goto oom;
+    size_t pos = 0, used = 0, singles = 0;
+    for (size_t line = 1; pos < len; line++) {
+        const uint8_t *nl = memchr(s + pos, '\n', len - pos);
+        const size_t end = nl ? (size_t)(nl - s) : len;
+        const uint8_t *sp = memchr(s + pos, ' ', end - pos);
+        size_t i = sp ? (size_t)(sp - s) + 1 : end;
+        const int64_t rank = sp ? read_uint(text, end, &i, (int64_t)n) : -1;
+        const int64_t bytes = sp ? b64_decode(s + pos, (size_t)(sp - s) - pos, raw + used) : -1;
+        if (rank < 0 || i != end || bytes <= 0 || bytes > KILN_BPE_MAX_PIECE) {
+            kiln_error_set(err, "line %zu: expected the base64 of a token (1 to %d bytes), a space and its rank below %zu",
+                           line, KILN_BPE_MAX_PIECE, n);
+            goto fail;
+        }
+        if (tok[rank]) {
+            kiln_error_set(err, "line %zu: rank %lld is given twice", line, (long long)rank);
+            goto fail;
+        }
+        tok[rank] = raw + used;
+        tlen[rank] = (size_t)bytes;
+        used += (size_t)bytes;
+        singles += bytes == 1;
+        pos = end + 1;
+    }
+    if (singles != 256) {
+        kiln_error_set(err, "%zu single-byte tokens; a byte-level tokenizer has the 256 bytes", singles);
+        goto fail;
+    }
+    /* the merges in rank order: each token must be the merge of the two tokens that the ranks before it make
+     * of its bytes; "<|endoftext|>" comes after the ranks, as GPT-2 has it */
+    const char *eot = "<|endoftext|>";
+    if (!(t = bpe_new(&eot, 1, (int)(n - 256))) || !(ext = malloc((n + 1) * sizeof *ext))) goto oom;
+    memset(ext, 0xFF, (n + 1) * sizeof *ext);
+    ext[0] = (int32_t)n;
+    int32_t sym[KILN_BPE_MAX_PIECE];
+    for (size_t r = 0; r < n; r++) {
+        if (tlen[r] == 1) {
+            ext[t->byte_id[tok[r][0]]] = (int32_t)r;
+            continue;
+        }
+        if (encode_piece(t, tok[r], tlen[r], sym) != 2) {
+            kiln_error_set(err, "rank %zu: the token is not the merge of two tokens of lower ranks", r);
+            goto fail;
+        }
+        if (bpe_add_merge(t, sym[0], sym[1])) goto oom;
+        ext[t->size - 1] = (int32_t)r;
+    }
+    if (set_ext(t, ext, (int)n + 1, err)) {
+        ext = NULL;
+        goto fail;
+    }
+    ext = NULL;
+    *out = t;
+    t = NULL;
+    rc = 0;
+    goto done;
+oom:
+    kiln_error_set(err, "out of memory reading the tokenizer");
+fail:
+done:
+    kiln_bpe_free(t);
+    free(ext);
+    free(tok);
+    free(tlen);
+    free(raw);
+    return rc;
+}
+
+/* GPT-2's printable stand-ins for bytes (vocab.json and merges.txt write tokens with them): the printable
+ * Latin-1 bytes stand for themselves, the other 68 for U+0100 onwards, in byte order. */
+static void gpt2_byte_chars(uint32_t byte_char[256], int16_t char_byte[512]) {
+    for (int i = 0; i < 512; i++) char_byte[i] = -1;
+    uint32_t next = 256;
+    for (int b = 0; b < 256; b++) {
+        const int printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        byte_char[b] = printable ? (uint32_t)b : next++;
+        char_byte[byte_char[b]] = (int16_t)b;
+    }
+}
+
+/* The bytes a token's text in GPT-2's stand-ins means, into out (room for n); their count, or -1 when a
+ * character is not a stand-in. */
+static int64_t gpt2_token_bytes(const int16_t char_byte[512], const uint8_t *s, size_t n, uint8_t *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n;) {
+        if (kiln_utf8_check(s + i, n - i) == 0) return -1;
+        size_t k;
+        const uint32_t c = next_cp(s + i, n - i, &k);
+        if (c >= 512 || char_byte[c] < 0) return -1;
+        out[o++] = (uint8_t)char_byte[c];
+        i += k;
+    }
+    return (int64_t)o;
+}
+
+KILN_RT_API int kiln_bpe_load_gpt2(const char *vocab, size_t vocab_len, const char *merges, size_t merges_len, kiln_bpe **out,
+                                   kiln_error *err) {
+    *out = NULL;
+    uint32_t byte_char[256];
+    int16_t char_byte[512];
+    gpt2_byte_chars(byte_char, char_byte);
+    kiln_json v;
+    size_t end;
+    kiln_error jerr;
+    if (kiln_json_parse(vocab, vocab_len, &v, &end, &jerr)) {
+        kiln_error_set(err, "vocab.json: %s", jerr.msg);
+        return -1;
+    }
+    kiln_bpe *plain = NULL, *t = NULL;
+    bytes_map map = {0};
+    int32_t *ext = NULL;
+    uint8_t *buf = malloc(merges_len + vocab_len + 1);
+    int rc = -1;
+    if (!buf) goto oom;
+    if (v.type != KILN_JSON_OBJECT || v.count < 256 || v.count > KILN_BPE_MAX_TOKENS) {
+        kiln_error_set(err, "vocab.json: expected an object of 256 to %d tokens and their ids", KILN_BPE_MAX_TOKENS);
+        goto fail;
+    }
+    for (size_t k = 0; k < v.count; k++)
+        if (v.items[k].type != KILN_JSON_INT || v.items[k].i < 0 || v.items[k].i >= (int64_t)v.count) {
+            kiln_error_set(err, "vocab.json: the id of '%.64s' must be an integer below %zu", v.keys[k], v.count);
+            goto fail;
+        }
+    /* the merges, over the bytes alone (the specials are known once every merge is) */
+    size_t lines = 0;
+    for (size_t i = 0; i < merges_len; i++) lines += merges[i] == '\n';
+    if (!(plain = bpe_new(NULL, 0, (int)lines + 1)) || bytes_map_new(&map, 256 + lines + 1)) goto oom;
+    for (int32_t id = 0; id < 256; id++) bytes_put(&map, plain, id);
+    size_t pos = 0;
+    for (size_t line = 1; pos < merges_len; line++) {
+        const char *nl = memchr(merges + pos, '\n', merges_len - pos);
+        size_t stop = nl ? (size_t)(nl - merges) : merges_len, n = stop - pos;
+        const uint8_t *l = (const uint8_t *)merges + pos;
+        pos = stop + 1;
+        if (n && l[n - 1] == '\r') n--;
+        if (n == 0 || (line == 1 && n >= 8 && memcmp(l, "#version", 8) == 0)) continue;
+        const uint8_t *sp = memchr(l, ' ', n);
+        const size_t na = sp ? (size_t)(sp - l) : n;
+        const int64_t la = sp ? gpt2_token_bytes(char_byte, l, na, buf) : -1;
+        const int64_t lb = sp ? gpt2_token_bytes(char_byte, sp + 1, n - na - 1, buf + (la > 0 ? la : 0)) : -1;
+        if (la <= 0 || lb <= 0) {
+            kiln_error_set(err, "merges.txt line %zu: expected two tokens in GPT-2's byte characters, separated by a space", line);
+            goto fail;
+        }
+        const int32_t a = bytes_find(&map, plain, buf, (size_t)la), b = bytes_find(&map, plain, buf + la, (size_t)lb);
+        if (a < 0 || b < 0) {
+            kiln_error_set(err, "merges.txt line %zu: '%.*s' is not a token the lines before make", line,
+                           (int)(a < 0 ? na : n - na - 1), (const char *)(a < 0 ? l : sp + 1));
+            goto fail;
+        }
+        if (merge_rank(plain, a, b) >= 0) {
+            kiln_error_set(err, "merges.txt line %zu: the merge appears twice", line);
+            goto fail;
+        }
+        if (bytes_find(&map, plain, buf, (size_t)(la + lb)) >= 0) {
+            kiln_error_set(err, "merges.txt line %zu: makes a token an earlier line made", line);
+            goto fail;
+        }
+        if (bpe_add_merge(plain, a, b)) goto oom;
+        bytes_put(&map, plain, plain->size - 1);
+    }
+    /* vocab.json's ids of those tokens; its other entries are the specials */
+    const char *specials[KILN_BPE_MAX_SPECIALS];
+    int32_t special_ids[KILN_BPE_MAX_SPECIALS];
+    int ns = 0;
+    if (!(ext = malloc(v.count * sizeof *ext))) goto oom;
+    memset(ext, 0xFF, v.count * sizeof *ext);
+    for (size_t k = 0; k < v.count; k++) {
+        const size_t kl = strlen(v.keys[k]);
+        const int64_t nb = gpt2_token_bytes(char_byte, (const uint8_t *)v.keys[k], kl, buf);
+        const int32_t id = nb > 0 ? bytes_find(&map, plain, buf, (size_t)nb) : -1;
+        if (id >= 0) {
+            ext[id] = (int32_t)v.items[k].i;
+        } else if (ns < KILN_BPE_MAX_SPECIALS && special_ok(v.keys[k], kl)) {
+            special_ids[ns] = (int32_t)v.items[k].i;
+            specials[ns++] = v.keys[k];
+        } else {
+            kiln_error_set(err, "vocab.json: '%.64s' is neither a byte, a merge of merges.txt nor a special token (up to %d, "
+                           "printable ASCII)", v.keys[k], KILN_BPE_MAX_SPECIALS);
+            goto fail;
+        }
+    }
+    for (int32_t id = 0; id < plain->size; id++)
+        if (ext[id] < 0) {
+            kiln_error_set(err, "vocab.json has no id for the token merges.txt line %d makes", id - 255);
+            goto fail;
+        }
+    /* the tokenizer: the specials first, then the same bytes and merges */
+    if (!(t = bpe_new(specials, ns, plain->num_merges))) goto oom;
+    for (int r = 0; r < plain->num_merges; r++)
+        if (bpe_add_merge(t, plain->merge[r][0] + ns, plain->merge[r][1] + ns)) goto oom;
+    int32_t *ids = malloc((size_t)t->size * sizeof *ids);
+    if (!ids) goto oom;
+    for (int i = 0; i < ns; i++) ids[i] = special_ids[i];
+    for (int32_t id = 0; id < plain->size; id++) ids[id + ns] = ext[id];
+    kiln_error serr;
+    if (set_ext(t, ids, (int)v.count, &serr)) {
+        kiln_error_set(err, "vocab.json: %s", serr.msg);
+        goto fail;
+    }
+    *out = t;
+    t = NULL;
+    rc = 0;
+    goto done;
+oom:
+    kiln_error_set(err, "out of memory reading the tokenizer");
+fail:
+done:
+    kiln_json_free(&v);
+    kiln_bpe_free(plain);
+    kiln_bpe_free(t);
+    free(map.slot);
+    free(ext);
+    free(buf);
+    return rc;
+}
+
+KILN_RT_API int kiln_bpe_load_file(const char *path, kiln_bpe **out, kiln_error *err) {
+    *out = NULL;
+    const size_t n = strlen(path);
+    uint8_t *a = NULL, *b = NULL;
+    size_t la = 0, lb = 0;
+    kiln_error e;
+    int rc = -1;
+    if (kiln_read_file(path, (size_t)1 << 30, &a, &la, err)) return -1;
+    if (n >= 9 && strcmp(path + n - 9, ".tiktoken") == 0) {
+        rc = kiln_bpe_load_tiktoken((const char *)a, la, out, &e);
+    } else if (n >= 5 && strcmp(path + n - 5, ".json") == 0) { /* merges.txt beside it */
+        const char *slash = strrchr(path, '/');
+        const size_t dir = slash ? (size_t)(slash - path) + 1 : 0;
+        char *mpath = malloc(dir + sizeof "merges.txt");
+        if (!mpath) {
+            free(a);
+            kiln_error_set(err, "out of memory");
+            return -1;
+        }
+        memcpy(mpath, path, dir);
+        memcpy(mpath + dir, "merges.txt", sizeof "merges.txt");
+        if (kiln_read_file(mpath, (size_t)1 << 30, &b, &lb, err)) {
+            free(mpath);
+            free(a);
+            return -1;
+        }
+        free(mpath);
+        rc = kiln_bpe_load_gpt2((const char *)a, la, (const char *)b, lb, out, &e);
+    } else {
+        rc = kiln_bpe_parse((const char *)a, la, out, &e);
+    }
+    if (rc) kiln_error_set(err, "%s: %s", path, e.msg);
+    free(a);
+    free(b);
+    return rc;
 }

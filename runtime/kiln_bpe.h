@@ -38,7 +38,22 @@ KILN_RT_API int kiln_bpe_learn(const uint8_t *const *texts, const size_t *lens, 
 /* Reads the text form (above); every line is checked. 0, or -1 with *err set. */
 KILN_RT_API int kiln_bpe_parse(const char *text, size_t len, kiln_bpe **out, kiln_error *err);
 
-/* The text form, NUL-terminated (free it); NULL when out of memory. */
+/* GPT-2's tokenizer from its files, with their ids (the ids below are then those of the file):
+ *   kiln_bpe_load_tiktoken: a tiktoken ranks file (lines "BASE64 RANK", e.g. gpt2.tiktoken); each token of
+ *     two or more bytes must be the merge of the two tokens the lower ranks make of its bytes; the special
+ *     "<|endoftext|>" gets the id after the ranks;
+ *   kiln_bpe_load_gpt2: vocab.json (token -> id) and merges.txt (one merge per line after "#version"), both
+ *     writing bytes as GPT-2's printable stand-ins; vocab.json's other entries are the specials.
+ * Every id must belong to one token. kiln_bpe_format refuses these (NULL). 0, or -1 with *err set. */
+KILN_RT_API int kiln_bpe_load_tiktoken(const char *text, size_t len, kiln_bpe **out, kiln_error *err);
+KILN_RT_API int kiln_bpe_load_gpt2(const char *vocab, size_t vocab_len, const char *merges, size_t merges_len, kiln_bpe **out,
+                                   kiln_error *err);
+
+/* A tokenizer file by its name: NAME.tiktoken, NAME.json (with merges.txt in the same folder) or the text
+ * form; errors start with the path. */
+KILN_RT_API int kiln_bpe_load_file(const char *path, kiln_bpe **out, kiln_error *err);
+
+/* The text form, NUL-terminated (free it); NULL when out of memory or for GPT-2's files. */
 KILN_RT_API char *kiln_bpe_format(const kiln_bpe *t);
 
 /* The number of ids. */

@@ -126,12 +126,14 @@ KILN_RT_API int kiln_s2s_tokenizer(const char *weights, const char *tok_path, ki
         kiln_error_set(err, "the tokenizer %s is not the one saved with the weights %s (the same ids would be other tokens)",
                        tok_path, weights);
         rc = -1;
-    } else if (file || saved) {
+    } else if (saved) {
         kiln_error perr;
-        if (kiln_bpe_parse(file ? (const char *)file : saved, file ? len : strlen(saved), out, &perr)) {
-            kiln_error_set(err, "%s%s: %s", file ? tok_path : weights, file ? "" : " (its tokenizer)", perr.msg);
+        if (kiln_bpe_parse(saved, strlen(saved), out, &perr)) {
+            kiln_error_set(err, "%s (its tokenizer): %s", weights, perr.msg);
             rc = -1;
         }
+    } else if (file) { /* the text form, NAME.tiktoken, or vocab.json with merges.txt */
+        rc = kiln_bpe_load_file(tok_path, out, err);
     }
     free(saved);
     free(file);

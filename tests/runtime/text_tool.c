@@ -5,6 +5,7 @@
  *   text_tool pieces FILE               each line's pre-tokenisation pieces, as hex, separated by spaces
  *   text_tool learn VOCAB OUT FILE      learns a tokenizer of VOCAB ids (<pad> <bos> <eos>) from the lines
  *   text_tool parse TOK                 reads a tokenizer file and prints its size
+ *                                       (TOK: Kiln's text form, NAME.tiktoken, or vocab.json + merges.txt)
  *   text_tool encode TOK FILE           each line's ids
  *   text_tool decode TOK FILE           each line of ids as text
  *   text_tool tok13a FILE               each line's 13a tokens
@@ -50,14 +51,11 @@ static lines read_lines(const char *path) {
     return L;
 }
 
+/* A tokenizer file: the text form, NAME.tiktoken, or vocab.json with merges.txt beside it. */
 static kiln_bpe *load_tok(const char *path) {
     kiln_error err;
-    uint8_t *buf;
-    size_t n;
     kiln_bpe *t;
-    if (kiln_read_file(path, (size_t)1 << 30, &buf, &n, &err)) kiln_die("%s", err.msg);
-    if (kiln_bpe_parse((const char *)buf, n, &t, &err)) kiln_die("%s: %s", path, err.msg);
-    free(buf);
+    if (kiln_bpe_load_file(path, &t, &err)) kiln_die("%s", err.msg);
     return t;
 }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Hugging Face GPT-2 (`GPT2LMHeadModel`, `GPT2Model`): pre-norm decoder, learned positions, GELU (tanh
 /// approximation), the output projection tied to the token embedding. Its linear layers are `Conv1D`s that
 /// store weights as [in, out], and one `c_attn` holds the query, key and value side by side: the weights
@@ -20,7 +22,9 @@ enum GPT2Layout {
         if !tied && ck.tensors["lm_head.weight"] == nil { throw ck.refuse("tie_word_embeddings", "the checkpoint has no lm_head.weight") }
         let head = tied ? "linear(layernorm(h, eps: eps), vocab, bias: false, tied: embed)" : "linear(layernorm(h, eps: eps), vocab, bias: false, name: head)"
         var text = HFImport.header(ck, name: name, summary: "\(layers) layers, \(dim) dim, \(heads) heads, vocabulary \(vocab), context \(context).",
-                                   usage: "out/infer generate --weights \(ck.dir)/model.safetensors --prompt-ids 0",
+                                   usage: FileManager.default.fileExists(atPath: ck.dir + "/vocab.json") && FileManager.default.fileExists(atPath: ck.dir + "/merges.txt")
+                                       ? "out/infer generate --weights \(ck.dir)/model.safetensors --tokenizer \(ck.dir)/vocab.json --prompt 'Hello' --tokens 20"
+                                       : "out/infer generate --weights \(ck.dir)/model.safetensors --prompt-ids 0",
                                    config: [("vocab", "\(vocab)"), ("context", "\(context)"), ("dim", "\(dim)"), ("heads", "\(heads)"), ("layers", "\(layers)"), ("hidden", "\(hidden)"), ("eps", "\(eps)")])
         text += """
 
