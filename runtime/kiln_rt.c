@@ -2053,6 +2053,21 @@ KILN_RT_API double kiln_rng_double(kiln_rng *rng) { return (double)(kiln_rng_u64
 
 KILN_RT_API float kiln_rng_float(kiln_rng *rng) { return (float)(kiln_rng_u64(rng) >> 40) * 0x1.0p-24f; }
 
+KILN_RT_API void kiln_mlm_mask(kiln_rng *rng, const int32_t *tokens, size_t n, int32_t mask_id, double rate,
+                               int64_t random_below, int32_t *inputs, int32_t *targets) {
+    for (size_t i = 0; i < n; i++) {
+        const int32_t t = tokens[i];
+        if (kiln_rng_double(rng) >= rate) {
+            inputs[i] = t;
+            targets[i] = -1;
+            continue;
+        }
+        targets[i] = t;
+        const double u = kiln_rng_double(rng);
+        inputs[i] = u < 0.8 ? mask_id : u < 0.9 ? (int32_t)kiln_rng_below(rng, (uint64_t)random_below) : t;
+    }
+}
+
 KILN_RT_API double kiln_rng_normal(kiln_rng *rng) {
     if (rng->has_spare) {
         rng->has_spare = 0;

@@ -346,6 +346,14 @@ KILN_RT_API float kiln_rng_float(kiln_rng *rng);
 /* Standard normal N(0, 1) by the Box-Muller transform (pairs are cached). */
 KILN_RT_API double kiln_rng_normal(kiln_rng *rng);
 
+/* Masked-language-model corruption of n tokens (Devlin et al. 2019), as a training batch needs it: each
+ * position is chosen with probability `rate`; a chosen position's input becomes mask_id (probability 0.8), a
+ * uniform token in [0, random_below) (0.1) or stays (0.1), and its target is its token; every other position
+ * keeps its token and gets the target -1 (ignored by the loss). inputs may be tokens. One draw of rng per
+ * position, one more per chosen position and one more per random replacement. */
+KILN_RT_API void kiln_mlm_mask(kiln_rng *rng, const int32_t *tokens, size_t n, int32_t mask_id, double rate,
+                               int64_t random_below, int32_t *inputs, int32_t *targets);
+
 /* FNV-1a 64-bit hash of n bytes, continuing from h (start with KILN_FNV1A64_INIT). */
 #define KILN_FNV1A64_INIT 0xcbf29ce484222325ULL
 KILN_RT_API uint64_t kiln_fnv1a64(uint64_t h, const void *data, size_t n);

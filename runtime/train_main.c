@@ -155,14 +155,19 @@ static hparams model_defaults(void) {
 /* ------------------------------------------------------------------------- */
 /* The model, through its C library */
 
+#ifndef KILN_TRAIN_MASK_ID /* masked_lm: the mask token and the rate of chosen positions (-1, 0: next_token) */
+#define KILN_TRAIN_MASK_ID (-1)
+#define KILN_TRAIN_MASK_RATE 0.0
+#endif
 #ifndef KILN_TRAIN_TEXT
 #define KILN_TRAIN_TEXT 1
 #endif
 #define MAX_INPUTS 16
 
 /* The functions train reads: train_step (loss and gradients of a micro-batch) and loss (validation). With a
- * next-token objective (KILN_TRAIN_TEXT) their inputs are token ids and targets [B, T] cut from text, and a
- * dropout seed when the model has dropout; otherwise every input but the seed comes from a .npy file. */
+ * next-token or masked-token objective (KILN_TRAIN_TEXT) their inputs are token ids and targets [B, T] cut
+ * from text, and a dropout seed when the model has dropout; otherwise every input but the seed comes from a
+ * .npy file. */
 typedef struct {
     const kiln_function_desc *step, *loss;
     int text;                   /* the data is text */
@@ -207,6 +212,8 @@ static void find_model(void) {
     m->vocab = m->step->inputs[m->tokens].limit;
     m->classes = m->step->inputs[m->targets].limit;
     m->context = m->step->inputs[m->tokens].bounds[1];
+    if (KILN_TRAIN_MASK_RATE > 0 && (KILN_TRAIN_MASK_ID < 0 || KILN_TRAIN_MASK_ID >= m->vocab))
+        kiln_die("internal error: the mask id %d is not a token id below %lld", (int)KILN_TRAIN_MASK_ID, (long long)m->vocab);
 }
 
 /* A context with all weights zero; dies when out of memory. */
@@ -699,7 +706,8 @@ static void row_shapes(const dataset *d, int T, int64_t shapes[][KILN_MAX_RANK])
 }
 
 /* Draws a batch from the training part (val = 0) or the validation part (val = 1): text, B windows of T+1
- * bytes at random offsets (inputs window[:-1], targets window[1:]); arrays, B random rows. */
+ * bytes at random offsets (inputs window[:-1], targets window[1:]; masked_lm: the first T bytes, corrupted by
+ * kiln_mlm_mask, targets their bytes at the chosen positions); arrays, B random rows. */
 static void draw_pairs(kiln_rng *rng, dataset *d, int val, int B, batch *bt);
 
 static void draw_batch(kiln_rng *rng, dataset *d, int val, int B, int T, batch *bt) {
@@ -713,10 +721,13 @@ static void draw_batch(kiln_rng *rng, dataset *d, int val, int B, int T, batch *
         int32_t *tokens = bt->t[g_model.tokens].data, *targets = bt->t[g_model.targets].data;
         for (int b = 0; b < B; b++) {
             size_t off = (size_t)kiln_rng_below(rng, (uint64_t)(n - (size_t)T));
+            int32_t *in = tokens + (size_t)b * T, *out = targets + (size_t)b * T;
             for (int t = 0; t < T; t++) {
-                tokens[(size_t)b * T + t] = part[off + (size_t)t];
-                targets[(size_t)b * T + t] = part[off + (size_t)t + 1];
+                in[t] = part[off + (size_t)t];
+                out[t] = part[off + (size_t)t + 1];
             }
+            if (KILN_TRAIN_MASK_RATE > 0)
+                kiln_mlm_mask(rng, in, (size_t)T, KILN_TRAIN_MASK_ID, KILN_TRAIN_MASK_RATE, g_model.classes, in, out);
         }
         return;
     }

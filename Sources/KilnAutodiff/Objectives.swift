@@ -32,17 +32,21 @@ enum Objectives {
 
     static func loss(_ loss: Objective.Loss, _ b: inout GraphBuilder, _ outputs: [GraphOutput]) throws -> Int {
         switch loss {
-        case .nextToken(let name):
-            // targets: the token after each position, shaped like the logits without their last dim
+        case .nextToken(let name), .maskedTokens(let name, _, _):
+            // targets: the token after each position (next_token), or the chosen positions' tokens and -1
+            // elsewhere (masked_lm), shaped like the logits without their last dim
+            let what = if case .nextToken = loss { "next_token" } else { "masked_lm" }
             let logits = try output(name, outputs), t = b.type(logits)
             guard t.dtype.isFloat, t.shape.rank >= 2, let v = t.shape.last?.constValue else {
-                throw Autodiff.Failure(description: "next_token needs logits [B, T, V], got '\(name)' \(t)")
+                throw Autodiff.Failure(description: "\(what) needs logits [B, T, V], got '\(name)' \(t)")
             }
             var attrs = Attributes()
             attrs.set(Input.role, Word(Input.Role.targets.rawValue))
             attrs.set(Input.limit, v)
+            let masked = what == "masked_lm"
+            if masked { attrs.set(Input.ignore, -1) }
             let targets = b.graph.add(Node(.input, attrs: attrs, type: TensorType(.i32, Array(t.shape.dims.dropLast())), name: "targets"))
-            return b.emit(.crossEntropy, [logits, targets])
+            return b.emit(.crossEntropy, [logits, targets], masked ? [(CrossEntropy.ignore.name, .int(-1))] : [])
         case .output(let name):
             let o = try output(name, outputs)
             guard b.type(o).shape.rank == 0, b.type(o).dtype.isFloat else {

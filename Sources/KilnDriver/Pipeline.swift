@@ -154,6 +154,8 @@ public struct Pipeline {
             ("EVAL_INTERVAL", "\(c.evalInterval)"), ("EVAL_ITERS", "\(c.evalIters)"),
             // 1: the data is text cut into windows (next-token prediction); 0: .npy arrays of the inputs
             ("TEXT", c.objective.readsText ? "1" : "0"),
+            // masked_lm: the mask id and the rate of chosen positions (0: next-token prediction)
+            ("MASK_ID", "\(c.objective.masking?.mask ?? -1)"), ("MASK_RATE", f(c.objective.masking?.rate ?? 0)),
         ]
     }
 }

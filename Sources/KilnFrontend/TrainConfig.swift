@@ -34,7 +34,7 @@ public struct TrainConfig: Sendable, Equatable {
 
 extension Lowering {
     /// Evaluates the `train` section. Entries:
-    /// `objective = next_token(logits) | cross_entropy(logits, labels, ignore:, smoothing:) | classification(…) |
+    /// `objective = next_token(logits) | masked_lm(logits, mask:, rate:) | cross_entropy(logits, labels, ignore:, smoothing:) | classification(…) |
     ///  mse(output, target) | OUTPUT, and weighted sums of them (`next_token(logits) + 0.01 * balance`)`,
     /// `optimizer = adamw(lr:, beta1:, beta2:, eps:, weight_decay:, decay_embeddings:) | sgd(lr:, momentum:, weight_decay:)`,
     /// `schedule = constant(warmup:) | cosine(warmup:, min_lr:) | inverse_sqrt(warmup:)`,
@@ -48,8 +48,10 @@ extension Lowering {
                 switch e.name {
                 case "objective":
                     c.objective = Objective(try objectiveTerms(e.value, weight: 1))
-                    if c.objective.readsText && c.objective.terms.contains(where: { if case .nextToken = $0.loss { false } else if case .output = $0.loss { false } else { true } }) {
-                        throw report("next_token reads text; it combines only with scalar outputs of the model, not with losses over target inputs", e.value.range)
+                    let text = c.objective.terms.filter(\.loss.readsText).count
+                    if text > 1 { throw report("an objective reads text once: one next_token or masked_lm term", e.value.range) }
+                    if text == 1 && c.objective.terms.contains(where: { if case .output = $0.loss { false } else { !$0.loss.readsText } }) {
+                        throw report("next_token and masked_lm read text; they combine only with scalar outputs of the model, not with losses over target inputs", e.value.range)
                     }
                 case "optimizer":
                     let (name, args) = try callArgs(e.value, ["adamw": ["lr", "beta1", "beta2", "eps", "weight_decay", "decay_embeddings"],
@@ -97,7 +99,7 @@ extension Lowering {
     /// logits per sequence), `mse(OUTPUT, TARGET)`, or the name of a scalar output (an auxiliary loss), each
     /// optionally multiplied by a number.
     func objectiveTerms(_ e: Expr, weight: Double) throws -> [Objective.Term] {
-        let usage = "an objective is a loss, e.g. next_token(logits), cross_entropy(logits, labels, ignore: -100, smoothing: 0.1), classification(logits, label), mse(output, target), the name of a scalar output, or a weighted sum of them"
+        let usage = "an objective is a loss, e.g. next_token(logits), masked_lm(logits, mask: 256), cross_entropy(logits, labels, ignore: -100, smoothing: 0.1), classification(logits, label), mse(output, target), the name of a scalar output, or a weighted sum of them"
         switch e {
         case .binary("+", let a, let b, _):
             return try objectiveTerms(a, weight: weight) + objectiveTerms(b, weight: weight)
@@ -113,7 +115,8 @@ extension Lowering {
             return [Objective.Term(weight, .output(out))]
         case .call(let name, let nr, let args, let r):
             let known: [String: ([String], [String])] = [
-                "next_token": (["logits"], []), "cross_entropy": (["logits", "targets"], ["ignore", "smoothing"]),
+                "next_token": (["logits"], []), "masked_lm": (["logits"], ["mask", "rate"]),
+                "cross_entropy": (["logits", "targets"], ["ignore", "smoothing"]),
                 "classification": (["logits", "targets"], ["ignore", "smoothing"]), "mse": (["output", "target"], []),
             ]
             guard let (positional, named) = known[name] else { throw report("unknown loss '\(name)': \(usage)", nr) }
@@ -136,6 +139,16 @@ extension Lowering {
             switch name {
             case "next_token":
                 return [Objective.Term(weight, .nextToken(output: names[0]))]
+            case "masked_lm":
+                guard let (mv, mr) = options["mask"] else { throw report("masked_lm needs the id of the mask token: masked_lm(\(names[0]), mask: ID)", r) }
+                guard case .int(let mask) = mv, mask >= 0, mask < Int(Int32.max) else { throw report("mask must be a token id (an integer >= 0), got \(describe(mv))", mr) }
+                if let tokens = graph.inputs.first(where: { graph.nodes[$0].attrs[Input.role] == Word(Input.Role.tokens.rawValue) }),
+                   let vocab = graph.nodes[tokens].attrs.value(Input.limit), mask >= vocab {
+                    throw report("the mask id \(mask) is not a token: '\(graph.nodes[tokens].name ?? "tokens")' ids lie in [0, \(vocab))", mr)
+                }
+                let rate = try options["rate"].map { try float($0.0, $0.1, "rate") } ?? 0.15
+                guard rate > 0, rate < 1 else { throw report("rate must be in (0, 1), got \(rate)", options["rate"]!.1) }
+                return [Objective.Term(weight, .maskedTokens(output: names[0], mask: mask, rate: rate))]
             case "mse":
                 let t = try objectiveTarget(names[1], ranges[1])
                 guard graph.nodes[t].type == graph.nodes[out].type else {

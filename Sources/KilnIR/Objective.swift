@@ -7,6 +7,10 @@ public struct Objective: Sendable, Equatable {
         /// The mean cross-entropy of logits[b, t] against token t + 1 of the text: the data loader supplies
         /// the inputs shifted by one as `targets`.
         case nextToken(output: String)
+        /// Masked-language modelling (Devlin et al. 2019) on text windows: the data loader chooses each position
+        /// with probability `rate`, gives the model `mask` there (80% of the time), a random token (10%) or the
+        /// token itself (10%), and targets the chosen positions' tokens (the others are ignored, id -1).
+        case maskedTokens(output: String, mask: Int, rate: Double)
         /// The mean cross-entropy of each row of logits `[..., V]` against the targets input `[...]`, over the
         /// positions whose target is not `ignore`, with label smoothing ε (Szegedy et al. 2016) as PyTorch's
         /// `cross_entropy(label_smoothing: ε)`. A classification is the same with one row per sequence.
@@ -31,5 +35,21 @@ public struct Objective: Sendable, Equatable {
 
     /// Whether the training data is text the loader cuts into windows (tokens and the targets shifted by one),
     /// rather than arrays of every input (`.npy` files).
-    public var readsText: Bool { terms.contains { if case .nextToken = $0.loss { true } else { false } } }
+    public var readsText: Bool { terms.contains { $0.loss.readsText } }
+
+    /// The masked-language-model term, if the objective has one: its mask id and rate.
+    public var masking: (mask: Int, rate: Double)? {
+        for t in terms { if case .maskedTokens(_, let m, let r) = t.loss { return (m, r) } }
+        return nil
+    }
+}
+
+extension Objective.Loss {
+    /// Whether the loss reads text windows (next-token or masked-token prediction) rather than target inputs.
+    public var readsText: Bool {
+        switch self {
+        case .nextToken, .maskedTokens: true
+        default: false
+        }
+    }
 }

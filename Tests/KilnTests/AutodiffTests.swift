@@ -106,6 +106,27 @@ import KilnDriver
         #expect(text2.contains("the train section needs an objective"), "\(text2)")
     }
 
+    @Test func maskedLanguageModelObjective() throws {
+        let r = try Frontend.compile(SourceFile(path: "b.kiln", text: readRepoFile("examples/bert-char.kiln")))
+        let t = try #require(r.train)
+        #expect(t.objective.readsText)
+        #expect(t.objective.masking?.mask == 256 && t.objective.masking?.rate == 0.15)
+        // the training graph: targets [B, T] ignoring -1, and a cross-entropy that ignores it too
+        let step = try Autodiff.trainStep(from: try #require(r.graph), objective: t.objective)
+        let targets = try #require(step.inputs.first { step.nodes[$0].name == "targets" })
+        #expect(step.nodes[targets].attrs.value(Input.ignore) == -1)
+        #expect(step.nodes.contains { $0.kind == .crossEntropy && $0.attrs.value(CrossEntropy.ignore) == -1 })
+        for (objective, message) in [
+            ("masked_lm(logits)", "masked_lm needs the id of the mask token"),
+            ("masked_lm(logits, mask: 7)", "the mask id 7 is not a token: 't' ids lie in [0, 7)"),
+            ("masked_lm(logits, mask: 3, rate: 1.5)", "rate must be in (0, 1), got 1.5"),
+            ("masked_lm(logits, mask: 3) + next_token(logits)", "an objective reads text once"),
+        ] {
+            let (_, text, _) = compile("model M\ninput t: i32[B, T] where T <= 4\noutput logits = linear(embed(t, 7, 4), 7)\ntrain {\n  objective = \(objective)\n}\n")
+            #expect(text.contains(message), "\(text)")
+        }
+    }
+
     @Test func trainingArenaKeepsWhatTheBackwardPassNeeds() throws {
         let (g0, d, _) = compile(readRepoFile("examples/odd-postnorm.kiln"))
         let t = try Pipeline().function("train_step", of: try #require(g0, "\(d)"), train: nil)

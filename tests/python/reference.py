@@ -84,7 +84,7 @@ class Layer(nn.Module):
         self.norm_names = names
         setattr(self, names[0], nn.LayerNorm(d, eps=cfg["eps"]))
         setattr(self, names[1], nn.LayerNorm(d, eps=cfg["eps"]))
-        self.attention = SelfAttention(d, cfg["heads"], causal=True, bias=True)
+        self.attention = SelfAttention(d, cfg["heads"], causal=cfg.get("causal", True), bias=True)
         self.ffn = FFN(d, cfg["hidden"], cfg["activation"], bias=True)
 
     def forward(self, x):
@@ -107,7 +107,8 @@ def sinusoidal(T, C):
 class GPT(nn.Module):
     """cfg keys: vocab, context, dim, heads, layers, hidden, norm (pre|post),
     activation, positions (learned|sinusoidal), embed_scale, final_norm,
-    head (tied|NAME with bias), eps, norm_names."""
+    head (tied|NAME with bias), eps, norm_names; causal (default true: false is a BERT-style encoder) and
+    classes (the head's outputs, default vocab)."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -119,7 +120,7 @@ class GPT(nn.Module):
         if cfg["final_norm"]:
             self.layernorm = nn.LayerNorm(cfg["dim"], eps=cfg["eps"])
         if cfg["head"] != "tied":
-            setattr(self, cfg["head"], nn.Linear(cfg["dim"], cfg["vocab"], bias=True))
+            setattr(self, cfg["head"], nn.Linear(cfg["dim"], cfg.get("classes", cfg["vocab"]), bias=True))
 
     def forward(self, tokens):
         B, T = tokens.shape

@@ -318,7 +318,7 @@ def test_generate_rejects_bad_prompt_ids(builds, tmp_path):
         r = gen("--prompt-ids", ids)
         assert r.returncode == 2 and message in r.stderr and r.stderr.count("\n") == 1, (ids, r.stderr)
     r = gen("--prompt", "hi")
-    assert r.returncode == 1 and "use --prompt-ids" in r.stderr
+    assert r.returncode == 1 and "use --tokenizer or --prompt-ids" in r.stderr
     for both in ([], ["--prompt", "a", "--prompt-ids", "1"]):
         r = gen(*both)
         assert r.returncode == 2 and "exactly one of --prompt and --prompt-ids" in r.stderr

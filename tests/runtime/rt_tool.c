@@ -9,6 +9,8 @@
  *   rt_tool npy-write PREFIX      write PREFIX{0d,1d,3d,i32}.npy
  *   rt_tool rng SEED N            print N u64 values, N doubles and N normals
  *   rt_tool sample T K P N L...   sample N times from logits L, print counts per id
+ *   rt_tool mlm SEED N RATE        masked-LM corruption of N tokens (i mod 256; mask id 256, random tokens
+ *                                 below 256): prints the counts chosen, masked, random, kept, and the checksum
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -18,6 +20,38 @@
 #include <string.h>
 
 #include "kiln_rt.h"
+
+/* kiln_mlm_mask over n tokens: how many positions were chosen, and of those how many became the mask id, another
+ * token (a random replacement that drew the token itself counts as kept), or stayed; how many positions break the
+ * rules (should be 0); and an FNV-1a checksum of the inputs and targets, the same in every run. */
+static int mlm(const char *seed_s, const char *n_s, const char *rate_s) {
+    const size_t n = (size_t)strtoull(n_s, NULL, 10);
+    int32_t *tokens = malloc(n * sizeof *tokens), *inputs = malloc(n * sizeof *inputs), *targets = malloc(n * sizeof *targets);
+    if (!tokens || !inputs || !targets) return 1;
+    for (size_t i = 0; i < n; i++) tokens[i] = (int32_t)(i % 256);
+    kiln_rng r;
+    kiln_rng_seed(&r, strtoull(seed_s, NULL, 10));
+    kiln_mlm_mask(&r, tokens, n, 256, strtod(rate_s, NULL), 256, inputs, targets);
+    size_t chosen = 0, masked = 0, random = 0, kept = 0, bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (targets[i] < 0) {
+            bad += targets[i] != -1 || inputs[i] != tokens[i];
+            continue;
+        }
+        chosen++;
+        bad += targets[i] != tokens[i];
+        if (inputs[i] == 256) masked++;
+        else if (inputs[i] != tokens[i]) random++;
+        else kept++;
+    }
+    uint64_t h = kiln_fnv1a64(KILN_FNV1A64_INIT, inputs, n * sizeof *inputs);
+    h = kiln_fnv1a64(h, targets, n * sizeof *targets);
+    printf("%zu %zu %zu %zu %zu %016" PRIx64 "\n", chosen, masked, random, kept, bad, h);
+    free(tokens);
+    free(inputs);
+    free(targets);
+    return 0;
+}
 
 /* Prints s as hex so tests can compare exact bytes. */
 static void print_hex(const char *s) {
@@ -152,6 +186,7 @@ int main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "npy-dump") == 0) return npy_dump(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "npy-write") == 0) return npy_write(argv[2]);
     if (argc >= 4 && strcmp(argv[1], "rng") == 0) return rng(argv[2], argv[3]);
+    if (argc >= 5 && strcmp(argv[1], "mlm") == 0) return mlm(argv[2], argv[3], argv[4]);
     if (argc >= 2 && strcmp(argv[1], "sample") == 0) return sample(argc - 2, argv + 2);
     kiln_die_code(2, "usage: rt_tool st-dump|st-write|npy-dump|npy-write|rng|sample ...");
 }

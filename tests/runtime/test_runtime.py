@@ -334,6 +334,25 @@ def test_rng_deterministic(build):
     assert abs(z.mean()) < 0.08 and abs(z.std() - 1) < 0.06
 
 
+def test_masked_lm_corruption_fractions_and_determinism(build):
+    """kiln_mlm_mask, the masked-language-model recipe of Devlin et al. 2019: over 10^6 positions the chosen
+    fraction is within 1% of 15%, and of the chosen ones the masked, random and kept fractions within 1% of
+    80%, 10% and 10% (a random replacement that draws the token itself shows as kept: 10% * 255/256 and
+    10% + 10% / 256); no position breaks the rules; a seed gives the same corruption every time."""
+    n = 1_000_000
+    chosen, masked, random, kept, bad, h = expect_ok(run(build["rt_tool"], "mlm", 7, n, 0.15)).split()
+    chosen, masked, random, kept = int(chosen), int(masked), int(random), int(kept)
+    assert int(bad) == 0 and chosen == masked + random + kept
+    assert abs(chosen / n - 0.15) < 0.01
+    assert abs(masked / chosen - 0.8) < 0.01
+    assert abs(random / chosen - 0.1 * 255 / 256) < 0.01
+    assert abs(kept / chosen - (0.1 + 0.1 / 256)) < 0.01
+    assert expect_ok(run(build["rt_tool"], "mlm", 7, n, 0.15)).split()[-1] == h
+    assert expect_ok(run(build["rt_tool"], "mlm", 8, n, 0.15)).split()[-1] != h
+    other = expect_ok(run(build["rt_tool"], "mlm", 7, n, 0.3)).split()
+    assert abs(int(other[0]) / n - 0.3) < 0.01
+
+
 def sample_counts(build, t, k, p, logits, n=20000):
     out = expect_ok(run(build["rt_tool"], "sample", t, k, p, n, *logits))
     return np.array(out.split(), int)
