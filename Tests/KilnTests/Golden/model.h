@@ -29,5 +29,7 @@ typedef tiny_real kiln_real;
 #define KILN_TRAIN_EVAL_INTERVAL 100
 #define KILN_TRAIN_EVAL_ITERS 20
 #define KILN_TRAIN_TEXT 1
+#define KILN_TRAIN_MASK_ID -1
+#define KILN_TRAIN_MASK_RATE 0.0
 
 #endif
