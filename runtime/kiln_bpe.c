@@ -22,35 +22,18 @@ static uint32_t next_cp(const uint8_t *s, size_t n, size_t *len) {
     return cp;
 }
 
-static int in_ranges(uint32_t cp, const uint32_t (*r)[2], size_t count) {
-    size_t lo = 0, hi = count;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (cp < r[mid][0]) hi = mid;
-        else if (cp > r[mid][1]) lo = mid + 1;
-        else return 1;
-    }
-    return 0;
-}
-
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 static int is_letter(uint32_t cp) {
     if (cp < 0x80) return (cp | 0x20) >= 'a' && (cp | 0x20) <= 'z';
-    return in_ranges(cp, kiln_unicode_letters, COUNT(kiln_unicode_letters));
+    return KILN_UNICODE_IN(cp, kiln_unicode_letters);
 }
 static int is_number(uint32_t cp) {
     if (cp < 0x80) return cp >= '0' && cp <= '9';
-    return in_ranges(cp, kiln_unicode_numbers, COUNT(kiln_unicode_numbers));
-}
-/* Unicode's White_Space property (what \s matches in GPT-2's pattern). */
-static int is_space(uint32_t cp) {
-    return (cp >= 9 && cp <= 13) || cp == 32 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
-           cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+    return KILN_UNICODE_IN(cp, kiln_unicode_numbers);
 }
 
 enum { C_LETTER, C_NUMBER, C_SPACE, C_OTHER };
 static int char_class(uint32_t cp) {
-    return is_letter(cp) ? C_LETTER : is_number(cp) ? C_NUMBER : is_space(cp) ? C_SPACE : C_OTHER;
+    return is_letter(cp) ? C_LETTER : is_number(cp) ? C_NUMBER : kiln_unicode_is_space(cp) ? C_SPACE : C_OTHER;
 }
 
 /* The bytes of the run of characters of class cls from s[0, n). */
@@ -78,7 +61,7 @@ KILN_RT_API size_t kiln_pretoken_len(const uint8_t *s, size_t n) {
     size_t end = 0, last = 0;
     while (end < n) {
         size_t c;
-        if (!is_space(next_cp(s + end, n - end, &c))) break;
+        if (!kiln_unicode_is_space(next_cp(s + end, n - end, &c))) break;
         last = end;
         end += c;
     }

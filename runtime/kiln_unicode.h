@@ -8,6 +8,7 @@
 #ifndef KILN_UNICODE_H
 #define KILN_UNICODE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Code point cp maps to the len code points at offset `at` of the mapping's _to array. */
@@ -15,6 +16,36 @@ typedef struct {
     uint32_t cp;
     uint16_t at, len;
 } kiln_unicode_map;
+
+/* Whether cp lies in one of a table's ranges, and a mapping's entry for cp (NULL when cp maps to itself):
+ * binary searches, e.g. KILN_UNICODE_IN(cp, kiln_unicode_letters), KILN_UNICODE_FIND(cp, kiln_unicode_nfd). */
+static inline int kiln_unicode_in(uint32_t cp, const uint32_t (*r)[2], size_t count) {
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+        const size_t mid = (lo + hi) / 2;
+        if (cp < r[mid][0]) hi = mid;
+        else if (cp > r[mid][1]) lo = mid + 1;
+        else return 1;
+    }
+    return 0;
+}
+static inline const kiln_unicode_map *kiln_unicode_find(uint32_t cp, const kiln_unicode_map *m, size_t count) {
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+        const size_t mid = (lo + hi) / 2;
+        if (cp < m[mid].cp) hi = mid;
+        else if (cp > m[mid].cp) lo = mid + 1;
+        else return &m[mid];
+    }
+    return NULL;
+}
+/* Unicode's White_Space property (what \s matches in GPT-2's pattern; Rust's char::is_whitespace). */
+static inline int kiln_unicode_is_space(uint32_t cp) {
+    return (cp >= 9 && cp <= 13) || cp == 32 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
+           cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+#define KILN_UNICODE_IN(cp, table) kiln_unicode_in((cp), (table), sizeof(table) / sizeof((table)[0]))
+#define KILN_UNICODE_FIND(cp, map) kiln_unicode_find((cp), (map), sizeof(map) / sizeof((map)[0]))
 
 static const uint32_t kiln_unicode_letters[][2] = {
     {0x00041, 0x0005A}, {0x00061, 0x0007A}, {0x000AA, 0x000AA}, {0x000B5, 0x000B5},

@@ -9,7 +9,6 @@
 
 #include "kiln_unicode.h"
 
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 struct kiln_wordpiece {
     char *text;        /* the tokens, each NUL-terminated */
@@ -26,43 +25,16 @@ struct kiln_wordpiece {
 /* ------------------------------------------------------------------------- */
 /* Characters */
 
-static int in_ranges(uint32_t cp, const uint32_t (*r)[2], size_t count) {
-    size_t lo = 0, hi = count;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (cp < r[mid][0]) hi = mid;
-        else if (cp > r[mid][1]) lo = mid + 1;
-        else return 1;
-    }
-    return 0;
-}
-
-static const kiln_unicode_map *find_map(uint32_t cp, const kiln_unicode_map *m, size_t count) {
-    size_t lo = 0, hi = count;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (cp < m[mid].cp) hi = mid;
-        else if (cp > m[mid].cp) lo = mid + 1;
-        else return &m[mid];
-    }
-    return NULL;
-}
-
-/* Unicode's White_Space property (Rust's char::is_whitespace). */
-static int is_space(uint32_t cp) {
-    return (cp >= 9 && cp <= 13) || cp == 32 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) ||
-           cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
-}
 
 /* What the text cleanup removes: the other characters except tab, newline and carriage return. */
 static int is_control(uint32_t cp) {
     if (cp == '\t' || cp == '\n' || cp == '\r') return 0;
-    return in_ranges(cp, kiln_unicode_other, COUNT(kiln_unicode_other));
+    return KILN_UNICODE_IN(cp, kiln_unicode_other);
 }
 
 static int is_punctuation(uint32_t cp) {
     if (cp < 0x80) return (cp >= 33 && cp <= 47) || (cp >= 58 && cp <= 64) || (cp >= 91 && cp <= 96) || (cp >= 123 && cp <= 126);
-    return in_ranges(cp, kiln_unicode_punctuation, COUNT(kiln_unicode_punctuation));
+    return KILN_UNICODE_IN(cp, kiln_unicode_punctuation);
 }
 
 /* The CJK Unified Ideographs blocks and their extensions and compatibility forms, as tokenizers lists them
@@ -93,7 +65,7 @@ static int push(cps *s, uint32_t c) {
 
 /* Lowercases c (one code point may become several) onto out. */
 static int push_lower(cps *out, uint32_t c) {
-    const kiln_unicode_map *m = find_map(c, kiln_unicode_lower, COUNT(kiln_unicode_lower));
+    const kiln_unicode_map *m = KILN_UNICODE_FIND(c, kiln_unicode_lower);
     if (!m) return push(out, c);
     for (int i = 0; i < m->len; i++)
         if (push(out, kiln_unicode_lower_to[m->at + i])) return -1;
@@ -107,11 +79,11 @@ static int push_stripped(cps *out, uint32_t c) {
         if (push(out, 0x1100 + s / 588) || push(out, 0x1161 + (s % 588) / 28)) return -1;
         return s % 28 ? push(out, 0x11A7 + s % 28) : 0;
     }
-    const kiln_unicode_map *m = find_map(c, kiln_unicode_nfd, COUNT(kiln_unicode_nfd));
+    const kiln_unicode_map *m = KILN_UNICODE_FIND(c, kiln_unicode_nfd);
     const uint32_t *d = m ? kiln_unicode_nfd_to + m->at : &c;
     const int n = m ? m->len : 1;
     for (int i = 0; i < n; i++)
-        if (!in_ranges(d[i], kiln_unicode_nonspacing, COUNT(kiln_unicode_nonspacing)) && push_lower(out, d[i])) return -1;
+        if (!KILN_UNICODE_IN(d[i], kiln_unicode_nonspacing) && push_lower(out, d[i])) return -1;
     return 0;
 }
 
@@ -125,7 +97,7 @@ static int normalize(const kiln_wordpiece *t, const uint8_t *s, size_t len, cps 
         for (size_t j = 1; j < k; j++) c = (c << 6) | (s[i + j] & 0x3Fu);
         i += k;
         if (c == 0 || c == 0xFFFD || is_control(c)) continue;
-        if (is_space(c)) c = ' ';
+        if (kiln_unicode_is_space(c)) c = ' ';
         const int cjk = is_cjk(c);
         if (cjk && push(out, ' ')) return -1;
         if (t->lowercase ? push_stripped(out, c) : push(out, c)) return -1;

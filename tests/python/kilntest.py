@@ -68,3 +68,17 @@ def ctypes_model(library, weights=None):
         sys.path.insert(0, str(ROOT / "examples/c-api"))
     from kiln_ctypes import Model
     return Model(library, weights)
+
+
+def assert_gradients_match(ours, our_loss, model, loss):
+    """Kiln's loss and gradients (from `gradcheck dump`) against a PyTorch model's after loss.backward(): the
+    loss within 1e-5 (relative), every parameter's gradient within 1e-4 of its scale (or of a floor of 1e-3
+    times the largest gradient, for parameters whose gradients are all near zero), the same parameter names."""
+    import numpy as np
+    assert abs(our_loss - loss.item()) <= 1e-5 * max(1.0, abs(loss.item()))
+    theirs = dict(model.named_parameters())
+    assert set(ours) == set(theirs)
+    floor = 1e-3 * max(p.grad.abs().max().item() for p in theirs.values())
+    for name, p in theirs.items():
+        want, got = p.grad.numpy(), ours[name].numpy().astype(np.float64)
+        assert np.abs(got - want).max() <= 1e-4 * max(np.abs(want).max(), floor), name

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import reference
-from kilntest import ROOT, run
+from kilntest import assert_gradients_match, ROOT, run
 
 ENCODER = "examples/tiny-encoder.kiln"
 VOCAB, CONTEXT, DIM, CLASSES = 53, 19, 36, 5
@@ -91,13 +91,7 @@ def test_gradients_match_pytorch_autograd(encoder, tmp_path):
     _, logits = model(torch.from_numpy(tokens).long(), torch.from_numpy(mask).long())
     loss = F.cross_entropy(logits, torch.from_numpy(label).long())
     loss.backward()
-    assert abs(our_loss - loss.item()) <= 1e-5 * max(1.0, abs(loss.item()))
-    theirs = dict(model.named_parameters())
-    assert set(ours) == set(theirs)
-    floor = 1e-3 * max(p.grad.abs().max().item() for p in theirs.values())
-    for name, p in theirs.items():
-        want, got = p.grad.numpy(), ours[name].numpy().astype(np.float64)
-        assert np.abs(got - want).max() <= 1e-4 * max(np.abs(want).max(), floor), name
+    assert_gradients_match(ours, our_loss, model, loss)
 
 
 def test_every_vjp_against_finite_differences(kiln, tmp_path):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import reference
-from kilntest import ROOT, run
+from kilntest import assert_gradients_match, ROOT, run
 
 MODEL = "examples/bert-char.kiln"
 SMALL = ("context=16", "dim=24", "heads=2", "layers=2", "hidden=40")
@@ -55,13 +55,7 @@ def test_loss_and_gradients_match_pytorch_on_a_fixed_batch_and_mask(small, tmp_p
     logits = model(torch.from_numpy(inputs).long())
     loss = F.cross_entropy(logits.reshape(-1, 256), torch.from_numpy(targets).long().reshape(-1), ignore_index=-1)
     loss.backward()
-    assert abs(our_loss - loss.item()) <= 1e-5 * max(1.0, abs(loss.item()))
-    theirs = dict(model.named_parameters())
-    assert set(ours) == set(theirs)
-    floor = 1e-3 * max(p.grad.abs().max().item() for p in theirs.values())
-    for name, p in theirs.items():
-        want, got = p.grad.numpy(), ours[name].numpy().astype(np.float64)
-        assert np.abs(got - want).max() <= 1e-4 * max(np.abs(want).max(), floor), name
+    assert_gradients_match(ours, our_loss, model, loss)
 
 
 def test_every_vjp_against_finite_differences(kiln, tmp_path):
