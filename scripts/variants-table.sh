@@ -49,6 +49,10 @@ variant "rotary positions" "Su et al. 2021" "embed(tokens, vocab, dim)" "  x = x
   return x + ffn(layernorm(x), hidden: 4 * dim, activation: gelu)" "layernorm(h)"
 variant "ALiBi" "Press et al. 2022" "embed(tokens, vocab, dim)" "  x = x + attention(layernorm(x), heads: heads, mask: causal, position: alibi)
   return x + ffn(layernorm(x), hidden: 4 * dim, activation: gelu)" "layernorm(h)"
+variant "relative positions (clip 16)" "Shaw et al. 2018" "embed(tokens, vocab, dim)" "  x = x + attention(layernorm(x), heads: heads, mask: causal, position: relative, clip: 16)
+  return x + ffn(layernorm(x), hidden: 4 * dim, activation: gelu)" "layernorm(h)"
+variant "T5 relative bias (32 buckets)" "Raffel et al. 2020" "embed(tokens, vocab, dim)" "  x = x + attention(layernorm(x), heads: heads, mask: causal, position: t5)
+  return x + ffn(layernorm(x), hidden: 4 * dim, activation: gelu)" "layernorm(h)"
 variant "post-norm" "Vaswani et al. 2017" "$learned" "  x = layernorm(x + attention(x, heads: heads, mask: causal))
   return layernorm(x + ffn(x, hidden: 4 * dim, activation: gelu))" "h"
 variant "RMSNorm" "Zhang & Sennrich 2019" "$learned" "  x = x + attention(rmsnorm(x), heads: heads, mask: causal)

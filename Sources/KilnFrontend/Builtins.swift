@@ -11,7 +11,8 @@ enum Builtins {
         "positions": [("kind", true), ("length", true), ("dim", true), ("layout", false), ("name", false)],
         "linear": [("x", true), ("out", false), ("bias", false), ("tied", false), ("name", false)],
         "attention": [("x", true), ("heads", true), ("mask", false), ("padding", false), ("bias", false), ("memory", false),
-                      ("position", false), ("kv_heads", false), ("rope_base", false), ("name", false)],
+                      ("position", false), ("kv_heads", false), ("rope_base", false), ("clip", false), ("buckets", false),
+                      ("max_distance", false), ("name", false)],
         "sqrt": [("x", true)],
         "mean_pool": [("x", true), ("mask", false)],
         "first_token": [("x", true)],
@@ -306,13 +307,28 @@ extension Lowering {
         guard c % heads == 0 else { throw report("model dim \(c) is not divisible by \(heads) heads", a["heads"]!.1) }
         let mask = try a["mask"].map { try word($0.0, $0.1, "mask", ["none", "causal"]) } ?? "none"
         let bias = try a["bias"].map { try bool($0.0, $0.1, "bias") } ?? true
-        let position = try a["position"].map { try word($0.0, $0.1, "position", ["none", "rotary", "alibi"]) } ?? "none"
+        let position = try a["position"].map { try word($0.0, $0.1, "position", ["none", "rotary", "alibi", "relative", "t5"]) } ?? "none"
         let kvHeads = try a["kv_heads"].map { try positiveInt($0.0, $0.1, "kv_heads") } ?? heads
         let ropeBase = try a["rope_base"].map { (v, r) -> Double in
             guard position == "rotary" else { throw report("rope_base is the base of rotary positions; write position: rotary", r) }
             guard let b = number(v), b > 1, b.isFinite else { throw report("rope_base must be a number above 1", r) }
             return b
         } ?? 10000
+        // the relative schemes' sizes: Shaw's clip distance, T5's buckets and the distance the last one starts at
+        func size(_ key: String, for scheme: String, default value: Int) throws -> Int {
+            guard let (v, vr) = a[key] else { return value }
+            guard position == scheme else { throw report("\(key) belongs to position: \(scheme)", vr) }
+            let n = try positiveInt(v, vr, key)
+            guard n <= 4096 else { throw report("\(key) \(n) is too large (limit 4096)", vr) }
+            return n
+        }
+        let clip = try size("clip", for: "relative", default: 16)
+        let buckets = try size("buckets", for: "t5", default: 32), maxDistance = try size("max_distance", for: "t5", default: 128)
+        if position == "t5" {
+            let exact = (mask == "causal" ? buckets : buckets / 2) / 2
+            guard exact >= 1 else { throw report("T5's buckets split in exact and logarithmic ones\(mask == "causal" ? "" : " for each direction"): buckets must be at least \(mask == "causal" ? 2 : 4)", a["buckets"]?.1 ?? a["position"]!.1) }
+            guard maxDistance > exact else { throw report("max_distance must exceed the \(exact) exact buckets", a["max_distance"]?.1 ?? a["position"]!.1) }
+        }
         guard heads % kvHeads == 0 else { throw report("kv_heads \(kvHeads) must divide heads \(heads) (each key/value head serves heads / kv_heads query heads)", a["kv_heads"]!.1) }
         let kvWidth = c / heads * kvHeads
         var headAttrs: [String: AttrValue] = ["heads": .int(heads)]
@@ -355,7 +371,21 @@ extension Lowering {
             (q, k) = (try turn(q, heads: heads), try turn(k, heads: kvHeads))
         }
         let v = try projection(source, o + ".value", kvWidth, sourceDim, bias: bias, std: 0.02, r)
-        guard case .tensor(let att) = try emit(.attention, [q, k, v] + padding, headAttrs.merging(["causal": .bool(mask == "causal")]) { a, _ in a }, r, order: ["heads", "kv_heads", "alibi", "causal"]) else { throw Reported() }
+        let att: Int
+        if position == "relative" || position == "t5" {
+            // Shaw et al. 2018: a^K and a^V [2, 2·clip + 1, head size]; T5: a bias per bucket and head
+            let shaw = position == "relative"
+            let table = try param(o + (shaw ? ".relative" : ".relative_bias"),
+                                  shaw ? [.const(2), .const(2 * clip + 1), .const(c / heads)] : [.const(buckets), .const(heads)], .normal(0.02), r)
+            var attrs = headAttrs.merging(["causal": .bool(mask == "causal"), "scheme": .word(shaw ? "shaw" : "t5")]) { a, _ in a }
+            if shaw { attrs["clip"] = .int(clip) } else { attrs["buckets"] = .int(buckets); attrs["max_distance"] = .int(maxDistance) }
+            guard case .tensor(let y) = try emit(.relativeAttention, [q, k, v, table] + padding, attrs, r,
+                                                 order: ["heads", "kv_heads", "causal", "scheme", "clip", "buckets", "max_distance"]) else { throw Reported() }
+            att = y
+        } else {
+            guard case .tensor(let y) = try emit(.attention, [q, k, v] + padding, headAttrs.merging(["causal": .bool(mask == "causal")]) { a, _ in a }, r, order: ["heads", "kv_heads", "alibi", "causal"]) else { throw Reported() }
+            att = y
+        }
         return .tensor(try projection(att, o + ".output", c, c, bias: bias, std: residualStd, r))
     }
 

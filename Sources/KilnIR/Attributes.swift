@@ -183,4 +183,8 @@ extension Attributes {
     public func value<V>(_ key: AttrKey<V>) -> V? { self[key.name].flatMap { V(attr: $0) } }
     /// Sets (or with nil removes) a typed attribute.
     public mutating func set<V>(_ key: AttrKey<V>, _ value: V?) { self[key.name] = value?.attrValue }
+    /// These attributes without the given ones (an op's type rule reusing another op's).
+    public func removing(_ specs: [AttrSpec]) -> Attributes {
+        Attributes(entries.filter { e in !specs.contains { $0.name == e.0 } })
+    }
 }

@@ -42,7 +42,7 @@ public struct KVCachePlan {
     public init?(_ g: Graph) {
         // the sequence dim: that of the causal attentions, or of every input when there is none
         var bt: (String, String)?
-        for n in g.nodes where n.kind == .attention && n.attrs[Attention.causal] {
+        for n in g.nodes where (n.kind == .attention || n.kind == .relativeAttention) && n.attrs[Attention.causal] {
             let d = n.type.shape.dims
             guard case .sym(let b) = d[0], case .sym(let t) = d[1] else { return nil }
             if let (b0, t0) = bt, b0 != b || t0 != t { return nil }
@@ -86,6 +86,13 @@ public struct KVCachePlan {
             case .rotary:
                 // per position, given the position: decode_step passes it
                 guard n.operands.count == 1, Array(g.nodes[n.operands[0]].type.shape.dims.prefix(2)) == [B, T] else { return nil }
+            case .relativeAttention:
+                // causal self-attention over T whose table (a parameter) enters by distance
+                let types = n.operands.map { g.nodes[$0].type }
+                guard n.attrs[Attention.causal], n.operands.count == 4, types[0].shape.dims[1] == T, types[1] == types[2],
+                      types[1].shape.dims.prefix(2) == types[0].shape.dims.prefix(2),
+                      n.operands[1...2].allSatisfy({ decoder[$0] }), g.nodes[n.operands[3]].kind == .param else { return nil }
+                continue
             case .attention:
                 let types = n.operands.map { g.nodes[$0].type }
                 guard types[0].shape.dims[1] == T else { return nil }

@@ -9,7 +9,7 @@ import KilnIR
 ///   `sinusoidal() {rows: T}` → `sinusoidal(positions)`, and so does `rotary(x)` → `rotary(x, positions)`;
 /// - `attention(q, k, v)` → `cached_attention(q, cache_write(kc, k, positions), cache_write(vc, v, positions),
 ///   positions)`: the new key and value go into the attention's caches, and each row attends over its
-///   positions 0 … p; a cross-attention reads the memory that `encode` wrote (`memory_attention`), and the
+///   positions 0 … p (`relative_attention` → `cached_relative_attention`, at distances from p); a cross-attention reads the memory that `encode` wrote (`memory_attention`), and the
 ///   memory side is left out;
 /// - every other op is copied, its type inferred again (T is 1 now).
 ///
@@ -51,6 +51,12 @@ public enum MakeDecodeStep {
                 let p = position(&b)
                 let k = b.emit(.cacheWrite, [kc, n.operands[1], p]), v = b.emit(.cacheWrite, [vc, n.operands[2], p])
                 return b.emit(.cachedAttention, [n.operands[0], k, v, p], Attention.headAttributes(n.attrs))
+            case .relativeAttention:
+                let (kc, vc) = plan.caches(attentions, of: n, in: &b)
+                attentions += 1
+                let p = position(&b)
+                let k = b.emit(.cacheWrite, [kc, n.operands[1], p]), v = b.emit(.cacheWrite, [vc, n.operands[2], p])
+                return b.emit(.cachedRelativeAttention, [n.operands[0], k, v, n.operands[3], p], n.attrs.entries)
             default:
                 return nil
             }

@@ -5,7 +5,7 @@ import KilnIR
 /// positions 0 … T-1 of rows 0 … B-1 of the KV cache, and returns each output at the last position only —
 /// made from its graph (`KVCachePlan` says when a model has one):
 ///
-/// - each self-attention writes its keys and values into its caches (`cache_write(kc, k)`, positions 0 … T-1)
+/// - each self-attention (`relative_attention` too) writes its keys and values into its caches (`cache_write(kc, k)`, positions 0 … T-1)
 ///   and attends as in the forward pass; each cross-attention reads the memory that `encode` wrote
 ///   (`memory_attention`), and the memory side is left out;
 /// - each output `[B, T, …]` becomes `take(output) {axis: 1, index: -1}`, `[B, …]`, and the take moves before
@@ -19,13 +19,13 @@ public enum MakePrefill {
         let T = Dim.sym(plan.sequence)
         var attentions = 0
         var (b, _) = plan.rebuild(g, function: "prefill", skip: plan.memory) { b, n, i in
-            guard n.kind == .attention else { return nil }
+            guard n.kind == .attention || n.kind == .relativeAttention else { return nil }
             if let j = plan.crossAttentions.firstIndex(of: i) { return plan.readMemory(j, attention: i, of: g, query: n.operands[0], &b) }
             let (kc, vc) = plan.caches(attentions, of: n, in: &b)
             attentions += 1
             b.emit(.cacheWrite, [kc, n.operands[1]])
             b.emit(.cacheWrite, [vc, n.operands[2]])
-            return b.emit(.attention, n.operands, n.attrs.entries)
+            return b.emit(n.kind, n.operands, n.attrs.entries)
         }
         let uses = b.graph.useCounts()
         for (k, o) in b.graph.outputs.enumerated() where b.graph.nodes[o.value].type.shape.dims.dropFirst().first == T {

@@ -31,18 +31,34 @@ def alibi_slopes(n):
     return power_of_2(closest) + alibi_slopes(2 * closest)[0::2][:n - closest]
 
 
+def t5_buckets(T, S, causal, buckets, max_distance):
+    """T5's bucket of each distance s - t, [T, S], by Hugging Face's own function."""
+    from transformers.models.t5.modeling_t5 import T5Attention
+    rel = torch.arange(S)[None, :] - torch.arange(T)[:, None]
+    return T5Attention._relative_position_bucket(rel, bidirectional=not causal, num_buckets=buckets, max_distance=max_distance)
+
+
 class SelfAttention(nn.Module):
-    def __init__(self, dim, heads, causal, bias, rotary=False, kv_heads=None, alibi=False):
+    """relative: ("shaw", clip) for Shaw et al. 2018's representations (`relative` [2, 2 clip + 1, hs]: a^K, a^V
+    at the clipped distance s - t, shared by the heads); ("t5", buckets, max_distance) for T5's bias
+    (`relative_bias` [buckets, heads])."""
+
+    def __init__(self, dim, heads, causal, bias, rotary=False, kv_heads=None, alibi=False, relative=None):
         super().__init__()
-        self.heads, self.causal, self.rotary, self.alibi = heads, causal, rotary, alibi
+        self.heads, self.causal, self.rotary, self.alibi, self.relative_scheme = heads, causal, rotary, alibi, relative
         self.kv_heads = kv_heads or heads
         kv_dim = dim // heads * self.kv_heads
         self.query = nn.Linear(dim, dim, bias=bias)
         self.key = nn.Linear(dim, kv_dim, bias=bias)
         self.value = nn.Linear(dim, kv_dim, bias=bias)
         self.output = nn.Linear(dim, dim, bias=bias)
+        if relative and relative[0] == "shaw":
+            self.relative = nn.Parameter(torch.zeros(2, 2 * relative[1] + 1, dim // heads))
+        elif relative:
+            self.relative_bias = nn.Parameter(torch.zeros(relative[1], heads))
 
-    def forward(self, x):
+    def forward(self, x, mask=None):
+        """mask [B, T] or None: no query sees a key whose mask is 0 (padding)."""
         B, T, C = x.shape
         H, hs = self.heads, C // self.heads
         q = self.query(x).view(B, T, H, hs).transpose(1, 2)
@@ -52,15 +68,28 @@ class SelfAttention(nn.Module):
         v = self.value(x).view(B, T, self.kv_heads, hs).transpose(1, 2).repeat_interleave(g, dim=1)
         if self.rotary:
             q, k = rotate(q), rotate(k)
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
+        att = q @ k.transpose(-2, -1)
+        shaw = self.relative_scheme and self.relative_scheme[0] == "shaw"
+        if shaw:
+            clip = self.relative_scheme[1]
+            rel = (torch.arange(T)[None, :] - torch.arange(T)[:, None]).clamp(-clip, clip) + clip
+            att = att + torch.einsum("bhtd,tsd->bhts", q, self.relative[0][rel])
+        att = att / math.sqrt(hs)
+        if self.relative_scheme and not shaw:
+            _, buckets, max_distance = self.relative_scheme
+            att = att + self.relative_bias[t5_buckets(T, T, self.causal, buckets, max_distance)].permute(2, 0, 1)
         if self.alibi:
             pos = torch.arange(T, dtype=att.dtype)
             slopes = torch.tensor(alibi_slopes(H), dtype=att.dtype)[:, None, None]
             att = att - slopes * (pos[:, None] - pos[None, :]).abs()
         if self.causal:
-            mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
-            att = att.masked_fill(~mask, float("-inf"))
-        y = F.softmax(att, dim=-1) @ v
+            att = att.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool)), float("-inf"))
+        if mask is not None:
+            att = att.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
+        p = F.softmax(att, dim=-1)
+        y = p @ v
+        if shaw:
+            y = y + torch.einsum("bhts,tsd->bhtd", p, self.relative[1][rel])
         return self.output(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -151,28 +180,16 @@ def load(cfg, weights_path, dtype=torch.float64):
 class EncoderLayer(nn.Module):
     """A post-norm encoder layer with a padding mask (examples/tiny-encoder.kiln's Layer)."""
 
-    def __init__(self, dim, heads, hidden, eps=1e-5):
+    def __init__(self, dim, heads, hidden, eps=1e-5, relative=None):
         super().__init__()
         self.heads = heads
-        self.attention = SelfAttention(dim, heads, causal=False, bias=True)
+        self.attention = SelfAttention(dim, heads, causal=False, bias=True, relative=relative)
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.ffn = FFN(dim, hidden, "gelu", bias=True)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
 
-    def attend(self, x, mask):
-        a = self.attention
-        B, T, C = x.shape
-        H, hs = self.heads, C // self.heads
-        q = a.query(x).view(B, T, H, hs).transpose(1, 2)
-        k = a.key(x).view(B, T, H, hs).transpose(1, 2)
-        v = a.value(x).view(B, T, H, hs).transpose(1, 2)
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
-        att = att.masked_fill(mask[:, None, None, :] == 0, float("-inf"))  # no query sees a padding key
-        y = F.softmax(att, dim=-1) @ v
-        return a.output(y.transpose(1, 2).reshape(B, T, C))
-
     def forward(self, x, mask):
-        x = self.norm1(x + self.attend(x, mask))
+        x = self.norm1(x + self.attention(x, mask))
         return self.norm2(x + self.ffn(x))
 
 
@@ -197,10 +214,31 @@ class TinyEncoder(nn.Module):
         return e, self.classifier(e)
 
 
-def load_encoder(weights_path, dtype=torch.float64, **cfg):
+class RelativeEncoder(TinyEncoder):
+    """tests/models/relative-encoder.kiln: TinyEncoder without a position table, its first layer with T5's
+    bidirectional bias (8 buckets up to distance 9), its second with Shaw et al.'s representations (clip 3)."""
+
+    def __init__(self, vocab=53, dim=36, heads=6, hidden=70, classes=5):
+        nn.Module.__init__(self)
+        self.embed = nn.Embedding(vocab, dim)
+        self.first = EncoderLayer(dim, heads, hidden, relative=("t5", 8, 9))
+        self.second = EncoderLayer(dim, heads, hidden, relative=("shaw", 3))
+        self.layers = [self.first, self.second]
+        self.classifier = nn.Linear(dim, classes)
+
+    def forward(self, tokens, mask):
+        h = self.embed(tokens)
+        for layer in self.layers:
+            h = layer(h, mask)
+        m = mask[:, :, None].to(h.dtype)
+        e = (h * m).sum(1) / m.sum(1)
+        return e, self.classifier(e)
+
+
+def load_encoder(weights_path, dtype=torch.float64, model=TinyEncoder, **cfg):
     from safetensors.torch import load_file
 
-    model = TinyEncoder(**cfg).to(dtype)
+    model = model(**cfg).to(dtype)
     model.load_state_dict({k: v.to(dtype) for k, v in load_file(str(weights_path)).items()}, strict=True)
     return model.eval()
 
@@ -208,10 +246,11 @@ def load_encoder(weights_path, dtype=torch.float64, **cfg):
 class RMSSwiGLULayer(nn.Module):
     """A pre-norm decoder layer with RMSNorm (torch.nn.RMSNorm) and a SwiGLU feed-forward, no biases."""
 
-    def __init__(self, dim, heads, hidden, eps, rotary=False, kv_heads=None, alibi=False):
+    def __init__(self, dim, heads, hidden, eps, rotary=False, kv_heads=None, alibi=False, relative=None):
         super().__init__()
         self.rmsnorm = nn.RMSNorm(dim, eps=eps)
-        self.attention = SelfAttention(dim, heads, causal=True, bias=False, rotary=rotary, kv_heads=kv_heads, alibi=alibi)
+        self.attention = SelfAttention(dim, heads, causal=True, bias=False, rotary=rotary, kv_heads=kv_heads, alibi=alibi,
+                                       relative=relative)
         self.rmsnorm_1 = nn.RMSNorm(dim, eps=eps)
         self.ffn = nn.Module()
         self.ffn.gate = nn.Linear(dim, hidden, bias=False)
@@ -265,10 +304,10 @@ class RotaryLM(nn.Module):
 class ReZeroLayer(nn.Module):
     """x + α·attention(LayerNorm(x)), then x + β·GeGLU(RMSNorm(x)), with α, β learned (Bachlechner et al. 2020)."""
 
-    def __init__(self, dim, heads, hidden):
+    def __init__(self, dim, heads, hidden, relative=None, kv_heads=None):
         super().__init__()
         self.layernorm = nn.LayerNorm(dim)
-        self.attention = SelfAttention(dim, heads, causal=True, bias=True)
+        self.attention = SelfAttention(dim, heads, causal=True, bias=True, relative=relative, kv_heads=kv_heads)
         self.rezero = nn.Module()
         self.rezero.alpha = nn.Parameter(torch.zeros(1))
         self.rmsnorm = nn.RMSNorm(dim, eps=1e-6)
@@ -300,6 +339,39 @@ class ReZeroGeGLU(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return self.head(x)
+
+
+class ShawReZero(nn.Module):
+    """tests/models/shaw.kiln: ReZeroGeGLU's layers with Shaw et al.'s relative positions and no table."""
+
+    def __init__(self, vocab=41, dim=30, heads=3, layers=2, hidden=46, clip=4, kv_heads=None):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.layers = nn.ModuleList([ReZeroLayer(dim, heads, hidden, relative=("shaw", clip), kv_heads=kv_heads) for _ in range(layers)])
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, tokens):
+        x = self.embed(tokens)
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+
+class T5BiasLM(nn.Module):
+    """tests/models/t5-bias.kiln: RMSSwiGLU's layers with T5's bucketed bias (8 buckets up to distance 10)."""
+
+    def __init__(self, vocab=41, dim=30, heads=3, layers=2, hidden=46, buckets=8, max_distance=10):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.layers = nn.ModuleList([RMSSwiGLULayer(dim, heads, hidden, 1e-5, relative=("t5", buckets, max_distance)) for _ in range(layers)])
+        self.rmsnorm = nn.RMSNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, vocab, bias=False)
+
+    def forward(self, tokens):
+        x = self.embed(tokens)
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(self.rmsnorm(x))
 
 
 class Universal(nn.Module):

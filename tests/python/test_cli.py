@@ -1,5 +1,6 @@
 """The kiln CLI and the inference binary as a user runs them."""
 import hashlib
+import re
 import os
 import shutil
 
@@ -239,6 +240,28 @@ def test_stats_counts_rotary_positions_exactly(kiln):
     attention = lambda text: int(text.split("  attention ")[1].split("FLOPs")[0].replace(",", ""))
     heads, pairs = 3, B * T * (T + 1) // 2
     assert attention(a.stdout) - attention(r.stdout) == 2 * pairs * heads * L
+
+
+def test_stats_counts_relative_positions_exactly(kiln):
+    """Shaw et al.'s representations and T5's bias counted by hand (docs of relative_attention and its gradient):
+    per causal (query, key) pair and channel 4 forward and 6 + 6 + 4 + 4 backward (the gradients of q, k, v and
+    the table each recompute the scores); Shaw per query row, distance (2·clip + 1) and channel 4 forward and
+    6 + 4 + 2 + 8 backward, per pair and head 2 forward and 3 + 2 + 1 + 4 backward; T5 per pair and head 1
+    forward and 1 + 1 + 1 + 2 backward."""
+    B, T, C, H, L = 2, 12, 30, 3, 2
+    pairs, rows = B * T * (T + 1) // 2, B * T
+
+    def counts(model):
+        r = run([kiln, "stats", ROOT / model, "--batch", B, "--seq", T])
+        assert r.returncode == 0, r.stderr
+        forward, step = r.stdout.split("training step")
+        flops = lambda text, op: int(re.search(rf"  {op} +([\d,]+) FLOPs", text).group(1).replace(",", ""))
+        return flops(forward, "relative_attention"), flops(step, "relative_attention_grad")
+
+    R = 2 * 4 + 1  # tests/models/shaw.kiln: clip 4
+    assert counts("tests/models/shaw.kiln") == (L * (4 * pairs * C + 4 * rows * R * C + 2 * pairs * H),
+                                                L * (20 * pairs * C + 20 * rows * R * C + 10 * pairs * H))
+    assert counts("tests/models/t5-bias.kiln") == (L * (4 * pairs * C + pairs * H), L * (20 * pairs * C + 5 * pairs * H))
 
 
 @pytest.mark.parametrize("model,prompt,n", [(ODD, "AB", 20), ("examples/char-gpt-small.kiln", "ROMEO:", 50)])

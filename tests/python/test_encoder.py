@@ -1,5 +1,5 @@
 """examples/tiny-encoder.kiln, a BERT-style encoder with a padding mask, against an independent PyTorch model
-(reference.TinyEncoder, float64): its outputs through `infer run`, padding invariance, its gradients under its
+(reference.TinyEncoder, float64; and its variant with relative positions, reference.RelativeEncoder): its outputs through `infer run`, padding invariance, its gradients under its
 training objective (autograd, and every VJP against finite differences), training from .npy arrays, and the
 validation of every input of a call."""
 import numpy as np
@@ -15,16 +15,32 @@ ENCODER = "examples/tiny-encoder.kiln"
 VOCAB, CONTEXT, DIM, CLASSES = 53, 19, 36, 5
 
 
-@pytest.fixture(scope="module")
-def encoder(builds, tmp_path_factory):
+# The numerics tests run on both: tests/models/relative-encoder.kiln has relative positions (T5's
+# bidirectional buckets, Shaw et al.'s clipped distances) under the same padding mask.
+MODELS = {"tiny": (ENCODER, reference.TinyEncoder), "relative": ("tests/models/relative-encoder.kiln", reference.RelativeEncoder)}
+
+
+def build_far_from_init(builds, tmp_path_factory, file):
     """The build directory and weights far from the init (so every path of the model matters)."""
-    out = builds.build(ENCODER)
+    out = builds.build(file)
     w = tmp_path_factory.mktemp("encoder") / "w.safetensors"
     r = run([out / "infer", "init", "--seed", 7, "--out", w])
     assert r.returncode == 0, r.stderr
     g = torch.Generator().manual_seed(7)
     save_file({k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in load_file(str(w)).items()}, str(w))
     return out, w
+
+
+@pytest.fixture(scope="module")
+def encoder(builds, tmp_path_factory):
+    return build_far_from_init(builds, tmp_path_factory, ENCODER)
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def model(request, builds, tmp_path_factory):
+    """(build directory, weights, reference class) of each encoder."""
+    file, cls = MODELS[request.param]
+    return build_far_from_init(builds, tmp_path_factory, file) + (cls,)
 
 
 def padded_batch(lengths, T=CONTEXT, seed=0):
@@ -44,8 +60,8 @@ def infer_run(out, w, tmp, tokens, mask):
     return np.load(tmp / "e.npy"), np.load(tmp / "l.npy")
 
 
-def reference_outputs(w, tokens, mask):
-    model = reference.load_encoder(w)
+def reference_outputs(w, tokens, mask, cls=reference.TinyEncoder):
+    model = reference.load_encoder(w, model=cls)
     with torch.no_grad():
         e, logits = model(torch.from_numpy(tokens).long(), torch.from_numpy(mask).long())
     return e.numpy(), logits.numpy()
@@ -55,18 +71,18 @@ def assert_close(got, want, rel=1e-5):
     assert np.abs(got - want).max() <= rel * np.abs(want).max(), (np.abs(got - want).max(), np.abs(want).max())
 
 
-def test_outputs_match_pytorch_on_rows_with_different_padding(encoder, tmp_path):
-    out, w = encoder
+def test_outputs_match_pytorch_on_rows_with_different_padding(model, tmp_path):
+    out, w, cls = model
     tokens, mask = padded_batch([19, 11, 5, 1])
     e, logits = infer_run(out, w, tmp_path, tokens, mask)
     assert e.shape == (4, DIM) and logits.shape == (4, CLASSES)
-    want_e, want_logits = reference_outputs(w, tokens, mask)
+    want_e, want_logits = reference_outputs(w, tokens, mask, cls)
     assert_close(e, want_e)
     assert_close(logits, want_logits)
 
 
-def test_a_padded_row_equals_the_row_unpadded(encoder, tmp_path):
-    out, w = encoder
+def test_a_padded_row_equals_the_row_unpadded(model, tmp_path):
+    out, w, _ = model
     lengths = [19, 11, 5, 1]
     tokens, mask = padded_batch(lengths, seed=4)
     e, logits = infer_run(out, w, tmp_path, tokens, mask)
@@ -76,8 +92,8 @@ def test_a_padded_row_equals_the_row_unpadded(encoder, tmp_path):
         assert np.abs(logits[b] - l1[0]).max() <= 1e-6
 
 
-def test_gradients_match_pytorch_autograd(encoder, tmp_path):
-    out, w = encoder
+def test_gradients_match_pytorch_autograd(model, tmp_path):
+    out, w, cls = model
     tokens, mask = padded_batch([19, 14, 7, 3, 1], seed=2)
     label = np.random.default_rng(2).integers(0, CLASSES, size=5).astype(np.int32)
     for name, a in [("tokens", tokens), ("mask", mask), ("label", label)]:
@@ -87,16 +103,17 @@ def test_gradients_match_pytorch_autograd(encoder, tmp_path):
     assert r.returncode == 0, r.stderr
     ours, our_loss = load_file(str(tmp_path / "g.safetensors")), float(r.stdout.split()[1])
 
-    model = reference.load_encoder(w)
-    _, logits = model(torch.from_numpy(tokens).long(), torch.from_numpy(mask).long())
+    torch_model = reference.load_encoder(w, model=cls)
+    _, logits = torch_model(torch.from_numpy(tokens).long(), torch.from_numpy(mask).long())
     loss = F.cross_entropy(logits, torch.from_numpy(label).long())
     loss.backward()
-    assert_gradients_match(ours, our_loss, model, loss)
+    assert_gradients_match(ours, our_loss, torch_model, loss)
 
 
-def test_every_vjp_against_finite_differences(kiln, tmp_path):
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_vjp_against_finite_differences(kiln, tmp_path, name):
     out = tmp_path / "f64"
-    r = run([kiln, "build", ROOT / ENCODER, "--dtype", "f64", "-o", out])
+    r = run([kiln, "build", ROOT / MODELS[name][0], "--dtype", "f64", "-o", out])
     assert r.returncode == 0, r.stderr
     for seed, batch, seq in [(1, 2, 5), (2, 3, 9)]:
         r = run([out / "gradcheck", "fd", "--seed", seed, "--batch", batch, "--seq", seq, "--samples", 10])

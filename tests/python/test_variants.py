@@ -10,6 +10,9 @@ tests/models/universal.kiln: a Universal Transformer (Dehghani et al. 2019): one
 timestep signal.
 tests/models/gqa.kiln: grouped-query attention (6 query heads on 2 key/value heads) with rotary positions,
 RMSNorm and SwiGLU, the Llama layer.
+tests/models/shaw.kiln: relative position representations (Shaw et al. 2018) with ReZero and GeGLU.
+tests/models/t5-bias.kiln: T5's bucketed relative attention bias (Raffel et al. 2020), the buckets from
+Hugging Face's own function.
 tests/models/alibi.kiln: ALiBi (Press et al. 2022) with 3 heads (slopes of a head count not a power of 2) and
 multi-query attention."""
 import re
@@ -33,6 +36,11 @@ VARIANTS = {
     # ALiBi with as many key/value heads as queries: self-attention's one-pass backward
     "alibi-mha": dict(file="tests/models/alibi.kiln", set=["kv_heads=3"], reference=lambda: reference.RotaryLM(position="alibi"),
                       vocab=41, context=12),
+    "shaw": dict(file="tests/models/shaw.kiln", reference=reference.ShawReZero, vocab=41, context=12),
+    # Shaw's representations with multi-query attention: the key/value gradients gather three query heads
+    "shaw-mqa": dict(file="tests/models/shaw.kiln", set=["kv_heads=1"], reference=lambda: reference.ShawReZero(kv_heads=1),
+                     vocab=41, context=12),
+    "t5-bias": dict(file="tests/models/t5-bias.kiln", reference=reference.T5BiasLM, vocab=41, context=12),
     "gqa": dict(file="tests/models/gqa.kiln", reference=lambda: reference.RotaryLM(dim=36, heads=6, kv_heads=2),
                 vocab=41, context=12),
 }
@@ -156,3 +164,26 @@ def test_kv_cache_decoding_gives_the_full_forward(variant):
             assert close(logits[b, 0], want), (b, positions[b])
         positions += 1
     m.close()
+
+
+def test_t5_buckets_are_hugging_face_buckets(tmp_path):
+    """The kernel's T5 bucket of every distance in [-1500, 1500], causal and bidirectional, for the usual
+    configurations, equals Hugging Face's _relative_position_bucket (float rounding included)."""
+    from transformers.models.t5.modeling_t5 import T5Attention
+    import subprocess
+    configs = [(32, 128), (8, 10), (8, 9), (64, 256), (16, 50), (32, 100)]
+    (tmp_path / "b.c").write_text(
+        '#include "relative_attention.c"\n#include <stdio.h>\nint main(void) {\n'
+        + "".join(f"    for (int r = -1500; r <= 1500; r++) printf(\"%d \", t5_bucket(r, {n}, {m}, {bi}));\n    printf(\"\\n\");\n"
+                  for n, m in configs for bi in (0, 1))
+        + "    return 0;\n}\n")
+    exe = tmp_path / "b"
+    subprocess.run(["gcc", "-O2", "-I", ROOT / "runtime/kernels", tmp_path / "b.c", "-o", exe, "-lm"], check=True)
+    lines = subprocess.run([exe], capture_output=True, text=True, check=True).stdout.splitlines()
+    k = 0
+    for n, m in configs:
+        for bi in (0, 1):
+            want = T5Attention._relative_position_bucket(torch.arange(-1500, 1501), bidirectional=bool(bi), num_buckets=n,
+                                                         max_distance=m)
+            assert [int(x) for x in lines[k].split()] == want.tolist(), (n, m, bi)
+            k += 1
