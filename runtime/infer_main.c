@@ -117,7 +117,7 @@ static const command COMMANDS[] = {
     {"score", "--weights W (FILE | --pairs FILE.tsv)", "report the loss of a text file, or score translations",
      "A text file (byte-level language models): scores every byte after the first, in windows of up to\n"
      "<context> predictions (--seq N: N; above the context only for models whose positions extrapolate:\n"
-     "sinusoidal, rotary, ALiBi or none). Prints: tokens N  loss L nats  perplexity P  bits/char B.\n"
+     "sinusoidal, rotary, ALiBi, relative, T5 or none). Prints: tokens N  loss L nats  perplexity P  bits/char B.\n"
      "--pairs (encoder-decoder models): source TAB target per line. Prints the teacher-forced cross-entropy\n"
      "per target token (eos included, no label smoothing) and its perplexity, then corpus BLEU and chrF\n"
      "(sacreBLEU's defaults: 13a tokens; character 6-grams, beta 2) of the translations of the sources\n"

@@ -76,6 +76,7 @@ variant "grouped-query attention (2 key/value heads)" "Ainslie et al. 2023" "$le
   return x + ffn(layernorm(x), hidden: 4 * dim, activation: gelu)" "layernorm(h)"
 variant "shared layers" "Lan et al. 2020" "$learned" "$pre" "layernorm(h)" ", shared: true"
 variant "Universal Transformer (no ACT)" "Dehghani et al. 2019" "embed(tokens, vocab, dim) + positions(sinusoidal, T, dim)" "$pre" "layernorm(h)" ", shared: true, timestep: true"
+variant "Universal Transformer with ACT (4 steps)" "Dehghani et al. 2019" "embed(tokens, vocab, dim) + positions(sinusoidal, T, dim)" "$pre" "layernorm(h)" ", shared: true, timestep: true, halting: 0.01"
 variant "factorized embeddings (E = 32)" "Lan et al. 2020" "linear(embed(tokens, vocab, 32), dim, bias: false) + positions(learned, T, dim)" "$pre" "layernorm(h)"
 variant "Llama layout (RMSNorm, rotary, GQA 4/2, SwiGLU 340, no biases)" "Touvron et al. 2023" "embed(tokens, vocab, dim)" "  x = x + attention(rmsnorm(x), heads: heads, kv_heads: 2, mask: causal, bias: false, position: rotary)
   return x + ffn(rmsnorm(x), hidden: 340, activation: swiglu, bias: false)" "rmsnorm(h)"

@@ -19,7 +19,8 @@ enum Builtins {
         "ffn": [("x", true), ("hidden", true), ("activation", false), ("bias", false), ("name", false)],
         "softmax": [("x", true)],
         "dropout": [("x", true), ("p", true)],
-        "repeat": [("count", true), ("block", true), ("x", true), ("shared", false), ("timestep", false), ("name", false)],
+        "repeat": [("count", true), ("block", true), ("x", true), ("shared", false), ("timestep", false), ("halting", false), ("name", false)],
+        "ponder_cost": [("x", true)],
         "rezero": [("x", true), ("name", false)],
     ].merging(Activation.all.map { ($0.name, [("x", true)]) }, uniquingKeysWith: { a, _ in a })
      .merging(layers.map { ($0.key, [("x", true)] + $0.value.layerArguments.map { ($0.name, false) } + [("name", false)]) },
@@ -110,6 +111,11 @@ extension Lowering {
             let x = try tensor(a["x"]!.0, a["x"]!.1, "the argument of \(name)")
             return try emit(OpKind(rawValue: name)!, [x], [:], r)
         case "repeat": return try repeatBlock(a, extras, r)
+        case "ponder_cost":
+            // the mean ponder cost of an adaptive-computation repeat, a scalar to add to the objective
+            let x = try tensor(a["x"]!.0, a["x"]!.1, "ponder_cost's argument")
+            guard let h = halting[x] else { throw report("ponder_cost needs the result of a repeat with halting: (adaptive computation time)", a["x"]!.1) }
+            return try emit(.actPonder, h.probabilities, ["threshold": .float(h.threshold)], r)
         case "rezero":
             // Bachlechner et al. 2020: a learned gate on a residual branch, from 0 (the layer starts as identity)
             let x = try tensor(a["x"]!.0, a["x"]!.1, "rezero's input")
@@ -434,6 +440,10 @@ extension Lowering {
         let more = try extras.map { (try eval($0.value), $0.value.range) }
         let shared = try a["shared"].map { try bool($0.0, $0.1, "shared") } ?? false
         let timestep = try a["timestep"].map { try bool($0.0, $0.1, "timestep") } ?? false
+        let epsilon = try a["halting"].map { (v, hr) -> Double in
+            guard let e = number(v), e > 0, e < 1 else { throw report("halting is adaptive computation time's ε, a number in (0, 1) (the threshold is 1 − ε; the paper uses 0.01)", hr) }
+            return e
+        }
         var x = a["x"]!.0
         let o = try owner("layers", explicit: a.explicitName)
         let outerPrefix = scopes[scopes.count - 1].prefix
@@ -447,15 +457,35 @@ extension Lowering {
         residualDepth *= n
         let reusing = reuseParams
         defer { residualDepth /= n; reuseParams = reusing }
+        // adaptive computation time (Graves 2016; the Universal Transformer's dynamic halting): one halting unit
+        // NAME.halting (a sigmoid of a linear map to 1, its bias from 1 as in the paper's code) for every step
+        var haltingUnit: (weight: Int, bias: Int)?
+        if epsilon != nil {
+            let width = try lastDim(try tensor(x, a["x"]!.1, "repeat's input"), a["x"]!.1, "halting")
+            haltingUnit = (try param(o + ".halting.weight", [.const(1), .const(width)], .normal(0.02), r), try param(o + ".halting.bias", [.const(1)], .ones, r))
+        }
+        var probabilities: [Int] = [], states: [Int] = []
         for i in 0..<n {
             if let s = signal {
                 let t = try tensor(x, a["x"]!.1, "repeat's input")
                 guard case .tensor(let row) = try emit(.take, [s], ["axis": .int(0), "index": .int(i)], r, order: ["axis", "index"]) else { throw Reported() }
                 x = try emit(.add, [t, row], [:], r)
             }
+            if let (w, b) = haltingUnit {
+                let t = try tensor(x, a["x"]!.1, "repeat's input")
+                guard case .tensor(let logit) = try emit(.linear, [t, w, b], [:], r),
+                      case .tensor(let p) = try emit(OpKind(rawValue: "sigmoid")!, [logit], [:], r) else { throw Reported() }
+                probabilities.append(p)
+            }
             let name = String(o.dropFirst(outerPrefix.count)) + (shared ? "" : ".\(i)")
             reuseParams = reusing || (shared && i > 0)
             x = try callBlock(block, [], r, prefixName: name, values: [(x, a["x"]!.1)] + more)
+            if haltingUnit != nil { states.append(try tensor(x, r, "the result of '\(bn)'")) }
+        }
+        if let epsilon {
+            guard case .tensor(let y) = try emit(.act, probabilities + states, ["steps": .int(n), "threshold": .float(1 - epsilon)], r, order: ["steps", "threshold"]) else { throw Reported() }
+            halting[y] = (probabilities, 1 - epsilon)
+            return .tensor(y)
         }
         return x
     }

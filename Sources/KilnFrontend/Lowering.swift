@@ -47,6 +47,9 @@ final class Lowering {
     /// Every parameter by name; while a shared `repeat` runs its later calls, a name that exists is reused.
     var paramNodes: [String: Int] = [:]
     var reuseParams = false
+    /// The halting probabilities (and the threshold) of each adaptive-computation `repeat`, by its result, for
+    /// `ponder_cost`.
+    var halting: [Int: (probabilities: [Int], threshold: Double)] = [:]
     var dropoutCount = 0
     /// Product of enclosing `repeat` counts: GPT-2 scales residual projections by 1/√(2·layers).
     var residualDepth = 1

@@ -86,6 +86,12 @@ public struct KVCachePlan {
             case .rotary:
                 // per position, given the position: decode_step passes it
                 guard n.operands.count == 1, Array(g.nodes[n.operands[0]].type.shape.dims.prefix(2)) == [B, T] else { return nil }
+            case .act:
+                // adaptive computation time weighs each position's steps by its own halting probabilities
+                guard n.operands.allSatisfy({ Array(g.nodes[$0].type.shape.dims.prefix(2)) == [B, T] }) else { return nil }
+            case .actPonder:
+                // the ponder cost: in the generation functions, the mean over the positions of the call
+                break
             case .relativeAttention:
                 // causal self-attention over T whose table (a parameter) enters by distance
                 let types = n.operands.map { g.nodes[$0].type }

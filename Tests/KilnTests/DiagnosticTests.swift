@@ -28,6 +28,8 @@ import KilnFrontend
         ("h = embed(tokens, vocab, dim)\noutput y = positions(learned, B, dim)\n", "error: the sequence length B needs an upper bound"),
         ("block L(x: f32[B, T, dim]) -> f32[B, T, dim] {\n  return L(x)\n}\noutput y = L(embed(tokens, vocab, dim))\n", "error: block 'L' calls itself"),
         ("h = embed(tokens, vocab, dim)\noutput y = repeat(100000, L, h)\n", "error: repeat count 100000 is too large (limit 1000)"),
+        ("block L(x: f32[B, T, dim]) -> f32[B, T, dim] {\n  return relu(x)\n}\nh = repeat(2, L, embed(tokens, vocab, dim), halting: 1.5)\noutput y = h\n", "error: halting is adaptive computation time's ε, a number in (0, 1)"),
+        ("h = embed(tokens, vocab, dim)\noutput y = ponder_cost(h)\n", "5:24: error: ponder_cost needs the result of a repeat with halting: (adaptive computation time)"),
         ("x = vocab / 0\noutput y = embed(tokens, vocab, dim)\n", "4:5: error: division by zero"),
         ("h = embed(tokens, vocab, dim)\noutput y = layernorm(h, eps: -1.0)\n", "error: eps must be positive"),
         ("h = embed(tokens, vocab, dim)\noutput y = softmax(h, h)\n", "error: too many arguments to 'softmax'"),

@@ -395,6 +395,44 @@ class Universal(nn.Module):
         return self.head(self.layernorm(x))
 
 
+class UniversalACT(nn.Module):
+    """tests/models/universal-act.kiln: Universal's step with adaptive computation time, written from the dynamic
+    halting listing of Dehghani et al. 2019 (after Graves 2016): returns (logits, mean ponder cost, the ponder
+    cost n + R of each position)."""
+
+    def __init__(self, vocab=41, dim=30, heads=3, steps=4, hidden=46, epsilon=0.01):
+        super().__init__()
+        self.steps, self.threshold = steps, 1 - epsilon
+        self.embed = nn.Embedding(vocab, dim)
+        self.step = Layer(dict(dim=dim, heads=heads, hidden=hidden, norm="pre", activation="relu", eps=1e-5))
+        self.step.halting = nn.Linear(dim, 1)
+        self.layernorm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, tokens):
+        T, C = tokens.shape[1], self.embed.weight.shape[1]
+        state = self.embed(tokens) + sinusoidal(T, C).to(self.embed.weight.dtype)
+        signal = sinusoidal(self.steps, C).to(state.dtype)
+        halting_probability = torch.zeros(state.shape[:2], dtype=state.dtype)
+        remainders, n_updates = torch.zeros_like(halting_probability), torch.zeros_like(halting_probability)
+        previous_state = torch.zeros_like(state)
+        for s in range(self.steps):
+            state = state + signal[s]
+            p = torch.sigmoid(self.step.halting(state)).squeeze(-1)
+            still_running = (halting_probability < 1.0).to(p.dtype)
+            new_halted = (halting_probability + p * still_running > self.threshold).to(p.dtype) * still_running
+            still_running = (halting_probability + p * still_running <= self.threshold).to(p.dtype) * still_running
+            halting_probability = halting_probability + p * still_running
+            remainders = remainders + new_halted * (1 - halting_probability)
+            halting_probability = halting_probability + new_halted * remainders
+            n_updates = n_updates + still_running + new_halted
+            update_weights = (p * still_running + new_halted * remainders).unsqueeze(-1)
+            state = self.step(state)
+            previous_state = state * update_weights + previous_state * (1 - update_weights)
+        ponder = n_updates + remainders
+        return self.head(self.layernorm(previous_state)), ponder.mean(), ponder
+
+
 def load_module(model, weights_path, dtype=torch.float64):
     """Loads Kiln's safetensors file into a reference module by name (strict)."""
     from safetensors.torch import load_file
