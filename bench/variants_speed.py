@@ -51,14 +51,16 @@ def main():
             times[(name, "train")].append(float(re.search(r"median ([\d.]+) ms", t).group(1)))
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"CPU: {cpu}; threads {args.threads}; B={B} T={T}; {args.rounds} alternating rounds, medians")
+    print("(the ratio is the median over rounds of each round's pair, which a machine whose speed drifts between")
+    print("rounds leaves closer to the truth than the ratio of the medians)")
     print("| model | pass | MFLOP | ms | GFLOP/s | time per FLOP vs LayerNorm + GELU |")
     print("|---|---|---|---|---|---|")
+    base = "LayerNorm + GELU"
     for kind in ("forward", "train"):
-        base_per = statistics.median(times[("LayerNorm + GELU", kind)]) / flops["LayerNorm + GELU"][kind]
         for name in models:
             ms = statistics.median(times[(name, kind)])
-            per = ms / flops[name][kind]
-            print(f"| {name} | {kind} | {flops[name][kind] / 1e6:.1f} | {ms:.2f} | {flops[name][kind] / ms / 1e6:.1f} | {per / base_per:.3f} |")
+            pairs = [(t / flops[name][kind]) / (b / flops[base][kind]) for t, b in zip(times[(name, kind)], times[(base, kind)])]
+            print(f"| {name} | {kind} | {flops[name][kind] / 1e6:.1f} | {ms:.2f} | {flops[name][kind] / ms / 1e6:.1f} | {statistics.median(pairs):.3f} |")
 
 
 if __name__ == "__main__":

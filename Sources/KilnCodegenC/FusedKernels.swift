@@ -29,8 +29,13 @@ enum FusedKernels {
             case .operand(let k): return "v\(k)"
             case .scale(let a, let f): v = "\(value(a)) * \(cFloat(f, real))"
             case .binary(let k, let a, let b):
-                let op = [OpKind.add: "+", .sub: "-", .mul: "*", .div: "/"][k]!
-                v = "\(value(a)) \(op) \(value(b))"
+                if let act = FusedExpr.gradientOf(k) {  // NAME_grad(dy, x): the table's kiln_act_NAME_grad(x, dy)
+                    let dy = value(a)
+                    v = "kiln_act_\(act.name)_grad(\(value(b)), \(dy))"
+                } else {
+                    let op = [OpKind.add: "+", .sub: "-", .mul: "*", .div: "/"][k]!
+                    v = "\(value(a)) \(op) \(value(b))"
+                }
             case .unary(let k, let a): v = "kiln_act_\(k.rawValue)(\(value(a)))"
             }
             let t = "t\(temps)"

@@ -8,14 +8,16 @@ public indirect enum FusedExpr: Sendable, Hashable, CustomStringConvertible {
     case operand(Int)
     /// An activation of the table (`relu`, `gelu`, …) of one subexpression.
     case unary(OpKind, FusedExpr)
-    /// `add`, `sub`, `mul` or `div` of two subexpressions.
+    /// `add`, `sub`, `mul` or `div` of two subexpressions, or an activation's gradient `NAME_grad(dy, x)`.
     case binary(OpKind, FusedExpr, FusedExpr)
     /// `scale(e, factor)`: e · factor.
     case scale(FusedExpr, Double)
 
     /// The op kinds a fused expression may contain.
     public static let unaryKinds: [OpKind] = Activation.all.map(\.kind)
-    public static let binaryKinds: [OpKind] = [.add, .sub, .mul, .div]
+    public static let binaryKinds: [OpKind] = [.add, .sub, .mul, .div] + Activation.all.map(\.gradKind)
+    /// The activation whose gradient op (`silu_grad`) this is, if it is one.
+    public static func gradientOf(_ k: OpKind) -> Activation? { Activation.all.first { $0.gradKind == k } }
     public static func canFuse(_ k: OpKind) -> Bool { unaryKinds.contains(k) || binaryKinds.contains(k) || k == .scale }
     /// The deepest nesting of ops the text may have (the parser's limit).
     public static let maxDepth = 64
@@ -85,7 +87,7 @@ public indirect enum FusedExpr: Sendable, Hashable, CustomStringConvertible {
         let s: [UInt8]
         var i = 0
 
-        func fail(_ m: String) -> TypeError { TypeError("fused: bad expr at character \(i + 1): \(m)") }
+        func fail(_ m: String) -> TypeError { TypeError("fused: bad expr \"\(String(decoding: s, as: UTF8.self))\" at character \(i + 1): \(m)") }
         mutating func skipSpace() { while i < s.count, s[i] == 32 { i += 1 } }
         mutating func word() -> String {
             skipSpace()

@@ -2,14 +2,16 @@ import KilnBasics
 import KilnIR
 
 /// Elementwise fusion: a tree of elementwise ops (`add`, `sub`, `mul`, `div`,
-/// `scale`, `relu`, `gelu`, `gelu_tanh`) whose inner values have no other use
+/// `scale`, the activations and their gradients) whose inner values have no other use
 /// becomes one `fused` op, `fused(%a, %b, %c) {expr: "mul(add(x0, x1), relu(x2))"}`,
 /// which the C backend runs as one loop: each operand is read once per element
 /// and the intermediate values never reach memory.
 ///
 /// A value joins the op that reads it only when it has that one use, is not a
 /// graph output, and has the reader's exact type (so every op of the tree runs
-/// once per output element, as before). The tree's operands may repeat along
+/// once per output element, as before). The exception: an activation of one
+/// value whose readers are all elementwise ops of its type is computed again
+/// in each of them (a few FLOPs instead of a pass over memory). The tree's operands may repeat along
 /// the output (a suffix broadcast, `[B, T, C] + [C]`); an op that needs general
 /// broadcasting stays on its own. Runs last, after the epilogue fusions have
 /// taken the activations and residual adds they can, on inference and training
@@ -46,13 +48,36 @@ public struct FuseElementwise: Pass {
                 && g.nodes[user[i]].type == g.nodes[i].type
         }
 
+        // recomputed[i]: an activation of one value read by several elementwise ops (SwiGLU's silu(gate), read by
+        // the product and by the product's gradient) is computed again inside each of them: an activation costs
+        // a few FLOPs, its own pass a write and a read of the whole tensor
+        let recomputed = g.nodes.indices.map { i in
+            let n = g.nodes[i]
+            guard FusedExpr.unaryKinds.contains(n.kind), n.operands.count == 1, uses[i] >= 2, !outputs.contains(i),
+                  g.nodes[n.operands[0]].type == n.type, !absorbed[n.operands[0]] else { return false }
+            // several readers, each an elementwise op of its type that reads it once
+            let readers = g.nodes.indices.filter { g.nodes[$0].operands.contains(i) }
+            return readers.count >= 2 && readers.allSatisfy {
+                canFuse[$0] && g.nodes[$0].type == n.type && g.nodes[$0].operands.filter { $0 == i }.count == 1
+            }
+        }
+        var inlined = [Int](repeating: 0, count: g.nodes.count)
+
         var keep = [Bool](repeating: true, count: g.nodes.count)
         var changed = false
-        for root in g.nodes.indices where canFuse[root] && !absorbed[root] && g.nodes[root].operands.contains(where: { absorbed[$0] }) {
+        for root in g.nodes.indices where canFuse[root] && !absorbed[root] && !recomputed[root]
+            && g.nodes[root].operands.contains(where: { absorbed[$0] || recomputed[$0] }) {
             var leaves: [Int] = []
             var inner: [Int] = []
+            var again: [Int] = []
             // the tree below node i at the given depth; nil past the depth limit (the walk stops there)
             func build(_ i: Int, _ depth: Int) -> FusedExpr? {
+                if i != root && recomputed[i] {
+                    again.append(i)
+                    let x = g.nodes[i].operands[0]
+                    let k = leaves.firstIndex(of: x) ?? { leaves.append(x); return leaves.count - 1 }()
+                    return .unary(g.nodes[i].kind, .operand(k))
+                }
                 if i != root && !absorbed[i] {
                     if let k = leaves.firstIndex(of: i) { return .operand(k) }
                     leaves.append(i)
@@ -64,7 +89,7 @@ public struct FuseElementwise: Pass {
                 guard let a = build(n.operands[0], depth + 1) else { return nil }
                 switch n.kind {
                 case .scale: return .scale(a, n.attrs.float("factor")!)
-                case .add, .sub, .mul, .div:
+                case _ where FusedExpr.binaryKinds.contains(n.kind):
                     guard let b = build(n.operands[1], depth + 1) else { return nil }
                     return .binary(n.kind, a, b)
                 default: return .unary(n.kind, a)
@@ -74,8 +99,11 @@ public struct FuseElementwise: Pass {
             let old = g.nodes[root]
             g.nodes[root] = Node(.fused, leaves, attrs: Attributes([("expr", .string(e.description))]), type: old.type, loc: old.loc)
             for i in inner { keep[i] = false }
+            for i in again { inlined[i] += 1 }
             changed = true
         }
+        // an activation computed again in all of its readers is not computed on its own
+        for i in g.nodes.indices where recomputed[i] && inlined[i] == uses[i] { keep[i] = false }
         guard changed else { return false }
         g = g.compacted(keep: keep)
         return true

@@ -2,7 +2,7 @@ import KilnBasics
 import KilnIR
 
 /// GEMM epilogue fusion: an activation applied to a linear layer's output,
-/// and a residual added to it, move into the linear op (`linear {activation:
+/// and a residual added to it (or a gate multiplying it), move into the linear op (`linear {activation:
 /// gelu, residual: true}(x, w, b, r)` computes `act(x·wᵀ + b) + r`), so the
 /// matrix product's tiles get bias, activation and residual while they are
 /// still in cache instead of three more passes over memory.
@@ -34,8 +34,9 @@ public struct FuseLinearEpilogue: Pass {
                 redirect(&g, from: i, to: l, &uses, &replace, &keep)
                 changed = true
             }
-            // add(linear, r) or add(r, linear) -> linear {residual}(…, r)
-            if n.kind == .add {
+            // add(linear, r) or add(r, linear) -> linear {residual}(…, r); mul(linear, r) or mul(r, linear)
+            // -> linear {residual, combine: mul}(…, r) (a gated linear unit's product with its gate)
+            if n.kind == .add || n.kind == .mul {
                 for (k, l) in n.operands.enumerated() {
                     let r = n.operands[1 - k]
                     let lin = g.nodes[l]
@@ -43,6 +44,7 @@ public struct FuseLinearEpilogue: Pass {
                           g.nodes[r].type == n.type, lin.type == n.type else { continue }
                     g.nodes[l].operands.append(r)
                     g.nodes[l].attrs["residual"] = .bool(true)
+                    if n.kind == .mul { g.nodes[l].attrs.set(Linear.combine, "mul") }
                     redirect(&g, from: i, to: l, &uses, &replace, &keep)
                     changed = true
                     break

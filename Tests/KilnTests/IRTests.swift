@@ -59,7 +59,7 @@ import KilnFrontend
         ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %c = input : f32[B, 1]\n  %0 = fused(%x, %c) {expr: \"mul(x0, x1)\"} : f32[B, 4]\n  output y = %0\n}",
          "operand x1 [B, 1] is not a suffix of the result's shape [B, 4]"),
         ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %0 = fused(%x) {expr: \"scale(x0, 2.0\"} : f32[B, 4]\n  output y = %0\n}",
-         "bad expr at character 14: expected ')'"),
+         "bad expr \"scale(x0, 2.0\" at character 14: expected ')'"),
         ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %0 = fused(%x) {expr: \"relu(x0)} : f32[B, 4]\n  output y = %0\n}",
          "unterminated string"),
         ("graph G {\n  dim B\n  %x = input : f32[B, 4]\n  %0 = fused(%x) : f32[B, 4]\n  output y = %0\n}",

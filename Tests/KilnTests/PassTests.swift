@@ -127,6 +127,37 @@ import KilnTransforms
         """)
     }
 
+    // A gated linear unit (SwiGLU): silu goes into the gate's epilogue, and the product with it into the up
+    // projection's (the gate, computed first, multiplies).
+    @Test func fuseEpilogueMultipliesTheUpProjectionByItsGate() throws {
+        let (changed, out) = try run(FuseLinearEpilogue(), """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %wg = param {init: zeros} : f32[8, 4]
+          %wu = param {init: zeros} : f32[8, 4]
+          %0 = linear(%x, %wg) : f32[B, 8]
+          %1 = silu(%0) : f32[B, 8]
+          %2 = linear(%x, %wu) : f32[B, 8]
+          %3 = mul(%1, %2) : f32[B, 8]
+          output y = %3
+        }
+        """)
+        #expect(changed)
+        #expect(out == """
+        graph G {
+          dim B
+          %x = input : f32[B, 4]
+          %wg = param {init: zeros} : f32[8, 4]
+          %wu = param {init: zeros} : f32[8, 4]
+          %0 = linear(%x, %wg) {activation: silu} : f32[B, 8]
+          %1 = linear(%x, %wu, %0) {residual: true, combine: mul} : f32[B, 8]
+          output y = %1
+        }
+
+        """)
+    }
+
     // No fusion when the linear's value has another use, when the residual is broadcast,
     // or when the activation would have to run after a fused residual.
     @Test func fuseEpilogueLeavesSharedBroadcastAndMisorderedValues() throws {
@@ -196,6 +227,56 @@ import KilnTransforms
         // run again: nothing left to fuse
         let (again, out2) = try run(FuseElementwise(), out)
         #expect(!again && out2 == out)
+    }
+
+    // A gated linear unit in training: silu(gate) is read by the product and by the product's gradient, so
+    // each computes it again and it is not computed alone; the gate's gradient fuses silu_grad with the
+    // product before it. An activation with a reader that is not elementwise (%o) stays.
+    @Test func fuseElementwiseComputesAnActivationAgainInEachReader() throws {
+        let (changed, out) = try run(FuseElementwise(), """
+        graph G {
+          dim B
+          %gate = input : f32[B, 4]
+          %up = input : f32[B, 4]
+          %dy = input : f32[B, 4]
+          %w = input : f32[3, 4]
+          %0 = silu(%gate) : f32[B, 4]
+          %1 = mul(%0, %up) : f32[B, 4]
+          %2 = mul(%dy, %0) : f32[B, 4]
+          %3 = mul(%dy, %up) : f32[B, 4]
+          %4 = silu_grad(%3, %gate) : f32[B, 4]
+          %5 = relu(%up) : f32[B, 4]
+          %6 = add(%5, %dy) : f32[B, 4]
+          %7 = linear(%5, %w) : f32[B, 3]
+          output y = %1
+          output dup = %2
+          output dgate = %4
+          output z = %6
+          output o = %7
+        }
+        """)
+        #expect(changed)
+        #expect(out == """
+        graph G {
+          dim B
+          %gate = input : f32[B, 4]
+          %up = input : f32[B, 4]
+          %dy = input : f32[B, 4]
+          %w = input : f32[3, 4]
+          %0 = fused(%gate, %up) {expr: "mul(silu(x0), x1)"} : f32[B, 4]
+          %1 = fused(%dy, %gate) {expr: "mul(x0, silu(x1))"} : f32[B, 4]
+          %2 = fused(%dy, %up, %gate) {expr: "silu_grad(mul(x0, x1), x2)"} : f32[B, 4]
+          %3 = relu(%up) : f32[B, 4]
+          %4 = add(%3, %dy) : f32[B, 4]
+          %5 = linear(%3, %w) : f32[B, 3]
+          output y = %0
+          output dup = %1
+          output dgate = %2
+          output z = %4
+          output o = %5
+        }
+
+        """)
     }
 
     // A value with a second use, a graph output, a value of another shape than its reader's, and an op that

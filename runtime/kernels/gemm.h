@@ -82,10 +82,50 @@ KILN_KERNEL void gemm_tile_avx512(float *restrict acc, const float *restrict a, 
         for (int v = 0; v < 4; v++) _mm512_storeu_ps(acc + i * GEMM_NR + 16 * v, c[i][v]);
 }
 
-/* 16 columns at a time (6 x 16 in 12 ymm accumulators), four passes over the panel */
+/* The first 32 columns only (6 x 32 in 12 zmm accumulators): the last panel of a product whose width leaves
+ * 32 columns or fewer there (a SwiGLU width of 340 leaves 20), half the work of the full tile; the columns it
+ * computes are the same FMA chains. acc's columns 32 .. 63 are left unspecified. */
+__attribute__((target("avx512f")))
+KILN_KERNEL void gemm_tile_avx512_half(float *restrict acc, const float *restrict a, size_t a_rs, size_t a_cs, int mb,
+                                  const float *restrict b, size_t ldb, int K) {
+    size_t ro[GEMM_MR];
+    for (int i = 0; i < GEMM_MR; i++) ro[i] = (size_t)(i < mb ? i : mb - 1) * a_rs;
+    __m512 c[GEMM_MR][2];
+    for (int i = 0; i < GEMM_MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+    for (int p = 0; p < K; p++) {
+        const float *ap = a + (size_t)p * a_cs, *bp = b + (size_t)p * ldb;
+        const __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+        for (int i = 0; i < GEMM_MR; i++) {
+            const __m512 ai = _mm512_set1_ps(ap[ro[i]]);
+            c[i][0] = _mm512_fmadd_ps(ai, b0, c[i][0]);
+            c[i][1] = _mm512_fmadd_ps(ai, b1, c[i][1]);
+        }
+    }
+    for (int i = 0; i < GEMM_MR; i++) {
+        _mm512_storeu_ps(acc + i * GEMM_NR, c[i][0]);
+        _mm512_storeu_ps(acc + i * GEMM_NR + 16, c[i][1]);
+    }
+}
+
+/* 16 columns at a time (6 x 16 in 12 ymm accumulators), four passes over the panel (two: the _half variant,
+ * the first 32 columns) */
+KILN_KERNEL inline void gemm_tile_avx2_passes(float *restrict acc, const float *restrict a, size_t a_rs,
+                                             size_t a_cs, int mb, const float *restrict b, size_t ldb, int K,
+                                             int passes);
 __attribute__((target("avx2,fma")))
 KILN_KERNEL void gemm_tile_avx2(float *restrict acc, const float *restrict a, size_t a_rs, size_t a_cs, int mb,
                            const float *restrict b, size_t ldb, int K) {
+    gemm_tile_avx2_passes(acc, a, a_rs, a_cs, mb, b, ldb, K, GEMM_NR / 16);
+}
+__attribute__((target("avx2,fma")))
+KILN_KERNEL void gemm_tile_avx2_half(float *restrict acc, const float *restrict a, size_t a_rs, size_t a_cs, int mb,
+                                const float *restrict b, size_t ldb, int K) {
+    gemm_tile_avx2_passes(acc, a, a_rs, a_cs, mb, b, ldb, K, GEMM_NR / 32);
+}
+__attribute__((target("avx2,fma"), always_inline))
+KILN_KERNEL inline void gemm_tile_avx2_passes(float *restrict acc, const float *restrict a, size_t a_rs,
+                                             size_t a_cs, int mb, const float *restrict b, size_t ldb, int K,
+                                             int passes) {
     size_t ro[GEMM_MR];
     for (int i = 0; i < GEMM_MR; i++) ro[i] = (size_t)(i < mb ? i : mb - 1) * a_rs;
     if (mb == 1) { /* one row (decoding): 1 x 64 in 8 ymm accumulators, the same FMA chains */
@@ -99,7 +139,7 @@ KILN_KERNEL void gemm_tile_avx2(float *restrict acc, const float *restrict a, si
         for (int v = 0; v < 8; v++) _mm256_storeu_ps(acc + 8 * v, c[v]);
         return;
     }
-    for (int q = 0; q < GEMM_NR / 16; q++) {
+    for (int q = 0; q < passes; q++) {
         __m256 c[GEMM_MR][2];
         for (int i = 0; i < GEMM_MR; i++) c[i][0] = c[i][1] = _mm256_setzero_ps();
         for (int p = 0; p < K; p++) {
@@ -120,12 +160,13 @@ KILN_KERNEL void gemm_tile_avx2(float *restrict acc, const float *restrict a, si
 #endif
 
 KILN_KERNEL gemm_tile_fn gemm_tile_chosen;  /* NULL until gemm_tile() first runs */
+KILN_KERNEL gemm_tile_fn gemm_tile_half_chosen;  /* its variant for the first 32 columns */
 static const char *gemm_isa_chosen = "portable";
 
 /* picks the microkernel once (call outside parallel regions) */
 KILN_KERNEL gemm_tile_fn gemm_tile(void) {
     if (gemm_tile_chosen) return gemm_tile_chosen;
-    gemm_tile_fn f = gemm_tile_portable;
+    gemm_tile_fn f = gemm_tile_portable, half = gemm_tile_portable;
     const char *isa = "portable";
 #if KILN_X86_DISPATCH
     const char *want = getenv("KILN_ISA");
@@ -134,12 +175,13 @@ KILN_KERNEL gemm_tile_fn gemm_tile(void) {
     const int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (want && strcmp(want, "portable") == 0) {
     } else if (has512 && (!want || strcmp(want, "avx512") == 0)) {
-        f = gemm_tile_avx512; isa = "avx512";
+        f = gemm_tile_avx512; half = gemm_tile_avx512_half; isa = "avx512";
     } else if (has2 && (!want || strcmp(want, "avx2") == 0 || strcmp(want, "avx512") == 0)) {
-        f = gemm_tile_avx2; isa = "avx2";
+        f = gemm_tile_avx2; half = gemm_tile_avx2_half; isa = "avx2";
     }
 #endif
     gemm_isa_chosen = isa;
+    gemm_tile_half_chosen = half;
     gemm_tile_chosen = f;
     return f;
 }
@@ -181,10 +223,34 @@ KILN_KERNEL void gemm_pack(real *restrict panels, const real *restrict src, size
     }
 }
 
-/* the epilogue of one row of a tile: c[j] = act(r[j] + bias[j]) + res[j] for j < n (bias, res may be NULL);
- * act: KILN_ACT_none (0) or a code of activations.h, whose formulas the separate kernels use too */
+/* act | GEMM_RESIDUAL_MULTIPLIES: the residual multiplies the result instead of being added (a gated linear
+ * unit's up projection times its activated gate) */
+enum { GEMM_RESIDUAL_MULTIPLIES = 256 };
+
+/* the epilogue of one row of a tile: c[j] = act(r[j] + bias[j]) + res[j] for j < n (bias, res may be NULL),
+ * or times res[j] with GEMM_RESIDUAL_MULTIPLIES; act: KILN_ACT_none (0) or a code of activations.h, whose
+ * formulas the separate kernels use too */
 KILN_KERNEL void gemm_epilogue(real *restrict c, const real *restrict r, const real *restrict bias, int act,
                           const real *restrict res, int n) {
+    if (act & GEMM_RESIDUAL_MULTIPLIES) {
+        act &= ~GEMM_RESIDUAL_MULTIPLIES;
+        if (act == 0 && res) {
+            if (bias) {
+                #pragma omp simd
+                for (int j = 0; j < n; j++) c[j] = (r[j] + bias[j]) * res[j];
+            } else {
+                #pragma omp simd
+                for (int j = 0; j < n; j++) c[j] = r[j] * res[j];
+            }
+            return;
+        }
+        gemm_epilogue(c, r, bias, act, NULL, n);
+        if (res) {
+            #pragma omp simd
+            for (int j = 0; j < n; j++) c[j] *= res[j];
+        }
+        return;
+    }
     if (act == 0) { /* the common case, one pass with no staging copy */
         if (bias && res) {
             #pragma omp simd
@@ -232,6 +298,8 @@ KILN_KERNEL void gemm_panel_tile(gemm_tile_fn tile, real *restrict C, size_t ldc
                             size_t a_cs, const real *restrict panel, size_t m0, int mb, int n0, int nb, int K,
                             const real *restrict bias, int act, const real *restrict residual) {
     _Alignas(64) real acc[GEMM_MR * GEMM_NR];
+    /* a last panel of 32 columns or fewer takes the half tile of the same microkernel family */
+    if (nb <= GEMM_NR / 2 && tile == gemm_tile_chosen) tile = gemm_tile_half_chosen;
     tile(acc, A + m0 * a_rs, a_rs, a_cs, mb, panel, GEMM_NR, K);
     for (int i = 0; i < mb; i++)
         gemm_epilogue(C + (m0 + i) * ldc + n0, acc + i * GEMM_NR, bias ? bias + n0 : NULL, act,

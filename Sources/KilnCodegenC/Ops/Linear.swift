@@ -14,7 +14,8 @@ extension Linear: CLowering {
         let p = c.p, t = c.type, x = c.type(0)
         let residual = c.attrs[Self.residual]
         let bias = c.operands.count - (residual ? 1 : 0) == 3 ? p[2] : "NULL"
-        let epilogue = "\(bias), KILN_ACT_\(c.attrs[Self.activation]), \(residual ? p.last! : "NULL")"
+        let multiplies = c.attrs[Self.combine] == "mul" ? " | GEMM_RESIDUAL_MULTIPLIES" : ""
+        let epilogue = "\(bias), KILN_ACT_\(c.attrs[Self.activation])\(multiplies), \(residual ? p.last! : "NULL")"
         guard c.isPacked(1) else {
             return "linear_forward(\(c.dst), \(p[0]), \(p[1]), \(epilogue), \(c.workspace), \(c.rows(t)), \(c.lastDim(x)), \(c.lastDim(t)));"
         }

@@ -36,7 +36,7 @@ public struct Fused: Op {
     /// Each op of the expression, once per output element, as its own kernel counts.
     public func flops(_ c: FlopContext) -> Int {
         guard let e = try? c.node.fusedExpression() else { return 0 }
-        return e.ops.reduce(0) { $0 + (Activation.named($1.name)?.flops ?? 1) } * c.out
+        return e.ops.reduce(0) { $0 + (Activation.named($1.name)?.flops ?? FusedExpr.gradientOf($1)?.gradFlops ?? 1) } * c.out
     }
 }
 

@@ -2,13 +2,16 @@ import KilnBasics
 
 /// `linear(%x: [..., K], %w: [N, K], %b: [N]?) -> [..., N]` — x·wᵀ + b. After epilogue fusion,
 /// `{activation: gelu}` applies an activation to x·wᵀ + b and `{residual: true}` takes one more operand
-/// `%r: [..., N]` added last: act(x·wᵀ + b) + r.
+/// `%r: [..., N]` added last: act(x·wᵀ + b) + r, or with `{combine: mul}` multiplied: act(x·wᵀ + b) · r.
 public struct Linear: Op {
     public init() {}
     /// An activation of the table applied in the product's epilogue (pass `fuse-epilogue`).
     public static let activation = AttrKey<Word>("activation", default: "none", words: ["none"] + Activation.all.map(\.name))
     /// Whether the last operand is a residual added after the activation (pass `fuse-epilogue`).
     public static let residual = AttrKey<Bool>("residual", default: false)
+    /// How the residual combines with act(x·wᵀ + b): `add`, or `mul` (a gated linear unit's up projection
+    /// times its activated gate, pass `fuse-epilogue`).
+    public static let combine = AttrKey<Word>("combine", default: "add", words: ["add", "mul"])
     public let name = "linear"
     public let summary = "x `[..., K]`, w `[N, K]`, b `[N]`? (and r `[..., N]` after `fuse-epilogue`) → `[..., N]`: act(x·wᵀ + b) + r"
     public let example = """
@@ -22,7 +25,7 @@ public struct Linear: Op {
         }
         """
     public let arity = 2...4
-    public var attributes: [AttrSpec] { [Self.activation.spec, Self.residual.spec] }
+    public var attributes: [AttrSpec] { [Self.activation.spec, Self.residual.spec, Self.combine.spec] }
     public let traits: OpTraits = [.rowwise]
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         let (x, w) = (ops[0], ops[1])
@@ -39,19 +42,20 @@ public struct Linear: Op {
             guard ops[2].shape.dims == [w.shape.dims[0]] else { throw TypeError("linear bias must have shape [\(w.shape.dims[0])], got \(ops[2].shape)") }
         }
         if residual, ops.last! != out { throw TypeError("linear residual must have the output's type \(out), got \(ops.last!)") }
+        if attrs[Self.combine] == "mul", !residual { throw TypeError("linear: combine: mul needs residual: true (the operand it multiplies by)") }
         return out
     }
     /// y = x·wᵀ + b: dx = dy·w, dw = dyᵀ·x, db = Σ dy.
     public func differentiate(_ d: inout Differentiation) throws {
         let n = d.node, o = d.operands, g = d.gradient
-        guard n.attrs.value(Self.activation) == nil, !n.attrs[Self.residual] else {
+        guard n.attrs.value(Self.activation) == nil, !n.attrs[Self.residual], n.attrs.value(Self.combine) == nil else {
             throw DifferentiationError("an epilogue-fused linear cannot be differentiated: fusion runs after autodiff")
         }
         if d.wants(0) { d.give(0, d.emit(.linearGradInput, [g, o[1]])) }
         if d.wants(1) { d.give(1, d.emit(.linearGradWeight, [g, o[0]])) }
         if d.wants(2) { d.give(2, d.sumTo(g, like: o[2])) }
     }
-    /// The product, then the epilogue: bias, activation (as its own kernel counts), residual.
+    /// The product, then the epilogue: bias, activation (as its own kernel counts), residual (added or multiplied).
     public func flops(_ c: FlopContext) -> Int {
         let k = c.dim(c.operands[0].shape.last!)
         let residual = c.node.attrs[Self.residual]
