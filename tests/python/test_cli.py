@@ -264,6 +264,23 @@ def test_stats_counts_relative_positions_exactly(kiln):
     assert counts("tests/models/t5-bias.kiln") == (L * (4 * pairs * C + pairs * H), L * (20 * pairs * C + 5 * pairs * H))
 
 
+def test_stats_counts_adaptive_computation_time_exactly(kiln):
+    """tests/models/universal-act.kiln (4 steps) by hand, from the docs of act and its ops: per position and step
+    10 for the halting bookkeeping, per element and step 3 for the weighted state; the ponder cost 10 per
+    position and step and 1 per position for the mean; backward the gradient of p 20 per position and step and
+    2 per element and step, that of s 10 and 1, that of the ponder cost 20 per position and step."""
+    B, T, C, N = 2, 12, 30, 4
+    P, E = B * T, B * T * C
+    r = run([kiln, "stats", ROOT / "tests/models/universal-act.kiln", "--batch", B, "--seq", T])
+    assert r.returncode == 0, r.stderr
+    forward, step = r.stdout.split("training step")
+    flops = lambda text, op: int(re.search(rf"  {op} +([\d,]+) FLOPs", text).group(1).replace(",", ""))
+    assert flops(forward, "act") == N * (10 * P + 3 * E)
+    assert flops(forward, "act_ponder") == 10 * N * P + P
+    assert flops(step, "act_grad") == N * (20 * P + 2 * E) + N * (10 * P + E)
+    assert flops(step, "act_ponder_grad") == 20 * N * P
+
+
 @pytest.mark.parametrize("model,prompt,n", [(ODD, "AB", 20), ("examples/char-gpt-small.kiln", "ROMEO:", 50)])
 def test_kv_cache_generation_matches_full_forward(builds, tmp_path, model, prompt, n):
     """Within the context, generating with the KV cache (one decode step per token) gives the
