@@ -1366,8 +1366,16 @@ static void cmd_train(const command *cmd, const opts *o) {
     }
 
     double t_start = kiln_time_ms(), t_steps = 0.0;
+    /* KILN_EXIT_WITH_PARENT=1 (kiln sweep sets it): stop when the process that started this run is gone, so a
+     * sweep that is killed leaves no run training on behind it (the last checkpoint stays for its resume) */
+    const char *with_parent = getenv("KILN_EXIT_WITH_PARENT");
+    const pid_t parent = with_parent && strcmp(with_parent, "1") == 0 ? getppid() : 0;
     int64_t done_here = 0;
     while (s.step < h->steps) {
+        if (parent && getppid() != parent) {
+            fprintf(stderr, "train: the process that started this run is gone; stopping at step %" PRId64 "\n", s.step);
+            exit(1);
+        }
         double t0 = kiln_time_ms();
         int64_t step = s.step; /* 0-based index of this step */
         double lr = lr_at(h, step), loss = 0.0;

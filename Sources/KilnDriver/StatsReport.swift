@@ -45,6 +45,23 @@ public enum StatsReport {
     }
 }
 
+extension StatsReport {
+    /// The parameters and the FLOPs of a forward pass and of a training step (nil without a train section) at
+    /// batch B and sequence length T (at most the context; default the context).
+    public static func totals(_ p: Pipeline, file: SourceFile, batch: Int, seq: Int?) throws -> (parameters: Int, forwardFlops: Int, trainFlops: Int?) {
+        let c = try p.generate(file)
+        let g = c.inference
+        guard let tdim = g.dims.first(where: { $0.bound != nil }), let bdim = g.dims.first(where: { $0.bound == nil }) else {
+            throw DriverError.message("stats needs a model with a batch dim and a bounded sequence dim")
+        }
+        let env = [bdim.name: batch, tdim.name: min(seq ?? tdim.bound!, tdim.bound!)]
+        let fwd = ModelStats(g, plan: c.generated.forwardPlan, env: env)
+        var train: Int?
+        if let tg = c.training, let plan = c.generated.trainPlan { train = ModelStats(tg, plan: plan, env: env).totalFlops }
+        return (fwd.parameters, fwd.totalFlops, train)
+    }
+}
+
 extension String {
     func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
 }

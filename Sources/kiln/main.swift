@@ -13,9 +13,10 @@ struct Kiln: ParsableCommand {
         kiln ir FILE                 print the typed IR of the forward function (--function NAME for another)
         kiln build FILE -o DIR       write C sources + Makefile to DIR and build the model's C library and DIR/infer (and DIR/train)
         kiln stats FILE              parameters, FLOPs per op kind, arena and optimiser bytes
+        kiln sweep SPEC -o DIR       train several variants with the same data, budget and seeds; compare them
         The language is documented in docs/language.md, the IR in docs/ir.md.
         """,
-        subcommands: [Check.self, IR.self, Build.self, Stats.self, Import.self]
+        subcommands: [Check.self, IR.self, Build.self, Stats.self, Import.self, Sweep.self]
     )
 }
 
@@ -223,6 +224,37 @@ struct Import: ParsableCommand {
                 throw DriverError.message("cannot write '\(output)': \(error.localizedDescription)")
             }
             print("wrote \(output)")
+        } catch { throw fail(error) }
+    }
+}
+
+struct Sweep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train several model variants with the same data, budget and seeds, and compare them.",
+        discussion: """
+        SPEC is a text file (docs/experiments.md): data = FILE, steps = N, seeds = 1 2, eval_interval = N, early = N,
+        lengths = 64 128 256, train = FLAGS, and one line 'variant NAME = FILE [--set name=value]' per variant.
+        Every variant is built, then trained once per seed; DIR gets results.md, results.csv, results.json,
+        loss.svg and length.svg. Started again on the same DIR, finished runs are kept and an interrupted one
+        resumes from its checkpoint.
+        """)
+
+    @Argument(help: "The sweep spec.")
+    var spec: String
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("The results directory (default: sweep-NAME beside the spec, NAME the spec's file name).", valueName: "DIR"))
+    var output: String?
+
+    func run() throws {
+        let s: SweepSpec
+        do { s = try SweepSpec.load(spec) } catch {
+            FileHandle.standardError.write(Data("kiln: error: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+        let name = ((spec as NSString).lastPathComponent as NSString).deletingPathExtension
+        let dir = output ?? ((spec as NSString).deletingLastPathComponent as NSString).appendingPathComponent("sweep-\(name)")
+        do {
+            try KilnDriver.Sweep(spec: s, directory: dir).run { v in Pipeline(overrides: v.overrides) }
         } catch { throw fail(error) }
     }
 }
