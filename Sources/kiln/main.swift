@@ -126,7 +126,7 @@ struct IR: ParsableCommand {
 struct Build: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compile a model file to DIR: generated C, the runtime, a Makefile, and DIR/infer.",
-        discussion: "The C compiler is $CC if set, else the first of clang (with libomp) and gcc that builds OpenMP code.")
+        discussion: "The C compiler is $CC if set, else the first of gcc and clang (with libomp) that builds OpenMP code: gcc's code is the faster one on the x86 servers measured (docs/benchmarks.md).")
 
     @OptionGroup var model: ModelOptions
 
