@@ -1,15 +1,17 @@
 """kiln sweep (issue #16): bad specs are refused before anything is built; a sweep of two variants and two seeds
 trains unattended, survives being killed and started again (finished runs are kept, the interrupted one
 resumes), and its table, CSV and JSON hold the runs' own logged numbers and `kiln stats`'s FLOPs; the
-pictures are well-formed SVG with a line per variant."""
+pictures are well-formed SVG with a line per variant, and valid PNG of the same size with those lines' colours."""
 import csv
 import json
 import os
 import re
 import signal
+import struct
 import subprocess
 import time
 import xml.etree.ElementTree as ET
+import zlib
 
 import pytest
 
@@ -103,13 +105,30 @@ def test_sweep_survives_a_kill_and_reports_its_runs_numbers(kiln, tmp_path):
     doc = json.loads((out / "results.json").read_text())
     assert len(doc["runs"]) == 4 and doc["variants"][0]["trainFlopsPerStep"] == train_flops
 
-    for picture, lines in [("loss.svg", 4), ("length.svg", 2)]:
-        root = ET.parse(out / picture).getroot()
-        assert root.tag.endswith("svg") and root.get("width") == "760"
+    for picture, lines in [("loss", 4), ("length", 2)]:
+        root = ET.parse(out / f"{picture}.svg").getroot()
+        width = int(root.get("width"))
+        assert root.tag.endswith("svg") and width >= 760 and root.get("height") == "460"
         ns = "{http://www.w3.org/2000/svg}"
         assert len(root.findall(f"{ns}polyline")) == lines
         legend = [t.text for t in root.findall(f"{ns}text")]
         assert any(t and t.startswith("alibi") for t in legend) and any(t and t.startswith("learned") for t in legend)
+        # the PNG: valid chunks (CRC), the SVG's size, 8-bit RGB, and a picture (not one colour; the series' colours)
+        png = (out / f"{picture}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        chunks, i = {}, 8
+        while i < len(png):
+            n, kind = struct.unpack(">I", png[i:i + 4])[0], png[i + 4:i + 8]
+            body = png[i + 8:i + 8 + n]
+            assert zlib.crc32(kind + body) == struct.unpack(">I", png[i + 8 + n:i + 12 + n])[0], kind
+            chunks[kind] = chunks.get(kind, b"") + body
+            i += 12 + n
+        w, h, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+        assert (w, h, depth, colour) == (width, 460, 8, 2)
+        raw = zlib.decompress(chunks[b"IDAT"])
+        assert len(raw) == h * (3 * w + 1)
+        pixels = {raw[r * (3 * w + 1) + 1 + 3 * x:r * (3 * w + 1) + 4 + 3 * x] for r in range(0, h, 3) for x in range(0, w, 2)}
+        assert len(pixels) > 4 and bytes.fromhex("0072B2") in pixels and bytes.fromhex("D55E00") in pixels
 
 
 def test_a_finished_sweep_started_again_trains_nothing(kiln, tmp_path):

@@ -2,8 +2,8 @@ import Foundation
 
 /// The results of a sweep: a Markdown table like Narang et al. 2021's (per variant: parameters, training FLOPs
 /// per step, steps per second, early and final losses, mean ± standard deviation over seeds), the same data as
-/// CSV (one row per run) and JSON, the held-out loss against sequence length, and two SVG pictures: the loss
-/// curves and the context-length curve.
+/// CSV (one row per run) and JSON, the held-out loss against sequence length, and two pictures (SVG and PNG):
+/// the loss curves and the context-length curve.
 struct SweepReport {
     let spec: SweepSpec
     let results: [Sweep.RunResult]
@@ -14,8 +14,10 @@ struct SweepReport {
         try atomicWrite(Data(markdown().utf8), to: dir + "/results.md")
         try atomicWrite(Data(csv().utf8), to: dir + "/results.csv")
         try atomicWrite(try json(), to: dir + "/results.json")
-        try atomicWrite(Data(lossPlot().utf8), to: dir + "/loss.svg")
-        if !spec.lengths.isEmpty { try atomicWrite(Data(lengthPlot().utf8), to: dir + "/length.svg") }
+        for (name, chart) in [("loss", lossPlot())] + (spec.lengths.isEmpty ? [] : [("length", lengthPlot())]) {
+            try atomicWrite(Data(Plot.svg(chart).utf8), to: "\(dir)/\(name).svg")
+            try atomicWrite(Plot.png(chart), to: "\(dir)/\(name).png")
+        }
     }
 
     func runs(_ v: String) -> [Sweep.RunResult] { results.filter { $0.variant == v && $0.failed == nil } }
@@ -102,7 +104,7 @@ struct SweepReport {
         }
     }
 
-    func lossPlot() -> String {
+    func lossPlot() -> Plot.Chart {
         var series: [Plot.Series] = []
         for (k, v) in spec.variants.enumerated() {
             let r = runs(v.name)
@@ -110,14 +112,14 @@ struct SweepReport {
             // a moving average over a fiftieth of the run, so the curves can be told apart
             let w = max(train.count / 50, 1)
             let smooth = train.indices.map { i in (train[i].0, train[max(0, i - w + 1)...i].map(\.1).reduce(0, +) / Double(i - max(0, i - w + 1) + 1)) }
-            series.append(Plot.Series(name: "\(v.name) train", points: smooth, color: k, dashed: false))
+            series.append(Plot.Series(name: "\(v.name) train (smoothed)", points: smooth, color: k, dashed: false))
             series.append(Plot.Series(name: "\(v.name) val", points: meanCurve(r.map(\.valCurve)), color: k, dashed: true, markers: true))
         }
-        return Plot.svg(title: "Loss against step (mean over \(spec.seeds.count) seed\(spec.seeds.count == 1 ? "" : "s"); training loss smoothed)",
+        return Plot.chart(title: "Loss against step, mean of \(spec.seeds.count) seed\(spec.seeds.count == 1 ? "" : "s")",
                         xLabel: "step", yLabel: "loss (nats per token)", series: series)
     }
 
-    func lengthPlot() -> String {
+    func lengthPlot() -> Plot.Chart {
         let series = spec.variants.enumerated().map { k, v in
             let r = runs(v.name)
             let points = spec.lengths.compactMap { l -> (Double, Double)? in
@@ -126,7 +128,7 @@ struct SweepReport {
             }
             return Plot.Series(name: v.name, points: points, color: k, dashed: false, markers: true)
         }
-        return Plot.svg(title: "Held-out loss against sequence length", xLabel: "sequence length (log scale)", yLabel: "loss (nats per token)",
+        return Plot.chart(title: "Held-out loss against sequence length", xLabel: "sequence length (log scale)", yLabel: "loss (nats per token)",
                         series: series, logX: true)
     }
 }
