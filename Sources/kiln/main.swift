@@ -245,6 +245,9 @@ struct Sweep: ParsableCommand {
     @Option(name: .shortAndLong, help: ArgumentHelp("The results directory (default: sweep-NAME beside the spec, NAME the spec's file name).", valueName: "DIR"))
     var output: String?
 
+    @Flag(help: "Check the spec and compile every variant, print each one's parameters and training FLOPs, and train nothing.")
+    var plan = false
+
     func run() throws {
         let s: SweepSpec
         do { s = try SweepSpec.load(spec) } catch {
@@ -254,7 +257,9 @@ struct Sweep: ParsableCommand {
         let name = ((spec as NSString).lastPathComponent as NSString).deletingPathExtension
         let dir = output ?? ((spec as NSString).deletingLastPathComponent as NSString).appendingPathComponent("sweep-\(name)")
         do {
-            try KilnDriver.Sweep(spec: s, directory: dir).run { v in Pipeline(overrides: v.overrides) }
+            let sweep = KilnDriver.Sweep(spec: s, directory: dir)
+            if plan { print(try sweep.plan { v in Pipeline(overrides: v.overrides) }, terminator: ""); return }
+            try sweep.run { v in Pipeline(overrides: v.overrides) }
         } catch { throw fail(error) }
     }
 }

@@ -140,3 +140,18 @@ def test_a_finished_sweep_started_again_trains_nothing(kiln, tmp_path):
     r = run([kiln, "sweep", spec, "-o", out])
     assert r.returncode == 0 and "4 runs" in r.stderr
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/*")} == before
+
+
+def test_plan_compiles_every_variant_and_trains_nothing(kiln, tmp_path):
+    """--plan: each variant (its edits made, a multi-line one included) compiled, with kiln stats' numbers."""
+    spec = tmp_path / "mini.sweep"
+    spec.write_text(spec_text() + 'variant act = ' + str(MODEL) + ' --set layers=2 --replace "repeat(layers, Layer, h)" '
+                    '"repeat(layers, Layer, h, shared: true, timestep: true, halting: 0.01)" --replace "output logits = " '
+                    '"output ponder = ponder_cost(h)\\noutput logits = " --replace "next_token(logits)" "next_token(logits) + 0.01 * ponder"\n')
+    r = run([kiln, "sweep", spec, "--plan", "-o", tmp_path / "out"])
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "out").exists()
+    stats = run([kiln, "stats", MODEL, "--set", "layers=2", "--batch", 8, "--seq", 32]).stdout
+    params = int(re.search(r"parameters\s+([\d,]+)", stats).group(1).replace(",", ""))
+    assert f"  learned: {params} parameters" in r.stdout
+    assert re.search(r"  act: \d+ parameters", r.stdout) and "3 variants × 2 seeds × 120 steps" in r.stdout

@@ -51,6 +51,21 @@ public struct Sweep {
         return spec.trainFlags[i + 1]
     }
 
+    /// The plan without training: every variant compiled (no C build), with its parameters and training FLOPs
+    /// per step, and the number of runs and steps.
+    public func plan(pipeline: (SweepSpec.Variant) -> Pipeline) throws -> String {
+        var out = "sweep \(spec.path): \(spec.variants.count) variants × \(spec.seeds.count) seeds × \(steps) steps\n"
+        for v in spec.variants {
+            let file = SourceFile(path: v.file, text: try v.source())
+            let c = try pipeline(v).generate(file)
+            guard c.training != nil else { throw DriverError.message("variant '\(v.name)': \(v.file) has no train section, so it cannot be trained") }
+            let batch = Int(flag("--batch") ?? "") ?? c.train?.batch ?? 12, seq = Int(flag("--seq") ?? "") ?? c.train?.seq
+            let s = try StatsReport.totals(pipeline(v), file: file, batch: batch, seq: seq)
+            out += "  \(v.name): \(s.parameters) parameters, \(String(format: "%.3f", Double(s.trainFlops ?? 0) / 1e9)) GFLOP per training step\n"
+        }
+        return out
+    }
+
     public func run(pipeline: (SweepSpec.Variant) -> Pipeline) throws {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)

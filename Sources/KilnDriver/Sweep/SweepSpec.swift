@@ -62,13 +62,13 @@ public struct SweepSpec: Sendable, Equatable {
         return try parse(text, path: path)
     }
 
-    /// A value's words: separated by spaces, a double-quoted word may hold spaces (and \" and \\); nil for an
-    /// unterminated quote.
+    /// A value's words: separated by spaces, a double-quoted word may hold spaces (and \" \\ and \n, a new
+    /// line); nil for an unterminated quote.
     static func words(_ value: String) -> [String]? {
         var out: [String] = [], word = "", quoted = false, inWord = false, escape = false
         for ch in value {
             if quoted {
-                if escape { word.append(ch); escape = false } else if ch == "\\" { escape = true } else if ch == "\"" { quoted = false } else { word.append(ch) }
+                if escape { word.append(ch == "n" ? "\n" : ch); escape = false } else if ch == "\\" { escape = true } else if ch == "\"" { quoted = false } else { word.append(ch) }
             } else if ch == "\"" {
                 quoted = true; inWord = true
             } else if ch == " " || ch == "\t" {
