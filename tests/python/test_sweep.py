@@ -140,6 +140,12 @@ def test_a_finished_sweep_started_again_trains_nothing(kiln, tmp_path):
     r = run([kiln, "sweep", spec, "-o", out])
     assert r.returncode == 0 and "4 runs" in r.stderr
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*/*")} == before
+    # an edited variant is built and trained again; the other keeps its runs
+    spec.write_text(spec.read_text().replace("position: alibi)", "position: alibi, kv_heads: 1)"))
+    r = run([kiln, "sweep", spec, "-o", out])
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("training it again") == 2 and "alibi seed 1: the spec or the model changed" in r.stderr
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items() if "learned" in str(p))
 
 
 def test_plan_compiles_every_variant_and_trains_nothing(kiln, tmp_path):

@@ -10,7 +10,8 @@ import KilnBasics
 ///     DIR/results.md, .csv, .json, loss.svg, length.svg
 ///
 /// A run whose result.json exists is not redone; one with a checkpoint resumes from it (exactly, as
-/// `train --resume` does), so a sweep that was killed continues where it stopped when started again.
+/// `train --resume` does), so a sweep that was killed continues where it stopped when started again. A run
+/// made with another model, data, budget or train flags (the spec was edited since) is made again.
 public struct Sweep {
     public let spec: SweepSpec
     public let directory: String
@@ -41,7 +42,7 @@ public struct Sweep {
     }
 
     /// What a variant's build tells: its parameters and training FLOPs per optimizer step.
-    struct VariantInfo { var parameters: Int; var trainFlopsPerStep: Int; var directory: String }
+    struct VariantInfo { var parameters: Int; var trainFlopsPerStep: Int; var directory: String; var key: String }
 
     var steps: Int { if case .steps(let n) = spec.budget { n } else { 0 } }
 
@@ -106,6 +107,18 @@ public struct Sweep {
         for v in spec.variants {
             for seed in spec.seeds {
                 let dir = "\(directory)/runs/\(v.name)/seed-\(seed)"
+                // what a run's results depend on: its model, the data, the budget and the train flags; a run
+                // made with others (the spec changed since) starts again
+                let runKey = [info[v.name]!.key, spec.data, String(steps), spec.trainFlags.joined(separator: " "),
+                              spec.evalInterval.map(String.init) ?? "", spec.lengths.map(String.init).joined(separator: " ")].joined(separator: "\n")
+                let keyFile = dir + "/.sweep-key"
+                if FileManager.default.fileExists(atPath: dir),
+                   FileManager.default.contents(atPath: keyFile).flatMap({ String(data: $0, encoding: .utf8) }) != runKey {
+                    say("sweep: \(v.name) seed \(seed): the spec or the model changed since this run; training it again")
+                    try FileManager.default.removeItem(atPath: dir)
+                }
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                if !FileManager.default.fileExists(atPath: keyFile) { try atomicWrite(Data(runKey.utf8), to: keyFile) }
                 if let r = loadResult(dir) {
                     results.append(r)
                     done += steps
@@ -151,7 +164,7 @@ public struct Sweep {
         let seq = Int(flag("--seq") ?? "") ?? c.train?.seq
         let accumulate = Int(flag("--accumulate") ?? "") ?? c.train?.accumulate ?? 1
         let s = try StatsReport.totals(p, file: file, batch: batch, seq: seq)
-        return VariantInfo(parameters: s.parameters, trainFlopsPerStep: (s.trainFlops ?? 0) * accumulate, directory: out)
+        return VariantInfo(parameters: s.parameters, trainFlopsPerStep: (s.trainFlops ?? 0) * accumulate, directory: out, key: key)
     }
 
     func loadResult(_ dir: String) -> RunResult? {
