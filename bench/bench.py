@@ -61,8 +61,31 @@ print(2 * m * n * k / sorted(ts)[4] / 1e9)
 """
 
 
-# STREAM triad bandwidth of this machine (../shared/guide/performance.md), bytes/s
-BANDWIDTH = {1: 23e9, 2: 31e9}
+# This CPU's roofline, measured at the start of a run (bench/roofline_main.c): FMA peak in FLOP/s and STREAM
+# triad bandwidth in bytes/s, by thread count.
+PEAK, BANDWIDTH = {}, {}
+
+
+def measure_roofline(tmp):
+    exe = pathlib.Path(tmp) / "roofline"
+    subprocess.run([CC, "-O2", "-march=native", "-fopenmp", "-std=c11", str(ROOT / "bench" / "roofline_main.c"), "-o", str(exe)],
+                   check=True)
+    for threads in (1, 2):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        measure = lambda what: float(subprocess.run([str(exe), what], env=env, check=True, capture_output=True, text=True).stdout)
+        PEAK[threads], BANDWIDTH[threads] = measure("peak") * 1e9, measure("stream") * 1e9
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"CPU: {cpu}; FMA peak {PEAK[1] / 1e9:.0f} GFLOP/s on 1 thread, {PEAK[2] / 1e9:.0f} on 2; STREAM triad "
+          f"{BANDWIDTH[1] / 1e9:.1f} GB/s on 1 thread, {BANDWIDTH[2] / 1e9:.1f} on 2", flush=True)
+    return cpu
+
+
+def case_flops(spec, kind, B, T):
+    """kiln stats's FLOPs of a forward pass or a training step of the case."""
+    args = [KILN, "stats", ROOT / spec["file"], "--batch", B, "--seq", T] + [a for s in spec["set"] for a in ("--set", s)]
+    totals = re.findall(r"total\s+([\d,]+) FLOPs", subprocess.run([str(a) for a in args], check=True, capture_output=True,
+                                                                  text=True).stdout)
+    return int(totals[0 if kind == "forward" else 1].replace(",", ""))
 
 
 GEN_CASES = {  # model -> (label, prompt arguments, new tokens)
@@ -336,6 +359,7 @@ def main():
     if args.against:
         return against_main(args)
     tmp = tempfile.mkdtemp(prefix="kiln-bench-")
+    measure_roofline(tmp)
     rows = []
     cases = [("char forward B=1 T=256", CHAR, "forward", 1, 256), ("char train step B=8 T=256", CHAR, "train", 8, 256)]
     if not args.quick:
@@ -378,7 +402,7 @@ def main():
                             print(f"torch.compile failed, column left empty: {type(e).__name__}: {e}"[:300], flush=True)
                             compiled = None
             med = {k: statistics.median(v) for k, v in times.items() if v}
-            rows.append((name, threads, med))
+            rows.append((name, threads, med, case_flops(spec, kind, B, T)))
             print(f"{name:32s} threads={threads}  " + "  ".join(f"{k} {v:9.1f} ms" for k, v in med.items()), flush=True)
 
     char_out = builds.get(CHAR["file"]) or build(CHAR, pathlib.Path(tmp) / "char-gpt")
@@ -397,14 +421,15 @@ def main():
     print(f"\nKiln built with CC={CC}; medians of alternating rounds of {args.iters} iterations "
           f"({FORWARD_ROUNDS * args.rounds} rounds for forward cases, {args.rounds} for train steps).")
     print("\n| case | threads | Kiln ms | PyTorch ms | ONNX Runtime ms | torch.compile ms | Kiln/PyTorch | Kiln/ORT"
-          " | Kiln/torch.compile |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, threads, med in rows:
+          " | Kiln/torch.compile | Kiln GFLOP/s | share of the FMA peak |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, threads, med, flops in rows:
         k, p, o, c = med.get("kiln"), med.get("pytorch"), med.get("onnxruntime"), med.get("torch.compile")
         fmt = lambda v: f"{v:.1f}" if v else "–"
         ratio = lambda a, b: f"{a / b:.2f}" if a and b else "–"
+        rate = flops / (k / 1e3) if k else 0
         print(f"| {name} | {threads} | {fmt(k)} | {fmt(p)} | {fmt(o)} | {fmt(c)} | {ratio(k, p)} | {ratio(k, o)}"
-              f" | {ratio(k, c)} |")
+              f" | {ratio(k, c)} | {rate / 1e9:.1f} | {100 * rate / PEAK[threads]:.0f}% |")
     print("\n| generation (KV cache; new tokens after the first) | threads | Kiln tokens/s | bandwidth bound tokens/s"
           " | Kiln/bound |")
     print("|---|---|---|---|---|")

@@ -346,6 +346,19 @@ def test_gemm_benchmark_builds_against_the_engine(tmp_path):
     assert r.returncode == 0, r.stderr
     assert float(r.stdout) > 0
 
+def test_roofline_benchmark_measures_peak_and_bandwidth(tmp_path):
+    """bench/roofline_main.c (the benchmark's roofline: FMA peak and STREAM triad) compiles without warnings and
+    prints positive rates; the triad checks its own result."""
+    exe = tmp_path / "roofline"
+    r = run(["gcc", "-O2", "-march=native", "-fopenmp", "-std=c11", "-Wall", "-Wextra", "-Werror", ROOT / "bench" / "roofline_main.c",
+             "-o", exe])
+    assert r.returncode == 0, r.stderr
+    for what in ("peak", "stream"):
+        r = run([exe, what], env=dict(os.environ, OMP_NUM_THREADS="1"))
+        assert r.returncode == 0 and r.stderr == "" and float(r.stdout) > 0, (what, r.stdout, r.stderr)
+    assert run([exe, "bogus"]).returncode == 2
+
+
 def test_the_variant_table_is_the_commands_output(kiln, tmp_path):
     """docs/variants.md is generated (parameters and FLOPs of every variant): a change to the counts or the
     variants must regenerate it with `bash scripts/variants-table.sh`."""
