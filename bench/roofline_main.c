@@ -19,15 +19,23 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* a vector of the widest width: the compiler turns each line of the loop into one vector FMA */
+/* a vector of the widest width, and one fused multiply-add of it (the intrinsic, so that no compiler setting
+ * such as -std=c11's -ffp-contract=off splits it into a multiply and an add) */
 #if defined(__AVX512F__)
+#include <immintrin.h>
 enum { LANES = 16 };
-#elif defined(__AVX2__) || defined(__AVX__)
+typedef __m512 vec;
+#define FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#elif defined(__FMA__)
+#include <immintrin.h>
 enum { LANES = 8 };
+typedef __m256 vec;
+#define FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #else
 enum { LANES = 4 };
-#endif
 typedef float vec __attribute__((vector_size(LANES * sizeof(float))));
+#define FMA(a, b, c) ((a) * (b) + (c))
+#endif
 enum { CHAINS = 12 };  /* independent accumulators: enough to cover the FMA latency on every core seen */
 
 static double peak(long iters) {
@@ -35,14 +43,23 @@ static double peak(long iters) {
     const double t0 = now_s();
     #pragma omp parallel reduction(+:total)
     {
+        float lanes[LANES], ones[LANES];
+        for (int l = 0; l < LANES; l++) { lanes[l] = 1.0f + 1e-7f * (float)l; ones[l] = 1e-7f; }
         vec acc[CHAINS], x, y;
-        for (int l = 0; l < LANES; l++) { x[l] = 1.0f + 1e-7f * (float)l; y[l] = 1e-7f; }
-        for (int c = 0; c < CHAINS; c++) acc[c] = x * (float)c;
-        for (long i = 0; i < iters; i++)
-            for (int c = 0; c < CHAINS; c++) acc[c] = acc[c] * x + y;
+        memcpy(&x, lanes, sizeof x);
+        memcpy(&y, ones, sizeof y);
+        for (int c = 0; c < CHAINS; c++) acc[c] = y;
+        for (long i = 0; i < iters; i++) {
+            /* unrolled, so that the accumulators stay in registers */
+            #pragma GCC unroll 12
+            for (int c = 0; c < CHAINS; c++) acc[c] = FMA(acc[c], x, y);
+        }
         float s = 0;
-        for (int c = 0; c < CHAINS; c++)
-            for (int l = 0; l < LANES; l++) s += acc[c][l];
+        for (int c = 0; c < CHAINS; c++) {
+            float out[LANES];
+            memcpy(out, &acc[c], sizeof out);
+            for (int l = 0; l < LANES; l++) s += out[l];
+        }
         total += s;  /* keeps the loop alive */
     }
     const double dt = now_s() - t0;
