@@ -155,14 +155,15 @@ def elementwise_reference(w, tokens):
 
 
 def test_fused_elementwise_tree_matches_pytorch(builds, kiln, tmp_path):
-    """fuse-elementwise computes the model's expression (eight ops, operands repeating along the batch, one
-    read three times) in one kernel; its logits match PyTorch's, and equal a --no-fuse build's, which runs each
-    op alone."""
+    """fuse-elementwise computes the model's expression (operands repeating along the batch, one read three
+    times) in one kernel, after fuse-epilogue has moved the activations and the product gelu(a) * relu(b) into
+    the linears' epilogues; its logits match PyTorch's, and equal a --no-fuse build's, which runs each op alone."""
     model = "tests/models/elementwise.kiln"
     ir = run([kiln, "ir", ROOT / model]).stdout
     assert ir.count(" = fused(") == 1 and not re.search(r" = (mul|div|sub|scale|gelu_tanh)\(", ir), ir
+    assert "{activation: relu, residual: true, combine: mul}" in ir
     fused = builds.build(model)
-    assert re.search(r"\n    fused_sub_add_mul_div_[0-9a-f]{8}_forward\(", (fused / "model.c").read_text())
+    assert re.search(r"\n    fused_sub_add_div_add_[0-9a-f]{8}_forward\(", (fused / "model.c").read_text())
     unfused = tmp_path / "unfused"
     r = run([kiln, "build", ROOT / model, "-o", unfused, "--no-fuse"])
     assert r.returncode == 0, r.stderr
