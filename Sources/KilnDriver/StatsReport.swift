@@ -48,8 +48,7 @@ public enum StatsReport {
 extension StatsReport {
     /// The parameters and the FLOPs of a forward pass and of a training step (nil without a train section) at
     /// batch B and sequence length T (at most the context; default the context).
-    public static func totals(_ p: Pipeline, file: SourceFile, batch: Int, seq: Int?) throws -> (parameters: Int, forwardFlops: Int, trainFlops: Int?) {
-        let c = try p.generate(file)
+    public static func totals(_ c: Pipeline.Compiled, batch: Int, seq: Int?) throws -> (parameters: Int, forwardFlops: Int, trainFlops: Int?) {
         let g = c.inference
         guard let tdim = g.dims.first(where: { $0.bound != nil }), let bdim = g.dims.first(where: { $0.bound == nil }) else {
             throw DriverError.message("stats needs a model with a batch dim and a bounded sequence dim")

@@ -66,6 +66,12 @@ KILN_KERNEL void relative_buckets(int32_t *restrict bucket, const relative_geome
     for (int d = -g->D0; d < g->S; d++) bucket[d + g->D0] = t5_bucket(d, g->buckets, max_distance, !g->causal);
 }
 
+/* Shaw: the clipped distance's table row of key s for a query at pos. */
+KILN_KERNEL inline int shaw_row(const relative_geometry *g, int s, int pos) {
+    const int rel = s - pos;
+    return (rel < -g->clip ? -g->clip : rel > g->clip ? g->clip : rel) + g->clip;
+}
+
 /* The probabilities p[0 .. n-1] of query row (b, t) of head h, at position pos, over the first n keys of
  * row b (n = pos + 1 when causal, else S), with the Shaw dots rk[r] = q.a^K_r: returns n. */
 KILN_KERNEL int relative_row(real *restrict p, real *restrict rk, const relative_geometry *g, const real *restrict qt,
@@ -87,8 +93,7 @@ KILN_KERNEL int relative_row(real *restrict p, real *restrict rk, const relative
         #pragma omp simd reduction(+:dot)
         for (int d = 0; d < hs; d++) dot += qt[d] * ks[d];
         if (g->R) {
-            const int rel = s - pos, r = (rel < -g->clip ? -g->clip : rel > g->clip ? g->clip : rel) + g->clip;
-            p[s] = (dot + rk[r]) * g->scale;
+            p[s] = (dot + rk[shaw_row(g, s, pos)]) * g->scale;
         } else {
             p[s] = dot * g->scale + table[(size_t)bucket[s - pos + g->D0] * g->NH + h];
         }
@@ -100,12 +105,6 @@ KILN_KERNEL int relative_row(real *restrict p, real *restrict rk, const relative
     const real inv = sum > 0 ? 1 / sum : 0;  /* 0: a query that sees no key */
     for (int s = 0; s < n; s++) p[s] *= inv;
     return n;
-}
-
-/* Shaw: the clipped distance's table row of key s for a query at pos. */
-KILN_KERNEL inline int shaw_row(const relative_geometry *g, int s, int pos) {
-    const int rel = s - pos;
-    return (rel < -g->clip ? -g->clip : rel > g->clip ? g->clip : rel) + g->clip;
 }
 
 /* The forward pass, and decoding over a cache with positions. ws: the T5 buckets (max(T, S) + S int32), then

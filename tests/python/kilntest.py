@@ -82,3 +82,28 @@ def assert_gradients_match(ours, our_loss, model, loss):
     for name, p in theirs.items():
         want, got = p.grad.numpy(), ours[name].numpy().astype(np.float64)
         assert np.abs(got - want).max() <= 1e-4 * max(np.abs(want).max(), floor), name
+
+
+def assert_decoding_matches_forward(m, tokens):
+    """KV-cache decoding against the full forward, for a ctypes_model of a causal model and tokens [2, T]: prefill
+    of 3 tokens, row 0 one decode step ahead, then steps at two different positions per call, each row's logits
+    equal to those of the forward pass over its prefix (1e-5 of their scale)."""
+    import numpy as np
+    T = tokens.shape[1]
+
+    def close(got, want):
+        return np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+
+    m.reset_state(2)
+    logits = m.run("prefill", tokens=tokens[:, :3])["logits"]
+    for b in range(2):
+        assert close(logits[b], m.run("forward", tokens=tokens[b:b + 1, :3])["logits"][0, -1])
+    m.run("decode_step", tokens=tokens[:1, 3:4], positions=np.array([[3]], np.int32))  # row 0 one ahead
+    positions = np.array([4, 3])
+    while positions[0] < T:
+        step = np.array([[tokens[b, positions[b]]] for b in range(2)], np.int32)
+        logits = m.run("decode_step", tokens=step, positions=positions[:, None].astype(np.int32))["logits"]
+        for b in range(2):
+            want = m.run("forward", tokens=tokens[b:b + 1, :positions[b] + 1])["logits"][0, -1]
+            assert close(logits[b, 0], want), (b, positions[b])
+        positions += 1

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import reference
-from kilntest import assert_gradients_match, ROOT, ctypes_model, run
+from kilntest import assert_decoding_matches_forward, assert_gradients_match, ROOT, ctypes_model, run
 
 MODEL = "tests/models/universal-act.kiln"
 VOCAB, T = 41, 12
@@ -105,21 +105,5 @@ def test_kv_cache_decoding_gives_the_full_forward(act):
     out, w = act
     m = ctypes_model(next(out.glob("lib*.so")), str(w))
     tokens = tokens_of(2, seed=5)
-
-    def close(got, want):
-        return np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
-
-    m.reset_state(2)
-    logits = m.run("prefill", tokens=tokens[:, :3])["logits"]
-    for b in range(2):
-        assert close(logits[b], m.run("forward", tokens=tokens[b:b + 1, :3])["logits"][0, -1])
-    m.run("decode_step", tokens=tokens[:1, 3:4], positions=np.array([[3]], np.int32))
-    positions = np.array([4, 3])
-    while positions[0] < T:
-        step = np.array([[tokens[b, positions[b]]] for b in range(2)], np.int32)
-        logits = m.run("decode_step", tokens=step, positions=positions[:, None].astype(np.int32))["logits"]
-        for b in range(2):
-            want = m.run("forward", tokens=tokens[b:b + 1, :positions[b] + 1])["logits"][0, -1]
-            assert close(logits[b, 0], want), (b, positions[b])
-        positions += 1
+    assert_decoding_matches_forward(m, tokens)
     m.close()

@@ -59,10 +59,8 @@ public struct Sweep {
         for v in spec.variants {
             let file = SourceFile(path: v.file, text: try v.source())
             let c = try pipeline(v).generate(file)
-            guard c.training != nil else { throw DriverError.message("variant '\(v.name)': \(v.file) has no train section, so it cannot be trained") }
-            let batch = Int(flag("--batch") ?? "") ?? c.train?.batch ?? 12, seq = Int(flag("--seq") ?? "") ?? c.train?.seq
-            let s = try StatsReport.totals(pipeline(v), file: file, batch: batch, seq: seq)
-            out += "  \(v.name): \(s.parameters) parameters, \(String(format: "%.3f", Double(s.trainFlops ?? 0) / 1e9)) GFLOP per training step\n"
+            let s = try trainingTotals(v, c)
+            out += "  \(v.name): \(s.parameters) parameters, \(String(format: "%.3f", Double(s.flopsPerStep) / 1e9)) GFLOP per training step\n"
         }
         return out
     }
@@ -147,9 +145,8 @@ public struct Sweep {
         let sourcePath = out + "/model.kiln"
         let source = try v.source()
         if FileManager.default.contents(atPath: sourcePath) != Data(source.utf8) { try atomicWrite(Data(source.utf8), to: sourcePath) }
-        let file = try Pipeline.load(sourcePath)
-        let c = try p.generate(file)
-        guard c.training != nil else { throw DriverError.message("variant '\(v.name)': \(v.file) has no train section, so it cannot be trained") }
+        let c = try p.generate(try Pipeline.load(sourcePath))
+        let totals = try trainingTotals(v, c)
         let key = source + "\n" + v.overrides.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
         let keyFile = out + "/.sweep-key"
         if FileManager.default.contents(atPath: keyFile).flatMap({ String(data: $0, encoding: .utf8) }) != key
@@ -160,11 +157,18 @@ public struct Sweep {
             try BuildDirectory.make(out, compiler: cc, verbose: false)
             try atomicWrite(Data(key.utf8), to: keyFile)
         }
+        return VariantInfo(parameters: totals.parameters, trainFlopsPerStep: totals.flopsPerStep, directory: out, key: key)
+    }
+
+    /// A compiled variant's parameters and training FLOPs per optimizer step, at the batch, sequence length and
+    /// accumulation its runs use (the spec's train flags, else the model's train section).
+    func trainingTotals(_ v: SweepSpec.Variant, _ c: Pipeline.Compiled) throws -> (parameters: Int, flopsPerStep: Int) {
+        guard c.training != nil else { throw DriverError.message("variant '\(v.name)': \(v.file) has no train section, so it cannot be trained") }
         let batch = Int(flag("--batch") ?? "") ?? c.train?.batch ?? 12
         let seq = Int(flag("--seq") ?? "") ?? c.train?.seq
         let accumulate = Int(flag("--accumulate") ?? "") ?? c.train?.accumulate ?? 1
-        let s = try StatsReport.totals(p, file: file, batch: batch, seq: seq)
-        return VariantInfo(parameters: s.parameters, trainFlopsPerStep: (s.trainFlops ?? 0) * accumulate, directory: out, key: key)
+        let s = try StatsReport.totals(c, batch: batch, seq: seq)
+        return (s.parameters, (s.trainFlops ?? 0) * accumulate)
     }
 
     func loadResult(_ dir: String) -> RunResult? {
