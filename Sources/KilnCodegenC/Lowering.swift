@@ -12,8 +12,15 @@ protocol CLowering {
     /// Elements of scratch memory one node's call needs (nil: none). `packed`: the parameters stored in the
     /// matrix-product engine's panel layout.
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr?
+    /// Further scratch buffers of one call, each its own slot (`CallContext.extraWorkspace(k)`): sizes that
+    /// one monomial cannot bound well, such as a packed weight beside per-position activations.
+    func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr]
     /// The C statements that compute one node into `c.dst`.
     func call(_ c: CallContext) throws -> String
+}
+
+extension CLowering {
+    func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr] { [] }
 }
 
 /// An op that may write its result into the memory of one of its operands.
@@ -58,6 +65,8 @@ struct CallContext {
     func lastDim(_ t: TensorType) -> String { f.lastDim(t) }
     /// The node's scratch memory (`CLowering.workspace`).
     var workspace: String { f.workspace(index) }
+    /// The node's k-th further scratch buffer (`CLowering.extraWorkspaces`).
+    func extraWorkspace(_ k: Int) -> String { "(arena + off[\(f.plan.extraWorkspaces[index]![k])])" }
     /// The node's scratch memory, or NULL when it needs none.
     var workspaceOrNull: String { f.plan.workspace[index] != nil ? f.workspace(index) : "NULL" }
     /// The gradient an accumulating op adds to its result (its last operand, `fuse-grad-acc`), or NULL.

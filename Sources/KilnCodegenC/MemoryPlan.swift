@@ -32,6 +32,8 @@ public struct MemoryPlan: Sendable {
     public var viewOffset: [Int: SizeExpr] = [:]
     /// Workspace slot of nodes whose kernel needs scratch memory.
     public var workspace: [Int: Int] = [:]
+    /// Further workspace slots of nodes whose kernel needs more than one scratch buffer.
+    public var extraWorkspaces: [Int: [Int]] = [:]
     /// Size of each slot, in elements.
     public var slotSizes: [SizeExpr]
     /// Total parameter elements.
@@ -63,7 +65,7 @@ public struct MemoryPlan: Sendable {
         }
         var storage = [Storage](repeating: .slot(-1), count: g.nodes.count)
         var viewOffset: [Int: SizeExpr] = [:]
-        var workspace: [Int: Int] = [:]
+        var workspace: [Int: Int] = [:], extraWorkspaces: [Int: [Int]] = [:]
         var paramOffset = 0
         func root(_ i: Int) -> Int { if case .view(let s) = storage[i] { return root(s) }; return i }
         var lastUse = Array(g.nodes.indices)
@@ -108,13 +110,17 @@ public struct MemoryPlan: Sendable {
                 releaseAt[lastUse[i], default: []].append(i)
             }
             if let w = Self.workspaceSize(g, i, packed: packed) { workspace[i] = allocate(w) }
+            let extra = ((try? n.kind.lowering())?.extraWorkspaces(g, i, packed: packed) ?? []).map { allocate($0) }
+            if !extra.isEmpty { extraWorkspaces[i] = extra }
             // Release after this node's allocations, so no node writes into its own operand.
             for v in releaseAt[i] ?? [] { if case .slot(let s) = storage[v] { free.append(s) } }
             if let w = workspace[i] { free.append(w) }
+            free += extra
         }
         self.storage = storage
         self.viewOffset = viewOffset
         self.workspace = workspace
+        self.extraWorkspaces = extraWorkspaces
         self.slotSizes = slotSizes
         self.paramCount = paramOffset
     }

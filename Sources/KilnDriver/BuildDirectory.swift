@@ -50,9 +50,11 @@ public enum BuildDirectory {
         OPENMP ?= -fopenmp
         ARCH ?=\(portable ? "" : " -march=native")
         CFLAGS ?= -O3 -std=c11 -Wall -Wextra
-        # Always applied: lets the optimizer loops use vector sqrt (sqrt of a negative never occurs there; the
-        # results are the same floats, only errno is not set).
-        KILN_CFLAGS = -fno-math-errno
+        # Always applied, neither changes a result: -fno-math-errno lets the optimizer loops use vector sqrt (sqrt
+        # of a negative never occurs there; only errno is not set); -fno-trapping-math lets gcc vectorise the
+        # loops whose float comparisons select a value (the clamps of kiln_exp in softmax, attention and the
+        # activations), which it otherwise keeps as scalar branches in case a comparison traps.
+        KILN_CFLAGS = -fno-math-errno -fno-trapping-math
         LDLIBS = -lm
         PROGRAM_RT = \(programRuntime.joined(separator: " "))
         PROGRAM_HEADERS = \(programHeaders.joined(separator: " "))

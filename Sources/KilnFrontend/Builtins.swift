@@ -22,6 +22,7 @@ enum Builtins {
         "repeat": [("count", true), ("block", true), ("x", true), ("shared", false), ("timestep", false), ("halting", false), ("name", false)],
         "ponder_cost": [("x", true)],
         "rezero": [("x", true), ("name", false)],
+        "lstm": [("x", true), ("hidden", true), ("layers", false), ("dropout", false), ("name", false)],
     ].merging(Activation.all.map { ($0.name, [("x", true)]) }, uniquingKeysWith: { a, _ in a })
      .merging(layers.map { ($0.key, [("x", true)] + $0.value.layerArguments.map { ($0.name, false) } + [("name", false)]) },
               uniquingKeysWith: { a, _ in a })
@@ -107,6 +108,7 @@ extension Lowering {
         case "linear": return try linear(a, r)
         case "attention": return try attention(a, r)
         case "ffn": return try ffn(a, r)
+        case "lstm": return try lstm(a, r)
         case _ where Builtins.activations.contains(name), "softmax":
             let x = try tensor(a["x"]!.0, a["x"]!.1, "the argument of \(name)")
             return try emit(OpKind(rawValue: name)!, [x], [:], r)
@@ -287,6 +289,42 @@ extension Lowering {
             operands.append(try param(o + "." + p.name, p.dims, initKind, r))
         }
         return try emit(OpKind(def.name), operands, attrs, r, order: order)
+    }
+
+    /// `lstm(x, hidden: H, layers: 1, dropout: 0)`: a stack of LSTM layers (Hochreiter & Schmidhuber 1997) as
+    /// `nn.LSTM(in, H, num_layers: layers, dropout: dropout, batch_first: True)`, with its parameter names and
+    /// shapes (`NAME.weight_ih_l0` [4H, in], `NAME.weight_hh_l0` [4H, H], `NAME.bias_ih_l0`, `NAME.bias_hh_l0`
+    /// [4H], then `_l1`, …), so its state dict loads. Each layer is the input projection of all positions (a
+    /// `linear`) and the recurrence (`lstm`); dropout applies between layers, not after the last. The weights
+    /// start at N(0, 1/(3H)), the variance of nn.LSTM's U(−1/√H, 1/√H); the biases at 0.
+    func lstm(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
+        var x = try tensor(a["x"]!.0, a["x"]!.1, "lstm's input")
+        guard graph.nodes[x].type.shape.rank == 3 else { throw report("lstm expects a [B, T, C] tensor, got \(graph.nodes[x].type)", a["x"]!.1) }
+        var inDim = try lastDim(x, a["x"]!.1, "lstm")
+        let h = try positiveInt(a["hidden"]!.0, a["hidden"]!.1, "hidden")
+        guard h <= 16384 else { throw report("hidden \(h) is too large (limit 16384)", a["hidden"]!.1) }
+        let layers = try a["layers"].map { try positiveInt($0.0, $0.1, "layers") } ?? 1
+        guard layers <= 64 else { throw report("layers \(layers) is too many (limit 64)", a["layers"]!.1) }
+        let p = try a["dropout"].map { try float($0.0, $0.1, "dropout") } ?? 0
+        guard p >= 0, p < 1 else { throw report("the dropout probability must be in [0, 1), got \(p)", a["dropout"]!.1) }
+        let o = try owner("lstm", explicit: a.explicitName)
+        let std = 1 / (3 * Double(h)).squareRoot()
+        for l in 0..<layers {
+            if l > 0 && p > 0 {
+                dropoutCount += 1
+                guard case .tensor(let d) = try emit(.dropout, [x, seedInput()], ["p": .float(p), "id": .int(dropoutCount)], r, order: ["p", "id"]) else { throw Reported() }
+                x = d
+            }
+            let wih = try param(o + ".weight_ih_l\(l)", [.const(4 * h), .const(inDim)], .normal(std), r)
+            let whh = try param(o + ".weight_hh_l\(l)", [.const(4 * h), .const(h)], .normal(std), r)
+            let bih = try param(o + ".bias_ih_l\(l)", [.const(4 * h)], .zeros, r)
+            let bhh = try param(o + ".bias_hh_l\(l)", [.const(4 * h)], .zeros, r)
+            guard case .tensor(let xg) = try emit(.linear, [x, wih, bih], [:], r),
+                  case .tensor(let y) = try emit(.lstm, [xg, whh, bhh], [:], r) else { throw Reported() }
+            x = y
+            inDim = h
+        }
+        return .tensor(x)
     }
 
     /// Emits `NAME.SUB.weight` [out, in] and optional bias, and the linear op.

@@ -17,6 +17,9 @@ import KilnIR
 /// `memory.J.mask` [R, S] (J counts the cross-attentions; S is the bound of their length), and the decoder's
 /// functions read them there (`memory_attention`).
 ///
+/// An LSTM's recurrence (`lstm`) carries its last hidden state and cell in the states `state.K.h`, `state.K.c`
+/// [R, H] instead (`cached_lstm`), so a step costs the same at every position.
+///
 /// On the decoder side every attention is causal self-attention over T or such a cross-attention, and every
 /// other op works on each position alone: elementwise ops, row-wise ops whose rows are not over T (linear,
 /// layernorm, softmax over the last axis), embedding lookups, and the position tables (`slice_rows` and
@@ -92,6 +95,11 @@ public struct KVCachePlan {
             case .actPonder:
                 // the ponder cost: in the generation functions, the mean over the positions of the call
                 break
+            case .lstm:
+                // a recurrence over T: its state (the last hidden state and cell) is carried between calls
+                guard Array(g.nodes[n.operands[0]].type.shape.dims.prefix(2)) == [B, T],
+                      n.operands.dropFirst().allSatisfy({ g.nodes[$0].kind == .param }) else { return nil }
+                continue
             case .relativeAttention:
                 // causal self-attention over T whose table (a parameter) enters by distance
                 let types = n.operands.map { g.nodes[$0].type }
@@ -144,6 +152,13 @@ public struct KVCachePlan {
     func readMemory(_ j: Int, attention i: Int, of g: Graph, query q: Int, _ b: inout GraphBuilder) -> Int {
         let s = memoryStates(j, of: g.nodes[i], in: g, &b)
         return b.emit(.memoryAttention, [q, s.k, s.v, s.mask], Attention.headAttributes(g.nodes[i].attrs))
+    }
+
+    /// The two state tensors of the k-th recurrence of the graph (`lstm`, in graph order), `state.K.h` and
+    /// `state.K.c` [R, H], added to the builder.
+    func recurrentStates(_ k: Int, of lstm: Node, in b: inout GraphBuilder) -> (h: Int, c: Int) {
+        let type = TensorType(lstm.type.dtype, [.sym(rows), lstm.type.shape.dims[2]])
+        return (b.graph.add(Node(.state, type: type, name: "state.\(k).h")), b.graph.add(Node(.state, type: type, name: "state.\(k).c")))
     }
 
     /// The two state tensors of the k-th attention of the graph (in graph order), added to the builder.

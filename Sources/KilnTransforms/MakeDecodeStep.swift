@@ -11,6 +11,7 @@ import KilnIR
 ///   positions)`: the new key and value go into the attention's caches, and each row attends over its
 ///   positions 0 … p (`relative_attention` → `cached_relative_attention`, at distances from p); a cross-attention reads the memory that `encode` wrote (`memory_attention`), and the
 ///   memory side is left out;
+/// - `lstm(xg, w, b)` → `cached_lstm(xg, h, c, w, b, positions)`: one step from the state the previous call left;
 /// - every other op is copied, its type inferred again (T is 1 now).
 ///
 /// Rows decode independently: each may be at its own position, so one call advances a batch of sequences of
@@ -22,7 +23,7 @@ public enum MakeDecodeStep {
         guard let plan = KVCachePlan(g) else { return nil }
         let T = Dim.sym(plan.sequence)
         var positions: Int?
-        var attentions = 0
+        var attentions = 0, recurrences = 0
         func position(_ b: inout GraphBuilder) -> Int {
             if let p = positions { return p }
             var attrs = Attributes()
@@ -57,6 +58,10 @@ public enum MakeDecodeStep {
                 let p = position(&b)
                 let k = b.emit(.cacheWrite, [kc, n.operands[1], p]), v = b.emit(.cacheWrite, [vc, n.operands[2], p])
                 return b.emit(.cachedRelativeAttention, [n.operands[0], k, v, n.operands[3], p], n.attrs.entries)
+            case .lstm:
+                let (h, c) = plan.recurrentStates(recurrences, of: n, in: &b)
+                recurrences += 1
+                return b.emit(.cachedLSTM, [n.operands[0], h, c, n.operands[1], n.operands[2], position(&b)])
             default:
                 return nil
             }

@@ -8,6 +8,7 @@ import KilnIR
 /// - each self-attention (`relative_attention` too) writes its keys and values into its caches (`cache_write(kc, k)`, positions 0 … T-1)
 ///   and attends as in the forward pass; each cross-attention reads the memory that `encode` wrote
 ///   (`memory_attention`), and the memory side is left out;
+/// - each `lstm` runs from zero state and leaves its last hidden state and cell in its states (`cached_lstm`);
 /// - each output `[B, T, …]` becomes `take(output) {axis: 1, index: -1}`, `[B, …]`, and the take moves before
 ///   the row-wise ops that compute the output from one position alone (the final norm and the output head),
 ///   so they run on the last position only.
@@ -17,8 +18,13 @@ public enum MakePrefill {
     public static func apply(_ g: Graph) -> Graph? {
         guard let plan = KVCachePlan(g) else { return nil }
         let T = Dim.sym(plan.sequence)
-        var attentions = 0
+        var attentions = 0, recurrences = 0
         var (b, _) = plan.rebuild(g, function: "prefill", skip: plan.memory) { b, n, i in
+            if n.kind == .lstm {
+                let (h, c) = plan.recurrentStates(recurrences, of: n, in: &b)
+                recurrences += 1
+                return b.emit(.cachedLSTM, [n.operands[0], h, c, n.operands[1], n.operands[2]])
+            }
             guard n.kind == .attention || n.kind == .relativeAttention else { return nil }
             if let j = plan.crossAttentions.firstIndex(of: i) { return plan.readMemory(j, attention: i, of: g, query: n.operands[0], &b) }
             let (kc, vc) = plan.caches(attentions, of: n, in: &b)

@@ -1,6 +1,6 @@
 /*
  * rows.c - `pad_rows`, the gradient of `slice_rows` (which itself is a view and needs no kernel): the first
- * rows of a table, zeros after; `take` (one slice of an axis) and its gradient.
+ * rows of a table, zeros after; `take` (one slice of an axis) and its gradient; `shift` along the sequence.
  */
 #ifndef KILN_KERNELS_ROWS_C
 #define KILN_KERNELS_ROWS_C
@@ -27,6 +27,21 @@ KILN_KERNEL void take_backward(real *restrict dx, const real *restrict dout, siz
     for (size_t o = 0; o < outer; o++) {
         memset(dx + o * n * inner, 0, n * inner * sizeof(real));
         memcpy(dx + (o * n + index) * inner, dout + o * inner, inner * sizeof(real));
+    }
+}
+
+/* shift: out (outer, n, inner) = x moved `steps` along the middle axis, out[o, t] = x[o, t - steps], zeros where
+ * t - steps is outside 0 .. n-1 (steps may be negative) */
+KILN_KERNEL void shift_forward(real *restrict out, const real *restrict x, size_t outer, size_t n, size_t inner,
+                               long steps) {
+    #pragma omp parallel for schedule(static) if (outer * n * inner >= 32768)
+    for (size_t o = 0; o < outer; o++) {
+        for (size_t t = 0; t < n; t++) {
+            const long from = (long)t - steps;
+            real *row = out + (o * n + t) * inner;
+            if (from < 0 || from >= (long)n) memset(row, 0, inner * sizeof(real));
+            else memcpy(row, x + (o * n + (size_t)from) * inner, inner * sizeof(real));
+        }
     }
 }
 

@@ -56,3 +56,12 @@ extension TakeGrad: CLowering {
         return "take_backward(\(c.dst), \(c.p[0]), \(outer), \(n), \(inner), \(index));"
     }
 }
+
+extension Shift: CLowering {
+    var kernelFile: String? { "rows.c" }
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    func call(_ c: CallContext) throws -> String {
+        let d = c.type.shape.dims
+        return "shift_forward(\(c.dst), \(c.p[0]), \(d[0]), \(d[1]), \(Shape(Array(d[2...])).elementCount.cExpression), \(c.attrs[Self.steps]));"
+    }
+}

@@ -173,3 +173,37 @@ extension OpKind {
     public static let take = OpKind("take")
     public static let takeGrad = OpKind("take_grad")
 }
+
+/// `shift(%x: [B, T, ...]) {steps}` — x moved `steps` positions later along axis 1 (earlier when negative),
+/// zeros where nothing moves in: out[:, t] = x[:, t - steps]. With steps 1 it gives each position its
+/// predecessor's value (an LSTM's h_{t-1}); its gradient is the shift the other way.
+public struct Shift: Op {
+    public init() {}
+    public static let steps = AttrKey<Int>("steps")
+    public let name = "shift"
+    public let summary = "x `[B, T, ...]` → x's type: out[:, t] = x[:, t − steps] along axis 1, zeros where t − steps is outside 0 … T-1"
+    public let example = """
+        graph G {
+          dim B
+          dim T <= 8
+          %x = input : f32[B, T, 4]
+          %0 = shift(%x) {steps: 1} : f32[B, T, 4]
+          output y = %0
+        }
+        """
+    public let arity = 1...1
+    public var attributes: [AttrSpec] { [Self.steps.spec] }
+    public let traits: OpTraits = []
+    public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
+        guard ops[0].shape.rank >= 2 else { throw TypeError("shift needs a tensor of rank ≥ 2 (axis 1 is shifted), got \(ops[0])") }
+        return ops[0]
+    }
+    public func differentiate(_ d: inout Differentiation) throws {
+        if d.wants(0) { d.give(0, d.emit(.shift, [d.gradient], [(Self.steps.name, .int(-d.node.attrs[Self.steps]))])) }
+    }
+    public func flops(_ c: FlopContext) -> Int { 0 }
+}
+
+extension OpKind {
+    public static let shift = OpKind("shift")
+}
