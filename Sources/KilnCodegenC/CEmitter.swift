@@ -52,6 +52,8 @@ public struct CEmitter {
     let params: [(name: String, node: Node, offset: Int)]
     /// Parameters that inference functions read in the matrix-product engine's panel layout, by name.
     let packedNames: Set<String>
+    /// The packed weights that are LSTMs' recurrent weights (`gatePackedWeights`), in lstm.c's layout.
+    let gatePackedNames: Set<String>
     /// The state tensors (KV caches) by name, in order.
     let states: [(name: String, type: TensorType)]
 
@@ -111,13 +113,15 @@ public struct CEmitter {
         // packed: a weight every inference function that reads it reads as a linear layer's weight
         var packable: Set<String>?
         for f in functions where f.function != "train_step" {
-            let mine = Set(Self.packedWeights(f).map { f.nodes[$0].name! })
+            let mine = Set(Self.packedWeights(f).union(Self.gatePackedWeights(f)).map { f.nodes[$0].name! })
             let used = Set(f.parameters.map { f.nodes[$0].name! })
             let allowed = mine.union(Set(order).subtracting(used))
             packable = packable.map { $0.intersection(allowed) } ?? allowed
         }
         let usedByInference = Set(functions.filter { $0.function != "train_step" }.flatMap { f in f.parameters.map { f.nodes[$0].name! } })
         packedNames = (packable ?? []).intersection(usedByInference)
+        gatePackedNames = Set(functions.filter { $0.function != "train_step" }.flatMap { f in Self.gatePackedWeights(f).map { f.nodes[$0].name! } })
+            .intersection(packedNames)
         // the state tensors
         var states: [(String, TensorType)] = []
         for f in functions {
@@ -168,6 +172,21 @@ public struct CEmitter {
 
     /// Parameters that a function reads in the GEMM's panel layout: weights of linear layers whose every other
     /// use is an embedding lookup (a tied output head), which then reads the packed table.
+    /// The recurrent weights [4H, H] of LSTMs (`lstm`, `cached_lstm`) with H a multiple of 16, when nothing else
+    /// reads them: stored in lstm.c's gate-interleaved panels (`lstm_pack_gates_in_place`), which take exactly
+    /// the weight's elements, so that a decode step does not pack W_hh again.
+    public static func gatePackedWeights(_ g: Graph) -> Set<Int> {
+        var recurrent = Set<Int>(), otherUse = Set<Int>()
+        for n in g.nodes {
+            for (k, o) in n.operands.enumerated() {
+                if (n.kind == .lstm && k == 1) || (n.kind == .cachedLSTM && k == 3) { recurrent.insert(o) } else { otherUse.insert(o) }
+            }
+        }
+        return Set(g.parameters.filter {
+            recurrent.contains($0) && !otherUse.contains($0) && (g.nodes[$0].type.shape.dims[1].constValue ?? 1) % 16 == 0
+        })
+    }
+
     public static func packedWeights(_ g: Graph) -> Set<Int> {
         var asWeight = Set<Int>(), otherUse = Set<Int>()
         for n in g.nodes {
@@ -257,19 +276,26 @@ public struct CEmitter {
         out += "};\n\n"
         out += sourceTable()
         let packed = params.filter { packedNames.contains($0.name) }
-        for (fn, kernel, doc) in [("pack_params", "pack_weight_in_place", "weights-file layout -> the panel layout the inference functions read"),
-                                  ("unpack_params", "unpack_weight_in_place", "the panel layout -> weights-file layout")] {
-            out += "/* The linear layers' weights, in place: \(doc). 0, or -1 when out of memory. */\n"
+        for (fn, kernel, gateKernel, doc) in [("pack_params", "pack_weight_in_place", "lstm_pack_gates_in_place", "weights-file layout -> the panel layout the inference functions read"),
+                                              ("unpack_params", "unpack_weight_in_place", "lstm_unpack_gates_in_place", "the panel layout -> weights-file layout")] {
+            out += "/* The linear layers' (and LSTMs' recurrent) weights, in place: \(doc). 0, or -1 when out of memory. */\n"
             guard !packed.isEmpty else {
                 out += "static int \(fn)(real *params) { (void)params; return 0; }\n\n"
                 continue
             }
-            let maxK = packed.map { $0.node.type.shape.dims[1].constValue! }.max()!
+            // scratch: 64 rows of the widest linear weight, or the largest recurrent weight whole
+            let linearK = packed.filter { !gatePackedNames.contains($0.name) }.map { $0.node.type.shape.dims[1].constValue! }.max() ?? 0
+            let recurrent = packed.filter { gatePackedNames.contains($0.name) }.map { $0.node.type.shape.elementCount.evaluate([:]) }.max() ?? 0
+            let tmpSize = recurrent > GemmKernels.nr * linearK ? "\(recurrent)" : "GEMM_NR * \(linearK)"
             out += "static int \(fn)(real *params) {\n"
-            out += "    real *tmp = malloc((size_t)GEMM_NR * \(maxK) * sizeof(real));\n    if (!tmp) return -1;\n"
+            out += "    real *tmp = malloc((size_t)\(tmpSize) * sizeof(real));\n    if (!tmp) return -1;\n"
             for p in packed {
                 let d = p.node.type.shape.dims.map { $0.constValue! }
-                out += "    \(kernel)(params + \(p.offset), \(d[0]), \(d[1]), tmp);  /* \(p.name) (\(d[0]), \(d[1])) */\n"
+                if gatePackedNames.contains(p.name) {
+                    out += "    \(gateKernel)(params + \(p.offset), \(d[1]), tmp);  /* \(p.name) (\(d[0]), \(d[1])) */\n"
+                } else {
+                    out += "    \(kernel)(params + \(p.offset), \(d[0]), \(d[1]), tmp);  /* \(p.name) (\(d[0]), \(d[1])) */\n"
+                }
             }
             out += "    free(tmp);\n    return 0;\n}\n\n"
         }

@@ -12,7 +12,7 @@ enum Builtins {
         "linear": [("x", true), ("out", false), ("bias", false), ("tied", false), ("name", false)],
         "attention": [("x", true), ("heads", true), ("mask", false), ("padding", false), ("bias", false), ("memory", false),
                       ("position", false), ("kv_heads", false), ("rope_base", false), ("clip", false), ("buckets", false),
-                      ("max_distance", false), ("name", false)],
+                      ("max_distance", false), ("window", false), ("name", false)],
         "sqrt": [("x", true)],
         "mean_pool": [("x", true), ("mask", false)],
         "first_token": [("x", true)],
@@ -378,6 +378,15 @@ extension Lowering {
         var headAttrs: [String: AttrValue] = ["heads": .int(heads)]
         if kvHeads != heads { headAttrs["kv_heads"] = .int(kvHeads) }
         if position == "alibi" { headAttrs["alibi"] = .bool(true) }
+        if let (wv, wr) = a["window"] {
+            // local attention: each query sees the keys within window − 1 positions (before it, when causal)
+            let w = try positiveInt(wv, wr, "window")
+            guard position == "none" || position == "rotary" || position == "alibi" else {
+                throw report("window: works with position: none, rotary or alibi, not \(position)", wr)
+            }
+            guard a["memory"] == nil else { throw report("window: is local self-attention; cross-attention to a memory takes none", wr) }
+            headAttrs["window"] = .int(w)
+        }
         if position == "rotary", (c / heads) % 2 != 0 {
             throw report("rotary positions turn pairs of channels: the head size \(c / heads) must be even", a["position"]!.1)
         }
@@ -427,7 +436,7 @@ extension Lowering {
                                                  order: ["heads", "kv_heads", "causal", "scheme", "clip", "buckets", "max_distance"]) else { throw Reported() }
             att = y
         } else {
-            guard case .tensor(let y) = try emit(.attention, [q, k, v] + padding, headAttrs.merging(["causal": .bool(mask == "causal")]) { a, _ in a }, r, order: ["heads", "kv_heads", "alibi", "causal"]) else { throw Reported() }
+            guard case .tensor(let y) = try emit(.attention, [q, k, v] + padding, headAttrs.merging(["causal": .bool(mask == "causal")]) { a, _ in a }, r, order: ["heads", "kv_heads", "alibi", "causal", "window"]) else { throw Reported() }
             att = y
         }
         return .tensor(try projection(att, o + ".output", c, c, bias: bias, std: residualStd, r))

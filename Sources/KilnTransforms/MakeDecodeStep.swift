@@ -51,7 +51,7 @@ public enum MakeDecodeStep {
                 attentions += 1
                 let p = position(&b)
                 let k = b.emit(.cacheWrite, [kc, n.operands[1], p]), v = b.emit(.cacheWrite, [vc, n.operands[2], p])
-                return b.emit(.cachedAttention, [n.operands[0], k, v, p], Attention.headAttributes(n.attrs))
+                return b.emit(.cachedAttention, [n.operands[0], k, v, p], Attention.headAttributes(n.attrs) + Attention.windowAttribute(n.attrs))
             case .relativeAttention:
                 let (kc, vc) = plan.caches(attentions, of: n, in: &b)
                 attentions += 1

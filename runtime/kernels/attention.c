@@ -35,12 +35,14 @@ KILN_KERNEL inline void alibi_scores(real *restrict x, int n, double slope_over_
  * out, q are (B, T, C); k, v are (B, S, KVH * hs); NH heads of size hs = C/NH, head h reading key/value head
  * h / (NH/KVH) (grouped-query attention; KVH = NH is multi-head attention); causal: query t sees keys 0..t;
  * mask (B, S), or NULL: key s of row b is seen only where mask[b, s] is 1 (padding). A query that sees no key
- * gets zeros. alibi: each head adds ALiBi's bias (alibi_slope). ws: B*NH*S*(hs + hs64) elements (hs64 = hs rounded up to 64): per (batch, head), K^T as (hs, S) and then
+ * gets zeros. alibi: each head adds ALiBi's bias (alibi_slope). window > 0: query t sees only the keys s with
+ * |t − s| < window (local attention; with causal the window keys t − window + 1 .. t), and the tile's key
+ * blocks start at its first query's window, so the cost is O(T · window). ws: B*NH*S*(hs + hs64) elements (hs64 = hs rounded up to 64): per (batch, head), K^T as (hs, S) and then
  * V as (S, hs64), zero past column hs. A key block reads 64 columns of K^T; past S they run into the next
  * row (or into V), values that are masked out, never used. */
 KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, const real *restrict k,
                                    const real *restrict v, const int32_t *restrict mask, real *restrict ws,
-                                   int B, int T, int S, int C, int NH, int KVH, int causal, int alibi) {
+                                   int B, int T, int S, int C, int NH, int KVH, int causal, int alibi, int window) {
     const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR, Ckv = KVH * hs, group = NH / KVH;
     const size_t per_head = (size_t)S * (hs + hs64);
     const real scale = 1 / sqrt((real)hs);
@@ -79,19 +81,31 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
                     sum[i] = 0;
                     for (int d = 0; d < hs; d++) ot[(size_t)i * C + d] = 0;
                 }
-                const int keys = causal && t0 + mb < S ? t0 + mb : S;  /* keys any row of the tile sees */
-                for (int s0 = 0; s0 < keys; s0 += GEMM_NR) {
+                /* the keys any row of the tile sees: first .. keys-1 */
+                int keys = causal && t0 + mb < S ? t0 + mb : S;
+                if (window > 0 && !causal && t0 + mb - 1 + window < keys) keys = t0 + mb - 1 + window;
+                const int first = window > 0 && t0 - window + 1 > 0 ? t0 - window + 1 : 0;
+                for (int s0 = first; s0 < keys; s0 += GEMM_NR) {
                     const int nb = keys - s0 < GEMM_NR ? keys - s0 : GEMM_NR;
                     tile(p, qt, C, 1, mb, kt + s0, S, hs);  /* p (mb, 64) = Q K^T of this block */
                     for (int i = 0; i < mb; i++) {
-                        real *pi = p + i * GEMM_NR;
-                        const int seen = causal ? t0 + i - s0 + 1 : nb;  /* keys of row i in the block */
-                        const int lim = seen < nb ? (seen > 0 ? seen : 0) : nb;
-                        const int32_t *mk = mask ? mask + (size_t)b * S + s0 : NULL;
-                        if (alibi) alibi_scores(pi, lim, slope, t0 + i, s0);
+                        real *row = p + i * GEMM_NR;
+                        /* row i sees keys from .. lim-1 of the block */
+                        int hi = causal ? t0 + i + 1 : S, lo = 0;
+                        if (window > 0) {
+                            lo = t0 + i - window + 1;
+                            if (!causal && t0 + i + window < hi) hi = t0 + i + window;
+                        }
+                        const int lim = hi - s0 < nb ? (hi - s0 > 0 ? hi - s0 : 0) : nb;
+                        const int from = lo - s0 > 0 ? (lo - s0 < lim ? lo - s0 : lim) : 0;
+                        for (int j = 0; j < from; j++) row[j] = 0;
+                        real *pi = row + from;
+                        const int n = lim - from;
+                        const int32_t *mk = mask ? mask + (size_t)b * S + s0 + from : NULL;
+                        if (alibi) alibi_scores(pi, n, slope, t0 + i, s0 + from);
                         if (mk)  /* padding keys take no part in the maximum */
-                            for (int j = 0; j < lim; j++) pi[j] = mk[j] ? pi[j] : -INFINITY;
-                        const real bmax = row_max(pi, lim) * scale;  /* of the raw scores (scale > 0) */
+                            for (int j = 0; j < n; j++) pi[j] = mk[j] ? pi[j] : -INFINITY;
+                        const real bmax = n > 0 ? row_max(pi, n) * scale : -INFINITY;  /* of the raw scores (scale > 0) */
                         corr[i] = 1;
                         if (bmax > maxv[i]) {
                             /* a new maximum: what has been accumulated is rescaled below */
@@ -101,15 +115,15 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
                         }
                         const real m = maxv[i];
                         real rs = 0;
-                        if (!mk) {
+                        if (m == -INFINITY) {  /* no key seen yet: nothing to add */
+                            for (int j = 0; j < n; j++) pi[j] = 0;
+                        } else if (!mk) {
                             #pragma omp simd reduction(+:rs)
-                            for (int j = 0; j < lim; j++) { pi[j] = kiln_exp(pi[j] * scale - m); rs += pi[j]; }
-                        } else if (m == -INFINITY) {  /* no key seen yet: nothing to add */
-                            for (int j = 0; j < lim; j++) pi[j] = 0;
+                            for (int j = 0; j < n; j++) { pi[j] = kiln_exp(pi[j] * scale - m); rs += pi[j]; }
                         } else {
-                            for (int j = 0; j < lim; j++) { pi[j] = mk[j] ? kiln_exp(pi[j] * scale - m) : 0; rs += pi[j]; }
+                            for (int j = 0; j < n; j++) { pi[j] = mk[j] ? kiln_exp(pi[j] * scale - m) : 0; rs += pi[j]; }
                         }
-                        for (int j = lim; j < nb; j++) pi[j] = 0;
+                        for (int j = lim; j < nb; j++) row[j] = 0;
                         sum[i] += rs;
                     }
                     for (int u = 0; u < hs; u += GEMM_NR) {
@@ -153,11 +167,11 @@ KILN_KERNEL void cache_write_forward(real *cache, const real *restrict x, const 
 }
 
 /* attention_cached_forward: query t of row b (q, out are (B, T, C); caches (R, S, KVH * hs)) attends over positions
- * 0 .. positions[b, t] of cache row b, one query row at a time with no scratch; keys in blocks of 64:
+ * 0 .. positions[b, t] of cache row b (the last `window` of them when window > 0), one query row at a time with no scratch; keys in blocks of 64:
  * scores, one rescale per new maximum, exp, weighted sum of values. */
 KILN_KERNEL void attention_cached_forward(real *restrict out, const real *restrict q, const real *restrict kc,
                                           const real *restrict vc, const int32_t *restrict positions, int B, int T,
-                                          int S, int C, int NH, int KVH, int alibi) {
+                                          int S, int C, int NH, int KVH, int alibi, int window) {
     const int hs = C / NH, Ckv = KVH * hs, group = NH / KVH;
     const real scale = 1 / sqrt((real)hs);
     #pragma omp parallel for collapse(3) schedule(static)
@@ -172,7 +186,7 @@ KILN_KERNEL void attention_cached_forward(real *restrict out, const real *restri
                 real maxv = -INFINITY, sum = 0;
                 const int len = positions[(size_t)b * T + t] + 1;
                 const double slope = alibi ? alibi_slope(h, NH) : 0;
-                for (int s0 = 0; s0 < len; s0 += 64) {
+                for (int s0 = window > 0 && len > window ? len - window : 0; s0 < len; s0 += 64) {
                     const int nb = len - s0 < 64 ? len - s0 : 64;
                     real score[64];
                     real bmax = -INFINITY;
@@ -414,11 +428,12 @@ KILN_KERNEL void attention_backward_all(real *restrict out, const real *restrict
  *   P = softmax(q·kᵀ·scale) (masked), dP = dout·vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P))
  *   dq = dS·k·scale, dk = dSᵀ·q·scale, dv = Pᵀ·dout.
  * dk and dv sum over the query heads that share a key/value head: one thread takes them all (and so writes
- * its slice alone). scratch holds two rows of S per (batch, head). */
+ * its slice alone). window > 0: query t sees the keys s with |t − s| < window, as in attention_forward, and only
+ * those are visited. scratch holds two rows of S per (batch, head). */
 KILN_KERNEL void attention_backward(real *restrict out, const real *restrict dout, const real *restrict q,
                                     const real *restrict k, const real *restrict v, const int32_t *restrict mask,
                                     real *restrict scratch, int B, int T, int S, int C, int NH, int KVH, int causal,
-                                    int alibi, int wrt) {
+                                    int alibi, int wrt, int window) {
     const int hs = C / NH, Ckv = KVH * hs, group = NH / KVH;
     const real scale = 1 / sqrt((real)hs);
     /* the units of work: query heads for dq, key/value heads (with their group of query heads) for dk, dv */
@@ -439,12 +454,17 @@ KILN_KERNEL void attention_backward(real *restrict out, const real *restrict dou
                 for (int t = 0; t < T; t++) {
                     const real *qt = q + ((size_t)b * T + t) * C + h * hs;
                     const real *dyt = dout + ((size_t)b * T + t) * C + h * hs;
-                    int len = causal ? t + 1 : S;
+                    int len = causal ? t + 1 : S, lo = 0;
+                    if (window > 0) {
+                        lo = t - window + 1 > 0 ? t - window + 1 : 0;
+                        if (!causal && t + window < len) len = t + window;
+                    }
                     const int32_t *mk = mask ? mask + (size_t)b * S : NULL;
                     real maxv = -INFINITY;
-                    for (int s = 0; s < len; s++) {
+                    for (int s = lo; s < len; s++) {
                         const real *ks = k + ((size_t)b * S + s) * Ckv + kvo;
                         real score = 0;
+                        #pragma omp simd reduction(+:score)
                         for (int d = 0; d < hs; d++) score += qt[d] * ks[d];
                         p[s] = score * scale - (real)(slope * (t > s ? t - s : s - t));
                         if (mk && !mk[s]) p[s] = -INFINITY;  /* a padding key */
@@ -453,34 +473,39 @@ KILN_KERNEL void attention_backward(real *restrict out, const real *restrict dou
                     real sum = 0;
                     if (!mk) {
                         #pragma omp simd reduction(+:sum)
-                        for (int s = 0; s < len; s++) { p[s] = kiln_exp(p[s] - maxv); sum += p[s]; }
+                        for (int s = lo; s < len; s++) { p[s] = kiln_exp(p[s] - maxv); sum += p[s]; }
                     } else {
-                        for (int s = 0; s < len; s++) { p[s] = mk[s] && maxv > -INFINITY ? kiln_exp(p[s] - maxv) : 0; sum += p[s]; }
+                        for (int s = lo; s < len; s++) { p[s] = mk[s] && maxv > -INFINITY ? kiln_exp(p[s] - maxv) : 0; sum += p[s]; }
                     }
-                    for (int s = 0; s < len; s++) p[s] = sum > 0 ? p[s] / sum : 0;
+                    for (int s = lo; s < len; s++) p[s] = sum > 0 ? p[s] / sum : 0;
                     if (wrt == 2) {
-                        for (int s = 0; s < len; s++) {
-                            real *dv = out + ((size_t)b * S + s) * Ckv + kvo;
-                            for (int d = 0; d < hs; d++) dv[d] += p[s] * dyt[d];
+                        for (int s = lo; s < len; s++) {
+                            real *restrict dv = out + ((size_t)b * S + s) * Ckv + kvo;
+                            const real ps = p[s];
+                            #pragma omp simd
+                            for (int d = 0; d < hs; d++) dv[d] += ps * dyt[d];
                         }
                         continue;
                     }
                     real dot = 0;
-                    for (int s = 0; s < len; s++) {
+                    for (int s = lo; s < len; s++) {
                         const real *vs = v + ((size_t)b * S + s) * Ckv + kvo;
                         real acc = 0;
+                        #pragma omp simd reduction(+:acc)
                         for (int d = 0; d < hs; d++) acc += dyt[d] * vs[d];
                         dp[s] = acc;
                         dot += acc * p[s];
                     }
-                    for (int s = 0; s < len; s++) {
+                    for (int s = lo; s < len; s++) {
                         real ds = p[s] * (dp[s] - dot) * scale;
                         if (wrt == 0) {
-                            real *dq = out + ((size_t)b * T + t) * C + h * hs;
+                            real *restrict dq = out + ((size_t)b * T + t) * C + h * hs;
                             const real *ks = k + ((size_t)b * S + s) * Ckv + kvo;
+                            #pragma omp simd
                             for (int d = 0; d < hs; d++) dq[d] += ds * ks[d];
                         } else {
-                            real *dk = out + ((size_t)b * S + s) * Ckv + kvo;
+                            real *restrict dk = out + ((size_t)b * S + s) * Ckv + kvo;
+                            #pragma omp simd
                             for (int d = 0; d < hs; d++) dk[d] += ds * qt[d];
                         }
                     }

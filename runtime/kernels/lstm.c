@@ -46,6 +46,24 @@ KILN_KERNEL void lstm_pack_gates(real *restrict panels, const real *restrict w_h
     }
 }
 
+/* W_hh (4H, H) rearranged in place into lstm_pack_gates's layout, for H a multiple of LSTM_U (the panels then
+ * take exactly its 4H x H elements): done once when a model is loaded for inference. tmp holds 4H x H values. */
+KILN_KERNEL void lstm_pack_gates_in_place(real *restrict w_hh, int H, real *restrict tmp) {
+    memcpy(tmp, w_hh, (size_t)4 * H * H * sizeof(real));
+    lstm_pack_gates(w_hh, tmp, H);
+}
+
+/* The inverse of lstm_pack_gates_in_place: the panels back to W_hh (4H, H). */
+KILN_KERNEL void lstm_unpack_gates_in_place(real *restrict w_hh, int H, real *restrict tmp) {
+    memcpy(tmp, w_hh, (size_t)4 * H * H * sizeof(real));
+    for (int k = 0; k < H / LSTM_U; k++)
+        for (int g = 0; g < 4; g++)
+            for (int u = 0; u < LSTM_U; u++) {
+                real *row = w_hh + ((size_t)g * H + k * LSTM_U + u) * H;
+                for (int p = 0; p < H; p++) row[p] = tmp[((size_t)k * H + p) * GEMM_NR + g * LSTM_U + u];
+            }
+}
+
 /* One tile of a forward step: rows m0 .. m0+mb-1 and units k*LSTM_U .. of the cells. The product of h_prev
  * (rows of stride hp_rs) and panel k gives the recurrent part of the four gates; with b_hh and the inputs
  * xg_t (rows of stride x_rs) the cell c is updated (read from c_prev, rows of stride cp_rs, written to c,
@@ -110,13 +128,14 @@ KILN_KERNEL void lstm_recurrence(real *restrict hs, real *restrict cells, real *
 /* lstm and cached_lstm: out (B, T, H) = the hidden states of the recurrence over xg (B, T, 4H) with w_hh
  * (4H, H), b_hh (4H). h_state, c_state (R, H), or NULL: the state rows 0 .. B-1 that a row starts from when
  * its first position (positions[b * T], positions (B, T) or NULL) is past 0, and where its last hidden state
- * and cell are left. Scratch: panels (lstm_panels_size(H)), ws (B, 2H). */
+ * and cell are left. Scratch: panels (lstm_panels_size(H)), or NULL when w_hh is already in lstm_pack_gates's layout
+ * (lstm_pack_gates_in_place); ws (B, 2H). */
 KILN_KERNEL void lstm_forward(real *restrict out, const real *restrict xg, const real *restrict w_hh,
                               const real *restrict b_hh, real *restrict h_state, real *restrict c_state,
                               const int32_t *restrict positions, real *restrict panels, real *restrict ws, int B,
                               int T, int H) {
     real *h0 = ws, *c = h0 + (size_t)B * H;
-    lstm_pack_gates(panels, w_hh, H);
+    if (panels) lstm_pack_gates(panels, w_hh, H);
     for (int b = 0; b < B; b++) {
         const int carry = h_state && positions && positions[(size_t)b * T] > 0;
         for (int j = 0; j < H; j++) {
@@ -124,7 +143,7 @@ KILN_KERNEL void lstm_forward(real *restrict out, const real *restrict xg, const
             c[(size_t)b * H + j] = carry ? c_state[(size_t)b * H + j] : 0;
         }
     }
-    lstm_recurrence(out, NULL, NULL, h0, c, xg, panels, b_hh, B, T, H);
+    lstm_recurrence(out, NULL, NULL, h0, c, xg, panels ? panels : w_hh, b_hh, B, T, H);
     if (h_state) {
         for (int b = 0; b < B; b++) {
             memcpy(h_state + (size_t)b * H, out + ((size_t)b * T + (size_t)(T - 1)) * H, (size_t)H * sizeof(real));

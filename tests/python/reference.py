@@ -41,11 +41,13 @@ def t5_buckets(T, S, causal, buckets, max_distance):
 class SelfAttention(nn.Module):
     """relative: ("shaw", clip) for Shaw et al. 2018's representations (`relative` [2, 2 clip + 1, hs]: a^K, a^V
     at the clipped distance s - t, shared by the heads); ("t5", buckets, max_distance) for T5's bias
-    (`relative_bias` [buckets, heads])."""
+    (`relative_bias` [buckets, heads]). window: local attention, query t sees the keys s with |t - s| < window
+    (a mask on the full score matrix, as the papers define it)."""
 
-    def __init__(self, dim, heads, causal, bias, rotary=False, kv_heads=None, alibi=False, relative=None):
+    def __init__(self, dim, heads, causal, bias, rotary=False, kv_heads=None, alibi=False, relative=None, window=None):
         super().__init__()
         self.heads, self.causal, self.rotary, self.alibi, self.relative_scheme = heads, causal, rotary, alibi, relative
+        self.window = window
         self.kv_heads = kv_heads or heads
         kv_dim = dim // heads * self.kv_heads
         self.query = nn.Linear(dim, dim, bias=bias)
@@ -84,9 +86,14 @@ class SelfAttention(nn.Module):
             att = att - slopes * (pos[:, None] - pos[None, :]).abs()
         if self.causal:
             att = att.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool)), float("-inf"))
+        if self.window:
+            distance = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).abs()
+            att = att.masked_fill(distance >= self.window, float("-inf"))
         if mask is not None:
             att = att.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
         p = F.softmax(att, dim=-1)
+        if mask is not None:  # a query that sees no key gets zeros
+            p = torch.nan_to_num(p, nan=0.0)
         y = p @ v
         if shaw:
             y = y + torch.einsum("bhts,tsd->bhtd", p, self.relative[1][rel])
@@ -180,10 +187,10 @@ def load(cfg, weights_path, dtype=torch.float64):
 class EncoderLayer(nn.Module):
     """A post-norm encoder layer with a padding mask (examples/tiny-encoder.kiln's Layer)."""
 
-    def __init__(self, dim, heads, hidden, eps=1e-5, relative=None):
+    def __init__(self, dim, heads, hidden, eps=1e-5, relative=None, window=None):
         super().__init__()
         self.heads = heads
-        self.attention = SelfAttention(dim, heads, causal=False, bias=True, relative=relative)
+        self.attention = SelfAttention(dim, heads, causal=False, bias=True, relative=relative, window=window)
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.ffn = FFN(dim, hidden, "gelu", bias=True)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
@@ -235,6 +242,19 @@ class RelativeEncoder(TinyEncoder):
         return e, self.classifier(e)
 
 
+class LocalEncoder(RelativeEncoder):
+    """tests/models/local-encoder.kiln: RelativeEncoder's model with local attention instead of relative positions:
+    its first layer sees the keys within 2 positions either side (window 3), its second within 5 (window 6)."""
+
+    def __init__(self, vocab=53, dim=36, heads=6, hidden=70, classes=5):
+        nn.Module.__init__(self)
+        self.embed = nn.Embedding(vocab, dim)
+        self.first = EncoderLayer(dim, heads, hidden, window=3)
+        self.second = EncoderLayer(dim, heads, hidden, window=6)
+        self.layers = [self.first, self.second]
+        self.classifier = nn.Linear(dim, classes)
+
+
 def load_encoder(weights_path, dtype=torch.float64, model=TinyEncoder, **cfg):
     from safetensors.torch import load_file
 
@@ -246,11 +266,11 @@ def load_encoder(weights_path, dtype=torch.float64, model=TinyEncoder, **cfg):
 class RMSSwiGLULayer(nn.Module):
     """A pre-norm decoder layer with RMSNorm (torch.nn.RMSNorm) and a SwiGLU feed-forward, no biases."""
 
-    def __init__(self, dim, heads, hidden, eps, rotary=False, kv_heads=None, alibi=False, relative=None):
+    def __init__(self, dim, heads, hidden, eps, rotary=False, kv_heads=None, alibi=False, relative=None, window=None):
         super().__init__()
         self.rmsnorm = nn.RMSNorm(dim, eps=eps)
         self.attention = SelfAttention(dim, heads, causal=True, bias=False, rotary=rotary, kv_heads=kv_heads, alibi=alibi,
-                                       relative=relative)
+                                       relative=relative, window=window)
         self.rmsnorm_1 = nn.RMSNorm(dim, eps=eps)
         self.ffn = nn.Module()
         self.ffn.gate = nn.Linear(dim, hidden, bias=False)
@@ -286,11 +306,11 @@ class RotaryLM(nn.Module):
     """tests/models/rotary.kiln: RMSSwiGLU's layers with rotary positions and no position table; with kv_heads,
     tests/models/gqa.kiln (grouped-query attention: the Llama layer)."""
 
-    def __init__(self, vocab=41, dim=30, heads=3, layers=2, hidden=46, kv_heads=None, position="rotary"):
+    def __init__(self, vocab=41, dim=30, heads=3, layers=2, hidden=46, kv_heads=None, position="rotary", window=None):
         super().__init__()
         self.embed = nn.Embedding(vocab, dim)
         self.layers = nn.ModuleList([RMSSwiGLULayer(dim, heads, hidden, 1e-5, rotary=position == "rotary", kv_heads=kv_heads,
-                                                    alibi=position == "alibi") for _ in range(layers)])
+                                                    alibi=position == "alibi", window=window) for _ in range(layers)])
         self.rmsnorm = nn.RMSNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, vocab, bias=False)
 

@@ -268,6 +268,24 @@ def test_stats_counts_relative_positions_exactly(kiln):
     assert counts("tests/models/t5-bias.kiln") == (L * (4 * pairs * C + pairs * H), L * (20 * pairs * C + 5 * pairs * H))
 
 
+def test_stats_counts_local_attention_by_its_window(kiln):
+    """tests/models/local.kiln (window 5, causal) and tests/models/local-encoder.kiln (windows 3 and 6, both
+    sides): attention counts 4 FLOPs per (query, key) pair within the window and channel, its gradient 10."""
+    B, T = 2, 12
+
+    def flops(model, op, part):
+        r = run([kiln, "stats", ROOT / model, "--batch", B, "--seq", T])
+        assert r.returncode == 0, r.stderr
+        text = r.stdout.split("training step")[part]
+        return int(re.search(rf"  {op} +([\d,]+) FLOPs", text).group(1).replace(",", ""))
+
+    causal = B * sum(min(t + 1, 5) for t in range(T))  # 1 + 2 + 3 + 4 + 5 · 8 keys
+    assert flops("tests/models/local.kiln", "attention", 0) == 2 * 4 * causal * 30
+    assert flops("tests/models/local.kiln", "attention_grad", 1) == 2 * 10 * causal * 30
+    both = lambda w: B * sum(min(T, t + w) - max(0, t - w + 1) for t in range(T))
+    assert flops("tests/models/local-encoder.kiln", "attention", 0) == 4 * (both(3) + both(6)) * 36
+
+
 def test_stats_counts_adaptive_computation_time_exactly(kiln):
     """tests/models/universal-act.kiln (4 steps) by hand, from the docs of act and its ops: per position and step
     10 for the halting bookkeeping, per element and step 3 for the weighted state; the ponder cost 10 per

@@ -15,9 +15,11 @@ ENCODER = "examples/tiny-encoder.kiln"
 VOCAB, CONTEXT, DIM, CLASSES = 53, 19, 36, 5
 
 
-# The numerics tests run on both: tests/models/relative-encoder.kiln has relative positions (T5's
-# bidirectional buckets, Shaw et al.'s clipped distances) under the same padding mask.
-MODELS = {"tiny": (ENCODER, reference.TinyEncoder), "relative": ("tests/models/relative-encoder.kiln", reference.RelativeEncoder)}
+# The numerics tests run on all three: tests/models/relative-encoder.kiln has relative positions (T5's
+# bidirectional buckets, Shaw et al.'s clipped distances) under the same padding mask, tests/models/local-encoder.kiln
+# local attention (windows of 3 and 6) under it.
+MODELS = {"tiny": (ENCODER, reference.TinyEncoder), "relative": ("tests/models/relative-encoder.kiln", reference.RelativeEncoder),
+          "local": ("tests/models/local-encoder.kiln", reference.LocalEncoder)}
 
 
 def build_far_from_init(builds, tmp_path_factory, file):
@@ -195,3 +197,14 @@ def test_infer_run_validates_every_input(encoder, tmp_path, inputs, expected):
         args += ["--input", f"{name}={tmp_path / (name + '.npy')}"]
     r = run(args)
     assert r.returncode in (1, 2) and r.stderr.count("\n") == 1 and expected in r.stderr, r.stderr
+
+
+def test_local_encoder_across_key_blocks(builds, tmp_path_factory, tmp_path):
+    """The bidirectional windows (3 and 6) at T = 200, past the context (no position table) and across blocks
+    of 64 keys, with padding: the outputs of reference.LocalEncoder."""
+    out, w = build_far_from_init(builds, tmp_path_factory, MODELS["local"][0])
+    tokens, mask = padded_batch([200, 131, 64], T=200, seed=3)
+    e, logits = infer_run(out, w, tmp_path, tokens, mask)
+    want_e, want_logits = reference_outputs(w, tokens, mask, cls=reference.LocalEncoder)
+    assert_close(e, want_e)
+    assert_close(logits, want_logits)

@@ -41,6 +41,10 @@ VARIANTS = {
     "shaw-mqa": dict(file="tests/models/shaw.kiln", set=["kv_heads=1"], reference=lambda: reference.ShawReZero(kv_heads=1),
                      vocab=41, context=12),
     "t5-bias": dict(file="tests/models/t5-bias.kiln", reference=reference.T5BiasLM, vocab=41, context=12),
+    # local (sliding-window) attention, window 5 within a context of 12: multi-head and multi-query
+    "local": dict(file="tests/models/local.kiln", reference=lambda: reference.RotaryLM(window=5), vocab=41, context=12),
+    "local-mqa": dict(file="tests/models/local.kiln", set=["kv_heads=1"], reference=lambda: reference.RotaryLM(window=5, kv_heads=1),
+                      vocab=41, context=12),
     "gqa": dict(file="tests/models/gqa.kiln", reference=lambda: reference.RotaryLM(dim=36, heads=6, kv_heads=2),
                 vocab=41, context=12),
 }
@@ -218,3 +222,27 @@ train {{
         assert r.returncode == 0, r.stderr
         loss = float(re.search(r"loss ([\d.]+) nats", r.stdout).group(1))
         assert loss < 0.85 * np.log(256), (seq, r.stdout)
+
+
+@pytest.mark.parametrize("window", [40, 100])
+def test_local_attention_across_key_blocks(builds, tmp_path, window):
+    """Local attention at T = 300: query tiles whose window starts inside one block of 64 keys and ends in another,
+    against PyTorch's masked attention (rotary positions extrapolate, so the model runs past its context)."""
+    out = builds.build("tests/models/local.kiln", f"window={window}")
+    w = tmp_path / "w.safetensors"
+    assert run([out / "infer", "init", "--seed", 4, "--out", w]).returncode == 0
+    g = torch.Generator().manual_seed(4)
+    save_file({k: v + 0.1 * torch.randn(v.shape, generator=g) for k, v in load_file(str(w)).items()}, str(w))
+    tokens = np.random.default_rng(window).integers(0, 41, size=(2, 300), dtype=np.int32)
+    np.save(tmp_path / "tokens.npy", tokens)
+    r = run([out / "infer", "run", "--weights", w, "--input", f"tokens={tmp_path / 'tokens.npy'}",
+             "--output", f"logits={tmp_path / 'logits.npy'}"])
+    assert r.returncode == 0, r.stderr
+    with torch.no_grad():
+        want = reference.load_module(reference.RotaryLM(window=window), w)(torch.from_numpy(tokens).long()).numpy()
+    got = np.load(tmp_path / "logits.npy")
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    # and the window matters: full attention gives other logits
+    with torch.no_grad():
+        full = reference.load_module(reference.RotaryLM(), w)(torch.from_numpy(tokens).long()).numpy()
+    assert np.abs(full - want).max() > 1e-2 * np.abs(want).max()

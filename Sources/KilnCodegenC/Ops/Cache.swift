@@ -18,7 +18,7 @@ extension CachedAttention: CLowering {
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
     func call(_ c: CallContext) throws -> String {
         let p = c.p, q = c.type.shape.dims, cache = c.type(1).shape.dims
-        return "attention_cached_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(q[0]), \(q[1]), \(cache[1]), \(q[2]), \(c.attrs[Attention.heads]), \(Attention.keyValueHeads(c.attrs)), \(Attention.hasALiBi(c.attrs) ? 1 : 0));"
+        return "attention_cached_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(q[0]), \(q[1]), \(cache[1]), \(q[2]), \(c.attrs[Attention.heads]), \(Attention.keyValueHeads(c.attrs)), \(Attention.hasALiBi(c.attrs) ? 1 : 0), \(c.attrs.value(Attention.window) ?? 0));"
     }
 }
 

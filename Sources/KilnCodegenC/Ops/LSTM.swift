@@ -13,20 +13,25 @@ private func rowScratch(_ g: Graph, _ n: Node, _ h: Int) -> SizeExpr { SizeExpr(
 extension LSTM: CLowering {
     var kernelFile: String? { "lstm.c" }
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { rowScratch(g, g.nodes[i], hidden(g, g.nodes[i], weight: 1)) }
-    func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr] { [panels(hidden(g, g.nodes[i], weight: 1))] }
+    /// The packed recurrent weight, unless the model keeps it packed (`CEmitter.gatePackedWeights`).
+    func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr] {
+        packed.contains(g.nodes[i].operands[1]) ? [] : [panels(hidden(g, g.nodes[i], weight: 1))]
+    }
     func call(_ c: CallContext) throws -> String {
-        let d = c.type.shape.dims, p = c.p
-        return "lstm_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), NULL, NULL, NULL, \(c.extraWorkspace(0)), \(c.workspace), \(d[0]), \(d[1]), \(d[2]));"
+        let d = c.type.shape.dims, p = c.p, panels = c.isPacked(1) ? "NULL" : c.extraWorkspace(0)
+        return "lstm_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), NULL, NULL, NULL, \(panels), \(c.workspace), \(d[0]), \(d[1]), \(d[2]));"
     }
 }
 
 extension CachedLSTM: CLowering {
     var kernelFile: String? { "lstm.c" }
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { rowScratch(g, g.nodes[i], hidden(g, g.nodes[i], weight: 3)) }
-    func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr] { [panels(hidden(g, g.nodes[i], weight: 3))] }
+    func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr] {
+        packed.contains(g.nodes[i].operands[3]) ? [] : [panels(hidden(g, g.nodes[i], weight: 3))]
+    }
     func call(_ c: CallContext) throws -> String {
-        let d = c.type.shape.dims, p = c.p, positions = p.count > 5 ? p[5] : "NULL"
-        return "lstm_forward(\(c.dst), \(p[0]), \(p[3]), \(p[4]), \(p[1]), \(p[2]), \(positions), \(c.extraWorkspace(0)), \(c.workspace), \(d[0]), \(d[1]), \(d[2]));"
+        let d = c.type.shape.dims, p = c.p, positions = p.count > 5 ? p[5] : "NULL", panels = c.isPacked(3) ? "NULL" : c.extraWorkspace(0)
+        return "lstm_forward(\(c.dst), \(p[0]), \(p[3]), \(p[4]), \(p[1]), \(p[2]), \(positions), \(panels), \(c.workspace), \(d[0]), \(d[1]), \(d[2]));"
     }
 }
 

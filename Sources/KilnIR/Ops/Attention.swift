@@ -5,7 +5,8 @@ import KilnBasics
 /// letting query t see keys 0..t, and the padding mask letting every query see only the keys whose mask is 1
 /// (both may apply). A query that sees no key gets zeros. With `kv_heads` (grouped-query attention, Ainslie
 /// et al. 2023; multi-query with 1, Shazeer 2019) keys and values have kv_heads heads of the same size d,
-/// Ckv = kv_heads·d, and query head h reads key/value head h / (heads / kv_heads).
+/// Ckv = kv_heads·d, and query head h reads key/value head h / (heads / kv_heads). With `window`, query t sees
+/// only the keys s with |t − s| < window (local attention).
 public struct Attention: Op {
     public init() {}
     public static let heads = AttrKey<Int>("heads")
@@ -14,6 +15,13 @@ public struct Attention: Op {
     /// ALiBi (Press et al. 2022): each head adds −slope·|t − s| to its scores, with the paper's slopes.
     public static let alibi = AttrKey<Bool>("alibi", optional: true)
     public static func hasALiBi(_ attrs: Attributes) -> Bool { attrs.value(alibi) ?? false }
+    /// Local (sliding-window) attention (Beltagy et al. 2020; Mistral's sliding window with `causal`): query t
+    /// sees only the keys s with |t − s| < window, so attention costs O(T · window).
+    public static let window = AttrKey<Int>("window", optional: true)
+    /// The window's attribute, for the ops made from an attention (its gradient, decoding), or none.
+    public static func windowAttribute(_ attrs: Attributes) -> [(String, AttrValue)] {
+        attrs.value(window).map { [(window.name, AttrValue.int($0))] } ?? []
+    }
     /// The key/value heads: `kv_heads`, or `heads` without it.
     public static func keyValueHeads(_ attrs: Attributes) -> Int { attrs.value(kvHeads) ?? attrs[heads] }
     /// The attributes that say how heads attend (their layout, ALiBi), for the ops made from an attention
@@ -49,7 +57,7 @@ public struct Attention: Op {
         }
         """
     public let arity = 3...4
-    public var attributes: [AttrSpec] { [Self.heads.spec, Self.kvHeads.spec, Self.alibi.spec, Self.causal.spec] }
+    public var attributes: [AttrSpec] { [Self.heads.spec, Self.kvHeads.spec, Self.alibi.spec, Self.causal.spec, Self.window.spec] }
     public let traits: OpTraits = []
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         let (q, k, v) = (ops[0], ops[1], ops[2])
@@ -59,6 +67,10 @@ public struct Attention: Op {
             throw TypeError("attention keys \(k.shape) do not match queries \(q.shape)")
         }
         try Self.checkHeads(q: q, k: k, attrs, "attention")
+        if let w = attrs.value(Self.window) {
+            guard w > 0 else { throw TypeError("window must be positive, got \(w)") }
+            guard k.shape.dims[1] == q.shape.dims[1] else { throw TypeError("a window needs self-attention: keys of the same length as queries, \(k.shape.dims[1]) vs \(q.shape.dims[1])") }
+        }
         if attrs[Self.causal], k.shape.dims[1] != q.shape.dims[1] {
             throw TypeError("causal attention needs keys of the same length as queries: \(k.shape.dims[1]) vs \(q.shape.dims[1])")
         }
@@ -73,7 +85,7 @@ public struct Attention: Op {
     public func differentiate(_ d: inout Differentiation) throws {
         let n = d.node, o = d.operands, g = d.gradient
         let types = o.prefix(3).map { d.type($0) }
-        let heads = Self.headAttributes(n.attrs), causal = n.attrs[Self.causal.name]!
+        let heads = Self.headAttributes(n.attrs) + Self.windowAttribute(n.attrs), causal = n.attrs[Self.causal.name]!
         if d.wants(0) && d.wants(1) && d.wants(2) && types[0] == types[1] && types[1] == types[2] {
             // Self-attention: one backward pass for all three, then views of its slices.
             let all = d.emit(.attentionGrad, [g] + o, heads + [("causal", causal), ("wrt", .word("all"))])
@@ -91,10 +103,13 @@ public struct Attention: Op {
         return 4 * pairs * c.dim(c.operands[0].shape.dims[2]) + (Self.hasALiBi(c.node.attrs) ? 2 * pairs * c.node.attrs[Self.heads] : 0)
     }
 
-    /// The (query, key) pairs that attention computes.
+    /// The (query, key) pairs that attention computes: with a window w, min(t + 1, w) keys for query t when
+    /// causal, the keys within w − 1 either side otherwise.
     static func pairs(_ c: FlopContext, q: TensorType, k: TensorType) -> Int {
         let (b, t, s) = (c.dim(q.shape.dims[0]), c.dim(q.shape.dims[1]), c.dim(k.shape.dims[1]))
-        return c.node.attrs[causal] ? b * t * (t + 1) / 2 : b * t * s
+        let isCausal = c.node.attrs.value(causal) ?? true
+        guard let w = c.node.attrs.value(window) else { return isCausal ? b * t * (t + 1) / 2 : b * t * s }
+        return b * (0..<t).reduce(0) { n, i in n + (isCausal ? min(i + 1, w) : min(s, i + w) - max(0, i - w + 1)) }
     }
 }
 
@@ -116,7 +131,7 @@ public struct AttentionGrad: Op {
         }
         """
     public let arity = 4...5
-    public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.kvHeads.spec, Attention.alibi.spec, Attention.causal.spec, Self.wrt.spec] }
+    public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.kvHeads.spec, Attention.alibi.spec, Attention.causal.spec, Attention.window.spec, Self.wrt.spec] }
     public let traits: OpTraits = [.gradient]
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         var forward = attrs

@@ -43,7 +43,8 @@ public struct CacheWrite: Op {
 }
 
 /// `cached_attention(%q: [B, T, C], %k, %v: [R, S, C], %positions: i32[B, T]) {heads}` — attention over a
-/// KV cache: query t of row b sees positions 0 … positions[b, t] of cache row b (causal within the cache).
+/// KV cache: query t of row b sees positions 0 … positions[b, t] of cache row b (causal within the cache; with
+/// `window`, the last `window` of them).
 public struct CachedAttention: Op {
     public init() {}
     public let name = "cached_attention"
@@ -61,7 +62,7 @@ public struct CachedAttention: Op {
         }
         """
     public let arity = 4...4
-    public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.kvHeads.spec, Attention.alibi.spec] }
+    public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.kvHeads.spec, Attention.alibi.spec, Attention.window.spec] }
     public let traits: OpTraits = [.afterAutodiff]
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         let (q, k, v, pos) = (ops[0], ops[1], ops[2], ops[3])
@@ -76,9 +77,10 @@ public struct CachedAttention: Op {
         return q
     }
     public func differentiate(_ d: inout Differentiation) throws { throw d.notDifferentiable }
-    /// q·kᵀ and p·v over the positions seen; counted as if every row saw the whole cache (an upper bound).
+    /// q·kᵀ and p·v over the positions seen; counted as if every row saw the whole cache or window (an upper bound).
     public func flops(_ c: FlopContext) -> Int {
-        4 * c.count(0) / c.dim(c.operands[0].shape.dims[2]) * c.dim(c.operands[1].shape.dims[1]) * c.dim(c.operands[0].shape.dims[2])
+        let seen = min(c.dim(c.operands[1].shape.dims[1]), c.node.attrs.value(Attention.window) ?? Int.max)
+        return 4 * c.count(0) / c.dim(c.operands[0].shape.dims[2]) * seen * c.dim(c.operands[0].shape.dims[2])
     }
 }
 

@@ -46,7 +46,7 @@ static const kiln_param_desc kiln_params[21] = {
     {"linear.bias", 1, {7, 0, 0, 0}, 224, 7, KILN_INIT_ZEROS, 0.0f, KILN_PARAM_BIAS},
 };
 
-/* The linear layers' weights, in place: weights-file layout -> the panel layout the inference functions read. 0, or -1 when out of memory. */
+/* The linear layers' (and LSTMs' recurrent) weights, in place: weights-file layout -> the panel layout the inference functions read. 0, or -1 when out of memory. */
 static int pack_params(real *params) {
     real *tmp = malloc((size_t)GEMM_NR * 8 * sizeof(real));
     if (!tmp) return -1;
@@ -61,7 +61,7 @@ static int pack_params(real *params) {
     return 0;
 }
 
-/* The linear layers' weights, in place: the panel layout -> weights-file layout. 0, or -1 when out of memory. */
+/* The linear layers' (and LSTMs' recurrent) weights, in place: the panel layout -> weights-file layout. 0, or -1 when out of memory. */
 static int unpack_params(real *params) {
     real *tmp = malloc((size_t)GEMM_NR * 8 * sizeof(real));
     if (!tmp) return -1;
@@ -139,7 +139,7 @@ static void fn_forward(const kiln_call *call) {
     /* a view: slice 2 of %4 */
 
     /* %8 = attention(%5, %6, %7) {heads: 2, causal: true} : f32[B, T, 4] */
-    attention_forward((arena + off[0]), ((arena + off[2]) + (size_t)B * (size_t)T * 0), ((arena + off[2]) + (size_t)B * (size_t)T * 4), ((arena + off[2]) + (size_t)B * (size_t)T * 8), NULL, (arena + off[4]), B, T, T, 4, 2, 2, 1, 0);
+    attention_forward((arena + off[0]), ((arena + off[2]) + (size_t)B * (size_t)T * 0), ((arena + off[2]) + (size_t)B * (size_t)T * 4), ((arena + off[2]) + (size_t)B * (size_t)T * 8), NULL, (arena + off[4]), B, T, T, 4, 2, 2, 1, 0, 0);
 
     /* %9 = linear(%8, %layer.attention.output.weight, %layer.attention.output.bias, %2) {residual: true} : f32[B, T, 4] */
     linear_packed_forward((arena + off[5]), (arena + off[0]), (params + 112), (params + 128), KILN_ACT_none, (arena + off[1]), (arena + off[6]), (size_t)B * (size_t)T, 4, 4);
@@ -237,7 +237,7 @@ static void fn_train_step(const kiln_call *call) {
     linear_forward((arena + off[5]), (arena + off[0]), (params + 92), (params + 108), KILN_ACT_none, NULL, (arena + off[3]), (size_t)B * (size_t)T, 4, 4);
 
     /* %7 = attention(%4, %5, %6) {heads: 2, causal: true} : f32[B, T, 4] */
-    attention_forward((arena + off[6]), (arena + off[2]), (arena + off[4]), (arena + off[5]), NULL, (arena + off[7]), B, T, T, 4, 2, 2, 1, 0);
+    attention_forward((arena + off[6]), (arena + off[2]), (arena + off[4]), (arena + off[5]), NULL, (arena + off[7]), B, T, T, 4, 2, 2, 1, 0, 0);
 
     /* %8 = linear(%7, %layer.attention.output.weight, %layer.attention.output.bias, %2) {residual: true} : f32[B, T, 4] */
     linear_forward((arena + off[8]), (arena + off[6]), (params + 112), (params + 128), KILN_ACT_none, (arena + off[1]), (arena + off[3]), (size_t)B * (size_t)T, 4, 4);
@@ -452,7 +452,7 @@ static void fn_loss(const kiln_call *call) {
     /* a view: slice 2 of %4 */
 
     /* %8 = attention(%5, %6, %7) {heads: 2, causal: true} : f32[B, T, 4] */
-    attention_forward((arena + off[0]), ((arena + off[2]) + (size_t)B * (size_t)T * 0), ((arena + off[2]) + (size_t)B * (size_t)T * 4), ((arena + off[2]) + (size_t)B * (size_t)T * 8), NULL, (arena + off[4]), B, T, T, 4, 2, 2, 1, 0);
+    attention_forward((arena + off[0]), ((arena + off[2]) + (size_t)B * (size_t)T * 0), ((arena + off[2]) + (size_t)B * (size_t)T * 4), ((arena + off[2]) + (size_t)B * (size_t)T * 8), NULL, (arena + off[4]), B, T, T, 4, 2, 2, 1, 0, 0);
 
     /* %9 = linear(%8, %layer.attention.output.weight, %layer.attention.output.bias, %2) {residual: true} : f32[B, T, 4] */
     linear_packed_forward((arena + off[5]), (arena + off[0]), (params + 112), (params + 128), KILN_ACT_none, (arena + off[1]), (arena + off[6]), (size_t)B * (size_t)T, 4, 4);
@@ -551,7 +551,7 @@ static void fn_prefill(const kiln_call *call) {
     cache_write_forward(cache_0_v, ((arena + off[2]) + (size_t)B * (size_t)T * 8), NULL, B, T, 4, 4);
 
     /* %10 = attention(%5, %6, %7) {heads: 2, causal: true} : f32[B, T, 4] */
-    attention_forward((arena + off[0]), ((arena + off[2]) + (size_t)B * (size_t)T * 0), ((arena + off[2]) + (size_t)B * (size_t)T * 4), ((arena + off[2]) + (size_t)B * (size_t)T * 8), NULL, (arena + off[4]), B, T, T, 4, 2, 2, 1, 0);
+    attention_forward((arena + off[0]), ((arena + off[2]) + (size_t)B * (size_t)T * 0), ((arena + off[2]) + (size_t)B * (size_t)T * 4), ((arena + off[2]) + (size_t)B * (size_t)T * 8), NULL, (arena + off[4]), B, T, T, 4, 2, 2, 1, 0, 0);
 
     /* %11 = linear(%10, %layer.attention.output.weight, %layer.attention.output.bias, %2) {residual: true} : f32[B, T, 4] */
     linear_packed_forward((arena + off[5]), (arena + off[0]), (params + 112), (params + 128), KILN_ACT_none, (arena + off[1]), (arena + off[6]), (size_t)B * (size_t)T, 4, 4);
@@ -648,7 +648,7 @@ static void fn_decode_step(const kiln_call *call) {
     cache_write_forward(cache_0_v, ((arena + off[3]) + (size_t)B * 8), positions, B, 1, 4, 4);
 
     /* %10 = cached_attention(%5, %8, %9, %positions) {heads: 2} : f32[B, 1, 4] */
-    attention_cached_forward((arena + off[1]), ((arena + off[3]) + (size_t)B * 0), cache_0_k, cache_0_v, positions, B, 1, 4, 4, 2, 2, 0);
+    attention_cached_forward((arena + off[1]), ((arena + off[3]) + (size_t)B * 0), cache_0_k, cache_0_v, positions, B, 1, 4, 4, 2, 2, 0, 0);
 
     /* %11 = linear(%10, %layer.attention.output.weight, %layer.attention.output.bias, %2) {residual: true} : f32[B, 1, 4] */
     linear_packed_forward((arena + off[0]), (arena + off[1]), (params + 112), (params + 128), KILN_ACT_none, (arena + off[2]), (arena + off[5]), (size_t)B, 4, 4);
