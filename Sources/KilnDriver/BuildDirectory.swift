@@ -29,12 +29,22 @@ public enum BuildDirectory {
     /// `portable`: build for the compiler's baseline target instead of `-march=native`, so the binaries run on
     /// any CPU of the architecture; the matrix products still pick AVX-512 or AVX2 at run time (cpuid).
     public static func makefile(modelName: String, prefix: String, programs: [String], portable: Bool = false) -> String {
+        // the programs' runtime: each source compiled once, into an object all the programs link
         var rules = ""
+        for source in programRuntime {
+            let object = String(source.dropLast(2)) + ".o"
+            rules += """
+
+            \(object): \(source) $(PROGRAM_HEADERS) build.flags
+            \t$(CC) $(CFLAGS) $(KILN_CFLAGS) $(ARCH) $(OPENMP) -Iruntime -c -o $@ \(source)
+
+            """
+        }
         for p in programs {
             rules += """
 
-            \(p): runtime/\(p)_main.c $(PROGRAM_RT) lib\(prefix).a model.h \(prefix).h kiln.h $(PROGRAM_HEADERS) build.flags
-            \t$(CC) $(CFLAGS) $(KILN_CFLAGS) $(ARCH) $(OPENMP) -I. -Iruntime -o $@ runtime/\(p)_main.c $(PROGRAM_RT) lib\(prefix).a $(LDLIBS)
+            \(p): runtime/\(p)_main.c $(PROGRAM_OBJ) lib\(prefix).a model.h \(prefix).h kiln.h $(PROGRAM_HEADERS) build.flags
+            \t$(CC) $(CFLAGS) $(KILN_CFLAGS) $(ARCH) $(OPENMP) -I. -Iruntime -o $@ runtime/\(p)_main.c $(PROGRAM_OBJ) lib\(prefix).a $(LDLIBS)
 
             """
         }
@@ -57,6 +67,7 @@ public enum BuildDirectory {
         KILN_CFLAGS = -fno-math-errno -fno-trapping-math
         LDLIBS = -lm
         PROGRAM_RT = \(programRuntime.joined(separator: " "))
+        PROGRAM_OBJ = \(programRuntime.map { String($0.dropLast(2)) + ".o" }.joined(separator: " "))
         PROGRAM_HEADERS = \(programHeaders.joined(separator: " "))
         LIBRARY_INPUTS = \(libraryInputs.joined(separator: " "))
 
@@ -78,7 +89,7 @@ public enum BuildDirectory {
         \t$(CC) -shared $(OPENMP) -o $@ model.o $(LDLIBS)
         \(rules)
         clean:
-        \trm -f model.o build.flags lib\(prefix).a lib\(prefix).so \(programs.joined(separator: " "))
+        \trm -f model.o $(PROGRAM_OBJ) build.flags lib\(prefix).a lib\(prefix).so \(programs.joined(separator: " "))
 
         FORCE:
         .PHONY: all clean FORCE
@@ -110,7 +121,8 @@ public enum BuildDirectory {
 
     /// Runs `make` in the directory with the given compiler.
     public static func make(_ dir: String, compiler: Toolchain.Compiler, verbose: Bool) throws {
-        var args = ["-C", dir, "CC=\(compiler.path)"]
+        // the programs' runtime objects and the model's object build side by side
+        var args = ["-C", dir, "-j\(max(1, min(ProcessInfo.processInfo.activeProcessorCount, 8)))", "CC=\(compiler.path)"]
         if !compiler.openmp { args.append("OPENMP=-fopenmp-simd") }
         let (status, output) = Toolchain.run("make", args, quiet: !verbose)
         guard status == 0 else {
