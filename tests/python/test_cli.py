@@ -40,6 +40,22 @@ def test_check_reports_errors_with_caret(kiln, tmp_path):
     assert lines[-1] == "2 errors generated."
 
 
+@pytest.mark.parametrize("call,expected", [
+    ("attention(x, heads: 2, mask: causal, window: 0)", "window must be positive, got 0"),
+    ("attention(x, heads: 2, mask: causal, position: t5, window: 4)", "window: works with position: none, rotary or alibi, not t5"),
+    ("lstm(x, hidden: 0)", "hidden must be positive, got 0"),
+    ("lstm(x, hidden: 8, layers: 100)", "layers 100 is too many (limit 64)"),
+    ("lstm(x, hidden: 8, dropout: 1.5)", "the dropout probability must be in [0, 1), got 1.5"),
+])
+def test_local_attention_and_lstm_arguments_are_checked(kiln, tmp_path, call, expected):
+    """A bad window or LSTM argument is a located error on its line, not a crash."""
+    f = tmp_path / "bad.kiln"
+    f.write_text(f"model M\ninput t: i32[B, T] where T <= 8\nx = embed(t, 10, 16)\noutput y = {call}\n")
+    r = run([kiln, "check", f])
+    assert r.returncode == 1 and r.stderr.startswith(f"{f}:4:"), r.stderr
+    assert expected in r.stderr.splitlines()[0], r.stderr
+
+
 @pytest.mark.parametrize("content,expected", [
     (None, "no such file"),
     (b"\xff\xfe\x00garbage", "error: "),
