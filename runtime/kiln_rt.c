@@ -59,12 +59,17 @@ static void one_line(char *s) {
     }
 }
 
+static kiln_die_hook g_die_hook = NULL;
+
+KILN_RT_API void kiln_set_die_hook(kiln_die_hook hook) { g_die_hook = hook; }
+
 /* Shared body of kiln_die and kiln_die_code. */
 static KILN_NORETURN void vdie(int code, const char *fmt, va_list ap) {
     char msg[4096];
     vsnprintf(msg, sizeof msg, fmt, ap);
     one_line(msg);
     fflush(stdout);
+    if (g_die_hook) g_die_hook(msg, code);
     fprintf(stderr, "%s: error: %s\n", g_progname, msg);
     fflush(stderr);
     exit(code);

@@ -69,6 +69,11 @@ KILN_RT_API const char *kiln_progname(void);
 KILN_RT_API KILN_NORETURN void kiln_die(const char *fmt, ...) KILN_PRINTF(1, 2);
 /* Like kiln_die, with an explicit exit code (2 is used for usage errors). */
 KILN_RT_API KILN_NORETURN void kiln_die_code(int code, const char *fmt, ...) KILN_PRINTF(2, 3);
+/* A function kiln_die calls with the formatted one-line message and the exit code before it prints them; it
+ * may print the message its own way and exit (the MPI training program's ranks other than 0 do), or return
+ * to let kiln_die print and exit as usual. NULL (the default) removes it. */
+typedef void (*kiln_die_hook)(const char *msg, int code);
+KILN_RT_API void kiln_set_die_hook(kiln_die_hook hook);
 
 /* Copies s into dst (capacity cap) for display in a one-line message:
  * control bytes become '?', long strings are cut and end with "...". */

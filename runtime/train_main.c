@@ -13,6 +13,11 @@
  * checkpointed state, so a resumed run is bit-identical to an uninterrupted
  * one, whatever the thread count.
  *
+ * Built as `train-mpi` (make mpi), the same program trains data-parallel under mpirun: --batch and
+ * --accumulate are each rank's, the step's M micro-batches are spread over the ranks (micro-batch m on rank
+ * m mod N) and their gradients summed in micro-batch order (kiln_dist.h), so N ranks give the bits of one
+ * process with --accumulate M. Rank 0 alone prints, logs, evaluates and writes checkpoints.
+ *
  * Every error is one line on stderr; exit status 1 for runtime errors,
  * 2 for usage errors. Progress goes to stdout.
  */
@@ -29,6 +34,7 @@
 #include <unistd.h>
 
 #include "kiln_cli.h"
+#include "kiln_dist.h"
 #include "kiln_pairs.h"
 #include "kiln_rt.h"
 #include "model.h"
@@ -1227,6 +1233,54 @@ static void check_finite_state(const train_state *s, const char *out) {
     }
 }
 
+/* Under N ranks the step's micro-batches are N times each rank's --accumulate (or the model's default); a
+ * resumed run without --accumulate keeps the checkpoint's global count, which N must divide. */
+static void global_accumulate(const hp_flags *f, const char *resume, hparams *h) {
+    const int N = kiln_dist_size();
+    if (N == 1) return;
+    size_t i = 0;
+    while (strcmp(HPARAMS[i].key, "accumulate") != 0) i++;
+    if (!resume || f->given[i]) {
+        if (h->accumulate > MAX_BATCH / N)
+            usage_die("--accumulate %" PRId64 " on %d ranks: at most %d micro-batches per step in all", h->accumulate, N, MAX_BATCH);
+        h->accumulate *= N;
+    } else if (h->accumulate % N != 0) {
+        kiln_die("checkpoint '%s' takes steps of %" PRId64 " micro-batches of %" PRId64 ", which %d ranks cannot share "
+                 "evenly; run on a number of ranks that divides %" PRId64 ", or give --accumulate (micro-batches per rank)",
+                 resume, h->accumulate, h->batch, N, h->accumulate);
+    }
+}
+
+/* A hash of everything a step starts from: step, seeds, data order, weights and optimizer state. */
+static uint64_t state_hash(const train_state *s) {
+    uint64_t h = KILN_FNV1A64_INIT;
+    h = kiln_fnv1a64(h, &s->step, sizeof s->step);
+    h = kiln_fnv1a64(h, &s->seed, sizeof s->seed);
+    h = kiln_fnv1a64(h, s->data_rng.s, sizeof s->data_rng.s);
+    h = kiln_fnv1a64(h, s->params, g_model.pf * sizeof(float));
+    h = kiln_fnv1a64(h, s->m, g_model.pf * sizeof(float));
+    if (s->v) h = kiln_fnv1a64(h, s->v, g_model.pf * sizeof(float));
+    return h;
+}
+
+/* Under MPI: every rank must start from the same data and state, or the ranks' gradients mean nothing. */
+static void check_ranks_agree(const train_state *s, const dataset *data, const char *data_path) {
+    const int N = kiln_dist_size();
+    if (N == 1) return;
+    uint64_t *all = kiln_xcalloc((size_t)N, sizeof *all, "the ranks' fingerprints");
+    kiln_dist_allgather_u64(data->fingerprint, all);
+    for (int r = 1; r < N; r++)
+        if (all[r] != all[0])
+            kiln_die("rank %d read different data from '%s' than rank 0 (fingerprint %016" PRIx64 ", rank 0 has %016" PRIx64
+                     "); every rank needs the same data file", r, data_path, all[r], all[0]);
+    kiln_dist_allgather_u64(state_hash(s), all);
+    for (int r = 1; r < N; r++)
+        if (all[r] != all[0])
+            kiln_die("rank %d starts from different weights or optimizer state than rank 0; every rank needs the same "
+                     "--resume or --init-from file", r);
+    free(all);
+}
+
 static void cmd_train(const command *cmd, const opts *o) {
     const char *data_path = kiln_opt_required(cmd, o, "--data");
     const char *out = kiln_opt_required(cmd, o, "--out");
@@ -1268,6 +1322,7 @@ static void cmd_train(const command *cmd, const opts *o) {
                      resume, fp, KILN(model_name)(), model_fingerprint());
     }
     resolve_hparams(&flags, resume ? &ckpt : NULL, resume, &s.hp);
+    global_accumulate(&flags, resume, &s.hp);
     /* sentence pairs: the tokenizer of the checkpoint, of --init-from's weights or --tokenizer, else a new one */
     kiln_bpe *tok = NULL;
     const char *tok_path = kiln_opt_get(cmd, o, "--tokenizer");
@@ -1311,10 +1366,14 @@ static void cmd_train(const command *cmd, const opts *o) {
         kiln_rng_seed(&s.data_rng, s.seed ^ DATA_RNG_TAG);
     }
 
-    /* fail now, not at the first checkpoint, if --out cannot be written */
-    kiln_atomic_file probe;
-    if (kiln_atomic_open(&probe, out, &err)) kiln_die("%s", err.msg);
-    kiln_atomic_abort(&probe);
+    /* fail now, not at the first checkpoint, if --out cannot be written (by rank 0, the one writer) */
+    const int N = kiln_dist_size(), rank = kiln_dist_rank();
+    if (rank == 0) {
+        kiln_atomic_file probe;
+        if (kiln_atomic_open(&probe, out, &err)) kiln_die("%s", err.msg);
+        kiln_atomic_abort(&probe);
+    }
+    check_ranks_agree(&s, &data, data_path);
 
     const hparams *h = &s.hp;
     if (g_model.text)
@@ -1327,12 +1386,22 @@ static void cmd_train(const command *cmd, const opts *o) {
     else
         printf("train: model %s (%zu parameters), data %s: %zu examples (train %zu, val %zu)\n",
                KILN(model_name)(), pf, data_path, data.rows, data.rows_train, data.rows_val);
+    if (N > 1) {
+        printf("train: %d ranks (%s) x %d OpenMP threads; a step is %" PRId64 " micro-batches of %" PRId64
+               " (%" PRId64 " per rank), %" PRId64 " in all\n",
+               N, kiln_dist_library(), kiln_num_threads(), h->accumulate, h->batch, h->accumulate / N, h->accumulate * h->batch);
+        int cpus = kiln_dist_cpus();
+        if (cpus > 0 && kiln_num_threads() > cpus)
+            fprintf(stderr, "train: warning: rank 0 runs %d OpenMP threads on %d CPU%s: mpirun binds each rank to one core "
+                    "unless told otherwise (mpirun --bind-to none, or --map-by slot:PE=%d)\n",
+                    kiln_num_threads(), cpus, cpus == 1 ? "" : "s", kiln_num_threads());
+    }
     if (resume) printf("train: resumed from %s at step %" PRId64 "\n", resume, s.step);
     if (s.step >= h->steps) {
         printf("train: already at step %" PRId64 " (--steps %" PRId64 "); nothing to do\n", s.step,
                h->steps);
         const char *weights_out = kiln_opt_get(cmd, o, "--weights-out");
-        if (weights_out) { /* the weights of a finished run */
+        if (weights_out && kiln_dist_rank() == 0) { /* the weights of a finished run */
             write_weights(weights_out, &s, &data);
             printf("weights step %" PRId64 ": wrote %s\n", s.step, weights_out);
         }
@@ -1347,20 +1416,23 @@ static void cmd_train(const command *cmd, const opts *o) {
     int B = (int)h->batch, T = (int)h->seq;
     size_t ntok;
     if (kiln_size_mul((size_t)B, (size_t)T, &ntok)) kiln_die("batch too large");
-    /* train_step writes each micro-batch's gradients into the context's block; with accumulation they are
-     * summed in `sum` */
+    /* train_step writes each micro-batch's gradients into the context's block; with accumulation (or other
+     * ranks) they are summed in `sum`, in micro-batch order */
     float *micro = KILN(grads)(ctx);
     if (!micro) kiln_die("%s", KILN(error)(ctx));
     float *sum = h->accumulate > 1 ? kiln_xcalloc_floats(pf, "the gradients") : NULL;
     float *grads = sum ? sum : micro;
+    kiln_dist_sum *reduce = sum ? kiln_dist_sum_new(pf, sum) : NULL;
+    float *losses = kiln_xcalloc((size_t)N, sizeof *losses, "the ranks' losses");
     int64_t shapes[MAX_INPUTS][KILN_MAX_RANK] = {{0}};
     row_shapes(&data, T, shapes);
-    batch bt;
+    batch bt, others; /* this rank's micro-batch; those of the other ranks, drawn to keep the data order */
     batch_init(&bt, B, shapes);
+    if (N > 1) batch_init(&others, B, shapes);
     if (!g_model.text) ntok = (size_t)B; /* examples per micro-batch (pairs: their tokens, counted per step) */
 
     FILE *jlog = NULL;
-    if (log_path) {
+    if (log_path && rank == 0) {
         jlog = fopen(log_path, resume ? "a" : "w");
         if (!jlog) kiln_die("cannot open the log '%s' for writing", log_path);
     }
@@ -1380,20 +1452,20 @@ static void cmd_train(const command *cmd, const opts *o) {
         int64_t step = s.step; /* 0-based index of this step */
         double lr = lr_at(h, step), loss = 0.0;
         size_t step_tokens = 0;
-        for (int64_t k = 0; k < h->accumulate; k++) {
-            draw_batch(&s.data_rng, &data, 0, B, T, &bt);
-            step_tokens += data.batch_tokens;
-            loss += (double)run_batch(ctx, g_model.step, &bt, step_seed(s.seed, step, k));
-            if (sum) {
-#pragma omp parallel for schedule(static)
-                for (long j = 0; j < (long)pf; j++) sum[j] = k == 0 ? micro[j] : sum[j] + micro[j];
+        /* round j: micro-batches jN .. jN+N-1, micro-batch jN+r on rank r */
+        for (int64_t j = 0; j < h->accumulate / N; j++) {
+            for (int r = 0; r < N; r++) { /* every rank draws every micro-batch: the data order of one process */
+                draw_batch(&s.data_rng, &data, 0, B, T, r == rank ? &bt : &others);
+                step_tokens += data.batch_tokens;
             }
+            losses[0] = run_batch(ctx, g_model.step, &bt, step_seed(s.seed, step, j * N + rank));
+            if (N > 1) kiln_dist_allgather_f32(losses[0], losses);
+            for (int r = 0; r < N; r++) loss += (double)losses[r];
+            if (reduce) kiln_dist_sum_round(reduce, micro, j == 0);
         }
         s.params = KILN(params)(ctx); /* after a validation, which reads them rearranged */
-        if (h->accumulate > 1) {
-            float div = (float)h->accumulate;
-#pragma omp parallel for schedule(static)
-            for (long j = 0; j < (long)pf; j++) grads[j] /= div;
+        if (reduce) {
+            kiln_dist_sum_finish(reduce, (float)h->accumulate);
             loss /= (double)h->accumulate;
         }
         double norm = grad_norm(grads, pf);
@@ -1428,7 +1500,8 @@ static void cmd_train(const command *cmd, const opts *o) {
                  g_model.text || data.tok ? "tokens" : "examples", tok_s, (kiln_time_ms() - t_start) / 1e3);
 
         int end = s.step == h->steps;
-        if (((h->eval_interval > 0 && s.step % h->eval_interval == 0) || end) && data.tok) {
+        if (rank != 0) { /* rank 0 evaluates and writes */
+        } else if (((h->eval_interval > 0 && s.step % h->eval_interval == 0) || end) && data.tok) {
             const double t_eval = kiln_time_ms();
             kiln_s2s_scores sc = evaluate_pairs(ctx, &data);
             s.params = KILN(params)(ctx);
@@ -1459,7 +1532,7 @@ static void cmd_train(const command *cmd, const opts *o) {
             }
             fflush(stdout);
         }
-        if ((h->checkpoint_interval > 0 && s.step % h->checkpoint_interval == 0) || end) {
+        if (((h->checkpoint_interval > 0 && s.step % h->checkpoint_interval == 0) || end) && rank == 0) {
             check_finite_state(&s, out);
             write_checkpoint(out, &s, &data);
             printf("checkpoint step %" PRId64 ": wrote %s\n", s.step, out);
@@ -1467,13 +1540,16 @@ static void cmd_train(const command *cmd, const opts *o) {
         }
     }
     const char *weights_out = kiln_opt_get(cmd, o, "--weights-out");
-    if (weights_out) {
+    if (weights_out && rank == 0) {
         s.params = KILN(params)(ctx);
         write_weights(weights_out, &s, &data);
         printf("weights step %" PRId64 ": wrote %s\n", s.step, weights_out);
     }
     if (jlog && fclose(jlog) != 0) kiln_die("error writing the log '%s'", log_path);
     batch_free(&bt);
+    if (N > 1) batch_free(&others);
+    kiln_dist_sum_free(reduce);
+    free(losses);
     free(sum);
     KILN(free)(ctx);
     free(s.m);
@@ -1502,6 +1578,10 @@ static void cmd_bench(const command *cmd, const opts *o) {
     if (!params || !grads) kiln_die("%s", KILN(error)(ctx));
     float *m = kiln_xcalloc_floats(pf, "the optimizer state");
     float *v = kiln_xcalloc_floats(pf, "the optimizer state");
+    /* under N ranks: each rank's micro-batch of B, their gradients summed (kiln_dist.h) into the mean */
+    const int N = kiln_dist_size();
+    float *mean = N > 1 ? kiln_xcalloc_floats(pf, "the gradients") : grads;
+    kiln_dist_sum *reduce = N > 1 ? kiln_dist_sum_new(pf, mean) : NULL;
     /* random inputs: every dim after the batch at --seq (T) or its bound */
     int64_t shapes[MAX_INPUTS][KILN_MAX_RANK] = {{0}};
     for (int k = 0; k < g_model.step->num_inputs; k++) {
@@ -1511,7 +1591,7 @@ static void cmd_bench(const command *cmd, const opts *o) {
     batch bt;
     batch_init(&bt, B, shapes);
     kiln_rng rng;
-    kiln_rng_seed(&rng, seed ^ 0x746f6b656e73ULL);
+    kiln_rng_seed(&rng, seed ^ 0x746f6b656e73ULL ^ (uint64_t)kiln_dist_rank());
     if (g_model.text) {
         int32_t *tokens = bt.t[g_model.tokens].data, *targets = bt.t[g_model.targets].data;
         for (size_t i = 0; i < ntok; i++) {
@@ -1537,24 +1617,34 @@ static void cmd_bench(const command *cmd, const opts *o) {
     double *times = kiln_xcalloc((size_t)iters, sizeof *times, "timings");
     for (int i = 0; i < warmup + iters; i++) {
         double t0 = kiln_time_ms();
-        float loss = run_batch(ctx, g_model.step, &bt, step_seed(seed, i, 0));
-        double norm = grad_norm(grads, pf);
+        float loss = run_batch(ctx, g_model.step, &bt, step_seed(seed, i, kiln_dist_rank()));
+        if (reduce) {
+            kiln_dist_sum_round(reduce, grads, 1);
+            kiln_dist_sum_finish(reduce, (float)N);
+        }
+        double norm = grad_norm(mean, pf);
         if (!isfinite(loss) || !isfinite(norm))
             kiln_die("non-finite loss in bench iteration %d (%s)", i + 1,
                      nonfinite_name(isfinite(loss) ? norm : loss));
         const float coef = clip_coef(h.clip, norm);
         double lr = lr_at(&h, i);
-        if (h.optimizer == OPT_ADAMW) adamw_update(&h, lr, i + 1, params, grads, coef, m, v);
-        else sgd_update(&h, lr, i + 1, params, grads, coef, m);
+        if (h.optimizer == OPT_ADAMW) adamw_update(&h, lr, i + 1, params, mean, coef, m, v);
+        else sgd_update(&h, lr, i + 1, params, mean, coef, m);
         if (i >= warmup) times[i - warmup] = kiln_time_ms() - t0;
     }
     double mn = times[0];
     for (int i = 1; i < iters; i++)
         if (times[i] < mn) mn = times[i];
     double median = kiln_median(times, (size_t)iters);
-    printf("train step B=%d T=%d threads=%d: median %.3f ms  min %.3f ms  (%d iters)\n", B, T,
-           kiln_num_threads(), median, mn, iters);
+    if (N > 1)
+        printf("train step B=%d T=%d ranks=%d (B per rank) threads=%d: median %.3f ms  min %.3f ms  (%d iters)\n", B, T,
+               N, kiln_num_threads(), median, mn, iters);
+    else
+        printf("train step B=%d T=%d threads=%d: median %.3f ms  min %.3f ms  (%d iters)\n", B, T,
+               kiln_num_threads(), median, mn, iters);
     free(times);
+    kiln_dist_sum_free(reduce);
+    if (mean != grads) free(mean);
     batch_free(&bt);
     free(v);
     free(m);
@@ -1563,8 +1653,21 @@ static void cmd_bench(const command *cmd, const opts *o) {
 
 /* ------------------------------------------------------------------------- */
 
+/* The plain program started by mpirun would train N copies side by side: say which program to run. */
+static void refuse_mpirun(void) {
+    if (kiln_dist_library()) return;
+    const char *size = getenv("OMPI_COMM_WORLD_SIZE"), *rank = getenv("OMPI_COMM_WORLD_RANK");
+    if (!size) size = getenv("PMI_SIZE"), rank = getenv("PMI_RANK");
+    if (!size || atoi(size) <= 1) return;
+    if (rank && atoi(rank) != 0) exit(2);
+    usage_die("this program trains in one process; under mpirun run train-mpi (built beside it by 'make mpi' "
+              "where an MPI compiler wrapper, mpicc, is installed)");
+}
+
 int main(int argc, char **argv) {
     kiln_set_progname(argc > 0 ? argv[0] : "train");
+    kiln_dist_init(&argc, &argv);
+    refuse_mpirun();
     find_model();
     for (size_t i = 0; i < NUM_HPARAMS; i++)
         if (strcmp(HPARAMS[i].key, "seq") == 0) HPARAMS[i].hi = (double)g_model.context;
@@ -1586,5 +1689,6 @@ int main(int argc, char **argv) {
     kiln_cli_apply_threads();
     cmd->run(cmd, &o);
     if (fflush(stdout) != 0 || ferror(stdout)) kiln_die("cannot write to stdout");
+    kiln_dist_finalize();
     return 0;
 }

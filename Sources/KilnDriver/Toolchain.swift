@@ -45,6 +45,13 @@ public enum Toolchain {
         return list
     }
 
+    /// The MPI compiler wrapper for `train-mpi`: `$MPICC` if set, else `mpicc` when it runs; nil without MPI.
+    public static func mpiWrapper() -> String? {
+        let env = ProcessInfo.processInfo.environment
+        let wrapper = env["MPICC"].flatMap { $0.isEmpty ? nil : $0 } ?? "mpicc"
+        return run(wrapper, ["--version"]).0 == 0 ? wrapper : nil
+    }
+
     /// The first candidate that compiles and runs the OpenMP probe; else the
     /// first that compiles plain C (without OpenMP); nil when none works.
     public static func find() -> Compiler? {

@@ -161,8 +161,16 @@ struct Build: ParsableCommand {
             if !cc.openmp {
                 FileHandle.standardError.write(Data("kiln: warning: \(cc.path) cannot build OpenMP code; \(output)/infer will use one thread (install libomp-dev for clang, or use gcc)\n".utf8))
             }
-            try BuildDirectory.make(output, compiler: cc, verbose: verbose)
-            print("built \((programs.map { output + "/" + $0 } + libraries).joined(separator: ", ")) (model \(g.name), \(cc.path)\(cc.openmp ? " with OpenMP" : ", single-threaded"))")
+            // also the data-parallel training program where an MPI compiler wrapper is installed (docs/distributed.md)
+            let wrapper = programs.contains("train") && cc.openmp ? Toolchain.mpiWrapper() : nil
+            var built = programs.map { output + "/" + $0 }
+            if let failure = try BuildDirectory.make(output, compiler: cc, verbose: verbose, mpiWrapper: wrapper) {
+                let last = failure.split(separator: "\n").last.map(String.init) ?? ""
+                FileHandle.standardError.write(Data("kiln: warning: \(wrapper ?? "mpicc") is installed but 'make mpi' failed in \(output), so there is no train-mpi: \(last)\n".utf8))
+            } else if wrapper != nil {
+                built.append(output + "/train-mpi")
+            }
+            print("built \((built + libraries).joined(separator: ", ")) (model \(g.name), \(cc.path)\(cc.openmp ? " with OpenMP" : ", single-threaded"))")
         } catch { throw fail(error) }
     }
 }
