@@ -1615,12 +1615,15 @@ static void cmd_bench(const command *cmd, const opts *o) {
         }
     }
     double *times = kiln_xcalloc((size_t)iters, sizeof *times, "timings");
+    double *exchange = kiln_xcalloc((size_t)iters, sizeof *exchange, "timings");
     for (int i = 0; i < warmup + iters; i++) {
         double t0 = kiln_time_ms();
         float loss = run_batch(ctx, g_model.step, &bt, step_seed(seed, i, kiln_dist_rank()));
         if (reduce) {
+            double t1 = kiln_time_ms();
             kiln_dist_sum_round(reduce, grads, 1);
             kiln_dist_sum_finish(reduce, (float)N);
+            if (i >= warmup) exchange[i - warmup] = kiln_time_ms() - t1;
         }
         double norm = grad_norm(mean, pf);
         if (!isfinite(loss) || !isfinite(norm))
@@ -1637,12 +1640,14 @@ static void cmd_bench(const command *cmd, const opts *o) {
         if (times[i] < mn) mn = times[i];
     double median = kiln_median(times, (size_t)iters);
     if (N > 1)
-        printf("train step B=%d T=%d ranks=%d (B per rank) threads=%d: median %.3f ms  min %.3f ms  (%d iters)\n", B, T,
-               N, kiln_num_threads(), median, mn, iters);
+        printf("train step B=%d T=%d ranks=%d (B per rank) threads=%d: median %.3f ms  min %.3f ms  (%d iters); "
+               "gradient exchange median %.3f ms (%zu bytes of gradients)\n", B, T,
+               N, kiln_num_threads(), median, mn, iters, kiln_median(exchange, (size_t)iters), pf * sizeof(float));
     else
         printf("train step B=%d T=%d threads=%d: median %.3f ms  min %.3f ms  (%d iters)\n", B, T,
                kiln_num_threads(), median, mn, iters);
     free(times);
+    free(exchange);
     kiln_dist_sum_free(reduce);
     if (mean != grads) free(mean);
     batch_free(&bt);
