@@ -362,6 +362,8 @@ static const kiln_flag_def TRAIN_FLAGS[] = {
     {"--log", "LOG.jsonl", "also write one JSON object per step and per evaluation", 0},
     {"--tokenizer", "FILE", "sentence pairs: this tokenizer instead of one learned from the data", 0},
     {"--weights-out", "W", "at the end, also write the weights alone (no optimizer state), for infer", 0},
+    {"--time-limit", "S", "also stop once the training steps have taken S seconds in all (over resumes; "
+                          "evaluations and checkpoints not counted)", 0},
 };
 #define NUM_TRAIN_FLAGS (sizeof TRAIN_FLAGS / sizeof TRAIN_FLAGS[0])
 
@@ -894,6 +896,8 @@ typedef struct {
     hparams hp;
     uint64_t seed;    /* train_seed: init, data order, dropout */
     int64_t step;     /* completed optimizer steps */
+    double trained_s; /* seconds the training steps took, over resumes (kept with --time-limit) */
+    int timed;        /* --time-limit given: the checkpoint records trained_s */
     kiln_rng data_rng;
     float *params;
     float *m;         /* AdamW exp_avg, or the SGD momentum buffer */
@@ -973,6 +977,7 @@ static void write_checkpoint(const char *path, train_state *s, const dataset *da
     META("kiln_model", "%s", KILN(model_name)());
     META("kiln_checkpoint", CHECKPOINT_VERSION);
     META("step", "%" PRId64, s->step);
+    if (s->timed) META("train_seconds", "%.6f", s->trained_s);
     META("train_seed", "%" PRIu64, s->seed);
     META("data_rng", "%016" PRIx64 "%016" PRIx64 "%016" PRIx64 "%016" PRIx64, s->data_rng.s[0],
          s->data_rng.s[1], s->data_rng.s[2], s->data_rng.s[3]);
@@ -1289,6 +1294,11 @@ static void cmd_train(const command *cmd, const opts *o) {
     const char *log_path = kiln_opt_get(cmd, o, "--log");
     const char *seed_flag = kiln_opt_get(cmd, o, "--seed");
     if (resume && init_from) usage_die("--resume and --init-from cannot be combined");
+    const char *limit_flag = kiln_opt_get(cmd, o, "--time-limit");
+    double time_limit = 0.0;
+    kiln_error err_early;
+    if (limit_flag && kiln_flag_f64("--time-limit", limit_flag, 1e-3, 1e12, &time_limit, &err_early))
+        usage_die("%s", err_early.msg);
     struct stat so, sd;
     if (stat(out, &so) == 0) {
         if (S_ISDIR(so.st_mode)) usage_die("--out '%s' is a directory", out);
@@ -1298,6 +1308,7 @@ static void cmd_train(const command *cmd, const opts *o) {
     train_state s;
     memset(&s, 0, sizeof s);
     s.seed = kiln_opt_seed(cmd, o, DEFAULT_SEED);
+    s.timed = time_limit > 0.0;
     hp_flags flags;
     parse_hp_flags(cmd, o, &flags);
     kiln_error err;
@@ -1348,6 +1359,9 @@ static void cmd_train(const command *cmd, const opts *o) {
         snprintf(what, sizeof what, "checkpoint '%s': metadata 'step'", resume);
         if (kiln_flag_i64(what, meta_required(&ckpt, resume, "step"), 0, MAX_STEPS, &s.step, &err))
             kiln_die("%s", err.msg);
+        const char *secs = kiln_st_meta_get(&ckpt, "train_seconds");
+        snprintf(what, sizeof what, "checkpoint '%s': metadata 'train_seconds'", resume);
+        if (secs && kiln_flag_f64(what, secs, 0.0, 1e12, &s.trained_s, &err)) kiln_die("%s", err.msg);
         uint64_t ck_seed;
         snprintf(what, sizeof what, "checkpoint '%s': metadata 'train_seed'", resume);
         if (kiln_flag_u64(what, meta_required(&ckpt, resume, "train_seed"), &ck_seed, &err))
@@ -1397,9 +1411,11 @@ static void cmd_train(const command *cmd, const opts *o) {
                     kiln_num_threads(), cpus, cpus == 1 ? "" : "s", kiln_num_threads());
     }
     if (resume) printf("train: resumed from %s at step %" PRId64 "\n", resume, s.step);
-    if (s.step >= h->steps) {
-        printf("train: already at step %" PRId64 " (--steps %" PRId64 "); nothing to do\n", s.step,
-               h->steps);
+    if (s.step >= h->steps || (s.timed && s.trained_s >= time_limit)) {
+        if (s.step >= h->steps)
+            printf("train: already at step %" PRId64 " (--steps %" PRId64 "); nothing to do\n", s.step, h->steps);
+        else
+            printf("train: the training steps already took %.1f s (--time-limit %g); nothing to do\n", s.trained_s, time_limit);
         const char *weights_out = kiln_opt_get(cmd, o, "--weights-out");
         if (weights_out && kiln_dist_rank() == 0) { /* the weights of a finished run */
             write_weights(weights_out, &s, &data);
@@ -1484,22 +1500,38 @@ static void cmd_train(const command *cmd, const opts *o) {
 
         double dt = kiln_time_ms() - t0;
         t_steps += dt;
+        s.trained_s += dt / 1e3;
+        /* the time limit: rank 0's clock decides for every rank */
+        int out_of_time = s.timed && s.trained_s >= time_limit;
+        if (s.timed && N > 1) {
+            uint64_t *flags_all = kiln_xcalloc((size_t)N, sizeof *flags_all, "the ranks' flags");
+            kiln_dist_allgather_u64((uint64_t)out_of_time, flags_all);
+            out_of_time = (int)flags_all[0];
+            free(flags_all);
+        }
         double tok_s = (data.tok ? (double)step_tokens : (double)ntok * (double)h->accumulate) / (dt > 0 ? dt / 1e3 : 1e-9);
         char eta[32];
-        fmt_eta(t_steps / 1e3 / (double)done_here * (double)(h->steps - s.step), eta, sizeof eta);
+        double remaining = t_steps / 1e3 / (double)done_here * (double)(h->steps - s.step);
+        if (s.timed && time_limit - s.trained_s < remaining) remaining = time_limit - s.trained_s > 0 ? time_limit - s.trained_s : 0;
+        fmt_eta(remaining, eta, sizeof eta);
         /* text: tokens per second; arrays: examples */
         const char *unit = g_model.text || data.tok ? "tok" : "examples";
         printf("step %" PRId64 "/%" PRId64 "  loss %.4f  lr %.2e  %.0f %s/s  ETA %s\n", s.step,
                h->steps, loss, lr, tok_s, unit, eta);
         fflush(stdout);
         char b1[40], b2[40];
+        char train_s[48] = ""; /* with --time-limit: the seconds of training steps so far, over resumes */
+        if (s.timed) snprintf(train_s, sizeof train_s, ",\"train_s\":%.3f", s.trained_s);
         log_line(jlog, log_path,
                  "{\"step\":%" PRId64 ",\"loss\":%s,\"lr\":%s,\"%s_per_s\":%.1f,"
-                 "\"time_s\":%.3f}\n",
+                 "\"time_s\":%.3f%s}\n",
                  s.step, fmt_exact(loss, b1, sizeof b1), fmt_exact(lr, b2, sizeof b2),
-                 g_model.text || data.tok ? "tokens" : "examples", tok_s, (kiln_time_ms() - t_start) / 1e3);
+                 g_model.text || data.tok ? "tokens" : "examples", tok_s, (kiln_time_ms() - t_start) / 1e3, train_s);
 
-        int end = s.step == h->steps;
+        int end = s.step == h->steps || out_of_time;
+        if (out_of_time && s.step < h->steps)
+            printf("train: time limit reached: the training steps took %.1f s (--time-limit %g) at step %" PRId64 "\n",
+                   s.trained_s, time_limit, s.step);
         if (rank != 0) { /* rank 0 evaluates and writes */
         } else if (((h->eval_interval > 0 && s.step % h->eval_interval == 0) || end) && data.tok) {
             const double t_eval = kiln_time_ms();
@@ -1538,6 +1570,7 @@ static void cmd_train(const command *cmd, const opts *o) {
             printf("checkpoint step %" PRId64 ": wrote %s\n", s.step, out);
             fflush(stdout);
         }
+        if (end) break;
     }
     const char *weights_out = kiln_opt_get(cmd, o, "--weights-out");
     if (weights_out && rank == 0) {

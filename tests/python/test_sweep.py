@@ -43,6 +43,8 @@ variant alibi   = {MODEL} --set layers=2 --replace " + positions(learned, T, dim
     (lambda s: s + "budget = 5\n", r"mini\.sweep:11: unknown key 'budget'"),
     (lambda s: s + "variant alibi = x.kiln\n", r"mini\.sweep:11: variant 'alibi' is named twice"),
     (lambda s: s.replace("train = ", "train = --seed 3 "), r"train flags may not set --seed"),
+    (lambda s: s + "seconds = 0\n", r"mini\.sweep:11: the budget seconds must be a positive integer, got '0'"),
+    (lambda s: s.replace("steps = 120\n", ""), r"mini\.sweep: no budget: 'steps = N' or 'seconds = S'"),
 ])
 def test_bad_specs_are_refused_before_anything_trains(kiln, tmp_path, change, message):
     spec = tmp_path / "mini.sweep"
@@ -161,3 +163,37 @@ def test_plan_compiles_every_variant_and_trains_nothing(kiln, tmp_path):
     params = int(re.search(r"parameters\s+([\d,]+)", stats).group(1).replace(",", ""))
     assert f"  learned: {params} parameters" in r.stdout
     assert re.search(r"  act: \d+ parameters", r.stdout) and "3 variants × 2 seeds × 120 steps" in r.stdout
+
+
+def test_a_time_budget_gives_every_run_the_same_seconds(kiln, tmp_path):
+    """seconds = S: each run stops once its training steps took S s (train --time-limit), the table gains the steps
+    each reached, and those are the runs' own last logged steps; the checkpoint keeps the time for a resume."""
+    spec = tmp_path / "timed.sweep"
+    spec.write_text(spec_text().replace("steps = 120", "seconds = 2").replace("seeds = 1 2", "seeds = 1")
+                    .replace("lengths = 32 64 128\n", "").replace("early = 40", "early = 1").replace("eval_interval = 40", "eval_interval = 5"))
+    out = tmp_path / "out"
+    r = run([kiln, "sweep", spec, "-o", out])
+    assert r.returncode == 0, r.stderr
+    table = (out / "results.md").read_text()
+    assert "2 s of training steps per run" in table and "| steps |" in table
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["seconds"] == 2
+    for result in doc["runs"]:
+        d = out / "runs" / result["variant"] / "seed-1"
+        log = [json.loads(line) for line in (d / "log.jsonl").read_text().splitlines()]
+        steps = [o for o in log if "val_loss" not in o]
+        assert result["steps"] == steps[-1]["step"] >= 1
+        # stopped by the clock: the training seconds passed the budget at the last step only
+        assert steps[-1]["train_s"] >= 2 and all(o["train_s"] < 2 for o in steps[:-1])
+        assert "time limit reached" in (d / "train.log").read_text()
+        assert f"| {result['variant']} |" in table
+        with open(out / "results.csv") as f:
+            rows = {row["variant"]: row for row in csv.DictReader(f)}
+        assert int(rows[result["variant"]]["steps"]) == result["steps"]
+    # the checkpoint holds the seconds: resumed with the same limit, nothing is left to do
+    build = out / "builds" / "learned"
+    r = run([build / "train", "--resume", out / "runs/learned/seed-1/ckpt.safetensors", "--data", DATA, "--time-limit", 2,
+             "--out", tmp_path / "again.st"])
+    assert r.returncode == 0 and "nothing to do" in r.stdout, r.stdout + r.stderr
+    r = run([build / "train", "--data", DATA, "--time-limit", 0, "--out", tmp_path / "x.st"])
+    assert r.returncode == 2 and "--time-limit" in r.stderr and r.stderr.count("\n") == 1

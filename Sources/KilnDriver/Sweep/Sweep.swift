@@ -44,7 +44,10 @@ public struct Sweep {
     /// What a variant's build tells: its parameters and training FLOPs per optimizer step.
     struct VariantInfo { var parameters: Int; var trainFlopsPerStep: Int; var directory: String; var key: String }
 
-    var steps: Int { if case .steps(let n) = spec.budget { n } else { 0 } }
+    /// The steps a run trains at most.
+    var steps: Int { spec.maxSteps }
+    /// Progress is counted in steps, or with a time budget in seconds of training steps.
+    var unitsPerRun: Int { spec.seconds ?? steps }
 
     /// The value of a train flag in the spec's flags, if given.
     func flag(_ name: String) -> String? {
@@ -55,7 +58,7 @@ public struct Sweep {
     /// The plan without training: every variant compiled (no C build), with its parameters and training FLOPs
     /// per step, and the number of runs and steps.
     public func plan(pipeline: (SweepSpec.Variant) -> Pipeline) throws -> String {
-        var out = "sweep \(spec.path): \(spec.variants.count) variants × \(spec.seeds.count) seeds × \(steps) steps\n"
+        var out = "sweep \(spec.path): \(spec.variants.count) variants × \(spec.seeds.count) seeds × \(spec.budgetText)\n"
         for v in spec.variants {
             let file = SourceFile(path: v.file, text: try v.source())
             let c = try pipeline(v).generate(file)
@@ -83,7 +86,7 @@ public struct Sweep {
             info[v.name] = try build(v, pipeline(v))
         }
         // runs, in order; progress over the whole sweep
-        let total = spec.variants.count * spec.seeds.count * steps
+        let total = spec.variants.count * spec.seeds.count * unitsPerRun
         var done = 0, doneHere = 0
         let began = Date()
         var lastNote = Date.distantPast
@@ -107,7 +110,7 @@ public struct Sweep {
                 let dir = "\(directory)/runs/\(v.name)/seed-\(seed)"
                 // what a run's results depend on: its model, the data, the budget and the train flags; a run
                 // made with others (the spec changed since) starts again
-                let runKey = [info[v.name]!.key, spec.data, String(steps), spec.trainFlags.joined(separator: " "),
+                let runKey = [info[v.name]!.key, spec.data, spec.budgetText, spec.trainFlags.joined(separator: " "),
                               spec.evalInterval.map(String.init) ?? "", spec.lengths.map(String.init).joined(separator: " ")].joined(separator: "\n")
                 let keyFile = dir + "/.sweep-key"
                 if FileManager.default.fileExists(atPath: dir),
@@ -119,18 +122,24 @@ public struct Sweep {
                 if !FileManager.default.fileExists(atPath: keyFile) { try atomicWrite(Data(runKey.utf8), to: keyFile) }
                 if let r = loadResult(dir) {
                     results.append(r)
-                    done += steps
+                    done += unitsPerRun
                     continue
                 }
                 progress("\(v.name) seed \(seed)", current: 0)
-                let r = try train(v, seed: seed, info: info[v.name]!, dir: dir) { step in progress("\(v.name) seed \(seed) step \(step)/\(steps)", current: step) }
+                let r = try train(v, seed: seed, info: info[v.name]!, dir: dir) { step, seconds in
+                    if let budget = spec.seconds {
+                        progress("\(v.name) seed \(seed) step \(step), \(seconds)/\(budget) s", current: min(seconds, budget))
+                    } else {
+                        progress("\(v.name) seed \(seed) step \(step)/\(steps)", current: step)
+                    }
+                }
                 if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
                 var scored = r
                 if r.failed == nil { scored = try score(scored, info: info[v.name]!, dir: dir, heldout: heldout) }
                 try atomicWrite(try JSONEncoder.sorted.encode(scored), to: dir + "/result.json")
                 if let f = scored.failed { say("sweep: \(v.name) seed \(seed) failed: \(f)") }
                 results.append(scored)
-                done += steps; doneHere += steps
+                done += unitsPerRun; doneHere += unitsPerRun
             }
         }
         try SweepReport(spec: spec, results: results, info: info.mapValues { ($0.parameters, $0.trainFlopsPerStep) }).write(to: directory)
@@ -176,12 +185,13 @@ public struct Sweep {
     }
 
     /// Trains one run to the budget (resuming from its checkpoint if it has one) and reads its log.
-    func train(_ v: SweepSpec.Variant, seed: Int, info: VariantInfo, dir: String, progress: (Int) -> Void) throws -> RunResult {
+    func train(_ v: SweepSpec.Variant, seed: Int, info: VariantInfo, dir: String, progress: (_ step: Int, _ seconds: Int) -> Void) throws -> RunResult {
         let fm = FileManager.default
         try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let ckpt = dir + "/ckpt.safetensors", log = dir + "/log.jsonl"
         var args = ["--data", spec.data, "--out", ckpt, "--steps", String(steps), "--seed", String(seed), "--log", log]
         if let e = spec.evalInterval { args += ["--eval-interval", String(e)] }
+        if let t = spec.seconds { args += ["--time-limit", String(t)] }
         if fm.fileExists(atPath: ckpt) {
             args += ["--resume", ckpt]
             // a run killed while writing its log leaves a partial last line: the resumed run appends after it
@@ -205,12 +215,13 @@ public struct Sweep {
         try p.run()
         while p.isRunning {
             Thread.sleep(forTimeInterval: 0.5)
-            if let last = readLog(log).train.last { progress(Int(last[0])) }
+            if let last = readLog(log).train.last { progress(Int(last[0]), Int(last[3])) }
         }
         try? handle.close()
-        var r = RunResult(variant: v.name, seed: seed, steps: steps, failed: nil, lengthLoss: [:], lengthError: [:], trainCurve: [], valCurve: [])
+        var r = RunResult(variant: v.name, seed: seed, steps: 0, failed: nil, lengthLoss: [:], lengthError: [:], trainCurve: [], valCurve: [])
         let l = readLog(log)
         r.trainCurve = l.train.map { [$0[0], $0[1]] }
+        r.steps = Int(l.train.last?[0] ?? 0)  // the budget's steps, or those a time budget allowed
         r.valCurve = l.val
         if p.terminationStatus != 0 {
             let text = (fm.contents(atPath: output).flatMap { String(data: $0, encoding: .utf8) } ?? "")
@@ -218,7 +229,7 @@ public struct Sweep {
                 ?? "train exited with status \(p.terminationStatus)"
             return r
         }
-        let early = spec.early ?? max(steps / 10, 1)
+        let early = spec.earlyStep
         r.earlyLoss = l.train.first(where: { Int($0[0]) == early })?[1]
         if let last = l.val.last {
             r.valLoss = last[1]
@@ -229,7 +240,8 @@ public struct Sweep {
         return r
     }
 
-    /// The log's training points (step, loss, time) and validation points (step, loss); steps per second
+    /// The log's training points (step, loss, time, seconds of training steps) and validation points (step,
+    /// loss); steps per second
     /// over the steps that no evaluation interrupted.
     func readLog(_ path: String) -> (train: [[Double]], val: [[Double]], stepsPerSecond: Double?) {
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else { return ([], [], nil) }
@@ -251,7 +263,7 @@ public struct Sweep {
                 evalSince = true
             } else if let loss = number(line, "loss"), let t = number(line, "time_s") {
                 train.removeAll { $0[0] == step }
-                train.append([step, loss, t])
+                train.append([step, loss, t, number(line, "train_s") ?? 0])
                 if let p = previous, !evalSince, t > p { intervals += 1; seconds += t - p }
                 previous = t
                 evalSince = false

@@ -32,20 +32,21 @@ struct SweepReport {
         return String(format: f, mean) + " ± " + String(format: f, sd)
     }
 
-    var steps: Int { if case .steps(let n) = spec.budget { n } else { 0 } }
-    var early: Int { spec.early ?? max(steps / 10, 1) }
+    var early: Int { spec.earlyStep }
 
     func markdown() -> String {
         var out = "# Sweep: \((spec.path as NSString).lastPathComponent)\n\n"
-        out += "Data `\((spec.data as NSString).lastPathComponent)`, \(steps) steps per run, seeds \(spec.seeds.map(String.init).joined(separator: ", "))"
+        out += "Data `\((spec.data as NSString).lastPathComponent)`, \(spec.budgetText) per run, seeds \(spec.seeds.map(String.init).joined(separator: ", "))"
         out += spec.trainFlags.isEmpty ? ".\n" : ", train flags `\(spec.trainFlags.joined(separator: " "))`.\n"
         out += "Mean ± standard deviation over the seeds; losses in nats per token on the held-out part of the data.\n\n"
-        out += "| variant | parameters | training GFLOP/step | steps/s | loss at step \(early) | val loss | perplexity | bits/char | runs |\n"
-        out += "|---|---|---|---|---|---|---|---|---|\n"
+        let timed = spec.seconds != nil  // a time budget: the steps each variant reached in it
+        out += "| variant | parameters | training GFLOP/step | steps/s |\(timed ? " steps |" : "") loss at step \(early) | val loss | perplexity | bits/char | runs |\n"
+        out += "|---|---|---|---|\(timed ? "---|" : "")---|---|---|---|---|\n"
         var failures: [String] = []
         for v in spec.variants {
             let r = runs(v.name), (params, flops) = info[v.name] ?? (0, 0)
             out += "| \(v.name) | \(params) | \(String(format: "%.3f", Double(flops) / 1e9)) | \(stat(r.compactMap(\.stepsPerSecond), 2)) | "
+            if timed { out += "\(stat(r.map { Double($0.steps) }, 0)) | " }
             out += "\(stat(r.compactMap(\.earlyLoss), 3)) | \(stat(r.compactMap(\.valLoss), 3)) | \(stat(r.compactMap(\.valPerplexity), 2)) | "
             out += "\(stat(r.compactMap(\.valBitsPerChar), 3)) | \(r.count)/\(spec.seeds.count) |\n"
             for f in results where f.variant == v.name && f.failed != nil { failures.append("- \(v.name), seed \(f.seed): \(f.failed!)") }
@@ -75,12 +76,12 @@ struct SweepReport {
 
     func csv() -> String {
         func n(_ x: Double?) -> String { x.map { String($0) } ?? "" }
-        var out = "variant,seed,parameters,train_flops_per_step,steps_per_s,early_step,early_loss,val_loss,val_perplexity,val_bits_per_char,failed"
+        var out = "variant,seed,parameters,train_flops_per_step,steps_per_s,steps,early_step,early_loss,val_loss,val_perplexity,val_bits_per_char,failed"
         out += spec.lengths.map { ",loss_at_\($0)" }.joined() + "\n"
         for r in results {
             let (params, flops) = info[r.variant] ?? (0, 0)
             let failed = (r.failed ?? "").replacingOccurrences(of: "\"", with: "\"\"")
-            out += "\(r.variant),\(r.seed),\(params),\(flops),\(n(r.stepsPerSecond)),\(early),\(n(r.earlyLoss)),\(n(r.valLoss)),"
+            out += "\(r.variant),\(r.seed),\(params),\(flops),\(n(r.stepsPerSecond)),\(r.steps),\(early),\(n(r.earlyLoss)),\(n(r.valLoss)),"
             out += "\(n(r.valPerplexity)),\(n(r.valBitsPerChar)),\"\(failed)\"" + spec.lengths.map { ",\(n(r.lengthLoss[String($0)]))" }.joined() + "\n"
         }
         return out
@@ -88,8 +89,8 @@ struct SweepReport {
 
     func json() throws -> Data {
         struct Variant: Codable { var name: String; var file: String; var parameters: Int; var trainFlopsPerStep: Int }
-        struct Document: Codable { var spec: String; var data: String; var steps: Int; var seeds: [Int]; var lengths: [Int]; var variants: [Variant]; var runs: [Sweep.RunResult] }
-        let doc = Document(spec: spec.path, data: spec.data, steps: steps, seeds: spec.seeds, lengths: spec.lengths,
+        struct Document: Codable { var spec: String; var data: String; var steps: Int; var seconds: Int?; var seeds: [Int]; var lengths: [Int]; var variants: [Variant]; var runs: [Sweep.RunResult] }
+        let doc = Document(spec: spec.path, data: spec.data, steps: spec.maxSteps, seconds: spec.seconds, seeds: spec.seeds, lengths: spec.lengths,
                            variants: spec.variants.map { Variant(name: $0.name, file: $0.file, parameters: info[$0.name]?.0 ?? 0, trainFlopsPerStep: info[$0.name]?.1 ?? 0) },
                            runs: results)
         return try JSONEncoder.sorted.encode(doc)

@@ -6,6 +6,8 @@ import Foundation
 ///
 ///     data     = ../examples/data/tinyshakespeare.txt   # a byte-level text file (the train binary's data)
 ///     steps    = 500                # the budget: optimizer steps, the same for every variant
+///     seconds  = 300                # or (also) a time budget: seconds of training steps per run; with
+///                                   #   both, a run stops at whichever comes first
 ///     seeds    = 1 2                # one run per variant and seed
 ///     eval_interval = 100           # evaluations (validation loss) every N steps, and at the end
 ///     early    = 100                # the step whose training loss the table reports as the early loss
@@ -39,7 +41,40 @@ public struct SweepSpec: Sendable, Equatable {
             return text
         }
     }
-    public enum Budget: Sendable, Equatable { case steps(Int) }
+    public enum Budget: Sendable, Equatable {
+        /// Optimizer steps, the same for every variant.
+        case steps(Int)
+        /// Seconds of training steps per run (the train binary's `--time-limit`: evaluations not counted), with
+        /// an optional bound on the steps.
+        case seconds(Int, maxSteps: Int?)
+    }
+
+    /// The steps a run trains at most: the budget's steps, else a bound no run reaches.
+    public var maxSteps: Int {
+        switch budget {
+        case .steps(let n): n
+        case .seconds(_, let m): m ?? 1 << 30
+        }
+    }
+
+    /// The time budget in seconds, if there is one.
+    public var seconds: Int? { if case .seconds(let s, _) = budget { s } else { nil } }
+
+    /// The step whose training loss the table reports: `early`, else a tenth of the steps (time budget: the
+    /// evaluation interval, else 100).
+    public var earlyStep: Int {
+        if let e = early { return e }
+        if case .steps(let n) = budget { return max(n / 10, 1) }
+        return evalInterval ?? 100
+    }
+
+    /// "120 steps" / "60 s of training steps" / "60 s of training steps (at most 500 steps)".
+    public var budgetText: String {
+        switch budget {
+        case .steps(let n): "\(n) steps"
+        case .seconds(let t, let m): "\(t) s of training steps" + (m.map { " (at most \($0) steps)" } ?? "")
+        }
+    }
 
     public var path: String
     public var data: String
@@ -87,7 +122,7 @@ public struct SweepSpec: Sendable, Equatable {
         func resolve(_ p: String) -> String { p.hasPrefix("/") ? p : ((folder.isEmpty ? "." : folder) as NSString).appendingPathComponent(p) }
         var spec = SweepSpec(path: path, data: "", budget: .steps(0), seeds: [1], evalInterval: nil, early: nil, lengths: [],
                              trainFlags: [], variants: [])
-        var seen: Set<String> = [], budgetLine = 0, dataLine = 0
+        var seen: Set<String> = [], budgetLine = 0, dataLine = 0, stepsGiven: Int?, secondsGiven: Int?
         for (k, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = k + 1
             func fail(_ m: String) -> Failure { Failure(description: "\(path):\(line): \(m)") }
@@ -142,9 +177,10 @@ public struct SweepSpec: Sendable, Equatable {
                 guard FileManager.default.fileExists(atPath: spec.data, isDirectory: &dir), !dir.boolValue else { throw fail("no data file \(spec.data)") }
             case "steps":
                 guard words.count == 1, let n = Int(value), n >= 1, n <= 1 << 30 else { throw fail("the budget steps must be a positive integer, got '\(value)'") }
-                spec.budget = .steps(n); budgetLine = line
+                stepsGiven = n; budgetLine = line
             case "seconds":
-                throw fail("a wall-clock budget is not supported yet: give 'steps = N' (the same for every variant)")
+                guard words.count == 1, let n = Int(value), n >= 1, n <= 1 << 30 else { throw fail("the budget seconds must be a positive integer, got '\(value)'") }
+                secondsGiven = n; budgetLine = line
             case "seeds":
                 spec.seeds = try ints("seeds", min: 0)
                 guard Set(spec.seeds).count == spec.seeds.count else { throw fail("seeds repeat: '\(value)'") }
@@ -159,14 +195,15 @@ public struct SweepSpec: Sendable, Equatable {
                     throw fail("train flags may not set \(reserved): the sweep sets it for every run")
                 }
             default:
-                throw fail("unknown key '\(key)' (known: data, steps, seeds, eval_interval, early, lengths, train, variant NAME)")
+                throw fail("unknown key '\(key)' (known: data, steps, seconds, seeds, eval_interval, early, lengths, train, variant NAME)")
             }
         }
         func fail(_ m: String) -> Failure { Failure(description: "\(path): \(m)") }
         if dataLine == 0 { throw fail("no 'data = FILE'") }
-        if budgetLine == 0 { throw fail("no budget: 'steps = N'") }
+        if budgetLine == 0 { throw fail("no budget: 'steps = N' or 'seconds = S'") }
+        spec.budget = secondsGiven.map { .seconds($0, maxSteps: stepsGiven) } ?? .steps(stepsGiven ?? 0)
         if spec.variants.isEmpty { throw fail("no variants: 'variant NAME = FILE'") }
-        if case .steps(let n) = spec.budget, let e = spec.early, e > n { throw fail("early step \(e) is past the budget of \(n) steps") }
+        if let n = stepsGiven, let e = spec.early, e > n { throw fail("early step \(e) is past the budget of \(n) steps") }
         return spec
     }
 }
