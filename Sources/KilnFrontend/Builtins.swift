@@ -475,7 +475,8 @@ extension Lowering {
     /// argument of the first call and the result of each call the first argument of the next; the extra
     /// arguments (a padding mask) are the same for every call. `shared: true`: one set of weights `NAME.…` for
     /// all N calls (ALBERT; the Universal Transformer); `timestep: true` adds row i of the sinusoidal table (of
-    /// N rows, the width of x) to x before call i (the Universal Transformer's timestep signal).
+    /// N rows, the width of x) to x before call i (the Universal Transformer's timestep signal); `timestep: s`
+    /// (a positive number) adds that row times s, to match the signal to the scale of x.
     func repeatBlock(_ a: BoundArgs, _ extras: [Argument], _ r: SourceRange) throws -> Value {
         let n = try positiveInt(a["count"]!.0, a["count"]!.1, "the repeat count")
         guard n <= Self.maxRepeat else { throw report("repeat count \(n) is too large (limit \(Self.maxRepeat))", a["count"]!.1) }
@@ -486,7 +487,15 @@ extension Lowering {
         }
         let more = try extras.map { (try eval($0.value), $0.value.range) }
         let shared = try a["shared"].map { try bool($0.0, $0.1, "shared") } ?? false
-        let timestep = try a["timestep"].map { try bool($0.0, $0.1, "timestep") } ?? false
+        // timestep: true | false | a positive scale of the signal
+        let timestepScale: Double? = try a["timestep"].flatMap { (v, tr) -> Double? in
+            if let s = number(v) {
+                guard s > 0, s.isFinite else { throw report("timestep takes true, false or a positive scale of the signal, got \(describe(v))", tr) }
+                return s
+            }
+            guard case .word = v else { throw report("timestep takes true, false or a positive scale of the signal, got \(describe(v))", tr) }
+            return try bool(v, tr, "timestep") ? 1 : nil
+        }
         let epsilon = try a["halting"].map { (v, hr) -> Double in
             guard let e = number(v), e > 0, e < 1 else { throw report("halting is adaptive computation time's ε, a number in (0, 1) (the threshold is 1 − ε; the paper uses 0.01)", hr) }
             return e
@@ -495,10 +504,14 @@ extension Lowering {
         let o = try owner("layers", explicit: a.explicitName)
         let outerPrefix = scopes[scopes.count - 1].prefix
         var signal: Int?
-        if timestep {
+        if let scale = timestepScale {
             let t = try tensor(x, a["x"]!.1, "repeat's input")
             let width = try lastDim(t, a["x"]!.1, "timestep: true")
-            guard case .tensor(let s) = try emit(.sinusoidal, [], ["rows": .int(n), "dim": .int(width)], r, order: ["rows", "dim"]) else { throw Reported() }
+            guard case .tensor(var s) = try emit(.sinusoidal, [], ["rows": .int(n), "dim": .int(width)], r, order: ["rows", "dim"]) else { throw Reported() }
+            if scale != 1 {
+                guard case .tensor(let scaled) = try emit(.scale, [s], ["factor": .float(scale)], r) else { throw Reported() }
+                s = scaled
+            }
             signal = s
         }
         residualDepth *= n

@@ -398,9 +398,9 @@ class Universal(nn.Module):
     """tests/models/universal.kiln: one pre-norm layer applied `steps` times with its weights shared, row s of
     the sinusoidal table added before step s (Dehghani et al. 2019), sinusoidal positions."""
 
-    def __init__(self, vocab=41, dim=30, heads=3, steps=3, hidden=46):
+    def __init__(self, vocab=41, dim=30, heads=3, steps=3, hidden=46, signal=1.0):
         super().__init__()
-        self.steps = steps
+        self.steps, self.signal = steps, signal
         self.embed = nn.Embedding(vocab, dim)
         self.step = Layer(dict(dim=dim, heads=heads, hidden=hidden, norm="pre", activation="relu", eps=1e-5))
         self.layernorm = nn.LayerNorm(dim)
@@ -409,7 +409,7 @@ class Universal(nn.Module):
     def forward(self, tokens):
         T, C = tokens.shape[1], self.embed.weight.shape[1]
         x = self.embed(tokens) + sinusoidal(T, C).to(self.embed.weight.dtype)
-        signal = sinusoidal(self.steps, C).to(x.dtype)
+        signal = self.signal * sinusoidal(self.steps, C).to(x.dtype)
         for s in range(self.steps):
             x = self.step(x + signal[s])
         return self.head(self.layernorm(x))

@@ -31,6 +31,9 @@ VARIANTS = {
     "rotary": dict(file="tests/models/rotary.kiln", reference=reference.RotaryLM, vocab=41, context=12),
     "rezero": dict(file="tests/models/rezero.kiln", reference=reference.ReZeroGeGLU, vocab=41, context=12),
     "universal": dict(file="tests/models/universal.kiln", reference=reference.Universal, vocab=41, context=12),
+    # the timestep signal scaled (timestep: 0.25)
+    "universal-scaled": dict(file="tests/models/universal.kiln", set=["signal=0.25"], reference=lambda: reference.Universal(signal=0.25),
+                             vocab=41, context=12),
     "alibi": dict(file="tests/models/alibi.kiln", reference=lambda: reference.RotaryLM(position="alibi", kv_heads=1), vocab=41,
                   context=12),
     # ALiBi with as many key/value heads as queries: self-attention's one-pass backward
