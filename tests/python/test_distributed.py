@@ -156,6 +156,11 @@ def test_refusals_are_one_line_from_rank_zero(builds, tmp_path, data):
                        capture_output=True, text=True, env=ENV)
     refused(r, "rank 1 read different data")
     assert not (tmp_path / "y.st").exists()
+    # an error of one rank alone is still printed, with its rank
+    r = subprocess.run([str(a) for a in ["mpirun", "--oversubscribe", "-np", 1, out / "train-mpi", "--data", data, *args, ":",
+                                         "-np", 1, out / "train-mpi", "--data", tmp_path / "missing.txt", *args]],
+                       capture_output=True, text=True, env=ENV)
+    assert r.returncode != 0 and "train-mpi (rank 1): error: no such file" in r.stderr, r.stderr
     # the one-process program under mpirun says which program to run
     r = mpirun(2, out / "train", *common, "--steps", 2, "--out", tmp_path / "z.st")
     assert r.returncode != 0 and "run train-mpi" in r.stderr and r.stderr.count("error:") == 1, r.stderr
