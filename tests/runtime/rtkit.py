@@ -21,7 +21,7 @@ SAN_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
 COMMON_SRCS = [HERE / "fake_model.c", RT / "kiln_rt.c", RT / "kiln_cli.c"]
 PROGRAM_SRCS = [RT / f"{n}.c" for n in ("kiln_beam", "kiln_bpe", "kiln_wordpiece", "kiln_metrics", "kiln_pairs", "kiln_seq2seq")]
 INFER_SRCS = COMMON_SRCS + PROGRAM_SRCS + [RT / "infer_main.c"]
-TRAIN_SRCS = COMMON_SRCS + PROGRAM_SRCS + [RT / "train_main.c"]
+TRAIN_SRCS = COMMON_SRCS + PROGRAM_SRCS + [RT / "kiln_dist.c", RT / "train_main.c"]
 SAN_ENV = {
     "ASAN_OPTIONS": "detect_leaks=0:exitcode=86",
     "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1:exitcode=87",
