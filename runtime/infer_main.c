@@ -10,6 +10,7 @@
  *   translate greedy or beam-search translation          (encoder–decoder models)
  *   embed     sentence embeddings, WordPiece tokens in     (BERT-style encoders)
  *   tokenize  text to token ids and back
+ *   attention a picture of one layer's attention weights (PNG or SVG)
  *   bench     time the forward pass
  *
  * A language model here is one whose forward function takes token ids [B, T] (role tokens) and returns
@@ -28,6 +29,7 @@
 
 #include "kiln_beam.h"
 #include "kiln_cli.h"
+#include "kiln_plot.h"
 #include "kiln_rt.h"
 #include "kiln_wordpiece.h"
 #include "model.h"
@@ -58,6 +60,7 @@ static void cmd_bench(const command *cmd, const opts *o);
 static void cmd_translate(const command *cmd, const opts *o);
 static void cmd_tokenize(const command *cmd, const opts *o);
 static void cmd_embed(const command *cmd, const opts *o);
+static void cmd_attention(const command *cmd, const opts *o);
 
 static const command COMMANDS[] = {
     {"init", "--out W.safetensors [--seed N]",
@@ -192,6 +195,32 @@ static const command COMMANDS[] = {
       {"--verbose", NULL, "say which lines were truncated", 0}},
      NULL,
      cmd_embed},
+    {"attention", "--weights W (--text TEXT | --ids IDS) [--layer L] [--head H] -o MAP.png",
+     "draw what the heads of one attention look at, as a heat map (PNG or SVG)",
+     "Runs the model's attention_maps function on one input and draws the weights of attention L, counted\n"
+     "from 0 in the order the model computes them (layer by layer; an encoder's before the decoder's, a\n"
+     "decoder layer's self-attention before its cross-attention; 'infer run --list' shows them): one head\n"
+     "with --head, else a grid of all its heads. Rows are queries and columns keys, labelled with the tokens\n"
+     "(a space shows as '_'); the colour runs from 0 (white) to 1 (dark blue). --text is cut into bytes\n"
+     "(byte-level models), into --tokenizer's BPE tokens, or into --vocab's WordPiece tokens between [CLS]\n"
+     "and [SEP]; --ids are token ids. An encoder-decoder reads --text with its tokenizer and <eos> as the\n"
+     "source; its decoder reads <bos> and --target, or else its own greedy translation. A path ending in\n"
+     ".svg gets an SVG, any other a PNG (both written atomically).",
+     {{"--weights", "W", "weights file (.safetensors, required)", 0},
+      {"--text", "TEXT", "the input text", 0},
+      {"--ids", "IDS", "the input as token ids instead, e.g. 464,2068,7586", 0},
+      {"--layer", "L", "which attention, from 0 (default 0)", 0},
+      {"--head", "H", "one head, from 0 (default: all heads in a grid)", 0},
+      {"-o", "MAP.png", "where the picture goes (.png or .svg)", 0},
+      {"--out", "MAP.png", "the same as -o", 0},
+      {"--npy", "OUT.npy", "also write the weights of all its heads [heads, T, S] (float32)", 0},
+      {"--tokenizer", "FILE", "a byte-level BPE tokenizer for --text (NAME.tiktoken, vocab.json, Kiln's)", 0},
+      {"--vocab", "FILE", "a WordPiece vocabulary for --text (BERT's vocab.txt)", 0},
+      {"--cased", NULL, "with --vocab: a cased vocabulary", 0},
+      {"--target", "TEXT", "encoder-decoder models: the target the decoder reads after <bos>", 0},
+      {"--bos", "ID", "encoder-decoder models: the decoder's first id (default: the tokenizer's <bos>)", 0}},
+     NULL,
+     cmd_attention},
     {"bench", "[--batch B] [--seq T] [options]", "time the forward pass",
      "Uses seeded random weights unless --weights is given, and random inputs: token ids in the\n"
      "vocabulary, masks of ones, normal data. --batch sets every input's first dim, --seq its second.",
@@ -1153,6 +1182,282 @@ static void cmd_embed(const command *cmd, const opts *o) {
 }
 
 /* score --pairs: teacher-forced loss, and BLEU and chrF of the translations, of every pair of a file. */
+/* ------------------------------------------------------------------------- */
+/* attention */
+
+#define LABEL_CHARS 12 /* of a token's label in a picture */
+
+/* A token's label in the pixel font's ASCII: printable bytes as they are, a space as '_', others escaped; at
+ * most LABEL_CHARS characters (a longer token ends in '~'). */
+static void byte_label(char *out, const uint8_t *b, size_t n) {
+    char buf[8 * LABEL_CHARS];
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < sizeof buf - 8; i++) {
+        const uint8_t c = b[i];
+        if (c == ' ') buf[k++] = '_';
+        else if (c == '\n') { buf[k++] = '\\'; buf[k++] = 'n'; }
+        else if (c == '\t') { buf[k++] = '\\'; buf[k++] = 't'; }
+        else if (c > 32 && c < 127) buf[k++] = (char)c;
+        else k += (size_t)snprintf(buf + k, sizeof buf - k, "\\x%02x", c);
+    }
+    buf[k] = '\0';
+    if (k > LABEL_CHARS) { buf[LABEL_CHARS - 1] = '~'; buf[LABEL_CHARS] = '\0'; }
+    memcpy(out, buf, strlen(buf) + 1);
+}
+
+/* One sequence of a picture: its ids and their labels. */
+typedef struct {
+    int32_t *ids;
+    char (*labels)[LABEL_CHARS + 1];
+    int64_t n;
+} attn_sequence;
+
+static attn_sequence new_sequence(int64_t cap) {
+    attn_sequence s = {xcalloc_or_die((size_t)cap + 1, sizeof(int32_t), "token ids"),
+                       xcalloc_or_die((size_t)cap + 1, LABEL_CHARS + 1, "labels"), 0};
+    return s;
+}
+
+static void push_token(attn_sequence *s, int32_t id, const char *label) {
+    s->ids[s->n] = id;
+    snprintf(s->labels[s->n], LABEL_CHARS + 1, "%s", label);
+    s->n++;
+}
+
+/* Labels every id of s from a BPE tokenizer (specials by name), or as numbers without one. */
+static void label_bpe(attn_sequence *s, const kiln_bpe *tok, int32_t bos, int32_t eos, int32_t pad) {
+    for (int64_t i = 0; i < s->n; i++) {
+        size_t len = 0;
+        const uint8_t *b = tok ? kiln_bpe_bytes(tok, s->ids[i], &len) : NULL;
+        if (b) byte_label(s->labels[i], b, len);
+        else if (s->ids[i] == bos) strcpy(s->labels[i], "<bos>");
+        else if (s->ids[i] == eos) strcpy(s->labels[i], "<eos>");
+        else if (s->ids[i] == pad) strcpy(s->labels[i], "<pad>");
+        else snprintf(s->labels[i], LABEL_CHARS + 1, "%d", (int)s->ids[i]);
+    }
+}
+
+/* The ids of --ids (spaces or commas between them) into a new sequence labelled by number. */
+static attn_sequence ids_sequence(const char *text, int64_t vocab, int64_t limit, const char *flag) {
+    attn_sequence s = new_sequence(limit);
+    s.n = parse_ids(text, strlen(text), vocab, limit, s.ids, flag);
+    for (int64_t i = 0; i < s.n; i++) snprintf(s.labels[i], LABEL_CHARS + 1, "%d", (int)s.ids[i]);
+    return s;
+}
+
+/* The size of a symbolic dim of attention_maps given its inputs (dims NULL: a constant), or -1. */
+static int64_t dim_size(const kiln_function_desc *f, const kiln_tensor *ins, const char *dim) {
+    for (int k = 0; k < f->num_inputs; k++)
+        for (int d = 0; d < f->inputs[k].rank; d++)
+            if (f->inputs[k].dims[d] && strcmp(f->inputs[k].dims[d], dim) == 0) return ins[k].shape[d];
+    return -1;
+}
+
+static void cmd_attention(const command *cmd, const opts *o) {
+    const char *weights = opt_required(cmd, o, "--weights");
+    const char *out = opt_get(cmd, o, "--out"), *out_short = opt_get(cmd, o, "-o");
+    if (!out == !out_short) usage_die("attention needs one of -o and --out: where the picture goes (.png or .svg)");
+    if (!out) out = out_short;
+    const char *text = opt_get(cmd, o, "--text"), *ids_text = opt_get(cmd, o, "--ids");
+    if (!text == !ids_text) usage_die("attention needs exactly one of --text and --ids");
+    const char *tok_path = opt_get(cmd, o, "--tokenizer"), *vocab_path = opt_get(cmd, o, "--vocab");
+    if (tok_path && vocab_path) usage_die("--tokenizer and --vocab are two tokenizers: give one");
+    if ((tok_path || vocab_path) && !text) usage_die("--tokenizer and --vocab cut --text into tokens; --ids are tokens already");
+    const kiln_function_desc *f = KILN(find_function)("attention_maps");
+    if (!f) kiln_die("this model has no attention (its build has no attention_maps function)");
+    const int layer = (int)opt_int(cmd, o, "--layer", "0", 0, f->num_outputs - 1);
+    const kiln_tensor_desc *map = &f->outputs[layer];
+    const int heads = (int)map->shape[1];
+    const int head = opt_get(cmd, o, "--head") ? (int)opt_int(cmd, o, "--head", NULL, 0, heads - 1) : -1;
+
+    /* the sequences: one, or an encoder-decoder's source and target */
+    attn_sequence seq[2] = {{0}, {0}};
+    int nseq = 1, tokens_in[2] = {-1, -1};
+    kiln_ctx *ctx;
+    if (KILN(find_function)("encode")) {
+        translator t = open_translator(cmd, o, weights);
+        ctx = t.ctx;
+        kiln_s2s_inputs in;
+        if (kiln_s2s_find_inputs(f, &in)) kiln_die("attention_maps does not take an encoder-decoder's source and target");
+        tokens_in[0] = in.source;
+        tokens_in[1] = in.target;
+        nseq = 2;
+        if (text && !t.tok) kiln_die("--text needs the model's tokenizer (saved with weights trained from pairs, or --tokenizer)");
+        if (text) {
+            seq[0] = new_sequence(t.m.source_len);
+            seq[0].n = encode_text(&t, text, strlen(text), seq[0].ids, "--text");
+        } else {
+            seq[0] = ids_sequence(ids_text, t.m.vocab, t.m.source_len, "--ids");
+        }
+        const char *target = opt_get(cmd, o, "--target");
+        seq[1] = new_sequence(t.m.target_len);
+        if (t.bos < 0 && !opt_get(cmd, o, "--bos")) kiln_die("the decoder's first token is unknown: give --bos (no tokenizer names <bos>)");
+        const int32_t bos = opt_get(cmd, o, "--bos") ? (int32_t)opt_int(cmd, o, "--bos", NULL, 0, t.m.target_vocab - 1) : t.bos;
+        seq[1].ids[seq[1].n++] = bos;
+        if (target) {  /* the decoder reads <bos> and the target */
+            if (!t.tok) kiln_die("--target needs the model's tokenizer (saved with weights trained from pairs, or --tokenizer)");
+            kiln_error err;
+            const int64_t n = kiln_bpe_encode(t.tok, (const uint8_t *)target, strlen(target), seq[1].ids + 1,
+                                              (size_t)t.m.target_len - 1, &err);
+            if (n < 0) kiln_die("--target: %s", err.msg);
+            if (n + 1 > t.m.target_len)
+                kiln_die("--target: with <bos> the target is %lld tokens, and the decoder takes at most %lld",
+                         (long long)n + 1, (long long)t.m.target_len);
+            seq[1].n += n;
+        } else {  /* the decoder reads <bos> and its own greedy translation */
+            kiln_beam_options bo = {1, 0.6, 0, (int)t.m.target_len, bos, t.eos};
+            kiln_hypothesis best;
+            kiln_error err;
+            if (kiln_s2s_translate(&t.m, seq[0].ids, seq[0].n, &bo, &best, &err)) kiln_die("%s", err.msg);
+            for (int i = 0; i < best.len && seq[1].n < t.m.target_len && best.tokens[i] != t.eos; i++)
+                seq[1].ids[seq[1].n++] = best.tokens[i];
+            free(best.tokens);
+        }
+        label_bpe(&seq[0], t.tok, t.bos, t.eos, t.pad);
+        label_bpe(&seq[1], t.tok, bos, t.eos, t.pad);
+        kiln_bpe_free(t.tok);
+    } else {
+        if (opt_get(cmd, o, "--target") || opt_get(cmd, o, "--bos")) usage_die("--target and --bos are for encoder-decoder models");
+        for (int k = 0; k < f->num_inputs; k++) {
+            const kiln_tensor_desc *d = &f->inputs[k];
+            if (d->role != KILN_ROLE_TOKENS || strcmp(d->name, "token_types") == 0) continue;
+            if (tokens_in[0] >= 0) kiln_die("attention_maps takes two sequences of tokens ('%s', '%s'); draw it with 'run'", f->inputs[tokens_in[0]].name, d->name);
+            tokens_in[0] = k;
+        }
+        if (tokens_in[0] < 0) kiln_die("attention_maps takes no token ids; draw its outputs from 'run'");
+        const kiln_tensor_desc *d = &f->inputs[tokens_in[0]];
+        const int64_t vocab = d->limit, limit = d->bounds[1] > 0 ? d->bounds[1] : INT32_MAX;
+        if (ids_text) {
+            seq[0] = ids_sequence(ids_text, vocab, limit, "--ids");
+        } else if (vocab_path) {  /* WordPiece between [CLS] and [SEP], as BERT reads a sentence */
+            kiln_wordpiece *wp;
+            kiln_error err;
+            if (kiln_wordpiece_load(vocab_path, opt_get(cmd, o, "--cased") == NULL, &wp, &err)) kiln_die("%s", err.msg);
+            const int32_t cls = kiln_wordpiece_id(wp, "[CLS]"), sep = kiln_wordpiece_id(wp, "[SEP]");
+            if (cls < 0 || sep < 0) kiln_die("%s: no [CLS] or no [SEP] token", vocab_path);
+            if (kiln_wordpiece_size(wp) > vocab)
+                kiln_die("%s has %d tokens, more than the model's vocabulary of %lld", vocab_path, kiln_wordpiece_size(wp), (long long)vocab);
+            if (limit < 3) kiln_die("the model's context of %lld tokens leaves no room between [CLS] and [SEP]", (long long)limit);
+            seq[0] = new_sequence(limit);
+            const int64_t n = kiln_wordpiece_encode(wp, (const uint8_t *)text, strlen(text), seq[0].ids + 1, (size_t)limit - 2, &err);
+            if (n < 0) kiln_die("--text: %s", err.msg);
+            if (n + 2 > limit) kiln_die("--text: with [CLS] and [SEP] it is %lld tokens, and the model takes at most %lld", (long long)n + 2, (long long)limit);
+            seq[0].ids[0] = cls;
+            seq[0].ids[n + 1] = sep;
+            seq[0].n = n + 2;
+            for (int64_t i = 0; i < seq[0].n; i++) snprintf(seq[0].labels[i], LABEL_CHARS + 1, "%s", kiln_wordpiece_token(wp, seq[0].ids[i]));
+            kiln_wordpiece_free(wp);
+        } else if (tok_path) {
+            kiln_bpe *tok;
+            kiln_error err;
+            if (kiln_bpe_load_file(tok_path, &tok, &err)) kiln_die("%s", err.msg);
+            if (kiln_bpe_size(tok) > vocab)
+                kiln_die("%s has %d ids, more than the model's vocabulary of %lld", tok_path, kiln_bpe_size(tok), (long long)vocab);
+            const size_t bytes = strlen(text);
+            seq[0] = new_sequence((int64_t)bytes + 1);
+            const int64_t n = kiln_bpe_encode(tok, (const uint8_t *)text, bytes, seq[0].ids, bytes + 1, &err);
+            if (n < 0) kiln_die("--text: %s", err.msg);
+            if (n > limit) kiln_die("--text is %lld tokens, and the model takes at most %lld", (long long)n, (long long)limit);
+            seq[0].n = n;
+            label_bpe(&seq[0], tok, -1, -1, -1);
+            kiln_bpe_free(tok);
+        } else {  /* byte-level */
+            const size_t bytes = strlen(text);
+            if ((int64_t)bytes > limit) kiln_die("--text is %zu bytes, and the model takes at most %lld", bytes, (long long)limit);
+            seq[0] = new_sequence((int64_t)bytes);
+            for (size_t i = 0; i < bytes; i++) {
+                const uint8_t b = (uint8_t)text[i];
+                if (b >= vocab)
+                    kiln_die("--text: byte %u at offset %zu is outside the vocabulary [0, %lld) (a byte-level model reads "
+                             "bytes; use --tokenizer, --vocab or --ids)", b, i, (long long)vocab);
+                char label[LABEL_CHARS + 1];
+                byte_label(label, &b, 1);
+                push_token(&seq[0], b, label);
+            }
+        }
+        if (seq[0].n == 0) kiln_die("--text is empty: no tokens to draw");
+        ctx = open_model(weights, 0);
+    }
+
+    /* the inputs: each sequence's ids, masks of ones and token types of zeros along their sequence */
+    kiln_tensor ins[KILN_MAX_FLAGS];
+    int32_t *buffers[KILN_MAX_FLAGS] = {0};
+    if (f->num_inputs > KILN_MAX_FLAGS) kiln_die("attention_maps has too many inputs");
+    for (int k = 0; k < f->num_inputs; k++) {
+        const kiln_tensor_desc *d = &f->inputs[k];
+        int s = k == tokens_in[0] ? 0 : k == tokens_in[1] ? 1 : -1;
+        if (s < 0 && d->rank == 2 && d->dims[1])  /* a mask or token types: the sequence of the same dim */
+            for (int j = 0; j < nseq; j++)
+                if (f->inputs[tokens_in[j]].dims[1] && strcmp(f->inputs[tokens_in[j]].dims[1], d->dims[1]) == 0) s = j;
+        const int fill = d->role == KILN_ROLE_MASK ? 1 : 0;
+        if (s < 0 || d->dtype != KILN_I32 || (k != tokens_in[s] && d->role != KILN_ROLE_MASK && strcmp(d->name, "token_types") != 0))
+            kiln_die("attention_maps takes an input '%s' that is not token ids, a mask or token types; draw it from 'run'", d->name);
+        int32_t *data = seq[s].ids;
+        if (k != tokens_in[s]) {
+            data = buffers[k] = xcalloc_or_die((size_t)seq[s].n, sizeof *data, "an input");
+            for (int64_t i = 0; i < seq[s].n; i++) data[i] = fill;
+        }
+        ins[k] = (kiln_tensor){d->name, KILN_I32, 2, {1, seq[s].n}, data};
+    }
+    /* every map, each [1, heads, T, S] */
+    kiln_tensor *outs = xcalloc_or_die((size_t)f->num_outputs, sizeof *outs, "outputs");
+    for (int k = 0; k < f->num_outputs; k++) {
+        const kiln_tensor_desc *d = &f->outputs[k];
+        size_t n = 1;
+        outs[k] = (kiln_tensor){d->name, KILN_F32, d->rank, {0}, NULL};
+        for (int j = 0; j < d->rank; j++) {
+            outs[k].shape[j] = d->dims[j] ? dim_size(f, ins, d->dims[j]) : d->shape[j];
+            if (outs[k].shape[j] < 0) kiln_die("attention_maps: the size of dim %s of '%s' is unknown", d->dims[j], d->name);
+            n *= (size_t)outs[k].shape[j];
+        }
+        outs[k].data = kiln_xalloc_floats(n ? n : 1, "attention weights");
+    }
+    run_or_die(ctx, "attention_maps", ins, f->num_inputs, outs, f->num_outputs);
+
+    /* the picture: rows are the queries' sequence, columns the keys' */
+    const kiln_tensor *m = &outs[layer];
+    const int rows = (int)m->shape[2], cols = (int)m->shape[3];
+    const attn_sequence *qs = &seq[0], *ks = &seq[0];
+    for (int j = 0; j < nseq; j++) {
+        const char *dim = f->inputs[tokens_in[j]].dims[1];
+        if (dim && map->dims[2] && strcmp(dim, map->dims[2]) == 0) qs = &seq[j];
+        if (dim && map->dims[3] && strcmp(dim, map->dims[3]) == 0) ks = &seq[j];
+    }
+    const char **row_labels = xcalloc_or_die((size_t)rows + 1, sizeof *row_labels, "labels");
+    const char **col_labels = xcalloc_or_die((size_t)cols + 1, sizeof *col_labels, "labels");
+    for (int i = 0; i < rows; i++) row_labels[i] = qs->labels[i];
+    for (int i = 0; i < cols; i++) col_labels[i] = ks->labels[i];
+    char (*titles)[32] = xcalloc_or_die((size_t)heads, sizeof *titles, "titles");
+    const char **title_ptrs = xcalloc_or_die((size_t)heads, sizeof *title_ptrs, "titles");
+    for (int h = 0; h < heads; h++) {
+        snprintf(titles[h], sizeof titles[h], "head %d", h);
+        title_ptrs[h] = titles[h];
+    }
+    const char *kind = nseq == 2 ? (qs == ks ? (qs == &seq[0] ? " (encoder)" : " (decoder)") : " (cross: target over source)") : "";
+    char title[160], subtitle[200];
+    if (head >= 0) snprintf(title, sizeof title, "%s: attention %d%s, head %d", KILN(model_name)(), layer, kind, head);
+    else snprintf(title, sizeof title, "%s: attention %d%s, %d heads", KILN(model_name)(), layer, kind, heads);
+    snprintf(subtitle, sizeof subtitle, "rows: queries, columns: keys; colour: the attention weight (each row sums to 1)");
+    const float *values = (const float *)m->data + (head >= 0 ? (size_t)head * rows * cols : 0);
+    kiln_figure fig;
+    kiln_heatmaps(&fig, values, head >= 0 ? 1 : heads, rows, cols, row_labels, col_labels, head >= 0 ? NULL : title_ptrs, title, subtitle);
+    kiln_error err;
+    if (kiln_figure_write(&fig, out, &err)) kiln_die("%s", err.msg);
+    const char *npy = opt_get(cmd, o, "--npy");
+    if (npy) {
+        const int64_t shape[3] = {heads, rows, cols};
+        if (kiln_npy_write_f32(npy, (const float *)m->data, 3, shape, &err)) kiln_die("%s", err.msg);
+    }
+    printf("attention: wrote %s (attention %d of %d, %s, %d x %d tokens, %d x %d pixels)\n", out, layer, f->num_outputs,
+           head >= 0 ? titles[head] : "all heads", rows, cols, fig.width, fig.height);
+    kiln_figure_free(&fig);
+    for (int k = 0; k < f->num_outputs; k++) free(outs[k].data);
+    for (int k = 0; k < f->num_inputs; k++) free(buffers[k]);
+    for (int j = 0; j < nseq; j++) { free(seq[j].ids); free(seq[j].labels); }
+    free(outs); free(row_labels); free(col_labels); free(titles); free(title_ptrs);
+    KILN(free)(ctx);
+}
+
 static void score_pairs(const command *cmd, const opts *o, const char *weights, const char *path) {
     translator t = open_translator(cmd, o, weights);
     if (!t.tok) kiln_die("%s has no tokenizer (models trained from sentence pairs save theirs); give --tokenizer FILE", weights);

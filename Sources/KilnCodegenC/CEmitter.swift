@@ -110,16 +110,17 @@ public struct CEmitter {
             offset += n.type.shape.elementCount.evaluate([:])
         }
         self.params = params
-        // packed: a weight every inference function that reads it reads as a linear layer's weight
-        var packable: Set<String>?
+        // packed: a weight that some inference function reads as a linear layer's weight and every other reads so
+        // too, or only looks rows up in (a tied table: `attention_maps` stops before the output head)
+        var packable: Set<String>?, asWeight = Set<String>()
         for f in functions where f.function != "train_step" {
             let mine = Set(Self.packedWeights(f).union(Self.gatePackedWeights(f)).map { f.nodes[$0].name! })
+            asWeight.formUnion(mine)
             let used = Set(f.parameters.map { f.nodes[$0].name! })
-            let allowed = mine.union(Set(order).subtracting(used))
+            let allowed = mine.union(Self.lookedUpOnly(f).map { f.nodes[$0].name! }).union(Set(order).subtracting(used))
             packable = packable.map { $0.intersection(allowed) } ?? allowed
         }
-        let usedByInference = Set(functions.filter { $0.function != "train_step" }.flatMap { f in f.parameters.map { f.nodes[$0].name! } })
-        packedNames = (packable ?? []).intersection(usedByInference)
+        packedNames = (packable ?? []).intersection(asWeight)
         gatePackedNames = Set(functions.filter { $0.function != "train_step" }.flatMap { f in Self.gatePackedWeights(f).map { f.nodes[$0].name! } })
             .intersection(packedNames)
         // the state tensors
@@ -185,6 +186,17 @@ public struct CEmitter {
         return Set(g.parameters.filter {
             recurrent.contains($0) && !otherUse.contains($0) && (g.nodes[$0].type.shape.dims[1].constValue ?? 1) % 16 == 0
         })
+    }
+
+    /// Matrices whose every use is an embedding lookup, which reads a packed table as well (embedding_packed).
+    static func lookedUpOnly(_ g: Graph) -> Set<Int> {
+        var lookedUp = Set<Int>(), otherUse = Set<Int>()
+        for n in g.nodes {
+            for (k, o) in n.operands.enumerated() {
+                if n.kind == .embedding && k == 0 { lookedUp.insert(o) } else { otherUse.insert(o) }
+            }
+        }
+        return Set(g.parameters.filter { lookedUp.contains($0) && !otherUse.contains($0) && g.nodes[$0].type.shape.rank == 2 })
     }
 
     public static func packedWeights(_ g: Graph) -> Set<Int> {

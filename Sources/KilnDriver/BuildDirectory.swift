@@ -15,11 +15,11 @@ public enum BuildDirectory {
 
     /// Runtime sources the programs compile (the model's library has its own copy of kiln_rt.c inside).
     static let programRuntime = ["kiln_rt", "kiln_cli", "kiln_beam", "kiln_bpe", "kiln_wordpiece", "kiln_metrics", "kiln_pairs",
-                                 "kiln_seq2seq", "kiln_dist"]
+                                 "kiln_seq2seq", "kiln_dist", "kiln_plot"]
         .map { "runtime/\($0).c" }
     /// Headers the programs include besides the model's.
     static let programHeaders = ["kiln_rt", "kiln_cli", "kiln_beam", "kiln_bpe", "kiln_wordpiece", "kiln_metrics", "kiln_pairs", "kiln_seq2seq",
-                                 "kiln_dist", "kiln_program_api", "kiln_unicode"].map { "runtime/\($0).h" }
+                                 "kiln_dist", "kiln_plot", "kiln_program_api", "kiln_unicode"].map { "runtime/\($0).h" }
     /// Files model.c depends on: the runtime headers, kiln_rt.c and kiln_lib.c (included), the kernel files.
     static var libraryInputs: [String] {
         RuntimeSources.files.map(\.0).filter { $0.hasSuffix(".h") || $0.hasPrefix("kernels/") || $0 == "kiln_rt.c" || $0 == "kiln_lib.c" }

@@ -76,11 +76,12 @@ public struct Pipeline {
 
     /// The entry points a model has, in order: `forward` always; `train_step` and `loss` with a train section
     /// (or for an f64 gradient-check build); `prefill` and `decode_step` when the model is causal, after
-    /// `encode` when its decoder reads an encoder's memory.
+    /// `encode` when its decoder reads an encoder's memory; `attention_maps` when it has attention.
     public static func functionNames(_ g: Graph, training: Bool) -> [String] {
         let plan = KVCachePlan(g)
         return ["forward"] + (training ? ["train_step", "loss"] : []) + (plan?.hasMemory == true ? ["encode"] : [])
             + (plan != nil ? ["prefill", "decode_step"] : [])
+            + (MakeAttentionMaps.attentions(g).isEmpty ? [] : [MakeAttentionMaps.function])
     }
 
     /// One entry point of the model, before optimisation: the transform that makes it from the model's graph
@@ -94,6 +95,9 @@ public struct Pipeline {
             case "loss": return try Autodiff.loss(from: g, objective: objective)
             case "encode":
                 guard let f = MakeEncode.apply(g) else { throw DriverError.message("model \(g.name) has no encode: no causal decoder reads an encoder's memory (docs/ir.md, make-encode)") }
+                return f
+            case MakeAttentionMaps.function:
+                guard let f = MakeAttentionMaps.apply(g) else { throw DriverError.message("model \(g.name) has no attention_maps: it has no attention (docs/ir.md, make-attention-maps)") }
                 return f
             case "prefill", "decode_step":
                 let f = name == "prefill" ? MakePrefill.apply(g) : MakeDecodeStep.apply(g)

@@ -80,14 +80,15 @@ struct IR: ParsableCommand {
         commandName: "ir",
         abstract: "Print the typed IR of a model file: one of its functions (entry points).",
         discussion: """
-        Functions: forward; train_step and loss (with a train section); prefill and decode_step (causal models). \
+        Functions: forward; train_step and loss (with a train section); encode (encoder-decoders); prefill and \
+        decode_step (causal models); attention_maps (models with attention). \
         Passes, in order: \(Pipeline.passNames.joined(separator: ", ")); on train_step: \(Pipeline.trainingPassNames.joined(separator: ", ")). \
         The printed IR parses back (docs/ir.md).
         """)
 
     @OptionGroup var model: ModelOptions
 
-    @Option(help: ArgumentHelp("Which function: forward, train_step, loss, prefill or decode_step.", valueName: "name"))
+    @Option(help: ArgumentHelp("Which function: forward, train_step, loss, encode, prefill, decode_step or attention_maps.", valueName: "name"))
     var function: String = "forward"
 
     @Option(help: ArgumentHelp("Which IR: 'frontend' (as the transform makes it, before the passes), 'optimized' (after all passes), or 'backward' (the train_step function, optimized).", valueName: "stage"))

@@ -65,7 +65,7 @@ import KilnDriver
     @Test func emitsOneKernelPerOpKindAndOneCallPerNode() throws {
         let c = try compiled("examples/char-gpt.kiln")
         let m = c.generated
-        #expect(c.functions.map(\.function) == ["forward", "train_step", "loss", "prefill", "decode_step"])
+        #expect(c.functions.map(\.function) == ["forward", "train_step", "loss", "prefill", "decode_step", "attention_maps"])
         // the kernel file of each op kind, once; inference reads packed weights, and the tied embedding reads the packed head
         for k in ["embedding", "linear", "layernorm", "attention", "elementwise"] {
             #expect(m.source.components(separatedBy: "#include \"kernels/\(k).c\"\n").count == 2, "\(k)")
@@ -83,6 +83,8 @@ import KilnDriver
             #expect(body.components(separatedBy: "    linear_packed_forward(").count - 1 == 6 * 3 + 1, "\(f)")
             #expect(body.components(separatedBy: "    linear_stack_packed_forward(").count - 1 == 6, "\(f)")
         }
+        // the attention maps read the tied table packed too (it stays packed for the head of the others)
+        #expect(try cFunction(m, "attention_maps").contains("    embedding_packed_forward("))
         // the prompt's pass: keys and values into each layer's caches, and the final norm and head on the last
         // position only
         let prefill = try cFunction(m, "prefill")
@@ -107,7 +109,7 @@ import KilnDriver
         // decoding with a cache, token by token or a prompt at once, equals the forward pass only when every
         // attention is causal; all-ops has a bidirectional one
         let c = try compiled("tests/models/all-ops.kiln")
-        #expect(c.functions.map(\.function) == ["forward", "train_step", "loss"])
+        #expect(c.functions.map(\.function) == ["forward", "train_step", "loss", "attention_maps"])
         #expect(!c.generated.source.contains("fn_prefill") && !c.generated.source.contains("cache_write"))
     }
 

@@ -57,6 +57,44 @@ import KilnTransforms
         #expect(IRPrinter.print(try parseIR(IRPrinter.print(encode))) == IRPrinter.print(encode))
     }
 
+    @Test func attentionMapsGiveEveryAttentionsWeightsInGraphOrder() throws {
+        let maps = try #require(MakeAttentionMaps.apply(try parseIR(Self.model)))
+        #expect(IRPrinter.print(maps) == """
+        graph M.attention_maps {
+          dim B
+          dim S <= 6
+          dim T <= 5
+          %src = input {role: tokens, limit: 9} : i32[B, S]
+          %m = input {role: mask} : i32[B, S]
+          %tgt = input {role: tokens, limit: 9} : i32[B, T]
+          %e = param {init: normal, std: 0.02} : f32[9, 4]
+          %0 = embedding(%e, %src) : f32[B, S, 4]
+          %1 = attention(%0, %0, %0, %m) {heads: 2, causal: false} : f32[B, S, 4]
+          %wk = param {init: normal, std: 0.02} : f32[4, 4]
+          %2 = linear(%1, %wk) : f32[B, S, 4]
+          %3 = embedding(%e, %tgt) : f32[B, T, 4]
+          %4 = attention(%3, %3, %3) {heads: 2, causal: true} : f32[B, T, 4]
+          %5 = attention_probs(%0, %0, %m) {heads: 2, causal: false} : f32[B, 2, S, S]
+          %6 = attention_probs(%3, %3) {heads: 2, causal: true} : f32[B, 2, T, T]
+          %7 = attention_probs(%4, %2, %m) {heads: 2, causal: false} : f32[B, 2, T, S]
+          output attention.0 = %5
+          output attention.1 = %6
+          output attention.2 = %7
+        }
+
+        """)
+        #expect(IRPrinter.print(try parseIR(IRPrinter.print(maps))) == IRPrinter.print(maps))
+        // a model without attention has no maps
+        #expect(MakeAttentionMaps.apply(try parseIR("""
+        graph N {
+          dim B
+          %x = input : f32[B, 4]
+          %0 = softmax(%x) : f32[B, 4]
+          output y = %0
+        }
+        """)) == nil)
+    }
+
     @Test func decodeStepLeavesTheEncoderOutAndReadsItsMemory() throws {
         let decode = try #require(MakeDecodeStep.apply(try parseIR(Self.model)))
         #expect(IRPrinter.print(decode) == """

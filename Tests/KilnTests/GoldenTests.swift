@@ -41,7 +41,7 @@ import KilnDriver
     /// Each function as its transform makes it (`kiln ir --stage frontend --function F`) and after the passes
     /// (`kiln ir --function F`); each parses back, and the passes applied to the parsed first stage give the
     /// second.
-    @Test(arguments: ["forward", "train_step", "loss", "prefill", "decode_step"])
+    @Test(arguments: ["forward", "train_step", "loss", "prefill", "decode_step", "attention_maps"])
     func irAtEachStage(function: String) throws {
         let (file, pipeline) = try Self.tiny()
         let (g, train) = try pipeline.frontendWithTrain(file)
@@ -58,7 +58,7 @@ import KilnDriver
     @Test func generatedC() throws {
         let (file, pipeline) = try Self.tiny()
         let compiled = try pipeline.generate(file)
-        #expect(compiled.functions.map(\.function) == ["forward", "train_step", "loss", "prefill", "decode_step"])
+        #expect(compiled.functions.map(\.function) == ["forward", "train_step", "loss", "prefill", "decode_step", "attention_maps"])
         try Self.check("model.c", compiled.generated.source)
         try Self.check("model.h", compiled.generated.programHeader)
         try Self.check("\(compiled.generated.prefix).h", compiled.generated.apiHeader)

@@ -515,4 +515,46 @@ KILN_KERNEL void attention_backward(real *restrict out, const real *restrict dou
     }
 }
 
+/* The weights of attention_forward's heads, for pictures (op attention_probs): out (B, NH, T, S) gets per
+ * (batch, head) and query t the softmax of q_t·k_s·scale (with ALiBi's bias) over the keys t sees, and 0 for
+ * the keys it does not (causal, window, padding); a query that sees no key gets a row of zeros. Row by row,
+ * one (batch, head) per thread. */
+KILN_KERNEL void attention_probs_forward(real *restrict out, const real *restrict q, const real *restrict k,
+                                         const int32_t *restrict mask, int B, int T, int S, int C, int NH, int KVH,
+                                         int causal, int alibi, int window) {
+    const int hs = C / NH, Ckv = KVH * hs, group = NH / KVH;
+    const real scale = 1 / sqrt((real)hs);
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            const size_t kvo = (size_t)(h / group) * hs;
+            const double slope = alibi ? alibi_slope(h, NH) : 0;
+            const int32_t *mk = mask ? mask + (size_t)b * S : NULL;
+            for (int t = 0; t < T; t++) {
+                const real *qt = q + ((size_t)b * T + t) * C + h * hs;
+                real *restrict p = out + (((size_t)b * NH + h) * T + t) * S;
+                int len = causal ? t + 1 : S, lo = 0;
+                if (window > 0) {
+                    lo = t - window + 1 > 0 ? t - window + 1 : 0;
+                    if (!causal && t + window < len) len = t + window;
+                }
+                real maxv = -INFINITY;
+                for (int s = 0; s < S; s++) {
+                    if (s < lo || s >= len || (mk && !mk[s])) { p[s] = -INFINITY; continue; }
+                    const real *ks = k + ((size_t)b * S + s) * Ckv + kvo;
+                    real score = 0;
+                    #pragma omp simd reduction(+:score)
+                    for (int d = 0; d < hs; d++) score += qt[d] * ks[d];
+                    p[s] = score * scale - (real)(slope * (t > s ? t - s : s - t));
+                    maxv = p[s] > maxv ? p[s] : maxv;
+                }
+                real sum = 0;
+                for (int s = 0; s < S; s++) { p[s] = p[s] > -INFINITY ? kiln_exp(p[s] - maxv) : 0; sum += p[s]; }
+                const real inv = sum > 0 ? 1 / sum : 0;
+                for (int s = 0; s < S; s++) p[s] *= inv;
+            }
+        }
+    }
+}
+
 #endif /* KILN_KERNELS_ATTENTION_C */

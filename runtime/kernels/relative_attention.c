@@ -152,6 +152,32 @@ KILN_KERNEL void relative_attention_forward(real *restrict out, const real *rest
     }
 }
 
+/* The weights of relative_attention_forward's heads, for pictures (op relative_attention_probs): out
+ * (B, NH, T, S) holds each query row's probabilities (relative_row), 0 for the keys it does not see. ws: the
+ * T5 buckets as in the forward pass, then R elements per (batch, head) (the Shaw dots). */
+KILN_KERNEL void relative_attention_probs_forward(real *restrict out, const real *restrict q, const real *restrict k,
+                                                  const real *restrict table, const int32_t *restrict mask,
+                                                  real *restrict ws, int B, int T, int S, int C, int NH, int KVH,
+                                                  int causal, int clip, int buckets, int max_distance) {
+    const relative_geometry g = relative_setup(B, T, S, C, NH, KVH, causal, clip, buckets);
+    int32_t *bucket = (int32_t *)ws;
+    real *dots = ws + (g.D0 + S + 1);
+    if (buckets) relative_buckets(bucket, &g, max_distance);
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int h = 0; h < NH; h++) {
+            real *rk = dots + ((size_t)b * NH + h) * (g.R + 1);
+            const real *kb = k + (size_t)b * S * g.Ckv + (size_t)(h / g.group) * g.hs;
+            const int32_t *mk = mask ? mask + (size_t)b * S : NULL;
+            for (int t = 0; t < T; t++) {
+                real *restrict p = out + (((size_t)b * NH + h) * T + t) * S;
+                const int n = relative_row(p, rk, &g, q + ((size_t)b * T + t) * C + h * g.hs, kb, table, bucket, mk, h, t);
+                for (int s = n; s < S; s++) p[s] = 0;
+            }
+        }
+    }
+}
+
 /* The gradient with respect to q (wrt 0), k (1), v (2) or the table (3), recomputing each row's probabilities.
  * ws: the buckets as in the forward pass, then per (batch, head) 2S + 3R elements (p, dp, q.a^K, dy.a^V, sums
  * by distance); for the table also per (batch, head) and query row the sums by distance of ds and of p (Shaw,

@@ -2,6 +2,7 @@
 model builds cached per session."""
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -38,6 +39,34 @@ def assert_same_logits(a, b, rel=1e-5):
     """Two builds' logits agree within rel of the logits' scale."""
     import numpy as np
     assert np.abs(a - b).max() <= rel * np.abs(b).max()
+
+
+def attention_maps(build, weights, tmp, **inputs):
+    """Every output of a build's attention_maps function (attention.0, attention.1, ...) for the inputs
+    (name=array), through `infer run`."""
+    import numpy as np
+    listing = run([build / "infer", "run", "--list"])
+    assert listing.returncode == 0, listing.stderr
+    names = re.findall(r"output\s+(attention\.\d+)", listing.stdout.split("attention_maps", 1)[1])
+    assert names == [f"attention.{j}" for j in range(len(names))], names
+    args = [build / "infer", "run", "--weights", weights, "--function", "attention_maps"]
+    for name, a in inputs.items():
+        np.save(tmp / f"{name}.npy", a)
+        args += ["--input", f"{name}={tmp / (name + '.npy')}"]
+    for name in names:
+        args += ["--output", f"{name}={tmp / (name + '.npy')}"]
+    r = run(args)
+    assert r.returncode == 0, r.stderr
+    return [np.load(tmp / f"{name}.npy") for name in names]
+
+
+def assert_same_maps(got, want, tol=1e-5):
+    """The weights of every attention, each within tol of the reference's (they lie in [0, 1])."""
+    import numpy as np
+    assert len(got) == len(want)
+    for j, (a, b) in enumerate(zip(got, want)):
+        assert a.shape == b.shape, (j, a.shape, b.shape)
+        assert np.abs(a - b).max() <= tol, (j, np.abs(a - b).max())
 
 
 class Builds:

@@ -48,6 +48,7 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.heads, self.causal, self.rotary, self.alibi, self.relative_scheme = heads, causal, rotary, alibi, relative
         self.window = window
+        self.sink = None  # a list that records each call's attention weights (attention_maps)
         self.kv_heads = kv_heads or heads
         kv_dim = dim // heads * self.kv_heads
         self.query = nn.Linear(dim, dim, bias=bias)
@@ -94,6 +95,8 @@ class SelfAttention(nn.Module):
         p = F.softmax(att, dim=-1)
         if mask is not None:  # a query that sees no key gets zeros
             p = torch.nan_to_num(p, nan=0.0)
+        if self.sink is not None:
+            self.sink.append(p.detach())
         y = p @ v
         if shaw:
             y = y + torch.einsum("bhts,tsd->bhtd", p, self.relative[1][rel])
@@ -451,6 +454,37 @@ class UniversalACT(nn.Module):
             previous_state = state * update_weights + previous_state * (1 - update_weights)
         ponder = n_updates + remainders
         return self.head(self.layernorm(previous_state)), ponder.mean(), ponder
+
+
+def attention_maps(model, compute):
+    """The attention weights [B, heads, T, S] of every attention of model, in the order compute() runs them:
+    SelfAttention's softmax, and the per-head weights of torch's MultiheadAttention (asked for with
+    need_weights)."""
+    maps, patched = [], []
+    for m in model.modules():
+        if isinstance(m, SelfAttention):
+            m.sink = maps
+        elif isinstance(m, nn.MultiheadAttention):
+            def forward(*args, _forward=m.forward, **kw):
+                kw.update(need_weights=True, average_attn_weights=False)
+                y, w = _forward(*args, **kw)
+                maps.append(w.detach())
+                return y, w
+            m.forward = forward
+            patched.append(m)
+    fast = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the encoder layers' fast path calls no MultiheadAttention
+    try:
+        with torch.no_grad():
+            compute()
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fast)
+        for m in model.modules():
+            if isinstance(m, SelfAttention):
+                m.sink = None
+        for m in patched:
+            del m.forward
+    return [a.numpy() for a in maps]
 
 
 def load_module(model, weights_path, dtype=torch.float64):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import reference
-from kilntest import assert_gradients_match, ROOT, run
+from kilntest import assert_gradients_match, assert_same_maps, attention_maps, ROOT, run
 
 ENCODER = "examples/tiny-encoder.kiln"
 VOCAB, CONTEXT, DIM, CLASSES = 53, 19, 36, 5
@@ -81,6 +81,22 @@ def test_outputs_match_pytorch_on_rows_with_different_padding(model, tmp_path):
     want_e, want_logits = reference_outputs(w, tokens, mask, cls)
     assert_close(e, want_e)
     assert_close(logits, want_logits)
+
+
+def test_attention_maps_match_pytorch_with_padding(model, tmp_path):
+    """Each layer's weights on rows with different padding: padding keys get exactly 0, rows sum to 1, and every
+    attention matches the reference's softmax."""
+    out, w, cls = model
+    lengths = [19, 11, 5, 1]
+    tokens, mask = padded_batch(lengths, seed=9)
+    got = attention_maps(out, w, tmp_path, tokens=tokens, mask=mask)
+    torch_model = reference.load_encoder(w, model=cls)
+    assert_same_maps(got, reference.attention_maps(torch_model, lambda: torch_model(torch.from_numpy(tokens).long(), torch.from_numpy(mask).long())))
+    for p in got:
+        for b, n in enumerate(lengths):
+            assert (p[b, :, :, n:] == 0).all()
+            rows = p[b].sum(-1)  # 1, or 0 for a query that sees no key (local attention far from the tokens)
+            assert ((np.abs(rows - 1) <= 1e-5) | (rows == 0)).all()
 
 
 def test_a_padded_row_equals_the_row_unpadded(model, tmp_path):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import reference
-from kilntest import ROOT, ctypes_model, run
+from kilntest import assert_same_maps, attention_maps, ROOT, ctypes_model, run
 
 MODEL = "examples/transformer-base.kiln"
 # odd sizes: dim 36 (6 heads of 6) is not a multiple of 8; no dropout, so PyTorch sees the same function
@@ -69,6 +69,18 @@ def test_logits_match_pytorch_on_padded_batches(seq2seq, tmp_path, S, T):
     with torch.no_grad():
         want = reference_model(w)(*(torch.from_numpy(a).long() for a in (source, mask, target))).numpy()
     assert_close(got, want)
+
+
+def test_attention_maps_match_pytorch(seq2seq, tmp_path):
+    """attention_maps: the encoder's self-attentions, then each decoder layer's self- and cross-attention, against
+    torch's MultiheadAttention weights on a padded batch."""
+    out, w = seq2seq
+    source, mask, target, _ = batch([13, 6, 1], [8, 3, 5], 13, 8, seed=3)
+    got = attention_maps(out, w, tmp_path, source=source, source_mask=mask, target=target)
+    model = reference_model(w)
+    want = reference.attention_maps(model, lambda: model(*(torch.from_numpy(a).long() for a in (source, mask, target))))
+    assert [m.shape for m in got] == [(3, SIZES["heads"], 13, 13)] * 2 + [(3, SIZES["heads"], 8, 8), (3, SIZES["heads"], 8, 13)] * 2
+    assert_same_maps(got, want)
 
 
 def test_padding_changes_nothing_and_the_decoder_is_causal(seq2seq, tmp_path):

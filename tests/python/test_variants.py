@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import reference
-from kilntest import assert_decoding_matches_forward, assert_gradients_match, ROOT, ctypes_model, run
+from kilntest import assert_decoding_matches_forward, assert_gradients_match, assert_same_maps, attention_maps, ROOT, ctypes_model, run
 
 VARIANTS = {
     "rms-swiglu": dict(file="tests/models/rms-swiglu.kiln", reference=reference.RMSSwiGLU, vocab=41, context=12),
@@ -83,6 +83,16 @@ def test_forward_matches_pytorch(variant, tmp_path):
             want = model(torch.from_numpy(tokens).long()).numpy()
         assert got.shape == want.shape
         assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), (np.abs(got - want).max(), np.abs(want).max())
+
+
+def test_attention_maps_match_pytorch(variant, tmp_path):
+    """The attention_maps function: every attention's weights [B, heads, T, T], in the order the model computes
+    them, against the reference's softmax."""
+    spec, out, w = variant
+    tokens = tokens_of(spec, 2, spec["context"], seed=7)
+    got = attention_maps(out, w, tmp_path, tokens=tokens)
+    model = reference.load_module(spec["reference"](), w)
+    assert_same_maps(got, reference.attention_maps(model, lambda: model(torch.from_numpy(tokens).long())))
 
 
 def test_beyond_the_context_positions_extrapolate_or_refuse(variant, tmp_path):

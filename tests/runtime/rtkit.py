@@ -19,7 +19,7 @@ WARN = ["-std=c11", "-Wall", "-Wextra", "-Werror"]
 SAN_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all",
              "-fno-omit-frame-pointer"]
 COMMON_SRCS = [HERE / "fake_model.c", RT / "kiln_rt.c", RT / "kiln_cli.c"]
-PROGRAM_SRCS = [RT / f"{n}.c" for n in ("kiln_beam", "kiln_bpe", "kiln_wordpiece", "kiln_metrics", "kiln_pairs", "kiln_seq2seq")]
+PROGRAM_SRCS = [RT / f"{n}.c" for n in ("kiln_beam", "kiln_bpe", "kiln_wordpiece", "kiln_metrics", "kiln_pairs", "kiln_seq2seq", "kiln_plot")]
 INFER_SRCS = COMMON_SRCS + PROGRAM_SRCS + [RT / "infer_main.c"]
 TRAIN_SRCS = COMMON_SRCS + PROGRAM_SRCS + [RT / "kiln_dist.c", RT / "train_main.c"]
 SAN_ENV = {

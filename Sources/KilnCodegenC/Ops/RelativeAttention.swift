@@ -3,13 +3,13 @@ import KilnIR
 
 /// The arguments that say how the table enters: Shaw's clip (0 for T5), T5's buckets and max_distance (0 for
 /// Shaw).
-private func schemeArguments(_ attrs: Attributes) -> String {
+func schemeArguments(_ attrs: Attributes) -> String {
     "\(attrs.value(RelativeAttention.clip) ?? 0), \(attrs.value(RelativeAttention.buckets) ?? 0), \(attrs.value(RelativeAttention.maxDistance) ?? 0)"
 }
 
 /// Scratch of `relative_attention.c` for queries of batch b over s keys: the T5 buckets (at most 2s, as the
 /// queries are no more than the keys) and per (batch, head) `perHead` elements per key, bounded as b·s·(…).
-private func relativeWorkspace(batch: Dim, keys: Dim, heads: Int, perHeadPerKey: Int) -> SizeExpr {
+func relativeWorkspace(batch: Dim, keys: Dim, heads: Int, perHeadPerKey: Int) -> SizeExpr {
     SizeExpr(constant: 3 + heads * perHeadPerKey) * batch * keys
 }
 

@@ -9,6 +9,7 @@
  *   loss(tokens: i32[B, T], targets: i32[B, T]) -> (loss: f32[])
  *   prefill(tokens: i32[B, T]) -> (logits: f32[B, 7])
  *   decode_step(tokens: i32[B, 1], positions: i32[B, 1]) -> (logits: f32[B, 1, 7])
+ *   attention_maps(tokens: i32[B, T]) -> (attention.0: f32[B, 2, T, T])
  * Dims:
  *   B (unbounded)
  *   T <= 4
