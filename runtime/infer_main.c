@@ -121,12 +121,16 @@ static const command COMMANDS[] = {
      "A text file (byte-level language models): scores every byte after the first, in windows of up to\n"
      "<context> predictions (--seq N: N; above the context only for models whose positions extrapolate:\n"
      "sinusoidal, rotary, ALiBi, relative, T5 or none). Prints: tokens N  loss L nats  perplexity P  bits/char B.\n"
+     "A model trained with masked_lm (bidirectional) is scored as it is trained: each window of --seq bytes has\n"
+     "15% (its rate) of its positions chosen, 80% of those masked, 10% replaced by a random byte, 10% kept\n"
+     "(the same positions for a --seed and window length), and the loss is over the chosen ones: masked N.\n"
      "--pairs (encoder-decoder models): source TAB target per line. Prints the teacher-forced cross-entropy\n"
      "per target token (eos included, no label smoothing) and its perplexity, then corpus BLEU and chrF\n"
      "(sacreBLEU's defaults: 13a tokens; character 6-grams, beta 2) of the translations of the sources\n"
      "(greedy, or --beam K) against the targets.",
      {{"--weights", "W", "weights file (.safetensors, required)", 0},
       {"--seq", "N", "a text file: predictions per window (default: the context)", 0},
+      {"--seed", "N", "masked_lm models: the seed of the chosen positions (default " DEFAULT_SEED ")", 0},
       {"--pairs", "FILE.tsv", "sentence pairs to score (encoder-decoder models)", 0},
       {"--tokenizer", "FILE", "the tokenizer (default: the one saved with the weights)", 0},
       {"--beam", "K", "--pairs: beams, 1..64 (default 1: greedy)", 0},
@@ -719,6 +723,59 @@ static void cmd_generate(const command *cmd, const opts *o) {
 
 static void score_pairs(const command *cmd, const opts *o, const char *weights, const char *path);
 
+#if defined(KILN_HAS_TRAIN) && defined(KILN_TRAIN_MASK_RATE)
+/* score of a masked_lm model: windows of --seq bytes corrupted as training corrupts them (kiln_mlm_mask, from
+ * --seed), the loss over the chosen positions. */
+static void score_masked(const command *cmd, const opts *o, const char *weights, const char *path, const lm_info *m) {
+    kiln_error err;
+    uint8_t *text;
+    size_t n;
+    if (kiln_read_file(path, SCORE_FILE_LIMIT, &text, &n, &err)) kiln_die("%s", err.msg);
+    if (n < 1) kiln_die("%s: an empty file has nothing to score", path);
+    for (size_t i = 0; i < n; i++)
+        if (text[i] >= (unsigned)m->vocab || text[i] >= (unsigned)m->out_dim || (int32_t)text[i] == KILN_TRAIN_MASK_ID)
+            kiln_die("%s: byte %u at offset %zu is not a token the model predicts (outputs [0, %lld), mask %d)", path,
+                     text[i], i, (long long)m->out_dim, (int)KILN_TRAIN_MASK_ID);
+    char context[32];
+    snprintf(context, sizeof context, "%lld", (long long)m->context);
+    const size_t win = (size_t)opt_int(cmd, o, "--seq", context, 1, (int64_t)1 << 24), V = (size_t)m->out_dim;
+    kiln_rng rng;
+    kiln_rng_seed(&rng, opt_seed(cmd, o));
+    const size_t nfull = n / win;
+    size_t maxb = nfull < SCORE_MAX_BATCH ? nfull : SCORE_MAX_BATCH;
+    while (maxb > 1 && maxb * win * V * sizeof(float) > SCORE_LOGITS_BUDGET) maxb--;
+    const size_t rows = maxb ? maxb * win : n % win;
+    float *logits = kiln_xalloc_floats(floats_of(1, rows, V), "logits");
+    int32_t *tokens = xcalloc_or_die(rows, sizeof *tokens, "token ids"), *targets = xcalloc_or_die(rows, sizeof *targets, "targets");
+    kiln_ctx *ctx = open_model(weights, 0);
+    double nll = 0.0;
+    size_t chosen = 0;
+    for (size_t start = 0; start < n;) {
+        const size_t left = n - start, T = left >= win ? win : left, B = left >= win ? (left / win < maxb ? left / win : maxb) : 1;
+        for (size_t b = 0; b < B; b++) {
+            int32_t *in = tokens + b * T;
+            for (size_t t = 0; t < T; t++) in[t] = text[start + b * T + t];
+            kiln_mlm_mask(&rng, in, T, KILN_TRAIN_MASK_ID, KILN_TRAIN_MASK_RATE, (int64_t)V, in, targets + b * T);
+        }
+        lm_forward(ctx, m, tokens, (int64_t)B, (int64_t)T, logits);
+        for (size_t i = 0; i < B * T; i++)
+            if (targets[i] >= 0) {
+                nll -= kiln_log_softmax_at(logits + i * V, (int)V, targets[i]);
+                chosen++;
+            }
+        start += B * T;
+    }
+    if (chosen == 0) kiln_die("%s: no position was chosen to be masked (%zu bytes); score a longer file", path, n);
+    const double loss = nll / (double)chosen;
+    printf("masked %zu of %zu tokens  loss %.4f nats  perplexity %.4f  bits/char %.4f\n", chosen, n, loss, exp(loss), loss / log(2.0));
+    KILN(free)(ctx);
+    free(tokens);
+    free(targets);
+    free(logits);
+    free(text);
+}
+#endif
+
 static void cmd_score(const command *cmd, const opts *o) {
     const char *weights = opt_required(cmd, o, "--weights");
     const char *path = o->positional, *pairs = opt_get(cmd, o, "--pairs");
@@ -732,6 +789,13 @@ static void cmd_score(const command *cmd, const opts *o) {
         if (opt_get(cmd, o, SEQ2SEQ_FLAGS[i])) usage_die("%s goes with --pairs", SEQ2SEQ_FLAGS[i]);
     if (!path) usage_die("'score' needs a FILE argument or --pairs FILE.tsv (see '%s score --help')", kiln_progname());
     lm_info m = language_model("score");
+#if defined(KILN_HAS_TRAIN) && defined(KILN_TRAIN_MASK_RATE)
+    if (KILN_TRAIN_MASK_RATE > 0) {
+        score_masked(cmd, o, weights, path, &m);
+        return;
+    }
+#endif
+    if (opt_get(cmd, o, "--seed")) usage_die("--seed chooses the masked positions of a masked_lm model; this one predicts the next token");
     kiln_error err;
     uint8_t *text;
     size_t n;

@@ -89,3 +89,34 @@ def test_trains_on_text_and_resumes_exactly(small, tmp_path):
     assert losses(part.stdout) + losses(rest.stdout) == first
     a, b = load_file(str(tmp_path / "a.safetensors")), load_file(str(tmp_path / "b.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_score_reports_the_masked_loss_of_windows_as_training_corrupts_them(small, tmp_path):
+    """`infer score` of a masked_lm model: windows of --seq bytes, corrupted by kiln_mlm_mask from --seed (its
+    rng mirrored by train_reference.Xoshiro), scored over the chosen positions; against the PyTorch model."""
+    from train_reference import Xoshiro
+    out, w = small
+    text = (ROOT / "examples" / "data" / "tinyshakespeare.txt").read_bytes()[:300]
+    (tmp_path / "t.txt").write_bytes(text)
+    r = run([out / "infer", "score", "--weights", w, "--seq", 16, "--seed", 9, tmp_path / "t.txt"])
+    assert r.returncode == 0, r.stderr
+    rng = Xoshiro(9)
+    inputs, targets = np.frombuffer(text, np.uint8).astype(np.int64), np.full(len(text), -1)
+    for i in range(len(text)):  # windows of 16 in order; one draw per position, more per chosen one
+        if (rng.next() >> 11) * 2.0 ** -53 >= 0.15:
+            continue
+        targets[i] = inputs[i]
+        u = (rng.next() >> 11) * 2.0 ** -53
+        inputs[i] = 256 if u < 0.8 else rng.below(256) if u < 0.9 else inputs[i]
+    model = reference.load(CFG, w)
+    with torch.no_grad():  # full windows of 16, then the last 12 bytes
+        logits = torch.cat([model(torch.from_numpy(inputs[:288].reshape(18, 16))).reshape(-1, 256),
+                            model(torch.from_numpy(inputs[288:][None])).reshape(-1, 256)])
+    want = F.cross_entropy(logits, torch.from_numpy(targets), ignore_index=-1).item()
+    chosen, n = int(r.stdout.split()[1]), int(r.stdout.split()[3])
+    assert (chosen, n) == ((targets >= 0).sum(), 300)
+    got = float(r.stdout.split("loss ")[1].split()[0])
+    assert abs(got - want) <= 1e-4, (got, want)
+    # another seed chooses other positions; a next-token model has no --seed
+    other = run([out / "infer", "score", "--weights", w, "--seq", 16, "--seed", 10, tmp_path / "t.txt"])
+    assert other.returncode == 0 and other.stdout != r.stdout
