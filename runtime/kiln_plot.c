@@ -378,6 +378,11 @@ int kiln_figure_write(const kiln_figure *f, const char *path, kiln_error *err) {
     uint8_t *bytes = NULL;
     size_t len = 0;
     if (ends_with(path, ".svg")) {
+        if (f->num_rects > KILN_SVG_MAX_RECTS) {
+            snprintf(err->msg, sizeof err->msg, "%s: the picture has %zu cells, too many for an SVG (at most %d): write a .png",
+                     path, f->num_rects, KILN_SVG_MAX_RECTS);
+            return -1;
+        }
         sink o = {0};
         svg_encode(f, &o);
         if (o.failed) { free(o.buf); snprintf(err->msg, sizeof err->msg, "%s: out of memory for the SVG", path); return -1; }

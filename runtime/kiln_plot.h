@@ -37,7 +37,9 @@ KILN_RT_API void kiln_figure_rect(kiln_figure *f, int x, int y, int w, int h, ui
 KILN_RT_API void kiln_figure_text(kiln_figure *f, int x, int y, int scale, int vertical, uint32_t rgb, const char *text);
 /* The width of text in the pixel font at a scale. */
 KILN_RT_API int kiln_text_width(const char *text, int scale);
-/* Writes the figure to path, atomically: an SVG when path ends in .svg, a PNG otherwise. 0, or -1 with err. */
+/* Writes the figure to path, atomically: an SVG when path ends in .svg (of at most KILN_SVG_MAX_RECTS
+ * rectangles: one per cell of a heat map, which a PNG draws at any size), a PNG otherwise. 0, or -1 with err. */
+#define KILN_SVG_MAX_RECTS 200000
 KILN_RT_API int kiln_figure_write(const kiln_figure *f, const char *path, kiln_error *err);
 /* The PNG of an RGB image (w*h*3 bytes, rows top to bottom) as bytes in *out (malloc'd), its size in *len. */
 KILN_RT_API int kiln_png_encode(const uint8_t *rgb, int w, int h, uint8_t **out, size_t *len);

@@ -140,3 +140,20 @@ def test_bad_input_is_refused_in_one_line(built, tmp_path, change, message):
     assert message in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "e.npy").exists()
+
+
+def test_attention_pictures_of_the_real_model_are_transformers_attentions(built, tmp_path):
+    """`infer attention --vocab vocab.txt`: the sentence in WordPiece tokens between [CLS] and [SEP], token types
+    0; the weights it draws (--npy) are transformers' output_attentions for the same ids."""
+    text = "The cat sat on the mat, didn't it?"
+    r = run([built / "infer", "attention", "--weights", MODEL / "model.safetensors", "--vocab", MODEL / "vocab.txt",
+             "--text", text, "--layer", 3, "-o", tmp_path / "map.png", "--npy", tmp_path / "map.npy"])
+    assert r.returncode == 0, r.stderr
+    ids = torch.tensor([tokenizers.Tokenizer.from_file(str(MODEL / "tokenizer.json")).encode(text).ids])
+    model = transformers.BertModel.from_pretrained(str(MODEL), attn_implementation="eager").eval()
+    with torch.no_grad():
+        want = model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True).attentions[3][0].numpy()
+    got = np.load(tmp_path / "map.npy")
+    assert got.shape == want.shape == (12, ids.shape[1], ids.shape[1])
+    assert np.abs(got - want).max() <= 1e-5
+    assert f"{ids.shape[1]} x {ids.shape[1]} tokens" in r.stdout

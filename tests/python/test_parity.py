@@ -323,6 +323,9 @@ def test_generate_rejects_bad_prompt_ids(builds, tmp_path):
     for both in ([], ["--prompt", "a", "--prompt-ids", "1"]):
         r = gen(*both)
         assert r.returncode == 2 and "exactly one of --prompt and --prompt-ids" in r.stderr
+    # a tokenizer cuts --prompt text: with ids it has nothing to do, and says so before reading it
+    r = gen("--prompt-ids", "1,2", "--tokenizer", tmp_path / "absent.tiktoken")
+    assert r.returncode == 2 and "--tokenizer goes with --prompt" in r.stderr and r.stderr.count("\n") == 1
 
 
 def test_generate_memory_is_weights_plus_used_cache(builds, tmp_path):

@@ -11,6 +11,8 @@
  *   rt_tool sample T K P N L...   sample N times from logits L, print counts per id
  *   rt_tool mlm SEED N RATE        masked-LM corruption of N tokens (i mod 256; mask id 256, random tokens
  *                                 below 256): prints the counts chosen, masked, random, kept, and the checksum
+ *   rt_tool png W H SEED OUT      write a W x H test picture (flat blocks, gradients, noise) with kiln_png_encode
+ *   rt_tool svg-cells N OUT       write a figure of N one-pixel cells as an SVG (kiln_figure_write)
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kiln_plot.h"
 #include "kiln_rt.h"
 
 /* kiln_mlm_mask over n tokens: how many positions were chosen, and of those how many became the mask id, another
@@ -179,6 +182,46 @@ static int sample(int argc, char **argv) {
     return 0;
 }
 
+/* The test picture's pixel (x, y): blocks of 16 that are flat, a gradient, or a hash of (x, y, seed). */
+static uint32_t test_pixel(uint32_t x, uint32_t y, uint32_t seed) {
+    const uint32_t kind = (x / 16 + y / 16) % 3;
+    if (kind == 0) return 0x336699;
+    if (kind == 1) return ((x * 3 + y) & 255) * 0x010101u;
+    return ((x * 73856093u) ^ (y * 19349663u) ^ (seed * 83492791u)) & 0xffffffu;
+}
+
+static int png(const char *w_s, const char *h_s, const char *seed_s, const char *path) {
+    const int w = atoi(w_s), h = atoi(h_s);
+    const uint32_t seed = (uint32_t)strtoul(seed_s, NULL, 10);
+    uint8_t *rgb = malloc((size_t)w * h * 3 + 1), *bytes;
+    size_t len;
+    if (!rgb) return 1;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            const uint32_t c = test_pixel((uint32_t)x, (uint32_t)y, seed);
+            uint8_t *p = rgb + ((size_t)y * w + x) * 3;
+            p[0] = (uint8_t)(c >> 16); p[1] = (uint8_t)(c >> 8); p[2] = (uint8_t)c;
+        }
+    if (kiln_png_encode(rgb, w, h, &bytes, &len)) kiln_die("out of memory");
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(bytes, 1, len, f) != len || fclose(f)) kiln_die("cannot write %s", path);
+    free(bytes);
+    free(rgb);
+    return 0;
+}
+
+static int svg_cells(const char *n_s, const char *path) {
+    const long n = atol(n_s);
+    kiln_figure f;
+    kiln_figure_init(&f, 1000, 1000);
+    for (long i = 0; i < n; i++) kiln_figure_rect(&f, (int)(i % 1000), (int)(i / 1000 % 1000), 1, 1, kiln_blues((double)(i % 7) / 6));
+    kiln_error err;
+    const int rc = kiln_figure_write(&f, path, &err);
+    kiln_figure_free(&f);
+    if (rc) kiln_die("%s", err.msg);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     kiln_set_progname(argv[0]);
     if (argc >= 3 && strcmp(argv[1], "st-dump") == 0) return st_dump(argv[2]);
@@ -188,5 +231,7 @@ int main(int argc, char **argv) {
     if (argc >= 4 && strcmp(argv[1], "rng") == 0) return rng(argv[2], argv[3]);
     if (argc >= 5 && strcmp(argv[1], "mlm") == 0) return mlm(argv[2], argv[3], argv[4]);
     if (argc >= 2 && strcmp(argv[1], "sample") == 0) return sample(argc - 2, argv + 2);
-    kiln_die_code(2, "usage: rt_tool st-dump|st-write|npy-dump|npy-write|rng|sample ...");
+    if (argc >= 6 && strcmp(argv[1], "png") == 0) return png(argv[2], argv[3], argv[4], argv[5]);
+    if (argc >= 4 && strcmp(argv[1], "svg-cells") == 0) return svg_cells(argv[2], argv[3]);
+    kiln_die_code(2, "usage: rt_tool st-dump|st-write|npy-dump|npy-write|rng|mlm|sample|png|svg-cells ...");
 }

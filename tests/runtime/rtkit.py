@@ -46,7 +46,7 @@ def build_jobs():
         "infer": [*gcc, "-DFAKE_NO_TRAIN", *INFER_SRCS, "-lm"],
         "infer128": [*gcc, "-DFAKE_NO_TRAIN", "-DFAKE_VOCAB=128", *INFER_SRCS, "-lm"],
         "asan": [*asan, *INFER_SRCS, "-lm"],
-        "rt_tool": ["gcc", *WARN, "-O2", "-I", str(RT), HERE / "rt_tool.c", RT / "kiln_rt.c",
+        "rt_tool": ["gcc", *WARN, "-O2", "-I", str(RT), HERE / "rt_tool.c", RT / "kiln_rt.c", RT / "kiln_plot.c",
                     "-lm"],
         "text_tool": ["gcc", *WARN, "-O2", "-I", str(RT), HERE / "text_tool.c", RT / "kiln_bpe.c", RT / "kiln_wordpiece.c",
                       RT / "kiln_metrics.c", RT / "kiln_rt.c", "-lm"],

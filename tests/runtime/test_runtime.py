@@ -353,6 +353,52 @@ def test_masked_lm_corruption_fractions_and_determinism(build):
     assert abs(int(other[0]) / n - 0.3) < 0.01
 
 
+@pytest.mark.parametrize("w, h", [(1, 1), (37, 23), (300, 200)])
+def test_png_encoder_round_trips_through_zlib(build, tmp_path, w, h):
+    """kiln_png_encode (runtime/kiln_plot.c): its chunks' CRCs, its zlib stream (fixed-Huffman deflate with runs)
+    as zlib decodes it, and after undoing the row filters exactly the picture it was given: flat blocks,
+    gradients and noise, so that runs, repeated rows and literals all occur."""
+    import zlib
+    path = tmp_path / "t.png"
+    expect_ok(run(build["rt_tool"], "png", w, h, 5, path))
+    png = path.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, i = [], 8
+    while i < len(png):
+        n, kind = struct.unpack(">I", png[i:i + 4])[0], png[i + 4:i + 8]
+        body = png[i + 8:i + 8 + n]
+        assert zlib.crc32(kind + body) == struct.unpack(">I", png[i + 8 + n:i + 12 + n])[0]
+        chunks.append((kind, body))
+        i += 12 + n
+    assert [k for k, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
+    assert struct.unpack(">IIBBBBB", chunks[0][1]) == (w, h, 8, 2, 0, 0, 0)
+    raw, stride = zlib.decompress(chunks[1][1]), 3 * w
+    assert len(raw) == h * (stride + 1)
+    prev = bytearray(stride)
+    for y in range(h):
+        kind, row = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        if kind == 1:
+            for x in range(3, stride):
+                row[x] = (row[x] + row[x - 3]) & 255
+        elif kind == 2:
+            row = bytearray((a + b) & 255 for a, b in zip(row, prev))
+        else:
+            assert kind == 0
+        for x in range(w):
+            kind = (x // 16 + y // 16) % 3
+            c = 0x336699 if kind == 0 else ((x * 3 + y) & 255) * 0x010101 if kind == 1 else \
+                ((x * 73856093) ^ (y * 19349663) ^ (5 * 83492791)) & 0xFFFFFF
+            assert tuple(row[3 * x:3 * x + 3]) == (c >> 16, (c >> 8) & 255, c & 255), (x, y)
+        prev = row
+
+
+def test_an_svg_of_too_many_cells_is_refused_in_one_line(build, tmp_path):
+    expect_ok(run(build["rt_tool"], "svg-cells", 1000, tmp_path / "ok.svg"))
+    assert (tmp_path / "ok.svg").read_text().count("<rect ") == 1001  # the ground and the cells
+    expect_error(run(build["rt_tool"], "svg-cells", 200001, tmp_path / "big.svg"), "too many for an SVG")
+    assert not (tmp_path / "big.svg").exists()
+
+
 def sample_counts(build, t, k, p, logits, n=20000):
     out = expect_ok(run(build["rt_tool"], "sample", t, k, p, n, *logits))
     return np.array(out.split(), int)
