@@ -149,7 +149,9 @@ def test_attention_pictures_of_the_real_model_are_transformers_attentions(built,
     r = run([built / "infer", "attention", "--weights", MODEL / "model.safetensors", "--vocab", MODEL / "vocab.txt",
              "--text", text, "--layer", 3, "-o", tmp_path / "map.png", "--npy", tmp_path / "map.npy"])
     assert r.returncode == 0, r.stderr
-    ids = torch.tensor([tokenizers.Tokenizer.from_file(str(MODEL / "tokenizer.json")).encode(text).ids])
+    tok = tokenizers.Tokenizer.from_file(str(MODEL / "tokenizer.json"))
+    tok.no_padding()  # the shipped tokenizer.json pads to 128
+    ids = torch.tensor([tok.encode(text).ids])
     model = transformers.BertModel.from_pretrained(str(MODEL), attn_implementation="eager").eval()
     with torch.no_grad():
         want = model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True).attentions[3][0].numpy()
