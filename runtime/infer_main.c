@@ -723,7 +723,7 @@ static void cmd_generate(const command *cmd, const opts *o) {
 
 static void score_pairs(const command *cmd, const opts *o, const char *weights, const char *path);
 
-#if defined(KILN_HAS_TRAIN) && defined(KILN_TRAIN_MASK_RATE)
+#if defined(KILN_HAS_TRAIN) && defined(KILN_TRAIN_MASK_ID) && KILN_TRAIN_MASK_ID >= 0
 /* score of a masked_lm model: windows of --seq bytes corrupted as training corrupts them (kiln_mlm_mask, from
  * --seed), the loss over the chosen positions. */
 static void score_masked(const command *cmd, const opts *o, const char *weights, const char *path, const lm_info *m) {
@@ -732,8 +732,9 @@ static void score_masked(const command *cmd, const opts *o, const char *weights,
     size_t n;
     if (kiln_read_file(path, SCORE_FILE_LIMIT, &text, &n, &err)) kiln_die("%s", err.msg);
     if (n < 1) kiln_die("%s: an empty file has nothing to score", path);
+    const int32_t mask_id = KILN_TRAIN_MASK_ID; /* a variable: a byte compared with a constant above 255 warns */
     for (size_t i = 0; i < n; i++)
-        if (text[i] >= (unsigned)m->vocab || text[i] >= (unsigned)m->out_dim || (int32_t)text[i] == KILN_TRAIN_MASK_ID)
+        if (text[i] >= (unsigned)m->vocab || text[i] >= (unsigned)m->out_dim || (int32_t)text[i] == mask_id)
             kiln_die("%s: byte %u at offset %zu is not a token the model predicts (outputs [0, %lld), mask %d)", path,
                      text[i], i, (long long)m->out_dim, (int)KILN_TRAIN_MASK_ID);
     char context[32];
@@ -789,7 +790,7 @@ static void cmd_score(const command *cmd, const opts *o) {
         if (opt_get(cmd, o, SEQ2SEQ_FLAGS[i])) usage_die("%s goes with --pairs", SEQ2SEQ_FLAGS[i]);
     if (!path) usage_die("'score' needs a FILE argument or --pairs FILE.tsv (see '%s score --help')", kiln_progname());
     lm_info m = language_model("score");
-#if defined(KILN_HAS_TRAIN) && defined(KILN_TRAIN_MASK_RATE)
+#if defined(KILN_HAS_TRAIN) && defined(KILN_TRAIN_MASK_ID) && KILN_TRAIN_MASK_ID >= 0
     if (KILN_TRAIN_MASK_RATE > 0) {
         score_masked(cmd, o, weights, path, &m);
         return;
