@@ -422,6 +422,42 @@ KILN_KERNEL void attention_backward_all(real *restrict out, const real *restrict
 }
 
 
+/* The keys lo .. len-1 that query t sees among S (causal: up to t; window: |t - s| < window). */
+KILN_KERNEL inline void attention_span(int t, int S, int causal, int window, int *lo, int *len) {
+    *lo = 0;
+    *len = causal ? t + 1 : S;
+    if (window > 0) {
+        *lo = t - window + 1 > 0 ? t - window + 1 : 0;
+        if (!causal && t + window < *len) *len = t + window;
+    }
+}
+
+/* The softmax row p[lo .. len) of the query qt over the keys kb + s * Ckv (one head's hs channels): scores
+ * q·k·scale − slope·|t − s| (ALiBi; slope 0 without), 0 for a padding key (mk[s] == 0), and all 0 for a query
+ * that sees no key. */
+KILN_KERNEL inline void attention_row(real *restrict p, const real *restrict qt, const real *restrict kb,
+                                      const int32_t *restrict mk, int Ckv, int hs, real scale, double slope, int t,
+                                      int lo, int len) {
+    real maxv = -INFINITY;
+    for (int s = lo; s < len; s++) {
+        const real *ks = kb + (size_t)s * Ckv;
+        real score = 0;
+        #pragma omp simd reduction(+:score)
+        for (int d = 0; d < hs; d++) score += qt[d] * ks[d];
+        p[s] = score * scale - (real)(slope * (t > s ? t - s : s - t));
+        if (mk && !mk[s]) p[s] = -INFINITY;  /* a padding key */
+        maxv = p[s] > maxv ? p[s] : maxv;
+    }
+    real sum = 0;
+    if (!mk) {
+        #pragma omp simd reduction(+:sum)
+        for (int s = lo; s < len; s++) { p[s] = kiln_exp(p[s] - maxv); sum += p[s]; }
+    } else {
+        for (int s = lo; s < len; s++) { p[s] = mk[s] && maxv > -INFINITY ? kiln_exp(p[s] - maxv) : 0; sum += p[s]; }
+    }
+    for (int s = lo; s < len; s++) p[s] = sum > 0 ? p[s] / sum : 0;
+}
+
 /* attention backward for one of q, k, v (wrt 0, 1, 2). q, dout are (B, T, C); k, v are (B, S, KVH * hs) with
  * head h reading key/value head h / (NH/KVH); mask (B, S) of the keys, or NULL; out has the shape of the input
  * it differentiates. Per (batch, head), in query order:
@@ -454,30 +490,10 @@ KILN_KERNEL void attention_backward(real *restrict out, const real *restrict dou
                 for (int t = 0; t < T; t++) {
                     const real *qt = q + ((size_t)b * T + t) * C + h * hs;
                     const real *dyt = dout + ((size_t)b * T + t) * C + h * hs;
-                    int len = causal ? t + 1 : S, lo = 0;
-                    if (window > 0) {
-                        lo = t - window + 1 > 0 ? t - window + 1 : 0;
-                        if (!causal && t + window < len) len = t + window;
-                    }
-                    const int32_t *mk = mask ? mask + (size_t)b * S : NULL;
-                    real maxv = -INFINITY;
-                    for (int s = lo; s < len; s++) {
-                        const real *ks = k + ((size_t)b * S + s) * Ckv + kvo;
-                        real score = 0;
-                        #pragma omp simd reduction(+:score)
-                        for (int d = 0; d < hs; d++) score += qt[d] * ks[d];
-                        p[s] = score * scale - (real)(slope * (t > s ? t - s : s - t));
-                        if (mk && !mk[s]) p[s] = -INFINITY;  /* a padding key */
-                        maxv = p[s] > maxv ? p[s] : maxv;
-                    }
-                    real sum = 0;
-                    if (!mk) {
-                        #pragma omp simd reduction(+:sum)
-                        for (int s = lo; s < len; s++) { p[s] = kiln_exp(p[s] - maxv); sum += p[s]; }
-                    } else {
-                        for (int s = lo; s < len; s++) { p[s] = mk[s] && maxv > -INFINITY ? kiln_exp(p[s] - maxv) : 0; sum += p[s]; }
-                    }
-                    for (int s = lo; s < len; s++) p[s] = sum > 0 ? p[s] / sum : 0;
+                    int lo, len;
+                    attention_span(t, S, causal, window, &lo, &len);
+                    attention_row(p, qt, k + (size_t)b * S * Ckv + kvo, mask ? mask + (size_t)b * S : NULL, Ckv, hs,
+                                  scale, slope, t, lo, len);
                     if (wrt == 2) {
                         for (int s = lo; s < len; s++) {
                             real *restrict dv = out + ((size_t)b * S + s) * Ckv + kvo;
@@ -527,31 +543,15 @@ KILN_KERNEL void attention_probs_forward(real *restrict out, const real *restric
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
-            const size_t kvo = (size_t)(h / group) * hs;
             const double slope = alibi ? alibi_slope(h, NH) : 0;
-            const int32_t *mk = mask ? mask + (size_t)b * S : NULL;
             for (int t = 0; t < T; t++) {
-                const real *qt = q + ((size_t)b * T + t) * C + h * hs;
                 real *restrict p = out + (((size_t)b * NH + h) * T + t) * S;
-                int len = causal ? t + 1 : S, lo = 0;
-                if (window > 0) {
-                    lo = t - window + 1 > 0 ? t - window + 1 : 0;
-                    if (!causal && t + window < len) len = t + window;
-                }
-                real maxv = -INFINITY;
-                for (int s = 0; s < S; s++) {
-                    if (s < lo || s >= len || (mk && !mk[s])) { p[s] = -INFINITY; continue; }
-                    const real *ks = k + ((size_t)b * S + s) * Ckv + kvo;
-                    real score = 0;
-                    #pragma omp simd reduction(+:score)
-                    for (int d = 0; d < hs; d++) score += qt[d] * ks[d];
-                    p[s] = score * scale - (real)(slope * (t > s ? t - s : s - t));
-                    maxv = p[s] > maxv ? p[s] : maxv;
-                }
-                real sum = 0;
-                for (int s = 0; s < S; s++) { p[s] = p[s] > -INFINITY ? kiln_exp(p[s] - maxv) : 0; sum += p[s]; }
-                const real inv = sum > 0 ? 1 / sum : 0;
-                for (int s = 0; s < S; s++) p[s] *= inv;
+                int lo, len;
+                attention_span(t, S, causal, window, &lo, &len);
+                for (int s = 0; s < lo; s++) p[s] = 0;
+                for (int s = len; s < S; s++) p[s] = 0;
+                attention_row(p, q + ((size_t)b * T + t) * C + h * hs, k + (size_t)b * S * Ckv + (size_t)(h / group) * hs,
+                              mask ? mask + (size_t)b * S : NULL, Ckv, hs, scale, slope, t, lo, len);
             }
         }
     }
