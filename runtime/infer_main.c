@@ -1491,7 +1491,13 @@ static void cmd_attention(const command *cmd, const opts *o) {
     const char **row_labels = xcalloc_or_die((size_t)rows + 1, sizeof *row_labels, "labels");
     const char **col_labels = xcalloc_or_die((size_t)cols + 1, sizeof *col_labels, "labels");
     for (int i = 0; i < rows; i++) row_labels[i] = qs->labels[i];
-    for (int i = 0; i < cols; i++) col_labels[i] = ks->labels[i];
+    /* keys that are not positions of a sequence (Linformer's projected rows, a dim of constant size): numbered */
+    const int keys_are_tokens = map->dims[3] && cols <= ks->n;
+    char (*key_rows)[16] = keys_are_tokens ? NULL : xcalloc_or_die((size_t)cols + 1, sizeof *key_rows, "labels");
+    for (int i = 0; i < cols; i++) {
+        if (!keys_are_tokens) snprintf(key_rows[i], sizeof key_rows[i], "row %d", i);
+        col_labels[i] = keys_are_tokens ? ks->labels[i] : key_rows[i];
+    }
     char (*titles)[32] = xcalloc_or_die((size_t)heads, sizeof *titles, "titles");
     const char **title_ptrs = xcalloc_or_die((size_t)heads, sizeof *title_ptrs, "titles");
     for (int h = 0; h < heads; h++) {
@@ -1502,7 +1508,8 @@ static void cmd_attention(const command *cmd, const opts *o) {
     char title[160], subtitle[200];
     if (head >= 0) snprintf(title, sizeof title, "%s: attention %d%s, head %d", KILN(model_name)(), layer, kind, head);
     else snprintf(title, sizeof title, "%s: attention %d%s, %d heads", KILN(model_name)(), layer, kind, heads);
-    snprintf(subtitle, sizeof subtitle, "rows: queries, columns: keys; colour: the attention weight (each row sums to 1)");
+    snprintf(subtitle, sizeof subtitle, "rows: queries, columns: %s; colour: the attention weight (each row sums to 1)",
+             keys_are_tokens ? "keys" : "the keys' projected rows");
     const float *values = (const float *)m->data + (head >= 0 ? (size_t)head * rows * cols : 0);
     kiln_figure fig;
     kiln_heatmaps(&fig, values, head >= 0 ? 1 : heads, rows, cols, row_labels, col_labels, head >= 0 ? NULL : title_ptrs, title, subtitle);
@@ -1519,7 +1526,7 @@ static void cmd_attention(const command *cmd, const opts *o) {
     for (int k = 0; k < f->num_outputs; k++) free(outs[k].data);
     for (int k = 0; k < f->num_inputs; k++) free(buffers[k]);
     for (int j = 0; j < nseq; j++) { free(seq[j].ids); free(seq[j].labels); }
-    free(outs); free(row_labels); free(col_labels); free(titles); free(title_ptrs);
+    free(outs); free(row_labels); free(col_labels); free(key_rows); free(titles); free(title_ptrs);
     KILN(free)(ctx);
 }
 

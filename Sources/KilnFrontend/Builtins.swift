@@ -12,7 +12,7 @@ enum Builtins {
         "linear": [("x", true), ("out", false), ("bias", false), ("tied", false), ("name", false)],
         "attention": [("x", true), ("heads", true), ("mask", false), ("padding", false), ("bias", false), ("memory", false),
                       ("position", false), ("kv_heads", false), ("rope_base", false), ("clip", false), ("buckets", false),
-                      ("max_distance", false), ("window", false), ("name", false)],
+                      ("max_distance", false), ("window", false), ("lowrank", false), ("name", false)],
         "sqrt": [("x", true)],
         "mean_pool": [("x", true), ("mask", false)],
         "first_token": [("x", true)],
@@ -390,6 +390,19 @@ extension Lowering {
         if position == "rotary", (c / heads) % 2 != 0 {
             throw report("rotary positions turn pairs of channels: the head size \(c / heads) must be even", a["position"]!.1)
         }
+        // Linformer (Wang et al. 2020): keys and values projected along the sequence to `lowrank` rows
+        let lowrank = try a["lowrank"].map { (v, lr) -> (rows: Int, width: Int) in
+            let k = try positiveInt(v, lr, "lowrank")
+            guard mask == "none" else { throw report("lowrank: projects keys and values along the whole sequence, so it is bidirectional; it takes no mask: causal", a["mask"]!.1) }
+            guard position == "none" else { throw report("lowrank: takes no relative positions (position: \(position)): the projected keys have none; add positions to the input", a["position"]!.1) }
+            guard a["window"] == nil, a["memory"] == nil else { throw report("lowrank: is Linformer's self-attention; it takes neither window: nor memory:", lr) }
+            let len = graph.nodes[x].type.shape.dims[1]
+            guard let n = graph.bound(of: len) else {
+                throw report("lowrank: needs the sequence length \(len) bounded (declare 'where \(len) <= context' on the input)", lr)
+            }
+            guard k <= 65536 else { throw report("lowrank \(k) is too large (limit 65536)", lr) }
+            return (k, n)
+        }
         var source = x, sourceDim = c
         if let (mv, mr) = a["memory"] {
             source = try tensor(mv, mr, "attention's memory")
@@ -423,7 +436,18 @@ extension Lowering {
             }
             (q, k) = (try turn(q, heads: heads), try turn(k, heads: kvHeads))
         }
-        let v = try projection(source, o + ".value", kvWidth, sourceDim, bias: bias, std: 0.02, r)
+        var v = try projection(source, o + ".value", kvWidth, sourceDim, bias: bias, std: 0.02, r)
+        if let (rows, width) = lowrank {
+            // E and F [rows, N] (scaled so that a row of the projection has the scale of one position's key),
+            // shared by the heads; padding positions count as zeros, and every projected row is seen
+            func project(_ t: Int, _ name: String) throws -> Int {
+                let e = try param(o + "." + name, [.const(rows), .const(width)], .normal(1 / Double(width).squareRoot()), r)
+                guard case .tensor(let y) = try emit(.projectSequence, [t, e] + padding, [:], r) else { throw Reported() }
+                return y
+            }
+            (k, v) = (try project(k, "project_key"), try project(v, "project_value"))
+            padding = []
+        }
         let att: Int
         if position == "relative" || position == "t5" {
             // Shaw et al. 2018: a^K and a^V [2, 2·clip + 1, head size]; T5: a bias per bucket and head

@@ -42,10 +42,17 @@ class SelfAttention(nn.Module):
     """relative: ("shaw", clip) for Shaw et al. 2018's representations (`relative` [2, 2 clip + 1, hs]: a^K, a^V
     at the clipped distance s - t, shared by the heads); ("t5", buckets, max_distance) for T5's bias
     (`relative_bias` [buckets, heads]). window: local attention, query t sees the keys s with |t - s| < window
-    (a mask on the full score matrix, as the papers define it)."""
+    (a mask on the full score matrix, as the papers define it). lowrank (rows, context): Linformer (Wang et al.
+    2020), keys and values projected along the sequence by `project_key`, `project_value` [rows, context]
+    (their first T columns), padding positions as zeros, every projected row seen."""
 
-    def __init__(self, dim, heads, causal, bias, rotary=False, kv_heads=None, alibi=False, relative=None, window=None):
+    def __init__(self, dim, heads, causal, bias, rotary=False, kv_heads=None, alibi=False, relative=None, window=None,
+                 lowrank=None):
         super().__init__()
+        self.lowrank = lowrank
+        if lowrank:
+            self.project_key = nn.Parameter(torch.zeros(*lowrank))
+            self.project_value = nn.Parameter(torch.zeros(*lowrank))
         self.heads, self.causal, self.rotary, self.alibi, self.relative_scheme = heads, causal, rotary, alibi, relative
         self.window = window
         self.sink = None  # a list that records each call's attention weights (attention_maps)
@@ -71,6 +78,11 @@ class SelfAttention(nn.Module):
         v = self.value(x).view(B, T, self.kv_heads, hs).transpose(1, 2).repeat_interleave(g, dim=1)
         if self.rotary:
             q, k = rotate(q), rotate(k)
+        if self.lowrank:
+            keep = torch.ones(B, 1, T, 1, dtype=x.dtype) if mask is None else (mask != 0).to(x.dtype)[:, None, :, None]
+            k = torch.einsum("kt,bhtd->bhkd", self.project_key[:, :T], k * keep)
+            v = torch.einsum("kt,bhtd->bhkd", self.project_value[:, :T], v * keep)
+            mask = None
         att = q @ k.transpose(-2, -1)
         shaw = self.relative_scheme and self.relative_scheme[0] == "shaw"
         if shaw:
@@ -190,10 +202,10 @@ def load(cfg, weights_path, dtype=torch.float64):
 class EncoderLayer(nn.Module):
     """A post-norm encoder layer with a padding mask (examples/tiny-encoder.kiln's Layer)."""
 
-    def __init__(self, dim, heads, hidden, eps=1e-5, relative=None, window=None):
+    def __init__(self, dim, heads, hidden, eps=1e-5, relative=None, window=None, **attention):
         super().__init__()
         self.heads = heads
-        self.attention = SelfAttention(dim, heads, causal=False, bias=True, relative=relative, window=window)
+        self.attention = SelfAttention(dim, heads, causal=False, bias=True, relative=relative, window=window, **attention)
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.ffn = FFN(dim, hidden, "gelu", bias=True)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
@@ -254,6 +266,20 @@ class LocalEncoder(RelativeEncoder):
         self.embed = nn.Embedding(vocab, dim)
         self.first = EncoderLayer(dim, heads, hidden, window=3)
         self.second = EncoderLayer(dim, heads, hidden, window=6)
+        self.layers = [self.first, self.second]
+        self.classifier = nn.Linear(dim, classes)
+
+
+class LinformerEncoder(TinyEncoder):
+    """tests/models/linformer-encoder.kiln: TinyEncoder with Linformer's attention, its first layer projecting
+    keys and values to 5 rows, its second to 7 with 3 key/value heads."""
+
+    def __init__(self, vocab=53, context=19, dim=36, heads=6, hidden=70, classes=5):
+        nn.Module.__init__(self)
+        self.embed = nn.Embedding(vocab, dim)
+        self.positions = nn.Embedding(context, dim)
+        self.first = EncoderLayer(dim, heads, hidden, lowrank=(5, context))
+        self.second = EncoderLayer(dim, heads, hidden, lowrank=(7, context), kv_heads=3)
         self.layers = [self.first, self.second]
         self.classifier = nn.Linear(dim, classes)
 

@@ -99,6 +99,24 @@ def test_all_heads_as_a_grid_in_svg(builds, tmp_path):
     assert r2.returncode == 0 and read_png(tmp_path / "grid.png")[:2] == pixels_size(r.stdout)
 
 
+def test_linformer_columns_are_the_projected_rows(builds, tmp_path):
+    """Linformer's keys are learned mixtures of the positions (tests/models/linformer-encoder.kiln keeps 5, then 7
+    rows): the columns are numbered rows, not tokens, and the picture holds attention_maps' weights."""
+    out = builds.build("tests/models/linformer-encoder.kiln")
+    w = tmp_path / "w.safetensors"
+    assert run([out / "infer", "init", "--seed", 3, "--out", w]).returncode == 0
+    r = run([out / "infer", "attention", "--weights", w, "--ids", "3,14,15,9,26,5,35,8", "--layer", 0, "--head", 2,
+             "-o", tmp_path / "map.svg", "--npy", tmp_path / "map.npy"])
+    assert r.returncode == 0, r.stderr
+    root = ET.parse(tmp_path / "map.svg").getroot()
+    texts = [t.text for t in root.findall(f"{SVG}text")]
+    assert [t for t in texts if t.startswith("row ")] == [f"row {k}" for k in range(5)]
+    assert texts.count("14") == 1 and "35" in texts  # the rows are the query tokens
+    want = attention_maps(out, w, tmp_path, tokens=np.array([[3, 14, 15, 9, 26, 5, 35, 8]], np.int32),
+                          mask=np.ones((1, 8), np.int32))[0][0]
+    assert want.shape == (6, 8, 5) and np.array_equal(np.load(tmp_path / "map.npy"), want)
+
+
 def test_cross_attention_of_a_translation(builds, tmp_path):
     """The decoder reads <bos> and its own greedy translation; attention 3 is the first decoder layer's
     cross-attention, target tokens over the source's tokens and <eos>."""

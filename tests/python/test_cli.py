@@ -43,6 +43,10 @@ def test_check_reports_errors_with_caret(kiln, tmp_path):
 @pytest.mark.parametrize("call,expected", [
     ("attention(x, heads: 2, mask: causal, window: 0)", "window must be positive, got 0"),
     ("attention(x, heads: 2, mask: causal, position: t5, window: 4)", "window: works with position: none, rotary or alibi, not t5"),
+    ("attention(x, heads: 2, lowrank: 0)", "lowrank must be positive, got 0"),
+    ("attention(x, heads: 2, mask: causal, lowrank: 4)", "lowrank: projects keys and values along the whole sequence, so it is bidirectional"),
+    ("attention(x, heads: 2, position: rotary, lowrank: 4)", "lowrank: takes no relative positions (position: rotary)"),
+    ("attention(x, heads: 2, window: 3, lowrank: 4)", "lowrank: is Linformer's self-attention; it takes neither window: nor memory:"),
     ("lstm(x, hidden: 0)", "hidden must be positive, got 0"),
     ("lstm(x, hidden: 8, layers: 100)", "layers 100 is too many (limit 64)"),
     ("lstm(x, hidden: 8, dropout: 1.5)", "the dropout probability must be in [0, 1), got 1.5"),

@@ -17,9 +17,11 @@ VOCAB, CONTEXT, DIM, CLASSES = 53, 19, 36, 5
 
 # The numerics tests run on all three: tests/models/relative-encoder.kiln has relative positions (T5's
 # bidirectional buckets, Shaw et al.'s clipped distances) under the same padding mask, tests/models/local-encoder.kiln
-# local attention (windows of 3 and 6) under it.
+# local attention (windows of 3 and 6) under it, tests/models/linformer-encoder.kiln Linformer's projected keys and
+# values (5 and 7 rows) with padding counted as zeros.
 MODELS = {"tiny": (ENCODER, reference.TinyEncoder), "relative": ("tests/models/relative-encoder.kiln", reference.RelativeEncoder),
-          "local": ("tests/models/local-encoder.kiln", reference.LocalEncoder)}
+          "local": ("tests/models/local-encoder.kiln", reference.LocalEncoder),
+          "linformer": ("tests/models/linformer-encoder.kiln", reference.LinformerEncoder)}
 
 
 def build_far_from_init(builds, tmp_path_factory, file):
@@ -93,6 +95,9 @@ def test_attention_maps_match_pytorch_with_padding(model, tmp_path):
     torch_model = reference.load_encoder(w, model=cls)
     assert_same_maps(got, reference.attention_maps(torch_model, lambda: torch_model(torch.from_numpy(tokens).long(), torch.from_numpy(mask).long())))
     for p in got:
+        if p.shape[-1] != CONTEXT:  # Linformer's keys are projections, not positions: every one is seen
+            assert (np.abs(p.sum(-1) - 1) <= 1e-5).all()
+            continue
         for b, n in enumerate(lengths):
             assert (p[b, :, :, n:] == 0).all()
             rows = p[b].sum(-1)  # 1, or 0 for a query that sees no key (local attention far from the tokens)
