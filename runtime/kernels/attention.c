@@ -1,7 +1,8 @@
 /*
  * attention.c - multi-head scaled dot-product attention (Vaswani et al. 2017): the forward pass on the
  * matrix-product engine's tiles, the KV cache's write and the row-at-a-time attention that decoding runs over
- * it (ops `cache_write`, `cached_attention`), and the gradients `attention_grad` (all three at once for self-attention, or one of q, k, v).
+ * it (ops `cache_write`, `cached_attention`), and the gradients `attention_grad` (on tiles: all three at once for
+ * self-attention, or q, or k and v together; row by row for local attention).
  */
 #ifndef KILN_KERNELS_ATTENTION_C
 #define KILN_KERNELS_ATTENTION_C
@@ -304,117 +305,136 @@ KILN_KERNEL void attention_memory_forward(real *restrict out, const real *restri
     }
 }
 
-/* attention backward for self-attention, all three gradients, on the GEMM engine's tiles: out is
- * (3, B, T, C) holding dq, dk, dv; dout, q, k, v are (B, T, C); mask (B, T) of the keys, or NULL. Per
- * (batch, head):
+/* attention backward on the GEMM engine's tiles, any of the three gradients: dq (B, T, C), dk and dv
+ * (B, S, KVH * hs), each NULL when not wanted; dout, q are (B, T, C), k, v (B, S, KVH * hs) with query head h
+ * reading key/value head h / (NH/KVH); mask (B, S) of the keys, or NULL; causal needs S = T. Per (batch,
+ * key/value head), for each query head h of its group in order:
  *   P = softmax(q·kᵀ·scale) (masked), dP = dout·vᵀ  (tiles of 6 queries x 64 keys),
  *   dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale  (row by row, zero where masked),
- *   dq = dS·k, dk = dSᵀ·q, dv = Pᵀ·dout  (tiles of 6 rows x 64 of the head's columns).
- * Each output element is one tile's sum, in order, by one thread (the same bits at any thread count).
- * ws: ATT_BWD_GROUP (batch, head) pairs at a time, each 2·hs·T + 2·T·T64 + 3·T·hs64 elements (T64,
- * hs64: T and hs rounded up to 64): kᵀ and vᵀ (hs, T), P and dS (T, T64), then q, k, dout (T, hs64)
- * zero-padded past hs. A key block reads 64 columns of kᵀ or vᵀ; past T they run into the next
- * array, and those scores are masked. */
+ *   dq = dS·k (tiles of 6 queries x 64 of the head's columns), and dk += dSᵀ·q, dv += Pᵀ·dout (tiles of 6
+ *   keys), summed over the group's query heads by the one thread that owns the key/value head.
+ * Each output element is a fixed sequence of tile sums by one thread (the same bits at any thread count).
+ * ATT_BWD_GROUP (batch, key/value head) pairs at a time, each with ws_t: 2·T·S64 + 2·T·hs64 elements (S64,
+ * hs64: S and hs rounded up to 64): P and dS (T, S64), then q and dout (T, hs64) zero-padded past hs; and
+ * ws_s: 2·hs·S + S·hs64: kᵀ and vᵀ (hs, S), then k (S, hs64). A key block reads 64 columns of kᵀ or vᵀ; past
+ * S they run into the next array, and those scores are masked. */
 enum { ATT_BWD_GROUP = 16 };
-KILN_KERNEL void attention_backward_all(real *restrict out, const real *restrict dout, const real *restrict q,
-                                        const real *restrict k, const real *restrict v,
-                                        const int32_t *restrict mask, real *restrict ws, int B, int T, int C, int NH,
-                                        int causal, int alibi) {
+KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, real *restrict dv,
+                                          const real *restrict dout, const real *restrict q, const real *restrict k,
+                                          const real *restrict v, const int32_t *restrict mask, real *restrict ws_t,
+                                          real *restrict ws_s, int B, int T, int S, int C, int NH, int KVH,
+                                          int causal, int alibi) {
     const gemm_tile_fn tile = gemm_tile();
-    const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
-    const int T64 = (T + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+    const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR, group = NH / KVH, Ckv = KVH * hs;
+    const int S64 = (S + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
     const real scale = 1 / sqrt((real)hs);
-    const size_t plane = (size_t)B * T * C;
-    const size_t per = 2 * (size_t)hs * T + 2 * (size_t)T * T64 + 3 * (size_t)T * hs64;
-    real *restrict dq = out, *restrict dk = out + plane, *restrict dv = out + 2 * plane;
-    for (int g0 = 0; g0 < B * NH; g0 += ATT_BWD_GROUP) {
-        const int gn = B * NH - g0 < ATT_BWD_GROUP ? B * NH - g0 : ATT_BWD_GROUP;
+    const size_t per_t = 2 * (size_t)T * S64 + 2 * (size_t)T * hs64, per_s = 2 * (size_t)hs * S + (size_t)S * hs64;
+    const int units = B * KVH, kv_wanted = dk || dv;
+    for (int g0 = 0; g0 < units; g0 += ATT_BWD_GROUP) {
+        const int gn = units - g0 < ATT_BWD_GROUP ? units - g0 : ATT_BWD_GROUP;
         #pragma omp parallel for schedule(static)
         for (int gi = 0; gi < gn; gi++) {
-            const int b = (g0 + gi) / NH, h = (g0 + gi) % NH;
-            const double slope = alibi ? alibi_slope(h, NH) / scale : 0;
-            const size_t base = (size_t)b * T * C + (size_t)h * hs;
-            real *kt = ws + (size_t)gi * per, *vt = kt + (size_t)hs * T;
-            real *P = vt + (size_t)hs * T, *dS = P + (size_t)T * T64;
-            real *qp = dS + (size_t)T * T64, *kp = qp + (size_t)T * hs64, *dyp = kp + (size_t)T * hs64;
-            for (int s0 = 0; s0 < T; s0 += 16) {  /* K^T and V^T in blocks of 16 keys: contiguous stores */
-                const int sb = T - s0 < 16 ? T - s0 : 16;
-                const size_t r = base + (size_t)s0 * C;
+            const int b = (g0 + gi) / KVH, g = (g0 + gi) % KVH;
+            const size_t kvbase = (size_t)b * S * Ckv + (size_t)g * hs;
+            real *P = ws_t + (size_t)gi * per_t, *dS = P + (size_t)T * S64;
+            real *qp = dS + (size_t)T * S64, *dyp = qp + (size_t)T * hs64;
+            real *kt = ws_s + (size_t)gi * per_s, *vt = kt + (size_t)hs * S, *kp = vt + (size_t)hs * S;
+            const int32_t *mk = mask ? mask + (size_t)b * S : NULL;
+            for (int s0 = 0; s0 < S; s0 += 16) {  /* K^T and V^T in blocks of 16 keys: contiguous stores */
+                const int sb = S - s0 < 16 ? S - s0 : 16;
+                const size_t r = kvbase + (size_t)s0 * Ckv;
                 for (int d = 0; d < hs; d++)
                     for (int j = 0; j < sb; j++) {
-                        kt[(size_t)d * T + s0 + j] = k[r + (size_t)j * C + d];
-                        vt[(size_t)d * T + s0 + j] = v[r + (size_t)j * C + d];
+                        kt[(size_t)d * S + s0 + j] = k[r + (size_t)j * Ckv + d];
+                        vt[(size_t)d * S + s0 + j] = v[r + (size_t)j * Ckv + d];
                     }
             }
-            for (int s = 0; s < T; s++) {
-                const size_t r = base + (size_t)s * C;
-                for (int d = 0; d < hs64; d++) {
-                    qp[(size_t)s * hs64 + d] = d < hs ? q[r + d] : 0;
-                    kp[(size_t)s * hs64 + d] = d < hs ? k[r + d] : 0;
-                    dyp[(size_t)s * hs64 + d] = d < hs ? dout[r + d] : 0;
-                }
-            }
-            /* P and dS, 6 query rows at a time, over the key blocks any of them sees */
-            for (int t0 = 0; t0 < T; t0 += GEMM_MR) {
-                const int mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR, len = causal ? t0 + mb : T;
-                for (int s0 = 0; s0 < len; s0 += GEMM_NR) {
-                    _Alignas(64) real sc[GEMM_MR * GEMM_NR], dp[GEMM_MR * GEMM_NR];
-                    tile(sc, q + base + (size_t)t0 * C, (size_t)C, 1, mb, kt + s0, (size_t)T, hs);
-                    tile(dp, dout + base + (size_t)t0 * C, (size_t)C, 1, mb, vt + s0, (size_t)T, hs);
+            if (dq)
+                for (int s = 0; s < S; s++)
+                    for (int d = 0; d < hs64; d++) kp[(size_t)s * hs64 + d] = d < hs ? k[kvbase + (size_t)s * Ckv + d] : 0;
+            for (int h = g * group; h < (g + 1) * group; h++) {
+                const size_t base = (size_t)b * T * C + (size_t)h * hs;
+                const double slope = alibi ? alibi_slope(h, NH) / scale : 0;
+                const int first = h == g * group;
+                if (kv_wanted)
+                    for (int t = 0; t < T; t++) {
+                        const size_t r = base + (size_t)t * C;
+                        for (int d = 0; d < hs64; d++) {
+                            qp[(size_t)t * hs64 + d] = d < hs ? q[r + d] : 0;
+                            dyp[(size_t)t * hs64 + d] = d < hs ? dout[r + d] : 0;
+                        }
+                    }
+                /* P and dS, 6 query rows at a time, over the key blocks any of them sees */
+                for (int t0 = 0; t0 < T; t0 += GEMM_MR) {
+                    const int mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR, len = causal ? t0 + mb : S;
+                    for (int s0 = 0; s0 < len; s0 += GEMM_NR) {
+                        _Alignas(64) real sc[GEMM_MR * GEMM_NR], dp[GEMM_MR * GEMM_NR];
+                        tile(sc, q + base + (size_t)t0 * C, (size_t)C, 1, mb, kt + s0, (size_t)S, hs);
+                        tile(dp, dout + base + (size_t)t0 * C, (size_t)C, 1, mb, vt + s0, (size_t)S, hs);
+                        for (int i = 0; i < mb; i++) {
+                            memcpy(P + (size_t)(t0 + i) * S64 + s0, sc + i * GEMM_NR, GEMM_NR * sizeof(real));
+                            memcpy(dS + (size_t)(t0 + i) * S64 + s0, dp + i * GEMM_NR, GEMM_NR * sizeof(real));
+                        }
+                    }
                     for (int i = 0; i < mb; i++) {
-                        memcpy(P + (size_t)(t0 + i) * T64 + s0, sc + i * GEMM_NR, GEMM_NR * sizeof(real));
-                        memcpy(dS + (size_t)(t0 + i) * T64 + s0, dp + i * GEMM_NR, GEMM_NR * sizeof(real));
+                        const int n = causal ? t0 + i + 1 : S;
+                        real *p = P + (size_t)(t0 + i) * S64, *ds = dS + (size_t)(t0 + i) * S64;
+                        if (alibi) alibi_scores(p, n, slope, t0 + i, 0);
+                        if (mk)  /* padding keys take no part */
+                            for (int s = 0; s < n; s++) p[s] = mk[s] ? p[s] : -INFINITY;
+                        const real maxv = row_max(p, n) * scale;  /* of the raw scores (scale > 0) */
+                        real sum = 0;
+                        if (!mk) {
+                            #pragma omp simd reduction(+:sum)
+                            for (int s = 0; s < n; s++) { p[s] = kiln_exp(p[s] * scale - maxv); sum += p[s]; }
+                        } else {
+                            for (int s = 0; s < n; s++) { p[s] = mk[s] ? kiln_exp(p[s] * scale - maxv) : 0; sum += p[s]; }
+                        }
+                        const real inv = sum > 0 ? 1 / sum : 0;  /* 0: a query that sees no key */
+                        real pdp = 0;
+                        #pragma omp simd reduction(+:pdp)
+                        for (int s = 0; s < n; s++) { p[s] *= inv; pdp += p[s] * ds[s]; }
+                        #pragma omp simd
+                        for (int s = 0; s < n; s++) ds[s] = p[s] * (ds[s] - pdp) * scale;
+                        for (int s = n; s < S64; s++) p[s] = ds[s] = 0;
                     }
                 }
-                for (int i = 0; i < mb; i++) {
-                    const int n = causal ? t0 + i + 1 : T;
-                    real *p = P + (size_t)(t0 + i) * T64, *ds = dS + (size_t)(t0 + i) * T64;
-                    const int32_t *mk = mask ? mask + (size_t)b * T : NULL;
-                    if (alibi) alibi_scores(p, n, slope, t0 + i, 0);
-                    if (mk)  /* padding keys take no part */
-                        for (int s = 0; s < n; s++) p[s] = mk[s] ? p[s] : -INFINITY;
-                    const real maxv = row_max(p, n) * scale;  /* of the raw scores (scale > 0) */
-                    real sum = 0;
-                    if (!mk) {
-                        #pragma omp simd reduction(+:sum)
-                        for (int s = 0; s < n; s++) { p[s] = kiln_exp(p[s] * scale - maxv); sum += p[s]; }
-                    } else {
-                        for (int s = 0; s < n; s++) { p[s] = mk[s] ? kiln_exp(p[s] * scale - maxv) : 0; sum += p[s]; }
+                /* dq = dS·k: 6 queries at a time, over the keys they see */
+                if (dq)
+                    for (int t0 = 0; t0 < T; t0 += GEMM_MR) {
+                        const int mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR, len = causal ? t0 + mb : S;
+                        for (int c0 = 0; c0 < hs; c0 += GEMM_NR) {
+                            const int nb = hs - c0 < GEMM_NR ? hs - c0 : GEMM_NR;
+                            _Alignas(64) real acc[GEMM_MR * GEMM_NR];
+                            tile(acc, dS + (size_t)t0 * S64, (size_t)S64, 1, mb, kp + c0, (size_t)hs64, len);
+                            for (int i = 0; i < mb; i++)
+                                memcpy(dq + base + (size_t)(t0 + i) * C + c0, acc + i * GEMM_NR, (size_t)nb * sizeof(real));
+                        }
                     }
-                    const real inv = sum > 0 ? 1 / sum : 0;  /* 0: a query that sees no key */
-                    real pdp = 0;
-                    #pragma omp simd reduction(+:pdp)
-                    for (int s = 0; s < n; s++) { p[s] *= inv; pdp += p[s] * ds[s]; }
-                    #pragma omp simd
-                    for (int s = 0; s < n; s++) ds[s] = p[s] * (ds[s] - pdp) * scale;
-                    for (int s = n; s < T64; s++) p[s] = ds[s] = 0;
-                }
-            }
-            /* dq = dS·k: 6 queries at a time, over the keys they see */
-            for (int t0 = 0; t0 < T; t0 += GEMM_MR) {
-                const int mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR, len = causal ? t0 + mb : T;
-                for (int c0 = 0; c0 < hs; c0 += GEMM_NR) {
-                    const int nb = hs - c0 < GEMM_NR ? hs - c0 : GEMM_NR;
-                    _Alignas(64) real acc[GEMM_MR * GEMM_NR];
-                    tile(acc, dS + (size_t)t0 * T64, (size_t)T64, 1, mb, kp + c0, (size_t)hs64, len);
-                    for (int i = 0; i < mb; i++)
-                        memcpy(dq + base + (size_t)(t0 + i) * C + c0, acc + i * GEMM_NR, (size_t)nb * sizeof(real));
-                }
-            }
-            /* dk = dSᵀ·q and dv = Pᵀ·dout: 6 keys at a time, over the queries that see them */
-            for (int s0 = 0; s0 < T; s0 += GEMM_MR) {
-                const int mb = T - s0 < GEMM_MR ? T - s0 : GEMM_MR, from = causal ? s0 : 0;
-                for (int c0 = 0; c0 < hs; c0 += GEMM_NR) {
-                    const int nb = hs - c0 < GEMM_NR ? hs - c0 : GEMM_NR;
-                    _Alignas(64) real acc[GEMM_MR * GEMM_NR];
-                    tile(acc, dS + (size_t)from * T64 + s0, 1, (size_t)T64, mb, qp + (size_t)from * hs64 + c0,
-                         (size_t)hs64, T - from);
-                    for (int i = 0; i < mb; i++)
-                        memcpy(dk + base + (size_t)(s0 + i) * C + c0, acc + i * GEMM_NR, (size_t)nb * sizeof(real));
-                    tile(acc, P + (size_t)from * T64 + s0, 1, (size_t)T64, mb, dyp + (size_t)from * hs64 + c0,
-                         (size_t)hs64, T - from);
-                    for (int i = 0; i < mb; i++)
-                        memcpy(dv + base + (size_t)(s0 + i) * C + c0, acc + i * GEMM_NR, (size_t)nb * sizeof(real));
+                if (!kv_wanted) continue;
+                /* dk = dSᵀ·q and dv = Pᵀ·dout: 6 keys at a time, over the queries that see them; the group's
+                 * first head writes, the others add */
+                for (int s0 = 0; s0 < S; s0 += GEMM_MR) {
+                    const int mb = S - s0 < GEMM_MR ? S - s0 : GEMM_MR, from = causal ? s0 : 0;
+                    for (int c0 = 0; c0 < hs; c0 += GEMM_NR) {
+                        const int nb = hs - c0 < GEMM_NR ? hs - c0 : GEMM_NR;
+                        _Alignas(64) real acc[GEMM_MR * GEMM_NR];
+                        for (int which = 0; which < 2; which++) {
+                            real *restrict o = which == 0 ? dk : dv;
+                            if (!o) continue;
+                            tile(acc, (which == 0 ? dS : P) + (size_t)from * S64 + s0, 1, (size_t)S64, mb,
+                                 (which == 0 ? qp : dyp) + (size_t)from * hs64 + c0, (size_t)hs64, T - from);
+                            for (int i = 0; i < mb; i++) {
+                                real *restrict row = o + kvbase + (size_t)(s0 + i) * Ckv + c0;
+                                const real *restrict a = acc + i * GEMM_NR;
+                                if (first) memcpy(row, a, (size_t)nb * sizeof(real));
+                                else {
+                                    #pragma omp simd
+                                    for (int j = 0; j < nb; j++) row[j] += a[j];
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }

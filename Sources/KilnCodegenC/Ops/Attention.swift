@@ -17,34 +17,45 @@ extension Attention: CLowering {
 
 extension AttentionGrad: CLowering {
     var kernelFile: String? { "attention.c" }
-    /// All three gradients: ATT_BWD_GROUP (batch, head) pairs at a time, each kᵀ, vᵀ (hs, T), P, dS (T, T64),
-    /// q, k, dout (T, hs64), where T64 is at most the context rounded up to 64. One of them, or all three of local
-    /// attention (one after another): two rows of S per (batch, head).
+    /// Local attention runs row by row: two rows of S per (batch, head).
+    private func rowByRow(_ attrs: Attributes) -> Bool { attrs.value(Attention.window) != nil }
+    /// On tiles (attention_backward_tiled), ATT_BWD_GROUP (batch, key/value head) pairs at a time, each P and dS
+    /// (T, S64) and q, dout (T, hs64), where S64 is at most S's bound rounded up to 64.
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
-        let n = g.nodes[i], k = g.nodes[n.operands[2]].type.shape.dims, heads = n.attrs[Attention.heads]
-        guard n.attrs[Self.wrt] == "all", n.attrs.value(Attention.window) == nil else { return SizeExpr(constant: 2 * heads) * k[0] * k[1] }
-        let hs = (k[2].constValue ?? 0) / max(heads, 1)
-        let ctx = GemmKernels.roundUp(g.bound(of: k[1]) ?? k[1].constValue ?? 1)
-        return SizeExpr(constant: GemmKernels.attentionGradGroup * (2 * hs + 2 * ctx + 3 * GemmKernels.roundUp(hs))) * k[1]
+        let n = g.nodes[i], q = g.nodes[n.operands[1]].type.shape.dims, k = g.nodes[n.operands[2]].type.shape.dims
+        let heads = n.attrs[Attention.heads]
+        if rowByRow(n.attrs) { return SizeExpr(constant: 2 * heads) * k[0] * k[1] }
+        let hs = (q[2].constValue ?? 0) / max(heads, 1)
+        let s64 = GemmKernels.roundUp(g.bound(of: k[1]) ?? k[1].constValue ?? 1)
+        return SizeExpr(constant: GemmKernels.attentionGradGroup * (2 * s64 + 2 * GemmKernels.roundUp(hs))) * q[1]
+    }
+    /// On tiles, each pair's kᵀ, vᵀ (hs, S) and k (S, hs64).
+    func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr] {
+        let n = g.nodes[i], q = g.nodes[n.operands[1]].type.shape.dims, k = g.nodes[n.operands[2]].type.shape.dims
+        if rowByRow(n.attrs) { return [] }
+        let hs = (q[2].constValue ?? 0) / max(n.attrs[Attention.heads], 1)
+        return [SizeExpr(constant: GemmKernels.attentionGradGroup * (2 * hs + GemmKernels.roundUp(hs))) * k[1]]
     }
     func call(_ c: CallContext) throws -> String {
         let p = c.p, heads = c.attrs[Attention.heads], causal = c.attrs[Attention.causal] ? 1 : 0
-        let alibi = Attention.hasALiBi(c.attrs) ? 1 : 0
-        let mask = p.count > 4 ? p[4] : "NULL"
-        let window = c.attrs.value(Attention.window) ?? 0
-        if c.attrs[Self.wrt] == "all" && window > 0 {
-            // local attention: the three row-by-row passes, each O(T · window) (the fused pass keeps T x T scores)
-            let q = c.type(1).shape.dims, plane = Shape(q).elementCount.cExpression
-            return (0..<3).map { w in
-                "attention_backward(\(c.dst) + \(w) * \(plane), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(q[1]), \(q[2]), \(heads), \(heads), \(causal), \(alibi), \(w), \(window));"
+        let alibi = Attention.hasALiBi(c.attrs) ? 1 : 0, kvHeads = Attention.keyValueHeads(c.attrs)
+        let mask = p.count > 4 ? p[4] : "NULL", wrt = c.attrs[Self.wrt].text
+        let q = c.type(1).shape.dims, k = c.type(2).shape.dims
+        let qPlane = Shape(q).elementCount.cExpression, kPlane = Shape(k).elementCount.cExpression
+        // where each gradient goes: dq, dk, dv (NULL: not wanted)
+        let targets: [String] = switch wrt {
+        case "all": [c.dst, "\(c.dst) + \(qPlane)", "\(c.dst) + 2 * \(qPlane)"]
+        case "kv": ["NULL", c.dst, "\(c.dst) + \(kPlane)"]
+        case "q": [c.dst, "NULL", "NULL"]
+        case "k": ["NULL", c.dst, "NULL"]
+        default: ["NULL", "NULL", c.dst]
+        }
+        if let window = c.attrs.value(Attention.window) {
+            // local attention: a row-by-row pass per gradient, each O(T · window) (the tiles keep T x S scores)
+            return (0..<3).filter { targets[$0] != "NULL" }.map { w in
+                "attention_backward(\(targets[w]), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(kvHeads), \(causal), \(alibi), \(w), \(window));"
             }.joined(separator: "\n")
         }
-        if c.attrs[Self.wrt] == "all" {
-            let q = c.type(1).shape.dims
-            return "attention_backward_all(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(q[2]), \(heads), \(causal), \(alibi));"
-        }
-        let q = c.type(1).shape.dims, k = c.type(2).shape.dims
-        let wrt = ["q", "k", "v"].firstIndex(of: c.attrs[Self.wrt].text)!
-        return "attention_backward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(Attention.keyValueHeads(c.attrs)), \(causal), \(alibi), \(wrt), \(window));"
+        return "attention_backward_tiled(\(targets.joined(separator: ", ")), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(c.extraWorkspace(0)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(kvHeads), \(causal), \(alibi));"
     }
 }

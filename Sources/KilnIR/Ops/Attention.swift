@@ -92,7 +92,16 @@ public struct Attention: Op {
             for k in 0..<3 { d.give(k, d.emit(.select, [all], [("index", .int(k))])) }
             return
         }
-        for (k, wrt) in ["q", "k", "v"].enumerated() where d.wants(k) {
+        if d.wants(0) {
+            d.give(0, d.emit(.attentionGrad, [g] + o, heads + [("causal", causal), ("wrt", .word("q"))]))
+        }
+        if d.wants(1) && d.wants(2) && n.attrs.value(Self.window) == nil {
+            // Keys and values of another shape (cross-attention, grouped-query heads, Linformer's rows): one pass
+            let kv = d.emit(.attentionGrad, [g] + o, heads + [("causal", causal), ("wrt", .word("kv"))])
+            for k in 1...2 { d.give(k, d.emit(.select, [kv], [("index", .int(k - 1))])) }
+            return
+        }
+        for (k, wrt) in ["q", "k", "v"].enumerated() where k > 0 && d.wants(k) {
             d.give(k, d.emit(.attentionGrad, [g] + o, heads + [("causal", causal), ("wrt", .word(wrt))]))
         }
     }
@@ -114,12 +123,13 @@ public struct Attention: Op {
 }
 
 /// `attention_grad(%dy, %q, %k, %v, %mask?) {heads, causal, wrt}` — the gradient of `attention` with respect
-/// to q, k or v, or with `wrt: all` (self-attention) all three stacked as [3, B, T, C], computed in one pass.
+/// to q, k or v; with `wrt: kv` those of k and v stacked as [2, B, S, Ckv]; with `wrt: all` (self-attention) all
+/// three stacked as [3, B, T, C]. Each stack is computed in one pass.
 public struct AttentionGrad: Op {
     public init() {}
-    public static let wrt = AttrKey<Word>("wrt", words: ["q", "k", "v", "all"])
+    public static let wrt = AttrKey<Word>("wrt", words: ["q", "k", "v", "kv", "all"])
     public let name = "attention_grad"
-    public let summary = "dy, q, k, v, mask? → q's, k's or v's type; with `wrt: all` (self-attention) `[3, B, T, C]` holding all three, computed in one pass"
+    public let summary = "dy, q, k, v, mask? → q's, k's or v's type; with `wrt: kv` `[2, B, S, Ckv]` holding k's and v's, with `wrt: all` (self-attention) `[3, B, T, C]` holding all three, each computed in one pass"
     public let example = """
         graph G {
           dim B
@@ -143,13 +153,15 @@ public struct AttentionGrad: Op {
             guard ops[1] == ops[2] else { throw TypeError("attention_grad with wrt: all needs self-attention shapes, got \(ops[1]) and \(ops[2])") }
             return TensorType(ops[1].dtype, [.const(3)] + ops[1].shape.dims)
         }
+        if wrt == "kv" { return TensorType(ops[2].dtype, [.const(2)] + ops[2].shape.dims) }
         return ops[1 + ["q", "k", "v"].firstIndex(of: wrt)!]
     }
     public func differentiate(_ d: inout Differentiation) throws { throw d.notDifferentiable }
-    /// Per (query, key) pair and channel: dv needs q·k and p·dy (4); dq or dk q·k, dy·v and ds·k (6); all three 10.
+    /// Per (query, key) pair and channel: dv needs q·k and p·dy (4); dq or dk q·k, dy·v and ds·k (6); dk and dv 8;
+    /// all three 10.
     /// ALiBi's bias is recomputed with the scores: 2 per pair and head.
     public func flops(_ c: FlopContext) -> Int {
-        let perPair = ["v": 4, "all": 10][c.node.attrs[Self.wrt].text] ?? 6
+        let perPair = ["v": 4, "kv": 8, "all": 10][c.node.attrs[Self.wrt].text] ?? 6
         let pairs = Attention.pairs(c, q: c.operands[1], k: c.operands[2])
         return perPair * pairs * c.dim(c.operands[1].shape.dims[2]) + (Attention.hasALiBi(c.node.attrs) ? 2 * pairs * c.node.attrs[Attention.heads] : 0)
     }

@@ -165,7 +165,7 @@ static void fn_forward(const kiln_call *call) {
 /* ---- train_step ---- */
 
 /* train_step's activations: slot k of the arena starts at off[k] elements; returns the total */
-static size_t fn_train_step_layout(const int64_t *dims, size_t off[26]) {
+static size_t fn_train_step_layout(const int64_t *dims, size_t off[27]) {
     const int B = (int)dims[0], T = (int)dims[1];
     size_t total = 0;
     off[0] = total; total += KILN_ALIGN((size_t)B * (size_t)T * 4);
@@ -192,14 +192,15 @@ static size_t fn_train_step_layout(const int64_t *dims, size_t off[26]) {
     off[21] = total; total += KILN_ALIGN((size_t)B * (size_t)T * 64);
     off[22] = total; total += KILN_ALIGN((size_t)B * (size_t)T * 8);
     off[23] = total; total += KILN_ALIGN((size_t)B * (size_t)T * 12);
-    off[24] = total; total += KILN_ALIGN((size_t)T * 5184);
-    off[25] = total; total += KILN_ALIGN((size_t)T * 4);
+    off[24] = total; total += KILN_ALIGN((size_t)T * 4096);
+    off[25] = total; total += KILN_ALIGN((size_t)T * 1088);
+    off[26] = total; total += KILN_ALIGN((size_t)T * 4);
     (void)B; (void)T;
     return total;
 }
 
 static size_t fn_train_step_arena(const int64_t *dims) {
-    size_t off[26];
+    size_t off[27];
     return fn_train_step_layout(dims, off);
 }
 
@@ -212,7 +213,7 @@ static void fn_train_step(const kiln_call *call) {
     const int32_t *tokens = (const int32_t *)call->inputs[0];  /* i32[B, T] */
     const int32_t *targets = (const int32_t *)call->inputs[1];  /* i32[B, T] */
     real *loss = (real *)call->outputs[0];  /* f32[] */
-    size_t off[26];
+    size_t off[27];
     fn_train_step_layout(call->dims, off);
 
     /* %0 = embedding(%embed.weight, %tokens) : f32[B, T, 4] */
@@ -327,7 +328,7 @@ static void fn_train_step(const kiln_call *call) {
     sum_to_forward((grads + 128), (arena + off[19]), (size_t)B * (size_t)T, 4);
 
     /* %37 = attention_grad(%34, %4, %5, %6) {heads: 2, causal: true, wrt: all} : f32[3, B, T, 4] */
-    attention_backward_all((arena + off[23]), (arena + off[9]), (arena + off[2]), (arena + off[4]), (arena + off[5]), NULL, (arena + off[24]), B, T, 4, 2, 1, 0);
+    attention_backward_tiled((arena + off[23]), (arena + off[23]) + (size_t)B * (size_t)T * 4, (arena + off[23]) + 2 * (size_t)B * (size_t)T * 4, (arena + off[9]), (arena + off[2]), (arena + off[4]), (arena + off[5]), NULL, (arena + off[24]), (arena + off[25]), B, T, T, 4, 2, 2, 1, 0);
 
     /* %38 = select(%37) {index: 0} : f32[B, T, 4] */
     /* a view: slice 0 of %37 */
@@ -375,10 +376,10 @@ static void fn_train_step(const kiln_call *call) {
     sum_to_forward((grads + 48), (arena + off[12]), (size_t)B * (size_t)T, 4);
 
     /* %53 = sum_to(%50, %1) : f32[T, 4] */
-    sum_to_forward((arena + off[25]), (arena + off[6]), (size_t)B, (size_t)T * 4);
+    sum_to_forward((arena + off[26]), (arena + off[6]), (size_t)B, (size_t)T * 4);
 
     /* %54 = pad_rows(%53, %positions.weight) : f32[4, 4] */
-    pad_rows_forward((grads + 28), (arena + off[25]), T, 4, 4);
+    pad_rows_forward((grads + 28), (arena + off[26]), T, 4, 4);
 
     /* %55 = embedding_grad(%50, %tokens, %embed.weight, %19) {accumulate: true} : f32[7, 4] */
     embedding_backward((grads + 0), (grads + 0), (arena + off[6]), tokens, (size_t)B * (size_t)T, 7, 4);
