@@ -1,8 +1,8 @@
 /*
  * attention.c - multi-head scaled dot-product attention (Vaswani et al. 2017): the forward pass on the
  * matrix-product engine's tiles, the KV cache's write and the row-at-a-time attention that decoding runs over
- * it (ops `cache_write`, `cached_attention`), and the gradients `attention_grad` (on tiles: all three at once for
- * self-attention, or q, or k and v together; row by row for local attention).
+ * it (ops `cache_write`, `cached_attention`), and the gradients `attention_grad` on tiles (all three at once for
+ * self-attention, or q, or k and v together; local attention over its band only).
  */
 #ifndef KILN_KERNELS_ATTENTION_C
 #define KILN_KERNELS_ATTENTION_C
@@ -305,30 +305,55 @@ KILN_KERNEL void attention_memory_forward(real *restrict out, const real *restri
     }
 }
 
+/* The keys lo .. len-1 that query t sees among S (causal: up to t; window: |t - s| < window). */
+KILN_KERNEL inline void attention_span(int t, int S, int causal, int window, int *lo, int *len) {
+    *lo = 0;
+    *len = causal ? t + 1 : S;
+    if (window > 0) {
+        *lo = t - window + 1 > 0 ? t - window + 1 : 0;
+        if (!causal && t + window < *len) *len = t + window;
+    }
+}
+
+/* The rows of P and dS that attention_backward_tiled keeps: entry (t, s) at t·R + s + O, in a slot of W
+ * values per row (row t's slot covers the keys t·(W − R) − O .. that + W − 1, zeros outside its span).
+ * Full: R = W = S64, O = 0 (row t holds keys 0 .. S64 − 1). Local attention (window w) with 2w + 11 < S64:
+ * the band, W = 2w + 11, R = W − 1, O = w + 5 (row t holds the keys t − w − 5 .. t + w + 5: its window and the
+ * 5 more either side that a tile of 6 rows or keys reads), so the memory is O(T · w) and a tile reads the
+ * band with constant strides along both queries (R) and keys (1). */
+typedef struct { int R, O, W; } attention_band;
+KILN_KERNEL inline attention_band attention_band_of(int S, int window) {
+    const int S64 = (S + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+    if (window > 0 && 2 * window + 11 < S64) return (attention_band){2 * window + 10, window + 5, 2 * window + 11};
+    return (attention_band){S64, 0, S64};
+}
+
 /* attention backward on the GEMM engine's tiles, any of the three gradients: dq (B, T, C), dk and dv
  * (B, S, KVH * hs), each NULL when not wanted; dout, q are (B, T, C), k, v (B, S, KVH * hs) with query head h
- * reading key/value head h / (NH/KVH); mask (B, S) of the keys, or NULL; causal needs S = T. Per (batch,
+ * reading key/value head h / (NH/KVH); mask (B, S) of the keys, or NULL; causal needs S = T; window > 0:
+ * query t sees the keys with |t − s| < window (local attention), and only those are computed. Per (batch,
  * key/value head), for each query head h of its group in order:
  *   P = softmax(q·kᵀ·scale) (masked), dP = dout·vᵀ  (tiles of 6 queries x 64 keys),
  *   dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale  (row by row, zero where masked),
  *   dq = dS·k (tiles of 6 queries x 64 of the head's columns), and dk += dSᵀ·q, dv += Pᵀ·dout (tiles of 6
  *   keys), summed over the group's query heads by the one thread that owns the key/value head.
  * Each output element is a fixed sequence of tile sums by one thread (the same bits at any thread count).
- * ATT_BWD_GROUP (batch, key/value head) pairs at a time, each with ws_t: 2·T·S64 + 2·T·hs64 elements (S64,
- * hs64: S and hs rounded up to 64): P and dS (T, S64), then q and dout (T, hs64) zero-padded past hs; and
- * ws_s: 2·hs·S + S·hs64: kᵀ and vᵀ (hs, S), then k (S, hs64). A key block reads 64 columns of kᵀ or vᵀ; past
- * S they run into the next array, and those scores are masked. */
+ * ATT_BWD_GROUP (batch, key/value head) pairs at a time, each with ws_t: 2·T·W + 2·T·hs64 elements (W of
+ * attention_band_of, hs64: hs rounded up to 64): P and dS (T rows of W), then q and dout (T, hs64)
+ * zero-padded past hs; and ws_s: 2·hs·S + S·hs64: kᵀ and vᵀ (hs, S), then k (S, hs64). A key block reads 64
+ * columns of kᵀ or vᵀ; past S they run into the next array, and those scores are never used. */
 enum { ATT_BWD_GROUP = 16 };
 KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, real *restrict dv,
                                           const real *restrict dout, const real *restrict q, const real *restrict k,
                                           const real *restrict v, const int32_t *restrict mask, real *restrict ws_t,
                                           real *restrict ws_s, int B, int T, int S, int C, int NH, int KVH,
-                                          int causal, int alibi) {
+                                          int causal, int alibi, int window) {
     const gemm_tile_fn tile = gemm_tile();
     const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR, group = NH / KVH, Ckv = KVH * hs;
-    const int S64 = (S + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+    const attention_band band = attention_band_of(S, window);
+    const int R = band.R, O = band.O, W = band.W;
     const real scale = 1 / sqrt((real)hs);
-    const size_t per_t = 2 * (size_t)T * S64 + 2 * (size_t)T * hs64, per_s = 2 * (size_t)hs * S + (size_t)S * hs64;
+    const size_t per_t = 2 * (size_t)T * W + 2 * (size_t)T * hs64, per_s = 2 * (size_t)hs * S + (size_t)S * hs64;
     const int units = B * KVH, kv_wanted = dk || dv;
     for (int g0 = 0; g0 < units; g0 += ATT_BWD_GROUP) {
         const int gn = units - g0 < ATT_BWD_GROUP ? units - g0 : ATT_BWD_GROUP;
@@ -336,8 +361,8 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
         for (int gi = 0; gi < gn; gi++) {
             const int b = (g0 + gi) / KVH, g = (g0 + gi) % KVH;
             const size_t kvbase = (size_t)b * S * Ckv + (size_t)g * hs;
-            real *P = ws_t + (size_t)gi * per_t, *dS = P + (size_t)T * S64;
-            real *qp = dS + (size_t)T * S64, *dyp = qp + (size_t)T * hs64;
+            real *P = ws_t + (size_t)gi * per_t, *dS = P + (size_t)T * W;
+            real *qp = dS + (size_t)T * W, *dyp = qp + (size_t)T * hs64;
             real *kt = ws_s + (size_t)gi * per_s, *vt = kt + (size_t)hs * S, *kp = vt + (size_t)hs * S;
             const int32_t *mk = mask ? mask + (size_t)b * S : NULL;
             for (int s0 = 0; s0 < S; s0 += 16) {  /* K^T and V^T in blocks of 16 keys: contiguous stores */
@@ -366,47 +391,63 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
                     }
                 /* P and dS, 6 query rows at a time, over the key blocks any of them sees */
                 for (int t0 = 0; t0 < T; t0 += GEMM_MR) {
-                    const int mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR, len = causal ? t0 + mb : S;
-                    for (int s0 = 0; s0 < len; s0 += GEMM_NR) {
+                    const int mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR;
+                    int s_lo, s_hi, unused;
+                    attention_span(t0, S, causal, window, &s_lo, &unused);
+                    attention_span(t0 + mb - 1, S, causal, window, &unused, &s_hi);
+                    for (int sb0 = s_lo; sb0 < s_hi; sb0 += GEMM_NR) {
                         _Alignas(64) real sc[GEMM_MR * GEMM_NR], dp[GEMM_MR * GEMM_NR];
-                        tile(sc, q + base + (size_t)t0 * C, (size_t)C, 1, mb, kt + s0, (size_t)S, hs);
-                        tile(dp, dout + base + (size_t)t0 * C, (size_t)C, 1, mb, vt + s0, (size_t)S, hs);
+                        tile(sc, q + base + (size_t)t0 * C, (size_t)C, 1, mb, kt + sb0, (size_t)S, hs);
+                        tile(dp, dout + base + (size_t)t0 * C, (size_t)C, 1, mb, vt + sb0, (size_t)S, hs);
                         for (int i = 0; i < mb; i++) {
-                            memcpy(P + (size_t)(t0 + i) * S64 + s0, sc + i * GEMM_NR, GEMM_NR * sizeof(real));
-                            memcpy(dS + (size_t)(t0 + i) * S64 + s0, dp + i * GEMM_NR, GEMM_NR * sizeof(real));
+                            int lo, len;
+                            attention_span(t0 + i, S, causal, window, &lo, &len);
+                            const int from = lo > sb0 ? lo : sb0, to = len < sb0 + GEMM_NR ? len : sb0 + GEMM_NR;
+                            real *p = P + (size_t)(t0 + i) * R + O, *ds = dS + (size_t)(t0 + i) * R + O;
+                            for (int s = from; s < to; s++) { p[s] = sc[i * GEMM_NR + s - sb0]; ds[s] = dp[i * GEMM_NR + s - sb0]; }
                         }
                     }
                     for (int i = 0; i < mb; i++) {
-                        const int n = causal ? t0 + i + 1 : S;
-                        real *p = P + (size_t)(t0 + i) * S64, *ds = dS + (size_t)(t0 + i) * S64;
-                        if (alibi) alibi_scores(p, n, slope, t0 + i, 0);
+                        const int t = t0 + i;
+                        int lo, len;
+                        attention_span(t, S, causal, window, &lo, &len);
+                        real *p = P + (size_t)t * R + O, *ds = dS + (size_t)t * R + O;
+                        const int n = len - lo;
+                        if (alibi) alibi_scores(p + lo, n, slope, t, lo);
                         if (mk)  /* padding keys take no part */
-                            for (int s = 0; s < n; s++) p[s] = mk[s] ? p[s] : -INFINITY;
-                        const real maxv = row_max(p, n) * scale;  /* of the raw scores (scale > 0) */
+                            for (int s = lo; s < len; s++) p[s] = mk[s] ? p[s] : -INFINITY;
+                        const real maxv = n > 0 ? row_max(p + lo, n) * scale : 0;  /* of the raw scores (scale > 0) */
                         real sum = 0;
                         if (!mk) {
                             #pragma omp simd reduction(+:sum)
-                            for (int s = 0; s < n; s++) { p[s] = kiln_exp(p[s] * scale - maxv); sum += p[s]; }
+                            for (int s = lo; s < len; s++) { p[s] = kiln_exp(p[s] * scale - maxv); sum += p[s]; }
                         } else {
-                            for (int s = 0; s < n; s++) { p[s] = mk[s] ? kiln_exp(p[s] * scale - maxv) : 0; sum += p[s]; }
+                            for (int s = lo; s < len; s++) { p[s] = mk[s] && maxv > -INFINITY ? kiln_exp(p[s] * scale - maxv) : 0; sum += p[s]; }
                         }
                         const real inv = sum > 0 ? 1 / sum : 0;  /* 0: a query that sees no key */
                         real pdp = 0;
                         #pragma omp simd reduction(+:pdp)
-                        for (int s = 0; s < n; s++) { p[s] *= inv; pdp += p[s] * ds[s]; }
+                        for (int s = lo; s < len; s++) { p[s] *= inv; pdp += p[s] * ds[s]; }
                         #pragma omp simd
-                        for (int s = 0; s < n; s++) ds[s] = p[s] * (ds[s] - pdp) * scale;
-                        for (int s = n; s < S64; s++) p[s] = ds[s] = 0;
+                        for (int s = lo; s < len; s++) ds[s] = p[s] * (ds[s] - pdp) * scale;
+                        /* the rest of the row's slot: zeros */
+                        const int slot = (int)((size_t)t * (W - R)) - O;
+                        for (int s = slot; s < lo; s++) p[s] = ds[s] = 0;
+                        for (int s = len; s < slot + W; s++) p[s] = ds[s] = 0;
                     }
                 }
                 /* dq = dS·k: 6 queries at a time, over the keys they see */
                 if (dq)
                     for (int t0 = 0; t0 < T; t0 += GEMM_MR) {
-                        const int mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR, len = causal ? t0 + mb : S;
+                        const int mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR;
+                        int s_lo, s_hi, unused;
+                        attention_span(t0, S, causal, window, &s_lo, &unused);
+                        attention_span(t0 + mb - 1, S, causal, window, &unused, &s_hi);
                         for (int c0 = 0; c0 < hs; c0 += GEMM_NR) {
                             const int nb = hs - c0 < GEMM_NR ? hs - c0 : GEMM_NR;
                             _Alignas(64) real acc[GEMM_MR * GEMM_NR];
-                            tile(acc, dS + (size_t)t0 * S64, (size_t)S64, 1, mb, kp + c0, (size_t)hs64, len);
+                            tile(acc, dS + (size_t)t0 * R + O + s_lo, (size_t)R, 1, mb, kp + (size_t)s_lo * hs64 + c0,
+                                 (size_t)hs64, s_hi - s_lo);
                             for (int i = 0; i < mb; i++)
                                 memcpy(dq + base + (size_t)(t0 + i) * C + c0, acc + i * GEMM_NR, (size_t)nb * sizeof(real));
                         }
@@ -415,15 +456,29 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
                 /* dk = dSᵀ·q and dv = Pᵀ·dout: 6 keys at a time, over the queries that see them; the group's
                  * first head writes, the others add */
                 for (int s0 = 0; s0 < S; s0 += GEMM_MR) {
-                    const int mb = S - s0 < GEMM_MR ? S - s0 : GEMM_MR, from = causal ? s0 : 0;
+                    const int mb = S - s0 < GEMM_MR ? S - s0 : GEMM_MR;
+                    /* the queries that see key s: from s (causal) or s − window + 1, to s + window − 1 (window) */
+                    int t_lo = causal ? s0 : 0, t_hi = T;
+                    if (window > 0) {
+                        if (!causal && s0 - window + 1 > 0) t_lo = s0 - window + 1;
+                        if (s0 + mb - 1 + window < T) t_hi = s0 + mb - 1 + window;
+                    }
+                    if (t_lo >= t_hi) {  /* no query sees these keys */
+                        for (int i = 0; i < mb; i++)
+                            for (int which = 0; which < 2; which++) {
+                                real *o = which == 0 ? dk : dv;
+                                if (o && first) memset(o + kvbase + (size_t)(s0 + i) * Ckv, 0, (size_t)hs * sizeof(real));
+                            }
+                        continue;
+                    }
                     for (int c0 = 0; c0 < hs; c0 += GEMM_NR) {
                         const int nb = hs - c0 < GEMM_NR ? hs - c0 : GEMM_NR;
                         _Alignas(64) real acc[GEMM_MR * GEMM_NR];
                         for (int which = 0; which < 2; which++) {
                             real *restrict o = which == 0 ? dk : dv;
                             if (!o) continue;
-                            tile(acc, (which == 0 ? dS : P) + (size_t)from * S64 + s0, 1, (size_t)S64, mb,
-                                 (which == 0 ? qp : dyp) + (size_t)from * hs64 + c0, (size_t)hs64, T - from);
+                            tile(acc, (which == 0 ? dS : P) + (size_t)t_lo * R + O + s0, 1, (size_t)R, mb,
+                                 (which == 0 ? qp : dyp) + (size_t)t_lo * hs64 + c0, (size_t)hs64, t_hi - t_lo);
                             for (int i = 0; i < mb; i++) {
                                 real *restrict row = o + kvbase + (size_t)(s0 + i) * Ckv + c0;
                                 const real *restrict a = acc + i * GEMM_NR;
@@ -442,15 +497,6 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
 }
 
 
-/* The keys lo .. len-1 that query t sees among S (causal: up to t; window: |t - s| < window). */
-KILN_KERNEL inline void attention_span(int t, int S, int causal, int window, int *lo, int *len) {
-    *lo = 0;
-    *len = causal ? t + 1 : S;
-    if (window > 0) {
-        *lo = t - window + 1 > 0 ? t - window + 1 : 0;
-        if (!causal && t + window < *len) *len = t + window;
-    }
-}
 
 /* The softmax row p[lo .. len) of the query qt over the keys kb + s * Ckv (one head's hs channels): scores
  * q·k·scale − slope·|t − s| (ALiBi; slope 0 without), 0 for a padding key (mk[s] == 0), and all 0 for a query
@@ -476,79 +522,6 @@ KILN_KERNEL inline void attention_row(real *restrict p, const real *restrict qt,
         for (int s = lo; s < len; s++) { p[s] = mk[s] && maxv > -INFINITY ? kiln_exp(p[s] - maxv) : 0; sum += p[s]; }
     }
     for (int s = lo; s < len; s++) p[s] = sum > 0 ? p[s] / sum : 0;
-}
-
-/* attention backward for one of q, k, v (wrt 0, 1, 2). q, dout are (B, T, C); k, v are (B, S, KVH * hs) with
- * head h reading key/value head h / (NH/KVH); mask (B, S) of the keys, or NULL; out has the shape of the input
- * it differentiates. Per (batch, head), in query order:
- *   P = softmax(q·kᵀ·scale) (masked), dP = dout·vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P))
- *   dq = dS·k·scale, dk = dSᵀ·q·scale, dv = Pᵀ·dout.
- * dk and dv sum over the query heads that share a key/value head: one thread takes them all (and so writes
- * its slice alone). window > 0: query t sees the keys s with |t − s| < window, as in attention_forward, and only
- * those are visited. scratch holds two rows of S per (batch, head). */
-KILN_KERNEL void attention_backward(real *restrict out, const real *restrict dout, const real *restrict q,
-                                    const real *restrict k, const real *restrict v, const int32_t *restrict mask,
-                                    real *restrict scratch, int B, int T, int S, int C, int NH, int KVH, int causal,
-                                    int alibi, int wrt, int window) {
-    const int hs = C / NH, Ckv = KVH * hs, group = NH / KVH;
-    const real scale = 1 / sqrt((real)hs);
-    /* the units of work: query heads for dq, key/value heads (with their group of query heads) for dk, dv */
-    const int units = wrt == 0 ? NH : KVH, per_unit = wrt == 0 ? 1 : group;
-    #pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++) {
-        for (int u = 0; u < units; u++) {
-            real *p = scratch + ((size_t)b * NH + u) * 2 * S;
-            real *dp = p + S;
-            const int rows = wrt == 0 ? T : S, width = wrt == 0 ? C : Ckv;
-            for (int r = 0; r < rows; r++) {
-                real *o = out + ((size_t)b * rows + r) * width + u * hs;
-                for (int d = 0; d < hs; d++) o[d] = 0;
-            }
-            for (int h = u * per_unit; h < (u + 1) * per_unit; h++) {
-                const size_t kvo = (size_t)(h / group) * hs;
-                const double slope = alibi ? alibi_slope(h, NH) : 0;
-                for (int t = 0; t < T; t++) {
-                    const real *qt = q + ((size_t)b * T + t) * C + h * hs;
-                    const real *dyt = dout + ((size_t)b * T + t) * C + h * hs;
-                    int lo, len;
-                    attention_span(t, S, causal, window, &lo, &len);
-                    attention_row(p, qt, k + (size_t)b * S * Ckv + kvo, mask ? mask + (size_t)b * S : NULL, Ckv, hs,
-                                  scale, slope, t, lo, len);
-                    if (wrt == 2) {
-                        for (int s = lo; s < len; s++) {
-                            real *restrict dv = out + ((size_t)b * S + s) * Ckv + kvo;
-                            const real ps = p[s];
-                            #pragma omp simd
-                            for (int d = 0; d < hs; d++) dv[d] += ps * dyt[d];
-                        }
-                        continue;
-                    }
-                    real dot = 0;
-                    for (int s = lo; s < len; s++) {
-                        const real *vs = v + ((size_t)b * S + s) * Ckv + kvo;
-                        real acc = 0;
-                        #pragma omp simd reduction(+:acc)
-                        for (int d = 0; d < hs; d++) acc += dyt[d] * vs[d];
-                        dp[s] = acc;
-                        dot += acc * p[s];
-                    }
-                    for (int s = lo; s < len; s++) {
-                        real ds = p[s] * (dp[s] - dot) * scale;
-                        if (wrt == 0) {
-                            real *restrict dq = out + ((size_t)b * T + t) * C + h * hs;
-                            const real *ks = k + ((size_t)b * S + s) * Ckv + kvo;
-                            #pragma omp simd
-                            for (int d = 0; d < hs; d++) dq[d] += ds * ks[d];
-                        } else {
-                            real *restrict dk = out + ((size_t)b * S + s) * Ckv + kvo;
-                            #pragma omp simd
-                            for (int d = 0; d < hs; d++) dk[d] += ds * qt[d];
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 /* The weights of attention_forward's heads, for pictures (op attention_probs): out (B, NH, T, S) gets per

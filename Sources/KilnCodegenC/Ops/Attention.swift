@@ -17,45 +17,36 @@ extension Attention: CLowering {
 
 extension AttentionGrad: CLowering {
     var kernelFile: String? { "attention.c" }
-    /// Local attention runs row by row: two rows of S per (batch, head).
-    private func rowByRow(_ attrs: Attributes) -> Bool { attrs.value(Attention.window) != nil }
-    /// On tiles (attention_backward_tiled), ATT_BWD_GROUP (batch, key/value head) pairs at a time, each P and dS
-    /// (T, S64) and q, dout (T, hs64), where S64 is at most S's bound rounded up to 64.
+    /// ATT_BWD_GROUP (batch, key/value head) pairs at a time, each P and dS (T rows of W) and q, dout (T, hs64):
+    /// W = S's bound rounded up to 64, or local attention's band 2·window + 11 when that is narrower
+    /// (`attention_band_of` in attention.c).
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
         let n = g.nodes[i], q = g.nodes[n.operands[1]].type.shape.dims, k = g.nodes[n.operands[2]].type.shape.dims
-        let heads = n.attrs[Attention.heads]
-        if rowByRow(n.attrs) { return SizeExpr(constant: 2 * heads) * k[0] * k[1] }
-        let hs = (q[2].constValue ?? 0) / max(heads, 1)
-        let s64 = GemmKernels.roundUp(g.bound(of: k[1]) ?? k[1].constValue ?? 1)
-        return SizeExpr(constant: GemmKernels.attentionGradGroup * (2 * s64 + 2 * GemmKernels.roundUp(hs))) * q[1]
+        let hs = (q[2].constValue ?? 0) / max(n.attrs[Attention.heads], 1)
+        var w = GemmKernels.roundUp(g.bound(of: k[1]) ?? k[1].constValue ?? 1)
+        if let window = n.attrs.value(Attention.window), 2 * window + 11 < w { w = 2 * window + 11 }
+        return SizeExpr(constant: GemmKernels.attentionGradGroup * (2 * w + 2 * GemmKernels.roundUp(hs))) * q[1]
     }
-    /// On tiles, each pair's kᵀ, vᵀ (hs, S) and k (S, hs64).
+    /// Each pair's kᵀ, vᵀ (hs, S) and k (S, hs64).
     func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr] {
         let n = g.nodes[i], q = g.nodes[n.operands[1]].type.shape.dims, k = g.nodes[n.operands[2]].type.shape.dims
-        if rowByRow(n.attrs) { return [] }
         let hs = (q[2].constValue ?? 0) / max(n.attrs[Attention.heads], 1)
         return [SizeExpr(constant: GemmKernels.attentionGradGroup * (2 * hs + GemmKernels.roundUp(hs))) * k[1]]
     }
     func call(_ c: CallContext) throws -> String {
         let p = c.p, heads = c.attrs[Attention.heads], causal = c.attrs[Attention.causal] ? 1 : 0
         let alibi = Attention.hasALiBi(c.attrs) ? 1 : 0, kvHeads = Attention.keyValueHeads(c.attrs)
-        let mask = p.count > 4 ? p[4] : "NULL", wrt = c.attrs[Self.wrt].text
+        let mask = p.count > 4 ? p[4] : "NULL", window = c.attrs.value(Attention.window) ?? 0
         let q = c.type(1).shape.dims, k = c.type(2).shape.dims
         let qPlane = Shape(q).elementCount.cExpression, kPlane = Shape(k).elementCount.cExpression
         // where each gradient goes: dq, dk, dv (NULL: not wanted)
-        let targets: [String] = switch wrt {
+        let targets: [String] = switch c.attrs[Self.wrt].text {
         case "all": [c.dst, "\(c.dst) + \(qPlane)", "\(c.dst) + 2 * \(qPlane)"]
         case "kv": ["NULL", c.dst, "\(c.dst) + \(kPlane)"]
         case "q": [c.dst, "NULL", "NULL"]
         case "k": ["NULL", c.dst, "NULL"]
         default: ["NULL", "NULL", c.dst]
         }
-        if let window = c.attrs.value(Attention.window) {
-            // local attention: a row-by-row pass per gradient, each O(T · window) (the tiles keep T x S scores)
-            return (0..<3).filter { targets[$0] != "NULL" }.map { w in
-                "attention_backward(\(targets[w]), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(kvHeads), \(causal), \(alibi), \(w), \(window));"
-            }.joined(separator: "\n")
-        }
-        return "attention_backward_tiled(\(targets.joined(separator: ", ")), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(c.extraWorkspace(0)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(kvHeads), \(causal), \(alibi));"
+        return "attention_backward_tiled(\(targets.joined(separator: ", ")), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(c.extraWorkspace(0)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(kvHeads), \(causal), \(alibi), \(window));"
     }
 }

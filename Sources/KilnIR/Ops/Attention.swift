@@ -95,7 +95,7 @@ public struct Attention: Op {
         if d.wants(0) {
             d.give(0, d.emit(.attentionGrad, [g] + o, heads + [("causal", causal), ("wrt", .word("q"))]))
         }
-        if d.wants(1) && d.wants(2) && n.attrs.value(Self.window) == nil {
+        if d.wants(1) && d.wants(2) {
             // Keys and values of another shape (cross-attention, grouped-query heads, Linformer's rows): one pass
             let kv = d.emit(.attentionGrad, [g] + o, heads + [("causal", causal), ("wrt", .word("kv"))])
             for k in 1...2 { d.give(k, d.emit(.select, [kv], [("index", .int(k - 1))])) }

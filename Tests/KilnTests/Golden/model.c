@@ -328,7 +328,7 @@ static void fn_train_step(const kiln_call *call) {
     sum_to_forward((grads + 128), (arena + off[19]), (size_t)B * (size_t)T, 4);
 
     /* %37 = attention_grad(%34, %4, %5, %6) {heads: 2, causal: true, wrt: all} : f32[3, B, T, 4] */
-    attention_backward_tiled((arena + off[23]), (arena + off[23]) + (size_t)B * (size_t)T * 4, (arena + off[23]) + 2 * (size_t)B * (size_t)T * 4, (arena + off[9]), (arena + off[2]), (arena + off[4]), (arena + off[5]), NULL, (arena + off[24]), (arena + off[25]), B, T, T, 4, 2, 2, 1, 0);
+    attention_backward_tiled((arena + off[23]), (arena + off[23]) + (size_t)B * (size_t)T * 4, (arena + off[23]) + 2 * (size_t)B * (size_t)T * 4, (arena + off[9]), (arena + off[2]), (arena + off[4]), (arena + off[5]), NULL, (arena + off[24]), (arena + off[25]), B, T, T, 4, 2, 2, 1, 0, 0);
 
     /* %38 = select(%37) {index: 0} : f32[B, T, 4] */
     /* a view: slice 0 of %37 */
