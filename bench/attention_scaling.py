@@ -6,11 +6,12 @@ the generated code allocates, which is its peak besides weights, gradients and o
 Two families, each built for every T:
   causal         next-token models with rotary positions: full attention, local attention (window W)
   bidirectional  masked-language models with learned positions: full attention, local attention (W positions
-                 either side), Linformer (keys and values projected to K rows)
+                 either side), Linformer (keys and values projected to K rows), BigBird (blocks of 64: 2 global,
+                 a window of 3, 3 random)
 Prints a table per family, the length from which each variant stays faster than full attention, and how each
 grows per doubling of T; --svg DIR also draws the times on log-log axes (one SVG per family).
 
-    python3 bench/attention_scaling.py [--window 256] [--rows 256] [--max-len 8192] [--full-train-max-len 4096]
+    python3 bench/attention_scaling.py [--window 256] [--rows 256] [--block 64] [--max-len 8192] [--full-train-max-len 4096]
                                        [--family causal|bidirectional|all] [--svg DIR] [--kiln .build/release/kiln]
 """
 import argparse
@@ -56,11 +57,12 @@ train {{
 """
 
 
-def families(window, rows):
+def families(window, rows, block):
     return {
         "causal": (CAUSAL, [("full", ""), (f"local (window {window})", f", window: {window}")]),
         "bidirectional": (BIDIRECTIONAL, [("full", ""), (f"local (window {window})", f", window: {window}"),
-                                          (f"Linformer (k = {rows})", f", lowrank: {rows}")]),
+                                          (f"Linformer (k = {rows})", f", lowrank: {rows}"),
+                                          (f"BigBird (blocks of {block}, 2 global, 3 random)", f", block: {block}, global: 2, random: 3")]),
     }
 
 
@@ -121,6 +123,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--rows", type=int, default=256, help="Linformer's projected rows k")
+    ap.add_argument("--block", type=int, default=64, help="BigBird's block size")
     ap.add_argument("--max-len", type=int, default=8192)
     ap.add_argument("--full-train-max-len", type=int, default=4096,
                     help="the longest full-attention training step (its T x T buffers: 8.5 GiB at 8192)")
@@ -136,8 +139,8 @@ def main():
         T *= 2
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"CPU {cpu}, {os.environ.get('OMP_NUM_THREADS', 'all')} threads; batch 1, 2 layers, dim 128, 4 heads")
-    colours = ["#1f4e99", "#c0392b", "#1e8449"]
-    for family, (template, variants) in families(args.window, args.rows).items():
+    colours = ["#1f4e99", "#c0392b", "#1e8449", "#8e44ad"]
+    for family, (template, variants) in families(args.window, args.rows, args.block).items():
         if args.family not in ("all", family):
             continue
         print(f"\n{family}: forward ms / training-step ms / forward MiB / step MiB")

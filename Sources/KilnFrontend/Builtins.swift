@@ -12,7 +12,8 @@ enum Builtins {
         "linear": [("x", true), ("out", false), ("bias", false), ("tied", false), ("name", false)],
         "attention": [("x", true), ("heads", true), ("mask", false), ("padding", false), ("bias", false), ("memory", false),
                       ("position", false), ("kv_heads", false), ("rope_base", false), ("clip", false), ("buckets", false),
-                      ("max_distance", false), ("window", false), ("lowrank", false), ("name", false)],
+                      ("max_distance", false), ("window", false), ("lowrank", false), ("block", false), ("global", false),
+                      ("random", false), ("seed", false), ("name", false)],
         "sqrt": [("x", true)],
         "mean_pool": [("x", true), ("mask", false)],
         "first_token": [("x", true)],
@@ -403,6 +404,28 @@ extension Lowering {
             guard k <= 65536 else { throw report("lowrank \(k) is too large (limit 65536)", lr) }
             return (k, n)
         }
+        // BigBird (Zaheer et al. 2020): blocks, global blocks, a window of three blocks and random ones
+        if let (bv, br) = a["block"] {
+            let block = try positiveInt(bv, br, "block")
+            guard mask == "none" else { throw report("block: is BigBird's bidirectional attention; it takes no mask: causal", a["mask"]!.1) }
+            guard position == "none" || position == "rotary" else { throw report("block: works with position: none or rotary, not \(position)", a["position"]!.1) }
+            guard a["window"] == nil, a["memory"] == nil, a["lowrank"] == nil else { throw report("block: is BigBird's self-attention; it takes none of window:, memory: and lowrank:", br) }
+            headAttrs["block"] = .int(block)
+            headAttrs["global"] = .int(try a["global"].map { (v, r) -> Int in
+                guard case .int(let n) = v, n >= 0 else { throw report("global must be a number of blocks (0 or more)", r) }
+                return n
+            } ?? 1)
+            headAttrs["random"] = .int(try a["random"].map { (v, r) -> Int in
+                guard case .int(let n) = v, n >= 0, n <= Attention.maxRandomBlocks else { throw report("random must be a number of blocks from 0 to \(Attention.maxRandomBlocks)", r) }
+                return n
+            } ?? 1)
+            headAttrs["seed"] = .int(try a["seed"].map { (v, r) -> Int in
+                guard case .int(let n) = v, n >= 0, n <= Int(UInt32.max) else { throw report("seed must be a number from 0 to 4294967295", r) }
+                return n
+            } ?? 0)
+        } else if let key = ["global", "random", "seed"].first(where: { a[$0] != nil }) {
+            throw report("\(key): belongs to BigBird's attention: write block: N", a[key]!.1)
+        }
         var source = x, sourceDim = c
         if let (mv, mr) = a["memory"] {
             source = try tensor(mv, mr, "attention's memory")
@@ -460,7 +483,7 @@ extension Lowering {
                                                  order: ["heads", "kv_heads", "causal", "scheme", "clip", "buckets", "max_distance"]) else { throw Reported() }
             att = y
         } else {
-            guard case .tensor(let y) = try emit(.attention, [q, k, v] + padding, headAttrs.merging(["causal": .bool(mask == "causal")]) { a, _ in a }, r, order: ["heads", "kv_heads", "alibi", "causal", "window"]) else { throw Reported() }
+            guard case .tensor(let y) = try emit(.attention, [q, k, v] + padding, headAttrs.merging(["causal": .bool(mask == "causal")]) { a, _ in a }, r, order: ["heads", "kv_heads", "alibi", "causal", "window", "block", "global", "random", "seed"]) else { throw Reported() }
             att = y
         }
         return .tensor(try projection(att, o + ".output", c, c, bias: bias, std: residualStd, r))

@@ -550,4 +550,7 @@ KILN_KERNEL void attention_probs_forward(real *restrict out, const real *restric
     }
 }
 
+/* BigBird's block-sparse layout of the same op (`attention` with `block`) */
+#include "bigbird.c"
+
 #endif /* KILN_KERNELS_ATTENTION_C */

@@ -38,6 +38,41 @@ def t5_buckets(T, S, causal, buckets, max_distance):
     return T5Attention._relative_position_bucket(rel, bidirectional=not causal, num_buckets=buckets, max_distance=max_distance)
 
 
+def bigbird_blocks(i, nb, g, r, seed):
+    """BigBird's key blocks of query block i among nb (runtime/kernels/bigbird.c's layout, written from its
+    description): all for a global block (i < g); otherwise the g global blocks, i-1 .. i+1, and min(r, m) of the
+    m other blocks by a partial Fisher-Yates shuffle driven by SplitMix64."""
+    if i < g:
+        return list(range(nb))
+    mask64 = (1 << 64) - 1
+    cand = [j for j in range(g, nb) if j < i - 1 or j > i + 1]
+    state = (seed ^ ((((nb << 32) | i) * 0x9E3779B97F4A7C15) & mask64)) & mask64
+
+    def splitmix():
+        nonlocal state
+        state = (state + 0x9E3779B97F4A7C15) & mask64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask64
+        return z ^ (z >> 31)
+
+    for j in range(min(r, len(cand))):
+        k = j + splitmix() % (len(cand) - j)
+        cand[j], cand[k] = cand[k], cand[j]
+    chosen = set(cand[:min(r, len(cand))])
+    return [j for j in range(nb) if j < g or i - 1 <= j <= i + 1 or j in chosen]
+
+
+def bigbird_visible(T, block, g, r, seed):
+    """[T, T] booleans: query t sees key s under BigBird's layout."""
+    nb = -(-T // block)
+    seen = torch.zeros(T, T, dtype=torch.bool)
+    for i in range(nb):
+        for j in bigbird_blocks(i, nb, g, r, seed):
+            seen[i * block:(i + 1) * block, j * block:(j + 1) * block] = True
+    return seen
+
+
 class SelfAttention(nn.Module):
     """relative: ("shaw", clip) for Shaw et al. 2018's representations (`relative` [2, 2 clip + 1, hs]: a^K, a^V
     at the clipped distance s - t, shared by the heads); ("t5", buckets, max_distance) for T5's bias
@@ -47,9 +82,9 @@ class SelfAttention(nn.Module):
     (their first T columns), padding positions as zeros, every projected row seen."""
 
     def __init__(self, dim, heads, causal, bias, rotary=False, kv_heads=None, alibi=False, relative=None, window=None,
-                 lowrank=None):
+                 lowrank=None, bigbird=None):
         super().__init__()
-        self.lowrank = lowrank
+        self.lowrank, self.bigbird = lowrank, bigbird  # bigbird: (block, global, random, seed)
         if lowrank:
             self.project_key = nn.Parameter(torch.zeros(*lowrank))
             self.project_value = nn.Parameter(torch.zeros(*lowrank))
@@ -102,6 +137,8 @@ class SelfAttention(nn.Module):
         if self.window:
             distance = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).abs()
             att = att.masked_fill(distance >= self.window, float("-inf"))
+        if self.bigbird:
+            att = att.masked_fill(~bigbird_visible(T, *self.bigbird), float("-inf"))
         if mask is not None:
             att = att.masked_fill(mask[:, None, None, :] == 0, float("-inf"))
         p = F.softmax(att, dim=-1)
@@ -280,6 +317,20 @@ class LinformerEncoder(TinyEncoder):
         self.positions = nn.Embedding(context, dim)
         self.first = EncoderLayer(dim, heads, hidden, lowrank=(5, context))
         self.second = EncoderLayer(dim, heads, hidden, lowrank=(7, context), kv_heads=3)
+        self.layers = [self.first, self.second]
+        self.classifier = nn.Linear(dim, classes)
+
+
+class BigBirdEncoder(TinyEncoder):
+    """tests/models/bigbird-encoder.kiln: TinyEncoder with BigBird's attention, its first layer in blocks of 3
+    (1 global block, 1 random), its second in blocks of 2 (2 global, 2 random, seed 7, 3 key/value heads)."""
+
+    def __init__(self, vocab=53, context=19, dim=36, heads=6, hidden=70, classes=5):
+        nn.Module.__init__(self)
+        self.embed = nn.Embedding(vocab, dim)
+        self.positions = nn.Embedding(context, dim)
+        self.first = EncoderLayer(dim, heads, hidden, bigbird=(3, 1, 1, 0))
+        self.second = EncoderLayer(dim, heads, hidden, bigbird=(2, 2, 2, 7), kv_heads=3)
         self.layers = [self.first, self.second]
         self.classifier = nn.Linear(dim, classes)
 

@@ -18,10 +18,12 @@ VOCAB, CONTEXT, DIM, CLASSES = 53, 19, 36, 5
 # The numerics tests run on all three: tests/models/relative-encoder.kiln has relative positions (T5's
 # bidirectional buckets, Shaw et al.'s clipped distances) under the same padding mask, tests/models/local-encoder.kiln
 # local attention (windows of 3 and 6) under it, tests/models/linformer-encoder.kiln Linformer's projected keys and
-# values (5 and 7 rows) with padding counted as zeros.
+# values (5 and 7 rows) with padding counted as zeros, tests/models/bigbird-encoder.kiln BigBird's blocks (global,
+# window, random) under it.
 MODELS = {"tiny": (ENCODER, reference.TinyEncoder), "relative": ("tests/models/relative-encoder.kiln", reference.RelativeEncoder),
           "local": ("tests/models/local-encoder.kiln", reference.LocalEncoder),
-          "linformer": ("tests/models/linformer-encoder.kiln", reference.LinformerEncoder)}
+          "linformer": ("tests/models/linformer-encoder.kiln", reference.LinformerEncoder),
+          "bigbird": ("tests/models/bigbird-encoder.kiln", reference.BigBirdEncoder)}
 
 
 def build_far_from_init(builds, tmp_path_factory, file):
@@ -104,8 +106,32 @@ def test_attention_maps_match_pytorch_with_padding(model, tmp_path):
             assert ((np.abs(rows - 1) <= 1e-5) | (rows == 0)).all()
 
 
+def test_bigbird_maps_have_the_papers_blocks(builds, tmp_path_factory, tmp_path):
+    """The weights Kiln computes are non-zero exactly on BigBird's blocks: a global query block sees every key;
+    another sees the global blocks, its three-block window and `random` blocks more, no two runs of blocks alike
+    (the random ones differ between query blocks), and none else."""
+    out, w = build_far_from_init(builds, tmp_path_factory, MODELS["bigbird"][0])
+    tokens, mask = padded_batch([19])
+    for layer, (block, g, r) in enumerate([(3, 1, 1), (2, 2, 2)]):
+        p = attention_maps(out, w, tmp_path, tokens=tokens, mask=mask)[layer][0]
+        nb = -(-CONTEXT // block)
+        patterns = set()
+        for i in range(nb):
+            rows = p[:, i * block:(i + 1) * block]
+            seen = [j for j in range(nb) if (rows[..., j * block:(j + 1) * block] != 0).any()]
+            if i < g:
+                assert seen == list(range(nb))
+                continue
+            fixed = set(range(g)) | {j for j in (i - 1, i, i + 1) if 0 <= j < nb}
+            assert fixed <= set(seen) and len(seen) == min(nb, len(fixed) + r), (i, seen)
+            patterns.add(tuple(sorted(set(seen) - fixed)))
+        assert len(patterns) > 1  # the random blocks are drawn for each query block
+
+
 def test_a_padded_row_equals_the_row_unpadded(model, tmp_path):
-    out, w, _ = model
+    out, w, cls = model
+    if cls is reference.BigBirdEncoder:
+        pytest.skip("BigBird's blocks and random draws are those of the padded length (as in Hugging Face's)")
     lengths = [19, 11, 5, 1]
     tokens, mask = padded_batch(lengths, seed=4)
     e, logits = infer_run(out, w, tmp_path, tokens, mask)

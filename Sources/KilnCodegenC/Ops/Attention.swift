@@ -1,16 +1,25 @@
 import KilnBasics
 import KilnIR
 
+/// BigBird's arguments of a kernel call (runtime/kernels/bigbird.c): block, global, random, seed.
+func bigBirdArguments(_ attrs: Attributes) -> String? {
+    Attention.bigBird(attrs).map { "\($0.block), \($0.global), \($0.random), \($0.seed)" }
+}
+
 extension Attention: CLowering {
     var kernelFile: String? { "attention.c" }
-    /// Per (batch, head): Kᵀ (hs, S) and V (S, hs rounded up to 64).
+    /// Per (batch, head): Kᵀ (hs, S) and V (S, hs rounded up to 64); BigBird: a row of scores and the key blocks.
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
         let n = g.nodes[i], k = g.nodes[n.operands[1]].type.shape.dims
         let heads = n.attrs[Self.heads], c = n.type.shape.dims.last?.constValue ?? 0, hs = c / max(heads, 1)
+        if Self.bigBird(n.attrs) != nil { return SizeExpr(constant: 2 * heads) * k[0] * k[1] }
         return SizeExpr(constant: c + heads * GemmKernels.roundUp(hs)) * k[0] * k[1]
     }
     func call(_ c: CallContext) throws -> String {
         let p = c.p, q = c.type.shape.dims, k = c.type(1).shape.dims, mask = p.count > 3 ? p[3] : "NULL"
+        if let bb = bigBirdArguments(c.attrs) {
+            return "bigbird_attention_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(q[2]), \(c.attrs[Self.heads]), \(Self.keyValueHeads(c.attrs)), \(bb));"
+        }
         return "attention_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(c.attrs[Self.heads]), \(Self.keyValueHeads(c.attrs)), \(c.attrs[Self.causal] ? 1 : 0), \(Self.hasALiBi(c.attrs) ? 1 : 0), \(c.attrs.value(Self.window) ?? 0));"
     }
 }
@@ -23,6 +32,8 @@ extension AttentionGrad: CLowering {
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
         let n = g.nodes[i], q = g.nodes[n.operands[1]].type.shape.dims, k = g.nodes[n.operands[2]].type.shape.dims
         let hs = (q[2].constValue ?? 0) / max(n.attrs[Attention.heads], 1)
+        // BigBird: per (batch, key/value head) rows of P and dP and the key blocks
+        if Attention.bigBird(n.attrs) != nil { return SizeExpr(constant: 3 * Attention.keyValueHeads(n.attrs)) * q[0] * q[1] }
         var w = GemmKernels.roundUp(g.bound(of: k[1]) ?? k[1].constValue ?? 1)
         if let window = n.attrs.value(Attention.window), 2 * window + 11 < w { w = 2 * window + 11 }
         return SizeExpr(constant: GemmKernels.attentionGradGroup * (2 * w + 2 * GemmKernels.roundUp(hs))) * q[1]
@@ -31,6 +42,7 @@ extension AttentionGrad: CLowering {
     func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr] {
         let n = g.nodes[i], q = g.nodes[n.operands[1]].type.shape.dims, k = g.nodes[n.operands[2]].type.shape.dims
         let hs = (q[2].constValue ?? 0) / max(n.attrs[Attention.heads], 1)
+        if Attention.bigBird(n.attrs) != nil { return [] }
         return [SizeExpr(constant: GemmKernels.attentionGradGroup * (2 * hs + GemmKernels.roundUp(hs))) * k[1]]
     }
     func call(_ c: CallContext) throws -> String {
@@ -46,6 +58,9 @@ extension AttentionGrad: CLowering {
         case "q": [c.dst, "NULL", "NULL"]
         case "k": ["NULL", c.dst, "NULL"]
         default: ["NULL", "NULL", c.dst]
+        }
+        if let bb = bigBirdArguments(c.attrs) {
+            return "bigbird_attention_backward(\(targets.joined(separator: ", ")), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(q[2]), \(heads), \(kvHeads), \(bb));"
         }
         return "attention_backward_tiled(\(targets.joined(separator: ", ")), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(c.extraWorkspace(0)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(kvHeads), \(causal), \(alibi), \(window));"
     }

@@ -3,9 +3,16 @@ import KilnIR
 
 extension AttentionProbs: CLowering {
     var kernelFile: String? { "attention.c" }
-    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    /// BigBird: per (batch, head) the key blocks of a query block.
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
+        let n = g.nodes[i], q = g.nodes[n.operands[0]].type.shape.dims
+        return Attention.bigBird(n.attrs) != nil ? SizeExpr(constant: n.attrs[Attention.heads]) * q[0] * q[1] : nil
+    }
     func call(_ c: CallContext) throws -> String {
         let p = c.p, q = c.type(0).shape.dims, k = c.type(1).shape.dims, mask = p.count > 2 ? p[2] : "NULL"
+        if let bb = bigBirdArguments(c.attrs) {
+            return "bigbird_attention_probs_forward(\(c.dst), \(p[0]), \(p[1]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(q[2]), \(c.attrs[Attention.heads]), \(Attention.keyValueHeads(c.attrs)), \(bb));"
+        }
         return "attention_probs_forward(\(c.dst), \(p[0]), \(p[1]), \(mask), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(c.attrs[Attention.heads]), \(Attention.keyValueHeads(c.attrs)), \(c.attrs[Attention.causal] ? 1 : 0), \(Attention.hasALiBi(c.attrs) ? 1 : 0), \(c.attrs.value(Attention.window) ?? 0));"
     }
 }

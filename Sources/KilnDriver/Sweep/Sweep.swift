@@ -202,7 +202,7 @@ public struct Sweep {
         }
         args += spec.trainFlags
         let output = dir + "/train.log"
-        if !fm.fileExists(atPath: output) { fm.createFile(atPath: output, contents: nil) }
+        if !fm.fileExists(atPath: output) { _ = fm.createFile(atPath: output, contents: nil) }
         guard let handle = FileHandle(forWritingAtPath: output) else { throw DriverError.message("cannot write \(output)") }
         handle.seekToEndOfFile()
         let p = Process()

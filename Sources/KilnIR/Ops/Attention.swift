@@ -6,7 +6,8 @@ import KilnBasics
 /// (both may apply). A query that sees no key gets zeros. With `kv_heads` (grouped-query attention, Ainslie
 /// et al. 2023; multi-query with 1, Shazeer 2019) keys and values have kv_heads heads of the same size d,
 /// Ckv = kv_heads·d, and query head h reads key/value head h / (heads / kv_heads). With `window`, query t sees
-/// only the keys s with |t − s| < window (local attention).
+/// only the keys s with |t − s| < window (local attention). With `block` (and `global`, `random`, `seed`), BigBird's
+/// block-sparse layout (Zaheer et al. 2020): global blocks, a window of three blocks and random blocks.
 public struct Attention: Op {
     public init() {}
     public static let heads = AttrKey<Int>("heads")
@@ -18,10 +19,29 @@ public struct Attention: Op {
     /// Local (sliding-window) attention (Beltagy et al. 2020; Mistral's sliding window with `causal`): query t
     /// sees only the keys s with |t − s| < window, so attention costs O(T · window).
     public static let window = AttrKey<Int>("window", optional: true)
+    /// BigBird (Zaheer et al. 2020): blocks of `block` positions; the first `global` blocks see and are seen by
+    /// all; every other query block sees them, its window of three blocks and `random` more drawn by `seed`
+    /// (runtime/kernels/bigbird.c).
+    public static let block = AttrKey<Int>("block", optional: true)
+    public static let global = AttrKey<Int>("global", optional: true)
+    public static let random = AttrKey<Int>("random", optional: true)
+    public static let seed = AttrKey<Int>("seed", optional: true)
+    /// The most random blocks per query block (`BIGBIRD_MAX_RANDOM`).
+    public static let maxRandomBlocks = 64
     /// The window's attribute, for the ops made from an attention (its gradient, decoding), or none.
     public static func windowAttribute(_ attrs: Attributes) -> [(String, AttrValue)] {
         attrs.value(window).map { [(window.name, AttrValue.int($0))] } ?? []
     }
+    /// The attributes that say which keys each query sees (a window, BigBird's blocks), for the ops made from
+    /// an attention.
+    public static func patternAttributes(_ attrs: Attributes) -> [(String, AttrValue)] {
+        windowAttribute(attrs) + [block, global, random, seed].compactMap { key in attrs.value(key).map { (key.name, AttrValue.int($0)) } }
+    }
+    /// BigBird's sizes (block, global, random, seed), when the attention has them.
+    public static func bigBird(_ attrs: Attributes) -> (block: Int, global: Int, random: Int, seed: Int)? {
+        attrs.value(block).map { ($0, attrs.value(global) ?? 0, attrs.value(random) ?? 0, attrs.value(seed) ?? 0) }
+    }
+
     /// The key/value heads: `kv_heads`, or `heads` without it.
     public static func keyValueHeads(_ attrs: Attributes) -> Int { attrs.value(kvHeads) ?? attrs[heads] }
     /// The attributes that say how heads attend (their layout, ALiBi), for the ops made from an attention
@@ -44,7 +64,7 @@ public struct Attention: Op {
         }
     }
     public let name = "attention"
-    public let summary = "q `[B, T, C]`, k, v `[B, S, Ckv]`, mask `i32[B, S]`? → `[B, T, C]`: multi-head softmax(q·kᵀ/√d)·v (Vaswani et al. 2017); `causal`: query t sees keys 0..t; the padding mask: keys whose mask is 0 are not seen; `kv_heads`: grouped-query attention (Ckv = kv_heads·C/heads)"
+    public let summary = "q `[B, T, C]`, k, v `[B, S, Ckv]`, mask `i32[B, S]`? → `[B, T, C]`: multi-head softmax(q·kᵀ/√d)·v (Vaswani et al. 2017); `causal`: query t sees keys 0..t; the padding mask: keys whose mask is 0 are not seen; `kv_heads`: grouped-query attention (Ckv = kv_heads·C/heads); `window`: local attention; `block`, `global`, `random`, `seed`: BigBird's block-sparse layout (Zaheer et al. 2020)"
     public let example = """
         graph G {
           dim B
@@ -57,7 +77,8 @@ public struct Attention: Op {
         }
         """
     public let arity = 3...4
-    public var attributes: [AttrSpec] { [Self.heads.spec, Self.kvHeads.spec, Self.alibi.spec, Self.causal.spec, Self.window.spec] }
+    public var attributes: [AttrSpec] { [Self.heads.spec, Self.kvHeads.spec, Self.alibi.spec, Self.causal.spec, Self.window.spec] + Self.bigBirdSpecs }
+    static var bigBirdSpecs: [AttrSpec] { [Self.block.spec, Self.global.spec, Self.random.spec, Self.seed.spec] }
     public let traits: OpTraits = []
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         let (q, k, v) = (ops[0], ops[1], ops[2])
@@ -70,6 +91,16 @@ public struct Attention: Op {
         if let w = attrs.value(Self.window) {
             guard w > 0 else { throw TypeError("window must be positive, got \(w)") }
             guard k.shape.dims[1] == q.shape.dims[1] else { throw TypeError("a window needs self-attention: keys of the same length as queries, \(k.shape.dims[1]) vs \(q.shape.dims[1])") }
+        }
+        if let b = Self.bigBird(attrs) {
+            guard b.block > 0, b.global >= 0, b.random >= 0, b.random <= Self.maxRandomBlocks, b.seed >= 0, b.seed <= Int(UInt32.max) else {
+                throw TypeError("BigBird needs block > 0, global >= 0, 0 <= random <= \(Self.maxRandomBlocks) and a seed in 0 ..< 2^32")
+            }
+            guard k.shape.dims[1] == q.shape.dims[1], !attrs[Self.causal], attrs.value(Self.window) == nil, !Self.hasALiBi(attrs) else {
+                throw TypeError("BigBird's blocks are bidirectional self-attention: keys of the queries' length, no causal mask, window or ALiBi")
+            }
+        } else if attrs.value(Self.global) != nil || attrs.value(Self.random) != nil || attrs.value(Self.seed) != nil {
+            throw TypeError("global, random and seed are BigBird's: they need block")
         }
         if attrs[Self.causal], k.shape.dims[1] != q.shape.dims[1] {
             throw TypeError("causal attention needs keys of the same length as queries: \(k.shape.dims[1]) vs \(q.shape.dims[1])")
@@ -85,7 +116,7 @@ public struct Attention: Op {
     public func differentiate(_ d: inout Differentiation) throws {
         let n = d.node, o = d.operands, g = d.gradient
         let types = o.prefix(3).map { d.type($0) }
-        let heads = Self.headAttributes(n.attrs) + Self.windowAttribute(n.attrs), causal = n.attrs[Self.causal.name]!
+        let heads = Self.headAttributes(n.attrs) + Self.patternAttributes(n.attrs), causal = n.attrs[Self.causal.name]!
         if d.wants(0) && d.wants(1) && d.wants(2) && types[0] == types[1] && types[1] == types[2] {
             // Self-attention: one backward pass for all three, then views of its slices.
             let all = d.emit(.attentionGrad, [g] + o, heads + [("causal", causal), ("wrt", .word("all"))])
@@ -117,6 +148,12 @@ public struct Attention: Op {
     static func pairs(_ c: FlopContext, q: TensorType, k: TensorType) -> Int {
         let (b, t, s) = (c.dim(q.shape.dims[0]), c.dim(q.shape.dims[1]), c.dim(k.shape.dims[1]))
         let isCausal = c.node.attrs.value(causal) ?? true
+        if let bb = bigBird(c.node.attrs) {
+            // global query blocks see all t keys; the others (global + 3 + random) blocks, at most all of them
+            let nb = (t + bb.block - 1) / bb.block, g = min(bb.global, nb)
+            let rows = min(t, g * bb.block), seen = min(nb, g + 3 + bb.random)
+            return b * (rows * t + (t - rows) * min(t, seen * bb.block))
+        }
         guard let w = c.node.attrs.value(window) else { return isCausal ? b * t * (t + 1) / 2 : b * t * s }
         return b * (0..<t).reduce(0) { n, i in n + (isCausal ? min(i + 1, w) : min(s, i + w) - max(0, i - w + 1)) }
     }
@@ -141,7 +178,7 @@ public struct AttentionGrad: Op {
         }
         """
     public let arity = 4...5
-    public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.kvHeads.spec, Attention.alibi.spec, Attention.causal.spec, Attention.window.spec, Self.wrt.spec] }
+    public var attributes: [AttrSpec] { [Attention.heads.spec, Attention.kvHeads.spec, Attention.alibi.spec, Attention.causal.spec, Attention.window.spec] + Attention.bigBirdSpecs + [Self.wrt.spec] }
     public let traits: OpTraits = [.gradient]
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
         var forward = attrs
