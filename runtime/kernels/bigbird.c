@@ -12,6 +12,7 @@
 
 #include "kiln_kernel.h"
 #include "kiln_math.h"
+#include "gemm.h"
 
 /* SplitMix64 (Steele et al. 2014): the random blocks' generator, easy to reproduce in a reference */
 KILN_KERNEL inline uint64_t bigbird_next(uint64_t *state) {
@@ -93,59 +94,145 @@ KILN_KERNEL void bigbird_row(real *restrict p, const real *restrict qt, const re
     }
 }
 
+/* The keys of blocks[0 .. n) (`block` positions each, the last block of T possibly shorter): their positions
+ * pos (m) and mask mk (m: 1, or 0 for padding; 1 without a mask); returns m. */
+KILN_KERNEL int bigbird_keys(int *restrict pos, real *restrict mk, const int32_t *restrict mask,
+                             const int *restrict blocks, int n, int block, int T) {
+    int m = 0;
+    for (int j = 0; j < n; j++) {
+        const int s0 = blocks[j] * block, s1 = s0 + block < T ? s0 + block : T;
+        for (int s = s0; s < s1; s++, m++) {
+            pos[m] = s;
+            mk[m] = !mask || mask[s] ? 1 : 0;
+        }
+    }
+    return m;
+}
+
+/* The rows pos[0 .. m) of one head's hs channels (rows src + s * ld): transposed into xt (hs, ldt), and/or as
+ * rows zero-padded to hs64 into xp (m, hs64); either may be NULL. */
+KILN_KERNEL void bigbird_gather(real *restrict xt, size_t ldt, real *restrict xp, const real *restrict src, size_t ld,
+                                const int *restrict pos, int m, int hs, int hs64) {
+    for (int a = 0; a < m; a++) {
+        const real *row = src + (size_t)pos[a] * ld;
+        if (xt)
+            for (int d = 0; d < hs; d++) xt[(size_t)d * ldt + a] = row[d];
+        if (xp)
+            for (int d = 0; d < hs64; d++) xp[(size_t)a * hs64 + d] = d < hs ? row[d] : 0;
+    }
+}
+
 /* out, q (B, T, C); k, v (B, T, KVH * hs) with query head h reading key/value head h / (NH/KVH); mask (B, T)
- * of the keys, or NULL. ws: per (batch, head) T values of scores and T ints of key blocks (as reals). */
+ * of the keys, or NULL. Per (batch, head) and query block: its keys gathered (bigbird_gather), then the
+ * FlashAttention loop of attention_forward over them on the GEMM engine's tiles: tiles of 6 queries x 64
+ * gathered keys, an online softmax, P V added to the rescaled output rows. ws: per (batch, head) T·(hs + hs64
+ * + 3) values: kᵀ (hs, T), V (T, hs64), the gathered keys' mask, then their positions and the key blocks
+ * (T + nb ints in 2·T values). */
 KILN_KERNEL void bigbird_attention_forward(real *restrict out, const real *restrict q, const real *restrict k,
                                            const real *restrict v, const int32_t *restrict mask, real *restrict ws,
                                            int B, int T, int C, int NH, int KVH, int block, int g, int r,
                                            int seed) {
-    const int hs = C / NH, Ckv = KVH * hs, group = NH / KVH, nb = (T + block - 1) / block;
+    const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR, Ckv = KVH * hs, group = NH / KVH;
+    const int nb = (T + block - 1) / block;
     const real scale = 1 / sqrt((real)hs);
+    const gemm_tile_fn tile = gemm_tile();
+    const size_t per = (size_t)T * (hs + hs64 + 3);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            real *p = ws + ((size_t)b * NH + h) * 2 * T;
-            int *blocks = (int *)(p + T);
+            real *kt = ws + ((size_t)b * NH + h) * per, *vp = kt + (size_t)hs * T, *mk = vp + (size_t)T * hs64;
+            int *pos = (int *)(mk + T), *blocks = pos + T;  /* 2·T reals hold T + nb ints */
             const size_t kvo = (size_t)b * T * Ckv + (size_t)(h / group) * hs;
-            const int32_t *mk = mask ? mask + (size_t)b * T : NULL;
             for (int i = 0; i < nb; i++) {
                 const int n = bigbird_blocks(blocks, i, nb, g, r, (uint64_t)(uint32_t)seed);
-                for (int t = i * block; t < (i + 1) * block && t < T; t++) {
-                    const real *qt = q + ((size_t)b * T + t) * C + h * hs;
-                    real *restrict ot = out + ((size_t)b * T + t) * C + h * hs;
-                    bigbird_row(p, qt, k + kvo, mk, blocks, n, block, T, Ckv, hs, scale);
-                    for (int d = 0; d < hs; d++) ot[d] = 0;
-                    for (int j = 0; j < n; j++) {
-                        const int s0 = blocks[j] * block, s1 = s0 + block < T ? s0 + block : T;
-                        for (int s = s0; s < s1; s++) {
-                            const real ps = p[s], *vs = v + kvo + (size_t)s * Ckv;
-                            #pragma omp simd
-                            for (int d = 0; d < hs; d++) ot[d] += ps * vs[d];
+                const int m = bigbird_keys(pos, mk, mask ? mask + (size_t)b * T : NULL, blocks, n, block, T);
+                bigbird_gather(kt, (size_t)T, NULL, k + kvo, (size_t)Ckv, pos, m, hs, hs64);
+                bigbird_gather(NULL, 0, vp, v + kvo, (size_t)Ckv, pos, m, hs, hs64);
+                const int t_end = (i + 1) * block < T ? (i + 1) * block : T;
+                for (int t0 = i * block; t0 < t_end; t0 += GEMM_MR) {
+                    const int mb = t_end - t0 < GEMM_MR ? t_end - t0 : GEMM_MR;
+                    const real *qt = q + ((size_t)b * T + t0) * C + h * hs;
+                    real *ot = out + ((size_t)b * T + t0) * C + h * hs;
+                    real p[GEMM_MR * GEMM_NR], pv[GEMM_MR * GEMM_NR];
+                    real maxv[GEMM_MR], sum[GEMM_MR], corr[GEMM_MR];
+                    for (int a = 0; a < mb; a++) {
+                        maxv[a] = -INFINITY;
+                        sum[a] = 0;
+                        for (int d = 0; d < hs; d++) ot[(size_t)a * C + d] = 0;
+                    }
+                    for (int s0 = 0; s0 < m; s0 += GEMM_NR) {
+                        const int nk = m - s0 < GEMM_NR ? m - s0 : GEMM_NR;
+                        tile(p, qt, C, 1, mb, kt + s0, (size_t)T, hs);  /* p (mb, 64) = Q K^T of these keys */
+                        for (int a = 0; a < mb; a++) {
+                            real *row = p + a * GEMM_NR;
+                            for (int j = 0; j < nk; j++) row[j] = mk[s0 + j] != 0 ? row[j] : -INFINITY;
+                            const real bmax = row_max(row, nk) * scale;
+                            corr[a] = 1;
+                            if (bmax > maxv[a]) {
+                                corr[a] = sum[a] > 0 ? kiln_exp(maxv[a] - bmax) : 0;
+                                sum[a] *= corr[a];
+                                maxv[a] = bmax;
+                            }
+                            const real mx = maxv[a];
+                            real rs = 0;
+                            for (int j = 0; j < nk; j++) {
+                                row[j] = mx > -INFINITY && row[j] > -INFINITY ? kiln_exp(row[j] * scale - mx) : 0;
+                                rs += row[j];
+                            }
+                            for (int j = nk; j < GEMM_NR; j++) row[j] = 0;
+                            sum[a] += rs;
                         }
+                        for (int u = 0; u < hs; u += GEMM_NR) {
+                            tile(pv, p, GEMM_NR, 1, mb, vp + (size_t)s0 * hs64 + u, hs64, nk);
+                            const int w = hs - u < GEMM_NR ? hs - u : GEMM_NR;
+                            for (int a = 0; a < mb; a++) {
+                                real *restrict o = ot + (size_t)a * C + u;
+                                const real *rr = pv + a * GEMM_NR, c = corr[a];
+                                #pragma omp simd
+                                for (int d = 0; d < w; d++) o[d] = o[d] * c + rr[d];
+                            }
+                        }
+                    }
+                    for (int a = 0; a < mb; a++) {
+                        const real inv = sum[a] > 0 ? 1 / sum[a] : 0;  /* 0: a query that saw no key */
+                        #pragma omp simd
+                        for (int d = 0; d < hs; d++) ot[(size_t)a * C + d] *= inv;
                     }
                 }
             }
         }
 }
 
-/* The gradients dq (B, T, C), dk and dv (B, T, KVH * hs), each NULL when not wanted, in one pass: per
- * (batch, key/value head), for each query head of its group and each query row, P over the row's keys, then
- * dP = dout·vᵀ, dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale, dq = dS·k, dk += dSᵀ·q, dv += Pᵀ·dout. ws: per (batch,
- * key/value head) 3·T values: P and dP rows and the key blocks (as ints). */
+/* The gradients dq (B, T, C), dk and dv (B, T, KVH * hs), each NULL when not wanted, in one pass on tiles:
+ * per (batch, key/value head), for each query head of its group and each query block, its keys gathered,
+ * then as attention_backward_tiled: P and dP (the block's rows x m gathered keys, tiles of 6 x 64), dS = P ⊙
+ * (dP − rowsum(dP ⊙ P))·scale, dq = dS·k, and the gathered keys' dSᵀ·q and Pᵀ·dout added to their rows of dk
+ * and dv (in a fixed order, by the one thread that owns the key/value head).
+ * ws: per (batch, key/value head) T·(2·hs + hs64 + 3) values: kᵀ and vᵀ (hs, T), k (T, hs64), the gathered
+ * keys' mask, then their positions and the key blocks (T + nb ints in 2·T values); ws_rows: per pair
+ * 2·block·(T64 + hs64) values (T64: T rounded up to 64): P and dS (block, m rounded up to 64), then q and dout
+ * of the block's rows (block, hs64). */
 KILN_KERNEL void bigbird_attention_backward(real *restrict dq, real *restrict dk, real *restrict dv,
                                             const real *restrict dout, const real *restrict q,
                                             const real *restrict k, const real *restrict v,
-                                            const int32_t *restrict mask, real *restrict ws, int B, int T, int C,
-                                            int NH, int KVH, int block, int g, int r, int seed) {
-    const int hs = C / NH, Ckv = KVH * hs, group = NH / KVH, nb = (T + block - 1) / block;
+                                            const int32_t *restrict mask, real *restrict ws, real *restrict ws_rows,
+                                            int B, int T, int C, int NH, int KVH, int block, int g, int r,
+                                            int seed) {
+    const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR, Ckv = KVH * hs, group = NH / KVH;
+    const int nb = (T + block - 1) / block, T64 = (T + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
     const real scale = 1 / sqrt((real)hs);
+    const gemm_tile_fn tile = gemm_tile();
+    const size_t per = (size_t)T * (2 * hs + hs64 + 3), per_rows = 2 * (size_t)block * (T64 + hs64);
+    const int kv_wanted = dk || dv;
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int u = 0; u < KVH; u++) {
-            real *p = ws + ((size_t)b * KVH + u) * 3 * T, *dp = p + T;
-            int *blocks = (int *)(dp + T);
+            real *kt = ws + ((size_t)b * KVH + u) * per, *vt = kt + (size_t)hs * T, *kp = vt + (size_t)hs * T;
+            real *mk = kp + (size_t)T * hs64;
+            int *pos = (int *)(mk + T), *blocks = pos + T;
+            real *P = ws_rows + ((size_t)b * KVH + u) * per_rows, *dS = P + (size_t)block * T64;
+            real *qp = dS + (size_t)block * T64, *dyp = qp + (size_t)block * hs64;
             const size_t kvo = (size_t)b * T * Ckv + (size_t)u * hs;
-            const int32_t *mk = mask ? mask + (size_t)b * T : NULL;
             for (int t = 0; t < T; t++)
                 for (int d = 0; d < hs; d++) {
                     if (dk) dk[kvo + (size_t)t * Ckv + d] = 0;
@@ -154,44 +241,75 @@ KILN_KERNEL void bigbird_attention_backward(real *restrict dq, real *restrict dk
             for (int h = u * group; h < (u + 1) * group; h++)
                 for (int i = 0; i < nb; i++) {
                     const int n = bigbird_blocks(blocks, i, nb, g, r, (uint64_t)(uint32_t)seed);
-                    for (int t = i * block; t < (i + 1) * block && t < T; t++) {
-                        const real *qt = q + ((size_t)b * T + t) * C + h * hs;
-                        const real *dyt = dout + ((size_t)b * T + t) * C + h * hs;
-                        bigbird_row(p, qt, k + kvo, mk, blocks, n, block, T, Ckv, hs, scale);
-                        real dot = 0;
-                        for (int j = 0; j < n; j++) {
-                            const int s0 = blocks[j] * block, s1 = s0 + block < T ? s0 + block : T;
-                            for (int s = s0; s < s1; s++) {
-                                const real *vs = v + kvo + (size_t)s * Ckv;
-                                real acc = 0;
-                                #pragma omp simd reduction(+:acc)
-                                for (int d = 0; d < hs; d++) acc += dyt[d] * vs[d];
-                                dp[s] = acc;
-                                dot += acc * p[s];
+                    const int m = bigbird_keys(pos, mk, mask ? mask + (size_t)b * T : NULL, blocks, n, block, T);
+                    bigbird_gather(kt, (size_t)T, dq ? kp : NULL, k + kvo, (size_t)Ckv, pos, m, hs, hs64);
+                    bigbird_gather(vt, (size_t)T, NULL, v + kvo, (size_t)Ckv, pos, m, hs, hs64);
+                    const int m64 = (m + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+                    const int t_beg = i * block, t_end = t_beg + block < T ? t_beg + block : T, rows = t_end - t_beg;
+                    const size_t base = (size_t)b * T * C + (size_t)h * hs;
+                    for (int a = 0; a < rows; a++)
+                        for (int d = 0; d < hs64; d++) {
+                            qp[(size_t)a * hs64 + d] = d < hs ? q[base + (size_t)(t_beg + a) * C + d] : 0;
+                            dyp[(size_t)a * hs64 + d] = d < hs ? dout[base + (size_t)(t_beg + a) * C + d] : 0;
+                        }
+                    /* P and dS (rows, m64), 6 query rows at a time */
+                    for (int t0 = 0; t0 < rows; t0 += GEMM_MR) {
+                        const int mb = rows - t0 < GEMM_MR ? rows - t0 : GEMM_MR;
+                        for (int s0 = 0; s0 < m; s0 += GEMM_NR) {
+                            _Alignas(64) real sc[GEMM_MR * GEMM_NR], dp[GEMM_MR * GEMM_NR];
+                            tile(sc, qp + (size_t)t0 * hs64, (size_t)hs64, 1, mb, kt + s0, (size_t)T, hs);
+                            tile(dp, dyp + (size_t)t0 * hs64, (size_t)hs64, 1, mb, vt + s0, (size_t)T, hs);
+                            for (int a = 0; a < mb; a++) {
+                                memcpy(P + (size_t)(t0 + a) * m64 + s0, sc + a * GEMM_NR, GEMM_NR * sizeof(real));
+                                memcpy(dS + (size_t)(t0 + a) * m64 + s0, dp + a * GEMM_NR, GEMM_NR * sizeof(real));
                             }
                         }
-                        real *restrict dqt = dq ? dq + ((size_t)b * T + t) * C + h * hs : NULL;
-                        if (dqt)
-                            for (int d = 0; d < hs; d++) dqt[d] = 0;
-                        for (int j = 0; j < n; j++) {
-                            const int s0 = blocks[j] * block, s1 = s0 + block < T ? s0 + block : T;
-                            for (int s = s0; s < s1; s++) {
-                                const real ps = p[s], ds = ps * (dp[s] - dot) * scale;
-                                const size_t row = kvo + (size_t)s * Ckv;
-                                if (dqt) {
-                                    const real *restrict ks = k + row;
+                        for (int a = 0; a < mb; a++) {
+                            real *p = P + (size_t)(t0 + a) * m64, *ds = dS + (size_t)(t0 + a) * m64;
+                            for (int s = 0; s < m; s++) p[s] = mk[s] != 0 ? p[s] : -INFINITY;
+                            const real maxv = row_max(p, m) * scale;
+                            real sum = 0;
+                            for (int s = 0; s < m; s++) {
+                                p[s] = maxv > -INFINITY && p[s] > -INFINITY ? kiln_exp(p[s] * scale - maxv) : 0;
+                                sum += p[s];
+                            }
+                            const real inv = sum > 0 ? 1 / sum : 0;
+                            real pdp = 0;
+                            #pragma omp simd reduction(+:pdp)
+                            for (int s = 0; s < m; s++) { p[s] *= inv; pdp += p[s] * ds[s]; }
+                            #pragma omp simd
+                            for (int s = 0; s < m; s++) ds[s] = p[s] * (ds[s] - pdp) * scale;
+                            for (int s = m; s < m64; s++) p[s] = ds[s] = 0;
+                        }
+                    }
+                    if (dq)  /* dq = dS·k over the gathered keys */
+                        for (int t0 = 0; t0 < rows; t0 += GEMM_MR) {
+                            const int mb = rows - t0 < GEMM_MR ? rows - t0 : GEMM_MR;
+                            for (int c0 = 0; c0 < hs; c0 += GEMM_NR) {
+                                const int w = hs - c0 < GEMM_NR ? hs - c0 : GEMM_NR;
+                                _Alignas(64) real acc[GEMM_MR * GEMM_NR];
+                                tile(acc, dS + (size_t)t0 * m64, (size_t)m64, 1, mb, kp + c0, (size_t)hs64, m);
+                                for (int a = 0; a < mb; a++)
+                                    memcpy(dq + base + (size_t)(t_beg + t0 + a) * C + c0, acc + a * GEMM_NR, (size_t)w * sizeof(real));
+                            }
+                        }
+                    if (!kv_wanted) continue;
+                    /* dk = dSᵀ·q and dv = Pᵀ·dout for the gathered keys, 6 at a time, added to their rows */
+                    for (int s0 = 0; s0 < m; s0 += GEMM_MR) {
+                        const int mb = m - s0 < GEMM_MR ? m - s0 : GEMM_MR;
+                        for (int c0 = 0; c0 < hs; c0 += GEMM_NR) {
+                            const int w = hs - c0 < GEMM_NR ? hs - c0 : GEMM_NR;
+                            _Alignas(64) real acc[GEMM_MR * GEMM_NR];
+                            for (int which = 0; which < 2; which++) {
+                                real *restrict o = which == 0 ? dk : dv;
+                                if (!o) continue;
+                                tile(acc, (which == 0 ? dS : P) + s0, 1, (size_t)m64, mb, (which == 0 ? qp : dyp) + c0,
+                                     (size_t)hs64, rows);
+                                for (int a = 0; a < mb; a++) {
+                                    real *restrict row = o + kvo + (size_t)pos[s0 + a] * Ckv + c0;
+                                    const real *restrict add = acc + a * GEMM_NR;
                                     #pragma omp simd
-                                    for (int d = 0; d < hs; d++) dqt[d] += ds * ks[d];
-                                }
-                                if (dk) {
-                                    real *restrict dks = dk + row;
-                                    #pragma omp simd
-                                    for (int d = 0; d < hs; d++) dks[d] += ds * qt[d];
-                                }
-                                if (dv) {
-                                    real *restrict dvs = dv + row;
-                                    #pragma omp simd
-                                    for (int d = 0; d < hs; d++) dvs[d] += ps * dyt[d];
+                                    for (int d = 0; d < w; d++) row[d] += add[d];
                                 }
                             }
                         }

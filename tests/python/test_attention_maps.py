@@ -2,55 +2,19 @@
 with no plotting library), for the shipped character model and the shipped English-French translation model.
 The weights they draw are those of the attention_maps function, which test_variants, test_encoder and
 test_seq2seq check against PyTorch."""
-import struct
 from collections import Counter
 import xml.etree.ElementTree as ET
-import zlib
 
 import numpy as np
 import pytest
 
-from kilntest import ROOT, attention_maps, run
+from kilntest import ROOT, attention_maps, read_png, run
 
 CHAR = "examples/char-gpt-small.kiln"
 CHAR_WEIGHTS = ROOT / "examples/weights/char-gpt-small.safetensors"
 TRANSLATE = "examples/translate-en-fr.kiln"
 TRANSLATE_WEIGHTS = ROOT / "examples/weights/translate-en-fr.safetensors"
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-def read_png(path):
-    """(width, height, rows of RGB bytes) of an 8-bit RGB PNG, checking its chunks' CRCs and undoing the
-    filters a reader must know (none, sub, up)."""
-    png = path.read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    chunks, i, order = {}, 8, []
-    while i < len(png):
-        n, kind = struct.unpack(">I", png[i:i + 4])[0], png[i + 4:i + 8]
-        body = png[i + 8:i + 8 + n]
-        assert zlib.crc32(kind + body) == struct.unpack(">I", png[i + 8 + n:i + 12 + n])[0], kind
-        chunks[kind] = chunks.get(kind, b"") + body
-        order.append(kind)
-        i += 12 + n
-    assert order[0] == b"IHDR" and order[-1] == b"IEND"
-    w, h, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
-    assert (depth, colour) == (8, 2)
-    raw = zlib.decompress(chunks[b"IDAT"])
-    stride = 3 * w
-    assert len(raw) == h * (stride + 1)
-    rows, prev = [], bytearray(stride)
-    for y in range(h):
-        kind, r = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        assert kind in (0, 1, 2)
-        if kind == 1:
-            for x in range(3, stride):
-                r[x] = (r[x] + r[x - 3]) & 255
-        elif kind == 2:
-            for x in range(stride):
-                r[x] = (r[x] + prev[x]) & 255
-        rows.append(bytes(r))
-        prev = r
-    return w, h, rows
 
 
 def pixels_size(stdout):

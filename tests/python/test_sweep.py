@@ -7,15 +7,13 @@ import json
 import os
 import re
 import signal
-import struct
 import subprocess
 import time
 import xml.etree.ElementTree as ET
-import zlib
 
 import pytest
 
-from kilntest import ROOT, run
+from kilntest import ROOT, read_png, run
 
 MODEL = ROOT / "examples/char-gpt-small.kiln"
 DATA = ROOT / "examples/data/tinyshakespeare.txt"
@@ -116,20 +114,9 @@ def test_sweep_survives_a_kill_and_reports_its_runs_numbers(kiln, tmp_path):
         legend = [t.text for t in root.findall(f"{ns}text")]
         assert any(t and t.startswith("alibi") for t in legend) and any(t and t.startswith("learned") for t in legend)
         # the PNG: valid chunks (CRC), the SVG's size, 8-bit RGB, and a picture (not one colour; the series' colours)
-        png = (out / f"{picture}.png").read_bytes()
-        assert png[:8] == b"\x89PNG\r\n\x1a\n"
-        chunks, i = {}, 8
-        while i < len(png):
-            n, kind = struct.unpack(">I", png[i:i + 4])[0], png[i + 4:i + 8]
-            body = png[i + 8:i + 8 + n]
-            assert zlib.crc32(kind + body) == struct.unpack(">I", png[i + 8 + n:i + 12 + n])[0], kind
-            chunks[kind] = chunks.get(kind, b"") + body
-            i += 12 + n
-        w, h, depth, colour = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
-        assert (w, h, depth, colour) == (width, 460, 8, 2)
-        raw = zlib.decompress(chunks[b"IDAT"])
-        assert len(raw) == h * (3 * w + 1)
-        pixels = {raw[r * (3 * w + 1) + 1 + 3 * x:r * (3 * w + 1) + 4 + 3 * x] for r in range(0, h, 3) for x in range(0, w, 2)}
+        w, h, rows = read_png(out / f"{picture}.png")
+        assert (w, h) == (width, 460)
+        pixels = {rows[r][3 * x:3 * x + 3] for r in range(0, h, 3) for x in range(0, w, 2)}
         assert len(pixels) > 4 and bytes.fromhex("0072B2") in pixels and bytes.fromhex("D55E00") in pixels
 
 

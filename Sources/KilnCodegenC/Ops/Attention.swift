@@ -8,11 +8,12 @@ func bigBirdArguments(_ attrs: Attributes) -> String? {
 
 extension Attention: CLowering {
     var kernelFile: String? { "attention.c" }
-    /// Per (batch, head): Kᵀ (hs, S) and V (S, hs rounded up to 64); BigBird: a row of scores and the key blocks.
+    /// Per (batch, head): Kᵀ (hs, S) and V (S, hs rounded up to 64); BigBird: those of a query block's keys, their
+    /// mask, positions and blocks.
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
         let n = g.nodes[i], k = g.nodes[n.operands[1]].type.shape.dims
         let heads = n.attrs[Self.heads], c = n.type.shape.dims.last?.constValue ?? 0, hs = c / max(heads, 1)
-        if Self.bigBird(n.attrs) != nil { return SizeExpr(constant: 2 * heads) * k[0] * k[1] }
+        if Self.bigBird(n.attrs) != nil { return SizeExpr(constant: heads * (hs + GemmKernels.roundUp(hs) + 3)) * k[0] * k[1] }
         return SizeExpr(constant: c + heads * GemmKernels.roundUp(hs)) * k[0] * k[1]
     }
     func call(_ c: CallContext) throws -> String {
@@ -32,8 +33,10 @@ extension AttentionGrad: CLowering {
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
         let n = g.nodes[i], q = g.nodes[n.operands[1]].type.shape.dims, k = g.nodes[n.operands[2]].type.shape.dims
         let hs = (q[2].constValue ?? 0) / max(n.attrs[Attention.heads], 1)
-        // BigBird: per (batch, key/value head) rows of P and dP and the key blocks
-        if Attention.bigBird(n.attrs) != nil { return SizeExpr(constant: 3 * Attention.keyValueHeads(n.attrs)) * q[0] * q[1] }
+        // BigBird: per (batch, key/value head) a query block's keys gathered (kᵀ, vᵀ, k), their mask, positions, blocks
+        if Attention.bigBird(n.attrs) != nil {
+            return SizeExpr(constant: Attention.keyValueHeads(n.attrs) * (2 * hs + GemmKernels.roundUp(hs) + 3)) * q[0] * q[1]
+        }
         var w = GemmKernels.roundUp(g.bound(of: k[1]) ?? k[1].constValue ?? 1)
         if let window = n.attrs.value(Attention.window), 2 * window + 11 < w { w = 2 * window + 11 }
         return SizeExpr(constant: GemmKernels.attentionGradGroup * (2 * w + 2 * GemmKernels.roundUp(hs))) * q[1]
@@ -42,7 +45,11 @@ extension AttentionGrad: CLowering {
     func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr] {
         let n = g.nodes[i], q = g.nodes[n.operands[1]].type.shape.dims, k = g.nodes[n.operands[2]].type.shape.dims
         let hs = (q[2].constValue ?? 0) / max(n.attrs[Attention.heads], 1)
-        if Attention.bigBird(n.attrs) != nil { return [] }
+        if let bb = Attention.bigBird(n.attrs) {
+            // per (batch, key/value head) P and dS (block, T64) and the block's q and dout (block, hs64)
+            let t64 = GemmKernels.roundUp(g.bound(of: q[1]) ?? q[1].constValue ?? 1)
+            return [SizeExpr(constant: Attention.keyValueHeads(n.attrs) * 2 * bb.block * (t64 + GemmKernels.roundUp(hs))) * q[0]]
+        }
         return [SizeExpr(constant: GemmKernels.attentionGradGroup * (2 * hs + GemmKernels.roundUp(hs))) * k[1]]
     }
     func call(_ c: CallContext) throws -> String {
@@ -60,7 +67,7 @@ extension AttentionGrad: CLowering {
         default: ["NULL", "NULL", c.dst]
         }
         if let bb = bigBirdArguments(c.attrs) {
-            return "bigbird_attention_backward(\(targets.joined(separator: ", ")), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(q[0]), \(q[1]), \(q[2]), \(heads), \(kvHeads), \(bb));"
+            return "bigbird_attention_backward(\(targets.joined(separator: ", ")), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(c.extraWorkspace(0)), \(q[0]), \(q[1]), \(q[2]), \(heads), \(kvHeads), \(bb));"
         }
         return "attention_backward_tiled(\(targets.joined(separator: ", ")), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(c.extraWorkspace(0)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(kvHeads), \(causal), \(alibi), \(window));"
     }
