@@ -39,6 +39,32 @@ KILN
   rows+=("| $name | $paper | $params | $fwd | $train |")
 }
 
+# bidirectional NAME PAPER ATTENTION_ARGUMENTS: a bidirectional masked-language model of the same sizes (learned
+# positions, pre-norm, GELU) whose attention takes these further arguments
+birows=()
+bidirectional() {
+  local name=$1 paper=$2 args=$3
+  cat > "$tmp/b.kiln" <<KILN
+model Bidirectional
+config { vocab = 256, context = 64, dim = 128, heads = 4, layers = 4 }
+input tokens: i32[B, T] where T <= context
+block Layer(x: f32[B, T, dim]) -> f32[B, T, dim] {
+  x = x + attention(layernorm(x), heads: heads$args)
+  return x + ffn(layernorm(x), hidden: 4 * dim, activation: gelu)
+}
+h = repeat(layers, Layer, embed(tokens, vocab, dim) + positions(learned, T, dim))
+output logits = linear(layernorm(h), vocab, bias: false, name: head)
+train {
+  objective = masked_lm(logits, mask: 0)
+  batch = 12
+  seq = 64
+}
+KILN
+  local stats
+  stats=$("$KILN" stats "$tmp/b.kiln" --batch 12 --seq 64)
+  birows+=("| $name | $paper | $(awk '/^parameters/ {print $2}' <<<"$stats") | $(awk '/total/ {print $2; exit}' <<<"$stats") | $(awk '/total/ {n++; if (n == 2) print $2}' <<<"$stats") |")
+}
+
 # model_row NAME PAPER FILE: a whole model file of examples/ (the same vocabulary, training shape and about the
 # parameters) for what is not a layer of the transformer
 model_row() {
@@ -92,6 +118,11 @@ variant "Llama layout (RMSNorm, rotary, GQA 4/2, SwiGLU 340, no biases)" "Touvro
   return x + ffn(rmsnorm(x), hidden: 340, activation: swiglu, bias: false)" "rmsnorm(h)"
 model_row "LSTM, 2 layers of 224 (examples/char-lstm.kiln)" "Hochreiter & Schmidhuber 1997" examples/char-lstm.kiln
 
+bidirectional "bidirectional baseline: full attention" "Devlin et al. 2019" ""
+bidirectional "local attention (16 either side)" "Beltagy et al. 2020" ", window: 17"
+bidirectional "Linformer (k = 16)" "Wang et al. 2020" ", lowrank: 16"
+bidirectional "BigBird (blocks of 8, 1 global, 1 random)" "Zaheer et al. 2020" ", block: 8, global: 1, random: 1"
+
 {
   echo "# Variants"
   echo
@@ -105,5 +136,12 @@ model_row "LSTM, 2 layers of 224 (examples/char-lstm.kiln)" "Hochreiter & Schmid
   echo "| variant | paper | parameters | forward FLOPs | training-step FLOPs |"
   echo "|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
+  echo
+  echo "Bidirectional attention, in the same model with full (not causal) attention and the masked-language-model"
+  echo "objective (tests/python/test_encoder.py checks each against PyTorch):"
+  echo
+  echo "| variant | paper | parameters | forward FLOPs | training-step FLOPs |"
+  echo "|---|---|---|---|---|"
+  printf '%s\n' "${birows[@]}"
 } > "$OUT"
-echo "wrote $OUT (${#rows[@]} variants)"
+echo "wrote $OUT (${#rows[@]} + ${#birows[@]} variants)"
