@@ -29,6 +29,36 @@ KILN_KERNEL inline void alibi_scores(real *restrict x, int n, double slope_over_
     }
 }
 
+/* One block of keys in the FlashAttention loop, for one query row: row[0 .. n) holds raw scores q·k (−∞ for a
+ * key the query does not see) and becomes exp(score·scale − m), m the running maximum of the scaled scores
+ * including this block (all 0 while no key has been seen). *maxv and *sum (the running sum) are updated, and
+ * *corr is the factor by which what was accumulated before must be rescaled. scale > 0. */
+KILN_KERNEL inline void online_softmax_block(real *restrict row, int n, real scale, real *maxv, real *sum,
+                                             real *corr) {
+    const real bmax = n > 0 ? row_max(row, n) * scale : -INFINITY;
+    *corr = 1;
+    if (bmax > *maxv) {  /* a new maximum: what has been accumulated is rescaled */
+        *corr = *sum > 0 ? kiln_exp(*maxv - bmax) : 0;
+        *sum *= *corr;
+        *maxv = bmax;
+    }
+    const real m = *maxv;
+    real rs = 0;
+    if (m == -INFINITY) {  /* no key seen yet: nothing to add */
+        for (int j = 0; j < n; j++) row[j] = 0;
+    } else {
+        #pragma omp simd reduction(+:rs)
+        for (int j = 0; j < n; j++) { row[j] = row[j] > -INFINITY ? kiln_exp(row[j] * scale - m) : 0; rs += row[j]; }
+    }
+    *sum += rs;
+}
+
+/* o[0 .. w) = o · c + r: an output row rescaled for a new maximum, plus this block's P V */
+KILN_KERNEL inline void rescale_add(real *restrict o, const real *restrict r, real c, int w) {
+    #pragma omp simd
+    for (int d = 0; d < w; d++) o[d] = o[d] * c + r[d];
+}
+
 /* multi-head scaled dot-product attention (Vaswani et al. 2017) on the GEMM engine's tiles, with an
  * online softmax (Milakov & Gimelshein 2018; the FlashAttention loop): per (batch, head) and tile of
  * GEMM_MR queries, each block of 64 keys gives a (GEMM_MR, 64) tile of scores Q K^T; its rows update the
@@ -104,39 +134,16 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
                         const int n = lim - from;
                         const int32_t *mk = mask ? mask + (size_t)b * S + s0 + from : NULL;
                         if (alibi) alibi_scores(pi, n, slope, t0 + i, s0 + from);
-                        if (mk)  /* padding keys take no part in the maximum */
+                        if (mk)  /* padding keys take no part */
                             for (int j = 0; j < n; j++) pi[j] = mk[j] ? pi[j] : -INFINITY;
-                        const real bmax = n > 0 ? row_max(pi, n) * scale : -INFINITY;  /* of the raw scores (scale > 0) */
-                        corr[i] = 1;
-                        if (bmax > maxv[i]) {
-                            /* a new maximum: what has been accumulated is rescaled below */
-                            corr[i] = sum[i] > 0 ? kiln_exp(maxv[i] - bmax) : 0;
-                            sum[i] *= corr[i];
-                            maxv[i] = bmax;
-                        }
-                        const real m = maxv[i];
-                        real rs = 0;
-                        if (m == -INFINITY) {  /* no key seen yet: nothing to add */
-                            for (int j = 0; j < n; j++) pi[j] = 0;
-                        } else if (!mk) {
-                            #pragma omp simd reduction(+:rs)
-                            for (int j = 0; j < n; j++) { pi[j] = kiln_exp(pi[j] * scale - m); rs += pi[j]; }
-                        } else {
-                            for (int j = 0; j < n; j++) { pi[j] = mk[j] ? kiln_exp(pi[j] * scale - m) : 0; rs += pi[j]; }
-                        }
+                        online_softmax_block(pi, n, scale, &maxv[i], &sum[i], &corr[i]);
                         for (int j = lim; j < nb; j++) row[j] = 0;
-                        sum[i] += rs;
                     }
                     for (int u = 0; u < hs; u += GEMM_NR) {
                         /* pv (mb, 64) = P V over this block, for output columns u .. u+63 */
                         tile(pv, p, GEMM_NR, 1, mb, vh + (size_t)s0 * hs64 + u, hs64, nb);
                         const int w = hs - u < GEMM_NR ? hs - u : GEMM_NR;
-                        for (int i = 0; i < mb; i++) {
-                            real *restrict o = ot + (size_t)i * C + u;
-                            const real *r = pv + i * GEMM_NR, c = corr[i];
-                            #pragma omp simd
-                            for (int d = 0; d < w; d++) o[d] = o[d] * c + r[d];
-                        }
+                        for (int i = 0; i < mb; i++) rescale_add(ot + (size_t)i * C + u, pv + i * GEMM_NR, corr[i], w);
                     }
                 }
                 for (int i = 0; i < mb; i++) {

@@ -4,15 +4,15 @@
  * `global` blocks are global (their queries see every key, and every query sees their keys); every other
  * query block sees the global blocks, its window of three blocks (itself and both neighbours) and `random`
  * further blocks drawn by a seed. So a query sees (global + 3 + random) blocks, and the cost is linear in T.
- * The forward pass, the three gradients (one pass) and the weights for pictures run one query row at a time
- * over the row's key blocks; each (batch, head) is one thread's.
+ * The forward pass and the three gradients (one pass) gather each query block's keys and run attention.c's
+ * tiles over them; the weights for pictures go one query row at a time. Each (batch, head) is one thread's.
+ * Included by attention.c, whose helpers (online_softmax_block, rescale_add, row_max) it uses.
  */
 #ifndef KILN_KERNELS_BIGBIRD_C
 #define KILN_KERNELS_BIGBIRD_C
 
 #include "kiln_kernel.h"
-#include "kiln_math.h"
-#include "gemm.h"
+#include "attention.c" /* its tiles' helpers; it includes this file at its end, after them */
 
 /* SplitMix64 (Steele et al. 2014): the random blocks' generator, easy to reproduce in a reference */
 KILN_KERNEL inline uint64_t bigbird_next(uint64_t *state) {
@@ -166,31 +166,13 @@ KILN_KERNEL void bigbird_attention_forward(real *restrict out, const real *restr
                         for (int a = 0; a < mb; a++) {
                             real *row = p + a * GEMM_NR;
                             for (int j = 0; j < nk; j++) row[j] = mk[s0 + j] != 0 ? row[j] : -INFINITY;
-                            const real bmax = row_max(row, nk) * scale;
-                            corr[a] = 1;
-                            if (bmax > maxv[a]) {
-                                corr[a] = sum[a] > 0 ? kiln_exp(maxv[a] - bmax) : 0;
-                                sum[a] *= corr[a];
-                                maxv[a] = bmax;
-                            }
-                            const real mx = maxv[a];
-                            real rs = 0;
-                            for (int j = 0; j < nk; j++) {
-                                row[j] = mx > -INFINITY && row[j] > -INFINITY ? kiln_exp(row[j] * scale - mx) : 0;
-                                rs += row[j];
-                            }
+                            online_softmax_block(row, nk, scale, &maxv[a], &sum[a], &corr[a]);
                             for (int j = nk; j < GEMM_NR; j++) row[j] = 0;
-                            sum[a] += rs;
                         }
                         for (int u = 0; u < hs; u += GEMM_NR) {
                             tile(pv, p, GEMM_NR, 1, mb, vp + (size_t)s0 * hs64 + u, hs64, nk);
                             const int w = hs - u < GEMM_NR ? hs - u : GEMM_NR;
-                            for (int a = 0; a < mb; a++) {
-                                real *restrict o = ot + (size_t)a * C + u;
-                                const real *rr = pv + a * GEMM_NR, c = corr[a];
-                                #pragma omp simd
-                                for (int d = 0; d < w; d++) o[d] = o[d] * c + rr[d];
-                            }
+                            for (int a = 0; a < mb; a++) rescale_add(ot + (size_t)a * C + u, pv + a * GEMM_NR, corr[a], w);
                         }
                     }
                     for (int a = 0; a < mb; a++) {
