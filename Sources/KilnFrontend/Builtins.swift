@@ -410,19 +410,16 @@ extension Lowering {
             guard mask == "none" else { throw report("block: is BigBird's bidirectional attention; it takes no mask: causal", a["mask"]!.1) }
             guard position == "none" || position == "rotary" else { throw report("block: works with position: none or rotary, not \(position)", a["position"]!.1) }
             guard a["window"] == nil, a["memory"] == nil, a["lowrank"] == nil else { throw report("block: is BigBird's self-attention; it takes none of window:, memory: and lowrank:", br) }
+            // an integer argument in 0 ... limit, or its default
+            func count(_ key: String, _ defaultValue: Int, _ limit: Int, _ what: String) throws -> Int {
+                guard let (v, r) = a[key] else { return defaultValue }
+                guard case .int(let n) = v, n >= 0, n <= limit else { throw report("\(key) must be \(what)", r) }
+                return n
+            }
             headAttrs["block"] = .int(block)
-            headAttrs["global"] = .int(try a["global"].map { (v, r) -> Int in
-                guard case .int(let n) = v, n >= 0 else { throw report("global must be a number of blocks (0 or more)", r) }
-                return n
-            } ?? 1)
-            headAttrs["random"] = .int(try a["random"].map { (v, r) -> Int in
-                guard case .int(let n) = v, n >= 0, n <= Attention.maxRandomBlocks else { throw report("random must be a number of blocks from 0 to \(Attention.maxRandomBlocks)", r) }
-                return n
-            } ?? 1)
-            headAttrs["seed"] = .int(try a["seed"].map { (v, r) -> Int in
-                guard case .int(let n) = v, n >= 0, n <= Int(UInt32.max) else { throw report("seed must be a number from 0 to 4294967295", r) }
-                return n
-            } ?? 0)
+            headAttrs["global"] = .int(try count("global", 1, Int(Int32.max), "a number of blocks (0 or more)"))
+            headAttrs["random"] = .int(try count("random", 1, Attention.maxRandomBlocks, "a number of blocks from 0 to \(Attention.maxRandomBlocks)"))
+            headAttrs["seed"] = .int(try count("seed", 0, Int(UInt32.max), "a number from 0 to 4294967295"))
         } else if let key = ["global", "random", "seed"].first(where: { a[$0] != nil }) {
             throw report("\(key): belongs to BigBird's attention: write block: N", a[key]!.1)
         }

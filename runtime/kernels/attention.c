@@ -53,10 +53,31 @@ KILN_KERNEL inline void online_softmax_block(real *restrict row, int n, real sca
     *sum += rs;
 }
 
-/* o[0 .. w) = o · c + r: an output row rescaled for a new maximum, plus this block's P V */
-KILN_KERNEL inline void rescale_add(real *restrict o, const real *restrict r, real c, int w) {
-    #pragma omp simd
-    for (int d = 0; d < w; d++) o[d] = o[d] * c + r[d];
+/* The output rows of a tile of mb queries (rows ot + i·C, hs channels): each rescaled by corr[i] for a new
+ * maximum, plus P V of one block of nk keys (p (mb, 64) of weights, v rows of hs64 values) */
+KILN_KERNEL inline void attention_tile_pv(gemm_tile_fn tile, real *restrict ot, size_t C, const real *restrict p,
+                                          const real *restrict v, int hs64, int nk, int mb, int hs,
+                                          const real *restrict corr) {
+    real pv[GEMM_MR * GEMM_NR];
+    for (int u = 0; u < hs; u += GEMM_NR) {
+        tile(pv, p, GEMM_NR, 1, mb, v + u, (size_t)hs64, nk);  /* pv (mb, 64) = P V for columns u .. u+63 */
+        const int w = hs - u < GEMM_NR ? hs - u : GEMM_NR;
+        for (int i = 0; i < mb; i++) {
+            real *restrict o = ot + (size_t)i * C + u;
+            const real *r = pv + i * GEMM_NR, c = corr[i];
+            #pragma omp simd
+            for (int d = 0; d < w; d++) o[d] = o[d] * c + r[d];
+        }
+    }
+}
+
+/* The tile's output rows divided by their softmax sums (0 for a query that saw no key) */
+KILN_KERNEL inline void attention_tile_normalize(real *restrict ot, size_t C, const real *restrict sum, int mb, int hs) {
+    for (int i = 0; i < mb; i++) {
+        const real inv = sum[i] > 0 ? 1 / sum[i] : 0;
+        #pragma omp simd
+        for (int d = 0; d < hs; d++) ot[(size_t)i * C + d] *= inv;
+    }
 }
 
 /* multi-head scaled dot-product attention (Vaswani et al. 2017) on the GEMM engine's tiles, with an
@@ -105,7 +126,7 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
                 const double slope = alibi ? alibi_slope(h, NH) / scale : 0;
                 const real *qt = q + ((size_t)b * T + t0) * C + h * hs;
                 real *ot = out + ((size_t)b * T + t0) * C + h * hs;
-                real p[GEMM_MR * GEMM_NR], pv[GEMM_MR * GEMM_NR];
+                real p[GEMM_MR * GEMM_NR];
                 real maxv[GEMM_MR], sum[GEMM_MR], corr[GEMM_MR];
                 for (int i = 0; i < mb; i++) {
                     maxv[i] = -INFINITY;
@@ -139,18 +160,9 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
                         online_softmax_block(pi, n, scale, &maxv[i], &sum[i], &corr[i]);
                         for (int j = lim; j < nb; j++) row[j] = 0;
                     }
-                    for (int u = 0; u < hs; u += GEMM_NR) {
-                        /* pv (mb, 64) = P V over this block, for output columns u .. u+63 */
-                        tile(pv, p, GEMM_NR, 1, mb, vh + (size_t)s0 * hs64 + u, hs64, nb);
-                        const int w = hs - u < GEMM_NR ? hs - u : GEMM_NR;
-                        for (int i = 0; i < mb; i++) rescale_add(ot + (size_t)i * C + u, pv + i * GEMM_NR, corr[i], w);
-                    }
+                    attention_tile_pv(tile, ot, (size_t)C, p, vh + (size_t)s0 * hs64, hs64, nb, mb, hs, corr);
                 }
-                for (int i = 0; i < mb; i++) {
-                    const real inv = sum[i] > 0 ? 1 / sum[i] : 0;  /* 0: a query that saw no key */
-                    #pragma omp simd
-                    for (int d = 0; d < hs; d++) ot[(size_t)i * C + d] *= inv;
-                }
+                attention_tile_normalize(ot, (size_t)C, sum, mb, hs);
             }
         }
     }

@@ -5,8 +5,9 @@
  * query block sees the global blocks, its window of three blocks (itself and both neighbours) and `random`
  * further blocks drawn by a seed. So a query sees (global + 3 + random) blocks, and the cost is linear in T.
  * The forward pass and the three gradients (one pass) gather each query block's keys and run attention.c's
- * tiles over them; the weights for pictures go one query row at a time. Each (batch, head) is one thread's.
- * Included by attention.c, whose helpers (online_softmax_block, rescale_add, row_max) it uses.
+ * tiles over them; the weights for pictures go one query row at a time (attention_row). Each (batch, head) is
+ * one thread's.
+ * Included by attention.c, whose helpers (online_softmax_block, attention_tile_pv, attention_tile_normalize, attention_row) it uses.
  */
 #ifndef KILN_KERNELS_BIGBIRD_C
 #define KILN_KERNELS_BIGBIRD_C
@@ -59,39 +60,6 @@ KILN_KERNEL int bigbird_blocks(int *restrict out, int i, int nb, int g, int r, u
         if (j < g || (j >= i - 1 && j <= i + 1) || random) out[n++] = j;
     }
     return n;
-}
-
-/* The softmax row p over the keys of blocks[0 .. nblocks) (each `block` positions, the last block of S
- * possibly shorter) of the query qt (one head's hs channels; keys kb + s * Ckv): q·k·scale, 0 for a padding
- * key (mk[s] == 0), all 0 for a query that sees no key. Only those entries of p are written. */
-KILN_KERNEL void bigbird_row(real *restrict p, const real *restrict qt, const real *restrict kb,
-                             const int32_t *restrict mk, const int *restrict blocks, int nblocks, int block, int S,
-                             int Ckv, int hs, real scale) {
-    real maxv = -INFINITY;
-    for (int j = 0; j < nblocks; j++) {
-        const int s0 = blocks[j] * block, s1 = s0 + block < S ? s0 + block : S;
-        for (int s = s0; s < s1; s++) {
-            const real *ks = kb + (size_t)s * Ckv;
-            real score = 0;
-            #pragma omp simd reduction(+:score)
-            for (int d = 0; d < hs; d++) score += qt[d] * ks[d];
-            p[s] = mk && !mk[s] ? -INFINITY : score * scale;
-            maxv = p[s] > maxv ? p[s] : maxv;
-        }
-    }
-    real sum = 0;
-    for (int j = 0; j < nblocks; j++) {
-        const int s0 = blocks[j] * block, s1 = s0 + block < S ? s0 + block : S;
-        for (int s = s0; s < s1; s++) {
-            p[s] = maxv > -INFINITY && p[s] > -INFINITY ? kiln_exp(p[s] - maxv) : 0;
-            sum += p[s];
-        }
-    }
-    const real inv = sum > 0 ? 1 / sum : 0;
-    for (int j = 0; j < nblocks; j++) {
-        const int s0 = blocks[j] * block, s1 = s0 + block < S ? s0 + block : S;
-        for (int s = s0; s < s1; s++) p[s] *= inv;
-    }
 }
 
 /* The keys of blocks[0 .. n) (`block` positions each, the last block of T possibly shorter): their positions
@@ -153,7 +121,7 @@ KILN_KERNEL void bigbird_attention_forward(real *restrict out, const real *restr
                     const int mb = t_end - t0 < GEMM_MR ? t_end - t0 : GEMM_MR;
                     const real *qt = q + ((size_t)b * T + t0) * C + h * hs;
                     real *ot = out + ((size_t)b * T + t0) * C + h * hs;
-                    real p[GEMM_MR * GEMM_NR], pv[GEMM_MR * GEMM_NR];
+                    real p[GEMM_MR * GEMM_NR];
                     real maxv[GEMM_MR], sum[GEMM_MR], corr[GEMM_MR];
                     for (int a = 0; a < mb; a++) {
                         maxv[a] = -INFINITY;
@@ -169,17 +137,9 @@ KILN_KERNEL void bigbird_attention_forward(real *restrict out, const real *restr
                             online_softmax_block(row, nk, scale, &maxv[a], &sum[a], &corr[a]);
                             for (int j = nk; j < GEMM_NR; j++) row[j] = 0;
                         }
-                        for (int u = 0; u < hs; u += GEMM_NR) {
-                            tile(pv, p, GEMM_NR, 1, mb, vp + (size_t)s0 * hs64 + u, hs64, nk);
-                            const int w = hs - u < GEMM_NR ? hs - u : GEMM_NR;
-                            for (int a = 0; a < mb; a++) rescale_add(ot + (size_t)a * C + u, pv + a * GEMM_NR, corr[a], w);
-                        }
+                        attention_tile_pv(tile, ot, (size_t)C, p, vp + (size_t)s0 * hs64, hs64, nk, mb, hs, corr);
                     }
-                    for (int a = 0; a < mb; a++) {
-                        const real inv = sum[a] > 0 ? 1 / sum[a] : 0;  /* 0: a query that saw no key */
-                        #pragma omp simd
-                        for (int d = 0; d < hs; d++) ot[(size_t)a * C + d] *= inv;
-                    }
+                    attention_tile_normalize(ot, (size_t)C, sum, mb, hs);
                 }
             }
         }
@@ -220,14 +180,15 @@ KILN_KERNEL void bigbird_attention_backward(real *restrict dq, real *restrict dk
                     if (dk) dk[kvo + (size_t)t * Ckv + d] = 0;
                     if (dv) dv[kvo + (size_t)t * Ckv + d] = 0;
                 }
-            for (int h = u * group; h < (u + 1) * group; h++)
-                for (int i = 0; i < nb; i++) {
-                    const int n = bigbird_blocks(blocks, i, nb, g, r, (uint64_t)(uint32_t)seed);
-                    const int m = bigbird_keys(pos, mk, mask ? mask + (size_t)b * T : NULL, blocks, n, block, T);
-                    bigbird_gather(kt, (size_t)T, dq ? kp : NULL, k + kvo, (size_t)Ckv, pos, m, hs, hs64);
-                    bigbird_gather(vt, (size_t)T, NULL, v + kvo, (size_t)Ckv, pos, m, hs, hs64);
-                    const int m64 = (m + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
-                    const int t_beg = i * block, t_end = t_beg + block < T ? t_beg + block : T, rows = t_end - t_beg;
+            for (int i = 0; i < nb; i++) {
+                /* the query block's keys, gathered once for the group's query heads */
+                const int n = bigbird_blocks(blocks, i, nb, g, r, (uint64_t)(uint32_t)seed);
+                const int m = bigbird_keys(pos, mk, mask ? mask + (size_t)b * T : NULL, blocks, n, block, T);
+                bigbird_gather(kt, (size_t)T, dq ? kp : NULL, k + kvo, (size_t)Ckv, pos, m, hs, hs64);
+                bigbird_gather(vt, (size_t)T, NULL, v + kvo, (size_t)Ckv, pos, m, hs, hs64);
+                const int m64 = (m + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
+                const int t_beg = i * block, t_end = t_beg + block < T ? t_beg + block : T, rows = t_end - t_beg;
+                for (int h = u * group; h < (u + 1) * group; h++) {
                     const size_t base = (size_t)b * T * C + (size_t)h * hs;
                     for (int a = 0; a < rows; a++)
                         for (int d = 0; d < hs64; d++) {
@@ -297,11 +258,14 @@ KILN_KERNEL void bigbird_attention_backward(real *restrict dq, real *restrict dk
                         }
                     }
                 }
+            }
         }
 }
 
 /* The weights for pictures (op attention_probs with `block`): out (B, NH, T, T), 0 for the keys a query does
- * not see. ws: per (batch, head) T ints of key blocks (as reals). */
+ * not see. Each query block's keys become a mask over all T (its blocks, less padding), under which
+ * attention.c's attention_row takes each row's softmax. ws: per (batch, head) 2·T values: the key blocks and
+ * that mask (as ints). */
 KILN_KERNEL void bigbird_attention_probs_forward(real *restrict out, const real *restrict q, const real *restrict k,
                                                  const int32_t *restrict mask, real *restrict ws, int B, int T,
                                                  int C, int NH, int KVH, int block, int g, int r, int seed) {
@@ -310,15 +274,17 @@ KILN_KERNEL void bigbird_attention_probs_forward(real *restrict out, const real 
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            int *blocks = (int *)(ws + ((size_t)b * NH + h) * T);
+            int *blocks = (int *)(ws + ((size_t)b * NH + h) * 2 * T);
+            int32_t *seen = (int32_t *)(ws + ((size_t)b * NH + h) * 2 * T + T);
             for (int i = 0; i < nb; i++) {
                 const int n = bigbird_blocks(blocks, i, nb, g, r, (uint64_t)(uint32_t)seed);
-                for (int t = i * block; t < (i + 1) * block && t < T; t++) {
-                    real *restrict p = out + (((size_t)b * NH + h) * T + t) * T;
-                    for (int s = 0; s < T; s++) p[s] = 0;
-                    bigbird_row(p, q + ((size_t)b * T + t) * C + h * hs, k + (size_t)b * T * Ckv + (size_t)(h / group) * hs,
-                                mask ? mask + (size_t)b * T : NULL, blocks, n, block, T, Ckv, hs, scale);
-                }
+                for (int s = 0; s < T; s++) seen[s] = 0;
+                for (int j = 0; j < n; j++)
+                    for (int s = blocks[j] * block; s < (blocks[j] + 1) * block && s < T; s++)
+                        seen[s] = !mask || mask[(size_t)b * T + s];
+                for (int t = i * block; t < (i + 1) * block && t < T; t++)
+                    attention_row(out + (((size_t)b * NH + h) * T + t) * T, q + ((size_t)b * T + t) * C + h * hs,
+                                  k + (size_t)b * T * Ckv + (size_t)(h / group) * hs, seen, Ckv, hs, scale, 0, t, 0, T);
             }
         }
 }

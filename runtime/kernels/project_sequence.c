@@ -31,12 +31,11 @@ KILN_KERNEL void project_sequence_forward(real *restrict y, const real *restrict
     }
 }
 
-/* dx (B, T, C) = E[:, :T]ᵀ (T, K) · dy[b] (K, C), zeros at masked positions; dy (B, K, C), x unused but for
- * the shapes; work: K x C rounded up to 64 */
-KILN_KERNEL void project_sequence_backward_input(real *restrict dx, const real *restrict dy, const real *restrict x,
-                                                 const real *restrict e, const int32_t *restrict mask,
-                                                 real *restrict work, int B, int T, int C, int K, int N) {
-    (void)x;
+/* dx (B, T, C) = E[:, :T]ᵀ (T, K) · dy[b] (K, C), zeros at masked positions; dy (B, K, C); work: K x C
+ * rounded up to 64 */
+KILN_KERNEL void project_sequence_backward_input(real *restrict dx, const real *restrict dy, const real *restrict e,
+                                                 const int32_t *restrict mask, real *restrict work, int B, int T,
+                                                 int C, int K, int N) {
     const real *tail = work + (size_t)(C / GEMM_NR) * K * GEMM_NR;
     for (int b = 0; b < B; b++) {
         real *d = dx + (size_t)b * T * C;
@@ -51,10 +50,8 @@ KILN_KERNEL void project_sequence_backward_input(real *restrict dx, const real *
 /* dE (K, N) = Σ_b dy[b] (K, C) · x[b]ᵀ (C, T) in columns 0 .. T-1 (masked positions' columns get nothing),
  * zeros past T; work: C x T rounded up to 64, then one sequence's term (K x T) */
 KILN_KERNEL void project_sequence_backward_projection(real *restrict de, const real *restrict dy,
-                                                      const real *restrict x, const real *restrict e,
-                                                      const int32_t *restrict mask, real *restrict work, int B,
-                                                      int T, int C, int K, int N) {
-    (void)e;
+                                                      const real *restrict x, const int32_t *restrict mask,
+                                                      real *restrict work, int B, int T, int C, int K, int N) {
     const int width = (T + GEMM_NR - 1) / GEMM_NR * GEMM_NR;
     real *restrict panels = work, *restrict term = work + (size_t)C * width;
     const real *tail = panels + (size_t)(T / GEMM_NR) * C * GEMM_NR;

@@ -3,10 +3,10 @@ import KilnIR
 
 extension AttentionProbs: CLowering {
     var kernelFile: String? { "attention.c" }
-    /// BigBird: per (batch, head) the key blocks of a query block.
+    /// BigBird: per (batch, head) the key blocks of a query block and the mask of the keys they hold.
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
         let n = g.nodes[i], q = g.nodes[n.operands[0]].type.shape.dims
-        return Attention.bigBird(n.attrs) != nil ? SizeExpr(constant: n.attrs[Attention.heads]) * q[0] * q[1] : nil
+        return Attention.bigBird(n.attrs) != nil ? SizeExpr(constant: 2 * n.attrs[Attention.heads]) * q[0] * q[1] : nil
     }
     func call(_ c: CallContext) throws -> String {
         let p = c.p, q = c.type(0).shape.dims, k = c.type(1).shape.dims, mask = p.count > 2 ? p[2] : "NULL"

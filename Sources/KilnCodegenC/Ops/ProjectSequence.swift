@@ -27,7 +27,8 @@ extension ProjectSequenceGrad: CLowering {
     func call(_ c: CallContext) throws -> String {
         let x = c.type(1).shape.dims, e = c.type(2).shape.dims
         let mask = c.operands.count > 3 ? c.p[3] : "NULL"
-        let kernel = c.attrs[Self.wrt].text == "x" ? "project_sequence_backward_input" : "project_sequence_backward_projection"
-        return "\(kernel)(\(c.dst), \(c.p[0]), \(c.p[1]), \(c.p[2]), \(mask), \(c.workspace), \(x[0]), \(x[1]), \(x[2]), \(e[0]), \(e[1]));"
+        // the input's gradient reads the projection, the projection's gradient reads the input
+        let (kernel, read) = c.attrs[Self.wrt].text == "x" ? ("project_sequence_backward_input", c.p[2]) : ("project_sequence_backward_projection", c.p[1])
+        return "\(kernel)(\(c.dst), \(c.p[0]), \(read), \(mask), \(c.workspace), \(x[0]), \(x[1]), \(x[2]), \(e[0]), \(e[1]));"
     }
 }
