@@ -176,6 +176,8 @@ static hparams model_defaults(void) {
  * .npy file. */
 typedef struct {
     const kiln_function_desc *step, *loss;
+    const kiln_function_desc *forward; /* when it has an output expert_load [L, E] (moe_load): printed at evaluations */
+    int load;                   /* that output's index in forward, or -1 */
     int text;                   /* the data is text */
     int tokens, targets, seed;  /* train_step's inputs of those roles, -1 when none */
     int64_t vocab;              /* text: token ids lie in [0, vocab) */
@@ -200,6 +202,12 @@ static void find_model(void) {
     m->loss = KILN(find_function)("loss");
     if (!m->step || !m->loss || m->step->num_inputs > MAX_INPUTS) kiln_die("internal error: the model has no train_step and loss");
     m->text = KILN_TRAIN_TEXT;
+    m->forward = KILN(find_function)("forward");
+    m->load = -1;
+    for (int k = 0; m->forward && k < m->forward->num_outputs; k++)
+        if (strcmp(m->forward->outputs[k].name, "expert_load") == 0 && m->forward->outputs[k].rank == 2 && m->forward->outputs[k].dtype == KILN_F32 &&
+            m->forward->outputs[k].dims[0] == NULL && m->forward->outputs[k].dims[1] == NULL)
+            m->load = k;
     m->tokens = input_with_role(m->step, KILN_ROLE_TOKENS);
     m->targets = input_with_role(m->step, KILN_ROLE_TARGETS);
     m->seed = input_with_role(m->step, KILN_ROLE_SEED);
@@ -1129,6 +1137,65 @@ static double evaluate(kiln_ctx *ctx, const train_state *s, dataset *d, batch *b
     return total / (double)s->hp.eval_iters;
 }
 
+static void log_line(FILE *f, const char *path, const char *fmt, ...) KILN_PRINTF(3, 4);
+
+/* A mixture-of-experts model's `expert_load` (forward's output [L, E], the fraction of the tokens each expert
+ * of each layer takes) on the first validation batch: a printed line per layer, and the field
+ * ,"expert_load":[[...], ...] of the evaluation's log record. */
+static void report_expert_load(kiln_ctx *ctx, const train_state *s, dataset *d, batch *bt, FILE *jlog,
+                               const char *log_path) {
+    if (g_model.load < 0) return;
+    const kiln_function_desc *f = g_model.forward;
+    const kiln_tensor_desc *o = &f->outputs[g_model.load];
+    kiln_rng rng;
+    kiln_rng_seed(&rng, s->seed ^ EVAL_RNG_TAG);
+    draw_batch(&rng, d, 1, (int)s->hp.batch, (int)s->hp.seq, bt);
+    kiln_tensor in[MAX_INPUTS];
+    for (int k = 0; k < f->num_inputs; k++) {
+        int j = 0;
+        while (j < g_model.step->num_inputs && strcmp(g_model.step->inputs[j].name, f->inputs[k].name) != 0) j++;
+        if (j == g_model.step->num_inputs) return; /* forward reads an input training does not have */
+        in[k] = bt->t[j];
+    }
+    /* forward writes every output: buffers for all, each dim constant or a symbolic dim of an input */
+    kiln_tensor out[MAX_INPUTS];
+    if (f->num_outputs > MAX_INPUTS) return;
+    for (int k = 0; k < f->num_outputs; k++) {
+        const kiln_tensor_desc *od = &f->outputs[k];
+        out[k] = (kiln_tensor){od->name, od->dtype, od->rank, {0}, NULL};
+        size_t n = 1;
+        for (int j = 0; j < od->rank; j++) {
+            int64_t v = od->shape[j];
+            for (int i = 0; i < f->num_inputs && od->dims[j]; i++)
+                for (int jj = 0; jj < f->inputs[i].rank; jj++)
+                    if (f->inputs[i].dims[jj] && strcmp(f->inputs[i].dims[jj], od->dims[j]) == 0) v = in[i].shape[jj];
+            if (v < 1) kiln_die("internal error: forward's output '%s' has an unknown dim", od->name);
+            out[k].shape[j] = v;
+            n *= (size_t)v;
+        }
+        out[k].data = kiln_xcalloc(n, dtype_size(od->dtype), "forward's outputs");
+    }
+    if (KILN(run)(ctx, f->name, in, f->num_inputs, out, f->num_outputs) != KILN_OK) kiln_die("%s", KILN(error)(ctx));
+    const int64_t L = o->shape[0], E = o->shape[1];
+    const float *load = out[g_model.load].data;
+    for (int64_t l = 0; l < L; l++) {
+        double lo = 1e300, hi = 0;
+        printf("  expert load, layer %" PRId64 ":", l);
+        for (int64_t e = 0; e < E; e++) {
+            const double v = load[l * E + e];
+            printf(" %.3f", v);
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+        }
+        printf("  (min %.3f max %.3f)\n", lo, hi);
+        char b1[40];
+        log_line(jlog, log_path, "%s[", l ? "," : ",\"expert_load\":[");
+        for (int64_t e = 0; e < E; e++) log_line(jlog, log_path, "%s%s", e ? "," : "", fmt_exact(load[l * E + e], b1, sizeof b1));
+        log_line(jlog, log_path, "]%s", l == L - 1 ? "]" : "");
+    }
+    for (int k = 0; k < f->num_outputs; k++) free(out[k].data);
+}
+
 /* Sentence pairs: the loss per target token (no label smoothing) and BLEU and chrF of greedy translations of
  * every held-out pair. */
 static kiln_s2s_scores evaluate_pairs(kiln_ctx *ctx, const dataset *d) {
@@ -1555,9 +1622,12 @@ static void cmd_train(const command *cmd, const opts *o) {
                        s.step, vl, exp(vl), vl / log(2.0));
                 log_line(jlog, log_path,
                          "{\"step\":%" PRId64 ",\"val_loss\":%s,\"val_perplexity\":%s,"
-                         "\"val_bits_per_char\":%s}\n",
+                         "\"val_bits_per_char\":%s",
                          s.step, fmt_exact(vl, b1, sizeof b1), fmt_exact(exp(vl), b2, sizeof b2),
                          fmt_exact(vl / log(2.0), b3, sizeof b3));
+                report_expert_load(ctx, &s, &data, &bt, jlog, log_path); /* its printed lines, its log field */
+                log_line(jlog, log_path, "}\n");
+                s.params = KILN(params)(ctx);
             } else {
                 printf("eval step %" PRId64 ": val loss %.4f\n", s.step, vl);
                 log_line(jlog, log_path, "{\"step\":%" PRId64 ",\"val_loss\":%s}\n", s.step, fmt_exact(vl, b1, sizeof b1));

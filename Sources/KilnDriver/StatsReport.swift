@@ -33,6 +33,10 @@ public enum StatsReport {
         var out = "model \(g.name) at \(bdim.name)=\(batch) \(tdim.name)=\(t)\n"
         out += "parameters        \(fmt(fwd.parameters)) in \(fwd.parameterTensors) tensors\n"
         out += "weights           \(fmt(fwd.parameters * 4)) bytes (f32)\n"
+        if let idle = idleExpertParameters(g) {
+            out += "active            \(fmt(fwd.parameters - idle.parameters)) parameters per token (\(idle.description))\n"
+            out += "forward per token \(fmt(fwd.totalFlops / max(batch * t, 1))) FLOPs (of the active parameters)\n"
+        }
         out += block("forward (infer):", fwd)
         if let tg = c.training, let plan = c.generated.trainPlan {
             let tr = ModelStats(tg, plan: plan, env: env)
@@ -46,6 +50,23 @@ public enum StatsReport {
 }
 
 extension StatsReport {
+    /// A mixture-of-experts model's expert weights that one token does not use: each `moe_up` and `moe_down`
+    /// reads k of its E experts' `[E, H, C]` weights for a token. Nil for a model without experts.
+    static func idleExpertParameters(_ g: Graph) -> (parameters: Int, description: String)? {
+        var idle = 0, layers: [String] = []
+        for n in g.nodes where n.kind == .moeUp || n.kind == .moeDown {
+            let w = g.nodes[n.operands[2]].type.shape.dims.map { $0.constValue ?? 0 }
+            let h = g.nodes[n.operands[0]].type  // moe_down's hidden activations [..., k, H]
+            let k = n.kind == .moeUp ? n.attrs[MixtureOfExperts.top] : h.shape.dims[h.shape.rank - 2].constValue ?? 1
+            idle += (w[0] - k) * w[1] * w[2]
+            if n.kind == .moeUp { layers.append("\(k) of \(w[0])") }
+        }
+        guard !layers.isEmpty else { return nil }
+        let kinds = Set(layers)
+        let what = kinds.count == 1 ? "\(layers[0]) experts in each of \(layers.count) mixture-of-experts layers" : "experts \(layers.joined(separator: ", ")) in its mixture-of-experts layers"
+        return (idle, "the routers and \(what)")
+    }
+
     /// The parameters and the FLOPs of a forward pass and of a training step (nil without a train section) at
     /// batch B and sequence length T (at most the context; default the context).
     public static func totals(_ c: Pipeline.Compiled, batch: Int, seq: Int?) throws -> (parameters: Int, forwardFlops: Int, trainFlops: Int?) {

@@ -24,6 +24,10 @@ enum Builtins {
         "ponder_cost": [("x", true)],
         "rezero": [("x", true), ("name", false)],
         "lstm": [("x", true), ("hidden", true), ("layers", false), ("dropout", false), ("name", false)],
+        "moe": [("x", true), ("experts", true), ("hidden", true), ("top", false), ("capacity", false), ("activation", false), ("name", false)],
+        "moe_balance": [("x", true)],
+        "moe_zloss": [("x", true)],
+        "moe_load": [("x", true)],
     ].merging(Activation.all.map { ($0.name, [("x", true)]) }, uniquingKeysWith: { a, _ in a })
      .merging(layers.map { ($0.key, [("x", true)] + $0.value.layerArguments.map { ($0.name, false) } + [("name", false)]) },
               uniquingKeysWith: { a, _ in a })
@@ -110,6 +114,8 @@ extension Lowering {
         case "attention": return try attention(a, r)
         case "ffn": return try ffn(a, r)
         case "lstm": return try lstm(a, r)
+        case "moe": return try moe(a, r)
+        case "moe_balance", "moe_zloss", "moe_load": return try moeStatistic(name, a, r)
         case _ where Builtins.activations.contains(name), "softmax":
             let x = try tensor(a["x"]!.0, a["x"]!.1, "the argument of \(name)")
             return try emit(OpKind(rawValue: name)!, [x], [:], r)
@@ -513,6 +519,55 @@ extension Lowering {
             h = u
         }
         return .tensor(try projection(h, o + ".down", c, hidden, bias: bias, std: residualStd, r))
+    }
+
+    /// `moe(x, experts: E, hidden: H, top: k, capacity: f, activation: act)`: a mixture-of-experts feed-forward
+    /// layer (Shazeer et al. 2017; GShard; Switch): a router `NAME.router.weight [E, C]` (no bias), and E experts
+    /// `NAME.up.weight`, `NAME.down.weight [E, H, C]` (no biases, as in Switch and Mixtral). Each token goes to
+    /// its top k experts, each expert takes at most ⌈f · k · N / E⌉ of the call's N tokens; a token past that
+    /// gets nothing from that expert (the residual carries it).
+    func moe(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
+        let x = try tensor(a["x"]!.0, a["x"]!.1, "moe's input")
+        let c = try lastDim(x, a["x"]!.1, "moe")
+        let e = try positiveInt(a["experts"]!.0, a["experts"]!.1, "experts")
+        guard e >= 2, e <= 1024 else { throw report("experts must be between 2 and 1024, got \(e)", a["experts"]!.1) }
+        let hidden = try positiveInt(a["hidden"]!.0, a["hidden"]!.1, "hidden")
+        let k = try a["top"].map { try positiveInt($0.0, $0.1, "top") } ?? 1
+        guard k <= e else { throw report("top \(k) must be at most the \(e) experts", a["top"]!.1) }
+        let factor = try a["capacity"].map { try float($0.0, $0.1, "capacity") } ?? 1.25
+        guard factor >= 0, factor.isFinite else { throw report("capacity must be a factor ≥ 0 (0: no limit), got \(factor)", a["capacity"]!.1) }
+        let act = try a["activation"].map { try word($0.0, $0.1, "activation", Builtins.activations) } ?? "gelu"
+        let o = try owner("moe", explicit: a.explicitName)
+        let router = try param(o + ".router.weight", [.const(e), .const(c)], .normal(0.02), r)
+        let up = try param(o + ".up.weight", [.const(e), .const(hidden), .const(c)], .normal(0.02), r)
+        let down = try param(o + ".down.weight", [.const(e), .const(hidden), .const(c)], .normal(residualStd), r)
+        guard case .tensor(let logits) = try emit(.linear, [x, router], [:], r),
+              case .tensor(let gates) = try emit(.moeRoute, [logits], ["top": .int(k), "capacity": .float(factor)], r, order: ["top", "capacity"]),
+              case .tensor(let h) = try emit(.moeUp, [x, gates, up], ["top": .int(k)], r),
+              case .tensor(let y) = try emit(.moeDown, [h, gates, down], ["activation": .word(act)], r) else { throw Reported() }
+        moeLayers.append((logits: logits, gates: gates))
+        return .tensor(y)
+    }
+
+    /// `moe_balance(h)`, `moe_zloss(h)`, `moe_load(h)`: over the `moe` layers that h depends on, the mean
+    /// load-balancing loss and the mean router z-loss (scalars to add to the objective), or each layer's load
+    /// `[L, E]` (the fraction of tokens routed to each expert, a statistic).
+    func moeStatistic(_ name: String, _ a: BoundArgs, _ r: SourceRange) throws -> Value {
+        let x = try tensor(a["x"]!.0, a["x"]!.1, "\(name)'s argument")
+        var reaches = Set([x]), stack = [x]
+        while let n = stack.popLast() {
+            for o in graph.nodes[n].operands where reaches.insert(o).inserted { stack.append(o) }
+        }
+        let layers = moeLayers.filter { reaches.contains($0.gates) }
+        guard !layers.isEmpty else { throw report("\(name) needs a tensor computed by moe layers, and no moe layer leads to this one", a["x"]!.1) }
+        let types = Set(layers.map { graph.nodes[$0.logits].type })
+        guard types.count == 1 else {
+            throw report("\(name) needs moe layers of one shape, got routers of \(types.map(\.description).sorted().joined(separator: " and "))", a["x"]!.1)
+        }
+        switch name {
+        case "moe_load": return try emit(.moeLoad, layers.map(\.gates), [:], r)
+        default: return try emit(.routerLoss, layers.map(\.logits), ["kind": .word(name == "moe_zloss" ? "z" : "balance")], r)
+        }
     }
 
     /// `repeat(N, Block, x, extra…)`: N calls of Block, each with its own weights `NAME.i.…`; x is the first

@@ -51,6 +51,8 @@ final class Lowering {
     /// `ponder_cost`.
     var halting: [Int: (probabilities: [Int], threshold: Double)] = [:]
     var dropoutCount = 0
+    /// Every `moe` layer's router logits and gates, in order, for `moe_balance`, `moe_zloss` and `moe_load`.
+    var moeLayers: [(logits: Int, gates: Int)] = []
     /// Product of enclosing `repeat` counts: GPT-2 scales residual projections by 1/√(2·layers).
     var residualDepth = 1
 

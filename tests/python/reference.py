@@ -533,6 +533,93 @@ class UniversalACT(nn.Module):
         return self.head(self.layernorm(previous_state)), ponder.mean(), ponder
 
 
+class MixtureOfExperts(nn.Module):
+    """A mixture-of-experts feed-forward layer written from the papers' equations, computing every expert on
+    every token (dense) and combining with GShard's dispatch masks (Lepikhin et al. 2021, Algorithm 1):
+    p = softmax(x Wᵣᵀ); each token's top k experts by p; its weights p (k = 1, Switch) or the k probabilities
+    renormalised (k ≥ 2, Shazeer et al. 2017); each expert takes at most ⌈capacity · k · N / E⌉ tokens, first
+    choices of all tokens before second ones, in token order (GShard's cumsum positions); a token past that gets
+    weight 0. Experts: act(x · upᵀ) · down with up, down [E, H, C]. Records the logits and the combine weights
+    (`self.logits`, `self.combine`) for the auxiliary losses."""
+
+    def __init__(self, dim, experts, hidden, top, capacity, activation="gelu"):
+        super().__init__()
+        self.top, self.capacity = top, capacity
+        self.router = nn.Linear(dim, experts, bias=False)
+        self.up = nn.Module()
+        self.up.weight = nn.Parameter(torch.randn(experts, hidden, dim) * 0.02)
+        self.down = nn.Module()
+        self.down.weight = nn.Parameter(torch.randn(experts, hidden, dim) * 0.02)
+        self.act = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu}[activation]
+
+    def forward(self, x):
+        shape, E = x.shape, self.up.weight.shape[0]
+        x = x.reshape(-1, shape[-1])
+        N, k = x.shape[0], self.top
+        logits = self.router(x)
+        p = torch.softmax(logits, dim=-1)
+        top_p, top_e = torch.topk(p, k, dim=-1)
+        weights = top_p if k == 1 else top_p / top_p.sum(-1, keepdim=True)
+        cap = math.ceil(self.capacity * k * N / E) if self.capacity > 0 else N * k
+        taken = torch.zeros(E, dtype=torch.long)
+        combine = torch.zeros(N, E, dtype=x.dtype)
+        for j in range(k):
+            mask = F.one_hot(top_e[:, j], E)                       # [N, E]
+            position = torch.cumsum(mask, dim=0) - 1 + taken         # each token's place in its expert's queue
+            mask = mask * (position < cap)
+            taken = taken + mask.sum(0)
+            combine = combine + mask.to(x.dtype) * weights[:, j:j + 1]
+        experts = torch.einsum("nc,ehc->neh", x, self.up.weight)
+        experts = torch.einsum("neh,ehc->nec", self.act(experts), self.down.weight)
+        self.logits, self.combine = logits, combine
+        return torch.einsum("ne,nec->nc", combine, experts).reshape(shape)
+
+
+def switch_balance_loss(logits):
+    """Switch's load-balancing loss (Fedus et al. 2021, eq. 4): E · Σ_e f_e · P_e, f_e the fraction of tokens
+    whose first choice is e, P_e the mean router probability of e."""
+    E = logits.shape[-1]
+    p = torch.softmax(logits, dim=-1)
+    f = F.one_hot(p.argmax(-1), E).to(p.dtype).mean(0)
+    return E * (f * p.mean(0)).sum()
+
+
+def router_z_loss(logits):
+    """ST-MoE's router z-loss (Zoph et al. 2022, eq. 5): the mean over tokens of logsumexp(logits)²."""
+    return (torch.logsumexp(logits, dim=-1) ** 2).mean()
+
+
+class MoEGPT(nn.Module):
+    """tests/models/moe-gpt.kiln: a pre-norm decoder with learned positions, a tied head, and a mixture of
+    experts for each feed-forward. Returns (logits, mean balance loss, mean z-loss, each layer's load [L, E])."""
+
+    def __init__(self, vocab=41, context=12, dim=30, heads=3, layers=2, experts=5, hidden=22, top=1, capacity=1.0):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.positions = nn.Embedding(context, dim)
+        self.layers = nn.ModuleList()
+        for _ in range(layers):
+            layer = nn.Module()
+            layer.layernorm, layer.layernorm_1 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+            layer.attention = SelfAttention(dim, heads, causal=True, bias=True)
+            layer.moe = MixtureOfExperts(dim, experts, hidden, top, capacity)
+            self.layers.append(layer)
+        self.layernorm = nn.LayerNorm(dim)
+
+    def forward(self, tokens):
+        T = tokens.shape[1]
+        x = self.embed(tokens) + self.positions.weight[:T]
+        for layer in self.layers:
+            x = x + layer.attention(layer.layernorm(x))
+            x = x + layer.moe(layer.layernorm_1(x))
+        logits = self.layernorm(x) @ self.embed.weight.T
+        routers = [layer.moe for layer in self.layers]
+        balance = sum(switch_balance_loss(m.logits) for m in routers) / len(routers)
+        z = sum(router_z_loss(m.logits) for m in routers) / len(routers)
+        load = torch.stack([(m.combine != 0).to(x.dtype).mean(0) for m in routers])
+        return logits, balance, z, load
+
+
 def attention_maps(model, compute):
     """The attention weights [B, heads, T, S] of every attention of model, in the order compute() runs them:
     SelfAttention's softmax, and the per-head weights of torch's MultiheadAttention (asked for with
