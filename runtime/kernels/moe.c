@@ -120,10 +120,11 @@ KILN_KERNEL void moe_route_backward(real *restrict dlogits, const real *restrict
 }
 
 /* The grouped layout of the slots (N·k, slot s = t·k + j): offs (E + 1) and list (N·k), the slots routed to
- * expert e being list[offs[e] .. offs[e+1]); token t's slot j is its j-th expert (ascending) with a gate != 0.
- * Slots with no expert are in no list; next (E) is scratch. */
-KILN_KERNEL void moe_groups(int32_t *restrict offs, int32_t *restrict list, int32_t *restrict next,
-                            const real *restrict gates, size_t N, int E, int k) {
+ * expert e being list[offs[e] .. offs[e+1]) in token order, and pos (N·k), the place of each slot in the list
+ * (-1 for a slot with no expert); token t's slot j is its j-th expert (ascending) whose gate is not 0.
+ * next (E) is scratch. */
+KILN_KERNEL void moe_groups(int32_t *restrict offs, int32_t *restrict list, int32_t *restrict pos,
+                            int32_t *restrict next, const real *restrict gates, size_t N, int E, int k) {
     memset(offs, 0, (size_t)(E + 1) * sizeof *offs);
     for (size_t t = 0; t < N; t++) {
         const real *g = gates + t * (size_t)E;
@@ -134,19 +135,25 @@ KILN_KERNEL void moe_groups(int32_t *restrict offs, int32_t *restrict list, int3
     for (int e = 0; e < E; e++) next[e] = offs[e];
     for (size_t t = 0; t < N; t++) {
         const real *g = gates + t * (size_t)E;
-        for (int e = 0, j = 0; e < E && j < k; e++)
-            if (g[e] != 0) { list[next[e]++] = (int32_t)(t * (size_t)k + (size_t)j); j++; }
+        int j = 0;
+        for (int e = 0; e < E && j < k; e++)
+            if (g[e] != 0) {
+                const size_t slot = t * (size_t)k + (size_t)j++;
+                pos[slot] = next[e];
+                list[next[e]++] = (int32_t)slot;
+            }
+        for (; j < k; j++) pos[t * (size_t)k + (size_t)j] = -1;
     }
 }
 
 #define MOE_ROUND(n) (((size_t)(n) + GEMM_NR - 1) / GEMM_NR * GEMM_NR)
 
 /* The scratch of the grouped products, in two buffers (Sources/KilnCodegenC/Ops/MixtureOfExperts.swift sizes
- * them): work, N·k·(1 + 2·max(C, H) + round64(max(C, H))) reals: the slot list, two gathered blocks of up to
- * N·k rows and the panels of a weight gradient's product (N·k rows); fixed, 2E + 1 + max(C·round64(H),
- * H·round64(C)) reals: the expert offsets and cursors and the panels of one expert's weight. */
+ * them): work, N·k·(2 + 2·max(C, H) + round64(max(C, H))) reals: the slot list and places, two grouped blocks of
+ * up to N·k rows and the panels of the weight gradients' products (N·k rows in all); fixed, 2E + 1 +
+ * E·max(C·round64(H), H·round64(C)) reals: the expert offsets and cursors and the panels of every expert's weight. */
 typedef struct {
-    int32_t *offs, *next, *list;
+    int32_t *offs, *next, *list, *pos;
     real *ga, *gb, *rows_panels, *weight_panels;
 } moe_scratch;
 
@@ -154,13 +161,87 @@ KILN_KERNEL moe_scratch moe_scratch_of(real *work, real *fixed, size_t N, int E,
     moe_scratch s;
     const size_t slots = N * (size_t)k, width = (size_t)(C > H ? C : H);
     s.list = (int32_t *)work;
-    s.ga = work + slots;
+    s.pos = (int32_t *)(work + slots);
+    s.ga = work + 2 * slots;
     s.gb = s.ga + slots * width;
     s.rows_panels = s.gb + slots * width;
     s.offs = (int32_t *)fixed;
     s.next = s.offs + E + 1;
     s.weight_panels = fixed + 2 * (size_t)E + 1;
     return s;
+}
+
+/* The grouped products C_e (M_e, N) = A_e (M_e, K_e) · P_e of the E experts, P_e packed panels (K_e x N,
+ * panel t at p[e] + t·K_e·64), A_e addressed a[e][i·a_rs + q·a_cs], C_e rows of stride N: the tiles of all
+ * experts in one parallel loop (an expert with M_e = 0 has none) */
+KILN_KERNEL void moe_tiles(real *const *c, const real *const *a, size_t a_rs, size_t a_cs, const real *const *p,
+                           const size_t *m, const int *kdim, int E, int N) {
+    const gemm_tile_fn tile = gemm_tile();
+    const size_t ntiles = (size_t)(N + GEMM_NR - 1) / GEMM_NR;
+    size_t start[E + 1];
+    start[0] = 0;
+    for (int e = 0; e < E; e++) start[e + 1] = start[e] + (m[e] + GEMM_MR - 1) / GEMM_MR * ntiles;
+    #pragma omp parallel for schedule(static)
+    for (size_t w = 0; w < start[E]; w++) {
+        int e = 0;
+        while (w >= start[e + 1]) e++;
+        const size_t local = w - start[e], mtiles = (m[e] + GEMM_MR - 1) / GEMM_MR;
+        const int t = (int)(local / mtiles);
+        const size_t m0 = (local % mtiles) * GEMM_MR;
+        const int n0 = t * GEMM_NR, nb = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
+        const int mb = m[e] - m0 < GEMM_MR ? (int)(m[e] - m0) : GEMM_MR;
+        gemm_panel_tile(tile, c[e], (size_t)N, a[e], a_rs, a_cs, p[e] + (size_t)t * kdim[e] * GEMM_NR, m0, mb, n0, nb,
+                        kdim[e], NULL, 0, NULL);
+    }
+}
+
+/* gb (grouped rows, N) = ga (grouped rows, K) · W_e for the rows of each expert e, W_e = w + e·K·N (or its
+ * transpose, K x N read from an N x K matrix: transpose = 1); packs the experts that have rows, one per thread */
+KILN_KERNEL void moe_grouped_product(real *restrict gb, const real *restrict ga, const real *restrict w, int transpose,
+                                     const moe_scratch *s, int E, int K, int N) {
+    const size_t psize = (size_t)K * MOE_ROUND(N);
+    #pragma omp parallel for schedule(static)
+    for (int e = 0; e < E; e++)
+        if (s->offs[e + 1] > s->offs[e])
+            gemm_pack(s->weight_panels + (size_t)e * psize, w + (size_t)e * K * N, transpose ? 1 : (size_t)N,
+                      transpose ? (size_t)K : 1, K, N);
+    real *c[E];
+    const real *a[E], *p[E];
+    size_t m[E];
+    int kdim[E];
+    for (int e = 0; e < E; e++) {
+        c[e] = gb + (size_t)s->offs[e] * N;
+        a[e] = ga + (size_t)s->offs[e] * K;
+        p[e] = s->weight_panels + (size_t)e * psize;
+        m[e] = (size_t)(s->offs[e + 1] - s->offs[e]);
+        kdim[e] = K;
+    }
+    moe_tiles(c, a, (size_t)K, 1, p, m, kdim, E, N);
+}
+
+/* dw_e (M, N) = ga_eᵀ (M, n_e) · gb_e (n_e, N) for each expert over its grouped rows (ga rows of M, gb rows of N);
+ * zeros for an expert with no rows */
+KILN_KERNEL void moe_grouped_weight_gradient(real *restrict dw, const real *restrict ga, const real *restrict gb,
+                                             const moe_scratch *s, int E, int M, int N) {
+    #pragma omp parallel for schedule(static)
+    for (int e = 0; e < E; e++) {
+        const int n = s->offs[e + 1] - s->offs[e];
+        if (n == 0) memset(dw + (size_t)e * M * N, 0, (size_t)M * N * sizeof(real));
+        else gemm_pack(s->rows_panels + (size_t)s->offs[e] * MOE_ROUND(N), gb + (size_t)s->offs[e] * N, (size_t)N, 1, n, N);
+    }
+    real *c[E];
+    const real *a[E], *p[E];
+    size_t m[E];
+    int kdim[E];
+    for (int e = 0; e < E; e++) {
+        const int n = s->offs[e + 1] - s->offs[e];
+        c[e] = dw + (size_t)e * M * N;
+        a[e] = ga + (size_t)s->offs[e] * M;
+        p[e] = s->rows_panels + (size_t)s->offs[e] * MOE_ROUND(N);
+        m[e] = n ? (size_t)M : 0;
+        kdim[e] = n;
+    }
+    moe_tiles(c, a, 1, (size_t)M, p, m, kdim, E, N);
 }
 
 /* dst (H) = act'(h) · da for an activation code of activations.h (none: da) */
@@ -178,29 +259,39 @@ KILN_KERNEL void moe_activation_grad_row(real *restrict dst, const real *restric
     }
 }
 
-/* C (M, N) = A (M, K) · B (K, N), B rows of stride b_rs and columns of stride b_cs (a transpose: b_rs = 1);
- * A addressed A[i·a_rs + p·a_cs]; panels: K x N rounded up to 64 */
-KILN_KERNEL void moe_gemm(real *restrict c, const real *restrict a, size_t a_rs, size_t a_cs, const real *restrict b,
-                          size_t b_rs, size_t b_cs, real *restrict panels, size_t M, int N, int K) {
-    if (M == 0) return;
-    gemm_pack(panels, b, b_rs, b_cs, K, N);
-    gemm_panels(c, (size_t)N, a, a_rs, a_cs, panels, panels + (size_t)(N / GEMM_NR) * K * GEMM_NR, M, N, K, NULL, 0, NULL);
+/* dst (n) = g · act(src) for an activation code (none: g · src) */
+KILN_KERNEL void moe_activation_row(real *restrict dst, const real *restrict src, real g, int n, int act) {
+    switch (act) {
+#define KILN_MOE_ACT(name, id)                                                  \
+    case id:                                                                    \
+        _Pragma("omp simd")                                                     \
+        for (int j = 0; j < n; j++) dst[j] = g * kiln_act_##name(src[j]);       \
+        break;
+    KILN_ACTIVATIONS(KILN_MOE_ACT)
+#undef KILN_MOE_ACT
+    default:
+        for (int j = 0; j < n; j++) dst[j] = g * src[j];
+        break;
+    }
 }
+
+/* the token of a slot */
+#define MOE_TOKEN(slot, k) ((size_t)(slot) / (size_t)(k))
 
 /* h (N, k, H) = up[e] (H, C) · x[t] (C) for each slot; zeros in empty slots; gates (N, E), up (E, H, C) */
 KILN_KERNEL void moe_up_forward(real *restrict h, const real *restrict x, const real *restrict gates,
-                                const real *restrict up, real *restrict work, real *restrict fixed, size_t N, int E, int k, int H, int C) {
+                                const real *restrict up, real *restrict work, real *restrict fixed, size_t N, int E,
+                                int k, int H, int C) {
     moe_scratch s = moe_scratch_of(work, fixed, N, E, k, H, C);
-    moe_groups(s.offs, s.list, s.next, gates, N, E, k);
-    memset(h, 0, N * (size_t)k * (size_t)H * sizeof(real));
-    for (int e = 0; e < E; e++) {
-        const int32_t *rows = s.list + s.offs[e];
-        const size_t n = (size_t)(s.offs[e + 1] - s.offs[e]);
-        #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) memcpy(s.ga + i * C, x + (size_t)(rows[i] / k) * C, (size_t)C * sizeof(real));
-        moe_gemm(s.gb, s.ga, (size_t)C, 1, up + (size_t)e * H * C, 1, (size_t)C, s.weight_panels, n, H, C);
-        #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) memcpy(h + (size_t)rows[i] * H, s.gb + i * H, (size_t)H * sizeof(real));
+    moe_groups(s.offs, s.list, s.pos, s.next, gates, N, E, k);
+    const size_t rows = (size_t)s.offs[E], slots = N * (size_t)k;
+    #pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) memcpy(s.ga + r * C, x + MOE_TOKEN(s.list[r], k) * C, (size_t)C * sizeof(real));
+    moe_grouped_product(s.gb, s.ga, up, 1, &s, E, C, H);
+    #pragma omp parallel for schedule(static)
+    for (size_t q = 0; q < slots; q++) {
+        if (s.pos[q] >= 0) memcpy(h + q * H, s.gb + (size_t)s.pos[q] * H, (size_t)H * sizeof(real));
+        else memset(h + q * H, 0, (size_t)H * sizeof(real));
     }
 }
 
@@ -209,126 +300,123 @@ KILN_KERNEL void moe_up_backward(real *restrict dx, real *restrict dup, const re
                                  const real *restrict x, const real *restrict gates, const real *restrict up,
                                  real *restrict work, real *restrict fixed, size_t N, int E, int k, int H, int C) {
     moe_scratch s = moe_scratch_of(work, fixed, N, E, k, H, C);
-    moe_groups(s.offs, s.list, s.next, gates, N, E, k);
-    if (dx) memset(dx, 0, N * (size_t)C * sizeof(real));
-    for (int e = 0; e < E; e++) {
-        const int32_t *rows = s.list + s.offs[e];
-        const size_t n = (size_t)(s.offs[e + 1] - s.offs[e]);
+    moe_groups(s.offs, s.list, s.pos, s.next, gates, N, E, k);
+    const size_t rows = (size_t)s.offs[E];
+    #pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) memcpy(s.ga + r * H, dh + (size_t)s.list[r] * H, (size_t)H * sizeof(real));
+    if (dx) {
+        moe_grouped_product(s.gb, s.ga, up, 0, &s, E, H, C);
         #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) memcpy(s.ga + i * H, dh + (size_t)rows[i] * H, (size_t)H * sizeof(real));
-        if (dx) {
-            moe_gemm(s.gb, s.ga, (size_t)H, 1, up + (size_t)e * H * C, (size_t)C, 1, s.weight_panels, n, C, H);
-            #pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < n; i++) {
-                real *restrict d = dx + (size_t)(rows[i] / k) * C;
-                const real *restrict v = s.gb + i * C;
+        for (size_t t = 0; t < N; t++) { /* the token's slots in order: one summation order */
+            real *restrict d = dx + t * C;
+            memset(d, 0, (size_t)C * sizeof(real));
+            for (int j = 0; j < k; j++) {
+                const int32_t r = s.pos[t * (size_t)k + (size_t)j];
+                if (r < 0) continue;
+                const real *restrict v = s.gb + (size_t)r * C;
                 #pragma omp simd
                 for (int c = 0; c < C; c++) d[c] += v[c];
             }
-        } else {
-            real *restrict d = dup + (size_t)e * H * C;
-            if (n == 0) { memset(d, 0, (size_t)H * C * sizeof(real)); continue; }
-            #pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < n; i++) memcpy(s.gb + i * C, x + (size_t)(rows[i] / k) * C, (size_t)C * sizeof(real));
-            /* dup[e] (H, C) = dhᵀ (H, n) · x (n, C) */
-            moe_gemm(d, s.ga, 1, (size_t)H, s.gb, (size_t)C, 1, s.rows_panels, (size_t)H, C, (int)n);
         }
+    } else {
+        #pragma omp parallel for schedule(static)
+        for (size_t r = 0; r < rows; r++) memcpy(s.gb + r * C, x + MOE_TOKEN(s.list[r], k) * C, (size_t)C * sizeof(real));
+        moe_grouped_weight_gradient(dup, s.ga, s.gb, &s, E, H, C);
     }
 }
 
-/* the rows of act(h) of expert e's slots into a (n, H), each times its gate when scaled */
-KILN_KERNEL void moe_gather_activated(real *restrict a, const real *restrict h, const real *restrict gates,
-                                      const int32_t *restrict rows, size_t n, int e, int E, int k, int H, int act,
-                                      int scaled) {
+/* the grouped rows ga (rows, H) = act(h) of each routed slot, times its gate when scaled */
+KILN_KERNEL void moe_gather_activated(real *restrict ga, const real *restrict h, const real *restrict gates,
+                                      const moe_scratch *s, int E, int k, int H, int act, int scaled) {
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        real *restrict dst = a + i * H;
-        const real *restrict src = h + (size_t)rows[i] * H;
-        const real g = scaled ? gates[(size_t)(rows[i] / k) * E + e] : 1;
-        switch (act) {
-#define KILN_MOE_ACT(name, id)                                            \
-        case id:                                                          \
-            _Pragma("omp simd")                                           \
-            for (int j = 0; j < H; j++) dst[j] = g * kiln_act_##name(src[j]); \
-            break;
-        KILN_ACTIVATIONS(KILN_MOE_ACT)
-#undef KILN_MOE_ACT
-        default:
-            for (int j = 0; j < H; j++) dst[j] = g * src[j];
-            break;
+    for (int e = 0; e < E; e++)
+        for (int32_t r = s->offs[e]; r < s->offs[e + 1]; r++) {
+            const int32_t slot = s->list[r];
+            const real g = scaled ? gates[MOE_TOKEN(slot, k) * E + e] : 1;
+            moe_activation_row(ga + (size_t)r * H, h + (size_t)slot * H, g, H, act);
         }
-    }
 }
 
 /* y (N, C) = Σ over the token's slots of gate · act(h[t, j]) · down[e_j]; down (E, H, C) */
 KILN_KERNEL void moe_down_forward(real *restrict y, const real *restrict h, const real *restrict gates,
-                                  const real *restrict down, real *restrict work, real *restrict fixed, size_t N, int E, int k, int H, int C,
-                                  int act) {
+                                  const real *restrict down, real *restrict work, real *restrict fixed, size_t N, int E,
+                                  int k, int H, int C, int act) {
     moe_scratch s = moe_scratch_of(work, fixed, N, E, k, H, C);
-    moe_groups(s.offs, s.list, s.next, gates, N, E, k);
-    memset(y, 0, N * (size_t)C * sizeof(real));
-    for (int e = 0; e < E; e++) {
-        const int32_t *rows = s.list + s.offs[e];
-        const size_t n = (size_t)(s.offs[e + 1] - s.offs[e]);
-        moe_gather_activated(s.ga, h, gates, rows, n, e, E, k, H, act, 1);
-        moe_gemm(s.gb, s.ga, (size_t)H, 1, down + (size_t)e * H * C, (size_t)C, 1, s.weight_panels, n, C, H);
-        #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            real *restrict d = y + (size_t)(rows[i] / k) * C;
-            const real *restrict v = s.gb + i * C;
+    moe_groups(s.offs, s.list, s.pos, s.next, gates, N, E, k);
+    moe_gather_activated(s.ga, h, gates, &s, E, k, H, act, 1);
+    moe_grouped_product(s.gb, s.ga, down, 0, &s, E, H, C);
+    #pragma omp parallel for schedule(static)
+    for (size_t t = 0; t < N; t++) {
+        real *restrict d = y + t * C;
+        memset(d, 0, (size_t)C * sizeof(real));
+        for (int j = 0; j < k; j++) {
+            const int32_t r = s.pos[t * (size_t)k + (size_t)j];
+            if (r < 0) continue;
+            const real *restrict v = s.gb + (size_t)r * C;
             #pragma omp simd
             for (int c = 0; c < C; c++) d[c] += v[c];
         }
     }
 }
 
+/* the expert of a token's slot j: the j-th (ascending) whose gate is not 0 */
+KILN_KERNEL int moe_slot_expert(const real *restrict g, int E, int k, int j) {
+    for (int e = 0, i = 0; e < E && i < k; e++)
+        if (g[e] != 0) {
+            if (i == j) return e;
+            i++;
+        }
+    return -1;
+}
+
 /* The gradients of moe_down, one of: dh (N, k, H) = act'(h) ⊙ gate · down[e] · dy (wrt h, zeros in empty
  * slots); dgates (N, E) = dy · act(h) · down[e] at the routed experts, 0 elsewhere; ddown (E, H, C) = Σ over
  * expert e's slots of act(h) ⊗ gate · dy. wrt: 0 h, 1 gates, 2 weight. */
 KILN_KERNEL void moe_down_backward(real *restrict d, const real *restrict dy, const real *restrict h,
-                                   const real *restrict gates, const real *restrict down, real *restrict work, real *restrict fixed,
-                                   size_t N, int E, int k, int H, int C, int act, int wrt) {
+                                   const real *restrict gates, const real *restrict down, real *restrict work,
+                                   real *restrict fixed, size_t N, int E, int k, int H, int C, int act, int wrt) {
     moe_scratch s = moe_scratch_of(work, fixed, N, E, k, H, C);
-    moe_groups(s.offs, s.list, s.next, gates, N, E, k);
-    if (wrt == 0) memset(d, 0, N * (size_t)k * (size_t)H * sizeof(real));
-    if (wrt == 1) memset(d, 0, N * (size_t)E * sizeof(real));
-    for (int e = 0; e < E; e++) {
-        const int32_t *rows = s.list + s.offs[e];
-        const size_t n = (size_t)(s.offs[e + 1] - s.offs[e]);
-        const real *restrict w = down + (size_t)e * H * C;
-        if (wrt == 1) { /* dg = dy · (act(h) · down[e]) */
-            moe_gather_activated(s.ga, h, gates, rows, n, e, E, k, H, act, 0);
-            moe_gemm(s.gb, s.ga, (size_t)H, 1, w, (size_t)C, 1, s.weight_panels, n, C, H);
-            #pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < n; i++) {
-                const real *restrict g = dy + (size_t)(rows[i] / k) * C, *restrict v = s.gb + i * C;
-                real dot = 0;
-                for (int c = 0; c < C; c++) dot += g[c] * v[c];
-                d[(size_t)(rows[i] / k) * E + e] = dot;
-            }
-            continue;
-        }
-        /* gate · dy of each slot's token into gb (n, C) */
+    moe_groups(s.offs, s.list, s.pos, s.next, gates, N, E, k);
+    const size_t slots = N * (size_t)k;
+    if (wrt == 1) { /* dg = dy · (act(h) · down[e]) */
+        moe_gather_activated(s.ga, h, gates, &s, E, k, H, act, 0);
+        moe_grouped_product(s.gb, s.ga, down, 0, &s, E, H, C);
         #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) {
-            const size_t t = (size_t)(rows[i] / k);
+        for (size_t t = 0; t < N; t++) {
+            real *restrict g = d + t * (size_t)E;
+            for (int e = 0; e < E; e++) g[e] = 0;
+            for (int j = 0; j < k; j++) {
+                const int32_t r = s.pos[t * (size_t)k + (size_t)j];
+                if (r < 0) continue;
+                const real *restrict v = s.gb + (size_t)r * C, *restrict u = dy + t * C;
+                real dot = 0;
+                for (int c = 0; c < C; c++) dot += u[c] * v[c];
+                g[moe_slot_expert(gates + t * (size_t)E, E, k, j)] = dot;
+            }
+        }
+        return;
+    }
+    /* gate · dy of each routed slot's token, grouped: gb (rows, C) */
+    #pragma omp parallel for schedule(static)
+    for (int e = 0; e < E; e++)
+        for (int32_t r = s.offs[e]; r < s.offs[e + 1]; r++) {
+            const size_t t = MOE_TOKEN(s.list[r], k);
             const real g = gates[t * E + e];
-            real *restrict dst = s.gb + i * C;
+            real *restrict dst = s.gb + (size_t)r * C;
             const real *restrict src = dy + t * C;
             #pragma omp simd
             for (int c = 0; c < C; c++) dst[c] = g * src[c];
         }
-        if (wrt == 0) { /* da (n, H) = (gate · dy) (n, C) · down[e]ᵀ (C, H), then act' */
-            moe_gemm(s.ga, s.gb, (size_t)C, 1, w, 1, (size_t)C, s.weight_panels, n, H, C);
-            #pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < n; i++)
-                moe_activation_grad_row(d + (size_t)rows[i] * H, s.ga + i * H, h + (size_t)rows[i] * H, H, act);
-        } else { /* ddown[e] (H, C) = act(h)ᵀ (H, n) · (gate · dy) (n, C) */
-            real *restrict dw = d + (size_t)e * H * C;
-            if (n == 0) { memset(dw, 0, (size_t)H * C * sizeof(real)); continue; }
-            moe_gather_activated(s.ga, h, gates, rows, n, e, E, k, H, act, 0);
-            moe_gemm(dw, s.ga, 1, (size_t)H, s.gb, (size_t)C, 1, s.rows_panels, (size_t)H, C, (int)n);
+    if (wrt == 0) { /* da (rows, H) = (gate · dy) (rows, C) · down[e]ᵀ (C, H), then act' */
+        moe_grouped_product(s.ga, s.gb, down, 1, &s, E, C, H);
+        #pragma omp parallel for schedule(static)
+        for (size_t q = 0; q < slots; q++) {
+            if (s.pos[q] >= 0) moe_activation_grad_row(d + q * H, s.ga + (size_t)s.pos[q] * H, h + q * H, H, act);
+            else memset(d + q * H, 0, (size_t)H * sizeof(real));
         }
+    } else { /* ddown[e] (H, C) = act(h)ᵀ (H, n_e) · (gate · dy) (n_e, C) */
+        moe_gather_activated(s.ga, h, gates, &s, E, k, H, act, 0);
+        moe_grouped_weight_gradient(d, s.ga, s.gb, &s, E, H, C);
     }
 }
 

@@ -10,15 +10,15 @@ private func experts(_ t: TensorType) -> (e: Int, h: Int, c: Int) {
     return (d[0], d[1], d[2])
 }
 
-/// moe.c's `moe_scratch_of`: N·k·(1 + 2·max(C, H) + round64(max(C, H))) for the slot list, two gathered blocks and
-/// a weight gradient's panels; and, apart, 2E + 1 + the panels of one expert's weight.
+/// moe.c's `moe_scratch_of`: N·k·(2 + 2·max(C, H) + round64(max(C, H))) for the slot list and places, two grouped
+/// blocks and the weight gradients' panels; and, apart, 2E + 1 + the panels of every expert's weight.
 private func groupedWork(gates: TensorType, weight: TensorType, k: Int) -> SizeExpr {
     let (_, h, c) = experts(weight), width = max(c, h)
-    return tokens(gates) * .const(k * (1 + 2 * width + GemmKernels.roundUp(width)))
+    return tokens(gates) * .const(k * (2 + 2 * width + GemmKernels.roundUp(width)))
 }
 private func groupedFixed(weight: TensorType) -> [SizeExpr] {
     let (e, h, c) = experts(weight)
-    return [SizeExpr(constant: 2 * e + 1 + max(c * GemmKernels.roundUp(h), h * GemmKernels.roundUp(c)))]
+    return [SizeExpr(constant: 2 * e + 1 + e * max(c * GemmKernels.roundUp(h), h * GemmKernels.roundUp(c)))]
 }
 /// The slots per token of an `moe_down` family node: k of h `[..., k, H]`.
 private func slots(_ h: TensorType) -> Int { h.shape.dims[h.shape.rank - 2].constValue ?? 1 }
