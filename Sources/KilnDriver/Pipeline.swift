@@ -85,9 +85,13 @@ public struct Pipeline {
     }
 
     /// One entry point of the model, before optimisation: the transform that makes it from the model's graph
-    /// (`make-train-step` and `make-loss` in KilnAutodiff, `make-prefill` and `make-decode` in KilnTransforms).
-    public func unoptimized(_ name: String, of g: Graph, train: TrainConfig?) throws -> Graph {
+    /// (`make-train-step` and `make-loss` in KilnAutodiff, `make-prefill` and `make-decode` in KilnTransforms);
+    /// the functions other than `train_step` and `loss` first route every token (`dropless-routing`).
+    public func unoptimized(_ name: String, of model: Graph, train: TrainConfig?) throws -> Graph {
         let objective = (train ?? TrainConfig()).objective
+        // training keeps the experts' capacity; the inference functions route every token (dropless-routing)
+        var g = model
+        if name != "train_step" && name != "loss" { _ = try DroplessRouting().run(&g) }
         do {
             switch name {
             case "forward": return g.removingUnusedInputs()

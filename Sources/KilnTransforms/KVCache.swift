@@ -92,6 +92,13 @@ public struct KVCachePlan {
             case .act:
                 // adaptive computation time weighs each position's steps by its own halting probabilities
                 guard n.operands.allSatisfy({ Array(g.nodes[$0].type.shape.dims.prefix(2)) == [B, T] }) else { return nil }
+            case .moeRoute, .moeUp, .moeDown:
+                // a mixture of experts routes each position by its own router logits: the generation functions
+                // drop no token (dropless-routing), so nothing couples the positions
+                guard n.operands.dropFirst().allSatisfy({ decoder[$0] || g.nodes[$0].kind == .param }) else { return nil }
+            case .routerLoss, .moeLoad:
+                // the auxiliary losses and the loads: over the positions of the call
+                break
             case .actPonder:
                 // the ponder cost: in the generation functions, the mean over the positions of the call
                 break

@@ -1,9 +1,10 @@
 """Mixture of experts (tests/models/moe-gpt.kiln) against reference.MoEGPT, a PyTorch transcription of the
-papers' equations (float64): Switch routing (top 1, capacity factor 1.0) and top-2 routing (capacity 1.25) on
-fixed batches where experts overflow and drop tokens. The logits, the load-balancing loss, the router z-loss
-and each layer's load; the gradients of next-token loss + 0.01 · balance + 0.001 · z-loss against autograd;
-every VJP of a float64 build against finite differences; training on tiny Shakespeare with the expert load
-printed at each evaluation; and the one-line errors."""
+papers' equations (float64): Switch routing (top 1, capacity factor 1.0) and top-2 routing (capacity 1.25).
+The forward pass (dropless, as every inference function) gives the reference's logits, load-balancing loss,
+router z-loss and loads; on a batch where experts overflow and drop tokens, the training step's loss and the
+gradients of next-token loss + 0.01 · balance + 0.001 · z-loss match autograd with the capacity; every VJP of a
+float64 build against finite differences; KV-cache decoding against the forward pass; training on tiny
+Shakespeare with the expert load printed at each evaluation; and the one-line errors."""
 import json
 import re
 
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import reference
-from kilntest import assert_gradients_match, ROOT, run
+from kilntest import assert_decoding_matches_forward, assert_gradients_match, ctypes_model, ROOT, run
 
 MODEL = "tests/models/moe-gpt.kiln"
 VOCAB, T = 41, 12
@@ -39,8 +40,7 @@ def moe(request, kiln, tmp_path_factory):
         if k.endswith("router.weight"):
             weights[k] = 0.6 * torch.randn(weights[k].shape, generator=g) + 0.3
     save_file(weights, str(w))
-    model = reference.load_module(reference.MoEGPT(top=top, capacity=capacity), w)
-    return out, w, model, top
+    return out, w, top, capacity
 
 
 def tokens_of(B, seed):
@@ -58,9 +58,11 @@ def routing_margin(model):
     return min(gaps)
 
 
-def test_routing_capacity_and_auxiliary_losses_match_the_papers_equations(moe, tmp_path):
-    out, w, model, top = moe
-    tokens = tokens_of(4, seed=4)
+def test_routing_and_auxiliary_losses_match_the_papers_equations(moe, tmp_path):
+    """The forward pass routes every token (dropless-routing): the reference with no capacity."""
+    out, w, top, _ = moe
+    model = reference.load_module(reference.MoEGPT(top=top, capacity=0), w)
+    tokens = tokens_of(4, seed=3)
     np.save(tmp_path / "tokens.npy", tokens)
     outputs = ["logits", "balance", "zloss", "expert_load"]
     r = run([out / "infer", "run", "--weights", w, "--input", f"tokens={tmp_path / 'tokens.npy'}"]
@@ -70,8 +72,8 @@ def test_routing_capacity_and_auxiliary_losses_match_the_papers_equations(moe, t
         want = dict(zip(outputs, model(torch.from_numpy(tokens).long())))
     assert routing_margin(model) > 1e-4
     load = want["expert_load"].numpy()
-    # the batch overflows experts: some tokens are dropped in every layer, and the load is uneven
-    assert (load.sum(-1) < top - 1e-9).all() and (load.max(-1) > load.min(-1) + 0.05).all(), load
+    # every token reaches its k experts, and the routers prefer some experts
+    assert np.allclose(load.sum(-1), top) and (load.max(-1) > load.min(-1) + 0.05).all(), load
     for o in outputs:
         got, ref = np.load(tmp_path / f"{o}.npy"), want[o].numpy()
         assert got.shape == ref.shape, o
@@ -80,7 +82,9 @@ def test_routing_capacity_and_auxiliary_losses_match_the_papers_equations(moe, t
 
 
 def test_gradients_of_loss_with_auxiliary_terms_match_autograd(moe, tmp_path):
-    out, w, model, _ = moe
+    """The training step keeps the capacity: on this batch experts overflow and drop tokens in every layer."""
+    out, w, top, capacity = moe
+    model = reference.load_module(reference.MoEGPT(top=top, capacity=capacity), w)
     tokens, targets = tokens_of(4, seed=7), tokens_of(4, seed=3)
     np.save(tmp_path / "tok.npy", tokens)
     np.save(tmp_path / "tgt.npy", targets)
@@ -88,8 +92,9 @@ def test_gradients_of_loss_with_auxiliary_terms_match_autograd(moe, tmp_path):
              tmp_path / "tgt.npy", "--out", tmp_path / "g.safetensors"])
     assert r.returncode == 0, r.stderr
     ours, our_loss = load_file(str(tmp_path / "g.safetensors")), float(r.stdout.split()[1])
-    logits, balance, z, _ = model(torch.from_numpy(tokens).long())
+    logits, balance, z, load = model(torch.from_numpy(tokens).long())
     assert routing_margin(model) > 1e-4
+    assert (load.sum(-1) < top - 1e-9).all(), load
     loss = (F.cross_entropy(logits.reshape(-1, VOCAB), torch.from_numpy(targets).long().reshape(-1))
             + 0.01 * balance + 0.001 * z)
     loss.backward()
@@ -128,12 +133,20 @@ def test_trains_on_tiny_shakespeare_and_reports_the_expert_load(kiln, tmp_path, 
     assert len(val) == 2 and val[-1] < val[0] - 0.1 and val[-1] < 3.5, r.stdout
     loads = re.findall(r"expert load, layer (\d): ((?:[\d.]+ ){5})", r.stdout)
     assert [int(l) for l, _ in loads] == [0, 1, 0, 1], r.stdout
-    for _, row in loads:
-        fractions = [float(v) for v in row.split()]
-        assert 0 < sum(fractions) <= top + 1e-3 and max(fractions) <= capacity * top / 5 + 0.01, row
+    for _, row in loads:  # the forward pass's loads: every position reaches its k experts
+        assert abs(sum(float(v) for v in row.split()) - top) < 0.01, row
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     logged = [o["expert_load"] for o in records if "val_loss" in o]
     assert len(logged) == 2 and all(len(l) == 2 and len(l[0]) == 5 for l in logged)
+
+
+def test_kv_cache_decoding_gives_the_full_forward(moe):
+    """Dropless routing makes each position's experts its own: prefill then decode_step, two rows a position
+    apart, give the logits of the forward pass of each prefix."""
+    out, w, _, _ = moe
+    m = ctypes_model(next(out.glob("lib*.so")), str(w))
+    assert_decoding_matches_forward(m, tokens_of(2, seed=5))
+    m.close()
 
 
 BAD = [
