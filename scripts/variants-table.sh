@@ -110,6 +110,10 @@ variant "grouped-query attention (2 key/value heads)" "Ainslie et al. 2023" "$le
   return x + ffn(layernorm(x), hidden: 4 * dim, activation: gelu)" "layernorm(h)"
 variant "local attention (window 16)" "Beltagy et al. 2020" "$learned" "  x = x + attention(layernorm(x), heads: heads, mask: causal, window: 16)
   return x + ffn(layernorm(x), hidden: 4 * dim, activation: gelu)" "layernorm(h)"
+variant "mixture of experts: Switch, 8 experts, top 1" "Fedus et al. 2021" "$learned" "  x = x + attention(layernorm(x), heads: heads, mask: causal)
+  return x + moe(layernorm(x), experts: 8, hidden: 4 * dim, top: 1)" "layernorm(h)"
+variant "mixture of experts: 8 experts, top 2" "Shazeer et al. 2017" "$learned" "  x = x + attention(layernorm(x), heads: heads, mask: causal)
+  return x + moe(layernorm(x), experts: 8, hidden: 4 * dim, top: 2)" "layernorm(h)"
 variant "shared layers" "Lan et al. 2020" "$learned" "$pre" "layernorm(h)" ", shared: true"
 variant "Universal Transformer (no ACT)" "Dehghani et al. 2019" "embed(tokens, vocab, dim) + positions(sinusoidal, T, dim)" "$pre" "layernorm(h)" ", shared: true, timestep: true"
 variant "Universal Transformer with ACT (4 steps)" "Dehghani et al. 2019" "embed(tokens, vocab, dim) + positions(sinusoidal, T, dim)" "$pre" "layernorm(h)" ", shared: true, timestep: true, halting: 0.01"
@@ -130,8 +134,9 @@ bidirectional "BigBird (blocks of 8, 1 global, 1 random)" "Zaheer et al. 2020" "
   echo "small character model (vocab 256, context 64, dim 128, 4 heads, 4 layers, an untied output head), with"
   echo "\`kiln stats --batch 12 --seq 64\`: its parameters, the FLOPs of a forward pass and of a training step"
   echo "(forward, loss and backward) at that shape; the last row is a whole model of about the same parameters."
-  echo "Every variant is tested against PyTorch (tests/python/test_variants.py, tests/python/test_activations.py,"
-  echo "tests/python/test_lstm.py)."
+  echo "A mixture of experts counts all its experts' parameters and the FLOPs of the k a token uses (\`kiln stats\`"
+  echo "prints its active parameters). Every variant is tested against PyTorch (tests/python/test_variants.py,"
+  echo "tests/python/test_activations.py, tests/python/test_lstm.py, tests/python/test_moe.py)."
   echo
   echo "| variant | paper | parameters | forward FLOPs | training-step FLOPs |"
   echo "|---|---|---|---|---|"
