@@ -278,6 +278,24 @@ KILN_KERNEL void moe_activation_row(real *restrict dst, const real *restrict src
 /* the token of a slot */
 #define MOE_TOKEN(slot, k) ((size_t)(slot) / (size_t)(k))
 
+/* y (N, C) = for each token, the sum of its slots' grouped rows (rows (routed slots, C), pos as in moe_groups),
+ * in slot order: one summation order at any thread count; zeros for a token with no expert */
+KILN_KERNEL void moe_sum_slots(real *restrict y, const real *restrict rows, const int32_t *restrict pos, size_t N,
+                               int k, int C) {
+    #pragma omp parallel for schedule(static)
+    for (size_t t = 0; t < N; t++) {
+        real *restrict d = y + t * C;
+        memset(d, 0, (size_t)C * sizeof(real));
+        for (int j = 0; j < k; j++) {
+            const int32_t r = pos[t * (size_t)k + (size_t)j];
+            if (r < 0) continue;
+            const real *restrict v = rows + (size_t)r * C;
+            #pragma omp simd
+            for (int c = 0; c < C; c++) d[c] += v[c];
+        }
+    }
+}
+
 /* h (N, k, H) = up[e] (H, C) · x[t] (C) for each slot; zeros in empty slots; gates (N, E), up (E, H, C) */
 KILN_KERNEL void moe_up_forward(real *restrict h, const real *restrict x, const real *restrict gates,
                                 const real *restrict up, real *restrict work, real *restrict fixed, size_t N, int E,
@@ -306,18 +324,7 @@ KILN_KERNEL void moe_up_backward(real *restrict dx, real *restrict dup, const re
     for (size_t r = 0; r < rows; r++) memcpy(s.ga + r * H, dh + (size_t)s.list[r] * H, (size_t)H * sizeof(real));
     if (dx) {
         moe_grouped_product(s.gb, s.ga, up, 0, &s, E, H, C);
-        #pragma omp parallel for schedule(static)
-        for (size_t t = 0; t < N; t++) { /* the token's slots in order: one summation order */
-            real *restrict d = dx + t * C;
-            memset(d, 0, (size_t)C * sizeof(real));
-            for (int j = 0; j < k; j++) {
-                const int32_t r = s.pos[t * (size_t)k + (size_t)j];
-                if (r < 0) continue;
-                const real *restrict v = s.gb + (size_t)r * C;
-                #pragma omp simd
-                for (int c = 0; c < C; c++) d[c] += v[c];
-            }
-        }
+        moe_sum_slots(dx, s.gb, s.pos, N, k, C);
     } else {
         #pragma omp parallel for schedule(static)
         for (size_t r = 0; r < rows; r++) memcpy(s.gb + r * C, x + MOE_TOKEN(s.list[r], k) * C, (size_t)C * sizeof(real));
@@ -345,18 +352,7 @@ KILN_KERNEL void moe_down_forward(real *restrict y, const real *restrict h, cons
     moe_groups(s.offs, s.list, s.pos, s.next, gates, N, E, k);
     moe_gather_activated(s.ga, h, gates, &s, E, k, H, act, 1);
     moe_grouped_product(s.gb, s.ga, down, 0, &s, E, H, C);
-    #pragma omp parallel for schedule(static)
-    for (size_t t = 0; t < N; t++) {
-        real *restrict d = y + t * C;
-        memset(d, 0, (size_t)C * sizeof(real));
-        for (int j = 0; j < k; j++) {
-            const int32_t r = s.pos[t * (size_t)k + (size_t)j];
-            if (r < 0) continue;
-            const real *restrict v = s.gb + (size_t)r * C;
-            #pragma omp simd
-            for (int c = 0; c < C; c++) d[c] += v[c];
-        }
-    }
+    moe_sum_slots(y, s.gb, s.pos, N, k, C);
 }
 
 /* the expert of a token's slot j: the j-th (ascending) whose gate is not 0 */

@@ -20,6 +20,25 @@ private func groupedFixed(weight: TensorType) -> [SizeExpr] {
     let (e, h, c) = experts(weight)
     return [SizeExpr(constant: 2 * e + 1 + e * max(c * GemmKernels.roundUp(h), h * GemmKernels.roundUp(c)))]
 }
+/// The grouped products' lowering: where a node's gates and expert weight are among its operands, and its k.
+private protocol GroupedExperts: CLowering {
+    /// The operand indices of the gates and of the expert weight.
+    var gatesAndWeight: (gates: Int, weight: Int) { get }
+    /// Slots per token.
+    func slotsPerToken(_ g: Graph, _ n: Node) -> Int
+}
+
+extension GroupedExperts {
+    var kernelFile: String? { "moe.c" }
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
+        let n = g.nodes[i], (gates, weight) = gatesAndWeight
+        return groupedWork(gates: g.nodes[n.operands[gates]].type, weight: g.nodes[n.operands[weight]].type, k: slotsPerToken(g, n))
+    }
+    func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr] {
+        groupedFixed(weight: g.nodes[g.nodes[i].operands[gatesAndWeight.weight]].type)
+    }
+}
+
 /// The slots per token of an `moe_down` family node: k of h `[..., k, H]`.
 private func slots(_ h: TensorType) -> Int { h.shape.dims[h.shape.rank - 2].constValue ?? 1 }
 
@@ -45,26 +64,18 @@ extension MoERouteGrad: CLowering {
     }
 }
 
-extension MoEUp: CLowering {
-    var kernelFile: String? { "moe.c" }
-    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
-        let n = g.nodes[i]
-        return groupedWork(gates: g.nodes[n.operands[1]].type, weight: g.nodes[n.operands[2]].type, k: n.attrs[MixtureOfExperts.top])
-    }
-    func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr] { groupedFixed(weight: g.nodes[g.nodes[i].operands[2]].type) }
+extension MoEUp: GroupedExperts {
+    var gatesAndWeight: (gates: Int, weight: Int) { (1, 2) }
+    func slotsPerToken(_ g: Graph, _ n: Node) -> Int { n.attrs[MixtureOfExperts.top] }
     func call(_ c: CallContext) throws -> String {
         let (e, h, ch) = experts(c.type(2)), p = c.p
         return "moe_up_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(c.workspace), \(c.extraWorkspace(0)), \(c.rows(c.type(1))), \(e), \(c.attrs[MixtureOfExperts.top]), \(h), \(ch));"
     }
 }
 
-extension MoEUpGrad: CLowering {
-    var kernelFile: String? { "moe.c" }
-    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
-        let n = g.nodes[i]
-        return groupedWork(gates: g.nodes[n.operands[2]].type, weight: g.nodes[n.operands[3]].type, k: slots(g.nodes[n.operands[0]].type))
-    }
-    func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr] { groupedFixed(weight: g.nodes[g.nodes[i].operands[3]].type) }
+extension MoEUpGrad: GroupedExperts {
+    var gatesAndWeight: (gates: Int, weight: Int) { (2, 3) }
+    func slotsPerToken(_ g: Graph, _ n: Node) -> Int { slots(g.nodes[n.operands[0]].type) }
     func call(_ c: CallContext) throws -> String {
         let (e, h, ch) = experts(c.type(3)), p = c.p, k = slots(c.type(0))
         let (dx, dw) = c.attrs[Self.wrt].text == "x" ? (c.dst, "NULL") : ("NULL", c.dst)
@@ -72,26 +83,18 @@ extension MoEUpGrad: CLowering {
     }
 }
 
-extension MoEDown: CLowering {
-    var kernelFile: String? { "moe.c" }
-    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
-        let n = g.nodes[i]
-        return groupedWork(gates: g.nodes[n.operands[1]].type, weight: g.nodes[n.operands[2]].type, k: slots(g.nodes[n.operands[0]].type))
-    }
-    func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr] { groupedFixed(weight: g.nodes[g.nodes[i].operands[2]].type) }
+extension MoEDown: GroupedExperts {
+    var gatesAndWeight: (gates: Int, weight: Int) { (1, 2) }
+    func slotsPerToken(_ g: Graph, _ n: Node) -> Int { slots(g.nodes[n.operands[0]].type) }
     func call(_ c: CallContext) throws -> String {
         let (e, h, ch) = experts(c.type(2)), p = c.p
         return "moe_down_forward(\(c.dst), \(p[0]), \(p[1]), \(p[2]), \(c.workspace), \(c.extraWorkspace(0)), \(c.rows(c.type(1))), \(e), \(slots(c.type(0))), \(h), \(ch), KILN_ACT_\(c.attrs[MixtureOfExperts.activation].text));"
     }
 }
 
-extension MoEDownGrad: CLowering {
-    var kernelFile: String? { "moe.c" }
-    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
-        let n = g.nodes[i]
-        return groupedWork(gates: g.nodes[n.operands[2]].type, weight: g.nodes[n.operands[3]].type, k: slots(g.nodes[n.operands[1]].type))
-    }
-    func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr] { groupedFixed(weight: g.nodes[g.nodes[i].operands[3]].type) }
+extension MoEDownGrad: GroupedExperts {
+    var gatesAndWeight: (gates: Int, weight: Int) { (2, 3) }
+    func slotsPerToken(_ g: Graph, _ n: Node) -> Int { slots(g.nodes[n.operands[1]].type) }
     func call(_ c: CallContext) throws -> String {
         let (e, h, ch) = experts(c.type(3)), p = c.p
         let wrt = ["h": 0, "gates": 1, "weight": 2][c.attrs[Self.wrt].text] ?? 0
