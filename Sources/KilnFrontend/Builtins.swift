@@ -38,7 +38,7 @@ enum Builtins {
     static let activations = Activation.all.map(\.name)
     /// `ffn`'s activations: the table's, the gated linear units some of them have (`swiglu`, `geglu`, …), and
     /// the bilinear unit with no activation (`liglu`).
-    static let ffnActivations = activations + Activation.all.compactMap(\.gated) + ["liglu"]
+    static let ffnActivations = Activation.all.filter(\.isActivation).map(\.name) + Activation.all.compactMap(\.gated) + ["liglu"]
     static let names = Set(signatures.keys)
 }
 
@@ -116,6 +116,12 @@ extension Lowering {
         case "lstm": return try lstm(a, r)
         case "moe": return try moe(a, r)
         case "moe_balance", "moe_zloss", "moe_load": return try moeStatistic(name, a, r)
+        case "sqrt" where a["x"].map({ number($0.0) != nil }) == true:
+            // of a number: folded at compile time (`embed(ids, vocab, dim) * sqrt(dim)`)
+            let (v, vr) = a["x"]!
+            let x = number(v)!
+            guard x >= 0 else { throw report("sqrt of the negative number \(x)", vr) }
+            return .float(x.squareRoot())
         case _ where Builtins.activations.contains(name), "softmax":
             let x = try tensor(a["x"]!.0, a["x"]!.1, "the argument of \(name)")
             return try emit(OpKind(rawValue: name)!, [x], [:], r)
@@ -142,11 +148,6 @@ extension Lowering {
             let x = try tensor(a["x"]!.0, a["x"]!.1, "first_token's input")
             guard graph.nodes[x].type.shape.rank == 3 else { throw report("first_token expects a [B, T, C] tensor, got \(graph.nodes[x].type)", a["x"]!.1) }
             return try emit(.take, [x], ["axis": .int(1), "index": .int(0)], r, order: ["axis", "index"])
-        case "sqrt":
-            let (v, vr) = a["x"]!
-            guard let x = number(v) else { throw report("sqrt takes a number (a config entry or a constant), got \(describe(v))", vr) }
-            guard x >= 0 else { throw report("sqrt of the negative number \(x)", vr) }
-            return .float(x.squareRoot())
         case "dropout":
             let x = try tensor(a["x"]!.0, a["x"]!.1, "dropout's input")
             let p = try float(a["p"]!.0, a["p"]!.1, "the dropout probability")
@@ -536,7 +537,7 @@ extension Lowering {
         guard k <= e else { throw report("top \(k) must be at most the \(e) experts", a["top"]!.1) }
         let factor = try a["capacity"].map { try float($0.0, $0.1, "capacity") } ?? 1.25
         guard factor >= 0, factor.isFinite else { throw report("capacity must be a factor ≥ 0 (0: no limit), got \(factor)", a["capacity"]!.1) }
-        let act = try a["activation"].map { try word($0.0, $0.1, "activation", Builtins.activations) } ?? "gelu"
+        let act = try a["activation"].map { try word($0.0, $0.1, "activation", Activation.all.filter(\.isActivation).map(\.name)) } ?? "gelu"
         let o = try owner("moe", explicit: a.explicitName)
         let router = try param(o + ".router.weight", [.const(e), .const(c)], .normal(0.02), r)
         let up = try param(o + ".up.weight", [.const(e), .const(hidden), .const(c)], .normal(0.02), r)

@@ -46,7 +46,7 @@ import KilnFrontend
         ("h = embed(tokens, vocab, dim)\noutput y = attention(h, heads: 2, mask: causal, position: t5, buckets: 8, max_distance: 4)\n", "error: max_distance must exceed the 4 exact buckets"),
         ("h = embed(tokens, vocab, dim)\noutput y = attention(h, heads: 4, kv_heads: 3)\n", "5:45: error: kv_heads 3 must divide heads 4"),
         ("output y = embed(tokens, vocab, dim) * sqrt(0 - dim)\n", "error: sqrt of the negative number -16"),
-        ("h = embed(tokens, vocab, dim)\noutput y = h * sqrt(h)\n", "error: sqrt takes a number (a config entry or a constant), got a tensor"),
+        ("h = embed(tokens, vocab, dim)\noutput y = h * sqrt(causal)\n", "error: the argument of sqrt must be a tensor, got unknown name 'causal'"),
         ("h = embed(tokens, vocab, dim)\noutput y = linear(h, 7)\nweights {\n  \"embed.weight\" = \"wte\"\n}\n", "6:1: error: the weights section gives no source for 2 parameters, e.g. 'linear.weight', 'linear.bias'"),
         ("h = embed(tokens, vocab, dim)\noutput y = linear(h, 7)\nweights {\n  \"embed.weight\" = \"wte\"\n  \"linear.*\" = \"head.*\"\n  \"nothing.*\" = \"x\"\n}\n", "9:3: error: 'nothing.*' matches no parameter of the model (its parameters are named like 'embed.weight')"),
         ("h = embed(tokens, vocab, dim)\noutput y = linear(h, 7)\nweights {\n  \"embed.weight\" = transpose(\"wte\")\n  \"linear.weight\" = slice(\"w\", axis: 0, start: 0, size: 8)\n  \"linear.bias\" = transpose(\"b\")\n}\n", "8:21: error: slice size 8 differs from the parameter's dimension 7 (linear.weight is f32[7, 16])"),

@@ -23,7 +23,12 @@
     X(sigmoid, 5)           \
     X(elu, 6)               \
     X(selu, 7)              \
-    X(softplus, 8)
+    X(softplus, 8)          \
+    X(exp, 9)               \
+    X(log, 10)              \
+    X(sqrt, 11)             \
+    X(rsqrt, 12)            \
+    X(tanh, 13)
 
 enum {
     KILN_ACT_none = 0,
@@ -88,5 +93,22 @@ KILN_KERNEL inline real kiln_act_selu_grad(real x, real dy) {
  * log's argument lies in (1, 2]); derivative sigmoid(x) */
 KILN_KERNEL inline real kiln_act_softplus(real x) { return (x > 0 ? x : 0) + kiln_log(1 + kiln_exp(x > 0 ? -x : x)); }
 KILN_KERNEL inline real kiln_act_softplus_grad(real x, real dy) { return dy / (1 + kiln_exp(-x)); }
+
+/* The elementwise math of the primitive tier (the model language's exp, log, sqrt, rsqrt, tanh): libm's
+ * functions, so values outside the usual ranges come out as PyTorch's do (exp overflows to inf, log(0) is -inf,
+ * log and sqrt of a negative number are NaN). */
+KILN_KERNEL inline real kiln_act_exp(real x) { return exp(x); }
+KILN_KERNEL inline real kiln_act_exp_grad(real x, real dy) { return dy * exp(x); }
+KILN_KERNEL inline real kiln_act_log(real x) { return log(x); }
+KILN_KERNEL inline real kiln_act_log_grad(real x, real dy) { return dy / x; }
+KILN_KERNEL inline real kiln_act_sqrt(real x) { return sqrt(x); }
+KILN_KERNEL inline real kiln_act_sqrt_grad(real x, real dy) { return dy / (2 * sqrt(x)); }
+KILN_KERNEL inline real kiln_act_rsqrt(real x) { return 1 / sqrt(x); }
+KILN_KERNEL inline real kiln_act_rsqrt_grad(real x, real dy) { return (real)-0.5 * dy / (x * sqrt(x)); }
+KILN_KERNEL inline real kiln_act_tanh(real x) { return tanh(x); }
+KILN_KERNEL inline real kiln_act_tanh_grad(real x, real dy) {
+    const real t = tanh(x);
+    return dy * (1 - t * t);
+}
 
 #endif /* KILN_ACTIVATIONS_H */

@@ -1,6 +1,7 @@
 """Every activation of the table and every gated linear unit of `ffn`, against PyTorch (float64): each one in an
 `ffn` (the GEMM epilogue in inference, a separate op in training) and, for the elementwise ones, also as a
-built-in inside an elementwise tree (the fused kernels). Outputs through `infer run`, gradients under the
+built-in inside an elementwise tree (the fused kernels); the table's elementwise math (exp, log, sqrt, rsqrt,
+tanh, the primitive tier's) inside a tree, on the outputs of a sigmoid (their domain). Outputs through `infer run`, gradients under the
 next-token loss against autograd, and every VJP of a float64 build against finite differences."""
 import numpy as np
 import pytest
@@ -16,17 +17,21 @@ ELEMENTWISE = {
     "relu": F.relu, "gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "silu": F.silu,
     "sigmoid": torch.sigmoid, "elu": F.elu, "selu": F.selu, "softplus": F.softplus,
 }
+# the elementwise math of the primitive tier: not ffn activations; tested on sigmoid's outputs, in (0, 1)
+MATH = {"exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "rsqrt": torch.rsqrt, "tanh": torch.tanh}
 # Shazeer 2020's table (and Dauphin et al. 2017's GLU): the gate's activation; LiGLU has none
 GATED = {"glu": torch.sigmoid, "reglu": F.relu, "geglu": F.gelu, "swiglu": F.silu, "liglu": lambda x: x}
 
 
 def model_text(act):
     tree = f"h = h + 0.5 * {act}(h * 3.0) * h\n" if act in ELEMENTWISE else ""
+    if act in MATH:
+        tree = f"h = h + 0.5 * {act}(sigmoid(h * 3.0)) * h\n"
     return f"""model Act
 config {{ vocab = {VOCAB}, context = {CONTEXT}, dim = {DIM}, hidden = {HIDDEN} }}
 input tokens: i32[B, T] where T <= context
 h = embed(tokens, vocab, dim) + positions(learned, T, dim)
-h = h + ffn(h, hidden: hidden, activation: {act})
+h = h + ffn(h, hidden: hidden, activation: {"gelu" if act in MATH else act})
 {tree}output logits = linear(h, vocab, name: head)
 train {{
   objective = next_token(logits)
@@ -53,6 +58,9 @@ class Reference(nn.Module):
         h = self.embed(tokens) + self.positions.weight[:tokens.shape[1]]
         if self.act in GATED:
             h = h + self.ffn.down(GATED[self.act](self.ffn.gate(h)) * self.ffn.up(h))
+        elif self.act in MATH:
+            h = h + self.ffn.down(F.gelu(self.ffn.up(h)))
+            h = h + 0.5 * MATH[self.act](torch.sigmoid(h * 3.0)) * h
         else:
             f = ELEMENTWISE[self.act]
             h = h + self.ffn.down(f(self.ffn.up(h)))
@@ -60,7 +68,7 @@ class Reference(nn.Module):
         return self.head(h)
 
 
-@pytest.fixture(scope="module", params=sorted(ELEMENTWISE) + sorted(GATED))
+@pytest.fixture(scope="module", params=sorted(ELEMENTWISE) + sorted(GATED) + sorted(MATH))
 def act_model(request, kiln, tmp_path_factory):
     act = request.param
     tmp = tmp_path_factory.mktemp(act)
@@ -113,3 +121,9 @@ def test_gradients_match_autograd_and_finite_differences(act_model, kiln):
     assert r.returncode == 0, r.stderr
     r = run([tmp / "f64/gradcheck", "fd", "--seed", 3, "--batch", 2, "--seq", 5, "--samples", 8])
     assert r.returncode == 0 and ": ok" in r.stdout, r.stdout + r.stderr
+
+
+def test_the_elementwise_math_is_not_an_ffn_activation(kiln, tmp_path):
+    (tmp_path / "m.kiln").write_text(model_text("relu").replace("activation: relu", "activation: log"))
+    r = run([kiln, "check", tmp_path / "m.kiln"])
+    assert r.returncode != 0 and "activation must be one of" in r.stderr and "log" not in r.stderr.split("got")[0]

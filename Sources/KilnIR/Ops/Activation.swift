@@ -15,6 +15,9 @@ public struct Activation: Sendable, Hashable {
     /// The name of its gated linear unit in `ffn` (Shazeer 2020: `swiglu` for silu, `geglu`, `reglu`, and
     /// Dauphin et al. 2017's `glu` for sigmoid), if the language offers one: down(act(gate(x)) · up(x)).
     public var gated: String? = nil
+    /// False for the elementwise math functions of the primitive tier (`exp`, `log`, …): built-ins, fused and
+    /// differentiated like the activations, but not offered as `ffn` activations.
+    public var isActivation = true
 
     /// The table, in the order of `KILN_ACTIVATIONS` in activations.h.
     public static let all: [Activation] = [
@@ -27,6 +30,12 @@ public struct Activation: Sendable, Hashable {
         Activation(name: "elu", formula: "x if x > 0, else e^x − 1 (Clevert et al. 2016, α = 1)", flops: 2, gradFlops: 2),
         Activation(name: "selu", formula: "λ·(x if x > 0, else α(e^x − 1)), λ ≈ 1.0507, α ≈ 1.6733 (Klambauer et al. 2017)", flops: 4, gradFlops: 3),
         Activation(name: "softplus", formula: "log(1 + e^x), computed as max(x, 0) + log(1 + e^−|x|) (Dugas et al. 2001)", flops: 6, gradFlops: 5),
+        // the elementwise math of the primitive tier, with libm's values (inf, NaN and all)
+        Activation(name: "exp", formula: "e^x", flops: 4, gradFlops: 5, isActivation: false),
+        Activation(name: "log", formula: "the natural logarithm (−inf at 0, NaN below)", flops: 4, gradFlops: 1, isActivation: false),
+        Activation(name: "sqrt", formula: "√x", flops: 1, gradFlops: 3, isActivation: false),
+        Activation(name: "rsqrt", formula: "1/√x", flops: 2, gradFlops: 5, isActivation: false),
+        Activation(name: "tanh", formula: "the hyperbolic tangent", flops: 4, gradFlops: 7, isActivation: false),
     ]
 
     public static func named(_ name: String) -> Activation? { all.first { $0.name == name } }
