@@ -28,6 +28,7 @@ enum Builtins {
         "moe_balance": [("x", true)],
         "moe_zloss": [("x", true)],
         "moe_load": [("x", true)],
+        "sum": [("x", true)], "mean": [("x", true)], "max": [("x", true)], "logsumexp": [("x", true)],
     ].merging(Activation.all.map { ($0.name, [("x", true)]) }, uniquingKeysWith: { a, _ in a })
      .merging(layers.map { ($0.key, [("x", true)] + $0.value.layerArguments.map { ($0.name, false) } + [("name", false)]) },
               uniquingKeysWith: { a, _ in a })
@@ -116,6 +117,11 @@ extension Lowering {
         case "lstm": return try lstm(a, r)
         case "moe": return try moe(a, r)
         case "moe_balance", "moe_zloss", "moe_load": return try moeStatistic(name, a, r)
+        case "sum", "mean", "max", "logsumexp":
+            // the primitive tier's reductions over the last axis, kept as a dim of 1 so that they broadcast back
+            let x = try tensor(a["x"]!.0, a["x"]!.1, "the argument of \(name)")
+            guard graph.nodes[x].type.shape.rank >= 1 else { throw report("\(name) needs a tensor with a last axis, got \(graph.nodes[x].type)", a["x"]!.1) }
+            return try emit(.reduce, [x], ["op": .word(name)], r)
         case "sqrt" where a["x"].map({ number($0.0) != nil }) == true:
             // of a number: folded at compile time (`embed(ids, vocab, dim) * sqrt(dim)`)
             let (v, vr) = a["x"]!
