@@ -29,6 +29,7 @@ enum Builtins {
         "moe_zloss": [("x", true)],
         "moe_load": [("x", true)],
         "sum": [("x", true)], "mean": [("x", true)], "max": [("x", true)], "logsumexp": [("x", true)],
+        "matmul": [("a", true), ("b", true)], "transpose": [("x", true)],
     ].merging(Activation.all.map { ($0.name, [("x", true)]) }, uniquingKeysWith: { a, _ in a })
      .merging(layers.map { ($0.key, [("x", true)] + $0.value.layerArguments.map { ($0.name, false) } + [("name", false)]) },
               uniquingKeysWith: { a, _ in a })
@@ -117,6 +118,11 @@ extension Lowering {
         case "lstm": return try lstm(a, r)
         case "moe": return try moe(a, r)
         case "moe_balance", "moe_zloss", "moe_load": return try moeStatistic(name, a, r)
+        case "matmul":
+            let x = try tensor(a["a"]!.0, a["a"]!.1, "matmul's first operand"), y = try tensor(a["b"]!.0, a["b"]!.1, "matmul's second operand")
+            return try emit(.matmul, [x, y], [:], r)
+        case "transpose":
+            return try emit(.transpose, [try tensor(a["x"]!.0, a["x"]!.1, "transpose's argument")], [:], r)
         case "sum", "mean", "max", "logsumexp":
             // the primitive tier's reductions over the last axis, kept as a dim of 1 so that they broadcast back
             let x = try tensor(a["x"]!.0, a["x"]!.1, "the argument of \(name)")

@@ -17,6 +17,13 @@ KILN_KERNEL void activation_forward(real *restrict out, const real *restrict inp
         break;
     KILN_ACTIVATIONS(KILN_ACTIVATION_FORWARD)
 #undef KILN_ACTIVATION_FORWARD
+#define KILN_MATH_FORWARD(name, id)                                             \
+    case id:                                                                    \
+        _Pragma("omp parallel for schedule(static)")                            \
+        for (size_t i = 0; i < N; i++) out[i] = kiln_act_##name(inp[i]);       \
+        break;
+    KILN_MATH_FUNCTIONS(KILN_MATH_FORWARD)
+#undef KILN_MATH_FORWARD
     default: memmove(out, inp, N * sizeof(real)); break;
     }
 }
@@ -32,6 +39,13 @@ KILN_KERNEL void activation_backward(real *restrict dinp, const real *restrict d
         break;
     KILN_ACTIVATIONS(KILN_ACTIVATION_BACKWARD)
 #undef KILN_ACTIVATION_BACKWARD
+#define KILN_MATH_BACKWARD(name, id)                                           \
+    case id:                                                                    \
+        _Pragma("omp parallel for schedule(static)")                            \
+        for (size_t i = 0; i < N; i++) dinp[i] = kiln_act_##name##_grad(x[i], dout[i]); \
+        break;
+    KILN_MATH_FUNCTIONS(KILN_MATH_BACKWARD)
+#undef KILN_MATH_BACKWARD
     default: memmove(dinp, dout, N * sizeof(real)); break;
     }
 }

@@ -4,8 +4,8 @@
  * per expression, and the epilogue of the matrix-product engine (gemm.h) all call these functions, so the
  * three paths compute the same floats.
  *
- * A row of KILN_ACTIVATIONS is X(NAME, ID); NAME is the op's name in the IR and ID its code in the kernels'
- * `act` arguments (KILN_ACT_NAME; 0 is no activation). Each activation defines
+ * A row of KILN_ACTIVATIONS (or of KILN_MATH_FUNCTIONS) is X(NAME, ID); NAME is the op's name in the IR and
+ * ID its code in the kernels' `act` arguments (KILN_ACT_NAME; 0 is no activation). Each activation defines
  *   kiln_act_NAME(x)          its value,
  *   kiln_act_NAME_grad(x, dy) dy times its derivative at x.
  * Adding one: a row here, its two functions below, and its row in Sources/KilnIR/Ops/Activation.swift.
@@ -23,17 +23,24 @@
     X(sigmoid, 5)           \
     X(elu, 6)               \
     X(selu, 7)              \
-    X(softplus, 8)          \
-    X(exp, 9)               \
-    X(log, 10)              \
-    X(sqrt, 11)             \
-    X(rsqrt, 12)            \
+    X(softplus, 8)
+
+/* The elementwise math of the primitive tier: libm's functions, which compilers do not vectorise, so loops over
+ * them carry no simd pragma (clang warns about a simd loop it cannot vectorise). */
+#define KILN_MATH_FUNCTIONS(X) \
+    X(exp, 9)                  \
+    X(log, 10)                 \
+    X(sqrt, 11)                \
+    X(rsqrt, 12)               \
     X(tanh, 13)
+
+/* every row of the table */
+#define KILN_ELEMENTWISE(X) KILN_ACTIVATIONS(X) KILN_MATH_FUNCTIONS(X)
 
 enum {
     KILN_ACT_none = 0,
 #define KILN_ACT_ENUM(name, id) KILN_ACT_##name = id,
-    KILN_ACTIVATIONS(KILN_ACT_ENUM)
+    KILN_ELEMENTWISE(KILN_ACT_ENUM)
 #undef KILN_ACT_ENUM
 };
 

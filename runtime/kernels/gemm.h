@@ -282,6 +282,12 @@ KILN_KERNEL void gemm_epilogue(real *restrict c, const real *restrict r, const r
         break;
     KILN_ACTIVATIONS(KILN_EPILOGUE_ACT)
 #undef KILN_EPILOGUE_ACT
+#define KILN_EPILOGUE_MATH(name, id)                                 \
+    case id:                                                         \
+        for (int j = 0; j < n; j++) v[j] = kiln_act_##name(v[j]);   \
+        break;
+    KILN_MATH_FUNCTIONS(KILN_EPILOGUE_MATH)
+#undef KILN_EPILOGUE_MATH
     default: break;
     }
     if (res) {

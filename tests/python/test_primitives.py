@@ -9,26 +9,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from kilntest import run
+from kilntest import ROOT, run
 
 VOCAB, CONTEXT, DIM = 23, 7, 12
-MODEL = f"""model Primitives
-config {{ vocab = {VOCAB}, context = {CONTEXT}, dim = {DIM} }}
-input tokens: i32[B, T] where T <= context
-h = embed(tokens, vocab, dim) + positions(learned, T, dim)
-c = h - mean(h)
-h = c * rsqrt(mean(c * c))                  # LayerNorm without eps or gain, by hand
-h = h + tanh(linear(h, dim, name: mix)) * sqrt(sigmoid(h))
-l = linear(h, vocab, name: head)
-z = exp(l - max(l))
-output logits = log(z / sum(z)) + 0.5 * logsumexp(l)
-output probs = z / sum(z) - softmax(l)
-train {{
-  objective = next_token(logits)
-  batch = 2
-  seq = {CONTEXT}
-}}
-"""
+MODEL = (ROOT / "tests/models/primitives.kiln").read_text()
 
 
 class Reference(nn.Module):
@@ -109,3 +93,78 @@ def test_a_reduction_needs_a_tensor(kiln, tmp_path):
     (tmp_path / "m.kiln").write_text("model M\ninput tokens: i32[B, T] where T <= 8\nh = embed(tokens, 16, 8)\noutput y = h - max(3)\n")
     r = run([kiln, "check", tmp_path / "m.kiln"])
     assert r.returncode != 0 and "m.kiln:4:" in r.stderr and "the argument of max must be a tensor" in r.stderr, r.stderr
+
+
+ATTENTION = f"""model Attention
+config {{ vocab = {VOCAB}, context = {CONTEXT}, dim = {DIM}, scale = 1 / sqrt({DIM}) }}
+input tokens: i32[B, T] where T <= context
+block Attn(x: f32[B, T, dim]) -> f32[B, T, dim] {{
+BODY
+}}
+h = embed(tokens, vocab, dim) + positions(learned, T, dim)
+h = h + Attn(h)
+EXTRA
+output logits = linear(h, vocab, name: head)
+train {{
+  objective = next_token(logits)
+  batch = 2
+  seq = {CONTEXT}
+}}
+"""
+BUILTIN = "  return attention(x, heads: 1)"
+# single-head attention as a research function writes it: scores, scale, softmax by hand, weighted values
+BY_HAND = """  q = linear(x, dim, name: query)
+  k = linear(x, dim, name: key)
+  v = linear(x, dim, name: value)
+  s = matmul(q, transpose(k)) * scale
+  z = exp(s - max(s))
+  return linear(matmul(z / sum(z), v), dim, name: out)"""
+
+
+def rename(k):
+    """The built-in's parameter name in the block (attn.attention.query.weight) as the hand-written one
+    (attn.query.weight; its output projection is attn.out: `output` is a keyword)."""
+    return k.replace("attn.attention.", "attn.").replace("attn.output.", "attn.out.")
+
+
+def test_attention_from_primitives_equals_the_builtin(kiln, tmp_path):
+    """Bidirectional single-head attention from matmul, transpose, exp and the reductions gives the built-in
+    attention's logits and gradients (the same parameters under the hand-written names), and every VJP of a float64 build
+    (a product shared by the batch among them) passes finite differences."""
+    outs = {}
+    for name, body, extra in [("builtin", BUILTIN, ""), ("hand", BY_HAND, ""),
+                              ("shared", BY_HAND, "h = h + 0.1 * matmul(h, matmul(transpose(h), positions(learned, T, dim, name: more)))")]:
+        (tmp_path / f"{name}.kiln").write_text(ATTENTION.replace("BODY", body).replace("EXTRA", extra))
+        r = run([kiln, "build", tmp_path / f"{name}.kiln", "-o", tmp_path / name])
+        assert r.returncode == 0, r.stderr
+        outs[name] = tmp_path / name
+    w = tmp_path / "w.safetensors"
+    assert run([outs["builtin"] / "infer", "init", "--seed", 2, "--out", w]).returncode == 0
+    g = torch.Generator().manual_seed(2)
+    weights = {k: v + 0.3 * torch.randn(v.shape, generator=g) for k, v in load_file(str(w)).items()}
+    save_file(weights, str(w))
+    save_file({rename(k): v for k, v in weights.items()}, str(tmp_path / "w-hand.safetensors"))
+    tokens = np.random.default_rng(1).integers(0, VOCAB, size=(3, CONTEXT), dtype=np.int32)
+    targets = np.random.default_rng(2).integers(0, VOCAB, size=(3, CONTEXT), dtype=np.int32)
+    np.save(tmp_path / "tok.npy", tokens)
+    np.save(tmp_path / "tgt.npy", targets)
+    got = {}
+    for name in ("builtin", "hand"):
+        wn = w if name == "builtin" else tmp_path / "w-hand.safetensors"
+        r = run([outs[name] / "infer", "run", "--weights", wn, "--input", f"tokens={tmp_path / 'tok.npy'}", "--output",
+                 f"logits={tmp_path / name}.npy"])
+        assert r.returncode == 0, r.stderr
+        r = run([outs[name] / "gradcheck", "dump", "--weights", wn, "--tokens", tmp_path / "tok.npy", "--targets",
+                 tmp_path / "tgt.npy", "--out", tmp_path / f"g-{name}.safetensors"])
+        assert r.returncode == 0, r.stderr
+        got[name] = (np.load(tmp_path / f"{name}.npy"), load_file(str(tmp_path / f"g-{name}.safetensors")))
+    (a, ga), (b, gb) = got["builtin"], got["hand"]
+    assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+    assert {rename(k) for k in ga} == set(gb)
+    floor = 1e-3 * max(v.abs().max().item() for v in ga.values())  # the key bias's gradient is 0 up to rounding
+    for k in ga:
+        assert (ga[k] - gb[rename(k)]).abs().max() <= 1e-4 * max(ga[k].abs().max().item(), floor), k
+    r = run([kiln, "build", tmp_path / "shared.kiln", "--dtype", "f64", "-o", tmp_path / "f64"])
+    assert r.returncode == 0, r.stderr
+    r = run([tmp_path / "f64/gradcheck", "fd", "--seed", 3, "--batch", 2, "--seq", 5, "--samples", 8])
+    assert r.returncode == 0 and ": ok" in r.stdout, r.stdout + r.stderr

@@ -1,0 +1,29 @@
+import KilnBasics
+import KilnIR
+
+/// The batch (the product of all dims but the last two) of a type, as a C expression.
+private func batch(_ t: TensorType) -> String { Shape(Array(t.shape.dims.dropLast(2))).elementCount.cExpression }
+
+extension MatMul: CLowering {
+    var kernelFile: String? { "matmul.c" }
+    /// The panels of one batch's b: K x N rounded up to 64 (N by its bound when it is symbolic).
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
+        let b = g.nodes[g.nodes[i].operands[1]].type.shape.dims
+        let (k, n) = (b[b.count - 2], b[b.count - 1])
+        return SizeExpr(constant: GemmKernels.roundUp(n.constValue ?? g.bound(of: n) ?? 1)) * k
+    }
+    func call(_ c: CallContext) throws -> String {
+        let a = c.type(0).shape.dims, b = c.type(1)
+        let (m, k, n) = (a[a.count - 2], a[a.count - 1], b.shape.dims[b.shape.rank - 1])
+        return "matmul_forward(\(c.dst), \(c.p[0]), \(c.p[1]), \(c.workspace), \(batch(c.type(0))), \(m), \(n), \(k), \(b.shape.rank == 2 && a.count > 2 ? 1 : 0));"
+    }
+}
+
+extension Transpose: CLowering {
+    var kernelFile: String? { "matmul.c" }
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    func call(_ c: CallContext) throws -> String {
+        let x = c.type(0).shape.dims
+        return "transpose_forward(\(c.dst), \(c.p[0]), \(batch(c.type(0))), \(x[x.count - 2]), \(x[x.count - 1]));"
+    }
+}
