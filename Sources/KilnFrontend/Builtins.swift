@@ -29,7 +29,8 @@ enum Builtins {
         "moe_zloss": [("x", true)],
         "moe_load": [("x", true)],
         "sum": [("x", true)], "mean": [("x", true)], "max": [("x", true)], "logsumexp": [("x", true)],
-        "matmul": [("a", true), ("b", true)], "transpose": [("x", true)],
+        "matmul": [("a", true), ("b", true)], "transpose": [("x", true), ("a", false), ("b", false)],
+        "split_last": [("x", true), ("parts", true)], "merge_last": [("x", true)],
     ].merging(Activation.all.map { ($0.name, [("x", true)]) }, uniquingKeysWith: { a, _ in a })
      .merging(layers.map { ($0.key, [("x", true)] + $0.value.layerArguments.map { ($0.name, false) } + [("name", false)]) },
               uniquingKeysWith: { a, _ in a })
@@ -122,7 +123,19 @@ extension Lowering {
             let x = try tensor(a["a"]!.0, a["a"]!.1, "matmul's first operand"), y = try tensor(a["b"]!.0, a["b"]!.1, "matmul's second operand")
             return try emit(.matmul, [x, y], [:], r)
         case "transpose":
-            return try emit(.transpose, [try tensor(a["x"]!.0, a["x"]!.1, "transpose's argument")], [:], r)
+            let x = try tensor(a["x"]!.0, a["x"]!.1, "transpose's argument")
+            var axes: [String: AttrValue] = [:]
+            for k in ["a", "b"] {
+                guard let (v, vr) = a[k] else { continue }
+                guard let n = number(v), n == n.rounded(), abs(n) < 64 else { throw report("transpose's axis \(k) must be an integer, got \(describe(v))", vr) }
+                axes[k] = .int(Int(n))
+            }
+            return try emit(.transpose, [x], axes, r, order: ["a", "b"])
+        case "split_last":
+            let x = try tensor(a["x"]!.0, a["x"]!.1, "split_last's argument")
+            return try emit(.splitLast, [x], ["parts": .int(try positiveInt(a["parts"]!.0, a["parts"]!.1, "parts"))], r)
+        case "merge_last":
+            return try emit(.mergeLast, [try tensor(a["x"]!.0, a["x"]!.1, "merge_last's argument")], [:], r)
         case "sum", "mean", "max", "logsumexp":
             // the primitive tier's reductions over the last axis, kept as a dim of 1 so that they broadcast back
             let x = try tensor(a["x"]!.0, a["x"]!.1, "the argument of \(name)")

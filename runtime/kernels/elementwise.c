@@ -28,18 +28,35 @@
     KILN_KERNEL void name##_broadcast_forward(real *restrict out, const real *restrict a, const real *restrict b, \
                                               int rank, const size_t *dims, const size_t *a_stride,           \
                                               const size_t *b_stride) {                                       \
-        size_t total = 1;                                                                                      \
-        for (int d = 0; d < rank; d++) total *= dims[d];                                                       \
+        if (rank == 0) { out[0] = a[0] op b[0]; return; }                                                      \
+        size_t outer = 1;                                                                                      \
+        for (int d = 0; d < rank - 1; d++) outer *= dims[d];                                                   \
+        const size_t inner = dims[rank - 1], as = a_stride[rank - 1], bs = b_stride[rank - 1];                 \
         _Pragma("omp parallel for schedule(static)")                                                           \
-        for (size_t i = 0; i < total; i++) {                                                                   \
-            size_t rem = i, ai = 0, bi = 0;                                                                    \
-            for (int d = rank - 1; d >= 0; d--) {                                                              \
-                size_t idx = rem % dims[d];                                                                    \
+        for (size_t o = 0; o < outer; o++) { /* one run of the last dim: offsets once, then a plain loop */    \
+            size_t rem = o, ai = 0, bi = 0;                                                                    \
+            for (int d = rank - 2; d >= 0; d--) {                                                              \
+                const size_t idx = rem % dims[d];                                                              \
                 rem /= dims[d];                                                                                \
                 ai += idx * a_stride[d];                                                                       \
                 bi += idx * b_stride[d];                                                                       \
             }                                                                                                  \
-            out[i] = a[ai] op b[bi];                                                                           \
+            real *restrict po = out + o * inner;                                                               \
+            const real *restrict pa = a + ai, *restrict pb = b + bi;                                           \
+            if (as == 1 && bs == 1) {                                                                          \
+                _Pragma("omp simd")                                                                            \
+                for (size_t i = 0; i < inner; i++) po[i] = pa[i] op pb[i];                                     \
+            } else if (as == 1 && bs == 0) {                                                                   \
+                const real v = pb[0];                                                                          \
+                _Pragma("omp simd")                                                                            \
+                for (size_t i = 0; i < inner; i++) po[i] = pa[i] op v;                                         \
+            } else if (as == 0 && bs == 1) {                                                                   \
+                const real v = pa[0];                                                                          \
+                _Pragma("omp simd")                                                                            \
+                for (size_t i = 0; i < inner; i++) po[i] = v op pb[i];                                         \
+            } else {                                                                                           \
+                for (size_t i = 0; i < inner; i++) po[i] = pa[i * as] op pb[i * bs];                           \
+            }                                                                                                  \
         }                                                                                                      \
     }
 
@@ -71,17 +88,34 @@ KILN_KERNEL void sum_to_forward(real *restrict out, const real *restrict inp, si
     }
 }
 
-/* sum_to, general: out[j] = sum of inp over the broadcast dims; `stride` maps each input
- * index (by dim) to out; single-threaded, in input order */
+/* sum_to, general: out[j] = sum of inp over the broadcast dims; `stride` maps each input index (by dim) to out.
+ * When only the last dim is summed (a row reduction: each run of it goes to its own output) the rows run in
+ * parallel; otherwise one thread, in input order, a run of the last dim at a time. Either way each output's
+ * terms are added in input order. */
 KILN_KERNEL void sum_to_broadcast_forward(real *restrict out, const real *restrict inp, size_t out_n,
                                           int rank, const size_t *dims, const size_t *stride) {
-    size_t total = 1;
-    for (int d = 0; d < rank; d++) total *= dims[d];
+    if (rank == 0) { out[0] = inp[0]; return; }
+    size_t outer = 1;
+    for (int d = 0; d < rank - 1; d++) outer *= dims[d];
+    const size_t inner = dims[rank - 1], s = stride[rank - 1];
+    if (s == 0 && out_n == outer) {
+        #pragma omp parallel for schedule(static)
+        for (size_t o = 0; o < outer; o++) {
+            size_t rem = o, oi = 0;
+            for (int d = rank - 2; d >= 0; d--) { oi += (rem % dims[d]) * stride[d]; rem /= dims[d]; }
+            const real *restrict row = inp + o * inner;
+            real acc = 0;
+            for (size_t i = 0; i < inner; i++) acc += row[i];
+            out[oi] = acc;
+        }
+        return;
+    }
     memset(out, 0, out_n * sizeof(real));
-    for (size_t i = 0; i < total; i++) {
-        size_t rem = i, oi = 0;
-        for (int d = rank - 1; d >= 0; d--) { oi += (rem % dims[d]) * stride[d]; rem /= dims[d]; }
-        out[oi] += inp[i];
+    for (size_t o = 0; o < outer; o++) {
+        size_t rem = o, oi = 0;
+        for (int d = rank - 2; d >= 0; d--) { oi += (rem % dims[d]) * stride[d]; rem /= dims[d]; }
+        const real *restrict row = inp + o * inner;
+        for (size_t i = 0; i < inner; i++) out[oi + i * s] += row[i];
     }
 }
 

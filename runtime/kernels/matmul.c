@@ -8,15 +8,29 @@
 #include "kiln_kernel.h"
 #include "gemm.h"
 
-/* c (batch, M, N) = a (batch, M, K) · b (batch, K, N), or b (K, N) for every batch when shared;
- * panels: K x N rounded up to 64 */
+/* c (batch, M, N) = a (batch, M, K) · b (batch, K, N), or b (K, N) for every batch when shared. A shared b is
+ * one product of all the batch's rows; otherwise every batch's b is packed (one batch per thread) and the tiles
+ * of all the products run in one parallel loop. panels: batch (1 when shared) x K x N rounded up to 64 */
 KILN_KERNEL void matmul_forward(real *restrict c, const real *restrict a, const real *restrict b, real *restrict panels,
                                 size_t batch, int M, int N, int K, int shared) {
-    const real *tail = panels + (size_t)(N / GEMM_NR) * K * GEMM_NR;
-    for (size_t i = 0; i < batch; i++) {
-        if (!shared || i == 0) gemm_pack(panels, b + (shared ? 0 : i * (size_t)K * N), (size_t)N, 1, K, N);
-        gemm_panels(c + i * (size_t)M * N, (size_t)N, a + i * (size_t)M * K, (size_t)K, 1, panels, tail, (size_t)M, N, K,
-                    NULL, 0, NULL);
+    const size_t psize = (size_t)K * ((size_t)(N + GEMM_NR - 1) / GEMM_NR * GEMM_NR);
+    if (shared || batch == 1) {
+        gemm_pack(panels, b, (size_t)N, 1, K, N);
+        gemm_panels(c, (size_t)N, a, (size_t)K, 1, panels, panels + (size_t)(N / GEMM_NR) * K * GEMM_NR, batch * (size_t)M,
+                    N, K, NULL, 0, NULL);
+        return;
+    }
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < batch; i++) gemm_pack(panels + i * psize, b + i * (size_t)K * N, (size_t)N, 1, K, N);
+    const gemm_tile_fn tile = gemm_tile();
+    const size_t mtiles = ((size_t)M + GEMM_MR - 1) / GEMM_MR, ntiles = (size_t)(N + GEMM_NR - 1) / GEMM_NR;
+    #pragma omp parallel for schedule(static)
+    for (size_t w = 0; w < batch * mtiles * ntiles; w++) {
+        const size_t i = w / (mtiles * ntiles), t = w / mtiles % ntiles, m0 = w % mtiles * GEMM_MR;
+        const int n0 = (int)t * GEMM_NR, nb = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
+        const int mb = (size_t)M - m0 < GEMM_MR ? (int)((size_t)M - m0) : GEMM_MR;
+        gemm_panel_tile(tile, c + i * (size_t)M * N, (size_t)N, a + i * (size_t)M * K, (size_t)K, 1,
+                        panels + i * psize + t * (size_t)K * GEMM_NR, m0, mb, n0, nb, K, NULL, 0, NULL);
     }
 }
 
@@ -30,6 +44,17 @@ KILN_KERNEL void transpose_forward(real *restrict out, const real *restrict x, s
         real *restrict dst = out + b * (size_t)M * N;
         for (size_t i = i0; i < i0 + 16 && i < (size_t)M; i++)
             for (size_t j = j0; j < j0 + 16 && j < (size_t)N; j++) dst[j * M + i] = src[i * N + j];
+    }
+}
+
+/* out (P, B, M, A, Q) = x (P, A, M, B, Q) with axes A and B swapped: runs of Q contiguous values */
+KILN_KERNEL void transpose_axes(real *restrict out, const real *restrict x, size_t P, size_t A, size_t M, size_t B, size_t Q) {
+    #pragma omp parallel for schedule(static)
+    for (size_t w = 0; w < P * A; w++) {
+        const size_t p = w / A, a = w % A;
+        for (size_t m = 0; m < M; m++)
+            for (size_t b = 0; b < B; b++)
+                memcpy(out + (((p * B + b) * M + m) * A + a) * Q, x + (((p * A + a) * M + m) * B + b) * Q, Q * sizeof(real));
     }
 }
 

@@ -96,7 +96,7 @@ def test_a_reduction_needs_a_tensor(kiln, tmp_path):
 
 
 ATTENTION = f"""model Attention
-config {{ vocab = {VOCAB}, context = {CONTEXT}, dim = {DIM}, scale = 1 / sqrt({DIM}) }}
+config {{ vocab = {VOCAB}, context = {CONTEXT}, dim = {DIM}, heads = 1, scale = 1 / sqrt(dim / heads) }}
 input tokens: i32[B, T] where T <= context
 block Attn(x: f32[B, T, dim]) -> f32[B, T, dim] {{
 BODY
@@ -111,15 +111,15 @@ train {{
   seq = {CONTEXT}
 }}
 """
-BUILTIN = "  return attention(x, heads: 1)"
-# single-head attention as a research function writes it: scores, scale, softmax by hand, weighted values
-BY_HAND = """  q = linear(x, dim, name: query)
-  k = linear(x, dim, name: key)
-  v = linear(x, dim, name: value)
+BUILTIN = "  return attention(x, heads: heads)"
+# multi-head attention as a research function writes it: heads split off the channels and moved before the
+# positions, scores, scale, a softmax by hand, weighted values, heads merged back
+BY_HAND = """  q = transpose(split_last(linear(x, dim, name: query), heads), 1, 2)
+  k = transpose(split_last(linear(x, dim, name: key), heads), 1, 2)
+  v = transpose(split_last(linear(x, dim, name: value), heads), 1, 2)
   s = matmul(q, transpose(k)) * scale
   z = exp(s - max(s))
-  return linear(matmul(z / sum(z), v), dim, name: out)"""
-
+  return linear(merge_last(transpose(matmul(z / sum(z), v), 1, 2)), dim, name: out)"""
 
 def rename(k):
     """The built-in's parameter name in the block (attn.attention.query.weight) as the hand-written one
@@ -127,14 +127,15 @@ def rename(k):
     return k.replace("attn.attention.", "attn.").replace("attn.output.", "attn.out.")
 
 
-def test_attention_from_primitives_equals_the_builtin(kiln, tmp_path):
-    """Bidirectional single-head attention from matmul, transpose, exp and the reductions gives the built-in
-    attention's logits and gradients (the same parameters under the hand-written names), and every VJP of a float64 build
-    (a product shared by the batch among them) passes finite differences."""
+@pytest.mark.parametrize("heads", [1, 3])
+def test_attention_from_primitives_equals_the_builtin(kiln, tmp_path, heads):
+    """Bidirectional multi-head attention from split_last, transpose, matmul, exp and the reductions gives the
+    built-in attention's logits and gradients (the same parameters under the hand-written names), and every VJP
+    of a float64 build (a product shared by the batch among them) passes finite differences."""
     outs = {}
     for name, body, extra in [("builtin", BUILTIN, ""), ("hand", BY_HAND, ""),
                               ("shared", BY_HAND, "h = h + 0.1 * matmul(h, matmul(transpose(h), positions(learned, T, dim, name: more)))")]:
-        (tmp_path / f"{name}.kiln").write_text(ATTENTION.replace("BODY", body).replace("EXTRA", extra))
+        (tmp_path / f"{name}.kiln").write_text(ATTENTION.replace("BODY", body).replace("EXTRA", extra).replace("heads = 1", f"heads = {heads}"))
         r = run([kiln, "build", tmp_path / f"{name}.kiln", "-o", tmp_path / name])
         assert r.returncode == 0, r.stderr
         outs[name] = tmp_path / name

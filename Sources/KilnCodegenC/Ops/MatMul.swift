@@ -6,11 +6,11 @@ private func batch(_ t: TensorType) -> String { Shape(Array(t.shape.dims.dropLas
 
 extension MatMul: CLowering {
     var kernelFile: String? { "matmul.c" }
-    /// The panels of one batch's b: K x N rounded up to 64 (N by its bound when it is symbolic).
+    /// The panels of every batch's b (one for a shared b): K x N rounded up to 64 (N by its bound when symbolic).
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
         let b = g.nodes[g.nodes[i].operands[1]].type.shape.dims
         let (k, n) = (b[b.count - 2], b[b.count - 1])
-        return SizeExpr(constant: GemmKernels.roundUp(n.constValue ?? g.bound(of: n) ?? 1)) * k
+        return Shape(Array(b.dropLast(2))).elementCount * .const(GemmKernels.roundUp(n.constValue ?? g.bound(of: n) ?? 1)) * k
     }
     func call(_ c: CallContext) throws -> String {
         let a = c.type(0).shape.dims, b = c.type(1)
@@ -22,8 +22,32 @@ extension MatMul: CLowering {
 extension Transpose: CLowering {
     var kernelFile: String? { "matmul.c" }
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    /// The last two axes: a blocked transpose; others: copies of the rows after the later axis.
     func call(_ c: CallContext) throws -> String {
         let x = c.type(0).shape.dims
-        return "transpose_forward(\(c.dst), \(c.p[0]), \(batch(c.type(0))), \(x[x.count - 2]), \(x[x.count - 1]));"
+        let (a, b) = try Self.axes(c.attrs, rank: x.count)
+        if a == x.count - 2 && b == x.count - 1 {
+            return "transpose_forward(\(c.dst), \(c.p[0]), \(batch(c.type(0))), \(x[a]), \(x[b]));"
+        }
+        func product(_ r: Range<Int>) -> String { Shape(Array(x[r])).elementCount.cExpression }
+        return "transpose_axes(\(c.dst), \(c.p[0]), \(product(0..<a)), \(x[a]), \(product((a + 1)..<b)), \(x[b]), \(product((b + 1)..<x.count)));"
+    }
+}
+
+extension SplitLast: CLowering {
+    var kernelFile: String? { nil }
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    func call(_ c: CallContext) throws -> String {
+        if c.isView { return "/* a view: \(c.name(0)) with its last axis in \(c.attrs[Self.parts]) parts */" }
+        return "memcpy(\(c.dst), \(c.p[0]), \(c.count) * sizeof(real));"
+    }
+}
+
+extension MergeLast: CLowering {
+    var kernelFile: String? { nil }
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    func call(_ c: CallContext) throws -> String {
+        if c.isView { return "/* a view: \(c.name(0)) with its last two axes as one */" }
+        return "memcpy(\(c.dst), \(c.p[0]), \(c.count) * sizeof(real));"
     }
 }

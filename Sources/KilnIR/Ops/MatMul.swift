@@ -44,37 +44,110 @@ public struct MatMul: Op {
     public func flops(_ c: FlopContext) -> Int { 2 * c.out * c.dim(c.operands[0].shape.dims.last!) }
 }
 
-/// `transpose(%x: [..., M, N])` — the last two axes swapped: `[..., N, M]`.
+/// `transpose(%x) {a, b}` — axes a and b swapped (negative: from the end; by default the last two).
 public struct Transpose: Op {
     public init() {}
+    public static let a = AttrKey<Int>("a", default: -2)
+    public static let b = AttrKey<Int>("b", default: -1)
     public let name = "transpose"
-    public let summary = "x `[..., M, N]` → `[..., N, M]`: the last two axes swapped (a copy)"
+    public let summary = "x → x with axes `a` and `b` swapped (negative: from the end; the last two by default), a copy"
     public let example = """
         graph G {
           dim B
-          %x = input : f32[B, 3, 4]
-          %0 = transpose(%x) : f32[B, 4, 3]
+          %x = input : f32[B, 3, 2, 4]
+          %0 = transpose(%x) {a: 1, b: 2} : f32[B, 2, 3, 4]
+          output y = %0
+        }
+        """
+    public let arity = 1...1
+    public var attributes: [AttrSpec] { [Self.a.spec, Self.b.spec] }
+    public let traits: OpTraits = []
+    /// The two axes, from the front, in increasing order.
+    public static func axes(_ attrs: Attributes, rank: Int) throws -> (Int, Int) {
+        let (a, b) = (attrs[Self.a], attrs[Self.b])
+        let (x, y) = (a < 0 ? a + rank : a, b < 0 ? b + rank : b)
+        guard x >= 0, x < rank, y >= 0, y < rank, x != y else { throw TypeError("transpose: axes \(a) and \(b) are not two axes of a rank-\(rank) tensor") }
+        return (min(x, y), max(x, y))
+    }
+    public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
+        let x = ops[0]
+        try requireFloat(x, "transpose's input")
+        let (a, b) = try Self.axes(attrs, rank: x.shape.rank)
+        var d = x.shape.dims
+        d.swapAt(a, b)
+        return TensorType(x.dtype, d)
+    }
+    public func differentiate(_ d: inout Differentiation) throws {
+        if d.wants(0) { d.give(0, d.emit(.transpose, [d.gradient], d.node.attrs.entries)) }
+    }
+    public func flops(_ c: FlopContext) -> Int { 0 }
+}
+
+/// `split_last(%x: [..., C]) {parts: n}` — the last axis as n parts: `[..., n, C / n]` (a view).
+public struct SplitLast: Op, ViewDefinition {
+    public init() {}
+    public static let parts = AttrKey<Int>("parts")
+    public let name = "split_last"
+    public let summary = "x `[..., C]` → `[..., n, C / n]`: the last axis cut into `parts` n (attention's heads), a view"
+    public let example = """
+        graph G {
+          dim B
+          %x = input : f32[B, 6]
+          %0 = split_last(%x) {parts: 2} : f32[B, 2, 3]
+          output y = %0
+        }
+        """
+    public let arity = 1...1
+    public var attributes: [AttrSpec] { [Self.parts.spec] }
+    public let traits: OpTraits = [.view]
+    public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
+        let x = ops[0], n = attrs[Self.parts]
+        guard let c = x.shape.last?.constValue, n >= 1, c % n == 0 else {
+            throw TypeError("split_last: the last axis of \(x.shape) does not split into \(n) parts")
+        }
+        return TensorType(x.dtype, Array(x.shape.dims.dropLast()) + [.const(n), .const(c / n)])
+    }
+    public func differentiate(_ d: inout Differentiation) throws {
+        if d.wants(0) { d.give(0, d.emit(.mergeLast, [d.gradient])) }
+    }
+    public func flops(_ c: FlopContext) -> Int { 0 }
+    public func viewOffset(_ n: Node) -> SizeExpr { SizeExpr(constant: 0) }
+}
+
+/// `merge_last(%x: [..., n, D])` — the last two axes as one: `[..., n · D]` (a view).
+public struct MergeLast: Op, ViewDefinition {
+    public init() {}
+    public let name = "merge_last"
+    public let summary = "x `[..., n, D]` → `[..., n · D]`: the last two axes as one (heads back to channels), a view"
+    public let example = """
+        graph G {
+          dim B
+          %x = input : f32[B, 2, 3]
+          %0 = merge_last(%x) : f32[B, 6]
           output y = %0
         }
         """
     public let arity = 1...1
     public let attributes: [AttrSpec] = []
-    public let traits: OpTraits = []
+    public let traits: OpTraits = [.view]
     public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
-        let x = ops[0]
-        try requireFloat(x, "transpose's input")
-        guard x.shape.rank >= 2 else { throw TypeError("transpose needs rank 2 or more, got \(x.shape)") }
-        var d = x.shape.dims
-        d.swapAt(d.count - 1, d.count - 2)
-        return TensorType(x.dtype, d)
+        let x = ops[0], d = x.shape.dims
+        guard d.count >= 2, let n = d[d.count - 2].constValue, let m = d[d.count - 1].constValue else {
+            throw TypeError("merge_last needs its last two axes constant, got \(x.shape)")
+        }
+        return TensorType(x.dtype, Array(d.dropLast(2)) + [.const(n * m)])
     }
     public func differentiate(_ d: inout Differentiation) throws {
-        if d.wants(0) { d.give(0, d.emit(.transpose, [d.gradient])) }
+        let n = d.type(d.operands[0]).shape.dims.dropLast().last!.constValue!
+        if d.wants(0) { d.give(0, d.emit(.splitLast, [d.gradient], [(SplitLast.parts.name, .int(n))])) }
     }
     public func flops(_ c: FlopContext) -> Int { 0 }
+    public func viewOffset(_ n: Node) -> SizeExpr { SizeExpr(constant: 0) }
 }
 
 extension OpKind {
     public static let matmul = OpKind("matmul")
     public static let transpose = OpKind("transpose")
+    public static let splitLast = OpKind("split_last")
+    public static let mergeLast = OpKind("merge_last")
 }
