@@ -34,20 +34,19 @@ extension Transpose: CLowering {
     }
 }
 
+/// A reshape of operand 0's memory: no code where the planner made it a view, else a copy (a function's output).
+private func reshapeView(_ c: CallContext, _ what: String) -> String {
+    c.isView ? "/* a view: \(what) */" : "memcpy(\(c.dst), \(c.p[0]), \(c.count) * sizeof(real));"
+}
+
 extension SplitLast: CLowering {
     var kernelFile: String? { nil }
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
-    func call(_ c: CallContext) throws -> String {
-        if c.isView { return "/* a view: \(c.name(0)) with its last axis in \(c.attrs[Self.parts]) parts */" }
-        return "memcpy(\(c.dst), \(c.p[0]), \(c.count) * sizeof(real));"
-    }
+    func call(_ c: CallContext) throws -> String { reshapeView(c, "\(c.name(0)) with its last axis in \(c.attrs[Self.parts]) parts") }
 }
 
 extension MergeLast: CLowering {
     var kernelFile: String? { nil }
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
-    func call(_ c: CallContext) throws -> String {
-        if c.isView { return "/* a view: \(c.name(0)) with its last two axes as one */" }
-        return "memcpy(\(c.dst), \(c.p[0]), \(c.count) * sizeof(real));"
-    }
+    func call(_ c: CallContext) throws -> String { reshapeView(c, "\(c.name(0)) with its last two axes as one") }
 }
