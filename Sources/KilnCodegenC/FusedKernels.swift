@@ -75,8 +75,8 @@ enum FusedKernels {
         """
         for k in 0..<n { out += "        const real *restrict a\(k) = x\(k) + r0 % n\(k);\n" }
         // libm's math functions do not vectorise: no simd pragma then (clang warns about a simd loop it cannot vectorise)
-        let math = Activation.all.filter { !$0.isActivation }.map { "kiln_act_\($0.name)" }
-        let vectorises = !(body + [result]).contains { line in math.contains { line.contains($0 + "(") || line.contains($0 + "_grad(") } }
+        let math = Set(Activation.all.filter { !$0.isActivation }.flatMap { [$0.kind, $0.gradKind] })
+        let vectorises = !e.ops.contains { math.contains($0) }
         out += (vectorises ? "        #pragma omp simd\n" : "") + "        for (size_t i = 0; i < len; i++) {\n"
         for k in 0..<n { out += "            const real v\(k) = a\(k)[i];\n" }
         for line in body { out += "            \(line)\n" }

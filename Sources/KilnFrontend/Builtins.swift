@@ -41,7 +41,7 @@ enum Builtins {
     static let activations = Activation.all.map(\.name)
     /// `ffn`'s activations: the table's, the gated linear units some of them have (`swiglu`, `geglu`, …), and
     /// the bilinear unit with no activation (`liglu`).
-    static let ffnActivations = Activation.all.filter(\.isActivation).map(\.name) + Activation.all.compactMap(\.gated) + ["liglu"]
+    static let ffnActivations = Activation.activationNames + Activation.all.compactMap(\.gated) + ["liglu"]
     static let names = Set(signatures.keys)
 }
 
@@ -562,7 +562,7 @@ extension Lowering {
         guard k <= e else { throw report("top \(k) must be at most the \(e) experts", a["top"]!.1) }
         let factor = try a["capacity"].map { try float($0.0, $0.1, "capacity") } ?? 1.25
         guard factor >= 0, factor.isFinite else { throw report("capacity must be a factor ≥ 0 (0: no limit), got \(factor)", a["capacity"]!.1) }
-        let act = try a["activation"].map { try word($0.0, $0.1, "activation", Activation.all.filter(\.isActivation).map(\.name)) } ?? "gelu"
+        let act = try a["activation"].map { try word($0.0, $0.1, "activation", Activation.activationNames) } ?? "gelu"
         let o = try owner("moe", explicit: a.explicitName)
         let router = try param(o + ".router.weight", [.const(e), .const(c)], .normal(0.02), r)
         let up = try param(o + ".up.weight", [.const(e), .const(hidden), .const(c)], .normal(0.02), r)

@@ -8,9 +8,9 @@
  *   router_loss: Switch's load-balancing loss, or ST-MoE's router z-loss
  *
  * The routing is in the gates alone: token t's slot j is the j-th expert (ascending) whose gate is not 0.
- * Each expert's product is one matrix product of the engine (gemm.h) over the rows routed to it, gathered
- * into a contiguous block ("grouped GEMM"); the results are scattered back expert after expert, so every
- * output element has one summation order whatever the thread count.
+ * The rows routed to each expert are gathered into one block grouped by expert, and the tiles of every expert's
+ * product run in one parallel loop of the engine (gemm.h): a grouped GEMM. Each token then sums its slots'
+ * results in slot order, so every output element has one summation order whatever the thread count.
  */
 #ifndef KILN_KERNELS_MOE_C
 #define KILN_KERNELS_MOE_C
@@ -19,6 +19,7 @@
 #include "kiln_math.h"
 #include "gemm.h"
 #include "activations.h"
+#include "reduce.c"
 
 /* the experts of each token by probability: choice (N, k) holds expert indices, best first (ties: the lower
  * index); an assignment past its expert's capacity is marked -1 - e. cap = ceil(factor · k · N / E), or no
@@ -50,15 +51,6 @@ KILN_KERNEL void moe_choose(int32_t *restrict choice, const real *restrict logit
         }
 }
 
-/* p (E) = softmax(l); returns nothing */
-KILN_KERNEL void moe_softmax(real *restrict p, const real *restrict l, int E) {
-    real m = l[0];
-    for (int e = 1; e < E; e++) m = l[e] > m ? l[e] : m;
-    real s = 0;
-    for (int e = 0; e < E; e++) { p[e] = kiln_exp(l[e] - m); s += p[e]; }
-    for (int e = 0; e < E; e++) p[e] /= s;
-}
-
 /* the weights of a token's k choices (w (k)): p of the choice for k = 1, the choices' p renormalised for
  * k >= 2 (dropped choices included in the sum: dropping zeroes a weight, it does not renormalise) */
 KILN_KERNEL void moe_weights(real *restrict w, const real *restrict p, const int32_t *restrict c, int k) {
@@ -78,7 +70,7 @@ KILN_KERNEL void moe_route_forward(real *restrict gates, const real *restrict lo
         real p[E], w[k];
         const int32_t *c = choice + t * (size_t)k;
         real *restrict g = gates + t * (size_t)E;
-        moe_softmax(p, logits + t * (size_t)E, E);
+        row_softmax(logits + t * (size_t)E, p, E);
         moe_weights(w, p, c, k);
         for (int e = 0; e < E; e++) g[e] = 0;
         for (int j = 0; j < k; j++)
@@ -99,7 +91,7 @@ KILN_KERNEL void moe_route_backward(real *restrict dlogits, const real *restrict
         const int32_t *c = choice + t * (size_t)k;
         const real *restrict dg = dgates + t * (size_t)E;
         real *restrict dl = dlogits + t * (size_t)E;
-        moe_softmax(p, logits + t * (size_t)E, E);
+        row_softmax(logits + t * (size_t)E, p, E);
         moe_weights(w, p, c, k);
         for (int e = 0; e < E; e++) dl[e] = 0;
         if (k == 1) {
@@ -355,16 +347,6 @@ KILN_KERNEL void moe_down_forward(real *restrict y, const real *restrict h, cons
     moe_sum_slots(y, s.gb, s.pos, N, k, C);
 }
 
-/* the expert of a token's slot j: the j-th (ascending) whose gate is not 0 */
-KILN_KERNEL int moe_slot_expert(const real *restrict g, int E, int k, int j) {
-    for (int e = 0, i = 0; e < E && i < k; e++)
-        if (g[e] != 0) {
-            if (i == j) return e;
-            i++;
-        }
-    return -1;
-}
-
 /* The gradients of moe_down, one of: dh (N, k, H) = act'(h) ⊙ gate · down[e] · dy (wrt h, zeros in empty
  * slots); dgates (N, E) = dy · act(h) · down[e] at the routed experts, 0 elsewhere; ddown (E, H, C) = Σ over
  * expert e's slots of act(h) ⊗ gate · dy. wrt: 0 h, 1 gates, 2 weight. */
@@ -379,15 +361,15 @@ KILN_KERNEL void moe_down_backward(real *restrict d, const real *restrict dy, co
         moe_grouped_product(s.gb, s.ga, down, 0, &s, E, H, C);
         #pragma omp parallel for schedule(static)
         for (size_t t = 0; t < N; t++) {
+            const real *restrict gt = gates + t * (size_t)E, *restrict u = dy + t * C;
             real *restrict g = d + t * (size_t)E;
-            for (int e = 0; e < E; e++) g[e] = 0;
-            for (int j = 0; j < k; j++) {
-                const int32_t r = s.pos[t * (size_t)k + (size_t)j];
-                if (r < 0) continue;
-                const real *restrict v = s.gb + (size_t)r * C, *restrict u = dy + t * C;
+            for (int e = 0, j = 0; e < E; e++) { /* the routed experts in slot order */
+                g[e] = 0;
+                if (gt[e] == 0 || j == k) continue;
+                const real *restrict v = s.gb + (size_t)s.pos[t * (size_t)k + (size_t)j++] * C;
                 real dot = 0;
                 for (int c = 0; c < C; c++) dot += u[c] * v[c];
-                g[moe_slot_expert(gates + t * (size_t)E, E, k, j)] = dot;
+                g[e] = dot;
             }
         }
         return;
@@ -428,18 +410,16 @@ KILN_KERNEL void router_loss_forward(real *restrict loss, const real *const *log
         for (int e = 0; e < E; e++) f[e] = P[e] = 0;
         for (size_t t = 0; t < N; t++) {
             const real *restrict x = logits[l] + t * (size_t)E;
-            real m = x[0];
-            int best = 0;
-            for (int e = 1; e < E; e++)
-                if (x[e] > m) { m = x[e]; best = e; }
-            double s = 0;
-            for (int e = 0; e < E; e++) s += exp((double)(x[e] - m));
             if (kind == 1) {
-                const double lse = (double)m + log(s);
+                const double lse = reduce_row_logsumexp(x, E);
                 z += lse * lse;
             } else {
-                f[best] += 1;
-                for (int e = 0; e < E; e++) P[e] += (real)(exp((double)(x[e] - m)) / s);
+                real p[E];
+                int first;
+                reduce_row_max(x, E, &first);
+                f[first] += 1;
+                row_softmax(x, p, E);
+                for (int e = 0; e < E; e++) P[e] += p[e];
             }
         }
         if (kind == 1) total += z / (double)N;
@@ -462,24 +442,18 @@ KILN_KERNEL void router_loss_backward(real *restrict d, const real *restrict dy,
         for (int e = 0; e < E; e++) f[e] = 0;
         if (kind == 0)
             for (size_t t = 0; t < N; t++) {
-                const real *x = logits[l] + t * (size_t)E;
-                int best = 0;
-                for (int e = 1; e < E; e++)
-                    if (x[e] > x[best]) best = e;
-                f[best] += (real)(1.0 / (double)N);
+                int first;
+                reduce_row_max(logits[l] + t * (size_t)E, E, &first);
+                f[first] += (real)(1.0 / (double)N);
             }
         #pragma omp parallel for schedule(static)
         for (size_t t = 0; t < N; t++) {
             const real *restrict x = logits[l] + t * (size_t)E;
             real *restrict g = d + ((size_t)l * N + t) * (size_t)E;
             real p[E];
-            moe_softmax(p, x, E);
+            row_softmax(x, p, E);
             if (kind == 1) {
-                real m = x[0];
-                for (int e = 1; e < E; e++) m = x[e] > m ? x[e] : m;
-                real s = 0;
-                for (int e = 0; e < E; e++) s += kiln_exp(x[e] - m);
-                const real lse = m + log(s), c = scale * 2 * lse / (real)N;
+                const real c = scale * 2 * reduce_row_logsumexp(x, E) / (real)N;
                 for (int e = 0; e < E; e++) g[e] = c * p[e];
             } else {
                 real fp = 0;

@@ -101,6 +101,19 @@ def ctypes_model(library, weights=None):
     return Model(library, weights)
 
 
+def dump_gradients(build, weights, tokens, targets, tmp, tag="g"):
+    """Kiln's loss and gradients of train_step on one batch (`gradcheck dump`): (gradients by name, loss)."""
+    from safetensors.torch import load_file
+    import numpy as np
+    np.save(tmp / f"{tag}-tok.npy", tokens)
+    np.save(tmp / f"{tag}-tgt.npy", targets)
+    out = tmp / f"{tag}.safetensors"
+    r = run([build / "gradcheck", "dump", "--weights", weights, "--tokens", tmp / f"{tag}-tok.npy", "--targets",
+             tmp / f"{tag}-tgt.npy", "--out", out])
+    assert r.returncode == 0, r.stderr
+    return load_file(str(out)), float(r.stdout.split()[1])
+
+
 def assert_gradients_match(ours, our_loss, model, loss):
     """Kiln's loss and gradients (from `gradcheck dump`) against a PyTorch model's after loss.backward(): the
     loss within 1e-5 (relative), every parameter's gradient within 1e-4 of its scale (or of a floor of 1e-3

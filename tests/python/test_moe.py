@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 import reference
-from kilntest import assert_decoding_matches_forward, assert_gradients_match, ctypes_model, ROOT, run
+from kilntest import assert_decoding_matches_forward, assert_gradients_match, ctypes_model, dump_gradients, ROOT, run
 
 MODEL = "tests/models/moe-gpt.kiln"
 VOCAB, T = 41, 12
@@ -86,12 +86,7 @@ def test_gradients_of_loss_with_auxiliary_terms_match_autograd(moe, tmp_path):
     out, w, top, capacity = moe
     model = reference.load_module(reference.MoEGPT(top=top, capacity=capacity), w)
     tokens, targets = tokens_of(4, seed=7), tokens_of(4, seed=3)
-    np.save(tmp_path / "tok.npy", tokens)
-    np.save(tmp_path / "tgt.npy", targets)
-    r = run([out / "gradcheck", "dump", "--weights", w, "--tokens", tmp_path / "tok.npy", "--targets",
-             tmp_path / "tgt.npy", "--out", tmp_path / "g.safetensors"])
-    assert r.returncode == 0, r.stderr
-    ours, our_loss = load_file(str(tmp_path / "g.safetensors")), float(r.stdout.split()[1])
+    ours, our_loss = dump_gradients(out, w, tokens, targets, tmp_path)
     logits, balance, z, load = model(torch.from_numpy(tokens).long())
     assert routing_margin(model) > 1e-4
     assert (load.sum(-1) < top - 1e-9).all(), load

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from kilntest import ROOT, assert_gradients_match, run
+from kilntest import ROOT, assert_gradients_match, dump_gradients, run
 
 VOCAB, CONTEXT, DIM = 23, 7, 12
 MODEL = (ROOT / "tests/models/primitives.kiln").read_text()
@@ -67,12 +67,7 @@ def test_gradients_match_autograd_and_finite_differences(prims, kiln):
     tmp, w, ref = prims
     rng = np.random.default_rng(2)
     tokens, targets = (rng.integers(0, VOCAB, size=(2, CONTEXT), dtype=np.int32) for _ in range(2))
-    np.save(tmp / "tok.npy", tokens)
-    np.save(tmp / "tgt.npy", targets)
-    r = run([tmp / "out/gradcheck", "dump", "--weights", w, "--tokens", tmp / "tok.npy", "--targets", tmp / "tgt.npy",
-             "--out", tmp / "g.safetensors"])
-    assert r.returncode == 0, r.stderr
-    ours, our_loss = load_file(str(tmp / "g.safetensors")), float(r.stdout.split()[1])
+    ours, our_loss = dump_gradients(tmp / "out", w, tokens, targets, tmp)
     ref.zero_grad()
     loss = F.cross_entropy(ref(torch.from_numpy(tokens).long()).reshape(-1, VOCAB), torch.from_numpy(targets).long().reshape(-1))
     loss.backward()
@@ -150,10 +145,7 @@ def test_attention_from_primitives_equals_the_builtin(kiln, tmp_path, heads):
         r = run([outs[name] / "infer", "run", "--weights", wn, "--input", f"tokens={tmp_path / 'tok.npy'}", "--output",
                  f"logits={tmp_path / name}.npy"])
         assert r.returncode == 0, r.stderr
-        r = run([outs[name] / "gradcheck", "dump", "--weights", wn, "--tokens", tmp_path / "tok.npy", "--targets",
-                 tmp_path / "tgt.npy", "--out", tmp_path / f"g-{name}.safetensors"])
-        assert r.returncode == 0, r.stderr
-        got[name] = (np.load(tmp_path / f"{name}.npy"), load_file(str(tmp_path / f"g-{name}.safetensors")))
+        got[name] = (np.load(tmp_path / f"{name}.npy"), dump_gradients(outs[name], wn, tokens, targets, tmp_path, tag=name)[0])
     (a, ga), (b, gb) = got["builtin"], got["hand"]
     assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
     assert {rename(k) for k in ga} == set(gb)

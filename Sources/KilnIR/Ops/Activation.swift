@@ -38,6 +38,9 @@ public struct Activation: Sendable, Hashable {
         Activation(name: "tanh", formula: "the hyperbolic tangent", flops: 4, gradFlops: 7, isActivation: false),
     ]
 
+    /// The names of the rows that are activations (`ffn`'s and `moe`'s), without the elementwise math.
+    public static let activationNames = all.filter(\.isActivation).map(\.name)
+
     public static func named(_ name: String) -> Activation? { all.first { $0.name == name } }
     /// The activation whose gated linear unit is this (`swiglu` → silu).
     public static func gated(_ name: String) -> Activation? { all.first { $0.gated == name } }

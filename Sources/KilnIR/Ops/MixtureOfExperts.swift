@@ -15,7 +15,7 @@ import KilnBasics
 public enum MixtureOfExperts {
     public static let top = AttrKey<Int>("top", default: 1)
     public static let capacity = AttrKey<Double>("capacity", default: 0)
-    public static let activation = AttrKey<Word>("activation", default: "gelu", words: Activation.all.filter(\.isActivation).map(\.name))
+    public static let activation = AttrKey<Word>("activation", default: "gelu", words: Activation.activationNames)
 
     /// Checks x `[..., C]`, gates `[..., E]` and an expert weight `[E, H, C]`; returns (E, H, C).
     static func check(x: TensorType, gates: TensorType, weight: TensorType, _ op: String) throws -> (e: Dim, h: Dim, c: Dim) {
