@@ -79,10 +79,20 @@ def test_gradients_match_autograd_and_finite_differences(prims, kiln):
         assert r.returncode == 0 and ": ok" in r.stdout, r.stdout + r.stderr
 
 
-def test_a_reduction_needs_a_tensor(kiln, tmp_path):
-    (tmp_path / "m.kiln").write_text("model M\ninput tokens: i32[B, T] where T <= 8\nh = embed(tokens, 16, 8)\noutput y = h - max(3)\n")
+BAD = [
+    ("output y = h - max(3)", "the argument of max must be a tensor"),
+    ("output y = transpose(h, 0, 5)", "transpose: axes 0 and 5 are not two axes of a rank-3 tensor"),
+    ("output y = split_last(h, 3)", "split_last: the last axis of [B, T, 8] does not split into 3 parts"),
+    ("output y = matmul(h, h)", "matmul: [B, T, 8] times [B, T, 8]: inner dims 8 vs T differ"),
+    ("output y = merge_last(h)", "merge_last needs its last two axes constant, got [B, T, 8]"),
+]
+
+
+@pytest.mark.parametrize("line,message", BAD)
+def test_bad_primitive_calls_get_one_line_errors(kiln, tmp_path, line, message):
+    (tmp_path / "m.kiln").write_text("model M\ninput tokens: i32[B, T] where T <= 8\nh = embed(tokens, 16, 8)\n" + line + "\n")
     r = run([kiln, "check", tmp_path / "m.kiln"])
-    assert r.returncode != 0 and "m.kiln:4:" in r.stderr and "the argument of max must be a tensor" in r.stderr, r.stderr
+    assert r.returncode != 0 and "m.kiln:4:" in r.stderr and message in r.stderr, r.stderr
 
 
 ATTENTION = f"""model Attention
