@@ -4,6 +4,8 @@ import KilnBasics
 public indirect enum Expr: Sendable {
     case int(Int, SourceRange)
     case float(Double, SourceRange)
+    /// A quoted text (an einsum equation).
+    case string(String, SourceRange)
     case name(String, SourceRange)
     case unary(String, Expr, SourceRange)
     case binary(String, Expr, Expr, SourceRange)
@@ -11,7 +13,7 @@ public indirect enum Expr: Sendable {
 
     public var range: SourceRange {
         switch self {
-        case .int(_, let r), .float(_, let r), .name(_, let r), .unary(_, _, let r), .binary(_, _, _, let r), .call(_, _, _, let r): r
+        case .int(_, let r), .float(_, let r), .string(_, let r), .name(_, let r), .unary(_, _, let r), .binary(_, _, _, let r), .call(_, _, _, let r): r
         }
     }
 }

@@ -31,6 +31,9 @@ enum Builtins {
         "sum": [("x", true)], "mean": [("x", true)], "max": [("x", true)], "logsumexp": [("x", true)],
         "matmul": [("a", true), ("b", true)], "transpose": [("x", true), ("a", false), ("b", false)],
         "split_last": [("x", true), ("parts", true)], "merge_last": [("x", true)],
+        "where": [("c", true), ("a", true), ("b", true)], "pow": [("x", true), ("exponent", true)], "range": [("length", true)],
+        "unsqueeze": [("x", true), ("axis", true)], "squeeze": [("x", true), ("axis", true)],
+        "einsum": [("equation", true), ("a", true), ("b", true)],
     ].merging(Activation.all.map { ($0.name, [("x", true)]) }, uniquingKeysWith: { a, _ in a })
      .merging(layers.map { ($0.key, [("x", true)] + $0.value.layerArguments.map { ($0.name, false) } + [("name", false)]) },
               uniquingKeysWith: { a, _ in a })
@@ -136,6 +139,29 @@ extension Lowering {
             return try emit(.splitLast, [x], ["parts": .int(try positiveInt(a["parts"]!.0, a["parts"]!.1, "parts"))], r)
         case "merge_last":
             return try emit(.mergeLast, [try tensor(a["x"]!.0, a["x"]!.1, "merge_last's argument")], [:], r)
+        case "where":
+            // a tensor or a number on either side: `where(mask, scores, -1e9)`
+            let c = try tensor(a["c"]!.0, a["c"]!.1, "where's condition")
+            let sides = try ["a", "b"].map { k -> Int in
+                let (v, vr) = a[k]!
+                if let n = number(v) { return try constant(n, vr) }
+                return try tensor(v, vr, "where's \(k == "a" ? "second" : "third") argument")
+            }
+            return try emit(.where, [c] + sides, [:], r)
+        case "pow":
+            let x = try tensor(a["x"]!.0, a["x"]!.1, "pow's base")
+            return try emit(.pow, [x], ["exponent": .float(try float(a["exponent"]!.0, a["exponent"]!.1, "pow's exponent"))], r)
+        case "range":
+            return try emit(.range, [], ["length": try dimension(a["length"]!.0, a["length"]!.1, "range's length").attrValue], r)
+        case "unsqueeze", "squeeze":
+            let x = try tensor(a["x"]!.0, a["x"]!.1, "\(name)'s argument"), (v, vr) = a["axis"]!
+            guard let n = number(v), n == n.rounded(), abs(n) < 64 else { throw report("\(name)'s axis must be an integer, got \(describe(v))", vr) }
+            return try emit(OpKind(rawValue: name)!, [x], ["axis": .int(Int(n))], r)
+        case "einsum":
+            let (e, er) = a["equation"]!
+            guard case .text(let equation) = e else { throw report("einsum's equation must be a quoted text such as \"bthd,bshd->bhts\", got \(describe(e))", er) }
+            let x = try tensor(a["a"]!.0, a["a"]!.1, "einsum's first operand"), y = try tensor(a["b"]!.0, a["b"]!.1, "einsum's second operand")
+            return try emit(.einsum, [x, y], ["equation": .string(equation)], r)
         case "sum", "mean", "max", "logsumexp":
             // the primitive tier's reductions over the last axis, kept as a dim of 1 so that they broadcast back
             let x = try tensor(a["x"]!.0, a["x"]!.1, "the argument of \(name)")

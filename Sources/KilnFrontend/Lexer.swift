@@ -106,8 +106,8 @@ public struct Lexer {
         return toks
     }
 
-    private static let puncts2 = ["->", "<="]
-    private static let puncts1 = Set("()[]{},:=+-*/;".utf8)
+    private static let puncts2 = ["->", "<=", ">=", "==", "!="]
+    private static let puncts1 = Set("()[]{},:=+-*/;<>".utf8)
 
     private static func punct(_ b: [UInt8], _ i: Int) -> String? {
         if i + 1 < b.count {

@@ -12,6 +12,8 @@ enum Value {
     case tensor(Int)
     /// An unbound identifier, used as an enum-like word (`causal`, `gelu`, a block name).
     case word(String)
+    /// A quoted text (an einsum equation).
+    case text(String)
     /// The result of an expression that already reported an error.
     case poison
 }
@@ -196,6 +198,7 @@ final class Lowering {
         switch e {
         case .int(let v, _): return .int(v)
         case .float(let v, _): return .float(v)
+        case .string(let v, _): return .text(v)
         case .name(let n, _):
             for s in scopes.reversed() {
                 if let v = s.vars[n] { return v }
@@ -222,6 +225,7 @@ final class Lowering {
     }
 
     func binary(_ op: String, _ a: Value, _ b: Value, _ r: SourceRange, _ ra: SourceRange, _ rb: SourceRange) throws -> Value {
+        if let kind = ComparisonOps.kind(of: op) { return try compare(kind, op, a, b, r, ra, rb) }
         switch (a, b) {
         case (.poison, _), (_, .poison): return .poison
         case (.int(let x), .int(let y)):
@@ -260,13 +264,38 @@ final class Lowering {
                 guard y != 0 else { throw report("division by zero", r) }
                 return try emit(.scale, [x], ["factor": .float(1 / y)], r)
             }
-            throw report("cannot \(op == "+" ? "add" : "subtract") a number and a tensor (only * and / scale a tensor)", r)
+            return try emit(op == "+" ? .add : .sub, [x, try constant(y, rb)], [:], r)
         case (.int, .tensor(let y)), (.float, .tensor(let y)):
             if op == "*" { return try emit(.scale, [y], ["factor": .float(number(a)!)], r) }
-            throw report("a number can only multiply a tensor (write 'x * 2' or 'x / 2')", r)
+            let kind: OpKind = ["+": .add, "-": .sub, "/": .div][op]!
+            return try emit(kind, [try constant(number(a)!, ra), y], [:], r)
         default:
             let bad = isOperand(a) ? (b, rb) : (a, ra)
             throw report("'\(op)' cannot take \(describe(bad.0))", bad.1)
+        }
+    }
+
+    /// A number as a tensor of rank 0 (`scalar`), which broadcasts against any tensor.
+    func constant(_ v: Double, _ r: SourceRange) throws -> Int {
+        guard v.isFinite, abs(v) <= Double(Float.greatestFiniteMagnitude) else { throw report("the number \(v) is not a finite f32", r) }
+        guard case .tensor(let t) = try emit(.scalar, [], ["value": .float(v)], r) else { throw Reported() }
+        return t
+    }
+
+    /// `a < b`, `<=`, `>`, `>=`, `==`, `!=`: of numbers a number (1 or 0); with a tensor a mask of 1 and 0 (`lt`, …).
+    func compare(_ kind: OpKind, _ op: String, _ a: Value, _ b: Value, _ r: SourceRange, _ ra: SourceRange, _ rb: SourceRange) throws -> Value {
+        switch (a, b) {
+        case (.poison, _), (_, .poison): return .poison
+        case _ where number(a) != nil && number(b) != nil:
+            let (x, y) = (number(a)!, number(b)!)
+            let holds = ["<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y, "==": x == y, "!=": x != y][op]!
+            return .int(holds ? 1 : 0)
+        case (.tensor(let x), .tensor(let y)): return try emit(kind, [x, y], [:], r)
+        case (.tensor(let x), _) where number(b) != nil: return try emit(kind, [x, try constant(number(b)!, rb)], [:], r)
+        case (_, .tensor(let y)) where number(a) != nil: return try emit(kind, [try constant(number(a)!, ra), y], [:], r)
+        default:
+            let bad = isOperand(a) ? (b, rb) : (a, ra)
+            throw report("'\(op)' cannot compare \(describe(bad.0))", bad.1)
         }
     }
 
@@ -285,6 +314,7 @@ final class Lowering {
         case .dim(let d): "the symbolic dimension \(d)"
         case .tensor(let t): "a tensor \(graph.nodes[t].type)"
         case .word(let w): blocks[w] != nil ? "the block '\(w)'" : Builtins.names.contains(w) ? "the built-in '\(w)'" : "unknown name '\(w)'"
+        case .text(let t): "the text \"\(t)\""
         case .poison: "an invalid value"
         }
     }

@@ -275,10 +275,24 @@ public struct Parser {
 
     // MARK: expressions
 
+    /// Comparisons bind loosest and do not chain: `a + b < c` is `(a + b) < c`; `a < b < c` is an error.
+    static let comparisons: Set<String> = ["<", "<=", ">", ">=", "==", "!="]
+
     mutating func parseExpr() throws -> Expr {
         depth += 1
         defer { depth -= 1 }
         guard depth < Self.maxDepth else { throw fail("expression is nested too deeply (limit \(Self.maxDepth))") }
+        let lhs = try parseSum()
+        guard case .punct(let op) = tok.kind, Self.comparisons.contains(op) else { return lhs }
+        bump()
+        let rhs = try parseSum()
+        if case .punct(let next) = tok.kind, Self.comparisons.contains(next) {
+            throw fail("comparisons do not chain: write (a \(op) b) * (b \(next) c)")
+        }
+        return .binary(op, lhs, rhs, SourceRange(lhs.range.start, rhs.range.end))
+    }
+
+    private mutating func parseSum() throws -> Expr {
         var lhs = try parseTerm()
         while isPunct("+") || isPunct("-") {
             guard case .punct(let op) = tok.kind else { break }
@@ -318,8 +332,12 @@ public struct Parser {
         switch t.kind {
         case .int(let v): bump(); return .int(v, t.range)
         case .float(let v): bump(); return .float(v, t.range)
+        case .string(let v): bump(); return .string(v, t.range)
         case .ident(let name):
-            if Self.keywords.contains(name) { throw fail("expected an expression, found the keyword '\(name)'") }
+            // `where(c, a, b)` is the select function; the keyword `where` bounds a dimension after an input's type
+            if Self.keywords.contains(name) && !(name == "where" && toks[p + 1].kind == .punct("(")) {
+                throw fail("expected an expression, found the keyword '\(name)'")
+            }
             bump()
             guard isPunct("(") else { return .name(name, t.range) }
             bump()
@@ -331,7 +349,13 @@ public struct Parser {
                 if case .ident(let l) = tok.kind, toks[p + 1].kind == .punct(":") {
                     label = l; lr = tok.range; bump(); bump()
                 }
-                args.append(Argument(label: label, labelRange: lr, value: try parseExpr()))
+                if label == "name", case .ident(let n) = tok.kind, [.punct(","), .punct(")")].contains(toks[p + 1].kind) {
+                    // a parameter owner may be any identifier, a keyword too (`name: output`, the built-in's name)
+                    args.append(Argument(label: label, labelRange: lr, value: .name(n, tok.range)))
+                    bump()
+                } else {
+                    args.append(Argument(label: label, labelRange: lr, value: try parseExpr()))
+                }
                 if isPunct(",") { bump() } else if !isPunct(")") { throw fail("expected ',' or ')' in the call to '\(name)', found \(describe(tok))") }
             }
             let end = tok.range.end

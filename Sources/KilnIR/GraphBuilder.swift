@@ -62,6 +62,10 @@ public struct Differentiation {
     }
     /// `g` summed down to the shape of `like` (the gradient of a broadcast operand).
     public mutating func sumTo(_ g: Int, like: Int) -> Int { builder.sumTo(g, like: like) }
+    /// A zero gradient for operand k (the operand times a constant 0): what a step function gives.
+    public mutating func zeroGradient(_ k: Int) -> Int {
+        emit(.mul, [operands[k], emit(.scalar, [], [(Scalar.value.name, .float(0))])])
+    }
     /// Gives operand k the gradient g.
     public mutating func give(_ k: Int, _ g: Int) { given.append((k, g)) }
 }

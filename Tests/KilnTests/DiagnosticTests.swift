@@ -21,7 +21,7 @@ import KilnFrontend
         ("block L(x: f32[B, T, 32]) -> f32[B, T, 32] {\n  return x\n}\nh = embed(tokens, vocab, dim)\noutput y = L(h)\n", "8:14: error: argument 'x' of block 'L' expects f32[B, T, 32], got f32[B, T, 16]"),
         ("block L(x: f32[B, T, dim]) -> f32[B, T, dim] {\n  y = relu(x)\n}\nh = repeat(2, L, embed(tokens, vocab, dim))\noutput y = h\n", "4:7: error: block 'L' has no 'return'"),
         ("h = embed(tokens, vocab, dim)\noutput y = linear(h, 10, tied: nothing)\n", "error: tied: must name an earlier embed"),
-        ("h = embed(tokens, vocab, dim) + 1\noutput y = h\n", "error: cannot add a number and a tensor"),
+        ("h = embed(tokens, vocab, dim) < 1 < 2\noutput y = h\n", "4:35: error: comparisons do not chain"),
         ("h = embed(tokens, vocab, 99999999999999999999999)\noutput y = h\n", "4:26: error: integer '99999999999999999999999' is too large"),
         ("h = embed(tokens, vocab, dim)\noutput y = relu(h) $\n", "5:20: error: unexpected character '$'"),
         ("h = embed(tokens, vocab, dim)\n", "1:7: error: the model has no 'output' statement"),

@@ -1,13 +1,14 @@
 /*
- * elementwise.c - the binary ops `add`, `sub`, `mul`, `div` with NumPy broadcasting, `scale`, and `sum_to`,
- * the gradient of a broadcast (it sums the broadcast dims back out).
+ * elementwise.c - the binary ops `add`, `sub`, `mul`, `div` and the comparisons `lt`, `le`, `gt`, `ge`, `eq`, `ne`
+ * (1 where they hold, else 0) with NumPy broadcasting, `scale`, and `sum_to`, the gradient of a broadcast (it sums
+ * the broadcast dims back out).
  */
 #ifndef KILN_KERNELS_ELEMENTWISE_C
 #define KILN_KERNELS_ELEMENTWISE_C
 
 #include "kiln_kernel.h"
 
-/* Two kernels per binary op NAME (add +, sub -, mul *, div /):
+/* Two kernels per binary op NAME (add +, sub -, mul *, div /, lt <, le <=, gt >, ge >=, eq ==, ne !=):
  *
  * NAME_forward: out = a OP b, where a or b may repeat along rows (a suffix broadcast):
  *   out is (R, N); a is (R, N), or (N) when a_row is 0; likewise b.
@@ -64,6 +65,12 @@ KILN_BINARY_KERNELS(add, +)
 KILN_BINARY_KERNELS(sub, -)
 KILN_BINARY_KERNELS(mul, *)
 KILN_BINARY_KERNELS(div, /)
+KILN_BINARY_KERNELS(lt, <)
+KILN_BINARY_KERNELS(le, <=)
+KILN_BINARY_KERNELS(gt, >)
+KILN_BINARY_KERNELS(ge, >=)
+KILN_BINARY_KERNELS(eq, ==)
+KILN_BINARY_KERNELS(ne, !=)
 #undef KILN_BINARY_KERNELS
 
 /* scale: out = inp * factor; out, inp are (N) */

@@ -1,6 +1,7 @@
-"""The primitive tier against PyTorch (float64): the elementwise math (exp, log, sqrt, rsqrt, tanh) and the
-reductions over the last axis (sum, mean, max, logsumexp, kept as a dim of 1 so that they broadcast back) in a
-model that writes LayerNorm and a softmax by hand. Forward through `infer run`, gradients against autograd, every
+"""The primitive tier against PyTorch (float64): the elementwise math (exp, log, sqrt, rsqrt, tanh, pow), the
+reductions over the last axis (sum, mean, max, logsumexp, kept as a dim of 1 so that they broadcast back), einsum,
+range, unsqueeze/squeeze, the comparisons and where, in a model that writes LayerNorm, a softmax and causal
+attention by hand. Forward through `infer run`, gradients against autograd, every
 VJP of a float64 build against finite differences, and the softmax written from primitives against the built-in."""
 import numpy as np
 import pytest
@@ -21,6 +22,8 @@ class Reference(nn.Module):
         self.embed = nn.Embedding(VOCAB, DIM)
         self.positions = nn.Embedding(CONTEXT, DIM)
         self.mix = nn.Linear(DIM, DIM)
+        self.q = nn.Linear(DIM, DIM)
+        self.more = nn.Embedding(CONTEXT, DIM)
         self.head = nn.Linear(DIM, VOCAB)
 
     def forward(self, tokens):
@@ -28,6 +31,17 @@ class Reference(nn.Module):
         c = h - h.mean(-1, keepdim=True)
         h = c * torch.rsqrt((c * c).mean(-1, keepdim=True))
         h = h + torch.tanh(self.mix(h)) * torch.sqrt(torch.sigmoid(h))
+        T = tokens.shape[1]
+        q = self.q(h).unflatten(-1, (3, DIM // 3))
+        s = torch.einsum("bthd,bshd->bhts", q, q) * 0.5
+        i = torch.arange(T, dtype=h.dtype)
+        s = torch.where(i[:, None] >= i, s, torch.tensor(-1e9, dtype=h.dtype))
+        h = h + torch.einsum("bhts,bshd->bthd", torch.softmax(s, -1), q).flatten(-2)
+        k = sum(m.to(h.dtype) for m in (h > 0.5, h < -0.5, h >= 1, h <= -1, h == 0, h != 0))
+        h = h + 0.1 * k * h
+        h = h * (torch.sigmoid(h) ** 3 + 1 - 0.5 / (2 + h * h))
+        w = self.more.weight[:T]
+        h = h + 0.1 * torch.einsum("bts,sc->btc", torch.einsum("btc,sc->bts", h, w), w)
         l = self.head(h)
         z = torch.exp(l - l.amax(-1, keepdim=True))
         return torch.log(z / z.sum(-1, keepdim=True)) + 0.5 * torch.logsumexp(l, -1, keepdim=True)
@@ -85,6 +99,19 @@ BAD = [
     ("output y = split_last(h, 3)", "split_last: the last axis of [B, T, 8] does not split into 3 parts"),
     ("output y = matmul(h, h)", "matmul: [B, T, 8] times [B, T, 8]: inner dims 8 vs T differ"),
     ("output y = merge_last(h)", "merge_last needs its last two axes constant, got [B, T, 8]"),
+    ('output y = einsum("btc,btd", h, h)', "write the output after '->'"),
+    ('output y = einsum("btc,btd->bt", h, h)', "index c is only in the first operand (sum it first)"),
+    ('output y = einsum("bt,btc->btc", h, h)', "the first operand has 2 indices, its type f32[B, T, 8] 3"),
+    ('output y = einsum("btc,bTc->btT", h, h)', "indices must be letters a-z"),
+    ("output y = einsum(h, h, h)", "einsum's equation must be a quoted text"),
+    ("output y = squeeze(h, 1)", "squeeze: axis 1 of [B, T, 8] is not of size 1"),
+    ("output y = unsqueeze(h, 5)", "unsqueeze: 5 is not an axis position of a rank-3 tensor"),
+    ("output y = where(h > 0, h)", "missing argument 'b' in call to 'where'"),
+    ("output y = where(h > 0, h, split_last(h, 2))", "shapes [B, T, 8] and [B, T, 2, 4] do not match"),
+    ("output y = h < h < h", "comparisons do not chain"),
+    ("output y = h < embed", "'<' cannot compare"),
+    ("output y = pow(h, h)", "pow's exponent must be a number"),
+    ("output y = range(0)", "range's length must be positive"),
 ]
 
 
@@ -166,3 +193,31 @@ def test_attention_from_primitives_equals_the_builtin(kiln, tmp_path, heads):
     assert r.returncode == 0, r.stderr
     r = run([tmp_path / "f64/gradcheck", "fd", "--seed", 3, "--batch", 2, "--seq", 5, "--samples", 8])
     assert r.returncode == 0 and ": ok" in r.stdout, r.stdout + r.stderr
+
+
+def test_einsum_attention_example_equals_the_builtin(kiln, tmp_path):
+    """examples/einsum-attention.kiln (causal attention from einsum, range, a comparison, where and softmax) gives
+    the logits and gradients of examples/char-gpt-small.kiln (the built-in attention) for the same weights, which
+    load as they are."""
+    got = {}
+    w = tmp_path / "w.safetensors"
+    rng = np.random.default_rng(5)
+    tokens, targets = (rng.integers(0, 256, size=(2, 37), dtype=np.int32) for _ in range(2))
+    np.save(tmp_path / "tok.npy", tokens)
+    for name in ("char-gpt-small", "einsum-attention"):
+        r = run([kiln, "build", ROOT / f"examples/{name}.kiln", "-o", tmp_path / name])
+        assert r.returncode == 0, r.stderr
+        if not w.exists():
+            assert run([tmp_path / name / "infer", "init", "--seed", 6, "--out", w]).returncode == 0
+            g = torch.Generator().manual_seed(6)
+            save_file({k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in load_file(str(w)).items()}, str(w))
+        r = run([tmp_path / name / "infer", "run", "--weights", w, "--input", f"tokens={tmp_path / 'tok.npy'}",
+                 "--output", f"logits={tmp_path / name}.npy"])
+        assert r.returncode == 0, r.stderr
+        got[name] = (np.load(tmp_path / f"{name}.npy"), *dump_gradients(tmp_path / name, w, tokens, targets, tmp_path, tag=name))
+    (a, ga, la), (b, gb, lb) = got["char-gpt-small"], got["einsum-attention"]
+    assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
+    assert abs(la - lb) <= 1e-5 * abs(la) and set(ga) == set(gb)
+    floor = 1e-3 * max(v.abs().max().item() for v in ga.values())  # the key biases' gradients are 0 up to rounding
+    for k in ga:
+        assert (ga[k] - gb[k]).abs().max() <= 1e-4 * max(ga[k].abs().max().item(), floor), k

@@ -50,3 +50,15 @@ extension MergeLast: CLowering {
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
     func call(_ c: CallContext) throws -> String { reshapeView(c, "\(c.name(0)) with its last two axes as one") }
 }
+
+extension Unsqueeze: CLowering {
+    var kernelFile: String? { nil }
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    func call(_ c: CallContext) throws -> String { reshapeView(c, "\(c.name(0)) with a new axis of 1") }
+}
+
+extension Squeeze: CLowering {
+    var kernelFile: String? { nil }
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    func call(_ c: CallContext) throws -> String { reshapeView(c, "\(c.name(0)) without its axis \(c.attrs[Self.axis])") }
+}

@@ -145,9 +145,80 @@ public struct MergeLast: Op, ViewDefinition {
     public func viewOffset(_ n: Node) -> SizeExpr { SizeExpr(constant: 0) }
 }
 
+/// `unsqueeze(%x) {axis: k}` — x with a new axis of 1 at k (negative: from the end, −1 appends): a view, so that a
+/// vector broadcasts as a column (`unsqueeze(range(T), -1) >= range(T)`, a causal mask).
+public struct Unsqueeze: Op, ViewDefinition {
+    public init() {}
+    public static let axis = AttrKey<Int>("axis")
+    public let name = "unsqueeze"
+    public let summary = "x → x with a new axis of size 1 at `axis` (negative: from the end, −1 appends), a view"
+    public let example = """
+        graph G {
+          dim T <= 8
+          %x = input : f32[T]
+          %0 = unsqueeze(%x) {axis: -1} : f32[T, 1]
+          output y = %0
+        }
+        """
+    public let arity = 1...1
+    public var attributes: [AttrSpec] { [Self.axis.spec] }
+    public let traits: OpTraits = [.view]
+    /// The new axis's position in the result.
+    public static func position(_ attrs: Attributes, rank: Int) throws -> Int {
+        let a = attrs[Self.axis], k = a < 0 ? a + rank + 1 : a
+        guard k >= 0, k <= rank else { throw TypeError("unsqueeze: \(a) is not an axis position of a rank-\(rank) tensor") }
+        return k
+    }
+    public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
+        var d = ops[0].shape.dims
+        d.insert(.const(1), at: try Self.position(attrs, rank: d.count))
+        return TensorType(ops[0].dtype, d)
+    }
+    public func differentiate(_ d: inout Differentiation) throws {
+        let k = try Self.position(d.node.attrs, rank: d.type(d.operands[0]).shape.rank)
+        if d.wants(0) { d.give(0, d.emit(.squeeze, [d.gradient], [(Squeeze.axis.name, .int(k))])) }
+    }
+    public func flops(_ c: FlopContext) -> Int { 0 }
+    public func viewOffset(_ n: Node) -> SizeExpr { SizeExpr(constant: 0) }
+}
+
+/// `squeeze(%x) {axis: k}` — x without its axis k, which is 1 (negative: from the end): a view.
+public struct Squeeze: Op, ViewDefinition {
+    public init() {}
+    public static let axis = AttrKey<Int>("axis")
+    public let name = "squeeze"
+    public let summary = "x → x without its axis `axis` of size 1 (negative: from the end), a view"
+    public let example = """
+        graph G {
+          dim B
+          %x = input : f32[B, 1, 4]
+          %0 = squeeze(%x) {axis: 1} : f32[B, 4]
+          output y = %0
+        }
+        """
+    public let arity = 1...1
+    public var attributes: [AttrSpec] { [Self.axis.spec] }
+    public let traits: OpTraits = [.view]
+    public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
+        var d = ops[0].shape.dims
+        let a = attrs[Self.axis], k = a < 0 ? a + d.count : a
+        guard k >= 0, k < d.count, d[k] == .const(1) else { throw TypeError("squeeze: axis \(a) of \(ops[0].shape) is not of size 1") }
+        d.remove(at: k)
+        return TensorType(ops[0].dtype, d)
+    }
+    public func differentiate(_ d: inout Differentiation) throws {
+        let a = d.node.attrs[Self.axis], rank = d.type(d.operands[0]).shape.rank
+        if d.wants(0) { d.give(0, d.emit(.unsqueeze, [d.gradient], [(Unsqueeze.axis.name, .int(a < 0 ? a + rank : a))])) }
+    }
+    public func flops(_ c: FlopContext) -> Int { 0 }
+    public func viewOffset(_ n: Node) -> SizeExpr { SizeExpr(constant: 0) }
+}
+
 extension OpKind {
     public static let matmul = OpKind("matmul")
     public static let transpose = OpKind("transpose")
     public static let splitLast = OpKind("split_last")
     public static let mergeLast = OpKind("merge_last")
+    public static let unsqueeze = OpKind("unsqueeze")
+    public static let squeeze = OpKind("squeeze")
 }

@@ -28,11 +28,6 @@ public enum MixtureOfExperts {
         return (e, h, c)
     }
 
-    /// The zero gradient of operand k (a step's), as the operand times 0.
-    static func zeroGradient(_ d: inout Differentiation, _ k: Int) -> Int {
-        d.emit(.mul, [d.operands[k], d.emit(.scalar, [], [(Scalar.value.name, .float(0))])])
-    }
-
     /// The capacity of each expert for N tokens: ⌈factor · k · N / E⌉ (GShard, Switch), or N · k when the
     /// factor is 0 (no limit).
     public static func capacity(tokens n: Int, experts e: Int, top k: Int, factor: Double) -> Int {
@@ -130,7 +125,7 @@ public struct MoEUp: Op {
         for (k, wrt) in [(0, "x"), (2, "weight")] where d.wants(k) {
             d.give(k, d.emit(.moeUpGrad, [d.gradient] + d.operands, [(MoEUpGrad.wrt.name, .word(wrt))]))
         }
-        if d.wants(1) { d.give(1, MixtureOfExperts.zeroGradient(&d, 1)) }
+        if d.wants(1) { d.give(1, d.zeroGradient(1)) }
     }
     /// One multiply–add per slot, hidden unit and channel (every slot counted as routed).
     public func flops(_ c: FlopContext) -> Int { 2 * c.out * c.dim(c.operands[2].shape.dims[2]) }
@@ -339,7 +334,7 @@ public struct MoELoad: Op {
     }
     /// Routing is a step: zero gradients.
     public func differentiate(_ d: inout Differentiation) throws {
-        for k in d.operands.indices where d.wants(k) { d.give(k, MixtureOfExperts.zeroGradient(&d, k)) }
+        for k in d.operands.indices where d.wants(k) { d.give(k, d.zeroGradient(k)) }
     }
     public func flops(_ c: FlopContext) -> Int { c.count(0) * c.operands.count }
 }
