@@ -34,6 +34,8 @@ enum Builtins {
         "where": [("c", true), ("a", true), ("b", true)], "pow": [("x", true), ("exponent", true)], "range": [("length", true)],
         "unsqueeze": [("x", true), ("axis", true)], "squeeze": [("x", true), ("axis", true)],
         "einsum": [("equation", true), ("a", true), ("b", true)],
+        "slice": [("x", true), ("axis", true), ("start", true), ("size", true)], "concat": [("a", true), ("b", true), ("axis", true)],
+        "param": [("d1", true), ("d2", false), ("d3", false), ("d4", false), ("init", false), ("std", false), ("name", false)],
     ].merging(Activation.all.map { ($0.name, [("x", true)]) }, uniquingKeysWith: { a, _ in a })
      .merging(layers.map { ($0.key, [("x", true)] + $0.value.layerArguments.map { ($0.name, false) } + [("name", false)]) },
               uniquingKeysWith: { a, _ in a })
@@ -129,9 +131,8 @@ extension Lowering {
             let x = try tensor(a["x"]!.0, a["x"]!.1, "transpose's argument")
             var axes: [String: AttrValue] = [:]
             for k in ["a", "b"] {
-                guard let (v, vr) = a[k] else { continue }
-                guard let n = number(v), n == n.rounded(), abs(n) < 64 else { throw report("transpose's axis \(k) must be an integer, got \(describe(v))", vr) }
-                axes[k] = .int(Int(n))
+                guard let arg = a[k] else { continue }
+                axes[k] = .int(try axis(arg, "transpose"))
             }
             return try emit(.transpose, [x], axes, r, order: ["a", "b"])
         case "split_last":
@@ -154,14 +155,39 @@ extension Lowering {
         case "range":
             return try emit(.range, [], ["length": try dimension(a["length"]!.0, a["length"]!.1, "range's length").attrValue], r)
         case "unsqueeze", "squeeze":
-            let x = try tensor(a["x"]!.0, a["x"]!.1, "\(name)'s argument"), (v, vr) = a["axis"]!
-            guard let n = number(v), n == n.rounded(), abs(n) < 64 else { throw report("\(name)'s axis must be an integer, got \(describe(v))", vr) }
-            return try emit(OpKind(rawValue: name)!, [x], ["axis": .int(Int(n))], r)
+            let x = try tensor(a["x"]!.0, a["x"]!.1, "\(name)'s argument")
+            return try emit(OpKind(rawValue: name)!, [x], ["axis": .int(try axis(a["axis"]!, name))], r)
         case "einsum":
             let (e, er) = a["equation"]!
             guard case .text(let equation) = e else { throw report("einsum's equation must be a quoted text such as \"bthd,bshd->bhts\", got \(describe(e))", er) }
             let x = try tensor(a["a"]!.0, a["a"]!.1, "einsum's first operand"), y = try tensor(a["b"]!.0, a["b"]!.1, "einsum's second operand")
             return try emit(.einsum, [x, y], ["equation": .string(equation)], r)
+        case "slice":
+            let x = try tensor(a["x"]!.0, a["x"]!.1, "slice's argument")
+            let start = try nonNegativeInt(a["start"]!.0, a["start"]!.1, "slice's start")
+            let size = try dimension(a["size"]!.0, a["size"]!.1, "slice's size")
+            return try emit(.slice, [x], ["axis": .int(try axis(a["axis"]!, "slice")), "start": .int(start), "size": size.attrValue], r,
+                            order: ["axis", "start", "size"])
+        case "concat":
+            let x = try tensor(a["a"]!.0, a["a"]!.1, "concat's first argument"), y = try tensor(a["b"]!.0, a["b"]!.1, "concat's second argument")
+            return try emit(.concat, [x, y], ["axis": .int(try axis(a["axis"]!, "concat"))], r)
+        case "param":
+            // a learned tensor of up to 4 constant dims, for variants that no built-in covers
+            var dims: [Dim] = []
+            for k in ["d1", "d2", "d3", "d4"] {
+                guard let (v, vr) = a[k] else { break }
+                dims.append(.const(try positiveInt(v, vr, "a parameter's dimension")))
+            }
+            let initKind: Init
+            switch a["init"].map({ $0.0 }) {
+            case nil, .word("normal")?: initKind = .normal(try a["std"].map { try float($0.0, $0.1, "std") } ?? 0.02)
+            case .word("zeros")?: initKind = .zeros
+            case .word("ones")?: initKind = .ones
+            case let v?: throw report("init must be one of normal, zeros, ones, got \(describe(v))", a["init"]!.1)
+            }
+            if case .normal(let std) = initKind, !(std >= 0 && std.isFinite) { throw report("std must be a finite number ≥ 0", a["std"]!.1) }
+            if a["std"] != nil, case .word(let w)? = a["init"]?.0, w != "normal" { throw report("std: belongs to init: normal", a["std"]!.1) }
+            return .tensor(try param(try owner("param", explicit: a.explicitName), dims, initKind, r))
         case "sum", "mean", "max", "logsumexp":
             // the primitive tier's reductions over the last axis, kept as a dim of 1 so that they broadcast back
             let x = try tensor(a["x"]!.0, a["x"]!.1, "the argument of \(name)")
@@ -208,6 +234,17 @@ extension Lowering {
             return try emit(.dropout, [x, seedInput()], ["p": .float(p), "id": .int(dropoutCount)], r, order: ["p", "id"])
         default: throw report("unknown function '\(name)'", nr)
         }
+    }
+
+    /// An axis argument: an integer, negative from the end.
+    private func axis(_ arg: (Value, SourceRange), _ what: String) throws -> Int {
+        guard let n = number(arg.0), n == n.rounded(), abs(n) < 64 else { throw report("\(what)'s axis must be an integer, got \(describe(arg.0))", arg.1) }
+        return Int(n)
+    }
+
+    private func nonNegativeInt(_ v: Value, _ r: SourceRange, _ what: String) throws -> Int {
+        guard case .int(let n) = v, n >= 0 else { throw report("\(what) must be an integer ≥ 0, got \(describe(v))", r) }
+        return n
     }
 
     private func lastDim(_ t: Int, _ r: SourceRange, _ what: String) throws -> Int {

@@ -1,6 +1,6 @@
 """The primitive tier against PyTorch (float64): the elementwise math (exp, log, sqrt, rsqrt, tanh, pow), the
 reductions over the last axis (sum, mean, max, logsumexp, kept as a dim of 1 so that they broadcast back), einsum,
-range, unsqueeze/squeeze, the comparisons and where, in a model that writes LayerNorm, a softmax and causal
+range, unsqueeze/squeeze, the comparisons and where, param, slice and concat, in a model that writes LayerNorm, a softmax and causal
 attention by hand. Forward through `infer run`, gradients against autograd, every
 VJP of a float64 build against finite differences, and the softmax written from primitives against the built-in."""
 import numpy as np
@@ -24,6 +24,7 @@ class Reference(nn.Module):
         self.mix = nn.Linear(DIM, DIM)
         self.q = nn.Linear(DIM, DIM)
         self.more = nn.Embedding(CONTEXT, DIM)
+        self.table = nn.Parameter(torch.zeros(4, CONTEXT))
         self.head = nn.Linear(DIM, VOCAB)
 
     def forward(self, tokens):
@@ -42,6 +43,9 @@ class Reference(nn.Module):
         h = h * (torch.sigmoid(h) ** 3 + 1 - 0.5 / (2 + h * h))
         w = self.more.weight[:T]
         h = h + 0.1 * torch.einsum("bts,sc->btc", torch.einsum("btc,sc->bts", h, w), w)
+        u = self.table[:, :T]
+        h = h + 0.1 * torch.einsum("rt,brc->btc", u, torch.einsum("rt,btc->brc", u, h))
+        h = torch.cat([h[..., :4] * 0.5, h[..., 4:]], -1)
         l = self.head(h)
         z = torch.exp(l - l.amax(-1, keepdim=True))
         return torch.log(z / z.sum(-1, keepdim=True)) + 0.5 * torch.logsumexp(l, -1, keepdim=True)
@@ -112,6 +116,12 @@ BAD = [
     ("output y = h < embed", "'<' cannot compare"),
     ("output y = pow(h, h)", "pow's exponent must be a number"),
     ("output y = range(0)", "range's length must be positive"),
+    ("output y = slice(h, 2, 6, 3)", "slice: positions 6 ..< 6 + 3 (up to 9) do not fit axis 2 of [B, T, 8]"),
+    ("output y = slice(h, 1, 1, 2)", "slice: axis 1 of [B, T, 8] is symbolic; slice a constant axis"),
+    ("output y = concat(h, split_last(h, 2), -1)", "concat: f32[B, T, 8] and f32[B, T, 2, 4] differ in dtype or rank"),
+    ("output y = concat(h, h, 1)", "concat: axis 1 of [B, T, 8] and [B, T, 8] must be constant"),
+    ("output y = h + param(3, 0)", "a parameter's dimension must be positive"),
+    ("output y = h + param(8, init: uniform)", "init must be one of normal, zeros, ones"),
 ]
 
 
@@ -195,17 +205,33 @@ def test_attention_from_primitives_equals_the_builtin(kiln, tmp_path, heads):
     assert r.returncode == 0 and ": ok" in r.stdout, r.stdout + r.stderr
 
 
-def test_einsum_attention_example_equals_the_builtin(kiln, tmp_path):
-    """examples/einsum-attention.kiln (causal attention from einsum, range, a comparison, where and softmax) gives
-    the logits and gradients of examples/char-gpt-small.kiln (the built-in attention) for the same weights, which
-    load as they are."""
+# examples written from primitives, and the same model with the built-in attention: (example, its built-in twin)
+BY_HAND_EXAMPLES = [
+    ("einsum-attention", lambda text: (ROOT / "examples/char-gpt-small.kiln").read_text()),
+    ("alibi-by-hand", lambda text: text.replace("x = x + ALiBiAttention(layernorm(x), name: attention)",
+                                                "x = x + attention(layernorm(x), heads: heads, mask: causal, position: alibi)")),
+    ("linformer-by-hand", lambda text: text.replace("x = x + LinformerAttention(layernorm(x), name: attention)",
+                                                    "x = x + attention(layernorm(x), heads: heads, lowrank: rows)")),
+]
+
+
+@pytest.mark.parametrize("example,builtin", BY_HAND_EXAMPLES, ids=[e for e, _ in BY_HAND_EXAMPLES])
+def test_examples_from_primitives_equal_the_builtins(kiln, tmp_path, example, builtin):
+    """examples/einsum-attention.kiln (causal attention from einsum, range, a comparison, where and softmax),
+    examples/alibi-by-hand.kiln (ALiBi's slopes and distances from range, exp and broadcasting) and
+    examples/linformer-by-hand.kiln (Linformer's projections from param, slice and einsum) give the logits and
+    gradients of the same models with the built-in attention (examples/char-gpt-small.kiln; position: alibi;
+    lowrank:) for the same weights, which load as they are."""
+    text = (ROOT / f"examples/{example}.kiln").read_text()
+    (tmp_path / "builtin.kiln").write_text(builtin(text))
+    assert builtin(text) != text
     got = {}
     w = tmp_path / "w.safetensors"
     rng = np.random.default_rng(5)
     tokens, targets = (rng.integers(0, 256, size=(2, 37), dtype=np.int32) for _ in range(2))
     np.save(tmp_path / "tok.npy", tokens)
-    for name in ("char-gpt-small", "einsum-attention"):
-        r = run([kiln, "build", ROOT / f"examples/{name}.kiln", "-o", tmp_path / name])
+    for name, src in (("builtin", tmp_path / "builtin.kiln"), ("by-hand", ROOT / f"examples/{example}.kiln")):
+        r = run([kiln, "build", src, "-o", tmp_path / name])
         assert r.returncode == 0, r.stderr
         if not w.exists():
             assert run([tmp_path / name / "infer", "init", "--seed", 6, "--out", w]).returncode == 0
@@ -215,7 +241,7 @@ def test_einsum_attention_example_equals_the_builtin(kiln, tmp_path):
                  "--output", f"logits={tmp_path / name}.npy"])
         assert r.returncode == 0, r.stderr
         got[name] = (np.load(tmp_path / f"{name}.npy"), *dump_gradients(tmp_path / name, w, tokens, targets, tmp_path, tag=name))
-    (a, ga, la), (b, gb, lb) = got["char-gpt-small"], got["einsum-attention"]
+    (a, ga, la), (b, gb, lb) = got["builtin"], got["by-hand"]
     assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max()
     assert abs(la - lb) <= 1e-5 * abs(la) and set(ga) == set(gb)
     floor = 1e-3 * max(v.abs().max().item() for v in ga.values())  # the key biases' gradients are 0 up to rounding
