@@ -1,9 +1,12 @@
-"""Attention written from the primitive tier against the built-in: the multi-head bidirectional attention of
-tests/python/test_primitives.py (heads split off with split_last and transpose, scores from matmul, scaled, a
-softmax by hand from exp and the reductions, weighted values, heads merged back) and `attention(x, heads: H)`,
-in the same one-layer model at dim 128, B=8 T=256,
-built here and timed in alternating rounds (`train bench`); prints each median and the speed of the hand-written
-one as a fraction of the built-in's (the issue's target: at least 50%).
+"""Attention written from the primitive tier against the built-in, training steps timed in alternating rounds
+(`train bench`), each median and the speed of the hand-written one as a fraction of the built-in's (the issue's
+target: at least 50%):
+1. the multi-head bidirectional attention of tests/python/test_primitives.py (heads split off with split_last and
+   transpose, scores from matmul, scaled, a softmax by hand from exp and the reductions, weighted values, heads
+   merged back) against `attention(x, heads: H)`, in one layer at dim 128, B=8 T=256;
+2. examples/einsum-attention.kiln, alibi-by-hand.kiln and linformer-by-hand.kiln (einsum, where, range, param,
+   slice) against the same models with the built-in attention (test_primitives.BY_HAND_EXAMPLES), 4 layers at
+   dim 128, at their training shape (context 64) and at context 256.
 
     python3 bench/primitives_speed.py [--heads 4] [--rounds 5] [--threads 2] [--kiln .build/release/kiln]
 """
@@ -43,19 +46,48 @@ def main():
         src.write_text(text)
         builds[name] = tmp / f"b{len(builds)}"
         run([args.kiln, "build", src, "-o", builds[name]])
+    ms = timed(builds, args, B, T)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"CPU: {cpu}; threads {args.threads}; {args.rounds} alternating rounds, medians of `train bench`")
+    print()
+    print(f"One layer, dim {DIM}, {args.heads} heads, B={B} T={T}, training step:")
+    print()
+    table([("built-in attention", "from primitives")], ms)
+    print()
+    print("The examples written from primitives against the same models with the built-in attention, training step:")
+    print()
+    rows = []
+    for example, builtin in t.BY_HAND_EXAMPLES:
+        text = (ROOT / f"examples/{example}.kiln").read_text()
+        (tmp / f"{example}-builtin.kiln").write_text(builtin(text))
+        for context, (b, seq) in [(64, (12, 64)), (256, (8, 256))]:
+            pair = {}
+            for kind, src in (("built-in", tmp / f"{example}-builtin.kiln"), ("by hand", ROOT / f"examples/{example}.kiln")):
+                out = tmp / f"{example}-{kind.replace(' ', '-')}-{context}"
+                run([args.kiln, "build", src, "-o", out, "--set", f"context={context}"])
+                pair[f"{example}.kiln, {kind}, B={b} T={seq}"] = out
+            ms.update(timed(pair, args, b, seq))
+            rows.append(tuple(pair))
+    table(rows, ms)
+
+
+def timed(builds, args, b, t):
+    """Median-able step times (ms) of each build, in alternating rounds."""
     ms = {n: [] for n in builds}
     for r in range(args.rounds):
         for name in (list(builds) if r % 2 == 0 else list(builds)[::-1]):
-            out = run([builds[name] / "train", "bench", "--threads", args.threads, "--batch", B, "--seq", T, "--iters", 10])
+            out = run([builds[name] / "train", "bench", "--threads", args.threads, "--batch", b, "--seq", t, "--iters", 10])
             ms[name].append(float(re.search(r"median ([\d.]+) ms", out).group(1)))
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    print(f"CPU: {cpu}; threads {args.threads}; one layer, dim {DIM}, {args.heads} heads, B={B} T={T}; training step; {args.rounds} alternating rounds, medians")
-    print("| attention | train step ms | speed vs built-in |")
+    return ms
+
+
+def table(pairs, ms):
+    print("| model | train step ms | speed vs built-in |")
     print("|---|---|---|")
-    base = statistics.median(ms["built-in attention"])
-    for name in builds:
-        m = statistics.median(ms[name])
-        print(f"| {name} | {m:.1f} | {base / m:.2f} |")
+    for base, hand in pairs:
+        b, h = statistics.median(ms[base]), statistics.median(ms[hand])
+        print(f"| {base} | {b:.1f} | 1 |")
+        print(f"| {hand} | {h:.1f} | {b / h:.2f} |")
 
 
 if __name__ == "__main__":
