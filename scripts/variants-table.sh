@@ -110,6 +110,8 @@ variant "grouped-query attention (2 key/value heads)" "Ainslie et al. 2023" "$le
   return x + ffn(layernorm(x), hidden: 4 * dim, activation: gelu)" "layernorm(h)"
 variant "local attention (window 16)" "Beltagy et al. 2020" "$learned" "  x = x + attention(layernorm(x), heads: heads, mask: causal, window: 16)
   return x + ffn(layernorm(x), hidden: 4 * dim, activation: gelu)" "layernorm(h)"
+variant "Reformer LSH attention (8 buckets, 2 hashes, chunks of 16)" "Kitaev et al. 2020" "$learned" "  x = x + lsh_attention(layernorm(x), heads: heads, buckets: 8, hashes: 2, chunk: 16, mask: causal)
+  return x + ffn(layernorm(x), hidden: 4 * dim, activation: gelu)" "layernorm(h)"
 variant "mixture of experts: Switch, 8 experts, top 1" "Fedus et al. 2021" "$learned" "  x = x + attention(layernorm(x), heads: heads, mask: causal)
   return x + moe(layernorm(x), experts: 8, hidden: 4 * dim, top: 1)" "layernorm(h)"
 variant "mixture of experts: 8 experts, top 2" "Shazeer et al. 2017" "$learned" "  x = x + attention(layernorm(x), heads: heads, mask: causal)
@@ -136,7 +138,7 @@ bidirectional "BigBird (blocks of 8, 1 global, 1 random)" "Zaheer et al. 2020" "
   echo "(forward, loss and backward) at that shape; the last row is a whole model of about the same parameters."
   echo "A mixture of experts counts all its experts' parameters and the FLOPs of the k a token uses (\`kiln stats\`"
   echo "prints its active parameters). Every variant is tested against PyTorch (tests/python/test_variants.py,"
-  echo "tests/python/test_activations.py, tests/python/test_lstm.py, tests/python/test_moe.py)."
+  echo "tests/python/test_activations.py, tests/python/test_lstm.py, tests/python/test_moe.py, tests/python/test_lsh.py)."
   echo
   echo "| variant | paper | parameters | forward FLOPs | training-step FLOPs |"
   echo "|---|---|---|---|---|"

@@ -25,6 +25,8 @@ enum Builtins {
         "rezero": [("x", true), ("name", false)],
         "lstm": [("x", true), ("hidden", true), ("layers", false), ("dropout", false), ("name", false)],
         "moe": [("x", true), ("experts", true), ("hidden", true), ("top", false), ("capacity", false), ("activation", false), ("name", false)],
+        "lsh_attention": [("x", true), ("heads", true), ("buckets", true), ("hashes", false), ("chunk", false), ("seed", false),
+                          ("mask", false), ("bias", false), ("name", false)],
         "moe_balance": [("x", true)],
         "moe_zloss": [("x", true)],
         "moe_load": [("x", true)],
@@ -123,6 +125,7 @@ extension Lowering {
         case "ffn": return try ffn(a, r)
         case "lstm": return try lstm(a, r)
         case "moe": return try moe(a, r)
+        case "lsh_attention": return try lshAttention(a, r)
         case "moe_balance", "moe_zloss", "moe_load": return try moeStatistic(name, a, r)
         case "matmul":
             let x = try tensor(a["a"]!.0, a["a"]!.1, "matmul's first operand"), y = try tensor(a["b"]!.0, a["b"]!.1, "matmul's second operand")
@@ -578,6 +581,31 @@ extension Lowering {
             guard case .tensor(let y) = try emit(.attention, [q, k, v] + padding, headAttrs.merging(["causal": .bool(mask == "causal")]) { a, _ in a }, r, order: ["heads", "kv_heads", "alibi", "causal", "window", "block", "global", "random", "seed"]) else { throw Reported() }
             att = y
         }
+        return .tensor(try projection(att, o + ".output", c, c, bias: bias, std: residualStd, r))
+    }
+
+    /// `lsh_attention(x, heads:, buckets:, hashes: 2, chunk: 32, seed: 1, mask: none, bias: true)`: Reformer's
+    /// LSH self-attention (Kitaev et al. 2020) with one shared query/key projection `NAME.query_key`, `NAME.value`
+    /// and `NAME.output` (NAME `lsh_attention`).
+    func lshAttention(_ a: BoundArgs, _ r: SourceRange) throws -> Value {
+        let x = try tensor(a["x"]!.0, a["x"]!.1, "lsh_attention's input")
+        guard graph.nodes[x].type.shape.rank == 3, let c = graph.nodes[x].type.shape.last?.constValue else {
+            throw report("lsh_attention expects a [B, T, C] tensor, got \(graph.nodes[x].type)", a["x"]!.1)
+        }
+        let heads = try positiveInt(a["heads"]!.0, a["heads"]!.1, "heads")
+        let buckets = try positiveInt(a["buckets"]!.0, a["buckets"]!.1, "buckets")
+        let hashes = try a["hashes"].map { try positiveInt($0.0, $0.1, "hashes") } ?? 2
+        let chunk = try a["chunk"].map { try positiveInt($0.0, $0.1, "chunk") } ?? 32
+        let seed = try a["seed"].map { try nonNegativeInt($0.0, $0.1, "seed") } ?? 1
+        let mask = try a["mask"].map { try word($0.0, $0.1, "mask", ["none", "causal"]) } ?? "none"
+        let bias = try a["bias"].map { try bool($0.0, $0.1, "bias") } ?? true
+        guard c % heads == 0 else { throw report("model dim \(c) is not divisible by \(heads) heads", a["heads"]!.1) }
+        let o = try owner("lsh_attention", explicit: a.explicitName)
+        let qk = try projection(x, o + ".query_key", c, c, bias: bias, std: 0.02, r)
+        let v = try projection(x, o + ".value", c, c, bias: bias, std: 0.02, r)
+        let attrs: [String: AttrValue] = ["heads": .int(heads), "hashes": .int(hashes), "buckets": .int(buckets), "chunk": .int(chunk),
+                                          "seed": .int(seed), "causal": .bool(mask == "causal")]
+        guard case .tensor(let att) = try emit(.lshAttention, [qk, v], attrs, r, order: ["heads", "hashes", "buckets", "chunk", "seed", "causal"]) else { throw Reported() }
         return .tensor(try projection(att, o + ".output", c, c, bias: bias, std: residualStd, r))
     }
 

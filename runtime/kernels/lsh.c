@@ -1,0 +1,216 @@
+/*
+ * lsh.c - Reformer's LSH attention (Kitaev et al. 2020; op `lsh_attention`), forward and backward, per head of
+ * size D = C / NH:
+ *   - queries are qk_i; keys are qk_j / sqrt(|qk_j|^2 + 1e-12) (shared query/key attention);
+ *   - round r hashes position t to the argmax over [x R_r, -x R_r], R_r a D x (buckets / 2) matrix of normals
+ *     fixed by the seed (lsh_normal), the same for every head; ties go to the first;
+ *   - per round the positions are sorted by (bucket, position) and cut into chunks of `chunk`; a query sees the
+ *     keys of its own chunk and of the previous one; causal: none after the query; its own key scores -1e5;
+ *   - all rounds' (round, key) pairs of a query share one softmax.
+ * Each (batch, head) pair runs on one thread with its own scratch (lsh_pair_size reals): O(T (hashes + D)).
+ */
+#ifndef KILN_KERNELS_LSH_C
+#define KILN_KERNELS_LSH_C
+
+#include "kiln_kernel.h"
+#include "kiln_math.h"
+
+#define LSH_SELF_SCORE ((real)-1e5)
+
+/* splitmix64 (Steele et al. 2014): the rotations' random bits */
+static inline uint64_t lsh_mix(uint64_t x) {
+    uint64_t z = x + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Entry `index` of the rotations of `seed`, a normal: two uniforms from lsh_mix of key 2k and 2k + 1 (k = seed *
+ * 2^32 + index; u1 in (0, 1], u2 in [0, 1), 53 bits each), Box-Muller's sqrt(-2 ln u1) cos(2 pi u2). */
+KILN_KERNEL double lsh_normal(uint64_t seed, uint64_t index) {
+    const uint64_t k = (seed << 32) + index;
+    const double u1 = ((double)(lsh_mix(2 * k) >> 11) + 1.0) * 0x1p-53, u2 = (double)(lsh_mix(2 * k + 1) >> 11) * 0x1p-53;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* Reals of scratch: the rotations, then one area per (batch, head) pair */
+KILN_KERNEL size_t lsh_rotation_size(int hashes, int D, int buckets) { return (size_t)hashes * D * (buckets / 2); }
+KILN_KERNEL size_t lsh_pair_size(int T, int D, int hashes) { return (size_t)T * (2 * (size_t)D + 1) + 2 * (size_t)hashes * T; }
+
+/* The pair's normalised keys kn (T x D), their 1/|x| rn, and per round the sorted order perm (sorted slot ->
+ * position) and its inverse inv (position -> slot). x: the pair's qk rows, stride C. */
+static void lsh_prepare(const real *restrict x, int C, int T, int D, const real *restrict rot, int hashes, int buckets,
+                        real *restrict kn, real *restrict rn, int *restrict perm, int *restrict inv) {
+    const int half = buckets / 2;
+    for (int t = 0; t < T; t++) {
+        const real *xt = x + (size_t)t * C;
+        double ss = 0;
+        for (int d = 0; d < D; d++) ss += (double)xt[d] * xt[d];
+        const real r = (real)(1.0 / sqrt(ss + 1e-12));
+        rn[t] = r;
+        for (int d = 0; d < D; d++) kn[(size_t)t * D + d] = xt[d] * r;
+    }
+    int count[1025];
+    for (int h = 0; h < hashes; h++) {
+        int *bucket = inv + (size_t)h * T; /* the buckets first, then overwritten by the inverse */
+        const real *R = rot + (size_t)h * D * half;
+        for (int t = 0; t < T; t++) {
+            const real *xt = x + (size_t)t * C;
+            real best = 0;
+            int arg = -1;
+            for (int j = 0; j < half; j++) {
+                real y = 0;
+                for (int d = 0; d < D; d++) y += xt[d] * R[(size_t)d * half + j];
+                if (arg < 0 || y > best) { best = y; arg = j; }
+            }
+            for (int j = 0; j < half; j++) { /* the negated half: again the products (cheap next to attention) */
+                real y = 0;
+                for (int d = 0; d < D; d++) y += xt[d] * R[(size_t)d * half + j];
+                if (-y > best) { best = -y; arg = half + j; }
+            }
+            bucket[t] = arg;
+        }
+        /* a stable counting sort by bucket: ties stay in position order */
+        for (int b = 0; b <= buckets; b++) count[b] = 0;
+        for (int t = 0; t < T; t++) count[bucket[t] + 1]++;
+        for (int b = 0; b < buckets; b++) count[b + 1] += count[b];
+        int *order = perm + (size_t)h * T;
+        for (int t = 0; t < T; t++) order[count[bucket[t]]++] = t;
+        for (int s = 0; s < T; s++) bucket[order[s]] = s;
+    }
+}
+
+/* The rotations: rot[(h D + d) half + j] = lsh_normal(seed, that index) */
+static void lsh_rotations(real *restrict rot, int hashes, int D, int buckets, unsigned seed) {
+    const size_t n = lsh_rotation_size(hashes, D, buckets);
+    for (size_t i = 0; i < n; i++) rot[i] = (real)lsh_normal(seed, i);
+}
+
+/* The slots [*lo, *hi) of round h's sorted order that query slot s sees: its chunk and the previous one */
+static inline void lsh_window(int s, int T, int chunk, int *lo, int *hi) {
+    const int c0 = s / chunk * chunk;
+    *lo = c0 >= chunk ? c0 - chunk : 0;
+    *hi = c0 + chunk < T ? c0 + chunk : T;
+}
+
+static inline real lsh_dot(const real *restrict a, const real *restrict b, int D) {
+    real s = 0;
+    for (int d = 0; d < D; d++) s += a[d] * b[d];
+    return s;
+}
+
+/* out (B, T, C) = LSH attention of qk, v (B, T, C); ws: lsh_rotation_size + B NH lsh_pair_size reals */
+KILN_KERNEL void lsh_attention_forward(real *restrict out, const real *restrict qk, const real *restrict v, real *restrict ws,
+                                       int B, int T, int C, int NH, int hashes, int buckets, int chunk, unsigned seed, int causal) {
+    const int D = C / NH;
+    const real scale = (real)(1.0 / sqrt((double)D));
+    lsh_rotations(ws, hashes, D, buckets, seed);
+    const real *rot = ws;
+    real *areas = ws + lsh_rotation_size(hashes, D, buckets);
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int w = 0; w < B * NH; w++) {
+        const int b = w / NH, hd = w % NH;
+        real *kn = areas + (size_t)w * lsh_pair_size(T, D, hashes), *rn = kn + (size_t)T * D;
+        int *perm = (int *)(rn + T + (size_t)T * D), *inv = perm + (size_t)hashes * T;
+        const real *x = qk + (size_t)b * T * C + (size_t)hd * D, *vb = v + (size_t)b * T * C + (size_t)hd * D;
+        lsh_prepare(x, C, T, D, rot, hashes, buckets, kn, rn, perm, inv);
+        for (int i = 0; i < T; i++) {
+            const real *q = x + (size_t)i * C;
+            real *o = out + ((size_t)b * T + i) * C + (size_t)hd * D;
+            real m = -INFINITY, l = 0;
+            for (int d = 0; d < D; d++) o[d] = 0;
+            for (int h = 0; h < hashes; h++) {
+                int lo, hi;
+                lsh_window(inv[(size_t)h * T + i], T, chunk, &lo, &hi);
+                for (int s = lo; s < hi; s++) {
+                    const int j = perm[(size_t)h * T + s];
+                    if (causal && j > i) continue;
+                    const real sc = j == i ? LSH_SELF_SCORE : scale * lsh_dot(q, kn + (size_t)j * D, D);
+                    const real *vj = vb + (size_t)j * C;
+                    if (sc > m) { /* a new maximum: rescale what is summed so far */
+                        const real f = kiln_exp(m - sc);
+                        l = l * f + 1;
+                        for (int d = 0; d < D; d++) o[d] = o[d] * f + vj[d];
+                        m = sc;
+                    } else {
+                        const real p = kiln_exp(sc - m);
+                        l += p;
+                        for (int d = 0; d < D; d++) o[d] += p * vj[d];
+                    }
+                }
+            }
+            for (int d = 0; d < D; d++) o[d] /= l; /* l >= 1: every query sees its own key */
+        }
+    }
+}
+
+/* dqk, dv (B, T, C): the gradients of lsh_attention_forward for dy, given qk, v and its result y; ws as forward's */
+KILN_KERNEL void lsh_attention_backward(real *restrict dqk, real *restrict dv, const real *restrict dy, const real *restrict qk,
+                                        const real *restrict v, const real *restrict y, real *restrict ws, int B, int T, int C,
+                                        int NH, int hashes, int buckets, int chunk, unsigned seed, int causal) {
+    const int D = C / NH;
+    const real scale = (real)(1.0 / sqrt((double)D));
+    lsh_rotations(ws, hashes, D, buckets, seed);
+    const real *rot = ws;
+    real *areas = ws + lsh_rotation_size(hashes, D, buckets);
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int w = 0; w < B * NH; w++) {
+        const int b = w / NH, hd = w % NH;
+        real *kn = areas + (size_t)w * lsh_pair_size(T, D, hashes), *rn = kn + (size_t)T * D, *dk = rn + T;
+        int *perm = (int *)(dk + (size_t)T * D), *inv = perm + (size_t)hashes * T;
+        const size_t off = (size_t)b * T * C + (size_t)hd * D;
+        const real *x = qk + off, *vb = v + off;
+        real *dq = dqk + off, *dvb = dv + off;
+        lsh_prepare(x, C, T, D, rot, hashes, buckets, kn, rn, perm, inv);
+        for (int t = 0; t < T; t++)
+            for (int d = 0; d < D; d++) dq[(size_t)t * C + d] = dvb[(size_t)t * C + d] = dk[(size_t)t * D + d] = 0;
+        for (int i = 0; i < T; i++) {
+            const real *q = x + (size_t)i * C, *g = dy + off + (size_t)i * C;
+            /* the maximum m and the normaliser l = sum e^(s - m) over the seen pairs, as the forward pass */
+            real m = -INFINITY, l = 0;
+            for (int h = 0; h < hashes; h++) {
+                int lo, hi;
+                lsh_window(inv[(size_t)h * T + i], T, chunk, &lo, &hi);
+                for (int s = lo; s < hi; s++) {
+                    const int j = perm[(size_t)h * T + s];
+                    if (causal && j > i) continue;
+                    const real sc = j == i ? LSH_SELF_SCORE : scale * lsh_dot(q, kn + (size_t)j * D, D);
+                    if (sc > m) { l = l * kiln_exp(m - sc) + 1; m = sc; } else l += kiln_exp(sc - m);
+                }
+            }
+            /* p = e^(s - m) / l: m + log l would round away the fraction next to the own key's -1e5 */
+            const real inv_l = 1 / l, Di = lsh_dot(g, y + off + (size_t)i * C, D);
+            for (int h = 0; h < hashes; h++) {
+                int lo, hi;
+                lsh_window(inv[(size_t)h * T + i], T, chunk, &lo, &hi);
+                for (int s = lo; s < hi; s++) {
+                    const int j = perm[(size_t)h * T + s];
+                    if (causal && j > i) continue;
+                    real *dvj = dvb + (size_t)j * C;
+                    if (j == i) { /* a constant score: its probability weighs the value, nothing flows back */
+                        const real p = kiln_exp(LSH_SELF_SCORE - m) * inv_l;
+                        for (int d = 0; d < D; d++) dvj[d] += p * g[d];
+                        continue;
+                    }
+                    const real *kj = kn + (size_t)j * D;
+                    const real p = kiln_exp(scale * lsh_dot(q, kj, D) - m) * inv_l;
+                    const real ds = scale * p * (lsh_dot(g, vb + (size_t)j * C, D) - Di);
+                    real *dqi = dq + (size_t)i * C, *dkj = dk + (size_t)j * D;
+                    for (int d = 0; d < D; d++) {
+                        dvj[d] += p * g[d];
+                        dqi[d] += ds * kj[d];
+                        dkj[d] += ds * q[d];
+                    }
+                }
+            }
+        }
+        /* keys k = x / sqrt(|x|^2 + eps): dx = (dk - k (k . dk)) / sqrt(|x|^2 + eps) */
+        for (int j = 0; j < T; j++) {
+            const real *kj = kn + (size_t)j * D, *dkj = dk + (size_t)j * D;
+            const real kd = lsh_dot(kj, dkj, D);
+            for (int d = 0; d < D; d++) dq[(size_t)j * C + d] += rn[j] * (dkj[d] - kj[d] * kd);
+        }
+    }
+}
+
+#endif /* KILN_KERNELS_LSH_C */
