@@ -4,14 +4,15 @@ model — 2 layers, dim 128, 4 heads, GELU feed-forward, batch 1 — at T = 256,
 the generated code allocates, which is its peak besides weights, gradients and optimizer state).
 
 Two families, each built for every T:
-  causal         next-token models with rotary positions: full attention, local attention (window W)
+  causal         next-token models with rotary positions: full attention, local attention (window W), Reformer's
+                 LSH attention (shared query/key, 2 hash rounds, chunks of 64; no rotary positions)
   bidirectional  masked-language models with learned positions: full attention, local attention (W positions
                  either side), Linformer (keys and values projected to K rows), BigBird (blocks of 64: 2 global,
                  a window of 3, 3 random)
 Prints a table per family, the length from which each variant stays faster than full attention, and how each
 grows per doubling of T; --svg DIR also draws the times on log-log axes (one SVG per family).
 
-    python3 bench/attention_scaling.py [--window 256] [--rows 256] [--block 64] [--max-len 8192] [--full-train-max-len 4096]
+    python3 bench/attention_scaling.py [--window 256] [--rows 256] [--block 64] [--buckets 32] [--chunk 64] [--max-len 8192] [--full-train-max-len 4096]
                                        [--family causal|bidirectional|all] [--svg DIR] [--kiln .build/release/kiln]
 """
 import argparse
@@ -28,7 +29,7 @@ CAUSAL = """model Scaling
 config {{ vocab = 256, context = {context}, dim = 128, heads = 4, layers = 2 }}
 input tokens: i32[B, T] where T <= context
 block Layer(x: f32[B, T, dim]) -> f32[B, T, dim] {{
-  x = x + attention(layernorm(x), heads: heads, mask: causal, position: rotary{variant})
+  x = x + {attention}
   return x + ffn(layernorm(x), hidden: 4 * dim, activation: gelu)
 }}
 h = repeat(layers, Layer, embed(tokens, vocab, dim))
@@ -44,7 +45,7 @@ BIDIRECTIONAL = """model Scaling
 config {{ vocab = 256, context = {context}, dim = 128, heads = 4, layers = 2 }}
 input tokens: i32[B, T] where T <= context
 block Layer(x: f32[B, T, dim]) -> f32[B, T, dim] {{
-  x = x + attention(layernorm(x), heads: heads{variant})
+  x = x + {attention}
   return x + ffn(layernorm(x), hidden: 4 * dim, activation: gelu)
 }}
 h = repeat(layers, Layer, embed(tokens, vocab, dim) + positions(learned, T, dim))
@@ -57,12 +58,19 @@ train {{
 """
 
 
-def families(window, rows, block):
+def families(window, rows, block, buckets, chunk):
+    """Each family's template and its variants: (name, the attention call of a layer)."""
+    causal = "attention(layernorm(x), heads: heads, mask: causal, position: rotary{})"
+    bidirectional = "attention(layernorm(x), heads: heads{})"
     return {
-        "causal": (CAUSAL, [("full", ""), (f"local (window {window})", f", window: {window}")]),
-        "bidirectional": (BIDIRECTIONAL, [("full", ""), (f"local (window {window})", f", window: {window}"),
-                                          (f"Linformer (k = {rows})", f", lowrank: {rows}"),
-                                          (f"BigBird (blocks of {block}, 2 global, 3 random)", f", block: {block}, global: 2, random: 3")]),
+        "causal": (CAUSAL, [("full", causal.format("")), (f"local (window {window})", causal.format(f", window: {window}")),
+                            (f"LSH ({buckets} buckets, 2 hashes, chunks of {chunk})",
+                             f"lsh_attention(layernorm(x), heads: heads, buckets: {buckets}, hashes: 2, chunk: {chunk}, mask: causal)")]),
+        "bidirectional": (BIDIRECTIONAL, [("full", bidirectional.format("")),
+                                          (f"local (window {window})", bidirectional.format(f", window: {window}")),
+                                          (f"Linformer (k = {rows})", bidirectional.format(f", lowrank: {rows}")),
+                                          (f"BigBird (blocks of {block}, 2 global, 3 random)",
+                                           bidirectional.format(f", block: {block}, global: 2, random: 3"))]),
     }
 
 
@@ -124,6 +132,8 @@ def main():
     ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--rows", type=int, default=256, help="Linformer's projected rows k")
     ap.add_argument("--block", type=int, default=64, help="BigBird's block size")
+    ap.add_argument("--buckets", type=int, default=32, help="LSH attention's buckets")
+    ap.add_argument("--chunk", type=int, default=64, help="LSH attention's chunk length")
     ap.add_argument("--max-len", type=int, default=8192)
     ap.add_argument("--full-train-max-len", type=int, default=4096,
                     help="the longest full-attention training step (its T x T buffers: 8.5 GiB at 8192)")
@@ -140,7 +150,7 @@ def main():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"CPU {cpu}, {os.environ.get('OMP_NUM_THREADS', 'all')} threads; batch 1, 2 layers, dim 128, 4 heads")
     colours = ["#1f4e99", "#c0392b", "#1e8449", "#8e44ad"]
-    for family, (template, variants) in families(args.window, args.rows, args.block).items():
+    for family, (template, variants) in families(args.window, args.rows, args.block, args.buckets, args.chunk).items():
         if args.family not in ("all", family):
             continue
         print(f"\n{family}: forward ms / training-step ms / forward MiB / step MiB")
@@ -151,7 +161,7 @@ def main():
             cells = []
             for name, variant in variants:
                 src = tmp / f"{family}-{len(results[name])}-{T}-{variants.index((name, variant))}.kiln"
-                src.write_text(template.format(context=T, variant=variant))
+                src.write_text(template.format(context=T, attention=variant))
                 out = src.with_suffix("")
                 run([args.kiln, "build", src, "-o", out])
                 iters = ["--iters", 5 if T <= 2048 else 3, "--warmup", 1]

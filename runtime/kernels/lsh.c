@@ -8,6 +8,8 @@
  *     keys of its own chunk and of the previous one; causal: none after the query; its own key scores -1e5;
  *   - all rounds' (round, key) pairs of a query share one softmax.
  * Each (batch, head) pair runs on one thread with its own scratch (lsh_pair_size reals): O(T (hashes + D)).
+ * A query's keys are taken a round at a time: their scores into a buffer, then one rescale of the running sums
+ * per round (not per key), and the weighted values as vector loops over the head's channels.
  */
 #ifndef KILN_KERNELS_LSH_C
 #define KILN_KERNELS_LSH_C
@@ -35,7 +37,7 @@ KILN_KERNEL double lsh_normal(uint64_t seed, uint64_t index) {
 
 /* Reals of scratch: the rotations, then one area per (batch, head) pair */
 KILN_KERNEL size_t lsh_rotation_size(int hashes, int D, int buckets) { return (size_t)hashes * D * (buckets / 2); }
-KILN_KERNEL size_t lsh_pair_size(int T, int D, int hashes) { return (size_t)T * (2 * (size_t)D + 1) + 2 * (size_t)hashes * T; }
+KILN_KERNEL size_t lsh_pair_size(int T, int D, int hashes) { return (size_t)T * (2 * (size_t)D + 3) + 2 * (size_t)hashes * T; }
 
 /* The pair's normalised keys kn (T x D), their 1/|x| rn, and per round the sorted order perm (sorted slot ->
  * position) and its inverse inv (position -> slot). x: the pair's qk rows, stride C. */
@@ -56,18 +58,18 @@ static void lsh_prepare(const real *restrict x, int C, int T, int D, const real 
         const real *R = rot + (size_t)h * D * half;
         for (int t = 0; t < T; t++) {
             const real *xt = x + (size_t)t * C;
-            real best = 0;
-            int arg = -1;
-            for (int j = 0; j < half; j++) {
-                real y = 0;
-                for (int d = 0; d < D; d++) y += xt[d] * R[(size_t)d * half + j];
-                if (arg < 0 || y > best) { best = y; arg = j; }
+            real y[512]; /* x R: half <= 512 */
+            for (int j = 0; j < half; j++) y[j] = 0;
+            for (int d = 0; d < D; d++) {
+                const real xd = xt[d], *Rd = R + (size_t)d * half;
+                for (int j = 0; j < half; j++) y[j] += xd * Rd[j];
             }
-            for (int j = 0; j < half; j++) { /* the negated half: again the products (cheap next to attention) */
-                real y = 0;
-                for (int d = 0; d < D; d++) y += xt[d] * R[(size_t)d * half + j];
-                if (-y > best) { best = -y; arg = half + j; }
-            }
+            real best = y[0];
+            int arg = 0;
+            for (int j = 1; j < half; j++)
+                if (y[j] > best) { best = y[j]; arg = j; }
+            for (int j = 0; j < half; j++) /* then the negated half, [x R, -x R] */
+                if (-y[j] > best) { best = -y[j]; arg = half + j; }
             bucket[t] = arg;
         }
         /* a stable counting sort by bucket: ties stay in position order */
@@ -95,8 +97,29 @@ static inline void lsh_window(int s, int T, int chunk, int *lo, int *hi) {
 
 static inline real lsh_dot(const real *restrict a, const real *restrict b, int D) {
     real s = 0;
+    #pragma omp simd reduction(+:s)
     for (int d = 0; d < D; d++) s += a[d] * b[d];
     return s;
+}
+
+/* The keys query i sees in round h (their positions into key[], their scores into sc[]): returns how many and
+ * their maximum in *max. */
+static inline int lsh_scores(int i, int h, const real *restrict q, const real *restrict kn, const int *restrict perm,
+                             const int *restrict inv, int T, int D, int chunk, int causal, real scale, int *restrict key,
+                             real *restrict sc, real *max) {
+    int lo, hi, n = 0;
+    lsh_window(inv[(size_t)h * T + i], T, chunk, &lo, &hi);
+    real m = -INFINITY;
+    for (int s = lo; s < hi; s++) {
+        const int j = perm[(size_t)h * T + s];
+        if (causal && j > i) continue;
+        const real v = j == i ? LSH_SELF_SCORE : scale * lsh_dot(q, kn + (size_t)j * D, D);
+        key[n] = j;
+        sc[n++] = v;
+        if (v > m) m = v;
+    }
+    *max = m;
+    return n;
 }
 
 /* out (B, T, C) = LSH attention of qk, v (B, T, C); ws: lsh_rotation_size + B NH lsh_pair_size reals */
@@ -111,32 +134,32 @@ KILN_KERNEL void lsh_attention_forward(real *restrict out, const real *restrict 
     for (int w = 0; w < B * NH; w++) {
         const int b = w / NH, hd = w % NH;
         real *kn = areas + (size_t)w * lsh_pair_size(T, D, hashes), *rn = kn + (size_t)T * D;
-        int *perm = (int *)(rn + T + (size_t)T * D), *inv = perm + (size_t)hashes * T;
+        int *perm = (int *)(rn + 3 * (size_t)T + (size_t)T * D), *inv = perm + (size_t)hashes * T;
         const real *x = qk + (size_t)b * T * C + (size_t)hd * D, *vb = v + (size_t)b * T * C + (size_t)hd * D;
         lsh_prepare(x, C, T, D, rot, hashes, buckets, kn, rn, perm, inv);
+        real *sc = rn + T + (size_t)T * D;
+        int *key = (int *)(sc + T);
         for (int i = 0; i < T; i++) {
             const real *q = x + (size_t)i * C;
-            real *o = out + ((size_t)b * T + i) * C + (size_t)hd * D;
+            real *restrict o = out + ((size_t)b * T + i) * C + (size_t)hd * D;
             real m = -INFINITY, l = 0;
             for (int d = 0; d < D; d++) o[d] = 0;
             for (int h = 0; h < hashes; h++) {
-                int lo, hi;
-                lsh_window(inv[(size_t)h * T + i], T, chunk, &lo, &hi);
-                for (int s = lo; s < hi; s++) {
-                    const int j = perm[(size_t)h * T + s];
-                    if (causal && j > i) continue;
-                    const real sc = j == i ? LSH_SELF_SCORE : scale * lsh_dot(q, kn + (size_t)j * D, D);
-                    const real *vj = vb + (size_t)j * C;
-                    if (sc > m) { /* a new maximum: rescale what is summed so far */
-                        const real f = kiln_exp(m - sc);
-                        l = l * f + 1;
-                        for (int d = 0; d < D; d++) o[d] = o[d] * f + vj[d];
-                        m = sc;
-                    } else {
-                        const real p = kiln_exp(sc - m);
-                        l += p;
-                        for (int d = 0; d < D; d++) o[d] += p * vj[d];
-                    }
+                real mr;
+                const int n = lsh_scores(i, h, q, kn, perm, inv, T, D, chunk, causal, scale, key, sc, &mr);
+                if (mr > m) { /* a new maximum: rescale what is summed so far, once per round */
+                    const real f = kiln_exp(m - mr);
+                    l *= f;
+                    #pragma omp simd
+                    for (int d = 0; d < D; d++) o[d] *= f;
+                    m = mr;
+                }
+                for (int k = 0; k < n; k++) {
+                    const real p = kiln_exp(sc[k] - m);
+                    const real *restrict vj = vb + (size_t)key[k] * C;
+                    l += p;
+                    #pragma omp simd
+                    for (int d = 0; d < D; d++) o[d] += p * vj[d];
                 }
             }
             for (int d = 0; d < D; d++) o[d] /= l; /* l >= 1: every query sees its own key */
@@ -157,7 +180,8 @@ KILN_KERNEL void lsh_attention_backward(real *restrict dqk, real *restrict dv, c
     for (int w = 0; w < B * NH; w++) {
         const int b = w / NH, hd = w % NH;
         real *kn = areas + (size_t)w * lsh_pair_size(T, D, hashes), *rn = kn + (size_t)T * D, *dk = rn + T;
-        int *perm = (int *)(dk + (size_t)T * D), *inv = perm + (size_t)hashes * T;
+        real *sc = dk + (size_t)T * D;
+        int *key = (int *)(sc + T), *perm = key + T, *inv = perm + (size_t)hashes * T;
         const size_t off = (size_t)b * T * C + (size_t)hd * D;
         const real *x = qk + off, *vb = v + off;
         real *dq = dqk + off, *dvb = dv + off;
@@ -169,35 +193,29 @@ KILN_KERNEL void lsh_attention_backward(real *restrict dqk, real *restrict dv, c
             /* the maximum m and the normaliser l = sum e^(s - m) over the seen pairs, as the forward pass */
             real m = -INFINITY, l = 0;
             for (int h = 0; h < hashes; h++) {
-                int lo, hi;
-                lsh_window(inv[(size_t)h * T + i], T, chunk, &lo, &hi);
-                for (int s = lo; s < hi; s++) {
-                    const int j = perm[(size_t)h * T + s];
-                    if (causal && j > i) continue;
-                    const real sc = j == i ? LSH_SELF_SCORE : scale * lsh_dot(q, kn + (size_t)j * D, D);
-                    if (sc > m) { l = l * kiln_exp(m - sc) + 1; m = sc; } else l += kiln_exp(sc - m);
-                }
+                real mr;
+                const int n = lsh_scores(i, h, q, kn, perm, inv, T, D, chunk, causal, scale, key, sc, &mr);
+                if (mr > m) { l *= kiln_exp(m - mr); m = mr; }
+                for (int k = 0; k < n; k++) l += kiln_exp(sc[k] - m);
             }
             /* p = e^(s - m) / l: m + log l would round away the fraction next to the own key's -1e5 */
             const real inv_l = 1 / l, Di = lsh_dot(g, y + off + (size_t)i * C, D);
+            real *restrict dqi = dq + (size_t)i * C;
             for (int h = 0; h < hashes; h++) {
-                int lo, hi;
-                lsh_window(inv[(size_t)h * T + i], T, chunk, &lo, &hi);
-                for (int s = lo; s < hi; s++) {
-                    const int j = perm[(size_t)h * T + s];
-                    if (causal && j > i) continue;
-                    real *dvj = dvb + (size_t)j * C;
-                    if (j == i) { /* a constant score: its probability weighs the value, nothing flows back */
-                        const real p = kiln_exp(LSH_SELF_SCORE - m) * inv_l;
-                        for (int d = 0; d < D; d++) dvj[d] += p * g[d];
-                        continue;
-                    }
-                    const real *kj = kn + (size_t)j * D;
-                    const real p = kiln_exp(scale * lsh_dot(q, kj, D) - m) * inv_l;
+                real mr;
+                const int n = lsh_scores(i, h, q, kn, perm, inv, T, D, chunk, causal, scale, key, sc, &mr);
+                for (int k = 0; k < n; k++) {
+                    const int j = key[k];
+                    const real p = kiln_exp(sc[k] - m) * inv_l;
+                    real *restrict dvj = dvb + (size_t)j * C;
+                    #pragma omp simd
+                    for (int d = 0; d < D; d++) dvj[d] += p * g[d];
+                    if (j == i) continue; /* a constant score: its probability weighs the value, nothing flows back */
+                    const real *restrict kj = kn + (size_t)j * D;
                     const real ds = scale * p * (lsh_dot(g, vb + (size_t)j * C, D) - Di);
-                    real *dqi = dq + (size_t)i * C, *dkj = dk + (size_t)j * D;
+                    real *restrict dkj = dk + (size_t)j * D;
+                    #pragma omp simd
                     for (int d = 0; d < D; d++) {
-                        dvj[d] += p * g[d];
                         dqi[d] += ds * kj[d];
                         dkj[d] += ds * q[d];
                     }

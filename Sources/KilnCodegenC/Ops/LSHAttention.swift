@@ -7,12 +7,12 @@ private func arguments(_ t: TensorType, _ a: Attributes) -> String {
     return "\(d[0]), \(d[1]), \(d[2]), \(a[LSHAttention.heads]), \(a[LSHAttention.hashes]), \(a[LSHAttention.buckets]), \(a[LSHAttention.chunk]), \(a[LSHAttention.seed])u, \(a[LSHAttention.causal] ? 1 : 0)"
 }
 
-/// Scratch: the rotations (hashes x D x buckets / 2), then per (batch, head) pair T (2 D + 1 + 2 hashes) reals;
-/// as one monomial, B T (heads (2 D + 1 + 2 hashes) + the rotations) (B T >= 1).
+/// Scratch: the rotations (hashes x D x buckets / 2), then per (batch, head) pair T (2 D + 3 + 2 hashes) reals;
+/// as one monomial, B T (heads (2 D + 3 + 2 hashes) + the rotations) (B T >= 1).
 private func scratch(_ t: TensorType, _ a: Attributes) -> SizeExpr {
     let (c, h, n, b) = (t.shape.dims[2].constValue!, a[LSHAttention.heads], a[LSHAttention.hashes], a[LSHAttention.buckets])
     let d = c / h
-    return Shape([t.shape.dims[0], t.shape.dims[1], .const(h * (2 * d + 1 + 2 * n) + n * d * (b / 2))]).elementCount
+    return Shape([t.shape.dims[0], t.shape.dims[1], .const(h * (2 * d + 3 + 2 * n) + n * d * (b / 2))]).elementCount
 }
 
 extension LSHAttention: CLowering {
