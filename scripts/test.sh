@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 swift build --build-tests 2>&1 | tail -n 1
 swift test --skip-build
-python3 -m pytest tests -q
+python3 -m pytest tests -q --durations=25

@@ -36,6 +36,7 @@ enum Builtins {
         "where": [("c", true), ("a", true), ("b", true)], "pow": [("x", true), ("exponent", true)], "range": [("length", true)],
         "unsqueeze": [("x", true), ("axis", true)], "squeeze": [("x", true), ("axis", true)],
         "einsum": [("equation", true), ("a", true), ("b", true)],
+        "gather": [("x", true), ("index", true), ("axis", true)],
         "slice": [("x", true), ("axis", true), ("start", true), ("size", true)], "concat": [("a", true), ("b", true), ("axis", true)],
         "param": [("d1", true), ("d2", false), ("d3", false), ("d4", false), ("init", false), ("std", false), ("name", false)],
     ].merging(Activation.all.map { ($0.name, [("x", true)]) }, uniquingKeysWith: { a, _ in a })
@@ -171,6 +172,19 @@ extension Lowering {
             let size = try dimension(a["size"]!.0, a["size"]!.1, "slice's size")
             return try emit(.slice, [x], ["axis": .int(try axis(a["axis"]!, "slice")), "start": .int(start), "size": size.attrValue], r,
                             order: ["axis", "start", "size"])
+        case "gather":
+            // the index is an i32 input of positions along a constant axis, checked at run time to lie in [0, N)
+            let x = try tensor(a["x"]!.0, a["x"]!.1, "gather's source"), (iv, ir) = a["index"]!
+            let index = try tensor(iv, ir, "gather's index")
+            let k = try axis(a["axis"]!, "gather"), t = graph.nodes[x].type
+            guard graph.nodes[index].kind == .input, !graph.nodes[index].type.dtype.isFloat else {
+                throw report("gather's index must be an integer input (its values are checked before each call)", ir)
+            }
+            guard k >= -t.shape.rank, k < t.shape.rank, let n = t.shape.dims[k < 0 ? k + t.shape.rank : k].constValue else {
+                throw report("gather: the axis \(k) of \(t) must exist and be constant", a["axis"]!.1)
+            }
+            try markInput(index, .positions, limit: n, ir)
+            return try emit(.gather, [x, index], ["axis": .int(k)], r)
         case "concat":
             let x = try tensor(a["a"]!.0, a["a"]!.1, "concat's first argument"), y = try tensor(a["b"]!.0, a["b"]!.1, "concat's second argument")
             return try emit(.concat, [x, y], ["axis": .int(try axis(a["axis"]!, "concat"))], r)

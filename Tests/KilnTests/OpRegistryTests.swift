@@ -54,7 +54,7 @@ import KilnIR
     }
 
     /// Ops that only move or look up data count no FLOPs; every other op counts some at these sizes.
-    static let dataMovement: Set = ["input", "transpose", "split_last", "merge_last", "unsqueeze", "squeeze", "range", "slice", "slice_grad", "concat", "param", "state", "scalar", "embedding", "slice_rows", "pad_rows", "select", "sinusoidal",
+    static let dataMovement: Set = ["input", "transpose", "split_last", "merge_last", "unsqueeze", "squeeze", "range", "slice", "slice_grad", "concat", "gather", "param", "state", "scalar", "embedding", "slice_rows", "pad_rows", "select", "sinusoidal",
                                     "take", "take_grad", "shift", "cache_write", "cache_write_mask"]
 
     @Test(arguments: ops)

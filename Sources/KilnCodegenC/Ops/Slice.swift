@@ -36,3 +36,23 @@ extension Concat: CLowering {
         return "concat_forward(\(c.dst), \(c.p[0]), \(c.p[1]), \(p), \(na), (size_t)\(c.type(1).shape.dims[k]), \(q));"
     }
 }
+
+extension Gather: CLowering {
+    var kernelFile: String? { "slice.c" }
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    func call(_ c: CallContext) throws -> String {
+        let k = try resolveAxis(c.attrs[Self.axis], rank: c.type(0).shape.rank, "gather")
+        let (p, n, q) = around(c.type(0), k)
+        return "gather_forward(\(c.dst), \(c.p[0]), \(c.p[1]), \(p), \(n), (size_t)\(c.type(1).shape.dims[k]), \(q));"
+    }
+}
+
+extension GatherGrad: CLowering {
+    var kernelFile: String? { "slice.c" }
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? { nil }
+    func call(_ c: CallContext) throws -> String {
+        let k = try resolveAxis(c.attrs[Gather.axis], rank: c.type.shape.rank, "gather")
+        let (p, n, q) = around(c.type, k)
+        return "gather_backward(\(c.dst), \(c.p[0]), \(c.p[1]), \(p), \(n), (size_t)\(c.type(1).shape.dims[k]), \(q));"
+    }
+}

@@ -122,7 +122,73 @@ public struct Concat: Op {
     public func flops(_ c: FlopContext) -> Int { 0 }
 }
 
+/// `gather(%x, %index: i32) {axis}` — along one constant axis, the entries of x at the positions index gives
+/// (PyTorch's `gather`): index has x's dims but along the axis, and out[..., m, ...] = x[..., index[..., m, ...], ...].
+public struct Gather: Op {
+    public init() {}
+    public static let axis = AttrKey<Int>("axis")
+    public let name = "gather"
+    public let summary = "x, index `i32` (x's dims but along `axis`) → index's shape: x's entries at the positions index gives along the constant axis `axis` (PyTorch's `gather`)"
+    public let example = """
+        graph G {
+          dim B
+          %x = input : f32[B, 5, 4]
+          %i = input {role: positions, limit: 5} : i32[B, 2, 4]
+          %0 = gather(%x, %i) {axis: 1} : f32[B, 2, 4]
+          output y = %0
+        }
+        """
+    public let arity = 2...2
+    public var attributes: [AttrSpec] { [Self.axis.spec] }
+    public let traits: OpTraits = []
+    public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
+        let (x, index) = (ops[0], ops[1])
+        try requireFloat(x, "gather's source")
+        try requireInteger(index, "gather's index")
+        guard x.shape.rank == index.shape.rank else { throw TypeError("gather: the index \(index.shape) must have the rank of \(x.shape)") }
+        let k = try resolveAxis(attrs[Self.axis], rank: x.shape.rank, "gather")
+        guard x.shape.dims[k].constValue != nil else { throw TypeError("gather: axis \(k) of \(x.shape) must be constant (the index's limit)") }
+        guard aroundAxis(x, k) == aroundAxis(index, k) else { throw TypeError("gather: the index \(index.shape) differs from \(x.shape) outside axis \(k)") }
+        return TensorType(x.dtype, index.shape.dims)
+    }
+    /// Each gathered entry's gradient added back at its position (`gather_grad`).
+    public func differentiate(_ d: inout Differentiation) throws {
+        if d.wants(0) { d.give(0, d.emit(.gatherGrad, [d.gradient, d.operands[1], d.operands[0]], d.node.attrs.entries)) }
+    }
+    public func flops(_ c: FlopContext) -> Int { 0 }
+}
+
+/// `gather_grad(%dy, %index, %x) {axis}` — x's type: zeros, with each dy entry added at the position `gather` read.
+public struct GatherGrad: Op {
+    public init() {}
+    public let name = "gather_grad"
+    public let summary = "dy, index, x → x's type: every dy entry added at the position of x that `gather` read it from"
+    public let example = """
+        graph G {
+          dim B
+          %dy = input : f32[B, 2, 4]
+          %i = input {role: positions, limit: 5} : i32[B, 2, 4]
+          %x = input : f32[B, 5, 4]
+          %0 = gather_grad(%dy, %i, %x) {axis: 1} : f32[B, 5, 4]
+          output d = %0
+        }
+        """
+    public let arity = 3...3
+    public var attributes: [AttrSpec] { [Gather.axis.spec] }
+    public let traits: OpTraits = [.gradient]
+    public func inferType(_ ops: [TensorType], _ attrs: Attributes, _ env: TypeEnvironment) throws -> TensorType {
+        let y = try Gather().inferType([ops[2], ops[1]], attrs, env)
+        guard ops[0] == y else { throw TypeError("gather_grad: dy \(ops[0]) does not match \(y)") }
+        return ops[2]
+    }
+    public func differentiate(_ d: inout Differentiation) throws { throw d.notDifferentiable }
+    /// One addition per gathered entry.
+    public func flops(_ c: FlopContext) -> Int { c.count(0) }
+}
+
 extension OpKind {
+    public static let gather = OpKind("gather")
+    public static let gatherGrad = OpKind("gather_grad")
     public static let slice = OpKind("slice")
     public static let sliceGrad = OpKind("slice_grad")
     public static let concat = OpKind("concat")
