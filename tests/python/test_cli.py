@@ -118,11 +118,12 @@ def test_ir_stages(kiln):
 
 # the examples, two test models with bidirectional attention (no KV-cache functions), one with no attention at all
 # and fused elementwise kernels, the variants, the Llama layout, the encoder–decoder, a mixture of experts and the
-# primitive tier
+# primitive tier (with einsum, where, slice and param), and Reformer's LSH attention
 WARNING_MODELS = EXAMPLES + ["tests/models/all-ops.kiln", "tests/models/attention-shapes.kiln", "tests/models/elementwise.kiln",
                              "tests/models/rms-swiglu.kiln", "tests/models/rezero.kiln", "tests/models/universal.kiln",
                              "examples/llama-tiny.kiln", "examples/transformer-base.kiln", "tests/models/moe-gpt.kiln",
-                             "tests/models/primitives.kiln", "examples/einsum-attention.kiln"]
+                             "tests/models/primitives.kiln", "examples/einsum-attention.kiln", "examples/linformer-by-hand.kiln",
+                             "tests/models/lsh.kiln"]
 
 
 def on_two_cores(f, items):
