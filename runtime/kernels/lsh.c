@@ -39,6 +39,26 @@ KILN_KERNEL double lsh_normal(uint64_t seed, uint64_t index) {
 KILN_KERNEL size_t lsh_rotation_size(int hashes, int D, int buckets) { return (size_t)hashes * D * (buckets / 2); }
 KILN_KERNEL size_t lsh_pair_size(int T, int D, int hashes) { return (size_t)T * (2 * (size_t)D + 3) + 2 * (size_t)hashes * T; }
 
+/* One (batch, head) pair's scratch: the normalised keys kn (T x D) and their 1/|x| rn (T), the keys' gradients
+ * dk (T x D, backward), one round's scores sc (T) and their key positions key (T), and per round the sorted order
+ * perm (slot -> position) and its inverse inv (position -> slot) */
+typedef struct {
+    real *kn, *rn, *dk, *sc;
+    int *key, *perm, *inv;
+} lsh_area;
+
+static lsh_area lsh_area_of(real *areas, int w, int T, int D, int hashes) {
+    lsh_area a;
+    a.kn = areas + (size_t)w * lsh_pair_size(T, D, hashes);
+    a.rn = a.kn + (size_t)T * D;
+    a.dk = a.rn + T;
+    a.sc = a.dk + (size_t)T * D;
+    a.key = (int *)(a.sc + T);
+    a.perm = a.key + T;
+    a.inv = a.perm + (size_t)hashes * T;
+    return a;
+}
+
 /* The pair's normalised keys kn (T x D), their 1/|x| rn, and per round the sorted order perm (sorted slot ->
  * position) and its inverse inv (position -> slot). x: the pair's qk rows, stride C. */
 static void lsh_prepare(const real *restrict x, int C, int T, int D, const real *restrict rot, int hashes, int buckets,
@@ -133,12 +153,11 @@ KILN_KERNEL void lsh_attention_forward(real *restrict out, const real *restrict 
     #pragma omp parallel for schedule(dynamic, 1)
     for (int w = 0; w < B * NH; w++) {
         const int b = w / NH, hd = w % NH;
-        real *kn = areas + (size_t)w * lsh_pair_size(T, D, hashes), *rn = kn + (size_t)T * D;
-        int *perm = (int *)(rn + 3 * (size_t)T + (size_t)T * D), *inv = perm + (size_t)hashes * T;
+        const lsh_area a = lsh_area_of(areas, w, T, D, hashes);
+        real *kn = a.kn, *sc = a.sc;
+        int *key = a.key, *perm = a.perm, *inv = a.inv;
         const real *x = qk + (size_t)b * T * C + (size_t)hd * D, *vb = v + (size_t)b * T * C + (size_t)hd * D;
-        lsh_prepare(x, C, T, D, rot, hashes, buckets, kn, rn, perm, inv);
-        real *sc = rn + T + (size_t)T * D;
-        int *key = (int *)(sc + T);
+        lsh_prepare(x, C, T, D, rot, hashes, buckets, kn, a.rn, perm, inv);
         for (int i = 0; i < T; i++) {
             const real *q = x + (size_t)i * C;
             real *restrict o = out + ((size_t)b * T + i) * C + (size_t)hd * D;
@@ -179,9 +198,9 @@ KILN_KERNEL void lsh_attention_backward(real *restrict dqk, real *restrict dv, c
     #pragma omp parallel for schedule(dynamic, 1)
     for (int w = 0; w < B * NH; w++) {
         const int b = w / NH, hd = w % NH;
-        real *kn = areas + (size_t)w * lsh_pair_size(T, D, hashes), *rn = kn + (size_t)T * D, *dk = rn + T;
-        real *sc = dk + (size_t)T * D;
-        int *key = (int *)(sc + T), *perm = key + T, *inv = perm + (size_t)hashes * T;
+        const lsh_area a = lsh_area_of(areas, w, T, D, hashes);
+        real *kn = a.kn, *rn = a.rn, *dk = a.dk, *sc = a.sc;
+        int *key = a.key, *perm = a.perm, *inv = a.inv;
         const size_t off = (size_t)b * T * C + (size_t)hd * D;
         const real *x = qk + off, *vb = v + off;
         real *dq = dqk + off, *dvb = dv + off;

@@ -185,3 +185,13 @@ def read_png(path):
         rows.append(bytes(r))
         prev = r
     return w, h, rows
+
+
+def assert_finite_differences(kiln, source, out, seeds=(3,), batch=2, seq=5, samples=8):
+    """Builds `source` in float64 into `out` and checks every VJP of its training graph against central
+    differences (`gradcheck fd`) for each seed."""
+    r = run([kiln, "build", source, "--dtype", "f64", "-o", out])
+    assert r.returncode == 0, r.stderr
+    for seed in seeds:
+        r = run([out / "gradcheck", "fd", "--seed", seed, "--batch", batch, "--seq", seq, "--samples", samples])
+        assert r.returncode == 0 and ": ok" in r.stdout, r.stdout + r.stderr

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from kilntest import ROOT, assert_gradients_match, dump_gradients, run
+from kilntest import ROOT, assert_finite_differences, assert_gradients_match, dump_gradients, run
 
 MODEL = "tests/models/lsh.kiln"
 VOCAB, CONTEXT, DIM, HEADS, BUCKETS, HASHES, CHUNK, SEED = 29, 24, 16, 2, 4, 2, 4, 1
@@ -127,11 +127,7 @@ def test_gradients_match_autograd_and_finite_differences(lsh, kiln):
     loss.backward()
     assert ref.margin > 1e-4
     assert_gradients_match(ours, our_loss, ref, loss)
-    r = run([kiln, "build", ROOT / MODEL, "--dtype", "f64", "-o", tmp / "f64"])
-    assert r.returncode == 0, r.stderr
-    for seed in (1, 2):
-        r = run([tmp / "f64/gradcheck", "fd", "--seed", seed, "--batch", 2, "--seq", 19, "--samples", 8])
-        assert r.returncode == 0 and ": ok" in r.stdout, r.stdout + r.stderr
+    assert_finite_differences(kiln, ROOT / MODEL, tmp / "f64", seeds=(1, 2), seq=19)
 
 
 BAD = [

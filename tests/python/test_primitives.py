@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from kilntest import ROOT, assert_gradients_match, dump_gradients, run
+from kilntest import ROOT, assert_finite_differences, assert_gradients_match, dump_gradients, run
 
 VOCAB, CONTEXT, DIM = 23, 7, 12
 MODEL = (ROOT / "tests/models/primitives.kiln").read_text()
@@ -90,11 +90,7 @@ def test_gradients_match_autograd_and_finite_differences(prims, kiln):
     loss = F.cross_entropy(ref(torch.from_numpy(tokens).long()).reshape(-1, VOCAB), torch.from_numpy(targets).long().reshape(-1))
     loss.backward()
     assert_gradients_match(ours, our_loss, ref, loss)
-    r = run([kiln, "build", tmp / "p.kiln", "--dtype", "f64", "-o", tmp / "f64"])
-    assert r.returncode == 0, r.stderr
-    for seed in (3, 4):
-        r = run([tmp / "f64/gradcheck", "fd", "--seed", seed, "--batch", 2, "--seq", 5, "--samples", 8])
-        assert r.returncode == 0 and ": ok" in r.stdout, r.stdout + r.stderr
+    assert_finite_differences(kiln, tmp / "p.kiln", tmp / "f64", seeds=(3, 4))
 
 
 BAD = [
@@ -202,10 +198,7 @@ def test_attention_from_primitives_equals_the_builtin(kiln, tmp_path, heads):
     floor = 1e-3 * max(v.abs().max().item() for v in ga.values())  # the key bias's gradient is 0 up to rounding
     for k in ga:
         assert (ga[k] - gb[rename(k)]).abs().max() <= 1e-4 * max(ga[k].abs().max().item(), floor), k
-    r = run([kiln, "build", tmp_path / "shared.kiln", "--dtype", "f64", "-o", tmp_path / "f64"])
-    assert r.returncode == 0, r.stderr
-    r = run([tmp_path / "f64/gradcheck", "fd", "--seed", 3, "--batch", 2, "--seq", 5, "--samples", 8])
-    assert r.returncode == 0 and ": ok" in r.stdout, r.stdout + r.stderr
+    assert_finite_differences(kiln, tmp_path / "shared.kiln", tmp_path / "f64")
 
 
 # examples written from primitives, and the same model with the built-in attention: (example, its built-in twin)
@@ -304,10 +297,7 @@ def test_gather_matches_pytorch(kiln, tmp_path):
     assert abs(float(r.stdout.split()[1]) - loss.item()) <= 1e-5 * loss.item() and set(ours) == set(params)
     for k, p in params.items():
         assert (ours[k].double() - p.grad).abs().max() <= 1e-4 * p.grad.abs().max(), k
-    r = run([kiln, "build", tmp_path / "g.kiln", "--dtype", "f64", "-o", tmp_path / "f64"])
-    assert r.returncode == 0, r.stderr
-    r = run([tmp_path / "f64/gradcheck", "fd", "--seed", 3, "--batch", 2, "--seq", 5, "--samples", 8])
-    assert r.returncode == 0 and ": ok" in r.stdout, r.stdout + r.stderr
+    assert_finite_differences(kiln, tmp_path / "g.kiln", tmp_path / "f64")
     picks[1, 2, 4] = DIM  # outside the axis: refused before the call
     np.save(tmp_path / "picks.npy", picks)
     r = run([tmp_path / "out/infer", "run", "--weights", w, "--input", f"tokens={tmp_path / 'tok.npy'}", "--input",
