@@ -195,3 +195,16 @@ def assert_finite_differences(kiln, source, out, seeds=(3,), batch=2, seq=5, sam
     for seed in seeds:
         r = run([out / "gradcheck", "fd", "--seed", seed, "--batch", batch, "--seq", seq, "--samples", samples])
         assert r.returncode == 0 and ": ok" in r.stdout, r.stdout + r.stderr
+
+
+def perturbed_weights(infer, path, seed, scale=0.05):
+    """`infer init --seed` weights at `path` with every tensor perturbed by scale · N(0, 1) (a random init has zero
+    biases and unit norms, so each tensor then matters); returns them (torch, float32)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    r = run([infer, "init", "--seed", seed, "--out", path])
+    assert r.returncode == 0, r.stderr
+    g = torch.Generator().manual_seed(seed)
+    weights = {k: v + scale * torch.randn(v.shape, generator=g) for k, v in load_file(str(path)).items()}
+    save_file(weights, str(path))
+    return weights

@@ -5,19 +5,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 import reference
-from kilntest import ROOT, run
+from kilntest import ROOT, perturbed_weights, run
 from test_parity import CHAR, ODD
-
-
-def perturbed_weights(infer, path, seed):
-    r = run([infer, "init", "--seed", seed, "--out", path])
-    assert r.returncode == 0, r.stderr
-    state = load_file(str(path))
-    g = torch.Generator().manual_seed(seed)
-    save_file({k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in state.items()}, str(path))
 
 
 @pytest.mark.parametrize("spec", [CHAR, ODD], ids=["char", "odd"])

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from kilntest import ROOT, assert_finite_differences, assert_gradients_match, dump_gradients, run
+from kilntest import ROOT, assert_finite_differences, assert_gradients_match, dump_gradients, perturbed_weights, run
 
 MODEL = "tests/models/lsh.kiln"
 VOCAB, CONTEXT, DIM, HEADS, BUCKETS, HASHES, CHUNK, SEED = 29, 24, 16, 2, 4, 2, 4, 1
@@ -96,9 +96,7 @@ def lsh(kiln, tmp_path_factory):
     r = run([kiln, "build", ROOT / MODEL, "-o", tmp / "out"])
     assert r.returncode == 0, r.stderr
     w = tmp / "w.safetensors"
-    assert run([tmp / "out/infer", "init", "--seed", 2, "--out", w]).returncode == 0
-    g = torch.Generator().manual_seed(2)
-    save_file({k: v + 0.2 * torch.randn(v.shape, generator=g) for k, v in load_file(str(w)).items()}, str(w))
+    perturbed_weights(tmp / "out/infer", w, 2, scale=0.2)
     ref = LSHLM().double()
     ref.load_state_dict({k: v.double() for k, v in load_file(str(w)).items()}, strict=True)
     return tmp, w, ref

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from kilntest import ROOT, assert_same_logits, forward_logits, run
+from kilntest import ROOT, assert_same_logits, forward_logits, perturbed_weights, run
 import reference
 
 CHAR = dict(file="examples/char-gpt.kiln", overrides=(), cfg=dict(
@@ -27,20 +27,10 @@ GPT2_SMALLER = dict(file="examples/gpt2-small.kiln",
 MODELS = {"char": CHAR, "odd": ODD, "gpt2-smaller": GPT2_SMALLER}
 
 
-def perturbed_weights(infer, seed, w):
-    """`infer init` weights with every tensor perturbed (random init has zero biases and unit norms,
-    so each tensor then matters)."""
-    from safetensors.torch import load_file, save_file
-    r = run([infer, "init", "--seed", seed, "--out", w])
-    assert r.returncode == 0, r.stderr
-    g = torch.Generator().manual_seed(seed)
-    save_file({k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in load_file(str(w)).items()}, str(w))
-    return w
-
-
 def compare(builds, tmp_path, spec, B, T, seed, env=None):
     out = builds.build(spec["file"], *spec["overrides"])
-    w = perturbed_weights(out / "infer", seed, tmp_path / "w.safetensors")
+    w = tmp_path / "w.safetensors"
+    perturbed_weights(out / "infer", w, seed)
 
     rng = np.random.default_rng(seed)
     tokens = rng.integers(0, spec["cfg"]["vocab"], size=(B, T), dtype=np.int32)
@@ -120,7 +110,8 @@ def test_fused_and_unfused_builds_agree(builds, kiln, tmp_path, name):
     r = run(args + [a for o in spec["overrides"] for a in ("--set", o)])
     assert r.returncode == 0, r.stderr
     fused = builds.build(spec["file"], *spec["overrides"])
-    w = perturbed_weights(fused / "infer", 9, tmp_path / "w.safetensors")
+    w = tmp_path / "w.safetensors"
+    perturbed_weights(fused / "infer", w, 9)
     tokens = np.random.default_rng(9).integers(0, spec["cfg"]["vocab"], size=(2, spec["cfg"]["context"]), dtype=np.int32)
     assert_same_logits(forward_logits(fused / "infer", w, tokens, tmp_path),
                        forward_logits(unfused / "infer", w, tokens, tmp_path))
@@ -168,7 +159,8 @@ def test_fused_elementwise_tree_matches_pytorch(builds, kiln, tmp_path):
     r = run([kiln, "build", ROOT / model, "-o", unfused, "--no-fuse"])
     assert r.returncode == 0, r.stderr
     assert "fused_" not in (unfused / "model.c").read_text()
-    w = perturbed_weights(fused / "infer", 5, tmp_path / "w.safetensors")
+    w = tmp_path / "w.safetensors"
+    perturbed_weights(fused / "infer", w, 5)
     for shape in [(2, 8), (3, 5), (1, 1)]:
         tokens = np.random.default_rng(shape[1]).integers(0, 13, size=shape, dtype=np.int32)
         got = forward_logits(fused / "infer", w, tokens, tmp_path)
@@ -188,7 +180,8 @@ def test_attention_shapes_match_pytorch(builds, tmp_path, isa):
     from safetensors.torch import load_file
     env = dict(os.environ, KILN_ISA="portable") if isa == "portable" else None
     out = builds.build("tests/models/attention-shapes.kiln")
-    w = perturbed_weights(out / "infer", 5, tmp_path / "w.safetensors")
+    w = tmp_path / "w.safetensors"
+    perturbed_weights(out / "infer", w, 5)
     state = {k: v.double() for k, v in load_file(str(w)).items()}
 
     def attention(prefix, dim, heads, causal):
@@ -225,7 +218,8 @@ def test_attention_shapes_gradients_match_pytorch(builds, tmp_path, isa):
     from safetensors.torch import load_file
     env = dict(os.environ, KILN_ISA="portable") if isa == "portable" else None
     out = builds.build("tests/models/attention-shapes.kiln")
-    w = perturbed_weights(out / "infer", 6, tmp_path / "w.safetensors")
+    w = tmp_path / "w.safetensors"
+    perturbed_weights(out / "infer", w, 6)
     rng = np.random.default_rng(6)
     for B, T in [(2, 7), (1, 65), (1, 160)]:
         state = {k: v.double().requires_grad_() for k, v in load_file(str(w)).items()}
@@ -264,7 +258,8 @@ def test_generate_token_ids_greedy_matches_pytorch(builds, tmp_path):
     every token)."""
     spec = GPT2_SMALLER
     out = builds.build(spec["file"], *spec["overrides"])
-    w = perturbed_weights(out / "infer", 21, tmp_path / "w.safetensors")
+    w = tmp_path / "w.safetensors"
+    perturbed_weights(out / "infer", w, 21)
     prompt = [17, 999, 0, 512, 3]
     new = 40  # prompt + new tokens stay within the context of 64
     runs = {}
@@ -354,7 +349,8 @@ def test_bidirectional_model_generates_without_a_cache(builds, tmp_path):
     """A KV cache would let a position see only those before it; with bidirectional attention the binary has
     no cache, and generate runs the full forward pass per token (the same tokens as --no-cache)."""
     out = builds.build("tests/models/attention-shapes.kiln")
-    w = perturbed_weights(out / "infer", 4, tmp_path / "w.safetensors")
+    w = tmp_path / "w.safetensors"
+    perturbed_weights(out / "infer", w, 4)
     args = [out / "infer", "generate", "--weights", w, "--prompt-ids", "1,2,3,4,5", "--tokens", 12,
             "--temperature", 0, "--timing"]
     default, full = run(args), run(args + ["--no-cache"])

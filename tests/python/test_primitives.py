@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from kilntest import ROOT, assert_finite_differences, assert_gradients_match, dump_gradients, run
+from kilntest import ROOT, assert_finite_differences, assert_gradients_match, dump_gradients, perturbed_weights, run
 
 VOCAB, CONTEXT, DIM = 23, 7, 12
 MODEL = (ROOT / "tests/models/primitives.kiln").read_text()
@@ -58,10 +58,7 @@ def prims(kiln, tmp_path_factory):
     r = run([kiln, "build", tmp / "p.kiln", "-o", tmp / "out"])
     assert r.returncode == 0, r.stderr
     w = tmp / "w.safetensors"
-    r = run([tmp / "out/infer", "init", "--seed", 4, "--out", w])
-    assert r.returncode == 0, r.stderr
-    g = torch.Generator().manual_seed(4)
-    save_file({k: v + 0.3 * torch.randn(v.shape, generator=g) for k, v in load_file(str(w)).items()}, str(w))
+    perturbed_weights(tmp / "out/infer", w, 4, scale=0.3)
     ref = Reference().double()
     ref.load_state_dict({k: v.double() for k, v in load_file(str(w)).items()}, strict=True)
     return tmp, w, ref
@@ -176,10 +173,7 @@ def test_attention_from_primitives_equals_the_builtin(kiln, tmp_path, heads):
         assert r.returncode == 0, r.stderr
         outs[name] = tmp_path / name
     w = tmp_path / "w.safetensors"
-    assert run([outs["builtin"] / "infer", "init", "--seed", 2, "--out", w]).returncode == 0
-    g = torch.Generator().manual_seed(2)
-    weights = {k: v + 0.3 * torch.randn(v.shape, generator=g) for k, v in load_file(str(w)).items()}
-    save_file(weights, str(w))
+    weights = perturbed_weights(outs["builtin"] / "infer", w, 2, scale=0.3)
     save_file({rename(k): v for k, v in weights.items()}, str(tmp_path / "w-hand.safetensors"))
     tokens = np.random.default_rng(1).integers(0, VOCAB, size=(3, CONTEXT), dtype=np.int32)
     targets = np.random.default_rng(2).integers(0, VOCAB, size=(3, CONTEXT), dtype=np.int32)
@@ -230,9 +224,7 @@ def test_examples_from_primitives_equal_the_builtins(kiln, tmp_path, example, bu
         r = run([kiln, "build", src, "-o", tmp_path / name])
         assert r.returncode == 0, r.stderr
         if not w.exists():
-            assert run([tmp_path / name / "infer", "init", "--seed", 6, "--out", w]).returncode == 0
-            g = torch.Generator().manual_seed(6)
-            save_file({k: v + 0.05 * torch.randn(v.shape, generator=g) for k, v in load_file(str(w)).items()}, str(w))
+            perturbed_weights(tmp_path / name / "infer", w, 6)
         r = run([tmp_path / name / "infer", "run", "--weights", w, "--input", f"tokens={tmp_path / 'tok.npy'}",
                  "--output", f"logits={tmp_path / name}.npy"])
         assert r.returncode == 0, r.stderr
@@ -268,10 +260,7 @@ def test_gather_matches_pytorch(kiln, tmp_path):
     r = run([kiln, "build", tmp_path / "g.kiln", "-o", tmp_path / "out"])
     assert r.returncode == 0, r.stderr
     w = tmp_path / "w.safetensors"
-    assert run([tmp_path / "out/infer", "init", "--seed", 3, "--out", w]).returncode == 0
-    g = torch.Generator().manual_seed(3)
-    weights = {k: (v + 0.3 * torch.randn(v.shape, generator=g)).double() for k, v in load_file(str(w)).items()}
-    save_file({k: v.float() for k, v in weights.items()}, str(w))
+    weights = {k: v.double() for k, v in perturbed_weights(tmp_path / "out/infer", w, 3, scale=0.3).items()}
     rng = np.random.default_rng(4)
     tokens, targets = (rng.integers(0, VOCAB, size=(2, 6), dtype=np.int32) for _ in range(2))
     picks = rng.integers(0, DIM, size=(2, 6, 5), dtype=np.int32)
