@@ -48,12 +48,27 @@ def build(spec, out, kiln=None):
     return out
 
 
-GEMM_SHAPES = [(256, 768, 768), (256, 3072, 768), (256, 768, 3072), (1024, 1024, 1024)]
+# The products of a training step (M, N, K, layout; see bench/gemm_main.c): the char model's (B·T = 2048, width
+# 384, feed-forward 1536) and GPT-2's at B=4 T=64 (256 rows, 768, 3072), each layer's forward (nt), input
+# gradient (nn) and weight gradient (tn), and a square one.
+GEMM_SHAPES = [(2048, 1536, 384, "nt"), (2048, 384, 1536, "nt"), (2048, 1536, 384, "nn"), (1536, 384, 2048, "tn"),
+               (256, 3072, 768, "nt"), (256, 768, 3072, "nt"), (256, 768, 3072, "nn"), (3072, 768, 256, "tn"),
+               (768, 3072, 256, "tn"), (1024, 1024, 1024, "nn")]
 
-NUMPY_GEMM = """
-import sys, time, numpy as np
-m, n, k = map(int, sys.argv[1:4])
-a = np.random.rand(m, k).astype(np.float32); b = np.random.rand(k, n).astype(np.float32); a @ b
+# the same product as the reference library runs it: NumPy's (OpenBLAS) and PyTorch's torch.matmul
+REFERENCE_GEMM = """
+import sys, time
+m, n, k = map(int, sys.argv[1:4]); layout, lib = sys.argv[4:6]
+if lib == "torch":
+    import torch
+    torch.set_num_threads(int(sys.argv[6]))
+    rand = lambda r, c: torch.rand(r, c)
+else:
+    import numpy as np
+    rand = lambda r, c: np.random.rand(r, c).astype(np.float32)
+a = rand(k, m).T if layout == "tn" else rand(m, k)
+b = rand(n, k).T if layout == "nt" else rand(k, n)
+a @ b
 ts = []
 for _ in range(9):
     t0 = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t0)
@@ -116,22 +131,27 @@ def generation_rows(model, out, tmp):
 
 
 def gemm_rows(tmp):
-    """Kiln's GEMM (runtime/kernels/gemm.h) vs NumPy's (OpenBLAS) on transformer shapes, GFLOP/s."""
+    """Kiln's GEMM (runtime/kernels/gemm.h) vs PyTorch's torch.matmul and NumPy's (OpenBLAS) on the training
+    products, GFLOP/s: medians of three alternating runs, each the median of 9 calls."""
     exe = pathlib.Path(tmp) / "gemm_bench"
     subprocess.run([CC, "-O3", "-march=native", "-fopenmp", "-std=c11", f"-I{ROOT / 'runtime' / 'kernels'}",
                     str(ROOT / "bench" / "gemm_main.c"), "-o", str(exe), "-lm"], check=True)
     rows = []
     for threads in (1, 2):
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
-        for m, n, k in GEMM_SHAPES:
-            ours, theirs = [], []
+        for m, n, k, layout in GEMM_SHAPES:
+            runs = {"kiln": [], "torch": [], "openblas": []}
             for _ in range(3):  # alternate
-                ours.append(float(subprocess.run([str(exe), str(m), str(n), str(k), "9"], env=env, check=True,
-                                                 capture_output=True, text=True).stdout))
-                theirs.append(float(subprocess.run([sys.executable, "-c", NUMPY_GEMM, str(m), str(n), str(k)], env=env,
-                                                   check=True, capture_output=True, text=True).stdout))
-            rows.append((f"{m}x{n}x{k}", threads, statistics.median(ours), statistics.median(theirs)))
-            print(f"gemm {m}x{n}x{k} threads={threads}: kiln {rows[-1][2]:.1f}  openblas {rows[-1][3]:.1f} GFLOP/s", flush=True)
+                runs["kiln"].append(float(subprocess.run([str(exe), str(m), str(n), str(k), "9", layout], env=env,
+                                                         check=True, capture_output=True, text=True).stdout))
+                for lib in ("torch", "openblas"):
+                    runs[lib].append(float(subprocess.run(
+                        [sys.executable, "-c", REFERENCE_GEMM, str(m), str(n), str(k), layout, lib, str(threads)],
+                        env=env, check=True, capture_output=True, text=True).stdout))
+            med = {lib: statistics.median(v) for lib, v in runs.items()}
+            rows.append((f"{m}x{n}x{k} {layout}", threads, med["kiln"], med["torch"], med["openblas"]))
+            print(f"gemm {m}x{n}x{k} {layout} threads={threads}: kiln {med['kiln']:.1f}  torch {med['torch']:.1f}  "
+                  f"openblas {med['openblas']:.1f} GFLOP/s", flush=True)
     return rows
 
 
@@ -349,6 +369,7 @@ def main():
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--cc", default="gcc", help="C compiler for Kiln's binaries (default gcc: faster GEMM here)")
     ap.add_argument("--no-gemm", action="store_true")
+    ap.add_argument("--gemm", action="store_true", help="the roofline and the GEMM table only (about 4 minutes)")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (char train step)")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     ap.add_argument("--against", metavar="KILN", help="compare with another kiln binary instead of the references")
@@ -360,6 +381,9 @@ def main():
         return against_main(args)
     tmp = tempfile.mkdtemp(prefix="kiln-bench-")
     measure_roofline(tmp)
+    if args.gemm:
+        print_gemm_table(gemm_rows(tmp))
+        return
     rows = []
     cases = [("char forward B=1 T=256", CHAR, "forward", 1, 256), ("char train step B=8 T=256", CHAR, "train", 8, 256)]
     if not args.quick:
@@ -443,11 +467,18 @@ def main():
             p, o = r.get("pytorch"), r.get("onnxruntime")
             print(f"| {name} | {k} | {w:.0f} | {k / w:.2f} | {p or '–'} | {o or '–'} | {f'{k / p:.2f}' if p else '–'} | "
                   f"{f'{k / o:.2f}' if o else '–'} |")
+    print_gemm_table(gemm)
+
+
+def print_gemm_table(gemm):
     if gemm:
-        print("\n| GEMM M×N×K | threads | Kiln GFLOP/s | OpenBLAS GFLOP/s | Kiln/OpenBLAS |")
-        print("|---|---|---|---|---|")
-        for shape, threads, ours, theirs in gemm:
-            print(f"| {shape} | {threads} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f} |")
+        print("\n| GEMM M×N×K layout | threads | Kiln GFLOP/s | torch.matmul | OpenBLAS | Kiln/torch | Kiln/OpenBLAS | "
+              "Kiln share of peak |")
+        print("|---|---|---|---|---|---|---|---|")
+        for shape, threads, ours, torch_, blas in gemm:
+            share = f"{ours * 1e9 / PEAK[threads]:.0%}" if threads in PEAK else "–"
+            print(f"| {shape} | {threads} | {ours:.1f} | {torch_:.1f} | {blas:.1f} | {ours / torch_:.2f} | "
+                  f"{ours / blas:.2f} | {share} |")
 
 
 if __name__ == "__main__":

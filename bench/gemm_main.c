@@ -1,11 +1,14 @@
 /* GEMM throughput of Kiln's matrix-product engine (runtime/kernels/gemm.h).
  * Built by bench/bench.py as: cc -O3 -march=native -fopenmp -I runtime/kernels bench/gemm_main.c
- * usage: gemm_bench M N K ITERS  -> prints the median GFLOP/s of C (M,N) = A (M,K) · B (K,N),
- * packing B into panels on every call (as a BLAS sgemm call does) */
+ * usage: gemm_bench M N K ITERS [nn|nt|tn]  -> prints the median GFLOP/s of C (M,N) = A (M,K) · B (K,N),
+ * packing B into panels on every call (as a BLAS sgemm call does). The layouts of a linear layer's products:
+ * nn, both row-major (its input gradient, dY · W); nt, B given as W (N,K) (its forward, X · Wᵀ); tn, A given
+ * as (K,M) (its weight gradient, dYᵀ · X). */
 #define _POSIX_C_SOURCE 200809L
 #include "gemm.h"
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static double now_ms(void) {
@@ -20,7 +23,10 @@ static int cmp(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5) { fprintf(stderr, "usage: gemm_bench M N K ITERS\n"); return 2; }
+    if (argc != 5 && argc != 6) { fprintf(stderr, "usage: gemm_bench M N K ITERS [nn|nt|tn]\n"); return 2; }
+    const char *layout = argc == 6 ? argv[5] : "nn";
+    const int nt = strcmp(layout, "nt") == 0, tn = strcmp(layout, "tn") == 0;
+    if (!nt && !tn && strcmp(layout, "nn") != 0) { fprintf(stderr, "layout must be nn, nt or tn\n"); return 2; }
     size_t M = (size_t)atol(argv[1]);
     int N = atoi(argv[2]), K = atoi(argv[3]), iters = atoi(argv[4]);
     if (M < 1 || N < 1 || K < 1 || iters < 1 || iters > 1000) { fprintf(stderr, "bad arguments\n"); return 2; }
@@ -30,11 +36,13 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < M * K; i++) A[i] = (real)((int)(i * 7 % 13) - 6) / 13;
     for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (real)((int)(i * 5 % 11) - 5) / 11;
     double t[1000];
-    gemm(C, A, B, NULL, P, M, N, K, (size_t)K, 1, N, N);
-    for (int i = 0; i < iters; i++) {
+    /* A (M,K) is A[i*K + p], or A[p*M + i] for tn; B (K,N) is B[p*N + j], or B[j*K + p] for nt */
+    const size_t a_rs = tn ? 1 : (size_t)K, a_cs = tn ? M : 1;
+    for (int i = 0; i <= iters; i++) {
         double t0 = now_ms();
-        gemm(C, A, B, NULL, P, M, N, K, (size_t)K, 1, N, N);
-        t[i] = now_ms() - t0;
+        gemm_pack(P, B, nt ? 1 : (size_t)N, nt ? (size_t)K : 1, K, N);
+        gemm_panels(C, (size_t)N, A, a_rs, a_cs, P, P + (size_t)(N / GEMM_NR) * K * GEMM_NR, M, N, K, NULL, 0, NULL);
+        if (i > 0) t[i - 1] = now_ms() - t0;  /* the first call is a warm-up */
     }
     qsort(t, iters, sizeof t[0], cmp);
     printf("%.2f\n", 2.0 * M * N * K / (t[iters / 2] * 1e6));

@@ -3,6 +3,7 @@
 # by side in one run, and prints medians and Kiln/reference ratios.
 #   bash bench/run.sh            # everything (about 10-15 minutes on 2 cores)
 #   bash bench/run.sh --quick    # the char model only
+#   bash bench/run.sh --gemm     # the GEMM table only: the training products against torch.matmul and OpenBLAS
 #   bash bench/run.sh --minilm   # all-MiniLM-L6-v2 against PyTorch and ONNX Runtime (bench/minilm.py, ~5 minutes)
 #   bash bench/run.sh --against REV   # Kiln against Kiln at commit REV instead (both built in this run):
 #                                     # every case's new/old ratio (about 10 minutes; --quick: the char model)

@@ -25,10 +25,23 @@ enum { GEMM_MR = 6, GEMM_NR = 64 };
 typedef void (*gemm_tile_fn)(real *restrict acc, const real *restrict a, size_t a_rs, size_t a_cs, int mb,
                              const real *restrict b, size_t ldb, int K);
 
-KILN_KERNEL void gemm_tile_portable(real *restrict acc, const real *restrict a, size_t a_rs, size_t a_cs, int mb,
-                               const real *restrict b, size_t ldb, int K) {
+/* The tile kernels come in two kinds of one body: from zero, and `_acc`, which continues the sums already in
+ * acc (a product summed over K in blocks: the same chain of operations as one pass over all of K). */
+#define KILN_GEMM_TILE_PAIR(name, attr)                                                                       \
+    attr KILN_KERNEL void name(real *restrict acc, const real *restrict a, size_t a_rs, size_t a_cs, int mb,      \
+                              const real *restrict b, size_t ldb, int K) {                                      \
+        name##_body(acc, a, a_rs, a_cs, mb, b, ldb, K, 0);                                                    \
+    }                                                                                                         \
+    attr KILN_KERNEL void name##_acc(real *restrict acc, const real *restrict a, size_t a_rs, size_t a_cs,        \
+                                    int mb, const real *restrict b, size_t ldb, int K) {                        \
+        name##_body(acc, a, a_rs, a_cs, mb, b, ldb, K, 1);                                                    \
+    }
+
+KILN_KERNEL inline void gemm_tile_portable_body(real *restrict acc, const real *restrict a, size_t a_rs, size_t a_cs,
+                                                int mb, const real *restrict b, size_t ldb, int K, int load) {
     real c[GEMM_MR][GEMM_NR];
-    memset(c, 0, sizeof c);
+    if (load) memcpy(c, acc, sizeof c);
+    else memset(c, 0, sizeof c);
     size_t ro[GEMM_MR];
     for (int i = 0; i < GEMM_MR; i++) ro[i] = (size_t)(i < mb ? i : mb - 1) * a_rs;
     for (int p = 0; p < K; p++) {
@@ -41,34 +54,30 @@ KILN_KERNEL void gemm_tile_portable(real *restrict acc, const real *restrict a, 
     }
     memcpy(acc, c, sizeof c);
 }
+KILN_GEMM_TILE_PAIR(gemm_tile_portable, )
 
 #if KILN_X86_DISPATCH
 /* 6 x 64 in 24 zmm accumulators; per k: 4 panel loads, 6 broadcasts, 24 FMAs. One row alone (decoding a
  * token) takes a 1 x 64 loop instead of computing six copies of it; each value is the same chain of FMAs. */
-__attribute__((target("avx512f")))
-KILN_KERNEL void gemm_tile_avx512(float *restrict acc, const float *restrict a, size_t a_rs, size_t a_cs, int mb,
-                             const float *restrict b, size_t ldb, int K) {
+__attribute__((target("avx512f"), always_inline))
+KILN_KERNEL inline void gemm_tile_avx512_body(float *restrict acc, const float *restrict a, size_t a_rs, size_t a_cs,
+                                              int mb, const float *restrict b, size_t ldb, int K, int load) {
     if (mb == 1) {
-        __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+        __m512 c[4];
+        for (int v = 0; v < 4; v++) c[v] = load ? _mm512_loadu_ps(acc + 16 * v) : _mm512_setzero_ps();
         for (int p = 0; p < K; p++) {
             const float *bp = b + (size_t)p * ldb;
             const __m512 ai = _mm512_set1_ps(a[(size_t)p * a_cs]);
-            c0 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(bp), c0);
-            c1 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(bp + 16), c1);
-            c2 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(bp + 32), c2);
-            c3 = _mm512_fmadd_ps(ai, _mm512_loadu_ps(bp + 48), c3);
+            for (int v = 0; v < 4; v++) c[v] = _mm512_fmadd_ps(ai, _mm512_loadu_ps(bp + 16 * v), c[v]);
         }
-        _mm512_storeu_ps(acc, c0);
-        _mm512_storeu_ps(acc + 16, c1);
-        _mm512_storeu_ps(acc + 32, c2);
-        _mm512_storeu_ps(acc + 48, c3);
+        for (int v = 0; v < 4; v++) _mm512_storeu_ps(acc + 16 * v, c[v]);
         return;
     }
     size_t ro[GEMM_MR];
     for (int i = 0; i < GEMM_MR; i++) ro[i] = (size_t)(i < mb ? i : mb - 1) * a_rs;
     __m512 c[GEMM_MR][4];
     for (int i = 0; i < GEMM_MR; i++)
-        for (int v = 0; v < 4; v++) c[i][v] = _mm512_setzero_ps();
+        for (int v = 0; v < 4; v++) c[i][v] = load ? _mm512_loadu_ps(acc + i * GEMM_NR + 16 * v) : _mm512_setzero_ps();
     for (int p = 0; p < K; p++) {
         const float *ap = a + (size_t)p * a_cs, *bp = b + (size_t)p * ldb;
         __m512 bv[4];
@@ -81,17 +90,20 @@ KILN_KERNEL void gemm_tile_avx512(float *restrict acc, const float *restrict a, 
     for (int i = 0; i < GEMM_MR; i++)
         for (int v = 0; v < 4; v++) _mm512_storeu_ps(acc + i * GEMM_NR + 16 * v, c[i][v]);
 }
+KILN_GEMM_TILE_PAIR(gemm_tile_avx512, __attribute__((target("avx512f"))))
 
 /* The first 32 columns only (6 x 32 in 12 zmm accumulators): the last panel of a product whose width leaves
  * 32 columns or fewer there (a SwiGLU width of 340 leaves 20), half the work of the full tile; the columns it
  * computes are the same FMA chains. acc's columns 32 .. 63 are left unspecified. */
-__attribute__((target("avx512f")))
-KILN_KERNEL void gemm_tile_avx512_half(float *restrict acc, const float *restrict a, size_t a_rs, size_t a_cs, int mb,
-                                  const float *restrict b, size_t ldb, int K) {
+__attribute__((target("avx512f"), always_inline))
+KILN_KERNEL inline void gemm_tile_avx512_half_body(float *restrict acc, const float *restrict a, size_t a_rs,
+                                                   size_t a_cs, int mb, const float *restrict b, size_t ldb, int K,
+                                                   int load) {
     size_t ro[GEMM_MR];
     for (int i = 0; i < GEMM_MR; i++) ro[i] = (size_t)(i < mb ? i : mb - 1) * a_rs;
     __m512 c[GEMM_MR][2];
-    for (int i = 0; i < GEMM_MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+    for (int i = 0; i < GEMM_MR; i++)
+        for (int v = 0; v < 2; v++) c[i][v] = load ? _mm512_loadu_ps(acc + i * GEMM_NR + 16 * v) : _mm512_setzero_ps();
     for (int p = 0; p < K; p++) {
         const float *ap = a + (size_t)p * a_cs, *bp = b + (size_t)p * ldb;
         const __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
@@ -106,44 +118,35 @@ KILN_KERNEL void gemm_tile_avx512_half(float *restrict acc, const float *restric
         _mm512_storeu_ps(acc + i * GEMM_NR + 16, c[i][1]);
     }
 }
+KILN_GEMM_TILE_PAIR(gemm_tile_avx512_half, __attribute__((target("avx512f"))))
 
-/* 16 columns at a time (6 x 16 in 12 ymm accumulators), four passes over the panel (two: the _half variant,
- * the first 32 columns) */
-KILN_KERNEL inline void gemm_tile_avx2_passes(float *restrict acc, const float *restrict a, size_t a_rs,
-                                             size_t a_cs, int mb, const float *restrict b, size_t ldb, int K,
-                                             int passes);
-__attribute__((target("avx2,fma")))
-KILN_KERNEL void gemm_tile_avx2(float *restrict acc, const float *restrict a, size_t a_rs, size_t a_cs, int mb,
-                           const float *restrict b, size_t ldb, int K) {
-    gemm_tile_avx2_passes(acc, a, a_rs, a_cs, mb, b, ldb, K, GEMM_NR / 16);
-}
-__attribute__((target("avx2,fma")))
-KILN_KERNEL void gemm_tile_avx2_half(float *restrict acc, const float *restrict a, size_t a_rs, size_t a_cs, int mb,
-                                const float *restrict b, size_t ldb, int K) {
-    gemm_tile_avx2_passes(acc, a, a_rs, a_cs, mb, b, ldb, K, GEMM_NR / 32);
-}
+/* 16 columns at a time (6 x 16 in 12 ymm accumulators), `passes` passes over the panel: four, or two for the
+ * _half variant (the first 32 columns) */
 __attribute__((target("avx2,fma"), always_inline))
 KILN_KERNEL inline void gemm_tile_avx2_passes(float *restrict acc, const float *restrict a, size_t a_rs,
                                              size_t a_cs, int mb, const float *restrict b, size_t ldb, int K,
-                                             int passes) {
+                                             int passes, int load) {
     size_t ro[GEMM_MR];
     for (int i = 0; i < GEMM_MR; i++) ro[i] = (size_t)(i < mb ? i : mb - 1) * a_rs;
-    if (mb == 1) { /* one row (decoding): 1 x 64 in 8 ymm accumulators, the same FMA chains */
+    if (mb == 1) { /* one row (decoding): 1 x 16·passes in up to 8 ymm accumulators, the same FMA chains */
         __m256 c[8];
-        for (int v = 0; v < 8; v++) c[v] = _mm256_setzero_ps();
+        for (int v = 0; v < 2 * passes; v++) c[v] = load ? _mm256_loadu_ps(acc + 8 * v) : _mm256_setzero_ps();
         for (int p = 0; p < K; p++) {
             const float *bp = b + (size_t)p * ldb;
             const __m256 ai = _mm256_set1_ps(a[(size_t)p * a_cs]);
-            for (int v = 0; v < 8; v++) c[v] = _mm256_fmadd_ps(ai, _mm256_loadu_ps(bp + 8 * v), c[v]);
+            for (int v = 0; v < 2 * passes; v++) c[v] = _mm256_fmadd_ps(ai, _mm256_loadu_ps(bp + 8 * v), c[v]);
         }
-        for (int v = 0; v < 8; v++) _mm256_storeu_ps(acc + 8 * v, c[v]);
+        for (int v = 0; v < 2 * passes; v++) _mm256_storeu_ps(acc + 8 * v, c[v]);
         return;
     }
     for (int q = 0; q < passes; q++) {
         __m256 c[GEMM_MR][2];
-        for (int i = 0; i < GEMM_MR; i++) c[i][0] = c[i][1] = _mm256_setzero_ps();
+        for (int i = 0; i < GEMM_MR; i++)
+            for (int v = 0; v < 2; v++)
+                c[i][v] = load ? _mm256_loadu_ps(acc + i * GEMM_NR + 16 * q + 8 * v) : _mm256_setzero_ps();
         for (int p = 0; p < K; p++) {
             const float *ap = a + (size_t)p * a_cs, *bp = b + (size_t)p * ldb + 16 * q;
+            _mm_prefetch((const char *)(bp + 4 * ldb), _MM_HINT_T0); /* this pass's columns 4 rows on */
             const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
             for (int i = 0; i < GEMM_MR; i++) {
                 const __m256 ai = _mm256_set1_ps(ap[ro[i]]);
@@ -157,16 +160,30 @@ KILN_KERNEL inline void gemm_tile_avx2_passes(float *restrict acc, const float *
         }
     }
 }
+__attribute__((target("avx2,fma"), always_inline))
+KILN_KERNEL inline void gemm_tile_avx2_body(float *restrict acc, const float *restrict a, size_t a_rs, size_t a_cs,
+                                            int mb, const float *restrict b, size_t ldb, int K, int load) {
+    gemm_tile_avx2_passes(acc, a, a_rs, a_cs, mb, b, ldb, K, GEMM_NR / 16, load);
+}
+__attribute__((target("avx2,fma"), always_inline))
+KILN_KERNEL inline void gemm_tile_avx2_half_body(float *restrict acc, const float *restrict a, size_t a_rs,
+                                                 size_t a_cs, int mb, const float *restrict b, size_t ldb, int K,
+                                                 int load) {
+    gemm_tile_avx2_passes(acc, a, a_rs, a_cs, mb, b, ldb, K, GEMM_NR / 32, load);
+}
+KILN_GEMM_TILE_PAIR(gemm_tile_avx2, __attribute__((target("avx2,fma"))))
+KILN_GEMM_TILE_PAIR(gemm_tile_avx2_half, __attribute__((target("avx2,fma"))))
 #endif
 
 KILN_KERNEL gemm_tile_fn gemm_tile_chosen;  /* NULL until gemm_tile() first runs */
-KILN_KERNEL gemm_tile_fn gemm_tile_half_chosen;  /* its variant for the first 32 columns */
+/* the chosen family: [1] the first 32 columns only, [2] and [3] the _acc kinds of [0] and [1] */
+KILN_KERNEL gemm_tile_fn gemm_tiles_chosen[4];
 static const char *gemm_isa_chosen = "portable";
 
 /* picks the microkernel once (call outside parallel regions) */
 KILN_KERNEL gemm_tile_fn gemm_tile(void) {
     if (gemm_tile_chosen) return gemm_tile_chosen;
-    gemm_tile_fn f = gemm_tile_portable, half = gemm_tile_portable;
+    gemm_tile_fn f[4] = {gemm_tile_portable, gemm_tile_portable, gemm_tile_portable_acc, gemm_tile_portable_acc};
     const char *isa = "portable";
 #if KILN_X86_DISPATCH
     const char *want = getenv("KILN_ISA");
@@ -175,15 +192,17 @@ KILN_KERNEL gemm_tile_fn gemm_tile(void) {
     const int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (want && strcmp(want, "portable") == 0) {
     } else if (has512 && (!want || strcmp(want, "avx512") == 0)) {
-        f = gemm_tile_avx512; half = gemm_tile_avx512_half; isa = "avx512";
+        f[0] = gemm_tile_avx512, f[1] = gemm_tile_avx512_half, f[2] = gemm_tile_avx512_acc, f[3] = gemm_tile_avx512_half_acc;
+        isa = "avx512";
     } else if (has2 && (!want || strcmp(want, "avx2") == 0 || strcmp(want, "avx512") == 0)) {
-        f = gemm_tile_avx2; half = gemm_tile_avx2_half; isa = "avx2";
+        f[0] = gemm_tile_avx2, f[1] = gemm_tile_avx2_half, f[2] = gemm_tile_avx2_acc, f[3] = gemm_tile_avx2_half_acc;
+        isa = "avx2";
     }
 #endif
     gemm_isa_chosen = isa;
-    gemm_tile_half_chosen = half;
-    gemm_tile_chosen = f;
-    return f;
+    memcpy(gemm_tiles_chosen, f, sizeof f);
+    gemm_tile_chosen = f[0];
+    return f[0];
 }
 
 /* the microkernel this CPU runs: "avx512", "avx2" or "portable" */
@@ -305,32 +324,100 @@ KILN_KERNEL void gemm_panel_tile(gemm_tile_fn tile, real *restrict C, size_t ldc
                             const real *restrict bias, int act, const real *restrict residual) {
     _Alignas(64) real acc[GEMM_MR * GEMM_NR];
     /* a last panel of 32 columns or fewer takes the half tile of the same microkernel family */
-    if (nb <= GEMM_NR / 2 && tile == gemm_tile_chosen) tile = gemm_tile_half_chosen;
+    if (nb <= GEMM_NR / 2 && tile == gemm_tile_chosen) tile = gemm_tiles_chosen[1];
     tile(acc, A + m0 * a_rs, a_rs, a_cs, mb, panel, GEMM_NR, K);
     for (int i = 0; i < mb; i++)
         gemm_epilogue(C + (m0 + i) * ldc + n0, acc + i * GEMM_NR, bias ? bias + n0 : NULL, act,
                       residual ? residual + (m0 + i) * ldc + n0 : NULL, nb);
 }
 
+/* K is summed in blocks of about GEMM_KC, for GEMM_MC tiles of rows at a time, whose sums wait in acc between
+ * the blocks: the panel's block (GEMM_KC x 64, 32 KB) stays in cache while the tiles pass over it, and a
+ * tile's block of A in L1. Each sum is still one chain over all of K in order: the same bits as one tile call.
+ * (A panel of K = 3072 is 768 KB, more than a Zen 3 core's L2: without the blocks it streamed from L3 for
+ * every tile.) */
+enum { GEMM_KC = 128, GEMM_MC = 16 };
+
+/* the row tiles tb .. te-1 of C's columns n0 .. n0+nb-1: the epilogue of A's rows (addressed as in
+ * gemm_panels) times one packed panel (K x 64); bias, act and residual as in gemm_panels. Call gemm_tile()
+ * once before, outside any parallel region. */
+KILN_KERNEL void gemm_panel_rows(real *restrict C, size_t ldc, const real *restrict A, size_t a_rs, size_t a_cs,
+                                 const real *restrict panel, size_t M, size_t tb, size_t te, int n0, int nb, int K,
+                                 const real *restrict bias, int act, const real *restrict residual) {
+    if (K <= GEMM_KC + GEMM_KC / 2 || te - tb < 2) { /* one block, or one tile (nothing shares a block) */
+        for (size_t t = tb; t < te; t++) {
+            const size_t m0 = t * GEMM_MR;
+            const int mb = M - m0 < GEMM_MR ? (int)(M - m0) : GEMM_MR;
+            gemm_panel_tile(gemm_tile_chosen, C, ldc, A, a_rs, a_cs, panel, m0, mb, n0, nb, K, bias, act, residual);
+        }
+        return;
+    }
+    _Alignas(64) real acc[GEMM_MC][GEMM_MR * GEMM_NR];
+    const int half = nb <= GEMM_NR / 2, blocks = (K + GEMM_KC - 1) / GEMM_KC, kc = (K + blocks - 1) / blocks;
+    for (size_t t0 = tb; t0 < te; t0 += GEMM_MC) {
+        const size_t t1 = te - t0 < GEMM_MC ? te : t0 + GEMM_MC;
+        for (int k0 = 0; k0 < K; k0 += kc) {
+            const int kb = K - k0 < kc ? K - k0 : kc;
+            const gemm_tile_fn tile = gemm_tiles_chosen[half + (k0 > 0 ? 2 : 0)];
+            for (size_t t = t0; t < t1; t++) {
+                const size_t m0 = t * GEMM_MR;
+                const int mb = M - m0 < GEMM_MR ? (int)(M - m0) : GEMM_MR;
+                tile(acc[t - t0], A + m0 * a_rs + (size_t)k0 * a_cs, a_rs, a_cs, mb, panel + (size_t)k0 * GEMM_NR,
+                     GEMM_NR, kb);
+            }
+        }
+        for (size_t t = t0; t < t1; t++) {
+            const size_t m0 = t * GEMM_MR;
+            const int mb = M - m0 < GEMM_MR ? (int)(M - m0) : GEMM_MR;
+            for (int i = 0; i < mb; i++)
+                gemm_epilogue(C + (m0 + i) * ldc + n0, acc[t - t0] + i * GEMM_NR, bias ? bias + n0 : NULL, act,
+                              residual ? residual + (m0 + i) * ldc + n0 : NULL, nb);
+        }
+    }
+}
+
+/* the work items [*w0, *w1) of 0 .. n-1 that this OpenMP thread owns (all of them outside a parallel region) */
+KILN_KERNEL inline void thread_range(size_t n, size_t *w0, size_t *w1) {
+#ifdef _OPENMP
+    const size_t nt = (size_t)omp_get_num_threads(), id = (size_t)omp_get_thread_num();
+#else
+    const size_t nt = 1, id = 0;
+#endif
+    *w0 = n / nt * id + (id < n % nt ? id : n % nt);
+    *w1 = *w0 + n / nt + (id < n % nt);
+}
+
+/* Tiles numbered panel by panel (mtiles row tiles each, down the rows) and shared out by thread_range: the next
+ * run of one panel's tiles in [*w, w1) -- that panel and its row tiles [*tb, *te) -- advancing *w past it;
+ * 0 when none is left. */
+KILN_KERNEL inline int gemm_next_run(size_t mtiles, size_t *w, size_t w1, size_t *panel, size_t *tb, size_t *te) {
+    if (*w >= w1) return 0;
+    *panel = *w / mtiles;
+    *tb = *w % mtiles;
+    *te = (*panel + 1) * mtiles < w1 ? mtiles : w1 - *panel * mtiles;
+    *w = *panel * mtiles + *te;
+    return 1;
+}
+
 /* C (M, N) = act(A (M, K) · B (K, N) + bias) + residual, B given as packed panels: panel t at
  * panels + t * K * GEMM_NR for the N / GEMM_NR full ones, the last partial one (if any) at tail.
  * A is addressed A[i * a_rs + p * a_cs]; C and residual have rows of stride ldc; bias (N) and residual
- * may be NULL; act as in gemm_epilogue. Tiles go to threads in column-major order, so each thread
- * sweeps its panels down the rows of A. */
+ * may be NULL; act as in gemm_epilogue. Each thread takes one contiguous run of the tiles, so it sweeps its
+ * panels down the rows of A. */
 KILN_KERNEL void gemm_panels(real *restrict C, size_t ldc, const real *restrict A, size_t a_rs, size_t a_cs,
                         const real *restrict panels, const real *restrict tail, size_t M, int N, int K,
                         const real *restrict bias, int act, const real *restrict residual) {
-    const gemm_tile_fn tile = gemm_tile();
+    gemm_tile();
     const size_t mtiles = (M + GEMM_MR - 1) / GEMM_MR, ntiles = (size_t)(N + GEMM_NR - 1) / GEMM_NR;
-    const int nfull = N / GEMM_NR;
-    #pragma omp parallel for schedule(static)
-    for (size_t w = 0; w < mtiles * ntiles; w++) {
-        const int t = (int)(w / mtiles);
-        const size_t m0 = (w % mtiles) * GEMM_MR;
-        const int n0 = t * GEMM_NR, nb = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
-        const int mb = M - m0 < GEMM_MR ? (int)(M - m0) : GEMM_MR;
-        const real *panel = t < nfull ? panels + (size_t)t * K * GEMM_NR : tail;
-        gemm_panel_tile(tile, C, ldc, A, a_rs, a_cs, panel, m0, mb, n0, nb, K, bias, act, residual);
+    #pragma omp parallel
+    {
+        size_t w, w1, t, tb, te;
+        thread_range(mtiles * ntiles, &w, &w1);
+        while (gemm_next_run(mtiles, &w, w1, &t, &tb, &te)) {
+            const int n0 = (int)t * GEMM_NR, nb = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
+            const real *panel = (int)t < N / GEMM_NR ? panels + t * K * GEMM_NR : tail;
+            gemm_panel_rows(C, ldc, A, a_rs, a_cs, panel, M, tb, te, n0, nb, K, bias, act, residual);
+        }
     }
 }
 

@@ -41,21 +41,23 @@ KILN_KERNEL void linear_forward(real *restrict out, const real *restrict inp,
 KILN_KERNEL void linear_stack_packed_forward(real *restrict out, const real *restrict inp, int count,
                                              const real *const *w, const real *const *b, real *restrict tails,
                                              size_t M, int K, int N) {
-    const gemm_tile_fn tile = gemm_tile();
+    gemm_tile();
     const int full = N / GEMM_NR * GEMM_NR, ntiles = (N + GEMM_NR - 1) / GEMM_NR;
     const size_t mtiles = (M + GEMM_MR - 1) / GEMM_MR;
     if (full < N)
         for (int g = 0; g < count; g++)
             gemm_pack(tails + (size_t)g * K * GEMM_NR, w[g] + (size_t)full * K, 1, (size_t)K, K, N - full);
-    #pragma omp parallel for schedule(static)
-    for (size_t it = 0; it < (size_t)count * ntiles * mtiles; it++) {
-        const int g = (int)(it / ((size_t)ntiles * mtiles)), t = (int)(it / mtiles % ntiles);
-        const size_t m0 = it % mtiles * GEMM_MR;
-        const int n0 = t * GEMM_NR, nb = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
-        const int mb = M - m0 < GEMM_MR ? (int)(M - m0) : GEMM_MR;
-        const real *panel = n0 < full ? w[g] + (size_t)t * K * GEMM_NR : tails + (size_t)g * K * GEMM_NR;
-        gemm_panel_tile(tile, out + (size_t)g * M * N, (size_t)N, inp, (size_t)K, 1, panel, m0, mb, n0, nb, K,
-                        b[g], 0, NULL);
+    #pragma omp parallel
+    {
+        size_t it, it1, u, tb, te;
+        thread_range((size_t)count * ntiles * mtiles, &it, &it1);
+        while (gemm_next_run(mtiles, &it, it1, &u, &tb, &te)) {  /* u: panel t of product g */
+            const int g = (int)(u / (size_t)ntiles), t = (int)(u % (size_t)ntiles);
+            const int n0 = t * GEMM_NR, nb = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
+            const real *panel = n0 < full ? w[g] + (size_t)t * K * GEMM_NR : tails + (size_t)g * K * GEMM_NR;
+            gemm_panel_rows(out + (size_t)g * M * N, (size_t)N, inp, (size_t)K, 1, panel, M, tb, te, n0, nb, K, b[g],
+                            0, NULL);
+        }
     }
 }
 

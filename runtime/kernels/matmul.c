@@ -22,15 +22,18 @@ KILN_KERNEL void matmul_forward(real *restrict c, const real *restrict a, const 
     }
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < batch; i++) gemm_pack(panels + i * psize, b + i * (size_t)K * N, (size_t)N, 1, K, N);
-    const gemm_tile_fn tile = gemm_tile();
+    gemm_tile();
     const size_t mtiles = ((size_t)M + GEMM_MR - 1) / GEMM_MR, ntiles = (size_t)(N + GEMM_NR - 1) / GEMM_NR;
-    #pragma omp parallel for schedule(static)
-    for (size_t w = 0; w < batch * mtiles * ntiles; w++) {
-        const size_t i = w / (mtiles * ntiles), t = w / mtiles % ntiles, m0 = w % mtiles * GEMM_MR;
-        const int n0 = (int)t * GEMM_NR, nb = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
-        const int mb = (size_t)M - m0 < GEMM_MR ? (int)((size_t)M - m0) : GEMM_MR;
-        gemm_panel_tile(tile, c + i * (size_t)M * N, (size_t)N, a + i * (size_t)M * K, (size_t)K, 1,
-                        panels + i * psize + t * (size_t)K * GEMM_NR, m0, mb, n0, nb, K, NULL, 0, NULL);
+    #pragma omp parallel
+    {
+        size_t w, w1, u, tb, te;
+        thread_range(batch * ntiles * mtiles, &w, &w1);
+        while (gemm_next_run(mtiles, &w, w1, &u, &tb, &te)) {  /* u: panel t of batch i */
+            const size_t i = u / ntiles, t = u % ntiles;
+            const int n0 = (int)t * GEMM_NR, nb = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
+            gemm_panel_rows(c + i * (size_t)M * N, (size_t)N, a + i * (size_t)M * K, (size_t)K, 1,
+                            panels + i * psize + t * (size_t)K * GEMM_NR, (size_t)M, tb, te, n0, nb, K, NULL, 0, NULL);
+        }
     }
 }
 
