@@ -332,11 +332,11 @@ KILN_KERNEL void gemm_panel_tile(gemm_tile_fn tile, real *restrict C, size_t ldc
 }
 
 /* K is summed in blocks of about GEMM_KC, for GEMM_MC tiles of rows at a time, whose sums wait in acc between
- * the blocks: the panel's block (GEMM_KC x 64, 32 KB) stays in cache while the tiles pass over it, and a
- * tile's block of A in L1. Each sum is still one chain over all of K in order: the same bits as one tile call.
- * (A panel of K = 3072 is 768 KB, more than a Zen 3 core's L2: without the blocks it streamed from L3 for
- * every tile.) */
-enum { GEMM_KC = 128, GEMM_MC = 16 };
+ * the blocks: the panel's block (GEMM_KC x 64, 16 KB) stays in L1 while the tiles pass over it. Each sum is
+ * still one chain over all of K in order: the same bits as one tile call. (A panel of K = 3072 is 768 KB, more
+ * than a Zen 3 core's L2: without the blocks it streamed from L3 for every tile. On that core, blocks of 64
+ * measured a few per cent faster than 128 and 256 on the training products; docs/benchmarks.md.) */
+enum { GEMM_KC = 64, GEMM_MC = 16 };
 
 /* the row tiles tb .. te-1 of C's columns n0 .. n0+nb-1: the epilogue of A's rows (addressed as in
  * gemm_panels) times one packed panel (K x 64); bias, act and residual as in gemm_panels. Call gemm_tile()

@@ -11,10 +11,11 @@ import pytest
 
 from kilntest import ROOT, run
 
-# (M, N, K, layout): 2 blocks with a one-row tile and a 6-column last panel; 5 uneven blocks of a transposed A;
-# 17 row tiles (two groups of 16 and 1 between the blocks); a tile and a row; one tile alone (one pass); one block
+# (M, N, K, layout), with K in blocks of about 64 (GEMM_KC): 4 blocks, a one-row tile and a 6-column last panel;
+# 9 uneven blocks of a transposed A; 17 row tiles (two groups, of 16 and 1); a tile and a row; one tile alone
+# (one pass); one block
 SHAPES = [(13, 70, 200, "nn"), (50, 130, 517, "tn"), (100, 64, 1000, "nt"), (7, 33, 385, "nn"), (1, 64, 600, "nn"),
-          (40, 20, 150, "nt")]
+          (40, 20, 90, "nt")]
 
 
 def isas():

@@ -358,3 +358,33 @@ def test_bidirectional_model_generates_without_a_cache(builds, tmp_path):
     assert "(no cache)" in default.stderr
     assert default.stdout == full.stdout and len(default.stdout.split()) == 17
     assert "kiln_decode_step" not in (out / "model.c").read_text()
+
+
+def test_the_benchmarks_idiomatic_pytorch_computes_the_reference():
+    """bench/idiomatic.py (what bench/run.sh times as PyTorch: fused QKV, scaled_dot_product_attention) gives the
+    parity reference's logits and gradients from the same weights, for both of the benchmark's activations."""
+    import sys
+    import torch
+    import reference
+    sys.path.insert(0, str(ROOT / "bench"))
+    import idiomatic
+    for activation in ("gelu", "gelu_tanh"):
+        cfg = dict(vocab=97, context=32, dim=48, heads=4, layers=2, hidden=100, norm="pre", activation=activation,
+                   positions="learned", final_norm=True, head="tied", eps=1e-5)
+        torch.manual_seed(1)
+        ref = reference.GPT(cfg).double()
+        with torch.no_grad():
+            for p in ref.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+        fast = idiomatic.IdiomaticGPT(cfg).double().copy_from(ref)
+        x = torch.randint(0, 97, (3, 20))
+        a, b = ref(x), fast(x)
+        assert (a - b).abs().max() <= 1e-12 * a.abs().max()
+        a.square().mean().backward()
+        b.square().mean().backward()
+        att = ref.layers[1].attention
+        qkv = torch.cat([att.query.weight.grad, att.key.weight.grad, att.value.weight.grad])
+        assert torch.allclose(fast.blocks[1].c_attn.weight.grad, qkv, rtol=1e-10, atol=1e-14)
+        assert torch.allclose(fast.wte.weight.grad, ref.embed.weight.grad, rtol=1e-10, atol=1e-14)
+        assert torch.allclose(fast.blocks[0].mlp_proj.weight.grad, ref.layers[0].ffn.down.weight.grad, rtol=1e-10,
+                              atol=1e-14)
