@@ -41,15 +41,23 @@ typedef float real;
 #define KILN_KERNEL static
 #endif
 
-/* the columns [c0, c1) of 0..C-1 that this OpenMP thread owns (all of them outside a parallel region) */
-KILN_KERNEL inline void thread_columns(int C, int *c0, int *c1) {
+/* the work items [*w0, *w1) of 0 .. n-1 that this OpenMP thread owns (all of them outside a parallel region) */
+KILN_KERNEL inline void thread_range(size_t n, size_t *w0, size_t *w1) {
 #ifdef _OPENMP
-    int nt = omp_get_num_threads(), id = omp_get_thread_num();
+    const size_t nt = (size_t)omp_get_num_threads(), id = (size_t)omp_get_thread_num();
 #else
-    int nt = 1, id = 0;
+    const size_t nt = 1, id = 0;
 #endif
-    *c0 = (int)((long long)C * id / nt);
-    *c1 = (int)((long long)C * (id + 1) / nt);
+    *w0 = n / nt * id + (id < n % nt ? id : n % nt);
+    *w1 = *w0 + n / nt + (id < n % nt);
+}
+
+/* thread_range over int columns: the columns [c0, c1) of 0..C-1 that this OpenMP thread owns */
+KILN_KERNEL inline void thread_columns(int C, int *c0, int *c1) {
+    size_t w0, w1;
+    thread_range((size_t)C, &w0, &w1);
+    *c0 = (int)w0;
+    *c1 = (int)w1;
 }
 
 #endif /* KILN_KERNEL_H */
