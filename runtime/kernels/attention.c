@@ -55,13 +55,13 @@ KILN_KERNEL inline void online_softmax_block(real *restrict row, int n, real sca
 
 /* The output rows of a tile of mb queries (rows ot + i·C, hs channels): each rescaled by corr[i] for a new
  * maximum, plus P V of one block of nk keys (p (mb, 64) of weights, v rows of hs64 values) */
-KILN_KERNEL inline void attention_tile_pv(gemm_tile_fn tile, real *restrict ot, size_t C, const real *restrict p,
+KILN_KERNEL inline void attention_tile_pv(real *restrict ot, size_t C, const real *restrict p,
                                           const real *restrict v, int hs64, int nk, int mb, int hs,
                                           const real *restrict corr) {
     real pv[GEMM_MR * GEMM_NR];
     for (int u = 0; u < hs; u += GEMM_NR) {
-        tile(pv, p, GEMM_NR, 1, mb, v + u, (size_t)hs64, nk);  /* pv (mb, 64) = P V for columns u .. u+63 */
         const int w = hs - u < GEMM_NR ? hs - u : GEMM_NR;
+        gemm_tile_for(w)(pv, p, GEMM_NR, 1, mb, v + u, (size_t)hs64, nk);  /* pv (mb, 64) = P V, columns u .. u+63 */
         for (int i = 0; i < mb; i++) {
             real *restrict o = ot + (size_t)i * C + u;
             const real *r = pv + i * GEMM_NR, c = corr[i];
@@ -98,7 +98,7 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
     const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR, Ckv = KVH * hs, group = NH / KVH;
     const size_t per_head = (size_t)S * (hs + hs64);
     const real scale = 1 / sqrt((real)hs);
-    const gemm_tile_fn tile = gemm_tile();
+    gemm_tile();
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
@@ -139,7 +139,7 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
                 const int first = window > 0 && t0 - window + 1 > 0 ? t0 - window + 1 : 0;
                 for (int s0 = first; s0 < keys; s0 += GEMM_NR) {
                     const int nb = keys - s0 < GEMM_NR ? keys - s0 : GEMM_NR;
-                    tile(p, qt, C, 1, mb, kt + s0, S, hs);  /* p (mb, 64) = Q K^T of this block */
+                    gemm_tile_for(nb)(p, qt, C, 1, mb, kt + s0, S, hs);  /* p (mb, 64) = Q K^T of this block */
                     for (int i = 0; i < mb; i++) {
                         real *row = p + i * GEMM_NR;
                         /* row i sees keys from .. lim-1 of the block */
@@ -160,7 +160,7 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
                         online_softmax_block(pi, n, scale, &maxv[i], &sum[i], &corr[i]);
                         for (int j = lim; j < nb; j++) row[j] = 0;
                     }
-                    attention_tile_pv(tile, ot, (size_t)C, p, vh + (size_t)s0 * hs64, hs64, nb, mb, hs, corr);
+                    attention_tile_pv(ot, (size_t)C, p, vh + (size_t)s0 * hs64, hs64, nb, mb, hs, corr);
                 }
                 attention_tile_normalize(ot, (size_t)C, sum, mb, hs);
             }
@@ -367,7 +367,7 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
                                           const real *restrict v, const int32_t *restrict mask, real *restrict ws_t,
                                           real *restrict ws_s, int B, int T, int S, int C, int NH, int KVH,
                                           int causal, int alibi, int window) {
-    const gemm_tile_fn tile = gemm_tile();
+    gemm_tile();
     const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR, group = NH / KVH, Ckv = KVH * hs;
     const attention_band band = attention_band_of(S, window);
     const int R = band.R, O = band.O, W = band.W;
@@ -416,8 +416,9 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
                     attention_span(t0 + mb - 1, S, causal, window, &unused, &s_hi);
                     for (int sb0 = s_lo; sb0 < s_hi; sb0 += GEMM_NR) {
                         _Alignas(64) real sc[GEMM_MR * GEMM_NR], dp[GEMM_MR * GEMM_NR];
-                        tile(sc, q + base + (size_t)t0 * C, (size_t)C, 1, mb, kt + sb0, (size_t)S, hs);
-                        tile(dp, dout + base + (size_t)t0 * C, (size_t)C, 1, mb, vt + sb0, (size_t)S, hs);
+                        const gemm_tile_fn block = gemm_tile_for(s_hi - sb0);  /* the half tile for <= 32 keys */
+                        block(sc, q + base + (size_t)t0 * C, (size_t)C, 1, mb, kt + sb0, (size_t)S, hs);
+                        block(dp, dout + base + (size_t)t0 * C, (size_t)C, 1, mb, vt + sb0, (size_t)S, hs);
                         for (int i = 0; i < mb; i++) {
                             int lo, len;
                             attention_span(t0 + i, S, causal, window, &lo, &len);
@@ -449,10 +450,11 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
                         for (int s = lo; s < len; s++) { p[s] *= inv; pdp += p[s] * ds[s]; }
                         #pragma omp simd
                         for (int s = lo; s < len; s++) ds[s] = p[s] * (ds[s] - pdp) * scale;
-                        /* the rest of the row's slot: zeros */
-                        const int slot = (int)((size_t)t * (W - R)) - O;
-                        for (int s = slot; s < lo; s++) p[s] = ds[s] = 0;
-                        for (int s = len; s < slot + W; s++) p[s] = ds[s] = 0;
+                        /* the rest of the row's slot among the keys 0 .. S-1 (no tile reads a key past them):
+                         * zeros */
+                        const int slot = (int)((size_t)t * (W - R)) - O, end = slot + W < S ? slot + W : S;
+                        for (int s = slot > 0 ? slot : 0; s < lo; s++) p[s] = ds[s] = 0;
+                        for (int s = len; s < end; s++) p[s] = ds[s] = 0;
                     }
                 }
                 /* dq = dS·k: 6 queries at a time, over the keys they see */
@@ -465,7 +467,7 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
                         for (int c0 = 0; c0 < hs; c0 += GEMM_NR) {
                             const int nb = hs - c0 < GEMM_NR ? hs - c0 : GEMM_NR;
                             _Alignas(64) real acc[GEMM_MR * GEMM_NR];
-                            tile(acc, dS + (size_t)t0 * R + O + s_lo, (size_t)R, 1, mb, kp + (size_t)s_lo * hs64 + c0,
+                            gemm_tile_for(nb)(acc, dS + (size_t)t0 * R + O + s_lo, (size_t)R, 1, mb, kp + (size_t)s_lo * hs64 + c0,
                                  (size_t)hs64, s_hi - s_lo);
                             for (int i = 0; i < mb; i++)
                                 memcpy(dq + base + (size_t)(t0 + i) * C + c0, acc + i * GEMM_NR, (size_t)nb * sizeof(real));
@@ -496,7 +498,7 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
                         for (int which = 0; which < 2; which++) {
                             real *restrict o = which == 0 ? dk : dv;
                             if (!o) continue;
-                            tile(acc, (which == 0 ? dS : P) + (size_t)t_lo * R + O + s0, 1, (size_t)R, mb,
+                            gemm_tile_for(nb)(acc, (which == 0 ? dS : P) + (size_t)t_lo * R + O + s0, 1, (size_t)R, mb,
                                  (which == 0 ? qp : dyp) + (size_t)t_lo * hs64 + c0, (size_t)hs64, t_hi - t_lo);
                             for (int i = 0; i < mb; i++) {
                                 real *restrict row = o + kvbase + (size_t)(s0 + i) * Ckv + c0;

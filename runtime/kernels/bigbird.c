@@ -137,7 +137,7 @@ KILN_KERNEL void bigbird_attention_forward(real *restrict out, const real *restr
                             online_softmax_block(row, nk, scale, &maxv[a], &sum[a], &corr[a]);
                             for (int j = nk; j < GEMM_NR; j++) row[j] = 0;
                         }
-                        attention_tile_pv(tile, ot, (size_t)C, p, vp + (size_t)s0 * hs64, hs64, nk, mb, hs, corr);
+                        attention_tile_pv(ot, (size_t)C, p, vp + (size_t)s0 * hs64, hs64, nk, mb, hs, corr);
                     }
                     attention_tile_normalize(ot, (size_t)C, sum, mb, hs);
                 }

@@ -205,6 +205,10 @@ KILN_KERNEL gemm_tile_fn gemm_tile(void) {
     return f[0];
 }
 
+/* the chosen tile (from zero) for a product whose columns past nb are not wanted: the half tile when nb <= 32
+ * (its 32 columns are the same bits as the full tile's first 32). Call gemm_tile() once before. */
+KILN_KERNEL inline gemm_tile_fn gemm_tile_for(int nb) { return gemm_tiles_chosen[nb <= GEMM_NR / 2]; }
+
 /* the microkernel this CPU runs: "avx512", "avx2" or "portable" */
 KILN_KERNEL const char *gemm_isa(void) { gemm_tile(); return gemm_isa_chosen; }
 
@@ -366,7 +370,7 @@ KILN_KERNEL void gemm_panel_tile(gemm_tile_fn tile, real *restrict C, size_t ldc
                             const real *restrict bias, int act, const real *restrict residual) {
     _Alignas(64) real acc[GEMM_MR * GEMM_NR];
     /* a last panel of 32 columns or fewer takes the half tile of the same microkernel family */
-    if (nb <= GEMM_NR / 2 && tile == gemm_tile_chosen) tile = gemm_tiles_chosen[1];
+    if (tile == gemm_tile_chosen) tile = gemm_tile_for(nb);
     tile(acc, A + m0 * a_rs, a_rs, a_cs, mb, panel, GEMM_NR, K);
     for (int i = 0; i < mb; i++)
         gemm_epilogue(C + (m0 + i) * ldc + n0, acc + i * GEMM_NR, bias ? bias + n0 : NULL, act,
@@ -416,17 +420,6 @@ KILN_KERNEL void gemm_panel_rows(real *restrict C, size_t ldc, const real *restr
                               residual ? residual + (m0 + i) * ldc + n0 : NULL, nb);
         }
     }
-}
-
-/* the work items [*w0, *w1) of 0 .. n-1 that this OpenMP thread owns (all of them outside a parallel region) */
-KILN_KERNEL inline void thread_range(size_t n, size_t *w0, size_t *w1) {
-#ifdef _OPENMP
-    const size_t nt = (size_t)omp_get_num_threads(), id = (size_t)omp_get_thread_num();
-#else
-    const size_t nt = 1, id = 0;
-#endif
-    *w0 = n / nt * id + (id < n % nt ? id : n % nt);
-    *w1 = *w0 + n / nt + (id < n % nt);
 }
 
 /* Tiles numbered panel by panel (mtiles row tiles each, down the rows) and shared out by thread_range: the next
