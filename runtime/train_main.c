@@ -440,10 +440,15 @@ static void build_train_command(void) {
     size_t k = 0;
     snprintf(usage, sizeof usage, g_train.usage, kiln_progname());
     g_train.usage = usage;
-    snprintf(summary, sizeof summary,
-             "train the Kiln-compiled model '%s' (vocab %lld, context %lld, %zu parameters)\n"
-             "on a byte-level text file",
-             KILN(model_name)(), (long long)g_model.vocab, (long long)g_model.context, g_model.pf);
+    if (g_model.text)
+        snprintf(summary, sizeof summary,
+                 "train the Kiln-compiled model '%s' (vocab %lld, context %lld, %zu parameters)\n"
+                 "on a byte-level text file",
+                 KILN(model_name)(), (long long)g_model.vocab, (long long)g_model.context, g_model.pf);
+    else  /* no byte vocabulary: the data are sentence pairs or .npy inputs (see below) */
+        snprintf(summary, sizeof summary, "train the Kiln-compiled model '%s' (context %lld, %zu parameters)\n%s",
+                 KILN(model_name)(), (long long)g_model.context, g_model.pf,
+                 g_model.pairs ? "on sentence pairs or a directory of .npy inputs" : "on a directory of .npy inputs");
     g_train.summary = summary;
     for (size_t i = 0; i < NUM_TRAIN_FLAGS; i++) g_train.flags[k++] = TRAIN_FLAGS[i];
     for (size_t i = 0; i < NUM_HPARAMS && k < KILN_MAX_FLAGS; i++) {
@@ -842,6 +847,28 @@ static float clip_coef(double clip, double norm) {
     return coef < 1.0f ? coef : 1.0f;
 }
 
+/* The optimizers' element loops run over all the parameters as one array, in OPT_CHUNKS equal chunks shared
+ * by the threads (one parallel loop per step: the small tensors, biases and norm gains, are not left to one
+ * thread). param_piece gives, for the elements [lo, hi) of that array, the next tensor *i (from *i, with *base
+ * its first element in the array) that overlaps them and the overlap [*s, *e) within it; 0 when none is left. */
+enum { OPT_CHUNKS = 64 };
+static size_t params_total(void) {
+    size_t n = 0;
+    for (int i = 0; i < KILN(num_params)(); i++) n += KILN(param)(i)->numel;
+    return n;
+}
+static int param_piece(int *i, size_t *base, size_t lo, size_t hi, size_t *s, size_t *e) {
+    for (; *i < KILN(num_params)(); *base += KILN(param)(*i)->numel, ++*i) {
+        const size_t n = KILN(param)(*i)->numel;
+        if (*base + n <= lo) continue;
+        if (*base >= hi) return 0;
+        *s = lo > *base ? lo - *base : 0;
+        *e = hi < *base + n ? hi - *base : n;
+        return 1;
+    }
+    return 0;
+}
+
 /* One AdamW step (t = 1-based step) over every parameter, torch's float32 arithmetic. */
 static void adamw_update(const hparams *h, double lr, int64_t t, float *params, const float *grads,
                          float gscale, float *m, float *v) {
@@ -849,27 +876,31 @@ static void adamw_update(const hparams *h, double lr, int64_t t, float *params, 
     const float w2 = (float)(1.0 - h->beta2), eps = (float)h->eps;
     const double bc1 = 1.0 - pow(h->beta1, (double)t), bc2 = 1.0 - pow(h->beta2, (double)t);
     const float neg_step = (float)(-(lr / bc1)), bc2_sqrt = (float)pow(bc2, 0.5);
-    const float one_minus_w1 = 1.0f - w1;
-    for (int i = 0; i < KILN(num_params)(); i++) {
-        const kiln_param_desc *pi = KILN(param)(i);
-        const int decay = is_decayed(h, i) && h->weight_decay != 0.0;
-        const float keep = (float)(1.0 - lr * h->weight_decay);
-        float *p = params + pi->offset, *mm = m + pi->offset, *vv = v + pi->offset;
-        const float *g = grads + pi->offset;
-        long n = (long)pi->numel;
-#pragma omp parallel for schedule(static) if (n > 16384)
-        for (long j = 0; j < n; j++) {
-            float pj = p[j], gj = g[j] * gscale, mj = mm[j], vj = vv[j];
-            if (decay) pj = pj * keep;
-            /* torch.lerp: weight < 0.5 ? m + w*(g-m) : g - (g-m)*(1-w) */
-            mj = w1 < 0.5f ? mj + w1 * (gj - mj) : gj - (gj - mj) * one_minus_w1;
-            vj = vj * b2;
-            vj = vj + w2 * gj * gj;
-            float denom = sqrtf(vj) / bc2_sqrt + eps;
-            pj = pj + neg_step * mj / denom;
-            p[j] = pj;
-            mm[j] = mj;
-            vv[j] = vj;
+    const float one_minus_w1 = 1.0f - w1, keep = (float)(1.0 - lr * h->weight_decay);
+    const size_t total = params_total();
+#pragma omp parallel for schedule(static) if (total > 16384)
+    for (int c = 0; c < OPT_CHUNKS; c++) {
+        int i = 0;
+        size_t base = 0, s, e;
+        while (param_piece(&i, &base, total * c / OPT_CHUNKS, total * (c + 1) / OPT_CHUNKS, &s, &e)) {
+            const size_t off = KILN(param)(i)->offset;
+            const int decay = is_decayed(h, i) && h->weight_decay != 0.0;
+            float *restrict p = params + off, *restrict mm = m + off, *restrict vv = v + off;
+            const float *restrict g = grads + off;
+            for (size_t j = s; j < e; j++) {
+                float pj = p[j], gj = g[j] * gscale, mj = mm[j], vj = vv[j];
+                if (decay) pj = pj * keep;
+                /* torch.lerp: weight < 0.5 ? m + w*(g-m) : g - (g-m)*(1-w) */
+                mj = w1 < 0.5f ? mj + w1 * (gj - mj) : gj - (gj - mj) * one_minus_w1;
+                vj = vj * b2;
+                vj = vj + w2 * gj * gj;
+                float denom = sqrtf(vj) / bc2_sqrt + eps;
+                pj = pj + neg_step * mj / denom;
+                p[j] = pj;
+                mm[j] = mj;
+                vv[j] = vj;
+            }
+            base += KILN(param)(i)->numel, i++;
         }
     }
 }
@@ -878,21 +909,26 @@ static void adamw_update(const hparams *h, double lr, int64_t t, float *params, 
 static void sgd_update(const hparams *h, double lr, int64_t t, float *params, const float *grads,
                        float gscale, float *buf) {
     const float mom = (float)h->momentum, wd = (float)h->weight_decay, neg_lr = (float)(-lr);
-    for (int i = 0; i < KILN(num_params)(); i++) {
-        const kiln_param_desc *pi = KILN(param)(i);
-        const int decay = is_decayed(h, i) && h->weight_decay != 0.0;
-        float *p = params + pi->offset, *b = buf + pi->offset;
-        const float *g = grads + pi->offset;
-        long n = (long)pi->numel;
-#pragma omp parallel for schedule(static) if (n > 16384)
-        for (long j = 0; j < n; j++) {
-            float d = g[j] * gscale;
-            if (decay) d = d + wd * p[j];
-            if (h->momentum != 0.0) {
-                d = t == 1 ? d : b[j] * mom + d;
-                b[j] = d;
+    const size_t total = params_total();
+#pragma omp parallel for schedule(static) if (total > 16384)
+    for (int c = 0; c < OPT_CHUNKS; c++) {
+        int i = 0;
+        size_t base = 0, s, e;
+        while (param_piece(&i, &base, total * c / OPT_CHUNKS, total * (c + 1) / OPT_CHUNKS, &s, &e)) {
+            const size_t off = KILN(param)(i)->offset;
+            const int decay = is_decayed(h, i) && h->weight_decay != 0.0;
+            float *restrict p = params + off, *restrict b = buf + off;
+            const float *restrict g = grads + off;
+            for (size_t j = s; j < e; j++) {
+                float d = g[j] * gscale;
+                if (decay) d = d + wd * p[j];
+                if (h->momentum != 0.0) {
+                    d = t == 1 ? d : b[j] * mom + d;
+                    b[j] = d;
+                }
+                p[j] = p[j] + neg_lr * d;
             }
-            p[j] = p[j] + neg_lr * d;
+            base += KILN(param)(i)->numel, i++;
         }
     }
 }

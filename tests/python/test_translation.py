@@ -57,6 +57,15 @@ def test_tokenizer_is_learned_from_the_training_pairs_only_and_saved(small):
     assert [tuple(map(int, line.split())) for line in lines[3:]] == bpe_reference.learn(words, 300)
 
 
+def test_train_help_describes_sentence_pairs_not_a_byte_vocabulary(small):
+    out = small[0]
+    r = run([out / "train", "--help"])
+    assert r.returncode == 0, r.stderr
+    first, second = r.stdout.splitlines()[3:5]
+    assert first.startswith("train the Kiln-compiled model 'TranslateEnFr' (context ") and "vocab" not in first, first
+    assert second.startswith("on sentence pairs or a directory of .npy inputs"), second
+
+
 def test_trains_evaluates_and_resumes_exactly(small, tmp_path):
     out, pairs, full, stdout = small
     e = evals(stdout)
