@@ -869,14 +869,49 @@ static int param_piece(int *i, size_t *base, size_t lo, size_t hi, size_t *s, si
     return 0;
 }
 
-/* One AdamW step (t = 1-based step) over every parameter, torch's float32 arithmetic. */
-static void adamw_update(const hparams *h, double lr, int64_t t, float *params, const float *grads,
-                         float gscale, float *m, float *v) {
-    const float w1 = (float)(1.0 - h->beta1), b2 = (float)h->beta2;
-    const float w2 = (float)(1.0 - h->beta2), eps = (float)h->eps;
-    const double bc1 = 1.0 - pow(h->beta1, (double)t), bc2 = 1.0 - pow(h->beta2, (double)t);
-    const float neg_step = (float)(-(lr / bc1)), bc2_sqrt = (float)pow(bc2, 0.5);
-    const float one_minus_w1 = 1.0f - w1, keep = (float)(1.0 - lr * h->weight_decay);
+/* An optimizer step's constants: AdamW's (torch's float32 arithmetic) or SGD's with momentum
+ * (torch.optim.SGD, dampening 0, coupled weight decay). */
+typedef struct {
+    int adamw;
+    float gscale;                                                   /* the clipping factor */
+    float w1, one_minus_w1, b2, w2, eps, neg_step, bc2_sqrt, keep;  /* AdamW (t = 1-based step) */
+    float mom, wd, neg_lr;                                          /* SGD */
+    int first_step, momentum;
+} opt_step;
+
+/* The step over the elements [s, e) of parameter tensor i: p its values, s1 and s2 its optimizer state (AdamW's
+ * m and v; SGD's momentum buffer, s2 unused), g its gradient. */
+static void opt_piece(const opt_step *k, int decay, float *restrict p, float *restrict s1, float *restrict s2,
+                      const float *restrict g, size_t s, size_t e) {
+    if (k->adamw) {
+        for (size_t j = s; j < e; j++) {
+            float pj = p[j], gj = g[j] * k->gscale, mj = s1[j], vj = s2[j];
+            if (decay) pj = pj * k->keep;
+            /* torch.lerp: weight < 0.5 ? m + w*(g-m) : g - (g-m)*(1-w) */
+            mj = k->w1 < 0.5f ? mj + k->w1 * (gj - mj) : gj - (gj - mj) * k->one_minus_w1;
+            vj = vj * k->b2;
+            vj = vj + k->w2 * gj * gj;
+            float denom = sqrtf(vj) / k->bc2_sqrt + k->eps;
+            pj = pj + k->neg_step * mj / denom;
+            p[j] = pj;
+            s1[j] = mj;
+            s2[j] = vj;
+        }
+        return;
+    }
+    for (size_t j = s; j < e; j++) {
+        float d = g[j] * k->gscale;
+        if (decay) d = d + k->wd * p[j];
+        if (k->momentum) {
+            d = k->first_step ? d : s1[j] * k->mom + d;
+            s1[j] = d;
+        }
+        p[j] = p[j] + k->neg_lr * d;
+    }
+}
+
+/* The step over every parameter: all of them as one array in OPT_CHUNKS equal chunks, one parallel loop. */
+static void opt_update(const hparams *h, const opt_step *k, float *params, const float *grads, float *s1, float *s2) {
     const size_t total = params_total();
 #pragma omp parallel for schedule(static) if (total > 16384)
     for (int c = 0; c < OPT_CHUNKS; c++) {
@@ -884,53 +919,30 @@ static void adamw_update(const hparams *h, double lr, int64_t t, float *params, 
         size_t base = 0, s, e;
         while (param_piece(&i, &base, total * c / OPT_CHUNKS, total * (c + 1) / OPT_CHUNKS, &s, &e)) {
             const size_t off = KILN(param)(i)->offset;
-            const int decay = is_decayed(h, i) && h->weight_decay != 0.0;
-            float *restrict p = params + off, *restrict mm = m + off, *restrict vv = v + off;
-            const float *restrict g = grads + off;
-            for (size_t j = s; j < e; j++) {
-                float pj = p[j], gj = g[j] * gscale, mj = mm[j], vj = vv[j];
-                if (decay) pj = pj * keep;
-                /* torch.lerp: weight < 0.5 ? m + w*(g-m) : g - (g-m)*(1-w) */
-                mj = w1 < 0.5f ? mj + w1 * (gj - mj) : gj - (gj - mj) * one_minus_w1;
-                vj = vj * b2;
-                vj = vj + w2 * gj * gj;
-                float denom = sqrtf(vj) / bc2_sqrt + eps;
-                pj = pj + neg_step * mj / denom;
-                p[j] = pj;
-                mm[j] = mj;
-                vv[j] = vj;
-            }
+            opt_piece(k, is_decayed(h, i) && h->weight_decay != 0.0, params + off, s1 + off, s2 ? s2 + off : NULL,
+                      grads + off, s, e);
             base += KILN(param)(i)->numel, i++;
         }
     }
 }
 
+/* One AdamW step (t = 1-based step) over every parameter, torch's float32 arithmetic. */
+static void adamw_update(const hparams *h, double lr, int64_t t, float *params, const float *grads,
+                         float gscale, float *m, float *v) {
+    const double bc1 = 1.0 - pow(h->beta1, (double)t), bc2 = 1.0 - pow(h->beta2, (double)t);
+    opt_step k = {.adamw = 1, .gscale = gscale};
+    k.w1 = (float)(1.0 - h->beta1), k.one_minus_w1 = 1.0f - k.w1, k.b2 = (float)h->beta2;
+    k.w2 = (float)(1.0 - h->beta2), k.eps = (float)h->eps;
+    k.neg_step = (float)(-(lr / bc1)), k.bc2_sqrt = (float)pow(bc2, 0.5), k.keep = (float)(1.0 - lr * h->weight_decay);
+    opt_update(h, &k, params, grads, m, v);
+}
+
 /* One SGD-with-momentum step (torch.optim.SGD, dampening 0, coupled weight decay). */
 static void sgd_update(const hparams *h, double lr, int64_t t, float *params, const float *grads,
                        float gscale, float *buf) {
-    const float mom = (float)h->momentum, wd = (float)h->weight_decay, neg_lr = (float)(-lr);
-    const size_t total = params_total();
-#pragma omp parallel for schedule(static) if (total > 16384)
-    for (int c = 0; c < OPT_CHUNKS; c++) {
-        int i = 0;
-        size_t base = 0, s, e;
-        while (param_piece(&i, &base, total * c / OPT_CHUNKS, total * (c + 1) / OPT_CHUNKS, &s, &e)) {
-            const size_t off = KILN(param)(i)->offset;
-            const int decay = is_decayed(h, i) && h->weight_decay != 0.0;
-            float *restrict p = params + off, *restrict b = buf + off;
-            const float *restrict g = grads + off;
-            for (size_t j = s; j < e; j++) {
-                float d = g[j] * gscale;
-                if (decay) d = d + wd * p[j];
-                if (h->momentum != 0.0) {
-                    d = t == 1 ? d : b[j] * mom + d;
-                    b[j] = d;
-                }
-                p[j] = p[j] + neg_lr * d;
-            }
-            base += KILN(param)(i)->numel, i++;
-        }
-    }
+    opt_step k = {.adamw = 0, .gscale = gscale, .mom = (float)h->momentum, .wd = (float)h->weight_decay,
+                  .neg_lr = (float)(-lr), .first_step = t == 1, .momentum = h->momentum != 0.0};
+    opt_update(h, &k, params, grads, buf, NULL);
 }
 
 /* ------------------------------------------------------------------------- */
