@@ -847,27 +847,9 @@ static float clip_coef(double clip, double norm) {
     return coef < 1.0f ? coef : 1.0f;
 }
 
-/* The optimizers' element loops run over all the parameters as one array, in OPT_CHUNKS equal chunks shared
- * by the threads (one parallel loop per step: the small tensors, biases and norm gains, are not left to one
- * thread). param_piece gives, for the elements [lo, hi) of that array, the next tensor *i (from *i, with *base
- * its first element in the array) that overlaps them and the overlap [*s, *e) within it; 0 when none is left. */
+/* The optimizers update the parameter block (KILN(param_elements)() floats) in OPT_CHUNKS equal chunks shared by
+ * the threads, one parallel loop per step: the small tensors, biases and norm gains, are not left to one thread. */
 enum { OPT_CHUNKS = 64 };
-static size_t params_total(void) {
-    size_t n = 0;
-    for (int i = 0; i < KILN(num_params)(); i++) n += KILN(param)(i)->numel;
-    return n;
-}
-static int param_piece(int *i, size_t *base, size_t lo, size_t hi, size_t *s, size_t *e) {
-    for (; *i < KILN(num_params)(); *base += KILN(param)(*i)->numel, ++*i) {
-        const size_t n = KILN(param)(*i)->numel;
-        if (*base + n <= lo) continue;
-        if (*base >= hi) return 0;
-        *s = lo > *base ? lo - *base : 0;
-        *e = hi < *base + n ? hi - *base : n;
-        return 1;
-    }
-    return 0;
-}
 
 /* An optimizer step's constants: AdamW's (torch's float32 arithmetic) or SGD's with momentum
  * (torch.optim.SGD, dampening 0, coupled weight decay). */
@@ -879,12 +861,12 @@ typedef struct {
     int first_step, momentum;
 } opt_step;
 
-/* The step over the elements [s, e) of parameter tensor i: p its values, s1 and s2 its optimizer state (AdamW's
- * m and v; SGD's momentum buffer, s2 unused), g its gradient. */
+/* The step over n elements of one parameter tensor: p their values, s1 and s2 their optimizer state (AdamW's m
+ * and v; SGD's momentum buffer, s2 unused), g their gradient. */
 static void opt_piece(const opt_step *k, int decay, float *restrict p, float *restrict s1, float *restrict s2,
-                      const float *restrict g, size_t s, size_t e) {
+                      const float *restrict g, size_t n) {
     if (k->adamw) {
-        for (size_t j = s; j < e; j++) {
+        for (size_t j = 0; j < n; j++) {
             float pj = p[j], gj = g[j] * k->gscale, mj = s1[j], vj = s2[j];
             if (decay) pj = pj * k->keep;
             /* torch.lerp: weight < 0.5 ? m + w*(g-m) : g - (g-m)*(1-w) */
@@ -899,7 +881,7 @@ static void opt_piece(const opt_step *k, int decay, float *restrict p, float *re
         }
         return;
     }
-    for (size_t j = s; j < e; j++) {
+    for (size_t j = 0; j < n; j++) {
         float d = g[j] * k->gscale;
         if (decay) d = d + k->wd * p[j];
         if (k->momentum) {
@@ -910,18 +892,20 @@ static void opt_piece(const opt_step *k, int decay, float *restrict p, float *re
     }
 }
 
-/* The step over every parameter: all of them as one array in OPT_CHUNKS equal chunks, one parallel loop. */
+/* The step over every parameter: the chunks of the parameter block in one parallel loop, each updating the parts
+ * of the tensors that lie in it. */
 static void opt_update(const hparams *h, const opt_step *k, float *params, const float *grads, float *s1, float *s2) {
-    const size_t total = params_total();
+    const size_t total = KILN(param_elements)();
 #pragma omp parallel for schedule(static) if (total > 16384)
     for (int c = 0; c < OPT_CHUNKS; c++) {
-        int i = 0;
-        size_t base = 0, s, e;
-        while (param_piece(&i, &base, total * c / OPT_CHUNKS, total * (c + 1) / OPT_CHUNKS, &s, &e)) {
-            const size_t off = KILN(param)(i)->offset;
-            opt_piece(k, is_decayed(h, i) && h->weight_decay != 0.0, params + off, s1 + off, s2 ? s2 + off : NULL,
-                      grads + off, s, e);
-            base += KILN(param)(i)->numel, i++;
+        const size_t lo = total * c / OPT_CHUNKS, hi = total * (c + 1) / OPT_CHUNKS;
+        for (int i = 0; i < KILN(num_params)(); i++) {
+            const kiln_param_desc *pi = KILN(param)(i);
+            const size_t s = pi->offset > lo ? pi->offset : lo;
+            const size_t e = pi->offset + pi->numel < hi ? pi->offset + pi->numel : hi;
+            if (s < e)
+                opt_piece(k, is_decayed(h, i) && h->weight_decay != 0.0, params + s, s1 + s, s2 ? s2 + s : NULL,
+                          grads + s, e - s);
         }
     }
 }
