@@ -16,9 +16,14 @@ import KilnBasics
 enum GemmKernels {
     static let mr = 6, nr = 64
 
-    /// (batch, head) pairs the all-gradients attention backward keeps in its workspace at once
-    /// (`ATT_BWD_GROUP` in runtime/kernels/attention.c).
-    static let attentionGradGroup = 16
+    /// (batch, key/value head) pairs the attention backward keeps in its workspace at once (its `group`
+    /// argument in runtime/kernels/attention.c), given one pair's elements of workspace (nil: unbounded):
+    /// as many as fit in 1 Mi elements, a multiple of 16 from 16 to 256. Each group is one parallel loop,
+    /// so small pairs (short sentences) take few loops instead of one per 16 pairs.
+    static func attentionGradGroup(pairElements: Int?) -> Int {
+        guard let n = pairElements, n > 0 else { return 16 }
+        return max(16, min(256, (1 << 20) / n / 16 * 16))
+    }
 
     /// n rounded up to a multiple of the panel width.
     static func roundUp(_ n: Int) -> Int { (n + nr - 1) / nr * nr }

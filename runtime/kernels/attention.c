@@ -357,16 +357,16 @@ KILN_KERNEL inline attention_band attention_band_of(int S, int window) {
  *   dq = dS·k (tiles of 6 queries x 64 of the head's columns), and dk += dSᵀ·q, dv += Pᵀ·dout (tiles of 6
  *   keys), summed over the group's query heads by the one thread that owns the key/value head.
  * Each output element is a fixed sequence of tile sums by one thread (the same bits at any thread count).
- * ATT_BWD_GROUP (batch, key/value head) pairs at a time, each with ws_t: 2·T·W + 2·T·hs64 elements (W of
- * attention_band_of, hs64: hs rounded up to 64): P and dS (T rows of W), then q and dout (T, hs64)
+ * `pairs` (batch, key/value head) pairs at a time (one parallel loop each, shared out dynamically), each with
+ * ws_t: 2·T·W + 2·T·hs64 elements (W of attention_band_of, hs64: hs rounded up to 64): P and dS (T rows of W), then
+ * q and dout (T, hs64)
  * zero-padded past hs; and ws_s: 2·hs·S + S·hs64: kᵀ and vᵀ (hs, S), then k (S, hs64). A key block reads 64
  * columns of kᵀ or vᵀ; past S they run into the next array, and those scores are never used. */
-enum { ATT_BWD_GROUP = 16 };
 KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, real *restrict dv,
                                           const real *restrict dout, const real *restrict q, const real *restrict k,
                                           const real *restrict v, const int32_t *restrict mask, real *restrict ws_t,
                                           real *restrict ws_s, int B, int T, int S, int C, int NH, int KVH,
-                                          int causal, int alibi, int window) {
+                                          int causal, int alibi, int window, int pairs) {
     gemm_tile();
     const int hs = C / NH, hs64 = (hs + GEMM_NR - 1) / GEMM_NR * GEMM_NR, group = NH / KVH, Ckv = KVH * hs;
     const attention_band band = attention_band_of(S, window);
@@ -374,9 +374,9 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
     const real scale = 1 / sqrt((real)hs);
     const size_t per_t = 2 * (size_t)T * W + 2 * (size_t)T * hs64, per_s = 2 * (size_t)hs * S + (size_t)S * hs64;
     const int units = B * KVH, kv_wanted = dk || dv;
-    for (int g0 = 0; g0 < units; g0 += ATT_BWD_GROUP) {
-        const int gn = units - g0 < ATT_BWD_GROUP ? units - g0 : ATT_BWD_GROUP;
-        #pragma omp parallel for schedule(static)
+    for (int g0 = 0; g0 < units; g0 += pairs) {
+        const int gn = units - g0 < pairs ? units - g0 : pairs;
+        #pragma omp parallel for schedule(dynamic)
         for (int gi = 0; gi < gn; gi++) {
             const int b = (g0 + gi) / KVH, g = (g0 + gi) % KVH;
             const size_t kvbase = (size_t)b * S * Ckv + (size_t)g * hs;

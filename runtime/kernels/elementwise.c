@@ -18,6 +18,12 @@
 #define KILN_BINARY_KERNELS(name, op)                                                                        \
     KILN_KERNEL void name##_forward(real *restrict out, const real *restrict a, const real *restrict b, size_t R, \
                                     size_t N, int a_row, int b_row) {                                         \
+        if (a_row && b_row) { /* no broadcast: one flat loop (R is often 1: a whole tensor as one row) */      \
+            const size_t n = R * N;                                                                            \
+            _Pragma("omp parallel for simd schedule(static)")                                                  \
+            for (size_t i = 0; i < n; i++) out[i] = a[i] op b[i];                                              \
+            return;                                                                                            \
+        }                                                                                                      \
         _Pragma("omp parallel for schedule(static)")                                                           \
         for (size_t r = 0; r < R; r++) {                                                                       \
             const real *ar = a + (a_row ? r * N : 0);                                                          \

@@ -422,38 +422,103 @@ KILN_KERNEL void gemm_panel_rows(real *restrict C, size_t ldc, const real *restr
     }
 }
 
-/* Tiles numbered panel by panel (mtiles row tiles each, down the rows) and shared out by thread_range: the next
- * run of one panel's tiles in [*w, w1) -- that panel and its row tiles [*tb, *te) -- advancing *w past it;
- * 0 when none is left. */
-KILN_KERNEL inline int gemm_next_run(size_t mtiles, size_t *w, size_t w1, size_t *panel, size_t *tb, size_t *te) {
-    if (*w >= w1) return 0;
-    *panel = *w / mtiles;
-    *tb = *w % mtiles;
-    *te = (*panel + 1) * mtiles < w1 ? mtiles : w1 - *panel * mtiles;
-    *w = *panel * mtiles + *te;
-    return 1;
+/* The tiles of a product, numbered panel by panel (mtiles row tiles each, down the rows), shared out among the
+ * threads: each starts with its thread_range of them and works through it from the front, in runs of at most
+ * GEMM_MC row tiles of one panel (`run(ctx, panel, tb, te)`: row tiles tb .. te-1 of that panel); a thread
+ * that has finished takes GEMM_STEAL tiles at a time from the back of another's. So a thread slowed down (by
+ * another process on its core, or by a cache) no longer holds the others at the end of the parallel region.
+ * Which thread computes a tile never changes its bits: each tile is summed over all of K by one thread. A
+ * thread's share is two 32-bit counters in one word (front, back), claimed by compare-and-swap. */
+enum { GEMM_STEAL = 4 };
+typedef void (*gemm_run_fn)(const void *ctx, size_t panel, size_t tb, size_t te);
+typedef struct { _Alignas(64) uint64_t fb; } gemm_share_slot; /* front (low half) and back, from the share's start */
+
+/* claims a run of at most `most` row tiles of one panel from the share [base + front, base + back) of slot s:
+ * from the front (fewer near the end of the share) or from the back; 0 when the share is empty */
+KILN_KERNEL inline int gemm_claim(gemm_share_slot *s, size_t base, size_t mtiles, int from_back, size_t most,
+                                  size_t *panel, size_t *tb, size_t *te) {
+    uint64_t cur = __atomic_load_n(&s->fb, __ATOMIC_ACQUIRE);
+    for (;;) {
+        const uint64_t f = cur & 0xffffffffu, b = cur >> 32;
+        if (f >= b) return 0;
+        const size_t w = base + (from_back ? b - 1 : f), row = w % mtiles;
+        size_t n = from_back ? row + 1 : mtiles - row; /* within one panel */
+        if (n > b - f) n = b - f;
+        if (n > most) n = most;
+        const uint64_t next = from_back ? (b - n) << 32 | f : b << 32 | (f + n);
+        if (__atomic_compare_exchange_n(&s->fb, &cur, next, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            *panel = w / mtiles;
+            *tb = from_back ? row + 1 - n : row;
+            *te = *tb + n;
+            return 1;
+        }
+    }
+}
+
+KILN_KERNEL void gemm_share(size_t mtiles, size_t panels, gemm_run_fn run, const void *ctx) {
+    const size_t total = mtiles * panels;
+#ifdef _OPENMP
+    const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+#else
+    const int nt = 1;
+#endif
+    if (nt == 1 || total / (size_t)nt >= 0xffffffffu) {  /* one thread, or shares too large for the counters */
+        #pragma omp parallel if (nt > 1)
+        {
+            size_t w, w1;
+            thread_range(total, &w, &w1);
+            while (w < w1) {
+                const size_t panel = w / mtiles, tb = w % mtiles, pe = (panel + 1) * mtiles;
+                const size_t te = (pe < w1 ? pe : w1) - panel * mtiles;
+                run(ctx, panel, tb, te);
+                w = panel * mtiles + te;
+            }
+        }
+        return;
+    }
+#ifdef _OPENMP
+    gemm_share_slot slot[nt];
+    size_t start[nt];
+    for (int i = 0; i < nt; i++) {
+        start[i] = total / (size_t)nt * (size_t)i + ((size_t)i < total % (size_t)nt ? (size_t)i : total % (size_t)nt);
+        slot[i].fb = (uint64_t)(total / (size_t)nt + ((size_t)i < total % (size_t)nt)) << 32;
+    }
+    #pragma omp parallel num_threads(nt)
+    {
+        const int id = omp_get_thread_num();
+        size_t panel, tb, te;
+        while (gemm_claim(&slot[id], start[id], mtiles, 0, GEMM_MC, &panel, &tb, &te)) run(ctx, panel, tb, te);
+        for (int k = 1; k < nt; k++) {  /* then the others' tiles, from the back */
+            const int v = (id + k) % nt;
+            while (gemm_claim(&slot[v], start[v], mtiles, 1, GEMM_STEAL, &panel, &tb, &te)) run(ctx, panel, tb, te);
+        }
+    }
+#endif
+}
+
+/* one run of gemm_panels: the row tiles tb .. te-1 of panel t */
+typedef struct {
+    real *C; size_t ldc; const real *A; size_t a_rs, a_cs; const real *panels, *tail; size_t M; int N, K;
+    const real *bias; int act; const real *residual;
+} gemm_panels_args;
+KILN_KERNEL void gemm_panels_run(const void *ctx, size_t t, size_t tb, size_t te) {
+    const gemm_panels_args *g = ctx;
+    const int n0 = (int)t * GEMM_NR, nb = g->N - n0 < GEMM_NR ? g->N - n0 : GEMM_NR;
+    const real *panel = (int)t < g->N / GEMM_NR ? g->panels + t * g->K * GEMM_NR : g->tail;
+    gemm_panel_rows(g->C, g->ldc, g->A, g->a_rs, g->a_cs, panel, g->M, tb, te, n0, nb, g->K, g->bias, g->act, g->residual);
 }
 
 /* C (M, N) = act(A (M, K) · B (K, N) + bias) + residual, B given as packed panels: panel t at
  * panels + t * K * GEMM_NR for the N / GEMM_NR full ones, the last partial one (if any) at tail.
  * A is addressed A[i * a_rs + p * a_cs]; C and residual have rows of stride ldc; bias (N) and residual
- * may be NULL; act as in gemm_epilogue. Each thread takes one contiguous run of the tiles, so it sweeps its
+ * may be NULL; act as in gemm_epilogue. The tiles are shared out by gemm_share: each thread sweeps its
  * panels down the rows of A. */
 KILN_KERNEL void gemm_panels(real *restrict C, size_t ldc, const real *restrict A, size_t a_rs, size_t a_cs,
                         const real *restrict panels, const real *restrict tail, size_t M, int N, int K,
                         const real *restrict bias, int act, const real *restrict residual) {
     gemm_tile();
-    const size_t mtiles = (M + GEMM_MR - 1) / GEMM_MR, ntiles = (size_t)(N + GEMM_NR - 1) / GEMM_NR;
-    #pragma omp parallel
-    {
-        size_t w, w1, t, tb, te;
-        thread_range(mtiles * ntiles, &w, &w1);
-        while (gemm_next_run(mtiles, &w, w1, &t, &tb, &te)) {
-            const int n0 = (int)t * GEMM_NR, nb = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
-            const real *panel = (int)t < N / GEMM_NR ? panels + t * K * GEMM_NR : tail;
-            gemm_panel_rows(C, ldc, A, a_rs, a_cs, panel, M, tb, te, n0, nb, K, bias, act, residual);
-        }
-    }
+    const gemm_panels_args g = {C, ldc, A, a_rs, a_cs, panels, tail, M, N, K, bias, act, residual};
+    gemm_share((M + GEMM_MR - 1) / GEMM_MR, (size_t)(N + GEMM_NR - 1) / GEMM_NR, gemm_panels_run, &g);
 }
 
 /* C (M, N) = A (M, K) · B (K, N) + acc with B rows of stride ldb, packing B into panels (K x N rounded up to

@@ -33,32 +33,33 @@ KILN_KERNEL void linear_forward(real *restrict out, const real *restrict inp,
 }
 
 
+/* one run of linear_stack_packed_forward: the row tiles tb .. te-1 of panel u (panel t of product g) */
+typedef struct { real *out; const real *inp; const real *const *w, *const *b; const real *tails; size_t M; int K, N; } linear_stack_args;
+KILN_KERNEL void linear_stack_run(const void *ctx, size_t u, size_t tb, size_t te) {
+    const linear_stack_args *s = ctx;
+    const int ntiles = (s->N + GEMM_NR - 1) / GEMM_NR, full = s->N / GEMM_NR * GEMM_NR;
+    const int g = (int)(u / (size_t)ntiles), t = (int)(u % (size_t)ntiles);
+    const int n0 = t * GEMM_NR, nb = s->N - n0 < GEMM_NR ? s->N - n0 : GEMM_NR;
+    const real *panel = n0 < full ? s->w[g] + (size_t)t * s->K * GEMM_NR : s->tails + (size_t)g * s->K * GEMM_NR;
+    gemm_panel_rows(s->out + (size_t)g * s->M * s->N, (size_t)s->N, s->inp, (size_t)s->K, 1, panel, s->M, tb, te, n0, nb,
+                    s->K, s->b[g], 0, NULL);
+}
+
 /* count linear layers of one input as one product (the merged Q, K, V projections):
  * out[g] = inp · w[g]ᵀ + b[g] for g < count. out is (count, M, N), inp is (M, K); each w[g] (N, K) is in
  * the panel layout of pack_weight_in_place; b[g] (N) may be NULL; tails: count panels (K, 64) of scratch
  * for the last N % 64 rows of each weight (NULL when N is a multiple of 64). One parallel loop over the
- * tiles of all the products; each tile is summed over K in order by one thread. */
+ * tiles of all the products (gemm_share); each tile is summed over K in order by one thread. */
 KILN_KERNEL void linear_stack_packed_forward(real *restrict out, const real *restrict inp, int count,
                                              const real *const *w, const real *const *b, real *restrict tails,
                                              size_t M, int K, int N) {
     gemm_tile();
     const int full = N / GEMM_NR * GEMM_NR, ntiles = (N + GEMM_NR - 1) / GEMM_NR;
-    const size_t mtiles = (M + GEMM_MR - 1) / GEMM_MR;
     if (full < N)
         for (int g = 0; g < count; g++)
             gemm_pack(tails + (size_t)g * K * GEMM_NR, w[g] + (size_t)full * K, 1, (size_t)K, K, N - full);
-    #pragma omp parallel
-    {
-        size_t it, it1, u, tb, te;
-        thread_range((size_t)count * ntiles * mtiles, &it, &it1);
-        while (gemm_next_run(mtiles, &it, it1, &u, &tb, &te)) {  /* u: panel t of product g */
-            const int g = (int)(u / (size_t)ntiles), t = (int)(u % (size_t)ntiles);
-            const int n0 = t * GEMM_NR, nb = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
-            const real *panel = n0 < full ? w[g] + (size_t)t * K * GEMM_NR : tails + (size_t)g * K * GEMM_NR;
-            gemm_panel_rows(out + (size_t)g * M * N, (size_t)N, inp, (size_t)K, 1, panel, M, tb, te, n0, nb, K, b[g],
-                            0, NULL);
-        }
-    }
+    const linear_stack_args s = {out, inp, w, b, tails, M, K, N};
+    gemm_share((M + GEMM_MR - 1) / GEMM_MR, (size_t)count * ntiles, linear_stack_run, &s);
 }
 
 

@@ -8,6 +8,16 @@
 #include "kiln_kernel.h"
 #include "gemm.h"
 
+/* one run of matmul_forward's unshared products: the row tiles tb .. te-1 of panel u (panel t of batch i) */
+typedef struct { real *c; const real *a, *panels; size_t psize; int M, N, K; } matmul_args;
+KILN_KERNEL void matmul_run(const void *ctx, size_t u, size_t tb, size_t te) {
+    const matmul_args *m = ctx;
+    const size_t ntiles = (size_t)(m->N + GEMM_NR - 1) / GEMM_NR, i = u / ntiles, t = u % ntiles;
+    const int n0 = (int)t * GEMM_NR, nb = m->N - n0 < GEMM_NR ? m->N - n0 : GEMM_NR;
+    gemm_panel_rows(m->c + i * (size_t)m->M * m->N, (size_t)m->N, m->a + i * (size_t)m->M * m->K, (size_t)m->K, 1,
+                    m->panels + i * m->psize + t * (size_t)m->K * GEMM_NR, (size_t)m->M, tb, te, n0, nb, m->K, NULL, 0, NULL);
+}
+
 /* c (batch, M, N) = a (batch, M, K) · b (batch, K, N), or b (K, N) for every batch when shared. A shared b is
  * one product of all the batch's rows; otherwise every batch's b is packed (one batch per thread) and the tiles
  * of all the products run in one parallel loop. panels: batch (1 when shared) x K x N rounded up to 64 */
@@ -23,18 +33,8 @@ KILN_KERNEL void matmul_forward(real *restrict c, const real *restrict a, const 
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < batch; i++) gemm_pack(panels + i * psize, b + i * (size_t)K * N, (size_t)N, 1, K, N);
     gemm_tile();
-    const size_t mtiles = ((size_t)M + GEMM_MR - 1) / GEMM_MR, ntiles = (size_t)(N + GEMM_NR - 1) / GEMM_NR;
-    #pragma omp parallel
-    {
-        size_t w, w1, u, tb, te;
-        thread_range(batch * ntiles * mtiles, &w, &w1);
-        while (gemm_next_run(mtiles, &w, w1, &u, &tb, &te)) {  /* u: panel t of batch i */
-            const size_t i = u / ntiles, t = u % ntiles;
-            const int n0 = (int)t * GEMM_NR, nb = N - n0 < GEMM_NR ? N - n0 : GEMM_NR;
-            gemm_panel_rows(c + i * (size_t)M * N, (size_t)N, a + i * (size_t)M * K, (size_t)K, 1,
-                            panels + i * psize + t * (size_t)K * GEMM_NR, (size_t)M, tb, te, n0, nb, K, NULL, 0, NULL);
-        }
-    }
+    const matmul_args m = {c, a, panels, psize, M, N, K};
+    gemm_share(((size_t)M + GEMM_MR - 1) / GEMM_MR, batch * (size_t)((N + GEMM_NR - 1) / GEMM_NR), matmul_run, &m);
 }
 
 /* out (batch, N, M) = x (batch, M, N) with the last two axes swapped, in blocks of 16 x 16 */

@@ -73,3 +73,101 @@ def test_dropout_keeps_by_an_integer_threshold_the_elements_its_draw_keeps(tmp_p
     assert r.returncode == 0, r.stderr
     bad, kept = map(int, subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split())
     assert bad == 0 and abs(kept / 2e6 - 0.9) < 0.002
+
+
+DROPOUT_LANES = r"""
+#include "dropout.c"
+#include <stdio.h>
+/* dropout_forward (AVX2 lanes where the CPU has them) against the scalar rule, bit for bit */
+int main(void) {
+    const size_t most = 1000;
+    float *x = malloc(most * sizeof *x), *y = malloc(most * sizeof *y);
+    for (size_t i = 0; i < most; i++) x[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+    long bad = 0, kept = 0;
+    const float ps[] = {0.1f, 0.5f, 0.9f};
+    for (size_t n = 0; n < most; n += n < 40 ? 1 : 97)
+        for (int k = 0; k < 3; k++) {
+            dropout_forward(y, x, n, ps[k], 1234 + n, 7 + k);
+            const float scale = 1 / (1 - ps[k]);
+            for (size_t i = 0; i < n; i++) {
+                const float want = dropout_keep(1234 + n, 7 + k, i, ps[k]) ? x[i] * scale : 0;
+                bad += memcmp(&want, &y[i], sizeof want) != 0;
+                kept += y[i] != 0;
+            }
+        }
+    printf("%ld %ld\n", bad, kept);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("cc", compilers())
+def test_dropout_in_vector_lanes_keeps_and_scales_the_same_elements(cc, tmp_path):
+    """The AVX2 path of dropout_forward (64-bit hash lanes, 8 elements at a time, the tail by the scalar
+    rule) gives the scalar rule's values bit for bit, at every length up to 40 and more beyond, on 1 and 2
+    threads."""
+    src = tmp_path / "lanes.c"
+    src.write_text(DROPOUT_LANES)
+    exe = tmp_path / "lanes"
+    r = subprocess.run([cc, "-O2", "-fopenmp", "-I", str(RT / "kernels"), str(src), "-o", str(exe), "-lm"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for threads in ("1", "2"):
+        out = subprocess.run([str(exe)], capture_output=True, text=True, check=True,
+                             env={"OMP_NUM_THREADS": threads, "PATH": "/usr/bin:/bin"}).stdout
+        bad, kept = map(int, out.split())
+        assert bad == 0 and kept > 0
+
+
+GEMM_SHARE = r"""
+#define _POSIX_C_SOURCE 200809L
+#include "gemm.h"
+#include <stdio.h>
+#include <time.h>
+/* gemm_share with thread 0 slowed down: every tile is run exactly once, runs stay within one panel, and the
+ * other threads take some of thread 0's tiles */
+static int seen[4000], stolen;
+static size_t mt;
+static void run(const void *ctx, size_t panel, size_t tb, size_t te) {
+    (void)ctx;
+    const int id = omp_get_thread_num();
+    if (te <= tb || te > mt) __atomic_add_fetch(&stolen, 1000000, __ATOMIC_RELAXED);  /* a malformed run */
+    for (size_t t = tb; t < te; t++) {
+        __atomic_add_fetch(&seen[panel * mt + t], 1, __ATOMIC_RELAXED);
+        if (panel * mt + t < 1000 / (size_t)omp_get_num_threads() && id != 0)
+            __atomic_add_fetch(&stolen, 1, __ATOMIC_RELAXED);  /* one of thread 0's own tiles */
+    }
+    if (id == 0) { struct timespec d = {0, 200000}; nanosleep(&d, NULL); }
+}
+int main(void) {
+    long bad = 0;
+    const size_t shapes[][2] = {{50, 20}, {1, 7}, {13, 1}, {3, 3}};
+    for (int s = 0; s < 4; s++) {
+        mt = shapes[s][0];
+        memset(seen, 0, sizeof seen);
+        if (s > 0) stolen = 0;
+        gemm_share(mt, shapes[s][1], run, NULL);
+        for (size_t i = 0; i < mt * shapes[s][1]; i++) bad += seen[i] != 1;
+        if (s == 0) printf("%d ", stolen);
+    }
+    printf("%ld\n", bad);
+    return 0;
+}
+"""
+
+
+def test_gemm_share_runs_every_tile_once_and_lets_idle_threads_take_a_slow_threads_tiles(tmp_path):
+    """The GEMM's work sharing (gemm_share in gemm.h), with its first thread slowed down by a sleep in every
+    run: on 2 and 4 threads each tile of a 50 x 20 grid (and of smaller ones) runs exactly once, in runs within
+    one panel, and the other threads take over some of the slow thread's tiles."""
+    src = tmp_path / "share.c"
+    src.write_text(GEMM_SHARE)
+    exe = tmp_path / "share"
+    r = subprocess.run(["gcc", "-O2", "-fopenmp", "-I", str(RT / "kernels"), str(src), "-o", str(exe), "-lm"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for threads in ("2", "4"):
+        out = subprocess.run([str(exe)], capture_output=True, text=True, check=True,
+                             env={"OMP_NUM_THREADS": threads, "PATH": "/usr/bin:/bin"}).stdout
+        stolen, bad = map(int, out.split())
+        assert bad == 0 and 0 < stolen < 1000000, out

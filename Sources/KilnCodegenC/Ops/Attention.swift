@@ -27,19 +27,28 @@ extension Attention: CLowering {
 
 extension AttentionGrad: CLowering {
     var kernelFile: String? { "attention.c" }
-    /// ATT_BWD_GROUP (batch, key/value head) pairs at a time, each P and dS (T rows of W) and q, dout (T, hs64):
-    /// W = S's bound rounded up to 64, or local attention's band 2·window + 11 when that is narrower
-    /// (`attention_band_of` in attention.c).
-    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
+    /// The tiled backward's sizes: W, the slot of a row of P and dS (S's bound rounded up to 64, or local
+    /// attention's band 2·window + 11 when that is narrower: `attention_band_of` in attention.c), the head size,
+    /// and the (batch, key/value head) pairs kept at once (`GemmKernels.attentionGradGroup`).
+    private func tiled(_ g: Graph, _ i: Int) -> (w: Int, hs: Int, group: Int) {
         let n = g.nodes[i], q = g.nodes[n.operands[1]].type.shape.dims, k = g.nodes[n.operands[2]].type.shape.dims
+        let hs = (q[2].constValue ?? 0) / max(n.attrs[Attention.heads], 1), hs64 = GemmKernels.roundUp(hs)
+        var w = GemmKernels.roundUp(g.bound(of: k[1]) ?? k[1].constValue ?? 1)
+        if let window = n.attrs.value(Attention.window), 2 * window + 11 < w { w = 2 * window + 11 }
+        let t = g.bound(of: q[1]) ?? q[1].constValue, s = g.bound(of: k[1]) ?? k[1].constValue
+        let pair = t.flatMap { t in s.map { t * (2 * w + 2 * hs64) + $0 * (2 * hs + hs64) } }
+        return (w, hs, GemmKernels.attentionGradGroup(pairElements: pair))
+    }
+    /// `group` (batch, key/value head) pairs at a time, each P and dS (T rows of W) and q, dout (T, hs64).
+    func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
+        let n = g.nodes[i], q = g.nodes[n.operands[1]].type.shape.dims
         let hs = (q[2].constValue ?? 0) / max(n.attrs[Attention.heads], 1)
         // BigBird: per (batch, key/value head) a query block's keys gathered (kᵀ, vᵀ, k), their mask, positions, blocks
         if Attention.bigBird(n.attrs) != nil {
             return SizeExpr(constant: Attention.keyValueHeads(n.attrs) * (2 * hs + GemmKernels.roundUp(hs) + 3)) * q[0] * q[1]
         }
-        var w = GemmKernels.roundUp(g.bound(of: k[1]) ?? k[1].constValue ?? 1)
-        if let window = n.attrs.value(Attention.window), 2 * window + 11 < w { w = 2 * window + 11 }
-        return SizeExpr(constant: GemmKernels.attentionGradGroup * (2 * w + 2 * GemmKernels.roundUp(hs))) * q[1]
+        let t = tiled(g, i)
+        return SizeExpr(constant: t.group * (2 * t.w + 2 * GemmKernels.roundUp(hs))) * q[1]
     }
     /// Each pair's kᵀ, vᵀ (hs, S) and k (S, hs64).
     func extraWorkspaces(_ g: Graph, _ i: Int, packed: Set<Int>) -> [SizeExpr] {
@@ -50,7 +59,7 @@ extension AttentionGrad: CLowering {
             let t64 = GemmKernels.roundUp(g.bound(of: q[1]) ?? q[1].constValue ?? 1)
             return [SizeExpr(constant: Attention.keyValueHeads(n.attrs) * 2 * bb.block * (t64 + GemmKernels.roundUp(hs))) * q[0]]
         }
-        return [SizeExpr(constant: GemmKernels.attentionGradGroup * (2 * hs + GemmKernels.roundUp(hs))) * k[1]]
+        return [SizeExpr(constant: tiled(g, i).group * (2 * hs + GemmKernels.roundUp(hs))) * k[1]]
     }
     func call(_ c: CallContext) throws -> String {
         let p = c.p, heads = c.attrs[Attention.heads], causal = c.attrs[Attention.causal] ? 1 : 0
@@ -69,6 +78,6 @@ extension AttentionGrad: CLowering {
         if let bb = bigBirdArguments(c.attrs) {
             return "bigbird_attention_backward(\(targets.joined(separator: ", ")), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(c.extraWorkspace(0)), \(q[0]), \(q[1]), \(q[2]), \(heads), \(kvHeads), \(bb));"
         }
-        return "attention_backward_tiled(\(targets.joined(separator: ", ")), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(c.extraWorkspace(0)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(kvHeads), \(causal), \(alibi), \(window));"
+        return "attention_backward_tiled(\(targets.joined(separator: ", ")), \(p[0]), \(p[1]), \(p[2]), \(p[3]), \(mask), \(c.workspace), \(c.extraWorkspace(0)), \(q[0]), \(q[1]), \(k[1]), \(q[2]), \(heads), \(kvHeads), \(causal), \(alibi), \(window), \(tiled(c.f.g, c.index).group));"
     }
 }

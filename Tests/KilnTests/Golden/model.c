@@ -192,8 +192,8 @@ static size_t fn_train_step_layout(const int64_t *dims, size_t off[27]) {
     off[21] = total; total += KILN_ALIGN((size_t)B * (size_t)T * 64);
     off[22] = total; total += KILN_ALIGN((size_t)B * (size_t)T * 8);
     off[23] = total; total += KILN_ALIGN((size_t)B * (size_t)T * 12);
-    off[24] = total; total += KILN_ALIGN((size_t)T * 4096);
-    off[25] = total; total += KILN_ALIGN((size_t)T * 1088);
+    off[24] = total; total += KILN_ALIGN((size_t)T * 65536);
+    off[25] = total; total += KILN_ALIGN((size_t)T * 17408);
     off[26] = total; total += KILN_ALIGN((size_t)T * 4);
     (void)B; (void)T;
     return total;
@@ -328,7 +328,7 @@ static void fn_train_step(const kiln_call *call) {
     sum_to_forward((grads + 128), (arena + off[19]), (size_t)B * (size_t)T, 4);
 
     /* %37 = attention_grad(%34, %4, %5, %6) {heads: 2, causal: true, wrt: all} : f32[3, B, T, 4] */
-    attention_backward_tiled((arena + off[23]), (arena + off[23]) + (size_t)B * (size_t)T * 4, (arena + off[23]) + 2 * (size_t)B * (size_t)T * 4, (arena + off[9]), (arena + off[2]), (arena + off[4]), (arena + off[5]), NULL, (arena + off[24]), (arena + off[25]), B, T, T, 4, 2, 2, 1, 0, 0);
+    attention_backward_tiled((arena + off[23]), (arena + off[23]) + (size_t)B * (size_t)T * 4, (arena + off[23]) + 2 * (size_t)B * (size_t)T * 4, (arena + off[9]), (arena + off[2]), (arena + off[4]), (arena + off[5]), NULL, (arena + off[24]), (arena + off[25]), B, T, T, 4, 2, 2, 1, 0, 0, 256);
 
     /* %38 = select(%37) {index: 0} : f32[B, T, 4] */
     /* a view: slice 0 of %37 */
