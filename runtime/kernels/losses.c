@@ -22,14 +22,17 @@ KILN_KERNEL real cross_entropy_forward(const real *restrict logits, const int32_
         }
         const real *x = logits + m * V;
         const real maxv = row_max(x, V);
-        double sum = 0;  /* kiln_exp of arguments <= 0, summed in double */
-        #pragma omp simd reduction(+:sum)
-        for (int v = 0; v < V; v++) sum += (double)kiln_exp(x[v] - maxv);
+        double sum = 0, mean = 0;  /* kiln_exp of arguments <= 0, and the logits, summed in double (in lanes) */
         if (eps == 0) {
+            #pragma omp simd reduction(+:sum)
+            for (int v = 0; v < V; v++) sum += (double)kiln_exp(x[v] - maxv);
             row_loss[m] = (real)(log(sum) + (double)maxv - (double)x[targets[m]]);
         } else {
-            double mean = 0;
-            for (int v = 0; v < V; v++) mean += (double)x[v];
+            #pragma omp simd reduction(+:sum, mean)
+            for (int v = 0; v < V; v++) {
+                sum += (double)kiln_exp(x[v] - maxv);
+                mean += (double)x[v];
+            }
             mean /= (double)V;
             const double lse = log(sum) + (double)maxv;
             row_loss[m] = (real)((1 - (double)eps) * (lse - (double)x[targets[m]]) + (double)eps * (lse - mean));
