@@ -52,6 +52,7 @@ KILN_KERNEL void layernorm_backward_input(real *restrict dinp, const real *restr
         real mean, rstd;
         row_moments(x, C, eps, &mean, &rstd);
         real gsum = 0, gxsum = 0;
+        #pragma omp simd reduction(+:gsum, gxsum)
         for (int c = 0; c < C; c++) {
             real g = dy[c] * weight[c];
             gsum += g;
@@ -59,12 +60,14 @@ KILN_KERNEL void layernorm_backward_input(real *restrict dinp, const real *restr
         }
         gsum /= (real)C;
         gxsum /= (real)C;
+        #pragma omp simd
         for (int c = 0; c < C; c++) {
             real xhat = (x[c] - mean) * rstd;
             dx[c] = rstd * (dy[c] * weight[c] - gsum - xhat * gxsum);
         }
         if (acc) {
             const real *a = acc + m * C;
+            #pragma omp simd
             for (int c = 0; c < C; c++) dx[c] = a[c] + dx[c];
         }
     }

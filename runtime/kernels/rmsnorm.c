@@ -39,6 +39,7 @@ KILN_KERNEL void rmsnorm_backward_input(real *restrict dinp, const real *restric
         real *dx = dinp + m * C;
         const real r = row_rms_inverse(x, C, eps);
         real gx = 0;
+        #pragma omp simd reduction(+:gx)
         for (int c = 0; c < C; c++) gx += dy[c] * weight[c] * x[c];
         const real k = r * r * r * gx / (real)C;
         for (int c = 0; c < C; c++) dx[c] = r * dy[c] * weight[c] - k * x[c];
