@@ -54,14 +54,15 @@ KILN_KERNEL inline void online_softmax_block(real *restrict row, int n, real sca
 }
 
 /* The output rows of a tile of mb queries (rows ot + i·C, hs channels): each rescaled by corr[i] for a new
- * maximum, plus P V of one block of nk keys (p (mb, 64) of weights, v rows of hs64 values) */
+ * maximum, plus P V of one block of nk keys (p (mb, 64) of weights, v rows of stride ldv: the head's values,
+ * readable up to the tile width past hs, attention_in_place) */
 KILN_KERNEL inline void attention_tile_pv(real *restrict ot, size_t C, const real *restrict p,
-                                          const real *restrict v, int hs64, int nk, int mb, int hs,
+                                          const real *restrict v, size_t ldv, int nk, int mb, int hs,
                                           const real *restrict corr) {
     real pv[GEMM_MR * GEMM_NR];
     for (int u = 0; u < hs; u += GEMM_NR) {
         const int w = hs - u < GEMM_NR ? hs - u : GEMM_NR;
-        gemm_tile_for(w)(pv, p, GEMM_NR, 1, mb, v + u, (size_t)hs64, nk);  /* pv (mb, 64) = P V, columns u .. u+63 */
+        gemm_tile_for(w)(pv, p, GEMM_NR, 1, mb, v + u, ldv, nk);  /* pv (mb, 64) = P V, columns u .. u+63 */
         for (int i = 0; i < mb; i++) {
             real *restrict o = ot + (size_t)i * C + u;
             const real *r = pv + i * GEMM_NR, c = corr[i];
@@ -80,6 +81,16 @@ KILN_KERNEL inline void attention_tile_normalize(real *restrict ot, size_t C, co
     }
 }
 
+/* Whether the tiles over a head's hs columns (blocks of 64, the last one hs % 64 wide) read no column past the
+ * head's own: then q, k, v and dout are read where they are (rows of stride C or KVH·hs) instead of copied
+ * into buffers of hs64 columns zero-padded past hs (the same values, so the same bits). True when hs is a
+ * multiple of 64, or its last block is a multiple of the narrowest tile that covers it (16 with AVX2: heads of
+ * 16, 32, 48, 80, ...; 32 with AVX-512). Call gemm_tile() once before. */
+KILN_KERNEL inline int attention_in_place(int hs) {
+    const int last = hs % GEMM_NR ? hs % GEMM_NR : GEMM_NR;
+    return gemm_tile_width(last) == last;
+}
+
 /* multi-head scaled dot-product attention (Vaswani et al. 2017) on the GEMM engine's tiles, with an
  * online softmax (Milakov & Gimelshein 2018; the FlashAttention loop): per (batch, head) and tile of
  * GEMM_MR queries, each block of 64 keys gives a (GEMM_MR, 64) tile of scores Q K^T; its rows update the
@@ -90,8 +101,8 @@ KILN_KERNEL inline void attention_tile_normalize(real *restrict ot, size_t C, co
  * gets zeros. alibi: each head adds ALiBi's bias (alibi_slope). window > 0: query t sees only the keys s with
  * |t − s| < window (local attention; with causal the window keys t − window + 1 .. t), and the tile's key
  * blocks start at its first query's window, so the cost is O(T · window). ws: B*NH*S*(hs + hs64) elements (hs64 = hs rounded up to 64): per (batch, head), K^T as (hs, S) and then
- * V as (S, hs64), zero past column hs. A key block reads 64 columns of K^T; past S they run into the next
- * row (or into V), values that are masked out, never used. */
+ * V as (S, hs64), zero past column hs (unless attention_in_place: V is read where it is). A key block reads 64
+ * columns of K^T; past S they run into the next row (or into V), values that are masked out, never used. */
 KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, const real *restrict k,
                                    const real *restrict v, const int32_t *restrict mask, real *restrict ws,
                                    int B, int T, int S, int C, int NH, int KVH, int causal, int alibi, int window) {
@@ -99,6 +110,7 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
     const size_t per_head = (size_t)S * (hs + hs64);
     const real scale = 1 / sqrt((real)hs);
     gemm_tile();
+    const int direct = attention_in_place(hs);
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
@@ -110,7 +122,7 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
                 for (int d = 0; d < hs; d++)
                     for (int j = 0; j < sb; j++) kt[(size_t)d * S + s0 + j] = ks[(size_t)j * Ckv + d];
             }
-            for (int s = 0; s < S; s++) {
+            for (int s = 0; s < S && !direct; s++) {
                 const real *vs = v + ((size_t)b * S + s) * Ckv + h / group * hs;
                 for (int d = 0; d < hs64; d++) vh[(size_t)s * hs64 + d] = d < hs ? vs[d] : 0;
             }
@@ -160,7 +172,11 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
                         online_softmax_block(pi, n, scale, &maxv[i], &sum[i], &corr[i]);
                         for (int j = lim; j < nb; j++) row[j] = 0;
                     }
-                    attention_tile_pv(ot, (size_t)C, p, vh + (size_t)s0 * hs64, hs64, nb, mb, hs, corr);
+                    if (direct)
+                        attention_tile_pv(ot, (size_t)C, p, v + ((size_t)b * S + s0) * Ckv + h / group * hs, (size_t)Ckv,
+                                          nb, mb, hs, corr);
+                    else
+                        attention_tile_pv(ot, (size_t)C, p, vh + (size_t)s0 * hs64, (size_t)hs64, nb, mb, hs, corr);
                 }
                 attention_tile_normalize(ot, (size_t)C, sum, mb, hs);
             }
@@ -360,8 +376,9 @@ KILN_KERNEL inline attention_band attention_band_of(int S, int window) {
  * `pairs` (batch, key/value head) pairs at a time (one parallel loop each, shared out dynamically), each with
  * ws_t: 2·T·W + 2·T·hs64 elements (W of attention_band_of, hs64: hs rounded up to 64): P and dS (T rows of W), then
  * q and dout (T, hs64)
- * zero-padded past hs; and ws_s: 2·hs·S + S·hs64: kᵀ and vᵀ (hs, S), then k (S, hs64). A key block reads 64
- * columns of kᵀ or vᵀ; past S they run into the next array, and those scores are never used. */
+ * zero-padded past hs; and ws_s: 2·hs·S + S·hs64: kᵀ and vᵀ (hs, S), then k (S, hs64) (q, dout and k are
+ * read where they are instead when attention_in_place). A key block reads 64 columns of kᵀ or vᵀ; past S they
+ * run into the next array, and those scores are never used. */
 KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, real *restrict dv,
                                           const real *restrict dout, const real *restrict q, const real *restrict k,
                                           const real *restrict v, const int32_t *restrict mask, real *restrict ws_t,
@@ -373,7 +390,7 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
     const int R = band.R, O = band.O, W = band.W;
     const real scale = 1 / sqrt((real)hs);
     const size_t per_t = 2 * (size_t)T * W + 2 * (size_t)T * hs64, per_s = 2 * (size_t)hs * S + (size_t)S * hs64;
-    const int units = B * KVH, kv_wanted = dk || dv;
+    const int units = B * KVH, kv_wanted = dk || dv, direct = attention_in_place(hs);
     for (int g0 = 0; g0 < units; g0 += pairs) {
         const int gn = units - g0 < pairs ? units - g0 : pairs;
         #pragma omp parallel for schedule(dynamic)
@@ -393,14 +410,14 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
                         vt[(size_t)d * S + s0 + j] = v[r + (size_t)j * Ckv + d];
                     }
             }
-            if (dq)
+            if (dq && !direct)
                 for (int s = 0; s < S; s++)
                     for (int d = 0; d < hs64; d++) kp[(size_t)s * hs64 + d] = d < hs ? k[kvbase + (size_t)s * Ckv + d] : 0;
             for (int h = g * group; h < (g + 1) * group; h++) {
                 const size_t base = (size_t)b * T * C + (size_t)h * hs;
                 const double slope = alibi ? alibi_slope(h, NH) / scale : 0;
                 const int first = h == g * group;
-                if (kv_wanted)
+                if (kv_wanted && !direct)
                     for (int t = 0; t < T; t++) {
                         const size_t r = base + (size_t)t * C;
                         for (int d = 0; d < hs64; d++) {
@@ -416,7 +433,7 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
                     attention_span(t0 + mb - 1, S, causal, window, &unused, &s_hi);
                     for (int sb0 = s_lo; sb0 < s_hi; sb0 += GEMM_NR) {
                         _Alignas(64) real sc[GEMM_MR * GEMM_NR], dp[GEMM_MR * GEMM_NR];
-                        const gemm_tile_fn block = gemm_tile_for(s_hi - sb0);  /* the half tile for <= 32 keys */
+                        const gemm_tile_fn block = gemm_tile_for(s_hi - sb0);  /* a narrower tile for <= 32 keys */
                         block(sc, q + base + (size_t)t0 * C, (size_t)C, 1, mb, kt + sb0, (size_t)S, hs);
                         block(dp, dout + base + (size_t)t0 * C, (size_t)C, 1, mb, vt + sb0, (size_t)S, hs);
                         for (int i = 0; i < mb; i++) {
@@ -467,8 +484,12 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
                         for (int c0 = 0; c0 < hs; c0 += GEMM_NR) {
                             const int nb = hs - c0 < GEMM_NR ? hs - c0 : GEMM_NR;
                             _Alignas(64) real acc[GEMM_MR * GEMM_NR];
-                            gemm_tile_for(nb)(acc, dS + (size_t)t0 * R + O + s_lo, (size_t)R, 1, mb, kp + (size_t)s_lo * hs64 + c0,
-                                 (size_t)hs64, s_hi - s_lo);
+                            if (direct)
+                                gemm_tile_for(nb)(acc, dS + (size_t)t0 * R + O + s_lo, (size_t)R, 1, mb,
+                                                  k + kvbase + (size_t)s_lo * Ckv + c0, (size_t)Ckv, s_hi - s_lo);
+                            else
+                                gemm_tile_for(nb)(acc, dS + (size_t)t0 * R + O + s_lo, (size_t)R, 1, mb,
+                                                  kp + (size_t)s_lo * hs64 + c0, (size_t)hs64, s_hi - s_lo);
                             for (int i = 0; i < mb; i++)
                                 memcpy(dq + base + (size_t)(t0 + i) * C + c0, acc + i * GEMM_NR, (size_t)nb * sizeof(real));
                         }
@@ -498,8 +519,10 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
                         for (int which = 0; which < 2; which++) {
                             real *restrict o = which == 0 ? dk : dv;
                             if (!o) continue;
+                            const real *bt = direct ? (which == 0 ? q : dout) + base + (size_t)t_lo * C + c0
+                                                    : (which == 0 ? qp : dyp) + (size_t)t_lo * hs64 + c0;
                             gemm_tile_for(nb)(acc, (which == 0 ? dS : P) + (size_t)t_lo * R + O + s0, 1, (size_t)R, mb,
-                                 (which == 0 ? qp : dyp) + (size_t)t_lo * hs64 + c0, (size_t)hs64, t_hi - t_lo);
+                                              bt, direct ? (size_t)C : (size_t)hs64, t_hi - t_lo);
                             for (int i = 0; i < mb; i++) {
                                 real *restrict row = o + kvbase + (size_t)(s0 + i) * Ckv + c0;
                                 const real *restrict a = acc + i * GEMM_NR;

@@ -173,17 +173,28 @@ KILN_KERNEL inline void gemm_tile_avx2_half_body(float *restrict acc, const floa
 }
 KILN_GEMM_TILE_PAIR(gemm_tile_avx2, __attribute__((target("avx2,fma"))))
 KILN_GEMM_TILE_PAIR(gemm_tile_avx2_half, __attribute__((target("avx2,fma"))))
+/* the first 16 columns only (one pass): attention's blocks of 16 keys or fewer (short sentences) and heads of 16 */
+__attribute__((target("avx2,fma")))
+KILN_KERNEL void gemm_tile_avx2_quarter(float *restrict acc, const float *restrict a, size_t a_rs, size_t a_cs, int mb,
+                                        const float *restrict b, size_t ldb, int K) {
+    gemm_tile_avx2_passes(acc, a, a_rs, a_cs, mb, b, ldb, K, 1, 0);
+}
 #endif
 
 KILN_KERNEL gemm_tile_fn gemm_tile_chosen;  /* NULL until gemm_tile() first runs */
-/* the chosen family: [1] the first 32 columns only, [2] and [3] the _acc kinds of [0] and [1] */
-KILN_KERNEL gemm_tile_fn gemm_tiles_chosen[4];
+/* the chosen family: [1] the first 32 columns only, [2] and [3] the _acc kinds of [0] and [1]; [4] the
+ * narrowest tile (from zero) of the family, gemm_tile_narrowest columns wide (16 for AVX2; 32, the half tile,
+ * for AVX-512; 64 for portable C) */
+KILN_KERNEL gemm_tile_fn gemm_tiles_chosen[5];
+static int gemm_tile_narrowest = GEMM_NR;
 static const char *gemm_isa_chosen = "portable";
 
 /* picks the microkernel once (call outside parallel regions) */
 KILN_KERNEL gemm_tile_fn gemm_tile(void) {
     if (gemm_tile_chosen) return gemm_tile_chosen;
-    gemm_tile_fn f[4] = {gemm_tile_portable, gemm_tile_portable, gemm_tile_portable_acc, gemm_tile_portable_acc};
+    gemm_tile_fn f[5] = {gemm_tile_portable, gemm_tile_portable, gemm_tile_portable_acc, gemm_tile_portable_acc,
+                         gemm_tile_portable};
+    int narrowest = GEMM_NR;
     const char *isa = "portable";
 #if KILN_X86_DISPATCH
     const char *want = getenv("KILN_ISA");
@@ -193,21 +204,33 @@ KILN_KERNEL gemm_tile_fn gemm_tile(void) {
     if (want && strcmp(want, "portable") == 0) {
     } else if (has512 && (!want || strcmp(want, "avx512") == 0)) {
         f[0] = gemm_tile_avx512, f[1] = gemm_tile_avx512_half, f[2] = gemm_tile_avx512_acc, f[3] = gemm_tile_avx512_half_acc;
+        f[4] = gemm_tile_avx512_half, narrowest = GEMM_NR / 2;
         isa = "avx512";
     } else if (has2 && (!want || strcmp(want, "avx2") == 0 || strcmp(want, "avx512") == 0)) {
         f[0] = gemm_tile_avx2, f[1] = gemm_tile_avx2_half, f[2] = gemm_tile_avx2_acc, f[3] = gemm_tile_avx2_half_acc;
+        f[4] = gemm_tile_avx2_quarter, narrowest = GEMM_NR / 4;
         isa = "avx2";
     }
 #endif
     gemm_isa_chosen = isa;
+    gemm_tile_narrowest = narrowest;
     memcpy(gemm_tiles_chosen, f, sizeof f);
     gemm_tile_chosen = f[0];
     return f[0];
 }
 
-/* the chosen tile (from zero) for a product whose columns past nb are not wanted: the half tile when nb <= 32
- * (its 32 columns are the same bits as the full tile's first 32). Call gemm_tile() once before. */
-KILN_KERNEL inline gemm_tile_fn gemm_tile_for(int nb) { return gemm_tiles_chosen[nb <= GEMM_NR / 2]; }
+/* the chosen tile (from zero) for a product whose columns past nb are not wanted: the narrowest tile when nb
+ * fits it, else the half tile when nb <= 32, else the full one (a narrower tile's columns are the same bits as
+ * the full tile's first ones). Call gemm_tile() once before. */
+KILN_KERNEL inline gemm_tile_fn gemm_tile_for(int nb) {
+    return nb <= gemm_tile_narrowest ? gemm_tiles_chosen[4] : gemm_tiles_chosen[nb <= GEMM_NR / 2];
+}
+
+/* how many columns of B (and of acc) the tile gemm_tile_for(nb) reads: nb rounded up to its width */
+KILN_KERNEL inline int gemm_tile_width(int nb) {
+    if (nb <= gemm_tile_narrowest) return gemm_tile_narrowest;
+    return nb <= GEMM_NR / 2 && gemm_tiles_chosen[1] != gemm_tiles_chosen[0] ? GEMM_NR / 2 : GEMM_NR;
+}
 
 /* the microkernel this CPU runs: "avx512", "avx2" or "portable" */
 KILN_KERNEL const char *gemm_isa(void) { gemm_tile(); return gemm_isa_chosen; }

@@ -390,9 +390,9 @@ def test_portable_build_uses_wide_units_only_in_dispatched_kernels(kiln, tmp_pat
             wide.add(fn)
     # libc's own string functions dispatch on the CPU too; everything compiled from model.c must not use AVX
     ours = {f for f in wide if f and not f.startswith(("__", "_dl", "str", "mem", "wcs", "wmem"))}
-    # the microkernels cpuid picks: the full and half tiles of each unit, their _acc kinds (and the parts a
+    # the microkernels cpuid picks: the full, half and quarter tiles of each unit, their _acc kinds (and the parts a
     # compiler splits off them), the transposing copy of packing, and dropout's hash in 64-bit lanes
-    assert all(re.fullmatch(r"gemm_tile_(avx512|avx2)(_half)?(_acc)?(\.part\.\d+)?|gemm_pack_transposed_avx2"
+    assert all(re.fullmatch(r"gemm_tile_(avx512|avx2)(_half|_quarter)?(_acc)?(\.part\.\d+)?|gemm_pack_transposed_avx2"
                             r"|dropout_range_avx2(\.part\.\d+)?", f)
                for f in ours), sorted(ours)
     assert {"gemm_tile_avx512", "gemm_tile_avx2"} <= wide

@@ -141,8 +141,8 @@ static void run(const void *ctx, size_t panel, size_t tb, size_t te) {
 }
 int main(void) {
     long bad = 0;
-    const size_t shapes[][2] = {{50, 20}, {1, 7}, {13, 1}, {3, 3}};
-    for (int s = 0; s < 4; s++) {
+    const size_t shapes[][2] = {{50, 20}, {1, 7}, {13, 1}, {3, 3}, {200, 3}, {9, 1}};
+    for (int s = 0; s < 6; s++) {
         mt = shapes[s][0];
         memset(seen, 0, sizeof seen);
         if (s > 0) stolen = 0;
@@ -158,8 +158,8 @@ int main(void) {
 
 def test_gemm_share_runs_every_tile_once_and_lets_idle_threads_take_a_slow_threads_tiles(tmp_path):
     """The GEMM's work sharing (gemm_share in gemm.h), with its first thread slowed down by a sleep in every
-    run: on 2 and 4 threads each tile of a 50 x 20 grid (and of smaller ones) runs exactly once, in runs within
-    one panel, and the other threads take over some of the slow thread's tiles."""
+    run: on 2 and 4 threads each tile of a 50 x 20 grid and of smaller and taller ones runs exactly once, in
+    runs within one panel, and the other threads take over some of the slow thread's tiles."""
     src = tmp_path / "share.c"
     src.write_text(GEMM_SHARE)
     exe = tmp_path / "share"
@@ -171,3 +171,50 @@ def test_gemm_share_runs_every_tile_once_and_lets_idle_threads_take_a_slow_threa
                              env={"OMP_NUM_THREADS": threads, "PATH": "/usr/bin:/bin"}).stdout
         stolen, bad = map(int, out.split())
         assert bad == 0 and 0 < stolen < 1000000, out
+
+
+NARROW_TILES = r"""
+#include "gemm.h"
+#include <stdio.h>
+/* for each microkernel family this CPU has: the tile gemm_tile_for(nb) picks gives the full tile's first nb
+ * columns bit for bit, at every nb of 1..64 and row count 1..6, and gemm_tile_width(nb) covers nb */
+int main(void) {
+    const char *isas[] = {"portable", "avx2", "avx512"};
+    float a[6 * 70], b[70 * 64], full[6 * 64], part[6 * 64];
+    for (int i = 0; i < 6 * 70; i++) a[i] = (float)((i * 37) % 101) / 101 - 0.5f;
+    for (int i = 0; i < 70 * 64; i++) b[i] = (float)((i * 53) % 97) / 97 - 0.5f;
+    long bad = 0, families = 0;
+    for (int f = 0; f < 3; f++) {
+        setenv("KILN_ISA", isas[f], 1);
+        gemm_tile_chosen = NULL;
+        gemm_tile();
+        if (strcmp(gemm_isa(), isas[f]) != 0) continue;
+        families++;
+        for (int K = 1; K <= 70; K += 23)
+            for (int mb = 1; mb <= 6; mb++) {
+                gemm_tile_chosen(full, a, 70, 1, mb, b, 64, K);
+                for (int nb = 1; nb <= 64; nb++) {
+                    bad += gemm_tile_width(nb) < nb;
+                    gemm_tile_for(nb)(part, a, 70, 1, mb, b, 64, K);
+                    for (int i = 0; i < mb; i++) bad += memcmp(full + i * 64, part + i * 64, (size_t)nb * sizeof(float)) != 0;
+                }
+            }
+    }
+    printf("%ld %ld\n", families, bad);
+    return 0;
+}
+"""
+
+
+def test_narrower_tiles_give_the_full_tiles_first_columns_bit_for_bit(tmp_path):
+    """gemm_tile_for(nb) (the quarter tile of 16 columns for AVX2, the half tile of 32, or the full tile) gives
+    the same bits as the full tile's first nb columns for every nb and row count, in each microkernel family this
+    CPU runs (portable C always), and gemm_tile_width(nb), which attention uses to read heads in place, covers nb."""
+    src = tmp_path / "narrow.c"
+    src.write_text(NARROW_TILES)
+    exe = tmp_path / "narrow"
+    r = subprocess.run(["gcc", "-O2", "-fopenmp", "-I", str(RT / "kernels"), str(src), "-o", str(exe), "-lm"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    families, bad = map(int, subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split())
+    assert families >= 1 and bad == 0
