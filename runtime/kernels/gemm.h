@@ -404,8 +404,11 @@ KILN_KERNEL void gemm_panel_tile(gemm_tile_fn tile, real *restrict C, size_t ldc
  * the blocks: the panel's block (GEMM_KC x 64, 16 KB) stays in L1 while the tiles pass over it. Each sum is
  * still one chain over all of K in order: the same bits as one tile call. (A panel of K = 3072 is 768 KB, more
  * than a Zen 3 core's L2: without the blocks it streamed from L3 for every tile. On that core, blocks of 64
- * measured a few per cent faster than 128 and 256 on the training products; docs/benchmarks.md.) */
-enum { GEMM_KC = 64, GEMM_MC = 16 };
+ * measured a few per cent faster than 128 and 256 on the training products; docs/benchmarks.md.) A K of at most
+ * GEMM_K_ONE_PASS runs in one pass instead: a panel of K = 128 (32 KB) is read from L1 and L2 as fast as in
+ * blocks, and the tiles skip the second pass over their sums (the 768 x 128 x 128 products of the translation
+ * model's step: 145 -> 154 GFLOP/s on 2 Zen 3 threads). */
+enum { GEMM_KC = 64, GEMM_MC = 16, GEMM_K_ONE_PASS = 160 };
 
 /* the row tiles tb .. te-1 of C's columns n0 .. n0+nb-1: the epilogue of A's rows (addressed as in
  * gemm_panels) times one packed panel (K x 64); bias, act and residual as in gemm_panels. Call gemm_tile()
@@ -413,7 +416,7 @@ enum { GEMM_KC = 64, GEMM_MC = 16 };
 KILN_KERNEL void gemm_panel_rows(real *restrict C, size_t ldc, const real *restrict A, size_t a_rs, size_t a_cs,
                                  const real *restrict panel, size_t M, size_t tb, size_t te, int n0, int nb, int K,
                                  const real *restrict bias, int act, const real *restrict residual) {
-    if (K <= GEMM_KC + GEMM_KC / 2 || te - tb < 2) { /* one block, or one tile (nothing shares a block) */
+    if (K <= GEMM_K_ONE_PASS || te - tb < 2) { /* one pass, or one tile (nothing shares a block) */
         for (size_t t = tb; t < te; t++) {
             const size_t m0 = t * GEMM_MR;
             const int mb = M - m0 < GEMM_MR ? (int)(M - m0) : GEMM_MR;

@@ -13,9 +13,10 @@ from kilntest import ROOT, run
 
 # (M, N, K, layout), with K in blocks of about 64 (GEMM_KC): 4 blocks, a one-row tile and a 6-column last panel;
 # 9 uneven blocks of a transposed A; 17 row tiles (two groups, of 16 and 1); a tile and a row; one tile alone
-# (one pass); one block; and B transposed (a weight) with edges past the 8 x 8 blocks of its packing, and K < 8
+# (one pass); K of one pass (at most GEMM_K_ONE_PASS = 160); and B transposed (a weight) with edges past the 8 x 8
+# blocks of its packing, and K < 8
 SHAPES = [(13, 70, 200, "nn"), (50, 130, 517, "tn"), (100, 64, 1000, "nt"), (7, 33, 385, "nn"), (1, 64, 600, "nn"),
-          (40, 20, 90, "nt"), (30, 77, 203, "nt"), (9, 70, 7, "nt")]
+          (40, 20, 90, "nt"), (45, 70, 150, "nn"), (30, 77, 203, "nt"), (9, 70, 7, "nt")]
 
 
 def isas():
