@@ -75,6 +75,19 @@ def test_dropout_keeps_by_an_integer_threshold_the_elements_its_draw_keeps(tmp_p
     assert bad == 0 and abs(kept / 2e6 - 0.9) < 0.002
 
 
+def compile_and_run(source, tmp_path, cc="gcc", threads=(None,)):
+    """Compiles a C program over runtime/kernels with OpenMP and runs it once per OMP_NUM_THREADS value in
+    `threads` (None: the default); the standard outputs."""
+    src, exe = tmp_path / "check.c", tmp_path / "check"
+    src.write_text(source)
+    r = subprocess.run([cc, "-O2", "-fopenmp", "-I", str(RT / "kernels"), str(src), "-o", str(exe), "-lm"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return [subprocess.run([str(exe)], capture_output=True, text=True, check=True,
+                           env=None if t is None else {"OMP_NUM_THREADS": str(t), "PATH": "/usr/bin:/bin"}).stdout
+            for t in threads]
+
+
 DROPOUT_LANES = r"""
 #include "dropout.c"
 #include <stdio.h>
@@ -106,15 +119,7 @@ def test_dropout_in_vector_lanes_keeps_and_scales_the_same_elements(cc, tmp_path
     """The AVX2 path of dropout_forward (64-bit hash lanes, 8 elements at a time, the tail by the scalar
     rule) gives the scalar rule's values bit for bit, at every length up to 40 and more beyond, on 1 and 2
     threads."""
-    src = tmp_path / "lanes.c"
-    src.write_text(DROPOUT_LANES)
-    exe = tmp_path / "lanes"
-    r = subprocess.run([cc, "-O2", "-fopenmp", "-I", str(RT / "kernels"), str(src), "-o", str(exe), "-lm"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    for threads in ("1", "2"):
-        out = subprocess.run([str(exe)], capture_output=True, text=True, check=True,
-                             env={"OMP_NUM_THREADS": threads, "PATH": "/usr/bin:/bin"}).stdout
+    for out in compile_and_run(DROPOUT_LANES, tmp_path, cc, threads=(1, 2)):
         bad, kept = map(int, out.split())
         assert bad == 0 and kept > 0
 
@@ -160,15 +165,7 @@ def test_gemm_share_runs_every_tile_once_and_lets_idle_threads_take_a_slow_threa
     """The GEMM's work sharing (gemm_share in gemm.h), with its first thread slowed down by a sleep in every
     run: on 2 and 4 threads each tile of a 50 x 20 grid and of smaller and taller ones runs exactly once, in
     runs within one panel, and the other threads take over some of the slow thread's tiles."""
-    src = tmp_path / "share.c"
-    src.write_text(GEMM_SHARE)
-    exe = tmp_path / "share"
-    r = subprocess.run(["gcc", "-O2", "-fopenmp", "-I", str(RT / "kernels"), str(src), "-o", str(exe), "-lm"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    for threads in ("2", "4"):
-        out = subprocess.run([str(exe)], capture_output=True, text=True, check=True,
-                             env={"OMP_NUM_THREADS": threads, "PATH": "/usr/bin:/bin"}).stdout
+    for out in compile_and_run(GEMM_SHARE, tmp_path, threads=(2, 4)):
         stolen, bad = map(int, out.split())
         assert bad == 0 and 0 < stolen < 1000000, out
 
@@ -210,11 +207,5 @@ def test_narrower_tiles_give_the_full_tiles_first_columns_bit_for_bit(tmp_path):
     """gemm_tile_for(nb) (the quarter tile of 16 columns for AVX2, the half tile of 32, or the full tile) gives
     the same bits as the full tile's first nb columns for every nb and row count, in each microkernel family this
     CPU runs (portable C always), and gemm_tile_width(nb), which attention uses to read heads in place, covers nb."""
-    src = tmp_path / "narrow.c"
-    src.write_text(NARROW_TILES)
-    exe = tmp_path / "narrow"
-    r = subprocess.run(["gcc", "-O2", "-fopenmp", "-I", str(RT / "kernels"), str(src), "-o", str(exe), "-lm"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    families, bad = map(int, subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split())
+    families, bad = map(int, compile_and_run(NARROW_TILES, tmp_path)[0].split())
     assert families >= 1 and bad == 0
