@@ -16,7 +16,7 @@ import KilnBasics
 enum GemmKernels {
     static let mr = 6, nr = 64
 
-    /// (batch, key/value head) pairs the attention backward keeps in its workspace at once (its `group`
+    /// (batch, key/value head) pairs the attention backward keeps in its workspace at once (its `pairs`
     /// argument in runtime/kernels/attention.c), given one pair's elements of workspace (nil: unbounded):
     /// as many as fit in 1 Mi elements, a multiple of 16 from 16 to 256. Each group is one parallel loop,
     /// so small pairs (short sentences) take few loops instead of one per 16 pairs.

@@ -133,7 +133,10 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < NH; h++) {
             for (int tt = 0; tt < tiles; tt++) {
-                const real *kt = ws + ((size_t)b * NH + h) * per_head, *vh = kt + (size_t)hs * S;
+                const real *kt = ws + ((size_t)b * NH + h) * per_head;
+                /* the head's values: where they are, or their zero-padded copy */
+                const real *vb = direct ? v + (size_t)b * S * Ckv + h / group * hs : kt + (size_t)hs * S;
+                const size_t ldv = direct ? (size_t)Ckv : (size_t)hs64;
                 const int t0 = tt * GEMM_MR, mb = T - t0 < GEMM_MR ? T - t0 : GEMM_MR;
                 const double slope = alibi ? alibi_slope(h, NH) / scale : 0;
                 const real *qt = q + ((size_t)b * T + t0) * C + h * hs;
@@ -172,11 +175,7 @@ KILN_KERNEL void attention_forward(real *restrict out, const real *restrict q, c
                         online_softmax_block(pi, n, scale, &maxv[i], &sum[i], &corr[i]);
                         for (int j = lim; j < nb; j++) row[j] = 0;
                     }
-                    if (direct)
-                        attention_tile_pv(ot, (size_t)C, p, v + ((size_t)b * S + s0) * Ckv + h / group * hs, (size_t)Ckv,
-                                          nb, mb, hs, corr);
-                    else
-                        attention_tile_pv(ot, (size_t)C, p, vh + (size_t)s0 * hs64, (size_t)hs64, nb, mb, hs, corr);
+                    attention_tile_pv(ot, (size_t)C, p, vb + (size_t)s0 * ldv, ldv, nb, mb, hs, corr);
                 }
                 attention_tile_normalize(ot, (size_t)C, sum, mb, hs);
             }
@@ -374,11 +373,10 @@ KILN_KERNEL inline attention_band attention_band_of(int S, int window) {
  *   keys), summed over the group's query heads by the one thread that owns the key/value head.
  * Each output element is a fixed sequence of tile sums by one thread (the same bits at any thread count).
  * `pairs` (batch, key/value head) pairs at a time (one parallel loop each, shared out dynamically), each with
- * ws_t: 2·T·W + 2·T·hs64 elements (W of attention_band_of, hs64: hs rounded up to 64): P and dS (T rows of W), then
- * q and dout (T, hs64)
- * zero-padded past hs; and ws_s: 2·hs·S + S·hs64: kᵀ and vᵀ (hs, S), then k (S, hs64) (q, dout and k are
- * read where they are instead when attention_in_place). A key block reads 64 columns of kᵀ or vᵀ; past S they
- * run into the next array, and those scores are never used. */
+ * ws_t: 2·T·W + 2·T·hs64 elements (W of attention_band_of, hs64: hs rounded up to 64): P and dS (T rows of W),
+ * then q and dout (T, hs64) zero-padded past hs; and ws_s: 2·hs·S + S·hs64: kᵀ and vᵀ (hs, S), then k (S, hs64)
+ * (when attention_in_place, q, dout and k are read where they are instead). A key block reads 64 columns of kᵀ or
+ * vᵀ; past S they run into the next array, and those scores are never used. */
 KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, real *restrict dv,
                                           const real *restrict dout, const real *restrict q, const real *restrict k,
                                           const real *restrict v, const int32_t *restrict mask, real *restrict ws_t,
@@ -400,6 +398,9 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
             real *P = ws_t + (size_t)gi * per_t, *dS = P + (size_t)T * W;
             real *qp = dS + (size_t)T * W, *dyp = qp + (size_t)T * hs64;
             real *kt = ws_s + (size_t)gi * per_s, *vt = kt + (size_t)hs * S, *kp = vt + (size_t)hs * S;
+            /* k, q and dout as the tiles read them: where they are, or their zero-padded copies (rows of hs64) */
+            const real *kb = direct ? k + kvbase : kp;
+            const size_t ldk = direct ? (size_t)Ckv : (size_t)hs64, ldq = direct ? (size_t)C : (size_t)hs64;
             const int32_t *mk = mask ? mask + (size_t)b * S : NULL;
             for (int s0 = 0; s0 < S; s0 += 16) {  /* K^T and V^T in blocks of 16 keys: contiguous stores */
                 const int sb = S - s0 < 16 ? S - s0 : 16;
@@ -415,6 +416,7 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
                     for (int d = 0; d < hs64; d++) kp[(size_t)s * hs64 + d] = d < hs ? k[kvbase + (size_t)s * Ckv + d] : 0;
             for (int h = g * group; h < (g + 1) * group; h++) {
                 const size_t base = (size_t)b * T * C + (size_t)h * hs;
+                const real *qb = direct ? q + base : qp, *dyb = direct ? dout + base : dyp;
                 const double slope = alibi ? alibi_slope(h, NH) / scale : 0;
                 const int first = h == g * group;
                 if (kv_wanted && !direct)
@@ -484,12 +486,8 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
                         for (int c0 = 0; c0 < hs; c0 += GEMM_NR) {
                             const int nb = hs - c0 < GEMM_NR ? hs - c0 : GEMM_NR;
                             _Alignas(64) real acc[GEMM_MR * GEMM_NR];
-                            if (direct)
-                                gemm_tile_for(nb)(acc, dS + (size_t)t0 * R + O + s_lo, (size_t)R, 1, mb,
-                                                  k + kvbase + (size_t)s_lo * Ckv + c0, (size_t)Ckv, s_hi - s_lo);
-                            else
-                                gemm_tile_for(nb)(acc, dS + (size_t)t0 * R + O + s_lo, (size_t)R, 1, mb,
-                                                  kp + (size_t)s_lo * hs64 + c0, (size_t)hs64, s_hi - s_lo);
+                            gemm_tile_for(nb)(acc, dS + (size_t)t0 * R + O + s_lo, (size_t)R, 1, mb,
+                                              kb + (size_t)s_lo * ldk + c0, ldk, s_hi - s_lo);
                             for (int i = 0; i < mb; i++)
                                 memcpy(dq + base + (size_t)(t0 + i) * C + c0, acc + i * GEMM_NR, (size_t)nb * sizeof(real));
                         }
@@ -519,10 +517,8 @@ KILN_KERNEL void attention_backward_tiled(real *restrict dq, real *restrict dk, 
                         for (int which = 0; which < 2; which++) {
                             real *restrict o = which == 0 ? dk : dv;
                             if (!o) continue;
-                            const real *bt = direct ? (which == 0 ? q : dout) + base + (size_t)t_lo * C + c0
-                                                    : (which == 0 ? qp : dyp) + (size_t)t_lo * hs64 + c0;
                             gemm_tile_for(nb)(acc, (which == 0 ? dS : P) + (size_t)t_lo * R + O + s0, 1, (size_t)R, mb,
-                                              bt, direct ? (size_t)C : (size_t)hs64, t_hi - t_lo);
+                                              (which == 0 ? qb : dyb) + (size_t)t_lo * ldq + c0, ldq, t_hi - t_lo);
                             for (int i = 0; i < mb; i++) {
                                 real *restrict row = o + kvbase + (size_t)(s0 + i) * Ckv + c0;
                                 const real *restrict a = acc + i * GEMM_NR;

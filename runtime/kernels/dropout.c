@@ -26,9 +26,7 @@ KILN_KERNEL inline int dropout_keep(uint64_t seed, uint64_t id, uint64_t i, real
     return dropout_bits(seed, id, i) >= dropout_threshold(p);
 }
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !KILN_REAL_IS_DOUBLE
-#define KILN_DROPOUT_AVX2 1
-#include <immintrin.h>
+#if KILN_X86_DISPATCH
 /* z * c mod 2^64 in each 64-bit lane (AVX2 has no 64-bit multiply): lo·lo + (hi·lo + lo·hi) << 32 */
 __attribute__((target("avx2"), always_inline))
 KILN_KERNEL inline __m256i dropout_mul64_avx2(__m256i z, uint64_t c) {
@@ -69,8 +67,6 @@ KILN_KERNEL void dropout_range_avx2(float *restrict out, const float *restrict i
     }
     for (; i < i1; i++) out[i] = dropout_bits(seed, id, i) >= threshold ? inp[i] * scale : 0;
 }
-#else
-#define KILN_DROPOUT_AVX2 0
 #endif
 
 /* dropout (Srivastava et al. 2014): out = inp * keep / (1 - p); out, inp are (N).
@@ -79,7 +75,7 @@ KILN_KERNEL void dropout_range_avx2(float *restrict out, const float *restrict i
 KILN_KERNEL void dropout_forward(real *restrict out, const real *restrict inp, size_t N, real p, uint64_t seed, uint64_t id) {
     const real scale = 1 / (1 - p);
     const uint64_t threshold = dropout_threshold(p);
-#if KILN_DROPOUT_AVX2
+#if KILN_X86_DISPATCH
     if (__builtin_cpu_supports("avx2")) {
         #pragma omp parallel
         {

@@ -12,13 +12,6 @@
 
 enum { GEMM_MR = 6, GEMM_NR = 64 };
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !KILN_REAL_IS_DOUBLE
-#define KILN_X86_DISPATCH 1
-#include <immintrin.h>
-#else
-#define KILN_X86_DISPATCH 0
-#endif
-
 /* acc (GEMM_MR, GEMM_NR) = A rows (mb of them; acc's rows past mb are left unspecified) · B (K, GEMM_NR);
  * A is addressed a[i * a_rs + p * a_cs], B's row p is the GEMM_NR values at b + p * ldb
  * (ldb = GEMM_NR for a packed panel) */
@@ -228,8 +221,7 @@ KILN_KERNEL inline gemm_tile_fn gemm_tile_for(int nb) {
 
 /* how many columns of B (and of acc) the tile gemm_tile_for(nb) reads: nb rounded up to its width */
 KILN_KERNEL inline int gemm_tile_width(int nb) {
-    if (nb <= gemm_tile_narrowest) return gemm_tile_narrowest;
-    return nb <= GEMM_NR / 2 && gemm_tiles_chosen[1] != gemm_tiles_chosen[0] ? GEMM_NR / 2 : GEMM_NR;
+    return nb <= gemm_tile_narrowest ? gemm_tile_narrowest : nb <= GEMM_NR / 2 ? GEMM_NR / 2 : GEMM_NR;
 }
 
 /* the microkernel this CPU runs: "avx512", "avx2" or "portable" */
@@ -457,17 +449,18 @@ KILN_KERNEL void gemm_panel_rows(real *restrict C, size_t ldc, const real *restr
  * thread's share is two 32-bit counters in one word (front, back), claimed by compare-and-swap. */
 enum { GEMM_STEAL = 4 };
 typedef void (*gemm_run_fn)(const void *ctx, size_t panel, size_t tb, size_t te);
-typedef struct { _Alignas(64) uint64_t fb; } gemm_share_slot; /* front (low half) and back, from the share's start */
+/* a thread's share: the tiles base + front .. base + back - 1, fb holding front (low half) and back */
+typedef struct { _Alignas(64) uint64_t fb; size_t base; } gemm_share_slot;
 
-/* claims a run of at most `most` row tiles of one panel from the share [base + front, base + back) of slot s:
- * from the front (fewer near the end of the share) or from the back; 0 when the share is empty */
-KILN_KERNEL inline int gemm_claim(gemm_share_slot *s, size_t base, size_t mtiles, int from_back, size_t most,
-                                  size_t *panel, size_t *tb, size_t *te) {
+/* claims a run of at most `most` row tiles of one panel from slot s's share, from the front or from the back;
+ * 0 when the share is empty */
+KILN_KERNEL inline int gemm_claim(gemm_share_slot *s, size_t mtiles, int from_back, size_t most, size_t *panel,
+                                  size_t *tb, size_t *te) {
     uint64_t cur = __atomic_load_n(&s->fb, __ATOMIC_ACQUIRE);
     for (;;) {
         const uint64_t f = cur & 0xffffffffu, b = cur >> 32;
         if (f >= b) return 0;
-        const size_t w = base + (from_back ? b - 1 : f), row = w % mtiles;
+        const size_t w = s->base + (from_back ? b - 1 : f), row = w % mtiles;
         size_t n = from_back ? row + 1 : mtiles - row; /* within one panel */
         if (n > b - f) n = b - f;
         if (n > most) n = most;
@@ -488,35 +481,27 @@ KILN_KERNEL void gemm_share(size_t mtiles, size_t panels, gemm_run_fn run, const
 #else
     const int nt = 1;
 #endif
-    if (nt == 1 || total / (size_t)nt >= 0xffffffffu) {  /* one thread, or shares too large for the counters */
-        #pragma omp parallel if (nt > 1)
-        {
-            size_t w, w1;
-            thread_range(total, &w, &w1);
-            while (w < w1) {
-                const size_t panel = w / mtiles, tb = w % mtiles, pe = (panel + 1) * mtiles;
-                const size_t te = (pe < w1 ? pe : w1) - panel * mtiles;
-                run(ctx, panel, tb, te);
-                w = panel * mtiles + te;
-            }
-        }
+    /* one thread (or shares past the 32-bit counters: more tiles than any memory holds): panel by panel */
+    if (nt == 1 || total / (size_t)nt >= 0xffffffffu) {
+        for (size_t panel = 0; panel < panels; panel++) run(ctx, panel, 0, mtiles);
         return;
     }
 #ifdef _OPENMP
     gemm_share_slot slot[nt];
-    size_t start[nt];
     for (int i = 0; i < nt; i++) {
-        start[i] = total / (size_t)nt * (size_t)i + ((size_t)i < total % (size_t)nt ? (size_t)i : total % (size_t)nt);
-        slot[i].fb = (uint64_t)(total / (size_t)nt + ((size_t)i < total % (size_t)nt)) << 32;
+        size_t w0, w1;
+        range_part(total, (size_t)nt, (size_t)i, &w0, &w1);
+        slot[i].base = w0;
+        slot[i].fb = (uint64_t)(w1 - w0) << 32;
     }
     #pragma omp parallel num_threads(nt)
     {
         const int id = omp_get_thread_num();
         size_t panel, tb, te;
-        while (gemm_claim(&slot[id], start[id], mtiles, 0, GEMM_MC, &panel, &tb, &te)) run(ctx, panel, tb, te);
+        while (gemm_claim(&slot[id], mtiles, 0, GEMM_MC, &panel, &tb, &te)) run(ctx, panel, tb, te);
         for (int k = 1; k < nt; k++) {  /* then the others' tiles, from the back */
             const int v = (id + k) % nt;
-            while (gemm_claim(&slot[v], start[v], mtiles, 1, GEMM_STEAL, &panel, &tb, &te)) run(ctx, panel, tb, te);
+            while (gemm_claim(&slot[v], mtiles, 1, GEMM_STEAL, &panel, &tb, &te)) run(ctx, panel, tb, te);
         }
     }
 #endif

@@ -34,6 +34,15 @@ typedef double real;
 typedef float real;
 #endif
 
+/* x86 with gcc or clang, in float: kernels may add AVX2 / AVX-512 paths (function target attributes), chosen
+ * at run time from the CPU (gemm.h's microkernels, dropout's hash); elsewhere only their portable C exists */
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !KILN_REAL_IS_DOUBLE
+#define KILN_X86_DISPATCH 1
+#include <immintrin.h>
+#else
+#define KILN_X86_DISPATCH 0
+#endif
+
 /* Every kernel function: internal to the model's translation unit, and no warning when a model does not use it. */
 #if defined(__GNUC__) || defined(__clang__)
 #define KILN_KERNEL static __attribute__((unused))
@@ -41,15 +50,20 @@ typedef float real;
 #define KILN_KERNEL static
 #endif
 
+/* part `id` [*w0, *w1) of 0 .. n-1 cut into `parts` contiguous parts whose sizes differ by at most one (the
+ * first n % parts are one longer) */
+KILN_KERNEL inline void range_part(size_t n, size_t parts, size_t id, size_t *w0, size_t *w1) {
+    *w0 = n / parts * id + (id < n % parts ? id : n % parts);
+    *w1 = *w0 + n / parts + (id < n % parts);
+}
+
 /* the work items [*w0, *w1) of 0 .. n-1 that this OpenMP thread owns (all of them outside a parallel region) */
 KILN_KERNEL inline void thread_range(size_t n, size_t *w0, size_t *w1) {
 #ifdef _OPENMP
-    const size_t nt = (size_t)omp_get_num_threads(), id = (size_t)omp_get_thread_num();
+    range_part(n, (size_t)omp_get_num_threads(), (size_t)omp_get_thread_num(), w0, w1);
 #else
-    const size_t nt = 1, id = 0;
+    range_part(n, 1, 0, w0, w1);
 #endif
-    *w0 = n / nt * id + (id < n % nt ? id : n % nt);
-    *w1 = *w0 + n / nt + (id < n % nt);
 }
 
 /* thread_range over int columns: the columns [c0, c1) of 0..C-1 that this OpenMP thread owns */

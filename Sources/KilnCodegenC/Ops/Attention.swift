@@ -28,16 +28,16 @@ extension Attention: CLowering {
 extension AttentionGrad: CLowering {
     var kernelFile: String? { "attention.c" }
     /// The tiled backward's sizes: W, the slot of a row of P and dS (S's bound rounded up to 64, or local
-    /// attention's band 2·window + 11 when that is narrower: `attention_band_of` in attention.c), the head size,
-    /// and the (batch, key/value head) pairs kept at once (`GemmKernels.attentionGradGroup`).
-    private func tiled(_ g: Graph, _ i: Int) -> (w: Int, hs: Int, group: Int) {
+    /// attention's band 2·window + 11 when that is narrower: `attention_band_of` in attention.c), and the
+    /// (batch, key/value head) pairs kept at once (`GemmKernels.attentionGradGroup`).
+    private func tiled(_ g: Graph, _ i: Int) -> (w: Int, group: Int) {
         let n = g.nodes[i], q = g.nodes[n.operands[1]].type.shape.dims, k = g.nodes[n.operands[2]].type.shape.dims
         let hs = (q[2].constValue ?? 0) / max(n.attrs[Attention.heads], 1), hs64 = GemmKernels.roundUp(hs)
         var w = GemmKernels.roundUp(g.bound(of: k[1]) ?? k[1].constValue ?? 1)
         if let window = n.attrs.value(Attention.window), 2 * window + 11 < w { w = 2 * window + 11 }
         let t = g.bound(of: q[1]) ?? q[1].constValue, s = g.bound(of: k[1]) ?? k[1].constValue
         let pair = t.flatMap { t in s.map { t * (2 * w + 2 * hs64) + $0 * (2 * hs + hs64) } }
-        return (w, hs, GemmKernels.attentionGradGroup(pairElements: pair))
+        return (w, GemmKernels.attentionGradGroup(pairElements: pair))
     }
     /// `group` (batch, key/value head) pairs at a time, each P and dS (T rows of W) and q, dout (T, hs64).
     func workspace(_ g: Graph, _ i: Int, packed: Set<Int>) -> SizeExpr? {
