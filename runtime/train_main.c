@@ -1619,8 +1619,10 @@ static void cmd_train(const command *cmd, const opts *o) {
                h->steps, loss, lr, tok_s, unit, eta);
         fflush(stdout);
         char b1[40], b2[40];
-        char train_s[48] = ""; /* with --time-limit: the seconds of training steps so far, over resumes */
-        if (s.timed) snprintf(train_s, sizeof train_s, ",\"train_s\":%.3f", s.trained_s);
+        /* with --time-limit: the seconds of training steps so far, over resumes, cut (not rounded) to the
+         * millisecond, so that a step before the limit never logs the limit itself (1.9996 s is 1.999, not 2.000) */
+        char train_s[48] = "";
+        if (s.timed) snprintf(train_s, sizeof train_s, ",\"train_s\":%.3f", floor(s.trained_s * 1e3) / 1e3);
         log_line(jlog, log_path,
                  "{\"step\":%" PRId64 ",\"loss\":%s,\"lr\":%s,\"%s_per_s\":%.1f,"
                  "\"time_s\":%.3f%s}\n",
